@@ -1,0 +1,36 @@
+# Two entry points for people: `make run` (a local three-node cluster) and `make test`.
+# Each creates .venv and installs what it needs on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test proto proto-check sim-long clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data}
+
+test: $(STAMP) proto-check
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Regenerate the Python gRPC code in raftlog/v1 from proto/.
+proto: $(STAMP)
+	$(BIN)/python -m raftlog.protogen generate
+
+# Fails if the checked-in generated code differs from what proto/ produces.
+proto-check: $(STAMP)
+	$(BIN)/python -m raftlog.protogen check
+
+# A long deterministic-simulation campaign of the Raft core.
+sim-long: $(STAMP)
+	$(BIN)/python -m raftlog.raft.sim --seeds $${SEEDS:-100000}
+
+clean:
+	rm -rf $(VENV) .pytest_cache

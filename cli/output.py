@@ -1,0 +1,60 @@
+"""Shared CLI plumbing: --output text|json, --bootstrap-server, tables and clean error exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+output_option = click.option(
+    "--output",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Human table or machine-readable JSON.",
+)
+
+bootstrap_option = click.option(
+    "--bootstrap-server",
+    "bootstrap_server",
+    default="127.0.0.1:19091",
+    show_default=True,
+    envvar="RAFTLOG_BOOTSTRAP_SERVER",
+    help="host:port[,host:port...] of any node(s).",
+)
+
+
+def parse_bootstrap(value: str) -> list[str]:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    if not servers:
+        raise click.BadParameter("at least one host:port is required", param_hint="--bootstrap-server")
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise click.BadParameter(f"{server!r} is not host:port", param_hint="--bootstrap-server")
+    return servers
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def emit(output_format: str, data: Any, text: Callable[[Any], str]) -> None:
+    """Prints data as JSON or through the text renderer."""
+    if output_format == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text(data))
+
+
+def fail(message: str, exit_code: int = 1) -> None:
+    """Prints a one-line error to stderr and exits non-zero."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(exit_code)

@@ -1,0 +1,19 @@
+"""`raftlog perf ...`: benchmarks that print figures. Each sub-command lives in its own cli.perf_* module."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+PERF_MODULES: list[str] = [
+]
+
+
+@click.group(name="perf")
+def command() -> None:
+    """Benchmarks that print figures (throughput, latency)."""
+
+
+for _module_name in PERF_MODULES:
+    command.add_command(importlib.import_module(_module_name).command)

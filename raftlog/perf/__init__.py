@@ -1,0 +1,1 @@
+"""Benchmarks behind `raftlog perf ...`: each prints figures, none asserts speed."""
