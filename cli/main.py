@@ -10,6 +10,11 @@ from raftlog import __version__
 
 # Each module defines a click command or group named `command`; see register_commands.
 COMMAND_MODULES = [
+    "cli.node",
+    "cli.storage",
+    "cli.cluster",
+    "cli.quorum",
+    "cli.configs",
     "cli.perf",
 ]
 

@@ -58,3 +58,15 @@ def fail(message: str, exit_code: int = 1) -> None:
     """Prints a one-line error to stderr and exits non-zero."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(exit_code)
+
+
+def admin_call(bootstrap_server: str, action: Callable[[Any], Any]) -> Any:
+    """Runs action(Admin) and turns client errors into a one-line message and exit 1."""
+    from raftlog.client.admin import Admin
+    from raftlog.errors import RaftlogError
+
+    try:
+        with Admin(parse_bootstrap(bootstrap_server)) as admin:
+            return action(admin)
+    except RaftlogError as exc:
+        fail(f"{exc.reason}: {exc.message}")

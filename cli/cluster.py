@@ -1,0 +1,98 @@
+"""`raftlog cluster up|describe`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import click
+
+from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
+from raftlog.cluster.local import ClusterLayoutError, LocalCluster
+
+NODE_CHECK_INTERVAL_S = 0.5
+
+
+@click.group(name="cluster")
+def command() -> None:
+    """Local clusters and cluster description."""
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop()
+
+
+@command.command(name="up")
+@click.option("--nodes", default=3, show_default=True, type=int, help="Number of nodes (all voters).")
+@click.option("--data-dir", default="./data", show_default=True, type=click.Path(file_okay=False))
+@click.option("--base-port", default=19091, show_default=True, type=int, help="gRPC port of node 1; node i gets +i-1.")
+@click.option("--metrics-base-port", default=None, type=int, help="Metrics port of node 1 (default base-port+100).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
+def up(nodes, data_dir, base_port, metrics_base_port, overrides) -> None:
+    """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM."""
+    extra = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--set {item!r}: expected key=value")
+        extra[key.strip()] = value
+    try:
+        cluster = LocalCluster(data_dir, nodes, base_port, metrics_base_port, extra)
+    except ClusterLayoutError as exc:
+        fail(str(exc))
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    try:
+        cluster.start()
+        leader = cluster.wait_for_leader(timeout_s=60)
+        click.echo(
+            f"raftlog cluster {cluster.cluster_id} ready: {nodes} nodes, leader {leader}, "
+            f"bootstrap servers {cluster.bootstrap_servers} (logs in {cluster.data_dir}/node-*/node.log)",
+        )
+        sys.stdout.flush()
+        _watch(cluster)
+    except _Stop:
+        click.echo("stopping cluster...", err=True)
+    except (TimeoutError, RuntimeError) as exc:
+        cluster.stop()
+        fail(str(exc))
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        cluster.stop()
+    click.echo("cluster stopped", err=True)
+
+
+def _watch(cluster: LocalCluster) -> None:
+    """Reports nodes that exit on their own; runs until a signal stops the cluster."""
+    reported: set[int] = set()
+    while True:
+        for node_id, process in cluster.processes.items():
+            if process.poll() is not None and node_id not in reported:
+                reported.add(node_id)
+                click.echo(f"node {node_id} exited with code {process.returncode}; "
+                           f"see {cluster.specs[node_id].log_path}", err=True)
+        time.sleep(NODE_CHECK_INTERVAL_S)
+
+
+def _brokers_text(data) -> str:
+    rows = [
+        (b["id"], f"{b['host']}:{b['port']}", b["rack"] or "", "fenced" if b["fenced"] else "active", b["epoch"])
+        for b in data["brokers"]
+    ]
+    header = f"Cluster id: {data['cluster_id']}\nController: {data['controller_id']}\n"
+    return header + format_table(["BrokerId", "Endpoint", "Rack", "State", "Epoch"], rows)
+
+
+@command.command(name="describe")
+@bootstrap_option
+@output_option
+def describe(bootstrap_server, output_format) -> None:
+    """Brokers, their endpoints, fenced or not."""
+    data = admin_call(bootstrap_server, lambda admin: admin.describe_cluster())
+    emit(output_format, data, _brokers_text)

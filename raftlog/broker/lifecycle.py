@@ -1,0 +1,113 @@
+"""A broker's side of the controller protocol: register, then heartbeat until shutdown.
+
+The broker registers with a fresh incarnation id on every start; the controller gives it
+an epoch (the offset of the registration) and keeps it fenced until its heartbeats show
+that its metadata has caught up to that offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+import grpc
+
+from raftlog.api.peers import Peers
+from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT_S = 3.0
+RETRY_BACKOFF_S = 0.2
+
+
+class BrokerLifecycle:
+    def __init__(
+        self,
+        cluster_id: str,
+        broker_id: int,
+        advertised_host: str,
+        advertised_port: int,
+        peers: Peers,
+        controller_id: Callable[[], int | None],
+        metadata_offset: Callable[[], int],
+        heartbeat_interval_ms: int,
+    ):
+        self._cluster_id = cluster_id
+        self._broker_id = broker_id
+        self._endpoint = metadata_pb2.Endpoint(host=advertised_host, port=advertised_port)
+        self._peers = peers
+        self._controller_id = controller_id
+        self._metadata_offset = metadata_offset
+        self._heartbeat_interval_s = heartbeat_interval_ms / 1000.0
+        self.incarnation_id = uuid.uuid4().hex
+        self.broker_epoch: int | None = None
+        self.fenced = True
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="broker-lifecycle")
+
+    async def stop(self) -> None:
+        """Asks to be fenced (best effort), so clients stop being sent here."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.broker_epoch is not None and not self.fenced:
+            try:
+                await self._heartbeat(want_fence=True)
+            except (RaftlogError, asyncio.TimeoutError):
+                pass
+
+    def _stub(self) -> controller_pb2_grpc.ControllerServiceStub:
+        controller_id = self._controller_id()
+        if controller_id is None:
+            raise RaftlogError("NOT_CONTROLLER", "no active controller yet")
+        return controller_pb2_grpc.ControllerServiceStub(self._peers.channel(controller_id))
+
+    async def _call(self, method_name: str, request):
+        try:
+            return await getattr(self._stub(), method_name)(request, timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    async def _register(self) -> None:
+        request = controller_pb2.RegisterBrokerRequest(
+            cluster_id=self._cluster_id,
+            broker_id=self._broker_id,
+            incarnation_id=self.incarnation_id,
+            endpoint=self._endpoint,
+        )
+        response = await self._call("RegisterBroker", request)
+        self.broker_epoch = response.broker_epoch
+        self.fenced = True
+        log.info("broker %d registered with epoch %d", self._broker_id, self.broker_epoch)
+
+    async def _heartbeat(self, want_fence: bool = False) -> None:
+        request = controller_pb2.BrokerHeartbeatRequest(
+            cluster_id=self._cluster_id,
+            broker_id=self._broker_id,
+            broker_epoch=self.broker_epoch,
+            metadata_offset=self._metadata_offset(),
+            want_fence=want_fence,
+        )
+        response = await self._call("BrokerHeartbeat", request)
+        if self.fenced and not response.is_fenced:
+            log.info("broker %d is unfenced", self._broker_id)
+        self.fenced = response.is_fenced
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self.broker_epoch is None:
+                    await self._register()
+                await self._heartbeat()
+                await asyncio.sleep(self._heartbeat_interval_s)
+            except RaftlogError as exc:
+                if exc.reason in ("STALE_BROKER_EPOCH", "UNKNOWN_BROKER"):
+                    self.broker_epoch = None  # the controller lost or replaced us: register again
+                log.debug("broker %d: %s", self._broker_id, exc)
+                await asyncio.sleep(RETRY_BACKOFF_S)

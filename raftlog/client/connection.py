@@ -1,0 +1,64 @@
+"""Bootstrapping and retrying unary calls across a list of nodes (synchronous gRPC)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from raftlog.errors import RaftlogError, error_from_rpc
+
+# Reasons that mean "try again, maybe elsewhere": the cluster is electing or a node is down.
+RETRIABLE_REASONS = frozenset({"NOT_CONTROLLER", "BROKER_NOT_AVAILABLE", "REQUEST_TIMED_OUT"})
+RETRY_BACKOFF_S = 0.1
+
+
+def parse_servers(bootstrap_servers: str | list[str]) -> list[str]:
+    servers = bootstrap_servers.split(",") if isinstance(bootstrap_servers, str) else list(bootstrap_servers)
+    servers = [s.strip() for s in servers if s.strip()]
+    if not servers:
+        raise ValueError("bootstrap_servers is empty")
+    return servers
+
+
+class Connection:
+    """Channels to the bootstrap servers; calls go to the last server that answered."""
+
+    def __init__(self, bootstrap_servers: str | list[str], timeout_ms: int = 15000):
+        self.servers = parse_servers(bootstrap_servers)
+        self.timeout_s = timeout_ms / 1000.0
+        self._channels: dict[str, grpc.Channel] = {}
+        self._preferred = 0
+
+    def channel(self, server: str) -> grpc.Channel:
+        if server not in self._channels:
+            self._channels[server] = grpc.insecure_channel(server)
+        return self._channels[server]
+
+    def call(self, stub_factory: Callable[[grpc.Channel], Any], method: str, request, server: str | None = None):
+        """Calls stub.method(request), retrying retriable failures on other servers until the timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        last_error: RaftlogError | None = None
+        attempt = 0
+        while time.monotonic() < deadline:
+            target = server or self.servers[(self._preferred + attempt) % len(self.servers)]
+            remaining_s = max(0.05, deadline - time.monotonic())
+            try:
+                response = getattr(stub_factory(self.channel(target)), method)(request, timeout=remaining_s)
+                if server is None:
+                    self._preferred = self.servers.index(target)
+                return response
+            except grpc.RpcError as exc:
+                last_error = error_from_rpc(exc)
+                if last_error.reason not in RETRIABLE_REASONS:
+                    raise last_error from None
+            attempt += 1
+            time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))
+        raise last_error or RaftlogError("REQUEST_TIMED_OUT", f"no answer from {','.join(self.servers)}")
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()

@@ -1,0 +1,213 @@
+"""LocalCluster: N node processes on 127.0.0.1, each with its own config file and data dir.
+
+Layout of the data dir::
+
+    <data-dir>/cluster.json         cluster id, node count, ports (so a re-run restarts the same cluster)
+    <data-dir>/node-<id>/node.toml  the node's configuration
+    <data-dir>/node-<id>/node.log   the node's log (stderr)
+    <data-dir>/node-<id>/data/      its log.dirs and metadata dir
+
+Every process is started by this object and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from raftlog.client.admin import Admin
+from raftlog.errors import RaftlogError
+from raftlog.storage_format import random_cluster_id
+
+HOST = "127.0.0.1"
+STOP_TIMEOUT_S = 10.0
+
+
+class ClusterLayoutError(RuntimeError):
+    """The data dir holds a different cluster than the one asked for."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node_id: int
+    port: int
+    metrics_port: int
+    home: Path
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "node.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "node.log"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        nodes: int = 3,
+        base_port: int = 19091,
+        metrics_base_port: int | None = None,
+        extra_config: dict[str, object] | None = None,
+    ):
+        if not 1 <= nodes <= 9:
+            raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
+        self.data_dir = Path(data_dir).resolve()
+        self.extra_config = dict(extra_config or {})
+        self.cluster_id = self._load_or_create_layout(nodes, base_port)
+        metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
+        self.specs = {
+            i: NodeSpec(i, base_port + i - 1, metrics_base + i - 1 if metrics_base else 0, self.data_dir / f"node-{i}")
+            for i in range(1, nodes + 1)
+        }
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    def _load_or_create_layout(self, nodes: int, base_port: int) -> str:
+        layout_path = self.data_dir / "cluster.json"
+        wanted = {"nodes": nodes, "base_port": base_port}
+        if layout_path.exists():
+            layout = json.loads(layout_path.read_text())
+            existing = {"nodes": layout["nodes"], "base_port": layout["base_port"]}
+            if existing != wanted:
+                raise ClusterLayoutError(
+                    f"{self.data_dir} holds a cluster of {existing['nodes']} nodes on base port "
+                    f"{existing['base_port']}; use those flags or another --data-dir"
+                )
+            return layout["cluster_id"]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster_id = random_cluster_id()
+        layout_path.write_text(json.dumps({"cluster_id": cluster_id, **wanted}, indent=2) + "\n")
+        return cluster_id
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(spec.address for spec in self.specs.values())
+
+    def _write_config(self, spec: NodeSpec) -> None:
+        voters = ",".join(f"{s.node_id}@{s.address}" for s in self.specs.values())
+        values: dict[str, object] = {
+            "node.id": spec.node_id,
+            "cluster.id": self.cluster_id,
+            "controller.quorum.voters": voters,
+            "listeners": spec.address,
+            "log.dirs": str(spec.home / "data"),
+            "metrics.port": spec.metrics_port,
+            **self.extra_config,
+        }
+        spec.home.mkdir(parents=True, exist_ok=True)
+        lines = [f'"{name}" = {_toml_value(value)}' for name, value in values.items()]
+        spec.config_path.write_text("# written by raftlog cluster up\n" + "\n".join(lines) + "\n")
+
+    def start_node(self, node_id: int) -> subprocess.Popen:
+        spec = self.specs[node_id]
+        self._write_config(spec)
+        command = [sys.executable, "-m", "cli.main", "node", "start", "--config", str(spec.config_path),
+                   "--format-if-empty"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAFTLOG_")}
+        with open(spec.log_path, "ab") as log_file:
+            process = subprocess.Popen(command, stdout=log_file, stderr=log_file, env=env,
+                                       start_new_session=True)
+        self.processes[node_id] = process
+        return process
+
+    def start(self) -> None:
+        for node_id in self.specs:
+            self.start_node(node_id)
+
+    def is_running(self, node_id: int) -> bool:
+        process = self.processes.get(node_id)
+        return process is not None and process.poll() is None
+
+    def signal_node(self, node_id: int, sig: int) -> None:
+        process = self.processes[node_id]
+        if process.poll() is None:
+            os.kill(process.pid, sig)
+
+    def kill_node(self, node_id: int) -> None:
+        """kill -9, then reap."""
+        self.signal_node(node_id, signal.SIGKILL)
+        self.processes[node_id].wait(timeout=STOP_TIMEOUT_S)
+
+    def stop_node(self, node_id: int, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM (a clean shutdown), SIGKILL if it has not exited in time; returns the exit code."""
+        process = self.processes.get(node_id)
+        if process is None:
+            return None
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)  # a paused node could not handle SIGTERM
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout_s)
+        return process.returncode
+
+    def stop(self) -> None:
+        for node_id in list(self.processes):
+            if self.is_running(node_id):
+                os.kill(self.processes[node_id].pid, signal.SIGCONT)
+                os.kill(self.processes[node_id].pid, signal.SIGTERM)
+        for node_id in list(self.processes):
+            self.stop_node(node_id)
+
+    def admin(self, node_ids: list[int] | None = None, timeout_ms: int = 5000) -> Admin:
+        ids = node_ids or list(self.specs)
+        return Admin(",".join(self.specs[i].address for i in ids), timeout_ms=timeout_ms)
+
+    def wait_for_leader(self, timeout_s: float = 30.0, node_ids: list[int] | None = None,
+                        exclude: int | None = None) -> int:
+        """Polls DescribeQuorum until a leader (other than `exclude`) answers; returns its id."""
+        deadline = time.monotonic() + timeout_s
+        with self.admin(node_ids, timeout_ms=2000) as admin:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    leader_id = admin.describe_quorum()["leader_id"]
+                    if leader_id >= 0 and leader_id != exclude:
+                        return leader_id
+                except RaftlogError:
+                    pass
+                time.sleep(0.05)
+        raise TimeoutError(f"no leader within {timeout_s}s; see {self.data_dir}/node-*/node.log")
+
+    def wait_for_brokers(self, count: int, timeout_s: float = 30.0) -> None:
+        """Waits until `count` brokers are registered and unfenced."""
+        deadline = time.monotonic() + timeout_s
+        with self.admin(timeout_ms=2000) as admin:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    brokers = admin.describe_cluster()["brokers"]
+                    if sum(not b["fenced"] for b in brokers) >= count:
+                        return
+                except RaftlogError:
+                    pass
+                time.sleep(0.05)
+        raise TimeoutError(f"fewer than {count} unfenced brokers after {timeout_s}s")
+
+    def _check_alive(self) -> None:
+        """Fails fast when every started node has exited (e.g. a config error)."""
+        if self.processes and all(p.poll() is not None for p in self.processes.values()):
+            logs = ", ".join(str(s.log_path) for s in self.specs.values())
+            raise RuntimeError(f"every node has exited; see {logs}")

@@ -1,0 +1,307 @@
+"""Node configuration: Kafka's key names, from a TOML file, RAFTLOG_* environment variables
+and --set flags, in rising priority.
+
+A TOML file may write keys flat (``"node.id" = 1``) or nested (``[node] id = 1``); both
+mean the key ``node.id``. The environment variable for a key is ``RAFTLOG_`` plus the key
+upper-cased with dots turned into underscores (``RAFTLOG_NODE_ID``). Every value is
+validated against the schema below, and contradictions between keys are reported in one
+line before the node touches its data directories.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RAFTLOG_"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line meant for an operator."""
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    name: str
+    kind: type  # int, str, bool or list (comma-separated strings)
+    default: Any
+    doc: str
+    dynamic: bool = False  # may be changed at run time with `raftlog configs alter --entity-type brokers`
+    minimum: int | None = None
+
+    @property
+    def env_name(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace(".", "_").replace("-", "_")
+
+
+_KEYS = [
+    ConfigKey("node.id", int, None, "This node's id; must be one of controller.quorum.voters."),
+    ConfigKey("process.roles", list, ["broker", "controller"], "Roles of this node: broker and/or controller."),
+    ConfigKey("controller.quorum.voters", list, None, "id@host:port of every voter, comma-separated."),
+    ConfigKey("listeners", str, None, "host:port of this node's gRPC server (default: its voter address)."),
+    ConfigKey("advertised.listeners", str, None, "host:port clients use to reach this node (default: listeners)."),
+    ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
+    ConfigKey("metadata.log.dir", str, None, "Directory for the Raft state and metadata (default: first of log.dirs)."),
+    ConfigKey("metrics.port", int, 0, "Port of the Prometheus endpoint; 0 disables it."),
+    ConfigKey("metrics.host", str, "127.0.0.1", "Address the Prometheus endpoint binds to."),
+    ConfigKey("cluster.id", str, None, "Cluster id used by --format-if-empty when the data dir is not formatted."),
+    ConfigKey("controller.quorum.election.timeout.ms", int, 500, "Raft election timeout (randomized up to 2x)."),
+    ConfigKey("controller.quorum.heartbeat.interval.ms", int, 50, "Raft leader heartbeat interval."),
+    ConfigKey("controller.quorum.tick.ms", int, 10, "Resolution of the Raft timers."),
+    ConfigKey("metadata.snapshot.interval.records", int, 10000, "Committed metadata records between snapshots."),
+    ConfigKey("broker.heartbeat.interval.ms", int, 500, "How often a broker heartbeats to the controller."),
+    ConfigKey("broker.session.timeout.ms", int, 6000, "A broker silent this long is fenced."),
+    ConfigKey("shutdown.timeout.ms", int, 5000, "Upper bound on a clean shutdown (leadership hand-off included)."),
+    ConfigKey("num.partitions", int, 1, "Default partition count of new topics.", True, 1),
+    ConfigKey("default.replication.factor", int, 3, "Default replication factor of new topics.", True, 1),
+    ConfigKey("min.insync.replicas", int, 2, "Minimum ISR size for acks=all writes.", True, 1),
+    ConfigKey("log.retention.hours", int, 168, "Default retention of partition data.", True, -1),
+    ConfigKey("log.retention.ms", int, -1, "Default retention in ms; overrides hours when not -1.", True, -1),
+    ConfigKey("log.retention.bytes", int, -1, "Default size bound of a partition; -1 is none.", True, -1),
+    ConfigKey("log.segment.bytes", int, 1073741824, "Default segment size.", True, 14),
+    ConfigKey("log.cleanup.policy", list, ["delete"], "Default cleanup policy: delete and/or compact.", True),
+    ConfigKey("message.max.bytes", int, 1048588, "Largest record batch a broker accepts.", True, 0),
+    ConfigKey("replica.lag.time.max.ms", int, 10000, "A follower behind this long leaves the ISR.", True, 1),
+    ConfigKey("unclean.leader.election.enable", bool, False, "Allow an out-of-sync replica to lead.", True),
+    ConfigKey("auto.create.topics.enable", bool, False, "Create topics on first use.", True),
+]
+SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
+_ENV_TO_KEY = {key.env_name: key for key in _KEYS}
+
+
+def _parse_value(key: ConfigKey, raw: Any) -> Any:
+    """Turns a TOML value or a string from the environment/flags into the key's type."""
+    try:
+        if key.kind is list:
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return [str(item).strip() for item in items if str(item).strip()]
+        if key.kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("true", "false"):
+                raise ValueError(raw)
+            return text == "true"
+        if key.kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key.name}: {raw!r} is not a valid {key.kind.__name__}") from None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        full = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, full + "."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return _flatten(tomllib.load(f))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """RAFTLOG_* variables that name a known key; other RAFTLOG_* variables belong to the CLI."""
+    return {_ENV_TO_KEY[name].name: value for name, value in environ.items() if name in _ENV_TO_KEY}
+
+
+def parse_set_flags(flags: Iterable[str]) -> dict[str, str]:
+    values = {}
+    for flag in flags:
+        name, sep, value = flag.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set {flag!r}: expected key=value")
+        values[name.strip()] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_address(text: str, what: str) -> Address:
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{what}: {text!r} is not host:port")
+    if not _valid_host(host):
+        raise ConfigError(f"{what}: {host!r} is not a valid host name or IP address")
+    return Address(host, int(port_text))
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.split(".")
+        return all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels)
+
+
+def parse_voters(entries: list[str]) -> dict[int, Address]:
+    voters: dict[int, Address] = {}
+    for entry in entries:
+        id_text, sep, address = entry.partition("@")
+        if not sep or not id_text.strip().isdigit():
+            raise ConfigError(f"controller.quorum.voters: {entry!r} is not id@host:port")
+        voter_id = int(id_text)
+        if voter_id in voters:
+            raise ConfigError(f"controller.quorum.voters: voter id {voter_id} appears twice")
+        voters[voter_id] = parse_address(address, f"controller.quorum.voters[{voter_id}]")
+    if not voters:
+        raise ConfigError("controller.quorum.voters is empty")
+    return voters
+
+
+class NodeConfig:
+    """A validated node configuration; ``values`` maps every schema key to its value."""
+
+    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str] = ()):
+        self.values = dict(values)
+        self.explicit = frozenset(explicit)  # keys set by file, environment or flag (not defaults)
+        self.node_id: int = values["node.id"]
+        self.roles: list[str] = values["process.roles"]
+        self.voters: dict[int, Address] = parse_voters(values["controller.quorum.voters"])
+        self.listener: Address = parse_address(values["listeners"], "listeners")
+        self.advertised: Address = parse_address(values["advertised.listeners"], "advertised.listeners")
+        self.log_dirs: list[Path] = [Path(d) for d in values["log.dirs"]]
+        self.metadata_dir: Path = Path(values["metadata.log.dir"])
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def data_dirs(self) -> list[Path]:
+        """Every directory that must be stamped with the cluster and node id."""
+        dirs = list(self.log_dirs)
+        return dirs if self.metadata_dir in dirs else dirs + [self.metadata_dir]
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Iterable[str] = (),
+) -> NodeConfig:
+    """Merges file < environment < --set flags, fills defaults and validates."""
+    layers = [
+        read_toml(path) if path else {},
+        read_env(os.environ if environ is None else environ),
+        parse_set_flags(overrides),
+    ]
+    raw: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            if name not in SCHEMA:
+                raise ConfigError(f"unknown configuration key {name!r}")
+            raw[name] = value
+    return NodeConfig(_resolve(raw), explicit=raw)
+
+
+def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
+    values = {name: _parse_value(SCHEMA[name], value) for name, value in raw.items()}
+    for key in _KEYS:
+        values.setdefault(key.name, key.default)
+    for required in ("node.id", "controller.quorum.voters", "log.dirs"):
+        if values[required] in (None, []):
+            raise ConfigError(f"{required} is required")
+    _check_roles(values["process.roles"])
+    voters = parse_voters(values["controller.quorum.voters"])
+    node_id = values["node.id"]
+    if "controller" in values["process.roles"] and node_id not in voters:
+        raise ConfigError(f"node.id {node_id} is not one of controller.quorum.voters {sorted(voters)}")
+    if values["listeners"] is None:
+        values["listeners"] = str(voters[node_id])
+    if values["advertised.listeners"] is None:
+        values["advertised.listeners"] = values["listeners"]
+    if values["metadata.log.dir"] is None:
+        values["metadata.log.dir"] = values["log.dirs"][0]
+    _check_ranges(values)
+    return values
+
+
+def _check_roles(roles: list[str]) -> None:
+    unknown = sorted(set(roles) - {"broker", "controller"})
+    if unknown or not roles:
+        raise ConfigError(f"process.roles: {','.join(roles) or '(empty)'} is not a subset of broker,controller")
+    if "controller" not in roles:
+        # Broker-only nodes would follow the metadata log as Raft observers; not built yet.
+        raise ConfigError("process.roles: broker-only nodes are not supported yet; use broker,controller")
+
+
+_POSITIVE = [
+    "controller.quorum.election.timeout.ms",
+    "controller.quorum.heartbeat.interval.ms",
+    "controller.quorum.tick.ms",
+    "metadata.snapshot.interval.records",
+    "broker.heartbeat.interval.ms",
+    "broker.session.timeout.ms",
+    "shutdown.timeout.ms",
+]
+
+
+def _check_ranges(values: Mapping[str, Any]) -> None:
+    checks: list[tuple[bool, Callable[[], str]]] = [
+        (values["node.id"] >= 0, lambda: f"node.id must be >= 0, got {values['node.id']}"),
+        (
+            values["controller.quorum.heartbeat.interval.ms"] < values["controller.quorum.election.timeout.ms"],
+            lambda: "controller.quorum.heartbeat.interval.ms must be below controller.quorum.election.timeout.ms",
+        ),
+        (
+            values["broker.heartbeat.interval.ms"] < values["broker.session.timeout.ms"],
+            lambda: "broker.heartbeat.interval.ms must be below broker.session.timeout.ms",
+        ),
+        (0 <= values["metrics.port"] < 65536, lambda: f"metrics.port {values['metrics.port']} is out of range"),
+    ]
+    checks += [(values[name] > 0, lambda name=name: f"{name} must be > 0, got {values[name]}") for name in _POSITIVE]
+    checks += [
+        (values[key.name] >= key.minimum, lambda key=key: f"{key.name} must be >= {key.minimum}, got {values[key.name]}")
+        for key in _KEYS
+        if key.minimum is not None
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message())
+
+
+def parse_dynamic_value(name: str, raw: str) -> str:
+    """Validates a dynamic broker config value; returns its canonical text form."""
+    key = SCHEMA.get(name)
+    if key is None or not key.dynamic:
+        dynamic = ", ".join(sorted(k.name for k in _KEYS if k.dynamic))
+        raise ConfigError(f"{name!r} is not a dynamic broker config (dynamic: {dynamic})")
+    value = _parse_value(key, raw)
+    if key.minimum is not None and value < key.minimum:
+        raise ConfigError(f"{name} must be >= {key.minimum}, got {value}")
+    if name == "log.cleanup.policy" and (not value or set(value) - {"delete", "compact"}):
+        raise ConfigError(f"log.cleanup.policy: {raw!r} is not a subset of delete,compact")
+    return format_value(value)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    return "" if value is None else str(value)

@@ -1,0 +1,88 @@
+"""One registry per node: request counters and latencies, plus gauges read at scrape time.
+
+Gauges that mirror state owned elsewhere (Raft term, commit index, ...) are not kept up to
+date by the owners; a collector reads them when Prometheus scrapes, so the hot paths pay
+nothing for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _SnapshotCollector(Collector):
+    """Yields gauge families computed by a callable at scrape time."""
+
+    def __init__(self, produce: Callable[[], Iterable[GaugeMetricFamily]]):
+        self._produce = produce
+
+    def collect(self):
+        yield from self._produce()
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("raftlog_requests", "Requests received, per API", ["api"], registry=self.registry)
+        self.failed_requests = Counter(
+            "raftlog_failed_requests", "Requests that failed, per API and reason", ["api", "reason"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "raftlog_request_latency_seconds", "Request latency, per API", ["api"],
+            buckets=LATENCY_BUCKETS_S, registry=self.registry,
+        )
+        self.request_queue_size = Gauge(
+            "raftlog_request_queue_size", "Requests being handled right now", registry=self.registry
+        )
+        self.raft_leader_changes = Counter(
+            "raftlog_raft_leader_changes", "Times this node saw the Raft leader change", registry=self.registry
+        )
+        self._server = None
+
+    def request_started(self, api: str) -> None:
+        self.requests.labels(api).inc()
+        self.request_queue_size.inc()
+
+    def request_finished(self, api: str, elapsed_s: float, failure_reason: str | None) -> None:
+        self.request_queue_size.dec()
+        self.request_latency.labels(api).observe(elapsed_s)
+        if failure_reason is not None:
+            self.failed_requests.labels(api, failure_reason).inc()
+
+    def add_gauges(self, produce: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        self.registry.register(_SnapshotCollector(produce))
+
+    def serve(self, host: str, port: int) -> None:
+        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+def raft_gauges(status_of: Callable[[], object]) -> Callable[[], Iterable[GaugeMetricFamily]]:
+    """Gauges of the Raft driver's status: term, indexes, active controller."""
+
+    def produce() -> Iterable[GaugeMetricFamily]:
+        status = status_of()
+        values = [
+            ("raftlog_raft_term", "Current Raft term", status.term),
+            ("raftlog_raft_commit_index", "Raft commit index", status.commit_index),
+            ("raftlog_raft_applied_index", "Raft index applied to the metadata image", status.applied_index),
+            ("raftlog_raft_last_index", "Last index in the Raft log", status.last_index),
+            ("raftlog_raft_snapshot_index", "Index of the latest Raft snapshot", status.snapshot_index),
+            ("raftlog_active_controller", "1 when this node is the active controller",
+             int(status.leader_id == status.node_id)),
+        ]
+        for name, doc, value in values:
+            yield GaugeMetricFamily(name, doc, value=value)
+
+    return produce

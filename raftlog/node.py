@@ -1,0 +1,130 @@
+"""One raftlog node: a single gRPC server carrying the Raft quorum, the controller and the admin API."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from raftlog.api.admin_service import AdminServicer
+from raftlog.api.controller_service import ControllerServicer
+from raftlog.api.peers import Peers
+from raftlog.broker.lifecycle import BrokerLifecycle
+from raftlog.config import NodeConfig
+from raftlog.controller.active import ActiveController
+from raftlog.metadata.state_machine import MetadataStateMachine
+from raftlog.metrics.registry import NodeMetrics, raft_gauges
+from raftlog.raft import DriverSettings, RaftDriver
+from raftlog.store import Store
+from raftlog.v1 import admin_pb2, admin_pb2_grpc, controller_pb2, controller_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start; the message is one line for the operator."""
+
+
+def _driver_settings(config: NodeConfig) -> DriverSettings:
+    return DriverSettings(
+        tick_ms=config["controller.quorum.tick.ms"],
+        election_timeout_ms=config["controller.quorum.election.timeout.ms"],
+        heartbeat_interval_ms=config["controller.quorum.heartbeat.interval.ms"],
+        snapshot_interval_entries=config["metadata.snapshot.interval.records"],
+    )
+
+
+class Node:
+    def __init__(self, config: NodeConfig, cluster_id: str):
+        self.config = config
+        self.cluster_id = cluster_id
+        self.metrics = NodeMetrics()
+        voter_addresses = {voter_id: str(address) for voter_id, address in config.voters.items()}
+        self.peers = Peers(voter_addresses)
+        self.store = Store(config.metadata_dir / "rocksdb")
+        self.state_machine = MetadataStateMachine()
+        self.driver = RaftDriver(
+            node_id=config.node_id,
+            voters=voter_addresses,
+            cluster_id=cluster_id,
+            store=self.store,
+            state_machine=self.state_machine,
+            settings=_driver_settings(config),
+        )
+        self.driver.on_leader_change(self._leader_changed)
+        self.controller = ActiveController(self.driver, self.state_machine, config["broker.session.timeout.ms"])
+        self.lifecycle = BrokerLifecycle(
+            cluster_id=cluster_id,
+            broker_id=config.node_id,
+            advertised_host=config.advertised.host,
+            advertised_port=config.advertised.port,
+            peers=self.peers,
+            controller_id=lambda: self.driver.status().leader_id,
+            metadata_offset=lambda: self.driver.status().applied_index,
+            heartbeat_interval_ms=config["broker.heartbeat.interval.ms"],
+        )
+        self.health = health.aio.HealthServicer()
+        self.server = self._build_server()
+
+    def _leader_changed(self, leader_id: int | None, term: int) -> None:
+        self.metrics.raft_leader_changes.inc()
+        log.info("node %d: leader is now %s in term %d", self.config.node_id, leader_id, term)
+
+    def _build_server(self) -> grpc.aio.Server:
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.driver.add_to_server(server)
+        admin = AdminServicer(self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
+        controller = ControllerServicer(self.cluster_id, self.controller, self.metrics)
+        controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        services = (
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+            controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(services, server)
+        return server
+
+    async def start(self) -> None:
+        address = str(self.config.listener)
+        try:
+            port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise NodeStartError(f"cannot listen on {address}: {exc}") from None
+        if port == 0:
+            raise NodeStartError(f"cannot listen on {address}: address in use or not available")
+        await self.server.start()
+        await self.driver.start()
+        await self.controller.start()
+        await self.lifecycle.start()
+        if self.config["metrics.port"]:
+            self.metrics.add_gauges(raft_gauges(self.driver.status))
+            self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
+        await self._set_serving(True)
+        log.info("node %d serving on %s (cluster %s)", self.config.node_id, address, self.cluster_id)
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", status)
+
+    async def stop(self) -> None:
+        """Clean shutdown: fence this broker, hand leadership over, then close everything."""
+        log.info("node %d shutting down", self.config.node_id)
+        await self._set_serving(False)
+        await self.lifecycle.stop()
+        await self.controller.stop()
+        await self.driver.stop(transfer_leadership=True)
+        await self.server.stop(grace=0.5)
+        await self.peers.close()
+        self.metrics.stop()
+        self.store.close()
+        log.info("node %d stopped", self.config.node_id)

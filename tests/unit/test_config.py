@@ -1,0 +1,86 @@
+import pytest
+
+from raftlog.config import ConfigError, load_config, parse_dynamic_value
+
+VOTERS = "1@127.0.0.1:19091,2@127.0.0.1:19092,3@127.0.0.1:19093"
+
+
+def base_env(**extra):
+    env = {"RAFTLOG_NODE_ID": "1", "RAFTLOG_CONTROLLER_QUORUM_VOTERS": VOTERS, "RAFTLOG_LOG_DIRS": "/tmp/raftlog-x"}
+    env.update(extra)
+    return env
+
+
+def test_file_then_env_then_flags_in_rising_priority(tmp_path):
+    config_file = tmp_path / "node.toml"
+    config_file.write_text(
+        f'"node.id" = 2\n"controller.quorum.voters" = "{VOTERS}"\n"log.dirs" = "/data/a,/data/b"\n'
+        '[log.retention]\nhours = 10\n'
+    )
+    config = load_config(config_file, environ={"RAFTLOG_LOG_RETENTION_HOURS": "20"}, overrides=["node.id=3"])
+    assert config.node_id == 3
+    assert config["log.retention.hours"] == 20
+    assert [str(d) for d in config.log_dirs] == ["/data/a", "/data/b"]
+    # listeners defaults to the node's own voter address, metadata dir to the first log dir
+    assert str(config.listener) == "127.0.0.1:19093"
+    assert str(config.metadata_dir) == "/data/a"
+    assert config.explicit >= {"node.id", "log.retention.hours", "log.dirs"}
+
+
+def test_nested_toml_tables_name_dotted_keys(tmp_path):
+    config_file = tmp_path / "node.toml"
+    config_file.write_text(f'[node]\nid = 1\n[controller.quorum]\nvoters = "{VOTERS}"\n[log]\ndirs = ["/d"]\n')
+    assert load_config(config_file, environ={}).node_id == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["node.id=4"], "node.id 4 is not one of controller.quorum.voters"),
+        ([f"controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2"], "voter id 1 appears twice"),
+        (["controller.quorum.voters=1@127.0.0.1"], "is not host:port"),
+        (["controller.quorum.voters=1@bad host:9"], "not a valid host"),
+        (["controller.quorum.voters=x@127.0.0.1:9"], "is not id@host:port"),
+        (["listeners=127.0.0.1:99999"], "is not host:port"),
+        (["no.such.key=1"], "unknown configuration key"),
+        (["node.id=abc"], "is not a valid int"),
+        (["process.roles=broker,zookeeper"], "is not a subset of broker,controller"),
+        (["controller.quorum.heartbeat.interval.ms=600"], "must be below"),
+        (["min.insync.replicas=0"], "must be >= 1"),
+        (["novalue"], "expected key=value"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(None, environ=base_env(), overrides=overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_required_keys():
+    with pytest.raises(ConfigError, match="node.id is required"):
+        load_config(None, environ={"RAFTLOG_CONTROLLER_QUORUM_VOTERS": VOTERS, "RAFTLOG_LOG_DIRS": "/d"})
+
+
+def test_missing_config_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("node.id = = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, environ={})
+
+
+def test_unrelated_raftlog_env_vars_are_ignored():
+    config = load_config(None, environ=base_env(RAFTLOG_BOOTSTRAP_SERVER="x:1"))
+    assert config.node_id == 1
+
+
+def test_dynamic_values_are_validated_and_canonical():
+    assert parse_dynamic_value("unclean.leader.election.enable", "TRUE") == "true"
+    assert parse_dynamic_value("log.cleanup.policy", "compact, delete") == "compact,delete"
+    with pytest.raises(ConfigError, match="not a dynamic broker config"):
+        parse_dynamic_value("node.id", "2")
+    with pytest.raises(ConfigError, match="not a valid int"):
+        parse_dynamic_value("log.retention.hours", "a week")
+    with pytest.raises(ConfigError, match="subset of delete,compact"):
+        parse_dynamic_value("log.cleanup.policy", "forever")

@@ -1,0 +1,75 @@
+import pytest
+
+from raftlog.controller import decisions
+from raftlog.errors import RaftlogError
+from raftlog.metadata import records
+from raftlog.metadata.image import MetadataImage
+from raftlog.v1 import admin_pb2, metadata_pb2
+
+TIMEOUT_MS = 1000
+
+
+def image_with_broker(epoch=5, fenced=True):
+    image = MetadataImage()
+    image.apply_batch(epoch, metadata_pb2.MetadataBatch(records=[records.register_broker(1, "inc", "h", 9)]))
+    if not fenced:
+        image.apply_batch(epoch + 1, metadata_pb2.MetadataBatch(records=[records.broker_fencing(1, epoch, False)]))
+    return image
+
+
+def test_heartbeat_unfences_only_once_caught_up():
+    image = image_with_broker(epoch=5)
+    assert decisions.broker_heartbeat(image, 1, 5, metadata_offset=4, want_fence=False) == []
+    [record] = decisions.broker_heartbeat(image, 1, 5, metadata_offset=5, want_fence=False)
+    assert record.broker_fencing.fenced is False
+
+
+def test_heartbeat_with_stale_epoch_or_unknown_broker():
+    image = image_with_broker(epoch=5)
+    with pytest.raises(RaftlogError) as info:
+        decisions.broker_heartbeat(image, 1, 4, 10, False)
+    assert info.value.reason == "STALE_BROKER_EPOCH"
+    with pytest.raises(RaftlogError) as info:
+        decisions.broker_heartbeat(image, 2, 5, 10, False)
+    assert info.value.reason == "UNKNOWN_BROKER"
+
+
+def test_session_expiry_fences_only_silent_unfenced_brokers():
+    image = image_with_broker(epoch=5, fenced=False)
+    sessions = decisions.BrokerSessions()
+    sessions.reset([1], now_ms=0)
+    assert decisions.fence_expired(image, sessions, now_ms=999, session_timeout_ms=TIMEOUT_MS) == []
+    [record] = decisions.fence_expired(image, sessions, now_ms=1000, session_timeout_ms=TIMEOUT_MS)
+    assert (record.broker_fencing.broker_id, record.broker_fencing.fenced) == (1, True)
+
+
+def test_a_second_live_process_with_the_same_id_is_refused():
+    image = image_with_broker(epoch=5, fenced=False)
+    sessions = decisions.BrokerSessions()
+    sessions.touch(1, now_ms=100)
+    with pytest.raises(RaftlogError) as info:
+        decisions.register_broker(image, 1, "other", "h", 9, "", sessions, 200, TIMEOUT_MS)
+    assert info.value.reason == "DUPLICATE_BROKER_REGISTRATION"
+    # once the old session has expired, the restarted process may take the id over
+    assert decisions.register_broker(image, 1, "other", "h", 9, "", sessions, 1200, TIMEOUT_MS)
+
+
+def test_alter_configs_validates_every_op():
+    image = image_with_broker()
+    resource = admin_pb2.ConfigResource(type="brokers", name="")
+    set_op = admin_pb2.AlterConfigOp(name="log.retention.hours", value="72")
+    [record] = decisions.alter_configs(image, resource, [set_op])
+    assert (record.config.name, record.config.value) == ("log.retention.hours", "72")
+    bad_cases = [
+        (resource, [admin_pb2.AlterConfigOp(name="log.retention.hours", value="soon")], "INVALID_CONFIG"),
+        (resource, [admin_pb2.AlterConfigOp(name="node.id", value="3")], "INVALID_CONFIG"),
+        (resource, [set_op, set_op], "INVALID_REQUEST"),
+        (resource, [], "INVALID_REQUEST"),
+        (admin_pb2.ConfigResource(type="brokers", name="7"), [set_op], "UNKNOWN_BROKER"),
+        (admin_pb2.ConfigResource(type="topics", name="t"), [set_op], "UNKNOWN_TOPIC_OR_PARTITION"),
+        (admin_pb2.ConfigResource(type="users", name=""), [set_op], "INVALID_REQUEST"),
+    ]
+    for res, ops, reason in bad_cases:
+        with pytest.raises(RaftlogError) as info:
+            decisions.alter_configs(image, res, ops)
+        assert info.value.reason == reason
