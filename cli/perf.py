@@ -7,6 +7,7 @@ import importlib
 import click
 
 PERF_MODULES: list[str] = [
+    "cli.perf_quorum",
 ]
 
 

@@ -1,21 +1,26 @@
 """AdminService: quorum and cluster description, dynamic configs, the quorum benchmark.
 
-Reads are served from this node's metadata image after a ReadIndex round on the quorum
-(so they are linearizable); writes and the quorum view go to the active controller,
-forwarded there when this node is not it.
+Reads are served from this node's metadata image, as Kafka brokers serve metadata from
+their cache; a request may name the metadata offset it must see (read-your-writes), and
+the node waits, bounded, until it has applied that far. Writes and the quorum view go to
+the active controller, forwarded there when this node is not it.
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from raftlog import config as node_config
 from raftlog.api.peers import Peers, forward, was_forwarded
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
-from raftlog.raft import NotLeaderError
 from raftlog.v1 import admin_pb2, admin_pb2_grpc, metadata_pb2
 
 MAX_BENCHMARK_WRITES = 1_000_000
+OFFSET_WAIT_TIMEOUT_S = 5.0
+OFFSET_WAIT_POLL_S = 0.005
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -37,11 +42,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise RaftlogError("NOT_CONTROLLER", "no active controller is known; retry", status.leader_id)
         return admin_pb2_grpc.AdminServiceStub(self._peers.channel(status.leader_id))
 
-    async def _linearizable(self) -> None:
-        try:
-            await self._driver.read_index()
-        except (NotLeaderError, TimeoutError):
-            raise RaftlogError("NOT_CONTROLLER", "the metadata quorum has no leader; retry") from None
+    async def _await_offset(self, offset: int) -> None:
+        """Waits until this node's image has applied `offset`."""
+        deadline = time.monotonic() + OFFSET_WAIT_TIMEOUT_S
+        while self._driver.status().applied_index < offset:
+            if time.monotonic() > deadline:
+                raise RaftlogError(
+                    "REQUEST_TIMED_OUT", f"this node has not applied metadata offset {offset} yet; retry"
+                )
+            await asyncio.sleep(OFFSET_WAIT_POLL_S)
 
     @rpc("DescribeQuorum")
     async def DescribeQuorum(self, request, context):
@@ -61,7 +70,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DescribeCluster")
     async def DescribeCluster(self, request, context):
-        await self._linearizable()
+        await self._await_offset(request.min_metadata_offset)
         status = self._driver.status()
         image = self._controller.image
         response = admin_pb2.DescribeClusterResponse(
@@ -87,7 +96,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         resource = request.resource
         if resource.type != "brokers":
             raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {resource.name!r} does not exist")
-        await self._linearizable()
+        await self._await_offset(request.min_metadata_offset)
         entries = _broker_config_entries(self._controller.image, self._config, resource.name, request.include_static)
         return admin_pb2.DescribeConfigsResponse(resource=resource, entries=entries)
 

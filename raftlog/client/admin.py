@@ -14,6 +14,8 @@ ENTITY_TYPES = ("brokers", "topics")
 class Admin:
     def __init__(self, bootstrap_servers: str | list[str], timeout_ms: int = 15000):
         self._connection = Connection(bootstrap_servers, timeout_ms)
+        # Highest metadata offset this client has written at; reads ask to see at least it.
+        self._seen_offset = 0
 
     def __enter__(self) -> Admin:
         return self
@@ -53,7 +55,8 @@ class Admin:
         }
 
     def describe_cluster(self) -> dict[str, Any]:
-        response = self._call("DescribeCluster", admin_pb2.DescribeClusterRequest())
+        request = admin_pb2.DescribeClusterRequest(min_metadata_offset=self._seen_offset)
+        response = self._call("DescribeCluster", request)
         return {
             "cluster_id": response.cluster_id,
             "controller_id": response.controller_id,
@@ -79,7 +82,9 @@ class Admin:
         _check_entity_type(entity_type)
         server = self._broker_address(entity_name) if entity_type == "brokers" and entity_name else None
         resource = admin_pb2.ConfigResource(type=entity_type, name=entity_name)
-        request = admin_pb2.DescribeConfigsRequest(resource=resource, include_static=include_static)
+        request = admin_pb2.DescribeConfigsRequest(
+            resource=resource, include_static=include_static, min_metadata_offset=self._seen_offset
+        )
         response = self._call("DescribeConfigs", request, server)
         return [
             {"name": e.name, "value": e.value, "source": e.source, "read_only": e.read_only} for e in response.entries
@@ -101,7 +106,9 @@ class Admin:
         request = admin_pb2.IncrementalAlterConfigsRequest(
             resource=admin_pb2.ConfigResource(type=entity_type, name=entity_name), ops=ops, validate_only=validate_only
         )
-        return self._call("IncrementalAlterConfigs", request).offset
+        offset = self._call("IncrementalAlterConfigs", request).offset
+        self._seen_offset = max(self._seen_offset, offset)
+        return offset
 
     def benchmark_quorum(self, count: int, concurrency: int, payload_bytes: int = 64) -> admin_pb2.BenchmarkQuorumResponse:
         request = admin_pb2.BenchmarkQuorumRequest(count=count, concurrency=concurrency, payload_bytes=payload_bytes)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from raftlog.v1 import metadata_pb2 as raftlog_dot_v1_dot_metadata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16raftlog/v1/admin.proto\x12\nraftlog.v1\x1a\x19raftlog/v1/metadata.proto\"\x17\n\x15\x44\x65scribeQuorumRequest\"\x82\x01\n\nVoterState\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x16\n\x0elog_end_offset\x18\x02 \x01(\x03\x12\x19\n\x11last_fetch_ms_ago\x18\x03 \x01(\x03\x12\x1d\n\x15last_caught_up_ms_ago\x18\x04 \x01(\x03\x12\x11\n\tis_leader\x18\x05 \x01(\x08\"\x95\x01\n\x16\x44\x65scribeQuorumResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x03\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12&\n\x06voters\x18\x05 \x03(\x0b\x32\x16.raftlog.v1.VoterState\"\x18\n\x16\x44\x65scribeClusterRequest\"\x8e\x01\n\x17\x44\x65scribeClusterResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x15\n\rcontroller_id\x18\x02 \x01(\x05\x12/\n\x07\x62rokers\x18\x03 \x03(\x0b\x32\x1e.raftlog.v1.BrokerRegistration\x12\x17\n\x0fmetadata_offset\x18\x04 \x01(\x03\",\n\x0e\x43onfigResource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"M\n\x0b\x43onfigEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x11\n\tread_only\x18\x04 \x01(\x08\"^\n\x16\x44\x65scribeConfigsRequest\x12,\n\x08resource\x18\x01 \x01(\x0b\x32\x1a.raftlog.v1.ConfigResource\x12\x16\n\x0einclude_static\x18\x02 \x01(\x08\"q\n\x17\x44\x65scribeConfigsResponse\x12,\n\x08resource\x18\x01 \x01(\x0b\x32\x1a.raftlog.v1.ConfigResource\x12(\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x17.raftlog.v1.ConfigEntry\"y\n\rAlterConfigOp\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x02op\x18\x02 \x01(\x0e\x32 .raftlog.v1.AlterConfigOp.OpType\x12\r\n\x05value\x18\x03 \x01(\t\"\x1d\n\x06OpType\x12\x07\n\x03SET\x10\x00\x12\n\n\x06\x44\x45LETE\x10\x01\"\x8d\x01\n\x1eIncrementalAlterConfigsRequest\x12,\n\x08resource\x18\x01 \x01(\x0b\x32\x1a.raftlog.v1.ConfigResource\x12&\n\x03ops\x18\x02 \x03(\x0b\x32\x19.raftlog.v1.AlterConfigOp\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"1\n\x1fIncrementalAlterConfigsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\"S\n\x16\x42\x65nchmarkQuorumRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\x05\x12\x15\n\rpayload_bytes\x18\x03 \x01(\x05\"U\n\x17\x42\x65nchmarkQuorumResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x05\x12\x11\n\telapsed_s\x18\x02 \x01(\x01\x12\x14\n\x0clatencies_ms\x18\x03 \x03(\x01\x32\xef\x03\n\x0c\x41\x64minService\x12W\n\x0e\x44\x65scribeQuorum\x12!.raftlog.v1.DescribeQuorumRequest\x1a\".raftlog.v1.DescribeQuorumResponse\x12Z\n\x0f\x44\x65scribeCluster\x12\".raftlog.v1.DescribeClusterRequest\x1a#.raftlog.v1.DescribeClusterResponse\x12Z\n\x0f\x44\x65scribeConfigs\x12\".raftlog.v1.DescribeConfigsRequest\x1a#.raftlog.v1.DescribeConfigsResponse\x12r\n\x17IncrementalAlterConfigs\x12*.raftlog.v1.IncrementalAlterConfigsRequest\x1a+.raftlog.v1.IncrementalAlterConfigsResponse\x12Z\n\x0f\x42\x65nchmarkQuorum\x12\".raftlog.v1.BenchmarkQuorumRequest\x1a#.raftlog.v1.BenchmarkQuorumResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16raftlog/v1/admin.proto\x12\nraftlog.v1\x1a\x19raftlog/v1/metadata.proto\"\x17\n\x15\x44\x65scribeQuorumRequest\"\x82\x01\n\nVoterState\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x16\n\x0elog_end_offset\x18\x02 \x01(\x03\x12\x19\n\x11last_fetch_ms_ago\x18\x03 \x01(\x03\x12\x1d\n\x15last_caught_up_ms_ago\x18\x04 \x01(\x03\x12\x11\n\tis_leader\x18\x05 \x01(\x08\"\x95\x01\n\x16\x44\x65scribeQuorumResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x03\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12&\n\x06voters\x18\x05 \x03(\x0b\x32\x16.raftlog.v1.VoterState\"5\n\x16\x44\x65scribeClusterRequest\x12\x1b\n\x13min_metadata_offset\x18\x01 \x01(\x03\"\x8e\x01\n\x17\x44\x65scribeClusterResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x15\n\rcontroller_id\x18\x02 \x01(\x05\x12/\n\x07\x62rokers\x18\x03 \x03(\x0b\x32\x1e.raftlog.v1.BrokerRegistration\x12\x17\n\x0fmetadata_offset\x18\x04 \x01(\x03\",\n\x0e\x43onfigResource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"M\n\x0b\x43onfigEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x11\n\tread_only\x18\x04 \x01(\x08\"{\n\x16\x44\x65scribeConfigsRequest\x12,\n\x08resource\x18\x01 \x01(\x0b\x32\x1a.raftlog.v1.ConfigResource\x12\x16\n\x0einclude_static\x18\x02 \x01(\x08\x12\x1b\n\x13min_metadata_offset\x18\x03 \x01(\x03\"q\n\x17\x44\x65scribeConfigsResponse\x12,\n\x08resource\x18\x01 \x01(\x0b\x32\x1a.raftlog.v1.ConfigResource\x12(\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x17.raftlog.v1.ConfigEntry\"y\n\rAlterConfigOp\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x02op\x18\x02 \x01(\x0e\x32 .raftlog.v1.AlterConfigOp.OpType\x12\r\n\x05value\x18\x03 \x01(\t\"\x1d\n\x06OpType\x12\x07\n\x03SET\x10\x00\x12\n\n\x06\x44\x45LETE\x10\x01\"\x8d\x01\n\x1eIncrementalAlterConfigsRequest\x12,\n\x08resource\x18\x01 \x01(\x0b\x32\x1a.raftlog.v1.ConfigResource\x12&\n\x03ops\x18\x02 \x03(\x0b\x32\x19.raftlog.v1.AlterConfigOp\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"1\n\x1fIncrementalAlterConfigsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\"S\n\x16\x42\x65nchmarkQuorumRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\x05\x12\x15\n\rpayload_bytes\x18\x03 \x01(\x05\"U\n\x17\x42\x65nchmarkQuorumResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x05\x12\x11\n\telapsed_s\x18\x02 \x01(\x01\x12\x14\n\x0clatencies_ms\x18\x03 \x03(\x01\x32\xef\x03\n\x0c\x41\x64minService\x12W\n\x0e\x44\x65scribeQuorum\x12!.raftlog.v1.DescribeQuorumRequest\x1a\".raftlog.v1.DescribeQuorumResponse\x12Z\n\x0f\x44\x65scribeCluster\x12\".raftlog.v1.DescribeClusterRequest\x1a#.raftlog.v1.DescribeClusterResponse\x12Z\n\x0f\x44\x65scribeConfigs\x12\".raftlog.v1.DescribeConfigsRequest\x1a#.raftlog.v1.DescribeConfigsResponse\x12r\n\x17IncrementalAlterConfigs\x12*.raftlog.v1.IncrementalAlterConfigsRequest\x1a+.raftlog.v1.IncrementalAlterConfigsResponse\x12Z\n\x0f\x42\x65nchmarkQuorum\x12\".raftlog.v1.BenchmarkQuorumRequest\x1a#.raftlog.v1.BenchmarkQuorumResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,29 +39,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBEQUORUMRESPONSE']._serialized_start=224
   _globals['_DESCRIBEQUORUMRESPONSE']._serialized_end=373
   _globals['_DESCRIBECLUSTERREQUEST']._serialized_start=375
-  _globals['_DESCRIBECLUSTERREQUEST']._serialized_end=399
-  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_start=402
-  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_end=544
-  _globals['_CONFIGRESOURCE']._serialized_start=546
-  _globals['_CONFIGRESOURCE']._serialized_end=590
-  _globals['_CONFIGENTRY']._serialized_start=592
-  _globals['_CONFIGENTRY']._serialized_end=669
-  _globals['_DESCRIBECONFIGSREQUEST']._serialized_start=671
-  _globals['_DESCRIBECONFIGSREQUEST']._serialized_end=765
-  _globals['_DESCRIBECONFIGSRESPONSE']._serialized_start=767
-  _globals['_DESCRIBECONFIGSRESPONSE']._serialized_end=880
-  _globals['_ALTERCONFIGOP']._serialized_start=882
-  _globals['_ALTERCONFIGOP']._serialized_end=1003
-  _globals['_ALTERCONFIGOP_OPTYPE']._serialized_start=974
-  _globals['_ALTERCONFIGOP_OPTYPE']._serialized_end=1003
-  _globals['_INCREMENTALALTERCONFIGSREQUEST']._serialized_start=1006
-  _globals['_INCREMENTALALTERCONFIGSREQUEST']._serialized_end=1147
-  _globals['_INCREMENTALALTERCONFIGSRESPONSE']._serialized_start=1149
-  _globals['_INCREMENTALALTERCONFIGSRESPONSE']._serialized_end=1198
-  _globals['_BENCHMARKQUORUMREQUEST']._serialized_start=1200
-  _globals['_BENCHMARKQUORUMREQUEST']._serialized_end=1283
-  _globals['_BENCHMARKQUORUMRESPONSE']._serialized_start=1285
-  _globals['_BENCHMARKQUORUMRESPONSE']._serialized_end=1370
-  _globals['_ADMINSERVICE']._serialized_start=1373
-  _globals['_ADMINSERVICE']._serialized_end=1868
+  _globals['_DESCRIBECLUSTERREQUEST']._serialized_end=428
+  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_start=431
+  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_end=573
+  _globals['_CONFIGRESOURCE']._serialized_start=575
+  _globals['_CONFIGRESOURCE']._serialized_end=619
+  _globals['_CONFIGENTRY']._serialized_start=621
+  _globals['_CONFIGENTRY']._serialized_end=698
+  _globals['_DESCRIBECONFIGSREQUEST']._serialized_start=700
+  _globals['_DESCRIBECONFIGSREQUEST']._serialized_end=823
+  _globals['_DESCRIBECONFIGSRESPONSE']._serialized_start=825
+  _globals['_DESCRIBECONFIGSRESPONSE']._serialized_end=938
+  _globals['_ALTERCONFIGOP']._serialized_start=940
+  _globals['_ALTERCONFIGOP']._serialized_end=1061
+  _globals['_ALTERCONFIGOP_OPTYPE']._serialized_start=1032
+  _globals['_ALTERCONFIGOP_OPTYPE']._serialized_end=1061
+  _globals['_INCREMENTALALTERCONFIGSREQUEST']._serialized_start=1064
+  _globals['_INCREMENTALALTERCONFIGSREQUEST']._serialized_end=1205
+  _globals['_INCREMENTALALTERCONFIGSRESPONSE']._serialized_start=1207
+  _globals['_INCREMENTALALTERCONFIGSRESPONSE']._serialized_end=1256
+  _globals['_BENCHMARKQUORUMREQUEST']._serialized_start=1258
+  _globals['_BENCHMARKQUORUMREQUEST']._serialized_end=1341
+  _globals['_BENCHMARKQUORUMRESPONSE']._serialized_start=1343
+  _globals['_BENCHMARKQUORUMRESPONSE']._serialized_end=1428
+  _globals['_ADMINSERVICE']._serialized_start=1431
+  _globals['_ADMINSERVICE']._serialized_end=1926
 # @@protoc_insertion_point(module_scope)

@@ -41,8 +41,10 @@ class DescribeQuorumResponse(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., high_watermark: _Optional[int] = ..., voters: _Optional[_Iterable[_Union[VoterState, _Mapping]]] = ...) -> None: ...
 
 class DescribeClusterRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("min_metadata_offset",)
+    MIN_METADATA_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    min_metadata_offset: int
+    def __init__(self, min_metadata_offset: _Optional[int] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
     __slots__ = ("cluster_id", "controller_id", "brokers", "metadata_offset")
@@ -77,12 +79,14 @@ class ConfigEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., source: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class DescribeConfigsRequest(_message.Message):
-    __slots__ = ("resource", "include_static")
+    __slots__ = ("resource", "include_static", "min_metadata_offset")
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_STATIC_FIELD_NUMBER: _ClassVar[int]
+    MIN_METADATA_OFFSET_FIELD_NUMBER: _ClassVar[int]
     resource: ConfigResource
     include_static: bool
-    def __init__(self, resource: _Optional[_Union[ConfigResource, _Mapping]] = ..., include_static: _Optional[bool] = ...) -> None: ...
+    min_metadata_offset: int
+    def __init__(self, resource: _Optional[_Union[ConfigResource, _Mapping]] = ..., include_static: _Optional[bool] = ..., min_metadata_offset: _Optional[int] = ...) -> None: ...
 
 class DescribeConfigsResponse(_message.Message):
     __slots__ = ("resource", "entries")

@@ -1,0 +1,124 @@
+"""`raftlog perf quorum`: throughput, commit latency and failover time of the metadata quorum.
+
+It starts its own local cluster (it must kill -9 the leader to time failover):
+1. pipelined writes: no-op records proposed on the active controller with many in flight,
+   so the figure is the quorum's (Raft, transport, fsync), not the client's RPC stack;
+2. single writes: the same with one in flight (commit latency as the leader sees it), and
+   AlterConfigs round trips from this process (what a client sees);
+3. failover: kill -9 the leader, time until another node has been elected and commits a
+   write; then restart the killed node and wait until all brokers are back.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raftlog.cluster.local import LocalCluster
+from raftlog.errors import RaftlogError
+from raftlog.perf.stats import median, percentile
+
+FAILOVER_POLL_S = 0.01
+FAILOVER_TIMEOUT_S = 30.0
+
+
+@dataclass
+class QuorumBenchResult:
+    pipelined_writes: int = 0
+    pipelined_elapsed_s: float = 0.0
+    concurrency: int = 0
+    commit_latencies_ms: list[float] = field(default_factory=list)
+    client_latencies_ms: list[float] = field(default_factory=list)
+    failover_s: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "pipelined_writes": self.pipelined_writes,
+            "pipelined_writes_per_s": round(self.pipelined_writes / self.pipelined_elapsed_s, 1)
+            if self.pipelined_elapsed_s else 0.0,
+            "concurrency": self.concurrency,
+            "commit_latency_ms": _latency_summary(self.commit_latencies_ms),
+            "client_round_trip_ms": _latency_summary(self.client_latencies_ms),
+            "failover_s": [round(s, 3) for s in self.failover_s],
+            "failover_median_s": round(median(self.failover_s), 3),
+        }
+
+
+def _latency_summary(values: list[float]) -> dict:
+    return {
+        "count": len(values),
+        "p50": round(percentile(values, 0.50), 3),
+        "p99": round(percentile(values, 0.99), 3),
+        "max": round(max(values, default=0.0), 3),
+    }
+
+
+def run_quorum_bench(
+    writes: int, concurrency: int, single_writes: int, failover_runs: int, base_port: int,
+    data_dir: Path | None = None, progress=print,
+) -> QuorumBenchResult:
+    with tempfile.TemporaryDirectory(prefix="raftlog-perf-quorum-") as tmp:
+        cluster = LocalCluster(data_dir or Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)
+        try:
+            cluster.start()
+            cluster.wait_for_leader(timeout_s=60)
+            cluster.wait_for_brokers(3, timeout_s=60)
+            progress(f"cluster up on {cluster.bootstrap_servers}")
+            return _measure(cluster, writes, concurrency, single_writes, failover_runs, progress)
+        finally:
+            cluster.stop()
+
+
+def _measure(cluster, writes, concurrency, single_writes, failover_runs, progress) -> QuorumBenchResult:
+    result = QuorumBenchResult(concurrency=concurrency)
+    with cluster.admin(timeout_ms=600_000) as admin:
+        admin.benchmark_quorum(min(writes, 2000), concurrency)  # warm-up
+        response = admin.benchmark_quorum(writes, concurrency)
+        result.pipelined_writes, result.pipelined_elapsed_s = response.committed, response.elapsed_s
+        progress(f"pipelined: {response.committed} writes in {response.elapsed_s:.2f} s")
+        result.commit_latencies_ms = list(admin.benchmark_quorum(single_writes, 1).latencies_ms)
+        result.client_latencies_ms = _client_round_trips(admin, single_writes)
+        progress("single writes measured")
+    for run in range(failover_runs):
+        result.failover_s.append(_one_failover(cluster))
+        progress(f"failover run {run + 1}: {result.failover_s[-1]:.3f} s")
+    return result
+
+
+def _client_round_trips(admin, count: int) -> list[float]:
+    latencies_ms = []
+    for i in range(count):
+        started = time.perf_counter()
+        admin.alter_configs("brokers", "", {"log.retention.hours": str(100 + i % 50)})
+        latencies_ms.append((time.perf_counter() - started) * 1000.0)
+    return latencies_ms
+
+
+def _one_failover(cluster: LocalCluster) -> float:
+    old_leader = cluster.wait_for_leader()
+    survivors = [i for i in cluster.specs if i != old_leader]
+    cluster.signal_node(old_leader, signal.SIGKILL)
+    killed_at = time.perf_counter()
+    cluster.processes[old_leader].wait(timeout=10)
+    elapsed_s = _time_until_commit(cluster, survivors, old_leader, killed_at)
+    cluster.start_node(old_leader)
+    cluster.wait_for_brokers(3, timeout_s=60)
+    return elapsed_s
+
+
+def _time_until_commit(cluster: LocalCluster, survivors: list[int], old_leader: int, killed_at: float) -> float:
+    """Seconds from the kill until a new leader has committed a write."""
+    deadline = killed_at + FAILOVER_TIMEOUT_S
+    with cluster.admin(survivors, timeout_ms=500) as admin:
+        while time.perf_counter() < deadline:
+            try:
+                if admin.describe_quorum()["leader_id"] not in (-1, old_leader):
+                    admin.alter_configs("brokers", "", {"log.retention.hours": "168"})
+                    return time.perf_counter() - killed_at
+            except RaftlogError:
+                pass
+            time.sleep(FAILOVER_POLL_S)
+    raise TimeoutError(f"no new leader committed within {FAILOVER_TIMEOUT_S}s after kill -9")

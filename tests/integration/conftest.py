@@ -1,0 +1,51 @@
+"""Real node processes on loopback. Every process is started by LocalCluster and stopped by pid."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from raftlog.cluster.local import LocalCluster
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base..base+count-1 are free on 127.0.0.1 right now."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count >= 65000:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free block of ports")
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Builds LocalClusters on free ports; stops all their processes at the end of the test."""
+    clusters: list[LocalCluster] = []
+
+    def make(nodes: int = 3, extra_config: dict | None = None, metrics: bool = False) -> LocalCluster:
+        base = free_port_block(nodes * 2 if metrics else nodes)
+        cluster = LocalCluster(
+            tmp_path / f"cluster-{len(clusters)}", nodes=nodes, base_port=base,
+            metrics_base_port=base + nodes if metrics else 0, extra_config=extra_config,
+        )
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.stop()
