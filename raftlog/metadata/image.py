@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from raftlog.v1 import metadata_pb2 as pb
 
 ConfigKeyT = tuple[str, str]  # (resource type, resource name; "" for the type's default)
+NO_LEADER = -1
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,64 @@ class BrokerInfo:
         return f"{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class PartitionInfo:
+    topic_id: bytes
+    partition: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    leader: int
+    leader_epoch: int
+    partition_epoch: int
+    adding_replicas: tuple[int, ...] = ()
+    removing_replicas: tuple[int, ...] = ()
+
+    @property
+    def preferred_leader(self) -> int:
+        return self.replicas[0] if self.replicas else NO_LEADER
+
+    def to_record(self) -> pb.PartitionRecord:
+        return pb.PartitionRecord(
+            topic_id=self.topic_id, partition=self.partition, replicas=self.replicas, isr=self.isr,
+            leader=self.leader, leader_epoch=self.leader_epoch, partition_epoch=self.partition_epoch,
+            adding_replicas=self.adding_replicas, removing_replicas=self.removing_replicas,
+        )
+
+    @classmethod
+    def from_record(cls, record: pb.PartitionRecord) -> PartitionInfo:
+        return cls(
+            record.topic_id, record.partition, tuple(record.replicas), tuple(record.isr), record.leader,
+            record.leader_epoch, record.partition_epoch, tuple(record.adding_replicas),
+            tuple(record.removing_replicas),
+        )
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    topic_id: bytes
+    partitions: dict[int, PartitionInfo]
+
+
 class MetadataImage:
     def __init__(self) -> None:
         self.offset = 0
         self.brokers: dict[int, BrokerInfo] = {}
         self.configs: dict[ConfigKeyT, dict[str, str]] = {}
+        self.topics_by_id: dict[bytes, TopicInfo] = {}
+        self.topic_ids: dict[str, bytes] = {}  # name -> id
+        self.next_producer_id = 0
+
+    def topic(self, name: str) -> TopicInfo | None:
+        topic_id = self.topic_ids.get(name)
+        return None if topic_id is None else self.topics_by_id[topic_id]
+
+    def partitions(self):
+        """Every (topic name, PartitionInfo), in name and partition order."""
+        for name in sorted(self.topic_ids):
+            topic = self.topics_by_id[self.topic_ids[name]]
+            for index in sorted(topic.partitions):
+                yield name, topic.partitions[index]
 
     def apply_batch(self, offset: int, batch: pb.MetadataBatch) -> None:
         for record in batch.records:
@@ -48,6 +102,16 @@ class MetadataImage:
             self._fence_broker(record.broker_fencing)
         elif kind == "config":
             self._apply_config(record.config)
+        elif kind == "topic":
+            self._add_topic(record.topic.name, record.topic.topic_id)
+        elif kind == "remove_topic":
+            self._remove_topic(record.remove_topic.topic_id)
+        elif kind == "partition":
+            self._set_partition(PartitionInfo.from_record(record.partition))
+        elif kind == "partition_change":
+            self._change_partition(record.partition_change)
+        elif kind == "producer_ids":
+            self.next_producer_id = max(self.next_producer_id, record.producer_ids.next_producer_id)
         # no_op and unknown (newer) record kinds change nothing
 
     def _register_broker(self, offset: int, record: pb.RegisterBrokerRecord) -> None:
@@ -76,11 +140,44 @@ class MetadataImage:
             if not entity:
                 del self.configs[key]
 
+    def _add_topic(self, name: str, topic_id: bytes) -> None:
+        self.topics_by_id[topic_id] = TopicInfo(name, topic_id, {})
+        self.topic_ids[name] = topic_id
+
+    def _remove_topic(self, topic_id: bytes) -> None:
+        topic = self.topics_by_id.pop(topic_id, None)
+        if topic is not None:
+            del self.topic_ids[topic.name]
+            self.configs.pop(("topics", topic.name), None)
+
+    def _set_partition(self, partition: PartitionInfo) -> None:
+        topic = self.topics_by_id.get(partition.topic_id)
+        if topic is not None:
+            topic.partitions[partition.partition] = partition
+
+    def _change_partition(self, change: pb.PartitionChangeRecord) -> None:
+        topic = self.topics_by_id.get(change.topic_id)
+        current = topic.partitions.get(change.partition) if topic else None
+        if current is None:
+            return
+        updates: dict = {"partition_epoch": current.partition_epoch + 1}
+        if change.HasField("leader") and change.leader != current.leader:
+            updates["leader"] = change.leader
+            updates["leader_epoch"] = current.leader_epoch + 1
+        for field_name in ("isr", "replicas", "adding_replicas", "removing_replicas"):
+            if change.HasField(field_name):
+                updates[field_name] = tuple(getattr(change, field_name).values)
+        topic.partitions[change.partition] = replace(current, **updates)
+
     def dynamic_config(self, resource_type: str, resource_name: str) -> dict[str, str]:
         return dict(self.configs.get((resource_type, resource_name), {}))
 
     def to_snapshot(self) -> bytes:
-        snapshot = pb.MetadataImageSnapshot(offset=self.offset)
+        snapshot = pb.MetadataImageSnapshot(offset=self.offset, next_producer_id=self.next_producer_id)
+        for name, topic_id in sorted(self.topic_ids.items()):
+            snapshot.topics.append(pb.TopicRecord(name=name, topic_id=topic_id))
+        for _, partition in self.partitions():
+            snapshot.partitions.append(partition.to_record())
         for broker in sorted(self.brokers.values(), key=lambda b: b.broker_id):
             snapshot.brokers.append(
                 pb.BrokerRegistration(
@@ -111,4 +208,9 @@ class MetadataImage:
             )
         for record in snapshot.configs:
             image._apply_config(record)
+        for topic in snapshot.topics:
+            image._add_topic(topic.name, topic.topic_id)
+        for partition in snapshot.partitions:
+            image._set_partition(PartitionInfo.from_record(partition))
+        image.next_producer_id = snapshot.next_producer_id
         return image

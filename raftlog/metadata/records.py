@@ -41,3 +41,48 @@ def config(resource_type: str, resource_name: str, name: str, value: str | None)
 
 def no_op(payload: bytes = b"") -> pb.MetadataRecord:
     return pb.MetadataRecord(no_op=pb.NoOpRecord(payload=payload))
+
+
+def topic(name: str, topic_id: bytes) -> pb.MetadataRecord:
+    return pb.MetadataRecord(topic=pb.TopicRecord(name=name, topic_id=topic_id))
+
+
+def remove_topic(topic_id: bytes) -> pb.MetadataRecord:
+    return pb.MetadataRecord(remove_topic=pb.RemoveTopicRecord(topic_id=topic_id))
+
+
+def partition(topic_id: bytes, index: int, replicas: list[int], leader: int) -> pb.MetadataRecord:
+    """A new partition: every replica in the ISR, epochs at zero."""
+    return pb.MetadataRecord(
+        partition=pb.PartitionRecord(
+            topic_id=topic_id, partition=index, replicas=replicas, isr=replicas, leader=leader,
+            leader_epoch=0, partition_epoch=0,
+        )
+    )
+
+
+def partition_change(
+    topic_id: bytes,
+    index: int,
+    leader: int | None = None,
+    isr: list[int] | None = None,
+    replicas: list[int] | None = None,
+    adding_replicas: list[int] | None = None,
+    removing_replicas: list[int] | None = None,
+) -> pb.MetadataRecord:
+    change = pb.PartitionChangeRecord(topic_id=topic_id, partition=index)
+    if leader is not None:
+        change.leader = leader
+    for name, values in (("isr", isr), ("replicas", replicas), ("adding_replicas", adding_replicas),
+                         ("removing_replicas", removing_replicas)):
+        if values is not None:
+            getattr(change, name).values.extend(values)
+            getattr(change, name).SetInParent()  # an empty list is still "set"
+    return pb.MetadataRecord(partition_change=change)
+
+
+def producer_ids(broker_id: int, broker_epoch: int, next_producer_id: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        producer_ids=pb.ProducerIdsRecord(broker_id=broker_id, broker_epoch=broker_epoch,
+                                          next_producer_id=next_producer_id)
+    )
