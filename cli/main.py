@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "cli.cluster",
     "cli.quorum",
     "cli.configs",
+    "cli.topics",
+    "cli.partitions",
     "cli.perf",
 ]
 

@@ -9,6 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from raftlog.api.admin_service import AdminServicer
+from raftlog.api.broker_service import BrokerServicer
 from raftlog.api.controller_service import ControllerServicer
 from raftlog.api.peers import Peers
 from raftlog.broker.lifecycle import BrokerLifecycle
@@ -18,7 +19,14 @@ from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.metrics.registry import NodeMetrics, raft_gauges
 from raftlog.raft import DriverSettings, RaftDriver
 from raftlog.store import Store
-from raftlog.v1 import admin_pb2, admin_pb2_grpc, controller_pb2, controller_pb2_grpc
+from raftlog.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    broker_pb2,
+    broker_pb2_grpc,
+    controller_pb2,
+    controller_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +67,7 @@ class Node:
             settings=_driver_settings(config),
         )
         self.driver.on_leader_change(self._leader_changed)
-        self.controller = ActiveController(self.driver, self.state_machine, config["broker.session.timeout.ms"])
+        self.controller = ActiveController(self.driver, self.state_machine, config)
         self.lifecycle = BrokerLifecycle(
             cluster_id=cluster_id,
             broker_id=config.node_id,
@@ -84,10 +92,13 @@ class Node:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         controller = ControllerServicer(self.cluster_id, self.controller, self.metrics)
         controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
+        broker = BrokerServicer(self.cluster_id, self.driver, self.state_machine, self.metrics)
+        broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = (
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
+            broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )

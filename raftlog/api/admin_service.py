@@ -1,4 +1,4 @@
-"""AdminService: quorum and cluster description, dynamic configs, the quorum benchmark.
+"""AdminService: quorum and cluster description, configs, topics, partitions, the quorum benchmark.
 
 Reads are served from this node's metadata image, as Kafka brokers serve metadata from
 their cache; a request may name the metadata offset it must see (read-your-writes), and
@@ -8,19 +8,18 @@ the active controller, forwarded there when this node is not it.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from raftlog import config as node_config
 from raftlog.api.peers import Peers, forward, was_forwarded
+from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
+from raftlog.metadata.image import MetadataImage
+from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import admin_pb2, admin_pb2_grpc, metadata_pb2
 
 MAX_BENCHMARK_WRITES = 1_000_000
-OFFSET_WAIT_TIMEOUT_S = 5.0
-OFFSET_WAIT_POLL_S = 0.005
+BENCHMARK_FORWARD_TIMEOUT_S = 600.0
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -33,30 +32,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._peers = peers
         self.metrics = metrics
 
-    def _controller_stub(self, context) -> admin_pb2_grpc.AdminServiceStub | None:
-        """A stub on the active controller, or None when this node is it."""
+    async def _forward_to_controller(self, method: str, request, context, timeout_s: float = 10.0):
+        """The active controller's answer when this node is not it; None when it is."""
         status = self._driver.status()
         if status.leader_id == status.node_id:
             return None
         if status.leader_id is None or was_forwarded(context):
             raise RaftlogError("NOT_CONTROLLER", "no active controller is known; retry", status.leader_id)
-        return admin_pb2_grpc.AdminServiceStub(self._peers.channel(status.leader_id))
+        stub = admin_pb2_grpc.AdminServiceStub(self._peers.channel(status.leader_id))
+        return await forward(getattr(stub, method), request, timeout_s)
 
-    async def _await_offset(self, offset: int) -> None:
-        """Waits until this node's image has applied `offset`."""
-        deadline = time.monotonic() + OFFSET_WAIT_TIMEOUT_S
-        while self._driver.status().applied_index < offset:
-            if time.monotonic() > deadline:
-                raise RaftlogError(
-                    "REQUEST_TIMED_OUT", f"this node has not applied metadata offset {offset} yet; retry"
-                )
-            await asyncio.sleep(OFFSET_WAIT_POLL_S)
+    # -- quorum and cluster -----------------------------------------------------------------
 
     @rpc("DescribeQuorum")
     async def DescribeQuorum(self, request, context):
-        stub = self._controller_stub(context)
-        if stub is not None:
-            return await forward(stub.DescribeQuorum, request)
+        forwarded = await self._forward_to_controller("DescribeQuorum", request, context)
+        if forwarded is not None:
+            return forwarded
         status = self._driver.status()
         response = admin_pb2.DescribeQuorumResponse(
             cluster_id=self._cluster_id,
@@ -70,7 +62,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DescribeCluster")
     async def DescribeCluster(self, request, context):
-        await self._await_offset(request.min_metadata_offset)
+        await await_applied(self._driver, request.min_metadata_offset)
         status = self._driver.status()
         image = self._controller.image
         response = admin_pb2.DescribeClusterResponse(
@@ -91,34 +83,103 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             )
         return response
 
+    # -- configs ----------------------------------------------------------------------------
+
     @rpc("DescribeConfigs")
     async def DescribeConfigs(self, request, context):
         resource = request.resource
-        if resource.type != "brokers":
-            raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {resource.name!r} does not exist")
-        await self._await_offset(request.min_metadata_offset)
-        entries = _broker_config_entries(self._controller.image, self._config, resource.name, request.include_static)
+        await await_applied(self._driver, request.min_metadata_offset)
+        image = self._controller.image
+        if resource.type == "brokers":
+            entries = _broker_config_entries(image, self._config, resource.name, request.include_static)
+        elif resource.type == "topics":
+            entries = _topic_config_entries(image, self._config, resource.name, request.include_static)
+        else:
+            raise RaftlogError("INVALID_REQUEST", f"entity type {resource.type!r} is not brokers or topics")
         return admin_pb2.DescribeConfigsResponse(resource=resource, entries=entries)
 
     @rpc("IncrementalAlterConfigs")
     async def IncrementalAlterConfigs(self, request, context):
-        stub = self._controller_stub(context)
-        if stub is not None:
-            return await forward(stub.IncrementalAlterConfigs, request)
+        forwarded = await self._forward_to_controller("IncrementalAlterConfigs", request, context)
+        if forwarded is not None:
+            return forwarded
         offset = await self._controller.alter_configs(request.resource, list(request.ops), request.validate_only)
         return admin_pb2.IncrementalAlterConfigsResponse(offset=offset)
+
+    # -- topics and partitions --------------------------------------------------------------
+
+    @rpc("CreateTopic")
+    async def CreateTopic(self, request, context):
+        forwarded = await self._forward_to_controller("CreateTopic", request, context)
+        if forwarded is not None:
+            return forwarded
+        offset = await self._controller.create_topic(
+            request.name, request.partitions, request.replication_factor, dict(request.configs), request.validate_only
+        )
+        topic = self._controller.image.topic(request.name)
+        return admin_pb2.CreateTopicResponse(topic_id=topic.topic_id if topic else b"", offset=offset)
+
+    @rpc("DeleteTopic")
+    async def DeleteTopic(self, request, context):
+        forwarded = await self._forward_to_controller("DeleteTopic", request, context)
+        if forwarded is not None:
+            return forwarded
+        return admin_pb2.DeleteTopicResponse(offset=await self._controller.delete_topic(request.name))
+
+    @rpc("CreatePartitions")
+    async def CreatePartitions(self, request, context):
+        forwarded = await self._forward_to_controller("CreatePartitions", request, context)
+        if forwarded is not None:
+            return forwarded
+        offset = await self._controller.create_partitions(request.name, request.total_count, request.validate_only)
+        return admin_pb2.CreatePartitionsResponse(offset=offset)
+
+    @rpc("ElectLeaders")
+    async def ElectLeaders(self, request, context):
+        forwarded = await self._forward_to_controller("ElectLeaders", request, context)
+        if forwarded is not None:
+            return forwarded
+        unclean = request.election_type == admin_pb2.ElectLeadersRequest.UNCLEAN
+        targets = list(request.partitions) or _all_partitions(self._controller.image)
+        response = admin_pb2.ElectLeadersResponse()
+        for target in targets:
+            result = admin_pb2.ElectionResult(partition=target)
+            try:
+                response.offset = await self._controller.elect_leader(target.topic, target.partition, unclean)
+            except RaftlogError as exc:
+                if exc.reason in ("NOT_CONTROLLER", "REQUEST_TIMED_OUT"):
+                    raise
+                result.error_reason, result.error_message = exc.reason, exc.message
+            response.results.append(result)
+        return response
+
+    @rpc("AlterPartitionReassignments")
+    async def AlterPartitionReassignments(self, request, context):
+        forwarded = await self._forward_to_controller("AlterPartitionReassignments", request, context)
+        if forwarded is not None:
+            return forwarded
+        offset = await self._controller.reassign(
+            request.partition.topic, request.partition.partition, list(request.replicas)
+        )
+        return admin_pb2.AlterPartitionReassignmentsResponse(offset=offset)
+
+    # -- benchmark --------------------------------------------------------------------------
 
     @rpc("BenchmarkQuorum")
     async def BenchmarkQuorum(self, request, context):
         if not 0 < request.count <= MAX_BENCHMARK_WRITES or request.concurrency < 1 or request.payload_bytes < 0:
             raise RaftlogError("INVALID_REQUEST", f"count must be 1..{MAX_BENCHMARK_WRITES}, concurrency >= 1")
-        stub = self._controller_stub(context)
-        if stub is not None:
-            return await forward(stub.BenchmarkQuorum, request, timeout_s=600.0)
+        forwarded = await self._forward_to_controller("BenchmarkQuorum", request, context, BENCHMARK_FORWARD_TIMEOUT_S)
+        if forwarded is not None:
+            return forwarded
         committed, elapsed_s, latencies_ms = await self._controller.benchmark(
             request.count, request.concurrency, request.payload_bytes
         )
         return admin_pb2.BenchmarkQuorumResponse(committed=committed, elapsed_s=elapsed_s, latencies_ms=latencies_ms)
+
+
+def _all_partitions(image: MetadataImage) -> list[admin_pb2.TopicPartitionRef]:
+    return [admin_pb2.TopicPartitionRef(topic=name, partition=p.partition) for name, p in image.partitions()]
 
 
 def _voter_state(status, voter_id: int) -> admin_pb2.VoterState:
@@ -142,6 +203,11 @@ def _ms_or_unknown(value: float | None) -> int:
     return -1 if value is None else int(value)
 
 
+def _broker_values(image: MetadataImage, config: node_config.NodeConfig) -> dict:
+    """Broker-level values in force: static config overlaid with the dynamic cluster default."""
+    return {**config.values, **image.dynamic_config("brokers", "")}
+
+
 def _broker_config_entries(image, config: node_config.NodeConfig, broker_name: str, include_static: bool):
     """Effective broker configs by Kafka's precedence: per-broker dynamic > default dynamic > static > default."""
     per_broker = image.dynamic_config("brokers", broker_name) if broker_name else {}
@@ -160,3 +226,15 @@ def _broker_config_entries(image, config: node_config.NodeConfig, broker_name: s
             value, source = node_config.format_value(config[key.name]), "DEFAULT_CONFIG"
         entries.append(admin_pb2.ConfigEntry(name=key.name, value=value, source=source, read_only=not key.dynamic))
     return entries
+
+
+def _topic_config_entries(image: MetadataImage, config: node_config.NodeConfig, topic_name: str,
+                          include_static: bool):
+    if image.topic(topic_name) is None:
+        raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {topic_name!r} does not exist")
+    effective = effective_topic_config(image.dynamic_config("topics", topic_name), _broker_values(image, config))
+    return [
+        admin_pb2.ConfigEntry(name=name, value=value, source=source, read_only=False)
+        for name, (value, source) in sorted(effective.items())
+        if include_static or source == "DYNAMIC_TOPIC_CONFIG"
+    ]

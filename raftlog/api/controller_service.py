@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
+from raftlog.controller.partitions import AlterPartitionRequest
 from raftlog.errors import RaftlogError
 from raftlog.v1 import controller_pb2, controller_pb2_grpc
 
@@ -31,3 +32,23 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
         self._check_cluster(request.cluster_id)
         fenced = await self._controller.broker_heartbeat(request)
         return controller_pb2.BrokerHeartbeatResponse(is_fenced=fenced)
+
+    @rpc("AlterPartition")
+    async def AlterPartition(self, request, context):
+        self._check_cluster(request.cluster_id)
+        change = AlterPartitionRequest(
+            broker_id=request.broker_id, leader_epoch=request.leader_epoch,
+            partition_epoch=request.partition_epoch, new_isr=tuple(request.new_isr),
+        )
+        partition = await self._controller.alter_partition(request.topic_id, request.partition, change,
+                                                           request.broker_epoch)
+        return controller_pb2.AlterPartitionResponse(
+            leader=partition.leader, leader_epoch=partition.leader_epoch,
+            partition_epoch=partition.partition_epoch, isr=partition.isr,
+        )
+
+    @rpc("AllocateProducerIds")
+    async def AllocateProducerIds(self, request, context):
+        self._check_cluster(request.cluster_id)
+        first, count = await self._controller.allocate_producer_ids(request.broker_id, request.broker_epoch)
+        return controller_pb2.AllocateProducerIdsResponse(first_producer_id=first, count=count)

@@ -6,7 +6,7 @@ from typing import Any
 
 from raftlog.client.connection import Connection
 from raftlog.errors import RaftlogError
-from raftlog.v1 import admin_pb2, admin_pb2_grpc
+from raftlog.v1 import admin_pb2, admin_pb2_grpc, broker_pb2, broker_pb2_grpc
 
 ENTITY_TYPES = ("brokers", "topics")
 
@@ -28,6 +28,76 @@ class Admin:
 
     def _call(self, method: str, request, server: str | None = None):
         return self._connection.call(admin_pb2_grpc.AdminServiceStub, method, request, server)
+
+    def _write(self, method: str, request):
+        """A metadata write: later reads from this client will see it (read-your-writes)."""
+        response = self._call(method, request)
+        self._seen_offset = max(self._seen_offset, response.offset)
+        return response
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int | None = 1, replication_factor: int | None = 3,
+                     config: dict[str, str] | None = None, validate_only: bool = False) -> str:
+        """Creates a topic; None takes the broker default (num.partitions, default.replication.factor).
+
+        Returns the topic id (hex).
+        """
+        request = admin_pb2.CreateTopicRequest(
+            name=name, partitions=partitions or 0, replication_factor=replication_factor or 0,
+            configs={k: str(v) for k, v in (config or {}).items()}, validate_only=validate_only,
+        )
+        return self._write("CreateTopic", request).topic_id.hex()
+
+    def delete_topic(self, name: str) -> None:
+        self._write("DeleteTopic", admin_pb2.DeleteTopicRequest(name=name))
+
+    def create_partitions(self, name: str, total_count: int, validate_only: bool = False) -> None:
+        request = admin_pb2.CreatePartitionsRequest(name=name, total_count=total_count, validate_only=validate_only)
+        self._write("CreatePartitions", request)
+
+    def metadata(self, topics: list[str] | None = None) -> broker_pb2.MetadataResponse:
+        request = broker_pb2.MetadataRequest(topics=topics or [], min_metadata_offset=self._seen_offset)
+        return self._connection.call(broker_pb2_grpc.BrokerServiceStub, "Metadata", request)
+
+    def list_topics(self) -> list[str]:
+        return [t.name for t in self.metadata().topics]
+
+    def describe_topics(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Topic, id, partitions with leader/replicas/ISR, and the topic's dynamic configs."""
+        response = self.metadata(names)
+        described = []
+        for topic in response.topics:
+            if topic.error_reason:
+                raise RaftlogError(topic.error_reason, f"topic {topic.name!r} does not exist")
+            configs = {c["name"]: c["value"] for c in self.describe_configs("topics", topic.name)}
+            described.append(_topic_dict(topic, configs))
+        return described
+
+    def elect_leaders(self, election_type: str = "preferred",
+                      partitions: list[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
+        kinds = {"preferred": admin_pb2.ElectLeadersRequest.PREFERRED,
+                 "unclean": admin_pb2.ElectLeadersRequest.UNCLEAN}
+        if election_type not in kinds:
+            raise RaftlogError("INVALID_REQUEST", "election type must be preferred or unclean")
+        request = admin_pb2.ElectLeadersRequest(
+            election_type=kinds[election_type],
+            partitions=[admin_pb2.TopicPartitionRef(topic=t, partition=p) for t, p in partitions or []],
+        )
+        response = self._write("ElectLeaders", request)
+        return [
+            {"topic": r.partition.topic, "partition": r.partition.partition,
+             "error": r.error_reason or None, "message": r.error_message or None}
+            for r in response.results
+        ]
+
+    def reassign_partition(self, topic: str, partition: int, replicas: list[int]) -> None:
+        request = admin_pb2.AlterPartitionReassignmentsRequest(
+            partition=admin_pb2.TopicPartitionRef(topic=topic, partition=partition), replicas=replicas
+        )
+        self._write("AlterPartitionReassignments", request)
+
+    # -- quorum, cluster, configs -----------------------------------------------------------
 
     def describe_quorum(self) -> dict[str, Any]:
         """Status and per-voter replication of the metadata quorum, like kafka-metadata-quorum."""
@@ -106,9 +176,7 @@ class Admin:
         request = admin_pb2.IncrementalAlterConfigsRequest(
             resource=admin_pb2.ConfigResource(type=entity_type, name=entity_name), ops=ops, validate_only=validate_only
         )
-        offset = self._call("IncrementalAlterConfigs", request).offset
-        self._seen_offset = max(self._seen_offset, offset)
-        return offset
+        return self._write("IncrementalAlterConfigs", request).offset
 
     def benchmark_quorum(self, count: int, concurrency: int, payload_bytes: int = 64) -> admin_pb2.BenchmarkQuorumResponse:
         request = admin_pb2.BenchmarkQuorumRequest(count=count, concurrency=concurrency, payload_bytes=payload_bytes)
@@ -124,3 +192,26 @@ class Admin:
 def _check_entity_type(entity_type: str) -> None:
     if entity_type not in ENTITY_TYPES:
         raise RaftlogError("INVALID_REQUEST", f"entity type must be one of {', '.join(ENTITY_TYPES)}")
+
+
+def _topic_dict(topic: broker_pb2.TopicMetadata, configs: dict[str, str]) -> dict[str, Any]:
+    return {
+        "topic": topic.name,
+        "topic_id": topic.topic_id.hex(),
+        "partition_count": len(topic.partitions),
+        "replication_factor": len(topic.partitions[0].replicas) if topic.partitions else 0,
+        "configs": configs,
+        "partitions": [
+            {
+                "partition": p.partition,
+                "leader": p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replicas": list(p.replicas),
+                "isr": list(p.isr),
+                "offline_replicas": list(p.offline_replicas),
+                "adding_replicas": list(p.adding_replicas),
+                "removing_replicas": list(p.removing_replicas),
+            }
+            for p in topic.partitions
+        ],
+    }

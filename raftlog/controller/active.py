@@ -1,8 +1,9 @@
 """The active controller: runs on every controller node, acts only while it is the Raft leader.
 
-Every decision first waits for a ReadIndex, so it sees all metadata committed by earlier
-leaders, and decisions are taken one at a time so that two of them never read the same
-image and commit records that contradict each other.
+Every decision goes through `_decide`: it waits for a ReadIndex (so it sees all metadata
+committed by earlier leaders), computes records with a pure function of the image, and
+commits them as one entry. Decisions are taken one at a time, so two of them never read
+the same image and commit records that contradict each other.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import logging
 import time
 from collections.abc import Callable
 
-from raftlog.controller import decisions
+from raftlog import config as node_config
+from raftlog.controller import decisions, topics
+from raftlog.controller import partitions as partition_rules
 from raftlog.errors import RaftlogError
+from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.metadata.records import encode_batch, no_op
 from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.raft import NotLeaderError
 from raftlog.v1 import admin_pb2, metadata_pb2
 
 log = logging.getLogger(__name__)
+
+Decision = Callable[[MetadataImage], list[metadata_pb2.MetadataRecord]]
 
 
 def _monotonic_ms() -> float:
@@ -31,12 +37,13 @@ class ActiveController:
         self,
         driver,
         state_machine: MetadataStateMachine,
-        session_timeout_ms: int,
+        config: node_config.NodeConfig,
         clock_ms: Callable[[], float] = _monotonic_ms,
     ):
         self._driver = driver
         self._state_machine = state_machine
-        self._session_timeout_ms = session_timeout_ms
+        self._config = config
+        self._session_timeout_ms = config["broker.session.timeout.ms"]
         self._clock_ms = clock_ms
         self._sessions = decisions.BrokerSessions()
         self._decision_lock = asyncio.Lock()
@@ -44,11 +51,12 @@ class ActiveController:
         self._was_leader = False
 
     @property
-    def image(self):
+    def image(self) -> MetadataImage:
         return self._state_machine.image
 
     def is_active(self) -> bool:
-        return self._driver.status().leader_id == self._driver.status().node_id
+        status = self._driver.status()
+        return status.leader_id == status.node_id
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._fence_expired_loop(), name="controller-session-expiry")
@@ -58,11 +66,10 @@ class ActiveController:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _commit(self, records: list[metadata_pb2.MetadataRecord]) -> int:
-        """Proposes the records as one entry; returns its offset once applied here."""
-        return await self._propose(encode_batch(*records))
+    # -- plumbing ---------------------------------------------------------------------------
 
     async def _propose(self, data: bytes) -> int:
+        """Proposes one entry; returns its offset once applied here."""
         try:
             return await self._driver.propose(data)
         except NotLeaderError as exc:
@@ -83,50 +90,114 @@ class ActiveController:
             self._sessions.reset(list(self.image.brokers), self._clock_ms())
             self._was_leader = True
 
-    async def register_broker(self, request) -> int:
+    async def _decide(self, decision: Decision, validate_only: bool = False) -> int:
+        """Runs a pure decision on the current image and commits its records; returns the offset."""
         async with self._decision_lock:
             await self._prepare()
-            now_ms = self._clock_ms()
-            new_records = decisions.register_broker(
-                self.image,
-                request.broker_id,
-                request.incarnation_id,
-                request.endpoint.host,
-                request.endpoint.port,
-                request.rack,
-                self._sessions,
-                now_ms,
-                self._session_timeout_ms,
-            )
-            offset = await self._commit(new_records)
-            self._sessions.touch(request.broker_id, now_ms)
-            log.info("registered broker %d at %s:%d, epoch %d", request.broker_id, request.endpoint.host,
-                     request.endpoint.port, offset)
-            return offset
+            new_records = decision(self.image)
+            if validate_only or not new_records:
+                return self.image.offset
+            return await self._propose(encode_batch(*new_records))
+
+    def _broker_default(self, name: str):
+        """A broker-level value: the dynamic cluster default if set, else the static config."""
+        dynamic = self.image.dynamic_config("brokers", "").get(name)
+        return dynamic if dynamic is not None else self._config[name]
+
+    @property
+    def _unclean_default(self) -> bool:
+        return bool(self._config["unclean.leader.election.enable"])
+
+    # -- brokers ----------------------------------------------------------------------------
+
+    async def register_broker(self, request) -> int:
+        now_ms = self._clock_ms()
+        offset = await self._decide(lambda image: decisions.register_broker(
+            image, request.broker_id, request.incarnation_id, request.endpoint.host, request.endpoint.port,
+            request.rack, self._sessions, now_ms, self._session_timeout_ms,
+        ))
+        self._sessions.touch(request.broker_id, now_ms)
+        log.info("registered broker %d at %s:%d, epoch %d", request.broker_id, request.endpoint.host,
+                 request.endpoint.port, offset)
+        return offset
 
     async def broker_heartbeat(self, request) -> bool:
         """Returns whether the broker is fenced after this heartbeat."""
-        async with self._decision_lock:
-            await self._prepare()
-            new_records = decisions.broker_heartbeat(
-                self.image, request.broker_id, request.broker_epoch, request.metadata_offset, request.want_fence
-            )
-            if not request.want_fence:
-                self._sessions.touch(request.broker_id, self._clock_ms())
-            if new_records:
-                await self._commit(new_records)
-                log.info("broker %d %s", request.broker_id, "fenced" if request.want_fence else "unfenced")
-            return self.image.brokers[request.broker_id].fenced
+        if not request.want_fence:
+            self._sessions.touch(request.broker_id, self._clock_ms())
+        await self._decide(lambda image: decisions.broker_heartbeat(
+            image, request.broker_id, request.broker_epoch, request.metadata_offset, request.want_fence,
+            self._unclean_default,
+        ))
+        return self.image.brokers[request.broker_id].fenced
 
-    async def alter_configs(
-        self, resource: admin_pb2.ConfigResource, ops: list[admin_pb2.AlterConfigOp], validate_only: bool
-    ) -> int:
-        async with self._decision_lock:
-            await self._prepare()
-            new_records = decisions.alter_configs(self.image, resource, ops)
-            if validate_only:
-                return self.image.offset
-            return await self._commit(new_records)
+    async def allocate_producer_ids(self, broker_id: int, broker_epoch: int) -> tuple[int, int]:
+        """(first id, count) of a block of producer ids now owned by the broker."""
+        block: list[int] = []
+
+        def decide(image: MetadataImage):
+            first, new_records = decisions.allocate_producer_ids(image, broker_id, broker_epoch)
+            block.append(first)
+            return new_records
+
+        await self._decide(decide)
+        return block[0], decisions.PRODUCER_ID_BLOCK_SIZE
+
+    # -- configs and topics -----------------------------------------------------------------
+
+    async def alter_configs(self, resource: admin_pb2.ConfigResource, ops: list[admin_pb2.AlterConfigOp],
+                            validate_only: bool) -> int:
+        return await self._decide(lambda image: decisions.alter_configs(image, resource, ops), validate_only)
+
+    async def create_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str],
+                           validate_only: bool) -> int:
+        partitions = partitions if partitions > 0 else int(self._broker_default("num.partitions"))
+        if replication_factor <= 0:
+            replication_factor = int(self._broker_default("default.replication.factor"))
+        return await self._decide(
+            lambda image: topics.create_topic(image, name, partitions, replication_factor, configs), validate_only
+        )
+
+    async def delete_topic(self, name: str) -> int:
+        return await self._decide(lambda image: topics.delete_topic(image, name))
+
+    async def create_partitions(self, name: str, total: int, validate_only: bool) -> int:
+        return await self._decide(lambda image: topics.create_partitions(image, name, total), validate_only)
+
+    def _partition(self, image: MetadataImage, topic_name: str, index: int) -> PartitionInfo:
+        topic = image.topic(topic_name)
+        if topic is None or index not in topic.partitions:
+            raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"{topic_name}-{index} does not exist")
+        return topic.partitions[index]
+
+    async def elect_leader(self, topic_name: str, index: int, unclean: bool) -> int:
+        def decide(image: MetadataImage):
+            partition = self._partition(image, topic_name, index)
+            usable = decisions.usable_brokers(image)
+            if unclean:
+                return partition_rules.elect_unclean(partition, usable)
+            return partition_rules.elect_preferred(partition, usable)
+
+        return await self._decide(decide)
+
+    async def reassign(self, topic_name: str, index: int, replicas: list[int]) -> int:
+        return await self._decide(lambda image: partition_rules.start_reassignment(
+            self._partition(image, topic_name, index), replicas, set(image.brokers)
+        ))
+
+    async def alter_partition(self, topic_id: bytes, index: int,
+                              request: partition_rules.AlterPartitionRequest, broker_epoch: int) -> PartitionInfo:
+        def decide(image: MetadataImage):
+            decisions.check_broker_epoch(image, request.broker_id, broker_epoch)
+            topic = image.topics_by_id.get(topic_id)
+            if topic is None or index not in topic.partitions:
+                raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"partition {index} of that topic id does not exist")
+            return partition_rules.alter_partition(topic.partitions[index], request, decisions.usable_brokers(image))
+
+        await self._decide(decide)
+        return self.image.topics_by_id[topic_id].partitions[index]
+
+    # -- benchmark and session expiry -------------------------------------------------------
 
     async def benchmark(self, count: int, concurrency: int, payload_bytes: int) -> tuple[int, float, list[float]]:
         """Commits `count` no-op entries with `concurrency` in flight; returns (committed, seconds, latencies_ms)."""
@@ -153,15 +224,15 @@ class ActiveController:
                 self._was_leader = False
                 continue
             try:
-                await self._fence_expired()
+                await self._decide(self._expired_decision)
             except RaftlogError as exc:
                 log.debug("session expiry check skipped: %s", exc)
 
-    async def _fence_expired(self) -> None:
-        async with self._decision_lock:
-            await self._prepare()
-            expired = decisions.fence_expired(self.image, self._sessions, self._clock_ms(), self._session_timeout_ms)
-            if expired:
-                ids = [r.broker_fencing.broker_id for r in expired]
-                log.warning("fencing brokers %s: no heartbeat for %d ms", ids, self._session_timeout_ms)
-                await self._commit(expired)
+    def _expired_decision(self, image: MetadataImage) -> list[metadata_pb2.MetadataRecord]:
+        expired = decisions.fence_expired(
+            image, self._sessions, self._clock_ms(), self._session_timeout_ms, self._unclean_default
+        )
+        if expired:
+            ids = [r.broker_fencing.broker_id for r in expired if r.HasField("broker_fencing")]
+            log.warning("fencing brokers %s: no heartbeat for %d ms", ids, self._session_timeout_ms)
+        return expired

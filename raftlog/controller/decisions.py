@@ -8,10 +8,15 @@ rule without a quorum.
 from __future__ import annotations
 
 from raftlog import config as node_config
+from raftlog.controller import partitions as partition_rules
+from raftlog.controller.topics import validated_configs
 from raftlog.errors import RaftlogError
 from raftlog.metadata import records
 from raftlog.metadata.image import MetadataImage
+from raftlog.topic_config import TOPIC_SCHEMA
 from raftlog.v1 import admin_pb2, metadata_pb2
+
+PRODUCER_ID_BLOCK_SIZE = 1000
 
 BROKER_RESOURCE = "brokers"
 TOPIC_RESOURCE = "topics"
@@ -71,30 +76,74 @@ def register_broker(
     return [records.register_broker(request_broker_id, incarnation_id, host, port, rack)]
 
 
-def broker_heartbeat(
-    image: MetadataImage, broker_id: int, broker_epoch: int, metadata_offset: int, want_fence: bool
-) -> list[metadata_pb2.MetadataRecord]:
-    """Unfences a broker once its metadata has caught up to its own registration; fences it on request."""
+def check_broker_epoch(image: MetadataImage, broker_id: int, broker_epoch: int) -> None:
     broker = image.brokers.get(broker_id)
     if broker is None:
         raise RaftlogError("UNKNOWN_BROKER", f"broker {broker_id} is not registered")
     if broker.epoch != broker_epoch:
         raise RaftlogError("STALE_BROKER_EPOCH", f"broker {broker_id} epoch is {broker.epoch}, not {broker_epoch}")
+
+
+def broker_heartbeat(
+    image: MetadataImage, broker_id: int, broker_epoch: int, metadata_offset: int, want_fence: bool,
+    unclean_default: bool = False,
+) -> list[metadata_pb2.MetadataRecord]:
+    """Unfences a broker once its metadata has caught up to its own registration; fences it on request."""
+    check_broker_epoch(image, broker_id, broker_epoch)
+    broker = image.brokers[broker_id]
     if want_fence and not broker.fenced:
-        return [records.broker_fencing(broker_id, broker_epoch, fenced=True)]
+        return set_fenced(image, broker_id, True, unclean_default)
     if not want_fence and broker.fenced and metadata_offset >= broker.epoch:
-        return [records.broker_fencing(broker_id, broker_epoch, fenced=False)]
+        return set_fenced(image, broker_id, False, unclean_default)
     return []
 
 
 def fence_expired(
-    image: MetadataImage, sessions: BrokerSessions, now_ms: float, session_timeout_ms: int
+    image: MetadataImage, sessions: BrokerSessions, now_ms: float, session_timeout_ms: int,
+    unclean_default: bool = False,
 ) -> list[metadata_pb2.MetadataRecord]:
-    return [
-        records.broker_fencing(broker.broker_id, broker.epoch, fenced=True)
+    expired = [
+        broker.broker_id
         for broker in image.brokers.values()
         if not broker.fenced and not sessions.is_live(broker.broker_id, now_ms, session_timeout_ms)
     ]
+    new_records: list[metadata_pb2.MetadataRecord] = []
+    for broker_id in expired:
+        new_records += set_fenced(image, broker_id, True, unclean_default, also_fenced=set(expired))
+    return new_records
+
+
+def set_fenced(
+    image: MetadataImage, broker_id: int, fenced: bool, unclean_default: bool, also_fenced: set[int] = frozenset()
+) -> list[metadata_pb2.MetadataRecord]:
+    """The fencing record plus the partition changes it causes (leaders move, ISRs shrink or revive)."""
+    broker = image.brokers[broker_id]
+    usable = {b.broker_id for b in image.brokers.values() if not b.fenced} - set(also_fenced)
+    usable = usable - {broker_id} if fenced else usable | {broker_id}
+    react = partition_rules.on_broker_fenced if fenced else partition_rules.on_broker_unfenced
+    new_records = [records.broker_fencing(broker_id, broker.epoch, fenced=fenced)]
+    for topic_name, partition in image.partitions():
+        new_records += react(partition, broker_id, usable, unclean_allowed(image, topic_name, unclean_default))
+    return new_records
+
+
+def unclean_allowed(image: MetadataImage, topic_name: str, static_default: bool) -> bool:
+    for resource in (("topics", topic_name), ("brokers", "")):
+        value = image.dynamic_config(*resource).get("unclean.leader.election.enable")
+        if value is not None:
+            return value == "true"
+    return static_default
+
+
+def usable_brokers(image: MetadataImage) -> set[int]:
+    return {b.broker_id for b in image.brokers.values() if not b.fenced}
+
+
+def allocate_producer_ids(image: MetadataImage, broker_id: int, broker_epoch: int) -> tuple[int, list]:
+    """The first id of a new block for the broker, and the record that hands it out."""
+    check_broker_epoch(image, broker_id, broker_epoch)
+    first = image.next_producer_id
+    return first, [records.producer_ids(broker_id, broker_epoch, first + PRODUCER_ID_BLOCK_SIZE)]
 
 
 def alter_configs(
@@ -110,6 +159,12 @@ def alter_configs(
 
 
 def _config_record(resource: admin_pb2.ConfigResource, op: admin_pb2.AlterConfigOp) -> metadata_pb2.MetadataRecord:
+    if resource.type == TOPIC_RESOURCE:
+        if op.op == admin_pb2.AlterConfigOp.DELETE:
+            _check_topic_key(op.name)
+            return records.config(resource.type, resource.name, op.name, None)
+        [(name, value)] = validated_configs({op.name: op.value}).items()
+        return records.config(resource.type, resource.name, name, value)
     if op.op == admin_pb2.AlterConfigOp.DELETE:
         _check_known_name(op.name)
         return records.config(resource.type, resource.name, op.name, None)
@@ -126,9 +181,16 @@ def _check_known_name(name: str) -> None:
         raise RaftlogError("INVALID_CONFIG", f"{name!r} is not a dynamic broker config")
 
 
+def _check_topic_key(name: str) -> None:
+    if name not in TOPIC_SCHEMA:
+        raise RaftlogError("INVALID_CONFIG", f"{name!r} is not a topic config")
+
+
 def _check_resource(image: MetadataImage, resource: admin_pb2.ConfigResource) -> None:
     if resource.type == TOPIC_RESOURCE:
-        raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {resource.name!r} does not exist")
+        if image.topic(resource.name) is None:
+            raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {resource.name!r} does not exist")
+        return
     if resource.type != BROKER_RESOURCE:
         raise RaftlogError("INVALID_REQUEST", f"entity type {resource.type!r} is not brokers or topics")
     if resource.name and (not resource.name.isdigit() or int(resource.name) not in image.brokers):

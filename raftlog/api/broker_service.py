@@ -1,0 +1,60 @@
+"""BrokerService: the public data-plane API (Metadata now; Produce/Fetch/ListOffsets later)."""
+
+from __future__ import annotations
+
+from raftlog.api.reads import await_applied
+from raftlog.api.status import rpc
+from raftlog.metadata.image import MetadataImage, PartitionInfo
+from raftlog.v1 import broker_pb2, broker_pb2_grpc
+
+
+class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
+    def __init__(self, cluster_id: str, driver, state_machine, metrics=None):
+        self._cluster_id = cluster_id
+        self._driver = driver
+        self._state_machine = state_machine
+        self.metrics = metrics
+
+    @rpc("Metadata")
+    async def Metadata(self, request, context):
+        await await_applied(self._driver, request.min_metadata_offset)
+        image: MetadataImage = self._state_machine.image
+        leader_id = self._driver.status().leader_id
+        response = broker_pb2.MetadataResponse(
+            cluster_id=self._cluster_id,
+            controller_id=-1 if leader_id is None else leader_id,
+            metadata_offset=image.offset,
+        )
+        for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):
+            response.brokers.append(broker_pb2.BrokerEndpoint(
+                broker_id=broker.broker_id, host=broker.host, port=broker.port, rack=broker.rack, fenced=broker.fenced,
+            ))
+        names = list(request.topics) or sorted(image.topic_ids)
+        live = {b.broker_id for b in image.brokers.values() if not b.fenced}
+        for name in names:
+            response.topics.append(_topic_metadata(image, name, live))
+        return response
+
+
+def _topic_metadata(image: MetadataImage, name: str, live: set[int]) -> broker_pb2.TopicMetadata:
+    topic = image.topic(name)
+    if topic is None:
+        return broker_pb2.TopicMetadata(name=name, error_reason="UNKNOWN_TOPIC_OR_PARTITION")
+    return broker_pb2.TopicMetadata(
+        name=name, topic_id=topic.topic_id,
+        partitions=[_partition_metadata(topic.partitions[i], live) for i in sorted(topic.partitions)],
+    )
+
+
+def _partition_metadata(partition: PartitionInfo, live: set[int]) -> broker_pb2.PartitionMetadata:
+    return broker_pb2.PartitionMetadata(
+        partition=partition.partition,
+        leader=partition.leader,
+        leader_epoch=partition.leader_epoch,
+        partition_epoch=partition.partition_epoch,
+        replicas=partition.replicas,
+        isr=partition.isr,
+        offline_replicas=[r for r in partition.replicas if r not in live],
+        adding_replicas=partition.adding_replicas,
+        removing_replicas=partition.removing_replicas,
+    )
