@@ -39,6 +39,26 @@ class BrokerServiceStub:
                 request_serializer=raftlog_dot_v1_dot_broker__pb2.MetadataRequest.SerializeToString,
                 response_deserializer=raftlog_dot_v1_dot_broker__pb2.MetadataResponse.FromString,
                 _registered_method=True)
+        self.Produce = channel.unary_unary(
+                '/raftlog.v1.BrokerService/Produce',
+                request_serializer=raftlog_dot_v1_dot_broker__pb2.ProduceRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_broker__pb2.ProduceResponse.FromString,
+                _registered_method=True)
+        self.Fetch = channel.unary_unary(
+                '/raftlog.v1.BrokerService/Fetch',
+                request_serializer=raftlog_dot_v1_dot_broker__pb2.FetchRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_broker__pb2.FetchResponse.FromString,
+                _registered_method=True)
+        self.ListOffsets = channel.unary_unary(
+                '/raftlog.v1.BrokerService/ListOffsets',
+                request_serializer=raftlog_dot_v1_dot_broker__pb2.ListOffsetsRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_broker__pb2.ListOffsetsResponse.FromString,
+                _registered_method=True)
+        self.InitProducerId = channel.unary_unary(
+                '/raftlog.v1.BrokerService/InitProducerId',
+                request_serializer=raftlog_dot_v1_dot_broker__pb2.InitProducerIdRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_broker__pb2.InitProducerIdResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServiceServicer:
@@ -51,6 +71,33 @@ class BrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Produce(self, request, context):
+        """Appends record batches to partitions this broker leads. Errors are per partition.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fetch(self, request, context):
+        """Reads batches up to the high watermark; long-polls with max_wait_ms / min_bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOffsets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InitProducerId(self, request, context):
+        """A producer id for an idempotent producer (from a block the controller handed out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +105,26 @@ def add_BrokerServiceServicer_to_server(servicer, server):
                     servicer.Metadata,
                     request_deserializer=raftlog_dot_v1_dot_broker__pb2.MetadataRequest.FromString,
                     response_serializer=raftlog_dot_v1_dot_broker__pb2.MetadataResponse.SerializeToString,
+            ),
+            'Produce': grpc.unary_unary_rpc_method_handler(
+                    servicer.Produce,
+                    request_deserializer=raftlog_dot_v1_dot_broker__pb2.ProduceRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_broker__pb2.ProduceResponse.SerializeToString,
+            ),
+            'Fetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=raftlog_dot_v1_dot_broker__pb2.FetchRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_broker__pb2.FetchResponse.SerializeToString,
+            ),
+            'ListOffsets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOffsets,
+                    request_deserializer=raftlog_dot_v1_dot_broker__pb2.ListOffsetsRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_broker__pb2.ListOffsetsResponse.SerializeToString,
+            ),
+            'InitProducerId': grpc.unary_unary_rpc_method_handler(
+                    servicer.InitProducerId,
+                    request_deserializer=raftlog_dot_v1_dot_broker__pb2.InitProducerIdRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_broker__pb2.InitProducerIdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +154,114 @@ class BrokerService:
             '/raftlog.v1.BrokerService/Metadata',
             raftlog_dot_v1_dot_broker__pb2.MetadataRequest.SerializeToString,
             raftlog_dot_v1_dot_broker__pb2.MetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Produce(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.BrokerService/Produce',
+            raftlog_dot_v1_dot_broker__pb2.ProduceRequest.SerializeToString,
+            raftlog_dot_v1_dot_broker__pb2.ProduceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.BrokerService/Fetch',
+            raftlog_dot_v1_dot_broker__pb2.FetchRequest.SerializeToString,
+            raftlog_dot_v1_dot_broker__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOffsets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.BrokerService/ListOffsets',
+            raftlog_dot_v1_dot_broker__pb2.ListOffsetsRequest.SerializeToString,
+            raftlog_dot_v1_dot_broker__pb2.ListOffsetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InitProducerId(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.BrokerService/InitProducerId',
+            raftlog_dot_v1_dot_broker__pb2.InitProducerIdRequest.SerializeToString,
+            raftlog_dot_v1_dot_broker__pb2.InitProducerIdResponse.FromString,
             options,
             channel_credentials,
             insecure,

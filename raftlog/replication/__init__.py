@@ -1,0 +1,1 @@
+"""Partition replication: leaders, followers, high watermark, ISR, leader epochs."""
