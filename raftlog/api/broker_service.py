@@ -1,19 +1,41 @@
-"""BrokerService: the public data-plane API (Metadata now; Produce/Fetch/ListOffsets later)."""
+"""BrokerService (public data plane) and ReplicationService (followers' fetches)."""
 
 from __future__ import annotations
 
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
+from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.metadata.image import MetadataImage, PartitionInfo
-from raftlog.v1 import broker_pb2, broker_pb2_grpc
+from raftlog.replication import requests
+from raftlog.replication.manager import ReplicaManager
+from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
 
 
 class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
-    def __init__(self, cluster_id: str, driver, state_machine, metrics=None):
+    def __init__(self, cluster_id: str, driver, state_machine, replicas: ReplicaManager,
+                 producer_ids: ProducerIdManager, metrics=None):
         self._cluster_id = cluster_id
         self._driver = driver
         self._state_machine = state_machine
+        self._replicas = replicas
+        self._producer_ids = producer_ids
         self.metrics = metrics
+
+    @rpc("Produce")
+    async def Produce(self, request, context):
+        return await requests.produce(self._replicas, request)
+
+    @rpc("Fetch")
+    async def Fetch(self, request, context):
+        return await requests.fetch(self._replicas, request)
+
+    @rpc("ListOffsets")
+    async def ListOffsets(self, request, context):
+        return requests.list_offsets(self._replicas, request)
+
+    @rpc("InitProducerId")
+    async def InitProducerId(self, request, context):
+        return broker_pb2.InitProducerIdResponse(producer_id=await self._producer_ids.next_id(), producer_epoch=0)
 
     @rpc("Metadata")
     async def Metadata(self, request, context):
@@ -58,3 +80,13 @@ def _partition_metadata(partition: PartitionInfo, live: set[int]) -> broker_pb2.
         adding_replicas=partition.adding_replicas,
         removing_replicas=partition.removing_replicas,
     )
+
+
+class ReplicationServicer(replication_pb2_grpc.ReplicationServiceServicer):
+    def __init__(self, replicas: ReplicaManager, metrics=None):
+        self._replicas = replicas
+        self.metrics = metrics
+
+    @rpc("ReplicaFetch")
+    async def ReplicaFetch(self, request, context):
+        return await requests.replica_fetch(self._replicas, request)

@@ -44,7 +44,19 @@ class NodeMetrics:
         self.raft_leader_changes = Counter(
             "raftlog_raft_leader_changes", "Times this node saw the Raft leader change", registry=self.registry
         )
+        self.bytes_in = Counter("raftlog_bytes_in", "Bytes produced, per topic", ["topic"], registry=self.registry)
+        self.bytes_out = Counter("raftlog_bytes_out", "Bytes fetched by consumers, per topic", ["topic"],
+                                 registry=self.registry)
+        self.messages_in = Counter("raftlog_messages_in", "Records produced, per topic", ["topic"],
+                                   registry=self.registry)
         self._server = None
+
+    def produced(self, topic: str, byte_count: int, record_count: int) -> None:
+        self.bytes_in.labels(topic).inc(byte_count)
+        self.messages_in.labels(topic).inc(record_count)
+
+    def fetched(self, topic: str, byte_count: int) -> None:
+        self.bytes_out.labels(topic).inc(byte_count)
 
     def request_started(self, api: str) -> None:
         self.requests.labels(api).inc()
@@ -65,7 +77,19 @@ class NodeMetrics:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
-            self._server = None
+            self.bytes_in = Counter("raftlog_bytes_in", "Bytes produced, per topic", ["topic"], registry=self.registry)
+        self.bytes_out = Counter("raftlog_bytes_out", "Bytes fetched by consumers, per topic", ["topic"],
+                                 registry=self.registry)
+        self.messages_in = Counter("raftlog_messages_in", "Records produced, per topic", ["topic"],
+                                   registry=self.registry)
+        self._server = None
+
+    def produced(self, topic: str, byte_count: int, record_count: int) -> None:
+        self.bytes_in.labels(topic).inc(byte_count)
+        self.messages_in.labels(topic).inc(record_count)
+
+    def fetched(self, topic: str, byte_count: int) -> None:
+        self.bytes_out.labels(topic).inc(byte_count)
 
 
 def raft_gauges(status_of: Callable[[], object]) -> Callable[[], Iterable[GaugeMetricFamily]]:
@@ -84,5 +108,45 @@ def raft_gauges(status_of: Callable[[], object]) -> Callable[[], Iterable[GaugeM
         ]
         for name, doc, value in values:
             yield GaugeMetricFamily(name, doc, value=value)
+
+    return produce
+
+
+def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
+    """Per-partition and cluster-health gauges of a broker's ReplicaManager, read at scrape time.
+
+    under-replicated/offline/under-min-ISR count the partitions this broker leads (offline:
+    partitions of the image with no leader, reported by the active controller's view of
+    every node, so sum() across nodes over-counts them; use max()).
+    """
+
+    def produce() -> Iterable[GaugeMetricFamily]:
+        labels = ["topic", "partition"]
+        start = GaugeMetricFamily("raftlog_log_start_offset", "Log start offset", labels=labels)
+        end = GaugeMetricFamily("raftlog_log_end_offset", "Log end offset", labels=labels)
+        size = GaugeMetricFamily("raftlog_log_size_bytes", "Bytes on disk", labels=labels)
+        lag = GaugeMetricFamily("raftlog_follower_lag", "Records a follower is behind its leader",
+                                labels=labels + ["replica"])
+        under_replicated = under_min_isr = 0
+        for partition in list(manager.partitions.values()):
+            if partition.info is None:
+                continue
+            key = [partition.topic, str(partition.index)]
+            start.add_metric(key, partition.log.log_start_offset)
+            end.add_metric(key, partition.log.log_end_offset)
+            size.add_metric(key, partition.log.size_bytes())
+            if partition.is_leader:
+                under_replicated += len(partition.isr) < len(partition.info.replicas)
+                min_isr = int(manager.topic_configs(partition.topic)["min.insync.replicas"])
+                under_min_isr += len(partition.isr) < min_isr
+                for replica, state in partition.followers.items():
+                    lag.add_metric(key + [str(replica)], max(0, partition.log.log_end_offset - state.log_end_offset))
+        offline = sum(1 for _, p in manager.image.partitions() if p.leader < 0)
+        yield from (start, end, size, lag)
+        yield GaugeMetricFamily("raftlog_under_replicated_partitions", "Led partitions with ISR < replicas",
+                                value=under_replicated)
+        yield GaugeMetricFamily("raftlog_under_min_isr_partitions", "Led partitions with ISR < min.insync.replicas",
+                                value=under_min_isr)
+        yield GaugeMetricFamily("raftlog_offline_partitions", "Partitions without a leader", value=offline)
 
     return produce

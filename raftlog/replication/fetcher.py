@@ -1,0 +1,120 @@
+"""ReplicaFetcher: a follower's pull loop against one leader broker (Kafka's replica fetcher).
+
+Each round asks for every partition this broker follows on that leader, from its log end,
+with the epoch of its last batch. The leader answers with records, or with the epoch and
+offset where our log diverges from its own, and we truncate there before fetching again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from raftlog.api.peers import Peers
+from raftlog.errors import error_from_rpc
+from raftlog.replication.partition import Partition
+from raftlog.v1 import replication_pb2, replication_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+FETCH_MAX_WAIT_MS = 500
+FETCH_MAX_BYTES = 16 * 1024 * 1024
+ERROR_BACKOFF_S = 0.1
+RPC_TIMEOUT_S = 5.0
+
+
+class ReplicaFetcher:
+    def __init__(self, manager, leader_id: int, peers: Peers):
+        self._manager = manager
+        self.leader_id = leader_id
+        self._peers = peers
+        self.partitions: dict[tuple[bytes, int], Partition] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def add(self, partition: Partition) -> None:
+        self.partitions[(partition.topic_id, partition.index)] = partition
+        self._wakeup.set()
+
+    def remove(self, partition: Partition) -> None:
+        self.partitions.pop((partition.topic_id, partition.index), None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"replica-fetcher-{self.leader_id}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        stub = replication_pb2_grpc.ReplicationServiceStub(self._peers.channel(self.leader_id))
+        while True:
+            if not self.partitions:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            sent = dict(self.partitions)
+            request = self._request(sent)
+            if request is None:
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            try:
+                response = await stub.ReplicaFetch(request, timeout=RPC_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                log.debug("fetch from broker %d failed: %s", self.leader_id, error_from_rpc(exc))
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            epochs_sent = {(p.topic_id, p.partition): p.current_leader_epoch for p in request.partitions}
+            backoff = await self._handle(response, sent, epochs_sent)
+            if backoff:
+                await asyncio.sleep(ERROR_BACKOFF_S)
+
+    def _request(self, sent: dict[tuple[bytes, int], Partition]) -> replication_pb2.ReplicaFetchRequest | None:
+        broker_epoch = self._manager._broker_epoch()
+        if broker_epoch is None:
+            return None
+        return replication_pb2.ReplicaFetchRequest(
+            cluster_id=self._manager.cluster_id,
+            replica_id=self._manager.broker_id,
+            broker_epoch=broker_epoch,
+            max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_bytes=FETCH_MAX_BYTES,
+            partitions=[
+                replication_pb2.ReplicaFetchPartition(
+                    topic_id=p.topic_id, partition=p.index, fetch_offset=p.log.log_end_offset,
+                    last_fetched_epoch=p.log.latest_epoch(), current_leader_epoch=p.leader_epoch,
+                )
+                for p in sent.values()
+            ],
+        )
+
+    async def _handle(self, response, sent, epochs_sent: dict[tuple[bytes, int], int]) -> bool:
+        """Applies one response; returns True when the loop should back off."""
+        backoff = False
+        for result in response.results:
+            partition = sent.get((result.topic_id, result.partition))
+            if partition is None or self.partitions.get((result.topic_id, result.partition)) is not partition:
+                continue  # no longer followed from this leader
+            if partition.info is None or partition.info.leader != self.leader_id:
+                continue
+            if partition.leader_epoch != epochs_sent[(result.topic_id, result.partition)]:
+                continue  # the epoch moved while the fetch was out: the answer may be stale
+            if result.error_reason:
+                backoff |= self._on_error(partition, result)
+            elif result.HasField("diverging_epoch"):
+                partition.truncate_for_divergence(result.diverging_epoch.epoch, result.diverging_epoch.end_offset)
+            else:
+                await partition.append_as_follower(result.records, result.high_watermark)
+        return backoff
+
+    def _on_error(self, partition: Partition, result) -> bool:
+        if result.error_reason == "OFFSET_OUT_OF_RANGE" and partition.log.log_end_offset < result.log_start_offset:
+            log.warning("%s: behind the leader's log start %d; restarting from there", partition.name,
+                        result.log_start_offset)
+            partition.truncate_fully_and_start_at(result.log_start_offset)
+            return False
+        log.debug("%s: fetch from %d: %s", partition.name, self.leader_id, result.error_reason)
+        return True

@@ -1,0 +1,208 @@
+"""ReplicaManager: the partitions this broker hosts, kept in step with the metadata image.
+
+- After metadata changes it reconciles: opens logs for new replicas, makes each partition
+  leader or follower in its current epoch, and deletes the data of partitions that left
+  this broker (topic deletion, reassignment).
+- It serves produce, consumer fetch and replica fetch against the partitions.
+- A periodic task asks the controller for ISR changes the leaders want (AlterPartition).
+- Followers fetch through one ReplicaFetcher task per leader broker (fetcher.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from raftlog import config as node_config
+from raftlog.api.peers import Peers
+from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.metadata.image import MetadataImage, PartitionInfo
+from raftlog.replication.fetcher import ReplicaFetcher
+from raftlog.replication.log_adapter import ReplicaLog
+from raftlog.replication.partition import Partition
+from raftlog.topic_config import effective_topic_config
+from raftlog.v1 import controller_pb2, controller_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+ISR_CHECK_INTERVAL_S = 0.1
+PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "partition_change", "broker_fencing",
+                                    "register_broker", "config"})
+
+LogFactory = Callable[[str, int, dict[str, str]], ReplicaLog]  # (topic, partition, topic configs) -> log
+
+
+class ReplicaManager:
+    def __init__(self, broker_id: int, cluster_id: str, config: node_config.NodeConfig, state_machine,
+                 peers: Peers, broker_epoch: Callable[[], int | None], controller_id: Callable[[], int | None],
+                 log_factory: LogFactory, metrics=None):
+        self.broker_id = broker_id
+        self.cluster_id = cluster_id
+        self.config = config
+        self._state_machine = state_machine
+        self._peers = peers
+        self._broker_epoch = broker_epoch
+        self._controller_id = controller_id
+        self._log_factory = log_factory
+        self.metrics = metrics
+        self.partitions: dict[tuple[bytes, int], Partition] = {}
+        self._topic_configs: dict[str, dict[str, str]] = {}
+        self._fetchers: dict[int, ReplicaFetcher] = {}
+        self._dirty = asyncio.Event()
+        self.changed = asyncio.Condition()  # notified on any partition's log end, high watermark or role
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def image(self) -> MetadataImage:
+        return self._state_machine.image
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._state_machine.add_listener(self._on_metadata_batch)
+        self._dirty.set()
+        self._tasks = [
+            asyncio.create_task(self._reconcile_loop(), name="replica-reconcile"),
+            asyncio.create_task(self._isr_loop(), name="replica-isr"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fetcher in self._fetchers.values():
+            await fetcher.stop()
+        for partition in self.partitions.values():
+            partition.log.close()
+
+    def _on_metadata_batch(self, offset: int, batch) -> None:
+        if batch is None or any(record.WhichOneof("record") in PARTITION_RECORD_KINDS for record in batch.records):
+            self._loop.call_soon_threadsafe(self._dirty.set)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self._topic_configs.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # noqa: BLE001 - keep serving; the next change retries
+                log.exception("reconciling partitions with metadata failed")
+
+    # -- metadata -> partitions -------------------------------------------------------------
+
+    def topic_configs(self, topic: str) -> dict[str, str]:
+        """Effective configs of a topic, cached until the next metadata change."""
+        cached = self._topic_configs.get(topic)
+        if cached is None:
+            broker_values = {**self.config.values, **self.image.dynamic_config("brokers", "")}
+            effective = effective_topic_config(self.image.dynamic_config("topics", topic), broker_values)
+            cached = self._topic_configs[topic] = {name: value for name, (value, _) in effective.items()}
+        return cached
+
+    async def reconcile(self) -> None:
+        wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
+        for topic_name, info in self.image.partitions():
+            if self.broker_id in info.replicas:
+                wanted[(info.topic_id, info.partition)] = (topic_name, info)
+        for key in list(self.partitions):
+            if key not in wanted:
+                await self._remove(key)
+        for key, (topic_name, info) in wanted.items():
+            partition = self.partitions.get(key)
+            if partition is None:
+                replica_log = self._log_factory(topic_name, info.partition, self.topic_configs(topic_name))
+                partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
+                                                             self.broker_id, replica_log, self.changed)
+            self._apply(partition, info)
+
+    def _apply(self, partition: Partition, info: PartitionInfo) -> None:
+        role = partition.apply_metadata(info)
+        if role == "leader":
+            self._unfollow(partition)
+            partition.become_leader()
+        elif role == "follower":
+            self._unfollow(partition)
+            partition.become_follower()
+            if info.leader >= 0:
+                self._fetcher_for(info.leader).add(partition)
+        asyncio.get_running_loop().create_task(partition._notify())
+
+    def _fetcher_for(self, leader_id: int) -> ReplicaFetcher:
+        if leader_id not in self._fetchers:
+            fetcher = ReplicaFetcher(self, leader_id, self._peers)
+            fetcher.start()
+            self._fetchers[leader_id] = fetcher
+        return self._fetchers[leader_id]
+
+    def _unfollow(self, partition: Partition) -> None:
+        for fetcher in self._fetchers.values():
+            fetcher.remove(partition)
+
+    async def _remove(self, key: tuple[bytes, int]) -> None:
+        partition = self.partitions.pop(key)
+        self._unfollow(partition)
+        partition.info = None
+        await partition._notify()
+        log.info("%s: no longer hosted here; deleting its data", partition.name)
+        partition.log.delete()
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def partition_by_name(self, topic: str, index: int) -> Partition:
+        topic_info = self.image.topic(topic)
+        if topic_info is None or index not in topic_info.partitions:
+            raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"{topic}-{index} does not exist")
+        partition = self.partitions.get((topic_info.topic_id, index))
+        if partition is None or partition.info is None:
+            raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of {topic}-{index}")
+        return partition
+
+    def partition_by_id(self, topic_id: bytes, index: int) -> Partition:
+        partition = self.partitions.get((topic_id, index))
+        if partition is None or partition.info is None:
+            raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")
+        return partition
+
+    # -- ISR changes ------------------------------------------------------------------------
+
+    async def _isr_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ISR_CHECK_INTERVAL_S)
+            for partition in list(self.partitions.values()):
+                lag_max_ms = int(self.image.dynamic_config("brokers", "").get(
+                    "replica.lag.time.max.ms", self.config["replica.lag.time.max.ms"]))
+                wanted = partition.isr_change_wanted(lag_max_ms)
+                if wanted is not None:
+                    partition.pending_isr = wanted
+                    asyncio.get_running_loop().create_task(self._alter_isr(partition, wanted))
+
+    async def _alter_isr(self, partition: Partition, new_isr: tuple[int, ...]) -> None:
+        info = partition.info
+        epoch = self._broker_epoch()
+        controller_id = self._controller_id()
+        try:
+            if info is None or epoch is None or controller_id is None:
+                raise RaftlogError("NOT_CONTROLLER", "no controller or broker epoch yet")
+            stub = controller_pb2_grpc.ControllerServiceStub(self._peers.channel(controller_id))
+            request = controller_pb2.AlterPartitionRequest(
+                cluster_id=self.cluster_id, broker_id=self.broker_id, broker_epoch=epoch,
+                topic_id=partition.topic_id, partition=partition.index, leader_epoch=info.leader_epoch,
+                partition_epoch=info.partition_epoch, new_isr=new_isr,
+            )
+            response = await stub.AlterPartition(request, timeout=5)
+            log.info("%s: ISR %s -> %s", partition.name, list(info.isr), list(new_isr))
+            if response.partition_epoch == info.partition_epoch:
+                partition.pending_isr = None  # nothing changed, so no metadata update will clear it
+        except grpc.RpcError as exc:
+            log.info("%s: AlterPartition to %s refused: %s", partition.name, list(new_isr), error_from_rpc(exc))
+            partition.pending_isr = None
+        except RaftlogError as exc:
+            log.debug("%s: AlterPartition not sent: %s", partition.name, exc)
+            partition.pending_isr = None
+

@@ -1,0 +1,288 @@
+"""One partition replica on this broker: leader or follower, high watermark, ISR, epochs.
+
+The partition's data lives in a partition log (raftlog.log), reached through the small
+`ReplicaLog` adapter in log_adapter.py. This class holds the replication state and rules;
+the ReplicaManager feeds it metadata, fetch requests and the clock, and carries out ISR
+changes it asks for through the controller.
+
+Waiting (acks=all, long-poll fetches) uses one asyncio.Condition shared by the broker's
+partitions, notified whenever a log end, a high watermark or a role changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from raftlog.errors import RaftlogError
+from raftlog.metadata.image import PartitionInfo
+from raftlog.replication import isr as isr_rules
+from raftlog.replication.log_adapter import AppendInfo, ReplicaLog
+from raftlog.replication.producer_state import ProducerStateTable
+
+log = logging.getLogger(__name__)
+
+ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
+
+
+@dataclass(frozen=True)
+class ProduceOutcome:
+    base_offset: int
+    log_start_offset: int
+    record_count: int = 0  # records appended now (0 for an acknowledged duplicate)
+
+
+@dataclass(frozen=True)
+class FollowerFetchOutcome:
+    records: bytes
+    high_watermark: int
+    log_start_offset: int
+    diverging_epoch: tuple[int, int] | None  # (epoch, end offset) when the follower must truncate
+    leader_epoch: int
+
+
+def _monotonic_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+class Partition:
+    def __init__(self, topic: str, topic_id: bytes, index: int, broker_id: int, replica_log: ReplicaLog,
+                 changed: asyncio.Condition, clock_ms=_monotonic_ms):
+        self.topic = topic
+        self.topic_id = topic_id
+        self.index = index
+        self.broker_id = broker_id
+        self.log = replica_log
+        self._clock_ms = clock_ms
+        self.info: PartitionInfo | None = None
+        self.high_watermark = min(replica_log.read_high_watermark(), replica_log.log_end_offset)
+        self.followers: dict[int, isr_rules.FollowerState] = {}
+        self.pending_isr: tuple[int, ...] | None = None  # an AlterPartition in flight
+        self.producer_state = ProducerStateTable()
+        # Shared by every partition of the broker: a fetch waits on several partitions at once.
+        self.changed = changed
+        self.leader_epoch_start_offset = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.index}"
+
+    @property
+    def is_leader(self) -> bool:
+        return self.info is not None and self.info.leader == self.broker_id
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.info.leader_epoch if self.info else -1
+
+    @property
+    def isr(self) -> tuple[int, ...]:
+        return self.info.isr if self.info else ()
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def apply_metadata(self, info: PartitionInfo) -> str | None:
+        """Adopts new partition state; returns "leader"/"follower" when the role must (re)start."""
+        previous = self.info
+        self.info = info
+        if self.pending_isr is not None and previous is not None and info.partition_epoch != previous.partition_epoch:
+            self.pending_isr = None  # our AlterPartition (or a controller change) has landed
+        if previous is not None and previous.leader_epoch == info.leader_epoch:
+            if self.is_leader:
+                self._recompute_high_watermark()
+            return None
+        return "leader" if self.is_leader else "follower"
+
+    def become_leader(self) -> None:
+        """Starts a new leader epoch at the log end; followers start out caught up if in the ISR."""
+        now_ms = self._clock_ms()
+        self.log.assign_epoch(self.leader_epoch, self.log.log_end_offset)
+        self.leader_epoch_start_offset = self.log.log_end_offset
+        self.followers = {}
+        for replica in self.info.replicas:
+            if replica != self.broker_id:
+                state = isr_rules.FollowerState()
+                state.reset(now_ms, replica in self.info.isr)
+                self.followers[replica] = state
+        self.pending_isr = None
+        self._recompute_high_watermark()
+        log.info("%s: leader in epoch %d from offset %d, ISR %s", self.name, self.leader_epoch,
+                 self.leader_epoch_start_offset, list(self.isr))
+
+    def become_follower(self) -> None:
+        # No truncation here: the fetcher finds the divergence point with the leader's epochs
+        # (KIP-279), which is what keeps acknowledged records through repeated leader changes.
+        self.followers = {}
+        self.pending_isr = None
+        log.info("%s: follower of %d in epoch %d", self.name, self.info.leader, self.leader_epoch)
+
+    # -- leader: produce --------------------------------------------------------------------
+
+    def _check_leader(self, epoch: int | None = None) -> None:
+        if not self.is_leader:
+            raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} does not lead {self.name}")
+        if epoch is not None and epoch >= 0 and epoch != self.leader_epoch:
+            reason = "FENCED_LEADER_EPOCH" if epoch < self.leader_epoch else "UNKNOWN_LEADER_EPOCH"
+            raise RaftlogError(reason, f"{self.name} is in leader epoch {self.leader_epoch}, not {epoch}")
+
+    async def append_as_leader(self, records: bytes, acks: int, timeout_ms: int, min_isr: int) -> ProduceOutcome:
+        self._check_leader()
+        if acks == ACKS_ALL and len(self.isr) < min_isr:
+            raise RaftlogError("NOT_ENOUGH_REPLICAS",
+                               f"{self.name} has {len(self.isr)} in-sync replicas, min.insync.replicas is {min_isr}")
+        batches = self.log.parse_headers(records)
+        duplicate = self._duplicate_of(batches)
+        if duplicate is not None:
+            return ProduceOutcome(duplicate, self.log.log_start_offset)
+        epoch = self.leader_epoch
+        info: AppendInfo = await self.log.append_as_leader(records, epoch)
+        if not self.is_leader or self.leader_epoch != epoch:
+            raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name} lost leadership during the append")
+        self._record_producers(info)
+        await self._notify()
+        if acks == ACKS_ALL:
+            await self._await_replication(info.last_offset, timeout_ms, min_isr, epoch)
+        return ProduceOutcome(info.first_offset, self.log.log_start_offset, sum(b.record_count for b in info.batches))
+
+    def _duplicate_of(self, batches) -> int | None:
+        """The original base offset when the (single) batch is a retried duplicate."""
+        duplicate = None
+        for header in batches:
+            found = self.producer_state.check(header.producer_id, header.producer_epoch, header.base_sequence,
+                                              header.last_sequence)
+            if found is not None:
+                duplicate = found.first_offset if duplicate is None else duplicate
+        return duplicate
+
+    def _record_producers(self, info: AppendInfo) -> None:
+        for header in info.batches:
+            self.producer_state.record(header.producer_id, header.producer_epoch, header.base_sequence,
+                                       header.last_sequence, header.base_offset, header.last_offset)
+
+    async def _await_replication(self, last_offset: int, timeout_ms: int, min_isr: int, epoch: int) -> None:
+        def done() -> bool:
+            return self.high_watermark > last_offset or not self.is_leader or self.leader_epoch != epoch
+
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(done), timeout_ms / 1000.0)
+            except asyncio.TimeoutError:
+                raise RaftlogError("REQUEST_TIMED_OUT",
+                                   f"{self.name}: not replicated to the ISR within {timeout_ms} ms") from None
+        if not self.is_leader or self.leader_epoch != epoch:
+            raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name}: leadership moved before replication")
+        if len(self.isr) < min_isr:
+            raise RaftlogError("NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+                               f"{self.name}: written, but the ISR shrank below min.insync.replicas={min_isr}")
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    # -- leader: fetches --------------------------------------------------------------------
+
+    def read_for_consumer(self, offset: int, max_bytes: int, leader_epoch: int = -1) -> tuple[bytes, int, int]:
+        """(records up to the high watermark, high watermark, log start offset)."""
+        self._check_leader(leader_epoch)
+        if offset < self.log.log_start_offset or offset > self.high_watermark:
+            raise RaftlogError(
+                "OFFSET_OUT_OF_RANGE",
+                f"{self.name}: offset {offset} is outside [{self.log.log_start_offset}, {self.high_watermark}]",
+            )
+        records = self.log.read(offset, max_bytes, max_offset=self.high_watermark) if offset < self.high_watermark else b""
+        return records, self.high_watermark, self.log.log_start_offset
+
+    def read_for_follower(self, replica_id: int, fetch_offset: int, last_fetched_epoch: int,
+                          current_leader_epoch: int, max_bytes: int) -> FollowerFetchOutcome:
+        self._check_leader(current_leader_epoch)
+        if replica_id not in self.followers:
+            raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {replica_id} is not a replica of {self.name}")
+        diverging = self._divergence(fetch_offset, last_fetched_epoch)
+        if diverging is not None:
+            return FollowerFetchOutcome(b"", self.high_watermark, self.log.log_start_offset, diverging,
+                                        self.leader_epoch)
+        if fetch_offset < self.log.log_start_offset or fetch_offset > self.log.log_end_offset:
+            raise RaftlogError("OFFSET_OUT_OF_RANGE",
+                               f"{self.name}: replica offset {fetch_offset} is outside "
+                               f"[{self.log.log_start_offset}, {self.log.log_end_offset}]")
+        self.followers[replica_id].record_fetch(fetch_offset, self.log.log_end_offset, self._clock_ms())
+        self._recompute_high_watermark()
+        records = self.log.read(fetch_offset, max_bytes) if fetch_offset < self.log.log_end_offset else b""
+        return FollowerFetchOutcome(records, self.high_watermark, self.log.log_start_offset, None, self.leader_epoch)
+
+    def _divergence(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+        """Where the follower's log leaves ours, from our leader-epoch cache (KIP-320/595)."""
+        if last_fetched_epoch < 0 or fetch_offset == 0:
+            return None
+        epoch, end_offset = self.log.end_offset_for_epoch(last_fetched_epoch)
+        if epoch != last_fetched_epoch or end_offset < fetch_offset:
+            return (epoch, end_offset)
+        return None
+
+    def _recompute_high_watermark(self) -> None:
+        if not self.is_leader:
+            return
+        # While an ISR expansion is in flight the new member already counts (Kafka's maximal ISR).
+        isr = tuple(set(self.isr) | set(self.pending_isr or ()))
+        new_hw = isr_rules.high_watermark(self.broker_id, self.log.log_end_offset, isr, self.followers)
+        if new_hw > self.high_watermark:
+            self.high_watermark = new_hw
+            self.log.write_high_watermark(new_hw)
+            asyncio.get_running_loop().create_task(self._notify())
+
+    def isr_change_wanted(self, lag_max_ms: int) -> tuple[int, ...] | None:
+        """The ISR this leader should ask the controller for, or None."""
+        if not self.is_leader or self.pending_isr is not None:
+            return None
+        now_ms = self._clock_ms()
+        current = set(self.isr)
+        shrink = isr_rules.out_of_sync(self.broker_id, self.isr, self.followers, now_ms, lag_max_ms)
+        grow = {
+            r for r in self.followers
+            if isr_rules.ready_to_join(r, self.isr, self.followers, self.high_watermark,
+                                       self.leader_epoch_start_offset)
+        }
+        wanted = (current - shrink) | grow
+        if wanted == current:
+            return None
+        return tuple(r for r in self.info.replicas if r in wanted)
+
+    # -- follower ---------------------------------------------------------------------------
+
+    async def append_as_follower(self, records: bytes, leader_high_watermark: int) -> None:
+        if records:
+            info = await self.log.append_as_follower(records)
+            self._record_producers(info)
+        new_hw = min(leader_high_watermark, self.log.log_end_offset)
+        if new_hw > self.high_watermark:
+            self.high_watermark = new_hw
+            self.log.write_high_watermark(new_hw)
+        await self._notify()
+
+    def truncate_for_divergence(self, epoch: int, leader_end_offset: int) -> int:
+        """Truncates to where our log and the leader's agree (Kafka's fetcher rule); returns the new log end.
+
+        When we know the leader's epoch, the logs agree up to the smaller end offset of that
+        epoch; when we do not, we cut back to the end of our largest smaller epoch and the next
+        fetch (with that epoch as last_fetched_epoch) narrows it further.
+        """
+        if epoch < 0:
+            target = self.high_watermark  # the leader has no epoch this old: keep what was committed
+        else:
+            own_epoch, own_end = self.log.end_offset_for_epoch(epoch)
+            target = min(own_end, leader_end_offset) if own_epoch == epoch else own_end
+        target = max(target, self.log.log_start_offset)
+        if target < self.log.log_end_offset:
+            log.warning("%s: truncating from %d to %d (diverged from the leader in epoch %d)", self.name,
+                        self.log.log_end_offset, target, epoch)
+            self.log.truncate_to(target)
+            self.producer_state.truncate_to(target)
+            self.high_watermark = min(self.high_watermark, target)
+        return self.log.log_end_offset
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.log.truncate_fully_and_start_at(offset)
+        self.producer_state = ProducerStateTable()
+        self.high_watermark = offset

@@ -1,0 +1,152 @@
+"""Produce, fetch, replica fetch and list offsets against the ReplicaManager's partitions.
+
+Errors are per partition (Kafka's model): one bad partition does not fail the request.
+Long polls wait on the manager's shared condition; reading and deciding to wait happen with
+no await in between, so a notification can never slip through unseen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from raftlog.errors import RaftlogError
+from raftlog.replication.manager import ReplicaManager
+from raftlog.v1 import broker_pb2, replication_pb2
+
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+MAX_WAIT_CAP_MS = 30_000
+VALID_ACKS = (-1, 0, 1)
+
+
+async def produce(manager: ReplicaManager, request: broker_pb2.ProduceRequest) -> broker_pb2.ProduceResponse:
+    if request.acks not in VALID_ACKS:
+        raise RaftlogError("INVALID_REQUIRED_ACKS", f"acks must be -1 (all), 0 or 1, not {request.acks}")
+    timeout_ms = request.timeout_ms if request.timeout_ms > 0 else 30_000
+    results = await asyncio.gather(*(_produce_one(manager, request.acks, timeout_ms, p) for p in request.partitions))
+    return broker_pb2.ProduceResponse(results=results)
+
+
+async def _produce_one(manager: ReplicaManager, acks: int, timeout_ms: int,
+                       data: broker_pb2.PartitionRecords) -> broker_pb2.PartitionProduceResult:
+    result = broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition, log_append_time_ms=-1)
+    try:
+        partition = manager.partition_by_name(data.topic, data.partition)
+        configs = manager.topic_configs(data.topic)
+        max_bytes = int(configs["max.message.bytes"])
+        if len(data.records) > max_bytes:
+            raise RaftlogError("MESSAGE_TOO_LARGE", f"{len(data.records)} bytes exceed max.message.bytes={max_bytes}")
+        outcome = await partition.append_as_leader(data.records, acks, timeout_ms, int(configs["min.insync.replicas"]))
+        result.base_offset, result.log_start_offset = outcome.base_offset, outcome.log_start_offset
+        if manager.metrics:
+            manager.metrics.produced(data.topic, len(data.records), outcome.record_count)
+    except RaftlogError as exc:
+        result.error_reason, result.error_message = exc.reason, exc.message
+    return result
+
+
+def _error_result(cls, data, exc: RaftlogError):
+    return cls(topic=data.topic, partition=data.partition, error_reason=exc.reason, error_message=exc.message)
+
+
+def _read_consumer(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> tuple[list, int, bool]:
+    results, total_bytes, errors = [], 0, False
+    budget = request.max_bytes if request.max_bytes > 0 else 50 * 1024 * 1024
+    for data in request.partitions:
+        try:
+            partition = manager.partition_by_name(data.topic, data.partition)
+            max_bytes = min(data.partition_max_bytes or budget, max(budget - total_bytes, 1))
+            records, high_wm, log_start = partition.read_for_consumer(data.fetch_offset, max_bytes,
+                                                                      data.current_leader_epoch)
+            total_bytes += len(records)
+            if manager.metrics and records:
+                manager.metrics.fetched(data.topic, len(records))
+            results.append(broker_pb2.FetchPartitionResult(
+                topic=data.topic, partition=data.partition, high_watermark=high_wm, log_start_offset=log_start,
+                records=records,
+            ))
+        except RaftlogError as exc:
+            errors = True
+            results.append(_error_result(broker_pb2.FetchPartitionResult, data, exc))
+    return results, total_bytes, errors
+
+
+async def fetch(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> broker_pb2.FetchResponse:
+    results = await _long_poll(manager, request.max_wait_ms, max(1, request.min_bytes),
+                               lambda: _read_consumer(manager, request))
+    return broker_pb2.FetchResponse(results=results)
+
+
+async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, read) -> list:
+    deadline = time.monotonic() + min(max(max_wait_ms, 0), MAX_WAIT_CAP_MS) / 1000.0
+    async with manager.changed:
+        while True:
+            results, total_bytes, stop = read()
+            remaining_s = deadline - time.monotonic()
+            if stop or total_bytes >= min_bytes or remaining_s <= 0:
+                return results
+            try:
+                await asyncio.wait_for(manager.changed.wait(), remaining_s)
+            except asyncio.TimeoutError:
+                pass
+
+
+def _read_replica(manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest) -> tuple[list, int, bool]:
+    results, total_bytes, stop = [], 0, False
+    for data in request.partitions:
+        result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
+        try:
+            partition = manager.partition_by_id(data.topic_id, data.partition)
+            outcome = partition.read_for_follower(request.replica_id, data.fetch_offset, data.last_fetched_epoch,
+                                                  data.current_leader_epoch, request.max_bytes or 16 * 1024 * 1024)
+            result.high_watermark, result.log_start_offset = outcome.high_watermark, outcome.log_start_offset
+            result.records, result.leader_epoch = outcome.records, outcome.leader_epoch
+            total_bytes += len(outcome.records)
+            if outcome.diverging_epoch is not None:
+                result.diverging_epoch.epoch, result.diverging_epoch.end_offset = outcome.diverging_epoch
+                stop = True
+        except RaftlogError as exc:
+            result.error_reason = exc.reason
+            stop = True
+        results.append(result)
+    return results, total_bytes, stop
+
+
+async def replica_fetch(manager: ReplicaManager,
+                        request: replication_pb2.ReplicaFetchRequest) -> replication_pb2.ReplicaFetchResponse:
+    if request.cluster_id != manager.cluster_id:
+        raise RaftlogError("INCONSISTENT_CLUSTER_ID", f"fetch for cluster {request.cluster_id!r}")
+    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request))
+    return replication_pb2.ReplicaFetchResponse(results=results)
+
+
+def list_offsets(manager: ReplicaManager, request: broker_pb2.ListOffsetsRequest) -> broker_pb2.ListOffsetsResponse:
+    response = broker_pb2.ListOffsetsResponse()
+    for data in request.partitions:
+        try:
+            response.results.append(_list_offset(manager, data))
+        except RaftlogError as exc:
+            response.results.append(_error_result(broker_pb2.ListOffsetsResult, data, exc))
+    return response
+
+
+def _list_offset(manager: ReplicaManager, data: broker_pb2.ListOffsetsPartition) -> broker_pb2.ListOffsetsResult:
+    partition = manager.partition_by_name(data.topic, data.partition)
+    if not partition.is_leader:
+        raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {manager.broker_id} does not lead {partition.name}")
+    result = broker_pb2.ListOffsetsResult(topic=data.topic, partition=data.partition, timestamp=-1,
+                                          leader_epoch=partition.leader_epoch)
+    if data.timestamp == EARLIEST_TIMESTAMP:
+        result.offset = partition.log.log_start_offset
+    elif data.timestamp == LATEST_TIMESTAMP:
+        result.offset = partition.high_watermark
+    elif data.timestamp < 0:
+        raise RaftlogError("INVALID_REQUEST", f"timestamp {data.timestamp} is not -2, -1 or a time in ms")
+    else:
+        found = partition.log.offset_for_timestamp(data.timestamp)
+        if found is None or found[0] >= partition.high_watermark:
+            result.offset = -1
+        else:
+            result.offset, result.timestamp = found
+    return result
