@@ -8,7 +8,7 @@ import click
 
 from raftlog import __version__
 
-# Each module defines a click command or group named `command`; see register_commands.
+# Each module defines a click command or group named `command` (or a list `commands`).
 COMMAND_MODULES = [
     "cli.node",
     "cli.storage",
@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "cli.configs",
     "cli.topics",
     "cli.partitions",
+    "cli.console",
     "cli.perf",
 ]
 
@@ -30,7 +31,8 @@ def cli() -> None:
 def register_commands(group: click.Group) -> None:
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(module_name)
-        group.add_command(module.command)
+        for command in getattr(module, "commands", None) or [module.command]:
+            group.add_command(command)
 
 
 register_commands(cli)

@@ -8,6 +8,7 @@ import click
 
 PERF_MODULES: list[str] = [
     "cli.perf_quorum",
+    "cli.perf_clients",
 ]
 
 
@@ -17,4 +18,6 @@ def command() -> None:
 
 
 for _module_name in PERF_MODULES:
-    command.add_command(importlib.import_module(_module_name).command)
+    _module = importlib.import_module(_module_name)
+    for _command in getattr(_module, "commands", None) or [_module.command]:
+        command.add_command(_command)

@@ -1,0 +1,135 @@
+"""`raftlog produce TOPIC` and `raftlog consume TOPIC`: console producer and consumer."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cli.output import bootstrap_option, fail, parse_bootstrap
+
+
+def _properties(items: tuple[str, ...], known: set[str]) -> dict[str, str]:
+    props = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            fail(f"--property {item!r}: expected one of {', '.join(sorted(known))} as key=value")
+        props[key] = value
+    return props
+
+
+@click.command(name="produce")
+@click.argument("topic")
+@click.option("--acks", type=click.Choice(["all", "-1", "1", "0"]), default="all", show_default=True)
+@click.option("--property", "properties", multiple=True, help="parse.key=true, key.separator=:")
+@click.option("--partition", type=int, default=None, help="Send every record to this partition.")
+@click.option("--compression-type", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]), default="none")
+@bootstrap_option
+def produce(topic, acks, properties, partition, compression_type, bootstrap_server) -> None:
+    """Send each line of stdin as a record."""
+    from raftlog.client.producer import Producer
+    from raftlog.errors import RaftlogError
+
+    props = _properties(properties, {"parse.key", "key.separator"})
+    parse_key = props.get("parse.key", "false").lower() == "true"
+    separator = props.get("key.separator", "\t")
+    compression = None if compression_type == "none" else compression_type
+    try:
+        producer = Producer(parse_bootstrap(bootstrap_server), acks=acks if acks == "all" else int(acks),
+                            compression_type=compression)
+    except ValueError as exc:
+        fail(str(exc))
+    futures = []
+    try:
+        for line in sys.stdin:
+            line = line.rstrip("\n")
+            key = None
+            if parse_key:
+                if separator not in line:
+                    fail(f"line {len(futures) + 1} has no key separator {separator!r}")
+                key, line = line.split(separator, 1)
+            futures.append(producer.send(topic, line, key=key, partition=partition))
+        producer.flush()
+        for future in futures:
+            future.result()
+    except RaftlogError as exc:
+        fail(f"{exc.reason}: {exc.message}")
+    finally:
+        producer.close()
+    click.echo(f"Produced {len(futures)} records to {topic}.", err=True)
+
+
+def _render(record, print_key: bool, print_offset: bool, separator: str, output_format: str) -> str:
+    def text(value):
+        return None if value is None else value.decode("utf-8", "backslashreplace")
+
+    if output_format == "json":
+        return json.dumps({"partition": record.partition, "offset": record.offset, "timestamp": record.timestamp,
+                           "key": text(record.key), "value": text(record.value),
+                           "headers": {k: text(v) for k, v in record.headers}})
+    parts = []
+    if print_offset:
+        parts.append(f"{record.partition}:{record.offset}")
+    if print_key:
+        parts.append(text(record.key) or "null")
+    parts.append(text(record.value) or "null")
+    return separator.join(parts)
+
+
+@click.command(name="consume")
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset (default: the end).")
+@click.option("--partition", type=int, default=None, help="Only this partition.")
+@click.option("--offset", type=int, default=None, help="Start offset (needs --partition).")
+@click.option("--max-messages", type=int, default=None, help="Exit after this many records.")
+@click.option("--timeout-ms", type=int, default=None, help="Exit when no record arrives for this long.")
+@click.option("--property", "properties", multiple=True, help="print.key=true, print.offset=true, key.separator=:")
+@click.option("--output", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@bootstrap_option
+def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, properties, output_format,
+            bootstrap_server) -> None:
+    """Print records of a topic to stdout."""
+    from raftlog.client.consumer import Consumer, TopicPartition
+    from raftlog.errors import RaftlogError
+
+    props = _properties(properties, {"print.key", "print.offset", "key.separator"})
+    if offset is not None and partition is None:
+        fail("--offset needs --partition")
+    print_key = props.get("print.key", "false").lower() == "true"
+    print_offset = props.get("print.offset", "false").lower() == "true"
+    separator = props.get("key.separator", "\t")
+    consumer = Consumer(parse_bootstrap(bootstrap_server),
+                        auto_offset_reset="earliest" if from_beginning else "latest")
+    count = 0
+    try:
+        partitions = _partitions_of(bootstrap_server, topic) if partition is None else [partition]
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        if offset is not None:
+            consumer.seek(TopicPartition(topic, partition), offset)
+        idle_ms = 0
+        while max_messages is None or count < max_messages:
+            records = consumer.poll(timeout_ms=500)
+            idle_ms = 0 if records else idle_ms + 500
+            for record in records[: None if max_messages is None else max_messages - count]:
+                click.echo(_render(record, print_key, print_offset, separator, output_format))
+                count += 1
+            if timeout_ms is not None and idle_ms >= timeout_ms:
+                break
+    except RaftlogError as exc:
+        fail(f"{exc.reason}: {exc.message}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    click.echo(f"Processed a total of {count} messages", err=True)
+
+
+def _partitions_of(bootstrap_server: str, topic: str) -> list[int]:
+    from raftlog.client.admin import Admin
+
+    with Admin(parse_bootstrap(bootstrap_server)) as admin:
+        [described] = admin.describe_topics([topic])
+    return [p["partition"] for p in described["partitions"]]
+commands = [produce, consume]
