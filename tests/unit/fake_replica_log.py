@@ -1,0 +1,90 @@
+"""An in-memory ReplicaLog for exercising replication rules without disks.
+
+Each "batch" is the bytes given to append; it holds one record. The leader-epoch cache
+follows the same rules as the real log: (epoch, start offset) entries, truncated with the log.
+"""
+
+from __future__ import annotations
+
+from raftlog.replication.log_adapter import AppendInfo, BatchHeader
+
+
+class FakeReplicaLog:
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int, bytes]] = []  # (offset, epoch, payload)
+        self.epochs: list[tuple[int, int]] = []  # (epoch, start offset)
+        self.log_start_offset = 0
+        self.hw = 0
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.batches[-1][0] + 1 if self.batches else self.log_start_offset
+
+    def payloads(self) -> list[bytes]:
+        return [p for _, _, p in self.batches]
+
+    def parse_headers(self, records: bytes) -> list[BatchHeader]:
+        return [BatchHeader(0, 0, -1, -1, -1, -1, 1, 0)]
+
+    def _append(self, payload: bytes, epoch: int) -> AppendInfo:
+        offset = self.log_end_offset
+        self.assign_epoch(epoch, offset)
+        self.batches.append((offset, epoch, payload))
+        return AppendInfo(offset, offset, [BatchHeader(offset, offset, epoch, -1, -1, -1, 1, 0)])
+
+    async def append_as_leader(self, records: bytes, leader_epoch: int) -> AppendInfo:
+        return self._append(records, leader_epoch)
+
+    async def append_as_follower(self, records: bytes) -> AppendInfo:
+        # The fake "wire format" from read(): offset|epoch|payload lines.
+        info = None
+        for line in records.split(b"\n"):
+            offset, epoch, payload = line.split(b"|", 2)
+            assert int(offset) == self.log_end_offset, "followers append at their log end"
+            info = self._append(payload, int(epoch))
+        return info
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
+        limit = self.log_end_offset if max_offset is None else max_offset
+        lines = [b"%d|%d|%s" % (o, e, p) for o, e, p in self.batches if offset <= o < limit]
+        return b"\n".join(lines)
+
+    def assign_epoch(self, epoch: int, start_offset: int) -> None:
+        if not self.epochs or epoch > self.epochs[-1][0]:
+            self.epochs.append((epoch, start_offset))
+
+    def latest_epoch(self) -> int:
+        return self.batches[-1][1] if self.batches else -1
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        candidates = [i for i, (e, _) in enumerate(self.epochs) if e <= epoch]
+        if not candidates:
+            return (-1, -1)
+        i = candidates[-1]
+        end = self.epochs[i + 1][1] if i + 1 < len(self.epochs) else self.log_end_offset
+        return (self.epochs[i][0], end)
+
+    def truncate_to(self, offset: int) -> None:
+        self.batches = [b for b in self.batches if b[0] < offset]
+        self.epochs = [(e, s) for e, s in self.epochs if s < offset]
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.batches, self.epochs, self.log_start_offset = [], [], offset
+
+    def offset_for_timestamp(self, timestamp_ms: int):
+        return None
+
+    def read_high_watermark(self) -> int:
+        return self.hw
+
+    def write_high_watermark(self, offset: int) -> None:
+        self.hw = offset
+
+    def size_bytes(self) -> int:
+        return sum(len(p) for _, _, p in self.batches)
+
+    def close(self) -> None:
+        pass
+
+    def delete(self) -> None:
+        self.batches = []
