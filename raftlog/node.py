@@ -9,15 +9,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from raftlog.api.admin_service import AdminServicer
-from raftlog.api.broker_service import BrokerServicer
+from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
 from raftlog.api.peers import Peers
 from raftlog.broker.lifecycle import BrokerLifecycle
+from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.config import NodeConfig
 from raftlog.controller.active import ActiveController
 from raftlog.metadata.state_machine import MetadataStateMachine
-from raftlog.metrics.registry import NodeMetrics, raft_gauges
+from raftlog.metrics.registry import NodeMetrics, partition_gauges, raft_gauges
 from raftlog.raft import DriverSettings, RaftDriver
+from raftlog.replication.log_adapter import open_replica_log
+from raftlog.replication.manager import ReplicaManager
 from raftlog.store import Store
 from raftlog.v1 import (
     admin_pb2,
@@ -26,6 +29,8 @@ from raftlog.v1 import (
     broker_pb2_grpc,
     controller_pb2,
     controller_pb2_grpc,
+    replication_pb2,
+    replication_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,15 @@ class Node:
             metadata_offset=lambda: self.driver.status().applied_index,
             heartbeat_interval_ms=config["broker.heartbeat.interval.ms"],
         )
+        controller_id = lambda: self.driver.status().leader_id  # noqa: E731
+        broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
+        self.replicas = ReplicaManager(
+            broker_id=config.node_id, cluster_id=cluster_id, config=config, state_machine=self.state_machine,
+            peers=self.peers, broker_epoch=broker_epoch, controller_id=controller_id,
+            log_factory=lambda topic, index, configs: open_replica_log(config.log_dirs, topic, index, configs),
+            metrics=self.metrics,
+        )
+        self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.peers, broker_epoch, controller_id)
         self.health = health.aio.HealthServicer()
         self.server = self._build_server()
 
@@ -92,13 +106,17 @@ class Node:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         controller = ControllerServicer(self.cluster_id, self.controller, self.metrics)
         controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
-        broker = BrokerServicer(self.cluster_id, self.driver, self.state_machine, self.metrics)
+        broker = BrokerServicer(self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids,
+                                self.metrics)
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
+        replication = ReplicationServicer(self.replicas, self.metrics)
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = (
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
             broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
+            replication_pb2.DESCRIPTOR.services_by_name["ReplicationService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
@@ -114,11 +132,13 @@ class Node:
         if port == 0:
             raise NodeStartError(f"cannot listen on {address}: address in use or not available")
         await self.server.start()
+        await self.replicas.start()
         await self.driver.start()
         await self.controller.start()
         await self.lifecycle.start()
         if self.config["metrics.port"]:
             self.metrics.add_gauges(raft_gauges(self.driver.status))
+            self.metrics.add_gauges(partition_gauges(self.replicas))
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
         log.info("node %d serving on %s (cluster %s)", self.config.node_id, address, self.cluster_id)
@@ -132,6 +152,7 @@ class Node:
         log.info("node %d shutting down", self.config.node_id)
         await self._set_serving(False)
         await self.lifecycle.stop()
+        await self.replicas.stop()
         await self.controller.stop()
         await self.driver.stop(transfer_leadership=True)
         await self.server.stop(grace=0.5)

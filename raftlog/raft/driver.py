@@ -1,0 +1,296 @@
+"""RaftDriver: runs the pure RaftNode on asyncio with a clock, RocksDB storage and the gRPC transport.
+
+The Ready loop, one at a time and in this order: persist (one synced write batch, on a
+worker thread so proposals keep arriving and share the next fsync: group commit), send,
+apply committed entries to the state machine, hand out read states, advance. Proposers
+wait on a future resolved when their entry is applied here. A snapshot of the state
+machine is taken every `snapshot_interval_entries` applied entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
+from raftlog.raft.messages import NO_NODE, Message, NotLeaderError, Ready
+from raftlog.raft.storage import RaftStorage
+from raftlog.raft.transport import RaftTransport
+from raftlog.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class StateMachine(Protocol):
+    def apply(self, index: int, term: int, data: bytes) -> Any: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes, index: int, term: int) -> None: ...
+
+
+@dataclass
+class DriverSettings:
+    tick_ms: int = 10
+    election_timeout_ms: int = 500
+    heartbeat_interval_ms: int = 50
+    snapshot_interval_entries: int = 10_000
+    max_entries_per_message: int = 4096
+    max_inflight_messages: int = 256
+
+    def raft_settings(self) -> RaftSettings:
+        return RaftSettings(
+            election_ticks=max(2, self.election_timeout_ms // self.tick_ms),
+            heartbeat_ticks=max(1, self.heartbeat_interval_ms // self.tick_ms),
+            max_entries_per_message=self.max_entries_per_message,
+            max_inflight_messages=self.max_inflight_messages,
+        )
+
+
+@dataclass
+class PeerProgress:
+    match_index: int
+    next_index: int
+    state: str
+    last_contact_ms_ago: float | None
+    last_caught_up_ms_ago: float | None
+
+
+@dataclass
+class RaftStatus:
+    node_id: int
+    role: str
+    term: int
+    leader_id: int | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    last_log_term: int
+    snapshot_index: int
+    progress: dict[int, PeerProgress] = field(default_factory=dict)
+
+
+class RaftDriver:
+    def __init__(self, *, node_id: int, voters: dict[int, str], cluster_id: str, store: Store,
+                 state_machine: StateMachine, settings: DriverSettings):
+        self.node_id = node_id
+        self.settings = settings
+        self._state_machine = state_machine
+        self._storage = RaftStorage(store)
+        persisted = self._storage.load()
+        if persisted.snapshot is not None:
+            state_machine.restore(persisted.snapshot.data, persisted.snapshot.index, persisted.snapshot.term)
+        self.core = RaftNode(node_id, list(voters), persisted, settings.raft_settings(), random.Random())
+        if persisted.snapshot is not None:
+            self.core.set_snapshot(persisted.snapshot)
+        self._transport = RaftTransport(node_id, cluster_id, voters, self._deliver)
+        self._wake = asyncio.Event()
+        self._proposals: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
+        self._reads: dict[int, asyncio.Future] = {}
+        self._confirmed_reads: list[tuple[int, asyncio.Future]] = []  # (read index, future) awaiting apply
+        self._read_ids = itertools.count(1)
+        self._leader_callbacks: list[Callable[[int | None, int], None]] = []
+        self._last_leader = (NO_NODE, 0)
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        self._transport.add_to_server(server)
+
+    async def start(self) -> None:
+        self._transport.start()
+        self._tasks = [
+            asyncio.create_task(self._tick_loop(), name="raft-tick"),
+            asyncio.create_task(self._ready_loop(), name="raft-ready"),
+        ]
+
+    async def stop(self, transfer_leadership: bool = True) -> None:
+        if transfer_leadership and self.core.role == Role.LEADER and len(self.core.voters) > 1:
+            try:
+                await self.transfer_leadership(timeout_ms=2 * self.settings.election_timeout_ms)
+            except (NotLeaderError, TimeoutError, ValueError) as exc:
+                log.info("leadership hand-off before stopping did not finish: %s", exc)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._transport.stop()
+        self._fail_waiters(NotLeaderError(None))
+
+    def on_leader_change(self, callback: Callable[[int | None, int], None]) -> None:
+        self._leader_callbacks.append(callback)
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    def _deliver(self, messages: list[Message]) -> None:
+        for msg in messages:
+            self.core.step(msg)
+        self._wake.set()
+
+    async def _tick_loop(self) -> None:
+        interval_s = self.settings.tick_ms / 1000.0
+        next_tick = time.monotonic()
+        while True:
+            next_tick += interval_s
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            self.core.tick()
+            self._wake.set()
+
+    async def _ready_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ready = self.core.ready()
+            while ready is not None:
+                await self._handle_ready(ready)
+                ready = self.core.ready()
+            self._notice_leader_change()
+
+    async def _handle_ready(self, ready: Ready) -> None:
+        if ready.must_sync:
+            await asyncio.to_thread(self._storage.persist, ready)
+        self._transport.send(ready.messages)
+        if ready.snapshot is not None:
+            self._state_machine.restore(ready.snapshot.data, ready.snapshot.index, ready.snapshot.term)
+            log.info("installed snapshot at index %d (term %d) from the leader", ready.snapshot.index,
+                     ready.snapshot.term)
+        for entry in ready.committed_entries:
+            result = self._state_machine.apply(entry.index, entry.term, entry.data) if entry.data else None
+            self._resolve_proposal(entry.index, entry.term, result)
+        for read in ready.read_states:
+            future = self._reads.pop(read.request_id, None)
+            if future is not None:
+                self._confirmed_reads.append((read.index, future))
+        self.core.advance(ready)
+        self._release_reads()
+        await self._maybe_snapshot()
+
+    def _resolve_proposal(self, index: int, term: int, result: Any) -> None:
+        waiting = self._proposals.pop(index, None)
+        if waiting is None:
+            return
+        proposed_term, future = waiting
+        if future.done():
+            return
+        if proposed_term == term:
+            future.set_result(result)
+        else:
+            future.set_exception(NotLeaderError(self.core.leader_id))  # another leader's entry took the index
+
+    def _release_reads(self) -> None:
+        applied = self.core.log.applied
+        remaining = []
+        for index, future in self._confirmed_reads:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                remaining.append((index, future))
+        self._confirmed_reads = remaining
+
+    async def _maybe_snapshot(self) -> None:
+        raft_log = self.core.log
+        if raft_log.applied - raft_log.snapshot_index >= self.settings.snapshot_interval_entries:
+            await self.compact_now()
+
+    async def compact_now(self) -> int:
+        """Snapshots the state machine at the applied index and drops the entries it covers."""
+        applied = self.core.log.applied
+        if applied <= self.core.log.snapshot_index:
+            return self.core.log.snapshot_index
+        snapshot = self.core.compact(applied, self._state_machine.snapshot())
+        await asyncio.to_thread(self._storage.compact, snapshot)
+        log.info("snapshot at index %d (%d bytes)", snapshot.index, len(snapshot.data))
+        return snapshot.index
+
+    def _notice_leader_change(self) -> None:
+        current = (self.core.leader_id, self.core.term)
+        if current[0] != self._last_leader[0]:
+            if self._last_leader[0] == self.node_id:
+                self._fail_reads(NotLeaderError(self.core.leader_id))
+            for callback in self._leader_callbacks:
+                callback(current[0] or None, current[1])
+        self._last_leader = current
+
+    def _fail_reads(self, error: Exception) -> None:
+        for future in list(self._reads.values()) + [f for _, f in self._confirmed_reads]:
+            if not future.done():
+                future.set_exception(error)
+        self._reads.clear()
+        self._confirmed_reads.clear()
+
+    def _fail_waiters(self, error: Exception) -> None:
+        self._fail_reads(error)
+        for _, future in self._proposals.values():
+            if not future.done():
+                future.set_exception(error)
+        self._proposals.clear()
+
+    # -- API -----------------------------------------------------------------------------------
+
+    async def propose(self, data: bytes, timeout_ms: int = 5000) -> Any:
+        index = self.core.propose(data)
+        future = asyncio.get_running_loop().create_future()
+        self._proposals[index] = (self.core.term, future)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, timeout_ms / 1000.0)
+        except asyncio.TimeoutError:
+            self._proposals.pop(index, None)
+            raise TimeoutError(f"entry {index} was not committed within {timeout_ms} ms") from None
+
+    async def read_index(self, timeout_ms: int = 5000) -> None:
+        request_id = next(self._read_ids)
+        self.core.read_index(request_id)
+        future = asyncio.get_running_loop().create_future()
+        self._reads[request_id] = future
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, timeout_ms / 1000.0)
+        except asyncio.TimeoutError:
+            self._reads.pop(request_id, None)
+            raise TimeoutError(f"read index not confirmed within {timeout_ms} ms") from None
+
+    async def transfer_leadership(self, target_id: int | None = None, timeout_ms: int = 3000) -> int:
+        if self.core.role != Role.LEADER:
+            raise NotLeaderError(self.core.leader_id)
+        if target_id is None:
+            target_id = max(self.core.progress, key=lambda v: self.core.progress[v].match)
+        self.core.transfer_leadership(target_id)
+        self._wake.set()
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        while time.monotonic() < deadline:
+            if self.core.leader_id not in (NO_NODE, self.node_id):
+                return self.core.leader_id
+            await asyncio.sleep(self.settings.tick_ms / 1000.0)
+        raise TimeoutError(f"leadership did not move to {target_id} within {timeout_ms} ms")
+
+    def status(self) -> RaftStatus:
+        core = self.core
+        status = RaftStatus(
+            node_id=self.node_id, role=core.role.value, term=core.term, leader_id=core.leader_id or None,
+            commit_index=core.log.committed, applied_index=core.log.applied, last_index=core.log.last_index,
+            last_log_term=core.log.last_term, snapshot_index=core.log.snapshot_index,
+        )
+        if core.role == Role.LEADER:
+            tick_ms = self.settings.tick_ms
+            for voter, progress in core.progress.items():
+                status.progress[voter] = PeerProgress(
+                    match_index=progress.match, next_index=progress.next, state=progress.state.value,
+                    last_contact_ms_ago=_ago(core.ticks, progress.last_contact_tick, tick_ms),
+                    last_caught_up_ms_ago=_ago(core.ticks, progress.last_caught_up_tick, tick_ms),
+                )
+        return status
+
+
+def _ago(now_tick: int, then_tick: int | None, tick_ms: int) -> float | None:
+    return None if then_tick is None else (now_tick - then_tick) * tick_ms
+
+
+__all__ = ["DriverSettings", "PeerProgress", "ProgressState", "RaftDriver", "RaftStatus", "StateMachine"]

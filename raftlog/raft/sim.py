@@ -1,0 +1,373 @@
+"""Deterministic simulation of the Raft core: many nodes, one process, a simulated clock and network.
+
+Each seed drives one run: a cluster of 3 or 5 RaftNodes, a network that drops, delays,
+duplicates and reorders messages, partitions that form and heal, crashes that lose
+everything not persisted and restarts from exactly what was, proposals, ReadIndex calls,
+leadership transfers and snapshots. After every step it checks:
+
+- Election Safety: at most one leader per term;
+- Log Matching: two logs with an entry of the same index and term agree up to it;
+- Leader Completeness: every committed entry is in the log of every later leader;
+- State Machine Safety: every node applies the same entry at each index.
+
+Then the faults stop; a leader must be elected within a bounded time and every proposal
+the final leader accepted must commit on every node. A failing seed prints the command
+that replays it exactly:
+
+    python -m raftlog.raft.sim --seeds 2000            # a CI-sized campaign
+    python -m raftlog.raft.sim --seeds 100000 --workers 2
+    python -m raftlog.raft.sim --seed 1234 --nodes 5   # replay one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import multiprocessing
+import pickle
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+from raftlog.raft.core import RaftNode, RaftSettings, Role
+from raftlog.raft.messages import Entry, HardState, Message, NotLeaderError, PersistedState, Ready
+
+FAULT_STEPS = 400
+QUIET_STEPS = 400
+ELECTION_TICKS = 10
+SNAPSHOT_EVERY = 25
+
+
+class SafetyViolation(AssertionError):
+    pass
+
+
+@dataclass
+class Disk:
+    """What survives a crash: only what a Ready told the node to persist."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    snapshot: object = None
+    entries: dict[int, Entry] = field(default_factory=dict)
+
+    def persisted(self) -> PersistedState:
+        ordered = [self.entries[i] for i in sorted(self.entries)]
+        return PersistedState(HardState(self.hard_state.term, self.hard_state.vote, self.hard_state.commit),
+                              self.snapshot, ordered)
+
+    def write(self, ready: Ready) -> None:
+        if ready.snapshot is not None:
+            self.snapshot = ready.snapshot
+            self.entries = {}
+        if ready.truncate_from is not None:
+            for index in [i for i in self.entries if i >= ready.truncate_from]:
+                del self.entries[index]
+        for entry in ready.entries:
+            self.entries[entry.index] = entry
+        if ready.hard_state is not None:
+            self.hard_state = ready.hard_state
+
+
+@dataclass
+class SimNode:
+    node_id: int
+    disk: Disk = field(default_factory=Disk)
+    raft: RaftNode | None = None
+    applied: dict[int, bytes] = field(default_factory=dict)  # the state machine: index -> data
+    down_until: int = 0
+
+
+class Simulation:
+    def __init__(self, seed: int, nodes: int, fault_steps: int = FAULT_STEPS, quiet_steps: int = QUIET_STEPS):
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.settings = RaftSettings(election_ticks=ELECTION_TICKS, heartbeat_ticks=1,
+                                     max_entries_per_message=self.rng.choice([1, 2, 8]),
+                                     max_inflight_messages=self.rng.choice([1, 4]), pre_vote=True, check_quorum=True)
+        self.ids = list(range(1, nodes + 1))
+        self.nodes = {i: SimNode(i) for i in self.ids}
+        self.fault_steps = fault_steps
+        self.quiet_steps = quiet_steps
+        self.step_no = 0
+        self.network: list[tuple[int, int, Message]] = []  # (deliver at step, sequence, message)
+        self._sequence = 0
+        self.groups: list[set[int]] = [set(self.ids)]
+        self.leaders: dict[int, int] = {}  # term -> leader id
+        self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        self.applied: dict[int, bytes] = {}
+        self.proposals = 0
+        # Each seed draws its own fault intensities, from gentle to brutal, so campaigns cover
+        # both long stable stretches and storms of crashes and partitions.
+        self.drop_rate = self.rng.choice([0.0, 0.05, 0.15])
+        self.duplicate_rate = self.rng.choice([0.0, 0.02, 0.1])
+        self.max_delay = self.rng.choice([2, 4, 10])
+        self.crash_rate = self.rng.choice([0.002, 0.01, 0.03])
+        self.partition_rate = self.rng.choice([0.005, 0.02, 0.05])
+        for node_id in self.ids:
+            self._start(node_id)
+
+    # -- node lifecycle ------------------------------------------------------------------------
+
+    def _start(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        persisted = node.disk.persisted()
+        node.applied = dict(pickle.loads(persisted.snapshot.data)) if persisted.snapshot else {}
+        node_rng = random.Random(self.rng.random())
+        node.raft = RaftNode(node_id, self.ids, persisted, self.settings, node_rng)
+        if persisted.snapshot:
+            node.raft.set_snapshot(persisted.snapshot)
+
+    def _crash(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        node.raft = None
+        node.down_until = self.step_no + self.rng.randint(1, 40)
+
+    # -- network -------------------------------------------------------------------------------
+
+    def _can_talk(self, a: int, b: int) -> bool:
+        return any(a in g and b in g for g in self.groups)
+
+    def _send(self, msg: Message, faulty: bool) -> None:
+        if faulty and self.rng.random() < self.drop_rate:
+            return  # dropped
+        copies = 2 if faulty and self.rng.random() < self.duplicate_rate else 1
+        for _ in range(copies):
+            delay = self.rng.randint(0, self.max_delay) if faulty else self.rng.randint(0, 1)
+            self._sequence += 1
+            heapq.heappush(self.network, (self.step_no + delay, self._sequence, msg))
+
+    def _deliver_due(self) -> None:
+        while self.network and self.network[0][0] <= self.step_no:
+            _, _, msg = heapq.heappop(self.network)
+            target = self.nodes[msg.to].raft
+            if target is not None and self._can_talk(msg.frm, msg.to):
+                target.step(msg)
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _inject_faults(self) -> None:
+        rng = self.rng
+        for node_id, node in self.nodes.items():
+            if node.raft is None and self.step_no >= node.down_until:
+                self._start(node_id)
+            elif node.raft is not None and rng.random() < self.crash_rate:
+                self._crash(node_id)
+        if rng.random() < self.partition_rate:
+            shuffled = self.ids[:]
+            rng.shuffle(shuffled)
+            cut = rng.randint(1, len(shuffled) - 1)
+            self.groups = [set(shuffled[:cut]), set(shuffled[cut:])]
+        elif rng.random() < 2 * self.partition_rate:
+            self.groups = [set(self.ids)]
+        leader = self._leader()
+        if leader is not None and rng.random() < 0.005:
+            try:
+                leader.transfer_leadership(rng.choice([i for i in self.ids if i != leader.id]))
+            except (NotLeaderError, ValueError):
+                pass
+
+    def _propose(self) -> None:
+        leader = self._leader()
+        if leader is None or self.rng.random() > 0.3:
+            return
+        self.proposals += 1
+        try:
+            leader.propose(b"p%d" % self.proposals)
+        except NotLeaderError:
+            pass
+        if self.rng.random() < 0.05:
+            leader.read_index(self.proposals)
+
+    def _leader(self) -> RaftNode | None:
+        live = [n.raft for n in self.nodes.values() if n.raft is not None and n.raft.role == Role.LEADER]
+        return max(live, key=lambda r: r.term) if live else None
+
+    def _process_ready(self, node: SimNode, faulty: bool) -> None:
+        raft = node.raft
+        ready = raft.ready()
+        if ready is None:
+            return
+        node.disk.write(ready)
+        for msg in ready.messages:
+            self._send(msg, faulty)
+        if ready.snapshot is not None:
+            node.applied = dict(pickle.loads(ready.snapshot.data))
+        for entry in ready.committed_entries:
+            if entry.data:
+                node.applied[entry.index] = entry.data
+                self._check_apply(node.node_id, entry)
+        raft.advance(ready)
+        self._maybe_snapshot(node)
+
+    def _maybe_snapshot(self, node: SimNode) -> None:
+        raft = node.raft
+        if raft.log.applied - raft.log.snapshot_index >= SNAPSHOT_EVERY:
+            snapshot = raft.compact(raft.log.applied, pickle.dumps(sorted(node.applied.items())))
+            node.disk.snapshot = snapshot
+            for index in [i for i in node.disk.entries if i <= snapshot.index]:
+                del node.disk.entries[index]
+
+    def step(self, faulty: bool) -> None:
+        self.step_no += 1
+        if faulty:
+            self._inject_faults()
+        self._propose()
+        for node in self.nodes.values():
+            if node.raft is not None:
+                node.raft.tick()
+        self._deliver_due()
+        for node in self.nodes.values():
+            if node.raft is not None:
+                self._process_ready(node, faulty)
+        self._check()
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def _fail(self, what: str) -> None:
+        raise SafetyViolation(f"seed {self.seed} step {self.step_no}: {what}")
+
+    def _check_apply(self, node_id: int, entry: Entry) -> None:
+        previous = self.applied.setdefault(entry.index, entry.data)
+        if previous != entry.data:
+            self._fail(f"State Machine Safety: node {node_id} applied {entry.data!r} at {entry.index}, "
+                       f"another node applied {previous!r}")
+
+    def _check(self) -> None:
+        live = [n.raft for n in self.nodes.values() if n.raft is not None]
+        for raft in live:
+            if raft.role == Role.LEADER:
+                known = self.leaders.setdefault(raft.term, raft.id)
+                if known != raft.id:
+                    self._fail(f"Election Safety: nodes {known} and {raft.id} both lead term {raft.term}")
+            self._record_committed(raft)
+        for raft in live:
+            if raft.role == Role.LEADER:
+                self._check_leader_completeness(raft)
+        for i, a in enumerate(live):
+            for b in live[i + 1:]:
+                self._check_log_matching(a, b)
+
+    def _record_committed(self, raft: RaftNode) -> None:
+        log = raft.log
+        for index in range(max(log.snapshot_index + 1, log.committed - 40), log.committed + 1):
+            term = log.term_at(index)
+            entry = log.slice(index, index + 1)[0]
+            known = self.committed.setdefault(index, (term, entry.data))
+            if known != (term, entry.data):
+                self._fail(f"node {raft.id} committed ({term}, {entry.data!r}) at {index}, but {known} was committed")
+
+    def _check_leader_completeness(self, leader: RaftNode) -> None:
+        log = leader.log
+        for index in range(log.snapshot_index + 1, log.committed + 1):
+            term, data = self.committed[index]
+            entry = log.slice(index, index + 1)[0]
+            if (entry.term, entry.data) != (term, data):
+                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks committed {index}")
+        for index, (term, data) in self.committed.items():
+            if index > log.last_index and term < leader.term:
+                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks committed {index}")
+
+    @staticmethod
+    def _check_log_matching(a: RaftNode, b: RaftNode) -> None:
+        low = max(a.log.snapshot_index, b.log.snapshot_index) + 1
+        high = min(a.log.last_index, b.log.last_index)
+        matched = False
+        for index in range(high, low - 1, -1):
+            ea, eb = a.log.slice(index, index + 1)[0], b.log.slice(index, index + 1)[0]
+            if matched and ea != eb:
+                raise SafetyViolation(f"Log Matching: nodes {a.id} and {b.id} agree after index {index} "
+                                      f"but differ at it ({ea} vs {eb})")
+            if ea.term == eb.term:
+                if ea != eb:
+                    raise SafetyViolation(f"Log Matching: nodes {a.id}, {b.id} hold different entries "
+                                          f"of term {ea.term} at {index}")
+                matched = True
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        for _ in range(self.fault_steps):
+            self.step(faulty=True)
+        self.groups = [set(self.ids)]
+        for node_id, node in self.nodes.items():
+            if node.raft is None:
+                self._start(node_id)
+        elected_at = None
+        for _ in range(self.quiet_steps):
+            self.step(faulty=False)
+            if self._leader() is not None and elected_at is None:
+                elected_at = self.step_no
+        self._check_liveness(elected_at)
+        return {"seed": self.seed, "steps": self.step_no, "committed": len(self.committed),
+                "terms": len(self.leaders)}
+
+    def _check_liveness(self, elected_at: int | None) -> None:
+        bound = 8 * ELECTION_TICKS
+        if elected_at is None or elected_at - self.fault_steps > bound:
+            self._fail(f"liveness: no leader within {bound} ticks after the faults stopped")
+        leader = self._leader()
+        final = leader.log.last_index
+        for _ in range(20 * ELECTION_TICKS):
+            if all(n.raft.log.applied >= final for n in self.nodes.values()):
+                break
+            self.step(faulty=False)
+        else:
+            lagging = {n.node_id: n.raft.log.applied for n in self.nodes.values()}
+            self._fail(f"liveness: leader {leader.id}'s entries up to {final} were not applied everywhere: {lagging}")
+        if self._leader() is not leader:
+            self._fail("liveness: leadership changed without any fault")
+
+
+def run_seed(seed: int, nodes: int | None = None) -> dict:
+    node_count = nodes or (3 if seed % 2 == 0 else 5)
+    return Simulation(seed, node_count).run()
+
+
+def _run_safely(args: tuple[int, int | None]) -> tuple[int, int, str | None]:
+    seed, nodes = args
+    node_count = nodes or (3 if seed % 2 == 0 else 5)
+    try:
+        run_seed(seed, node_count)
+        return seed, node_count, None
+    except AssertionError as exc:
+        return seed, node_count, str(exc)
+
+
+def run_campaign(seeds: range, nodes: int | None = None, workers: int = 1) -> list[tuple[int, int, str]]:
+    """Runs every seed; returns the failures as (seed, node count, message)."""
+    jobs = [(seed, nodes) for seed in seeds]
+    if workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            results = pool.map(_run_safely, jobs, chunksize=16)
+    else:
+        results = [_run_safely(job) for job in jobs]
+    return [(seed, count, message) for seed, count, message in results if message is not None]
+
+
+def replay_command(seed: int, nodes: int) -> str:
+    return f"python -m raftlog.raft.sim --seed {seed} --nodes {nodes}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=2000, help="how many seeds to run")
+    parser.add_argument("--start", type=int, default=0, help="first seed")
+    parser.add_argument("--seed", type=int, default=None, help="replay this one seed")
+    parser.add_argument("--nodes", type=int, choices=(3, 5), default=None, help="default: 3 for even seeds, 5 for odd")
+    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
+    args = parser.parse_args(argv)
+    if args.seed is not None:
+        print(run_seed(args.seed, args.nodes))
+        return 0
+    started = time.perf_counter()
+    failures = run_campaign(range(args.start, args.start + args.seeds), args.nodes, args.workers)
+    elapsed_s = time.perf_counter() - started
+    for seed, count, message in failures:
+        print(f"FAILED {message}\n  replay: {replay_command(seed, count)}")
+    print(f"{args.seeds - len(failures)} passed, {len(failures)} failed ({args.seeds} seeds in {elapsed_s:.1f} s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Durable Raft state in RocksDB (column family "raft").
+
+Keys:
+    b"hs"                      hard state: term, vote, commit (3 x uint64 big-endian)
+    b"snap"                    latest snapshot: index, term (2 x uint64), then the data
+    b"e" + index (uint64 BE)   a log entry: term (uint64), then the data
+
+Big-endian indexes sort in log order, so a range delete drops a suffix or a prefix of the
+log in one operation. Every Ready is written as ONE synced write batch: one fsync covers
+all the entries and the hard state it carries (group commit).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from raftlog.raft.messages import Entry, HardState, PersistedState, Ready, Snapshot
+from raftlog.store import Store, WriteBatch
+
+HARD_STATE_KEY = b"hs"
+SNAPSHOT_KEY = b"snap"
+ENTRY_PREFIX = b"e"
+_U64 = struct.Struct(">Q")
+_TWO_U64 = struct.Struct(">QQ")
+_THREE_U64 = struct.Struct(">QQQ")
+_MAX_INDEX = 2**64 - 1
+
+
+def entry_key(index: int) -> bytes:
+    return ENTRY_PREFIX + _U64.pack(index)
+
+
+class RaftStorage:
+    def __init__(self, store: Store):
+        self._store = store
+        self._cf = store.family("raft")
+
+    def load(self) -> PersistedState:
+        state = PersistedState()
+        raw = self._cf.get(HARD_STATE_KEY)
+        if raw is not None:
+            term, vote, commit = _THREE_U64.unpack(raw)
+            state.hard_state = HardState(term, vote, commit)
+        raw = self._cf.get(SNAPSHOT_KEY)
+        first = 1
+        if raw is not None:
+            index, term = _TWO_U64.unpack_from(raw)
+            state.snapshot = Snapshot(index, term, raw[_TWO_U64.size:])
+            first = index + 1
+        for key, value in self._cf.items(entry_key(first), entry_key(_MAX_INDEX)):
+            index = _U64.unpack_from(key, 1)[0]
+            (term,) = _U64.unpack_from(value)
+            state.entries.append(Entry(term, index, value[_U64.size:]))
+        return state
+
+    def persist(self, ready: Ready) -> None:
+        """Writes what the Ready asks to persist in one synced batch (nothing if it asks nothing)."""
+        if not ready.must_sync:
+            return
+        batch = WriteBatch()
+        if ready.snapshot is not None:
+            # An installed snapshot replaces the whole log.
+            batch.delete_range(self._cf, entry_key(0), entry_key(_MAX_INDEX))
+            self._put_snapshot(batch, ready.snapshot)
+        if ready.truncate_from is not None:
+            batch.delete_range(self._cf, entry_key(ready.truncate_from), entry_key(_MAX_INDEX))
+        for entry in ready.entries:
+            batch.put(self._cf, entry_key(entry.index), _U64.pack(entry.term) + entry.data)
+        if ready.hard_state is not None:
+            hs = ready.hard_state
+            batch.put(self._cf, HARD_STATE_KEY, _THREE_U64.pack(hs.term, hs.vote, hs.commit))
+        self._store.write(batch, sync=True)
+
+    def _put_snapshot(self, batch: WriteBatch, snapshot: Snapshot) -> None:
+        batch.put(self._cf, SNAPSHOT_KEY, _TWO_U64.pack(snapshot.index, snapshot.term) + snapshot.data)
+
+    def compact(self, snapshot: Snapshot) -> None:
+        """Stores a snapshot the application took and drops the entries it covers."""
+        batch = WriteBatch()
+        self._put_snapshot(batch, snapshot)
+        batch.delete_range(self._cf, entry_key(0), entry_key(snapshot.index + 1))
+        self._store.write(batch, sync=True)
