@@ -81,6 +81,7 @@ class LocalCluster:
             for i in range(1, nodes + 1)
         }
         self.processes: dict[int, subprocess.Popen] = {}
+        self._epochs_seen: dict[int, int] = {}
 
     def _load_or_create_layout(self, nodes: int, base_port: int) -> str:
         layout_path = self.data_dir / "cluster.json"
@@ -205,6 +206,30 @@ class LocalCluster:
                     pass
                 time.sleep(0.05)
         raise TimeoutError(f"fewer than {count} unfenced brokers after {timeout_s}s")
+
+    def wait_for_rejoin(self, node_id: int, timeout_s: float = 30.0) -> None:
+        """After a restart: waits until the node has registered anew (new incarnation), is unfenced,
+        and has caught up with the metadata quorum."""
+        deadline = time.monotonic() + timeout_s
+        with self.admin([node_id], timeout_ms=2000) as own, self.admin(timeout_ms=2000) as any_node:
+            while time.monotonic() < deadline:
+                try:
+                    view = own.describe_cluster()
+                    me = next(b for b in view["brokers"] if b["id"] == node_id)
+                    quorum = any_node.describe_quorum()
+                    row = next(r for r in quorum["replication"] if r["node_id"] == node_id)
+                    if not me["fenced"] and me["epoch"] > self._epochs_seen.get(node_id, -1) and row["lag"] == 0:
+                        self._epochs_seen[node_id] = me["epoch"]
+                        return
+                except (RaftlogError, StopIteration):
+                    pass
+                time.sleep(0.05)
+        raise TimeoutError(f"node {node_id} did not rejoin within {timeout_s}s")
+
+    def remember_epochs(self) -> None:
+        """Records every broker's current epoch, so wait_for_rejoin can tell a fresh registration."""
+        with self.admin(timeout_ms=5000) as admin:
+            self._epochs_seen = {b["id"]: b["epoch"] for b in admin.describe_cluster()["brokers"]}
 
     def _check_alive(self) -> None:
         """Fails fast when every started node has exited (e.g. a config error)."""

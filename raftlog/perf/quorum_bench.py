@@ -99,13 +99,14 @@ def _client_round_trips(admin, count: int) -> list[float]:
 
 def _one_failover(cluster: LocalCluster) -> float:
     old_leader = cluster.wait_for_leader()
+    cluster.remember_epochs()
     survivors = [i for i in cluster.specs if i != old_leader]
     cluster.signal_node(old_leader, signal.SIGKILL)
     killed_at = time.perf_counter()
     cluster.processes[old_leader].wait(timeout=10)
     elapsed_s = _time_until_commit(cluster, survivors, old_leader, killed_at)
     cluster.start_node(old_leader)
-    cluster.wait_for_brokers(3, timeout_s=60)
+    cluster.wait_for_rejoin(old_leader, timeout_s=60)
     return elapsed_s
 
 

@@ -21,12 +21,19 @@ from typing import Any, Protocol
 import grpc
 
 from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
-from raftlog.raft.messages import NO_NODE, Message, NotLeaderError, Ready
+from raftlog.raft.messages import NO_NODE, Message, MsgType, NotLeaderError, Ready
 from raftlog.raft.storage import RaftStorage
 from raftlog.raft.transport import RaftTransport
 from raftlog.store import Store
 
 log = logging.getLogger(__name__)
+
+LEADER_MESSAGES = frozenset({MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT, MsgType.TIMEOUT_NOW})
+INLINE_WRITE_MAX_BYTES = 64 * 1024
+
+
+def _entry_bytes(ready: Ready) -> int:
+    return sum(len(e.data) for e in ready.entries) + (len(ready.snapshot.data) if ready.snapshot else 0)
 
 
 class StateMachine(Protocol):
@@ -97,6 +104,7 @@ class RaftDriver:
         self._read_ids = itertools.count(1)
         self._leader_callbacks: list[Callable[[int | None, int], None]] = []
         self._last_leader = (NO_NODE, 0)
+        self._last_role = self.core.role
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -153,9 +161,18 @@ class RaftDriver:
             self._notice_leader_change()
 
     async def _handle_ready(self, ready: Ready) -> None:
+        # A leader's appends may go out before its own write (Raft thesis 10.2.1): the leader
+        # counts itself toward commit only once persisted, so the disk write and the round trip
+        # to the followers overlap. Everything else (votes, acks) waits for the write.
+        early = [m for m in ready.messages if m.type in LEADER_MESSAGES]
+        late = [m for m in ready.messages if m.type not in LEADER_MESSAGES] if early else ready.messages
+        self._transport.send(early)
         if ready.must_sync:
-            await asyncio.to_thread(self._storage.persist, ready)
-        self._transport.send(ready.messages)
+            if _entry_bytes(ready) <= INLINE_WRITE_MAX_BYTES:
+                self._storage.persist(ready)  # ~0.2 ms: cheaper than a thread hop
+            else:
+                await asyncio.to_thread(self._storage.persist, ready)
+        self._transport.send(late)
         if ready.snapshot is not None:
             self._state_machine.restore(ready.snapshot.data, ready.snapshot.index, ready.snapshot.term)
             log.info("installed snapshot at index %d (term %d) from the leader", ready.snapshot.index,
@@ -210,6 +227,10 @@ class RaftDriver:
         return snapshot.index
 
     def _notice_leader_change(self) -> None:
+        if self.core.role != self._last_role:
+            log.info("node %d: %s -> %s in term %d", self.node_id, self._last_role.value, self.core.role.value,
+                     self.core.term)
+            self._last_role = self.core.role
         current = (self.core.leader_id, self.core.term)
         if current[0] != self._last_leader[0]:
             if self._last_leader[0] == self.node_id:
