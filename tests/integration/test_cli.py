@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
+from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2, raft_pb2, raft_pb2_grpc
 from tests.integration.conftest import free_port_block
 
 pytestmark = pytest.mark.slow
@@ -140,3 +140,19 @@ def test_requests_for_another_cluster_are_refused(make_cluster):
             stub.RegisterBroker(request, timeout=5)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "INCONSISTENT_CLUSTER_ID" in info.value.details()
+
+
+def test_raft_messages_from_another_cluster_are_refused(make_cluster):
+    cluster = make_cluster(nodes=1)
+    cluster.start()
+    leader = cluster.wait_for_leader()
+    with grpc.insecure_channel(cluster.specs[leader].address) as channel:
+        stub = raft_pb2_grpc.RaftServiceStub(channel)
+        batch = raft_pb2.RaftMessageBatch(cluster_id="someone-else", from_node=leader,
+                                          messages=[raft_pb2.RaftMessage(type=7, to=leader, term=99)])
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Send(iter([batch]), timeout=5)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "INCONSISTENT_CLUSTER_ID" in info.value.details()
+    with cluster.admin() as admin:
+        assert admin.describe_quorum()["leader_epoch"] < 99  # the foreign message changed nothing

@@ -1,0 +1,199 @@
+"""Steps of the pure Raft core, driven by hand through a tiny synchronous network."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from raftlog.raft.core import RaftNode, RaftSettings, Role
+from raftlog.raft.messages import Entry, HardState, Message, MsgType, NotLeaderError, PersistedState
+
+ELECTION_TICKS = 10
+
+
+def make_node(node_id: int, voters=(1, 2, 3), persisted: PersistedState | None = None, **overrides) -> RaftNode:
+    settings = RaftSettings(election_ticks=ELECTION_TICKS, heartbeat_ticks=1, **overrides)
+    return RaftNode(node_id, list(voters), persisted or PersistedState(), settings, random.Random(node_id))
+
+
+class Net:
+    """Delivers every message at once; `cut` drops messages between the named nodes."""
+
+    def __init__(self, *nodes: RaftNode):
+        self.nodes = {n.id: n for n in nodes}
+        self.cut: set[frozenset] = set()
+        self.sent: list[Message] = []
+
+    def flush(self, rounds: int = 50) -> None:
+        for _ in range(rounds):
+            moved = False
+            for node in self.nodes.values():
+                ready = node.ready()
+                if ready is None:
+                    continue
+                node.advance(ready)
+                for msg in ready.messages:
+                    self.sent.append(msg)
+                    if msg.to in self.nodes and frozenset((msg.frm, msg.to)) not in self.cut:
+                        self.nodes[msg.to].step(msg)
+                        moved = True
+            if not moved:
+                return
+
+    def tick(self, node_id: int, times: int) -> None:
+        for _ in range(times):
+            self.nodes[node_id].tick()
+            self.flush()
+
+    def elect(self, node_id: int) -> RaftNode:
+        self.tick(node_id, 2 * ELECTION_TICKS)
+        assert self.nodes[node_id].role == Role.LEADER
+        return self.nodes[node_id]
+
+    def isolate(self, node_id: int) -> None:
+        self.cut |= {frozenset((node_id, other)) for other in self.nodes if other != node_id}
+
+    def heal(self) -> None:
+        self.cut.clear()
+
+
+def test_a_node_elects_itself_and_replicates_proposals():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    assert all(n.leader_id == 1 and n.term == leader.term for n in net.nodes.values())
+    index = leader.propose(b"x")
+    net.flush()
+    assert all(n.log.committed >= index for n in net.nodes.values())
+
+
+def test_a_proposal_on_a_follower_names_the_leader():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    net.elect(1)
+    with pytest.raises(NotLeaderError) as info:
+        net.nodes[2].propose(b"x")
+    assert info.value.leader_id == 1
+
+
+def test_pre_vote_is_refused_while_the_leader_is_alive_and_the_term_does_not_grow():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    term = leader.term
+    net.cut = {frozenset((1, 3))}  # node 3 stops hearing the leader, the others still do
+    for _ in range(3 * ELECTION_TICKS):
+        for node in net.nodes.values():
+            node.tick()
+        net.flush()
+    assert leader.role == Role.LEADER and leader.term == term
+    assert net.nodes[3].term == term  # pre-votes never raised its term
+    assert any(m.type == MsgType.PRE_VOTE for m in net.sent)
+    assert not any(m.type == MsgType.VOTE and m.term > term for m in net.sent)
+
+
+def test_check_quorum_steps_down_a_leader_cut_off_from_the_majority():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    net.isolate(1)
+    for _ in range(2 * ELECTION_TICKS + 1):
+        leader.tick()
+        net.flush()
+    assert leader.role == Role.FOLLOWER
+
+
+def test_figure_8_an_old_term_entry_is_not_committed_by_counting_replicas():
+    # S1 led term 2 and wrote entry 2 that reached nobody; now S1 wins a later term. Sending
+    # one entry per message, S2 first acknowledges entry 2 alone: a majority (S1, S2) holds it,
+    # but it is from an old term, so it must stay uncommitted until the new term's entry is
+    # on a majority too (Figure 8 of the Raft paper).
+    s1 = make_node(1, persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a"), Entry(2, 2, b"old")]),
+                   max_entries_per_message=1)
+    s2 = make_node(2, persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a")]))
+    s3 = make_node(3, persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a")]))
+    nodes = {1: s1, 2: s2, 3: s3}
+    for _ in range(2 * ELECTION_TICKS):
+        s1.tick()
+        if s1.role == Role.PRE_CANDIDATE or s1.role == Role.CANDIDATE:
+            break
+    queue = []
+    s2_had_new_entry_when_committed = []
+    for _ in range(200):
+        for node in nodes.values():
+            ready = node.ready()
+            if ready:
+                node.advance(ready)
+                queue += [m for m in ready.messages if m.to != 3 or m.type != MsgType.APPEND]
+        if not queue:
+            break
+        msg = queue.pop(0)
+        nodes[msg.to].step(msg)
+        if s1.role == Role.LEADER and s1.log.committed >= 2:
+            s2_had_new_entry_when_committed.append(s2.log.term_at(3) == s1.term)
+    assert s1.role == Role.LEADER and s1.term == 4
+    assert s1.log.committed >= 3, "the new term's entry commits once on a majority"
+    assert s2_had_new_entry_when_committed and all(s2_had_new_entry_when_committed)
+
+
+def test_a_follower_truncates_a_conflicting_suffix():
+    persisted = PersistedState(HardState(term=2, vote=0, commit=1),
+                               entries=[Entry(1, 1, b"a"), Entry(2, 2, b"stale"), Entry(2, 3, b"stale")])
+    follower = make_node(2, persisted=persisted)
+    follower.step(Message(MsgType.APPEND, 2, 1, term=3, log_term=1, index=1,
+                          entries=(Entry(3, 2, b"new"),), commit=2))
+    ready = follower.ready()
+    assert ready.truncate_from == 2 and [e.data for e in ready.entries] == [b"new"]
+    follower.advance(ready)
+    assert follower.log.last_index == 2 and follower.log.committed == 2
+
+
+def test_a_lagging_follower_is_caught_up_by_snapshot():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    net.isolate(3)
+    for i in range(20):
+        leader.propose(b"v%d" % i)
+        net.flush()
+    leader.compact(leader.log.applied, b"state-at-applied")
+    assert leader.log.snapshot_index > 3
+    net.heal()
+    net.tick(1, 3)
+    follower = net.nodes[3]
+    assert follower.log.snapshot_index == leader.log.snapshot_index
+    assert any(m.type == MsgType.SNAPSHOT for m in net.sent)
+    assert follower.log.committed == leader.log.committed
+
+
+def test_leadership_transfer_hands_over_with_timeout_now():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    leader.transfer_leadership(2)
+    net.flush()
+    assert net.nodes[2].role == Role.LEADER and leader.role == Role.FOLLOWER
+    with pytest.raises(NotLeaderError):
+        leader.propose(b"x")
+
+
+def test_read_index_confirms_leadership_with_a_heartbeat_round():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    net.isolate(1)
+    leader.read_index(7)
+    net.flush()
+    assert not any(r.request_id == 7 for r in getattr(leader, "_read_states"))
+    net.heal()
+    leader.read_index(8)
+    ready = leader.ready()
+    leader.advance(ready)
+    states = []
+    for msg in ready.messages:
+        peer = net.nodes[msg.to]
+        peer.step(msg)
+        reply_ready = peer.ready()
+        peer.advance(reply_ready)
+        for reply in reply_ready.messages:
+            leader.step(reply)
+        ready2 = leader.ready()
+        if ready2:
+            leader.advance(ready2)
+            states += ready2.read_states
+    assert [s.request_id for s in states][:1] in ([7], [8])
+    assert all(s.index == leader.log.committed for s in states)
