@@ -150,6 +150,7 @@ class _Sender:
         self._acks = settings["acks"]
         self._wake = asyncio.Event()
         self._flush_requested = False
+        self._closing = False
         self._task: asyncio.Task | None = None
         self._producer_id, self._producer_epoch = -1, -1
         self._next_sequence: dict[tuple[str, int], int] = defaultdict(int)
@@ -172,13 +173,16 @@ class _Sender:
 
     async def close(self) -> None:
         await self.flush()
+        # A flag, not task.cancel(): cancelling a task inside wait_for() can be swallowed
+        # when the wait times out at the same moment (Python < 3.12).
+        self._closing = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
 
     async def _run(self) -> None:
         linger_s = max(self._settings["linger_ms"] / 1000.0, 0.001)
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), linger_s)
             except asyncio.TimeoutError:

@@ -77,19 +77,7 @@ class NodeMetrics:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
-            self.bytes_in = Counter("raftlog_bytes_in", "Bytes produced, per topic", ["topic"], registry=self.registry)
-        self.bytes_out = Counter("raftlog_bytes_out", "Bytes fetched by consumers, per topic", ["topic"],
-                                 registry=self.registry)
-        self.messages_in = Counter("raftlog_messages_in", "Records produced, per topic", ["topic"],
-                                   registry=self.registry)
-        self._server = None
-
-    def produced(self, topic: str, byte_count: int, record_count: int) -> None:
-        self.bytes_in.labels(topic).inc(byte_count)
-        self.messages_in.labels(topic).inc(record_count)
-
-    def fetched(self, topic: str, byte_count: int) -> None:
-        self.bytes_out.labels(topic).inc(byte_count)
+            self._server = None
 
 
 def raft_gauges(status_of: Callable[[], object]) -> Callable[[], Iterable[GaugeMetricFamily]]:

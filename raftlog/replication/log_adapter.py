@@ -1,31 +1,25 @@
-"""ReplicaLog: what replication needs from a partition log (raftlog.log), in one place.
+"""ReplicaLog: what replication needs from a partition log, in one place.
 
-Replication code calls only these methods, so the storage engine's API can evolve
-without touching the replication rules.
+`PartitionReplicaLog` puts it over raftlog.log.PartitionLog: appends go through the
+flush policy (group commit: an append that must be durable awaits one shared fdatasync),
+and the high watermark is checkpointed to `replication-offset-checkpoint` in the partition
+directory (advisory, like Kafka's: rewritten at most every HW_CHECKPOINT_INTERVAL_S).
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from raftlog.log import GroupCommit, LogConfig, PartitionLog, partition_directory
+from raftlog.log.record_batch import BatchHeader, iter_headers
 
-@dataclass(frozen=True)
-class BatchHeader:
-    base_offset: int
-    last_offset: int
-    partition_leader_epoch: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    record_count: int
-    max_timestamp: int
-
-    @property
-    def last_sequence(self) -> int:
-        if self.base_sequence < 0:
-            return -1
-        return (self.base_sequence + self.record_count - 1) % (2**31)
+HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
+HW_CHECKPOINT_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,6 +40,7 @@ class ReplicaLog(Protocol):
     def assign_epoch(self, epoch: int, start_offset: int) -> None: ...
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
     def latest_epoch(self) -> int: ...
+    def batch_headers(self) -> Iterator[BatchHeader]: ...
     def truncate_to(self, offset: int) -> None: ...
     def truncate_fully_and_start_at(self, offset: int) -> None: ...
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None: ...
@@ -56,5 +51,102 @@ class ReplicaLog(Protocol):
     def delete(self) -> None: ...
 
 
-def open_replica_log(log_dirs, topic: str, partition: int, configs: dict[str, str]) -> ReplicaLog:
-    raise RuntimeError("partition storage (raftlog.log) is not wired in yet")
+class PartitionReplicaLog:
+    def __init__(self, directory: Path, config: LogConfig):
+        self._log = PartitionLog(directory, config)
+        self._group = GroupCommit(self._log)
+        self._hw_path = Path(directory) / HW_CHECKPOINT_FILE
+        self._hw = 0
+        self._hw_written_at = 0.0
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log.log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log.log_end_offset
+
+    @property
+    def partition_log(self) -> PartitionLog:
+        return self._log
+
+    def parse_headers(self, records: bytes) -> list[BatchHeader]:
+        return [header for _, header in iter_headers(records)]
+
+    async def _append(self, records: bytes, leader_epoch: int | None) -> AppendInfo:
+        result = self._log.append(records, leader_epoch)
+        if self._log.needs_flush():
+            await self._group.sync(result.last_offset)
+        return AppendInfo(result.first_offset, result.last_offset, result.headers)
+
+    async def append_as_leader(self, records: bytes, leader_epoch: int) -> AppendInfo:
+        return await self._append(records, leader_epoch)
+
+    async def append_as_follower(self, records: bytes) -> AppendInfo:
+        return await self._append(records, None)
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
+        return self._log.read(offset, max_bytes, max_offset)
+
+    def assign_epoch(self, epoch: int, start_offset: int) -> None:
+        self._log.epochs.assign(epoch, start_offset)
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        return self._log.end_offset_for_epoch(epoch)
+
+    def latest_epoch(self) -> int:
+        return self._log.latest_epoch()
+
+    def batch_headers(self) -> Iterator[BatchHeader]:
+        return self._log.batch_headers()
+
+    def truncate_to(self, offset: int) -> None:
+        self._log.truncate_to(offset)
+        self._hw = min(self._hw, offset)
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self._log.truncate_fully_and_start_at(offset)
+        self._hw = offset
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        return self._log.offset_for_timestamp(timestamp_ms)
+
+    def read_high_watermark(self) -> int:
+        try:
+            self._hw = int(self._hw_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            self._hw = 0
+        return self._hw
+
+    def write_high_watermark(self, offset: int) -> None:
+        self._hw = offset
+        now = time.monotonic()
+        if now - self._hw_written_at >= HW_CHECKPOINT_INTERVAL_S:
+            self._write_hw()
+            self._hw_written_at = now
+
+    def _write_hw(self) -> None:
+        tmp = self._hw_path.with_suffix(".tmp")
+        tmp.write_text(f"{self._hw}\n")
+        os.replace(tmp, self._hw_path)
+
+    def size_bytes(self) -> int:
+        return self._log.size_bytes()
+
+    def close(self) -> None:
+        self._write_hw()
+        self._log.close()
+
+    def delete(self) -> None:
+        self._log.delete()
+
+
+def open_replica_log(log_dirs: list[Path], topic: str, partition: int, configs: dict[str, str]) -> ReplicaLog:
+    """Opens (or creates) the partition's log in the log dir holding it, else the least loaded one."""
+    for log_dir in log_dirs:
+        directory = partition_directory(log_dir, topic, partition)
+        if directory.exists():
+            return PartitionReplicaLog(directory, LogConfig.from_topic_configs(configs))
+    emptiest = min(log_dirs, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
+    return PartitionReplicaLog(partition_directory(emptiest, topic, partition), LogConfig.from_topic_configs(configs))

@@ -60,7 +60,7 @@ class Partition:
         self.high_watermark = min(replica_log.read_high_watermark(), replica_log.log_end_offset)
         self.followers: dict[int, isr_rules.FollowerState] = {}
         self.pending_isr: tuple[int, ...] | None = None  # an AlterPartition in flight
-        self.producer_state = ProducerStateTable()
+        self.producer_state = _rebuild_producer_state(replica_log)
         # Shared by every partition of the broker: a fetch waits on several partitions at once.
         self.changed = changed
         self.leader_epoch_start_offset = 0
@@ -286,3 +286,12 @@ class Partition:
         self.log.truncate_fully_and_start_at(offset)
         self.producer_state = ProducerStateTable()
         self.high_watermark = offset
+
+
+def _rebuild_producer_state(replica_log: ReplicaLog) -> ProducerStateTable:
+    """Producer sequences as of the log end, read from batch headers (no record decoding)."""
+    table = ProducerStateTable()
+    for header in replica_log.batch_headers():
+        table.record(header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence,
+                     header.base_offset, header.last_offset)
+    return table

@@ -6,7 +6,12 @@ follows the same rules as the real log: (epoch, start offset) entries, truncated
 
 from __future__ import annotations
 
-from raftlog.replication.log_adapter import AppendInfo, BatchHeader
+from raftlog.log.record_batch import BatchHeader
+from raftlog.replication.log_adapter import AppendInfo
+
+
+def header(offset: int, epoch: int) -> BatchHeader:
+    return BatchHeader(offset, 61, epoch, 2, 0, 0, 0, 0, 0, -1, -1, -1, 1)
 
 
 class FakeReplicaLog:
@@ -24,13 +29,13 @@ class FakeReplicaLog:
         return [p for _, _, p in self.batches]
 
     def parse_headers(self, records: bytes) -> list[BatchHeader]:
-        return [BatchHeader(0, 0, -1, -1, -1, -1, 1, 0)]
+        return [header(0, -1)]
 
     def _append(self, payload: bytes, epoch: int) -> AppendInfo:
         offset = self.log_end_offset
         self.assign_epoch(epoch, offset)
         self.batches.append((offset, epoch, payload))
-        return AppendInfo(offset, offset, [BatchHeader(offset, offset, epoch, -1, -1, -1, 1, 0)])
+        return AppendInfo(offset, offset, [header(offset, epoch)])
 
     async def append_as_leader(self, records: bytes, leader_epoch: int) -> AppendInfo:
         return self._append(records, leader_epoch)
@@ -70,6 +75,9 @@ class FakeReplicaLog:
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self.batches, self.epochs, self.log_start_offset = [], [], offset
+
+    def batch_headers(self):
+        return iter([header(o, e) for o, e, _ in self.batches])
 
     def offset_for_timestamp(self, timestamp_ms: int):
         return None

@@ -1,0 +1,12 @@
+"""Partition storage: Kafka RecordBatch v2 codec, segments with indexes, recovery, retention, compaction.
+
+No dependency on Raft or replication; the broker reaches it through
+raftlog.replication.log_adapter.
+"""
+
+from raftlog.log.config import LogConfig
+from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
+from raftlog.log.partition_log import AppendResult, GroupCommit, PartitionLog, partition_directory
+
+__all__ = ["AppendResult", "CorruptRecordError", "GroupCommit", "LogConfig", "LogError", "OffsetOutOfRangeError",
+           "PartitionLog", "partition_directory"]

@@ -1,0 +1,88 @@
+"""The compression codecs of RecordBatch attributes bits 0-2, as Kafka's Java clients write them.
+
+gzip: a gzip stream; snappy: Xerial framing (what Java's SnappyOutputStream writes; plain raw
+snappy is accepted when reading); lz4: the LZ4 frame format with independent 64 KiB blocks;
+zstd: a zstd frame.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+
+import cramjam
+import lz4.frame
+import zstandard
+
+from raftlog.log.errors import CorruptRecordError, UnsupportedCompressionError
+
+NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
+_NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
+_IDS = {name: codec for codec, name in _NAMES.items()}
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK_BYTES = 32 * 1024
+_zstd_compressor = zstandard.ZstdCompressor(level=3)
+_zstd_decompressor = zstandard.ZstdDecompressor()
+
+
+def codec_id(name: str | None) -> int:
+    if name in (None, "", "none", "uncompressed"):
+        return NONE
+    if name not in _IDS:
+        raise UnsupportedCompressionError(f"compression {name!r} is not one of none, gzip, snappy, lz4, zstd")
+    return _IDS[name]
+
+
+def codec_name(codec: int) -> str:
+    return _NAMES.get(codec, f"unknown({codec})")
+
+
+def compress(codec: int, data: bytes) -> bytes:
+    if codec == GZIP:
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    if codec == SNAPPY:
+        blocks = [_XERIAL_HEADER]
+        for start in range(0, len(data), _XERIAL_BLOCK_BYTES):
+            block = bytes(cramjam.snappy.compress_raw(data[start:start + _XERIAL_BLOCK_BYTES]))
+            blocks.append(struct.pack(">i", len(block)) + block)
+        return b"".join(blocks)
+    if codec == LZ4:
+        return lz4.frame.compress(data, block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False,
+                                  content_checksum=False)
+    if codec == ZSTD:
+        return _zstd_compressor.compress(data)
+    raise UnsupportedCompressionError(f"unknown compression codec {codec}")
+
+
+def decompress(codec: int, data: bytes) -> bytes:
+    try:
+        if codec == GZIP:
+            return gzip.decompress(data)
+        if codec == SNAPPY:
+            return _snappy_decompress(data)
+        if codec == LZ4:
+            return lz4.frame.decompress(data)
+        if codec == ZSTD:
+            return _zstd_decompressor.decompressobj().decompress(data)
+    except (OSError, EOFError, zlib.error, RuntimeError, ValueError, zstandard.ZstdError,
+            cramjam.DecompressionError) as exc:
+        raise CorruptRecordError(f"{codec_name(codec)} data does not decompress: {exc}") from None
+    raise UnsupportedCompressionError(f"unknown compression codec {codec}")
+
+
+def _snappy_decompress(data: bytes) -> bytes:
+    if not data.startswith(_XERIAL_MAGIC):
+        return bytes(cramjam.snappy.decompress_raw(data))
+    pos, out = len(_XERIAL_HEADER), []
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise CorruptRecordError("truncated xerial snappy block length")
+        (length,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        if length < 0 or pos + length > len(data):
+            raise CorruptRecordError("xerial snappy block runs past the end")
+        out.append(bytes(cramjam.snappy.decompress_raw(data[pos:pos + length])))
+        pos += length
+    return b"".join(out)

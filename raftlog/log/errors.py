@@ -1,0 +1,27 @@
+"""Storage errors, each with the Kafka error name a broker reports for it."""
+
+from __future__ import annotations
+
+from raftlog.errors import RaftlogError
+
+
+class LogError(RaftlogError):
+    def __init__(self, message: str, reason: str = "KAFKA_STORAGE_ERROR"):
+        super().__init__(reason, message)
+
+
+class CorruptRecordError(LogError):
+    """Bytes that are not a valid RecordBatch v2 (length, CRC, magic, offsets, record fields)."""
+
+    def __init__(self, message: str, reason: str = "CORRUPT_MESSAGE"):
+        super().__init__(message, reason)
+
+
+class UnsupportedCompressionError(LogError):
+    def __init__(self, message: str):
+        super().__init__(message, "UNSUPPORTED_COMPRESSION_TYPE")
+
+
+class OffsetOutOfRangeError(LogError):
+    def __init__(self, message: str):
+        super().__init__(message, "OFFSET_OUT_OF_RANGE")

@@ -1,0 +1,183 @@
+"""One log segment: `<base>.log` (batches back to back) with its `.index` and `.timeindex`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from raftlog.log.errors import CorruptRecordError
+from raftlog.log.index import OffsetIndex, TimeIndex
+from raftlog.log.record_batch import HEADER, HEADER_SIZE, BatchHeader, read_header
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 1 << 20
+
+
+def segment_name(base_offset: int) -> str:
+    return f"{base_offset:020d}"
+
+
+class LogSegment:
+    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int, created_ms: float):
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        self.created_ms = created_ms
+        stem = directory / segment_name(base_offset)
+        self.log_path = stem.with_suffix(".log")
+        self.offset_index = OffsetIndex(stem.with_suffix(".index"), base_offset)
+        self.time_index = TimeIndex(stem.with_suffix(".timeindex"), base_offset)
+        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = os.fstat(self._fd).st_size
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self._bytes_since_index = 0
+
+    # -- reading the file ------------------------------------------------------------------
+
+    def pread(self, position: int, length: int) -> bytes:
+        return os.pread(self._fd, length, position)
+
+    def header_at(self, position: int) -> BatchHeader:
+        """The batch at position, read whole and verified (length, magic, offsets, CRC)."""
+        header = self._read_header_loose(position)
+        return read_header(self.pread(position, header.size))
+
+    def _torn(self, position: int) -> BatchHeader:
+        raise CorruptRecordError(f"{self.log_path}: batch at {position} is cut off")
+
+    def _read_header_loose(self, position: int) -> BatchHeader:
+        """The header at position, checked only for fitting in the file (no CRC)."""
+        head = self.pread(position, HEADER_SIZE)
+        if len(head) < HEADER_SIZE:
+            return self._torn(position)
+        header = BatchHeader(*HEADER.unpack(head))
+        if header.batch_length < HEADER_SIZE - 12 or position + header.size > self.size:
+            return self._torn(position)
+        return header
+
+    def scan(self, position: int = 0):
+        """(position, header) of each batch from position on, headers only (no CRC)."""
+        while position < self.size:
+            header = self._read_header_loose(position)
+            yield position, header
+            position += header.size
+
+    def position_of(self, offset: int) -> int | None:
+        """Position of the first batch whose last offset is >= offset; None past the end."""
+        for position, header in self.scan(self.offset_index.lookup(offset)):
+            if header.last_offset >= offset:
+                return position
+        return None
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
+        """Whole batches from the one holding offset: at least one batch, then up to max_bytes,
+        stopping before any batch that starts at or after max_offset."""
+        start = self.position_of(offset)
+        if start is None:
+            return b""
+        end = start
+        for position, header in self.scan(start):
+            if max_offset is not None and header.base_offset >= max_offset:
+                break
+            if position > start and position + header.size - start > max_bytes:
+                break
+            end = position + header.size
+        return self.pread(start, end - start) if end > start else b""
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, buf, headers: list[tuple[int, BatchHeader]]) -> None:
+        """Appends validated batches (positions are relative to buf)."""
+        base_position = self.size
+        written = os.write(self._fd, buf)
+        if written != len(buf):
+            raise OSError(f"short write to {self.log_path}: {written} of {len(buf)} bytes")
+        for relative, header in headers:
+            self._index_batch(base_position + relative, header)
+        self.size += len(buf)
+
+    def _index_batch(self, position: int, header: BatchHeader) -> None:
+        if self._bytes_since_index >= self.index_interval_bytes or position == 0:
+            self.offset_index.append(header.base_offset, position)
+            self._bytes_since_index = 0
+        self._bytes_since_index += header.size
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.time_index.append(header.max_timestamp, header.base_offset)
+        self.next_offset = header.next_offset
+
+    def flush(self) -> None:
+        os.fdatasync(self._fd)
+        self.offset_index.flush()
+        self.time_index.flush()
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self, validate: bool) -> bool:
+        """Rebuilds indexes by scanning; with validate, checks every CRC and truncates the file
+        at the first invalid batch. Returns False when something was cut off."""
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._bytes_since_index = 0
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        position, intact = 0, True
+        while position < self.size:
+            try:
+                header = self.header_at(position) if validate else self._read_header_loose(position)
+                if header.base_offset < self.next_offset:
+                    raise CorruptRecordError(f"offset {header.base_offset} goes backwards")
+            except CorruptRecordError as exc:
+                log.warning("%s: truncating %d bytes at %d: %s", self.log_path, self.size - position, position, exc)
+                self.truncate_bytes(position)
+                intact = False
+                break
+            self._index_batch(position, header)
+            position += header.size
+        return intact
+
+    def load_indexes(self) -> bool:
+        """Loads the index files of a sealed segment; False if they must be rebuilt."""
+        if not (self.offset_index.load() and self.time_index.load()):
+            return False
+        if not self.offset_index.is_sane(self.size):
+            return False
+        last_position = self.offset_index.values[-1] if self.offset_index.values else 0
+        tail = list(self.scan(last_position)) if self.size else []
+        if tail:
+            self.next_offset = tail[-1][1].next_offset
+        self.max_timestamp = self.time_index.max_timestamp
+        return True
+
+    def truncate_bytes(self, position: int) -> None:
+        os.ftruncate(self._fd, position)
+        self.size = position
+
+    def truncate_to(self, offset: int) -> None:
+        """Drops every batch whose last offset is >= offset."""
+        position = self.position_of(offset)
+        if position is None:
+            return
+        self.truncate_bytes(position)
+        self.offset_index.truncate_to(offset)
+        self.time_index.truncate_to(offset)
+        remaining = list(self.scan(self.offset_index.lookup(offset))) if self.size else []
+        self.next_offset = remaining[-1][1].next_offset if remaining else self.base_offset
+        self.max_timestamp = self.time_index.max_timestamp
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.offset_index.close()
+        self.time_index.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def delete(self) -> None:
+        self.close()
+        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+            path.unlink(missing_ok=True)
