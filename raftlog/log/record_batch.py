@@ -394,6 +394,9 @@ def decode_batch(buf, pos: int = 0) -> tuple[BatchHeader, list[Record]]:
         body = _compression.decompress(codec, body)
     append_time = header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK else None
     records = _decode_records(body, header.record_count, header.base_offset, header.base_timestamp, append_time)
+    if records and records[-1].offset > header.last_offset:
+        raise CorruptRecordError(f"record offset {records[-1].offset} is beyond the batch's last offset "
+                                 f"{header.last_offset}", reason="INVALID_RECORD")
     return header, records
 
 

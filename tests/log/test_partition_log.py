@@ -1,0 +1,193 @@
+"""The segmented partition log: appends, reads, indexes, epochs, bad input, recovery, retention."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from raftlog.log import LogConfig, PartitionLog
+from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
+from raftlog.log.record_batch import encode_batch, iter_batches
+
+
+def batch(*values: bytes, ts: int = 1000, key: bytes | None = None) -> bytes:
+    return encode_batch([(key, v, None, ts) for v in values])
+
+
+def read_values(log: PartitionLog, start: int = 0) -> list[tuple[int, bytes]]:
+    out, offset = [], start
+    while offset < log.log_end_offset:
+        data = log.read(offset, 1 << 20)
+        if not data:
+            break
+        for _, records in iter_batches(data):
+            out += [(r.offset, r.value) for r in records if r.offset >= offset]
+        offset = out[-1][0] + 1
+    return out
+
+
+class Clock:
+    def __init__(self, now_ms: float = 0):
+        self.now_ms = now_ms
+
+    def __call__(self) -> float:
+        return self.now_ms
+
+
+def test_offsets_rolls_and_reads_across_segments(tmp_path):
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=400, index_interval_bytes=100))
+    for i in range(30):
+        result = log.append(batch(b"v%d" % i, b"w%d" % i), leader_epoch=0)
+        assert result.first_offset == 2 * i and result.last_offset == 2 * i + 1
+    assert len(log.segments) > 3
+    assert [p.name for p in sorted(tmp_path.glob("*.log"))][0] == "00000000000000000000.log"
+    assert read_values(log) == [(i, b"%s%d" % (b"v" if i % 2 == 0 else b"w", i // 2)) for i in range(60)]
+    # a read from the middle of a batch starts with that batch; at least one batch even if too big
+    data = log.read(31, 1)
+    [(header, _)] = list(iter_batches(data))
+    assert header.base_offset == 30
+    assert log.read(60, 100) == b""
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(61, 100)
+
+
+def test_bad_batches_leave_the_log_unchanged(tmp_path):
+    log = PartitionLog(tmp_path)
+    log.append(batch(b"ok"), leader_epoch=0)
+    good = batch(b"fine")
+    broken = bytearray(good)
+    broken[-1] ^= 0xFF
+    size = log.size_bytes()
+    for bad in (bytes(broken), good[:-2], good + bytes(broken), b"", b"\x00" * 70):
+        with pytest.raises(LogError):
+            log.append(bad, leader_epoch=0)
+        assert (log.log_end_offset, log.size_bytes()) == (1, size)
+    follower = PartitionLog(tmp_path / "f")
+    follower.append(encode_batch([(None, b"x", None, 1)], base_offset=0, partition_leader_epoch=0))
+    with pytest.raises(CorruptRecordError):  # a follower batch must continue the log
+        follower.append(encode_batch([(None, b"x", None, 1)], base_offset=0, partition_leader_epoch=0))
+
+
+def test_leader_epochs_and_truncation(tmp_path):
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=300))
+    for epoch, count in ((0, 5), (2, 5), (5, 5)):
+        for _ in range(count):
+            log.append(batch(b"x"), leader_epoch=epoch)
+    assert log.epochs.entries == [(0, 0), (2, 5), (5, 10)]
+    assert log.end_offset_for_epoch(2) == (2, 10)
+    assert log.end_offset_for_epoch(3) == (2, 10)
+    assert log.end_offset_for_epoch(5) == (5, 15)
+    log.truncate_to(7)
+    assert log.log_end_offset == 7 and log.epochs.entries == [(0, 0), (2, 5)]
+    reopened = PartitionLog(tmp_path, LogConfig(segment_bytes=300))
+    assert reopened.log_end_offset == 7 and reopened.epochs.entries == [(0, 0), (2, 5)]
+    assert [o for o, _ in read_values(reopened)] == list(range(7))
+
+
+def write_log(directory: Path, batches: int) -> tuple[list[int], int]:
+    """Appends fsynced batches; returns the file size after each and the last batch's start."""
+    log = PartitionLog(directory, LogConfig(segment_bytes=1 << 30))
+    sizes = []
+    for i in range(batches):
+        log.append(encode_batch([(b"k", b"value-%d" % i, None, i)] * 3), leader_epoch=1)
+        log.flush()
+        sizes.append(log.size_bytes())
+    # no close(): the recovery point stays at 0, as after a crash
+    for segment in log.segments:
+        segment.close()
+    return sizes, sizes[-2]
+
+
+def test_a_cut_anywhere_in_the_last_batch_keeps_every_earlier_batch(tmp_path):
+    source = tmp_path / "source"
+    sizes, last_start = write_log(source, 5)
+    segment_name = "00000000000000000000.log"
+    for cut in range(last_start, sizes[-1] + 1):
+        copy = tmp_path / f"cut-{cut}"
+        shutil.copytree(source, copy)
+        with open(copy / segment_name, "r+b") as f:
+            f.truncate(cut)
+        log = PartitionLog(copy)
+        expected_end = 15 if cut == sizes[-1] else 12
+        assert log.log_end_offset == expected_end, cut
+        assert [o for o, _ in read_values(log)] == list(range(expected_end))
+        log.append(batch(b"after"), leader_epoch=2)  # the log is usable after recovery
+        shutil.rmtree(copy)
+
+
+def test_random_cuts_and_garbage_never_serve_invalid_data(tmp_path):
+    import random
+
+    rng = random.Random(3)
+    source = tmp_path / "source"
+    sizes, _ = write_log(source, 20)
+    for trial in range(40):
+        copy = tmp_path / f"t{trial}"
+        shutil.copytree(source, copy)
+        cut = rng.randrange(sizes[-1])
+        with open(copy / "00000000000000000000.log", "r+b") as f:
+            f.truncate(cut)
+            if rng.random() < 0.5:
+                f.seek(cut)
+                f.write(rng.randbytes(rng.randrange(1, 200)))
+        log = PartitionLog(copy)
+        survivors = sum(1 for s in sizes if s <= cut)
+        assert log.log_end_offset == 3 * survivors
+        assert read_values(log) == [(o, b"value-%d" % (o // 3)) for o in range(3 * survivors)]
+        shutil.rmtree(copy)
+
+
+def test_indexes_are_rebuilt_when_missing_or_damaged(tmp_path):
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=500, index_interval_bytes=64))
+    for i in range(40):
+        log.append(batch(b"v%d" % i), leader_epoch=0)
+    log.close()
+    sealed = sorted(tmp_path.glob("*.index"))[0]
+    sealed.write_bytes(b"\x00\x00\x00\x05")  # torn entry
+    sorted(tmp_path.glob("*.timeindex"))[1].unlink()
+    reopened = PartitionLog(tmp_path, LogConfig(segment_bytes=500, index_interval_bytes=64))
+    assert read_values(reopened) == [(i, b"v%d" % i) for i in range(40)]
+    assert len(sealed.read_bytes()) % 8 == 0
+
+
+def test_retention_by_time_and_size_never_removes_the_active_segment(tmp_path):
+    clock = Clock(10_000)
+    config = LogConfig(segment_bytes=200, retention_ms=5_000, retention_bytes=-1)
+    log = PartitionLog(tmp_path, config, clock_ms=clock)
+    for i in range(20):
+        log.append(batch(b"x" * 20, ts=1000 * i), leader_epoch=0)
+    segments_before = len(log.segments)
+    clock.now_ms = 15_500  # retention.ms keeps timestamps >= 10_500
+    deleted = log.apply_retention()
+    assert deleted > 0 and len(log.segments) == segments_before - deleted
+    assert all(s.max_timestamp >= 10_500 for s in log.segments[:-1])
+    assert log.log_start_offset == log.segments[0].base_offset
+    clock.now_ms = 10**9
+    log.apply_retention()
+    assert len(log.segments) == 1 and log.log_end_offset == 20  # only the active segment is left
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(0, 100)
+
+
+def test_retention_bytes_and_delete_records(tmp_path):
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=200, retention_ms=-1, retention_bytes=400))
+    for i in range(30):
+        log.append(batch(b"y" * 20), leader_epoch=0)
+    log.apply_retention()
+    assert log.size_bytes() - log.active.size < 400
+    start = log.delete_records(log.log_end_offset - 2)
+    assert start == 28 and log.log_start_offset == 28
+    reopened = PartitionLog(tmp_path, LogConfig(segment_bytes=200))
+    assert reopened.log_start_offset == 28 and [o for o, _ in read_values(reopened, 28)] == [28, 29]
+
+
+def test_offset_for_timestamp(tmp_path):
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=300))
+    for i in range(10):
+        log.append(encode_batch([(None, b"a", None, 100 * i), (None, b"b", None, 100 * i + 50)]), leader_epoch=0)
+    assert log.offset_for_timestamp(0) == (0, 0)
+    assert log.offset_for_timestamp(420) == (9, 450)
+    assert log.offset_for_timestamp(451) == (10, 500)
+    assert log.offset_for_timestamp(10_000) is None
