@@ -40,7 +40,7 @@ def _wall_ms() -> float:
 
 
 class CorruptionCounter:
-    """Counts corruption found in sealed segments (exported as a metric by the broker)."""
+    """Corrupt or torn batches found by recovery in this process (exported as a metric)."""
 
     count = 0
 
@@ -98,6 +98,9 @@ class PartitionLog:
             self.segments = [LogSegment(self.directory, start, self.config.index_interval_bytes, now)]
         for i, segment in enumerate(self.segments):
             if not self._recover_segment(segment, is_last=i == len(self.segments) - 1):
+                CorruptionCounter.count += 1
+                log.error("%s: corrupt or torn data; the log now ends at offset %d", segment.log_path,
+                          segment.next_offset)
                 self._drop_segments_after(i)
                 break
         self.log_start_offset = max(self.segments[0].base_offset,

@@ -130,6 +130,10 @@ def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
                 for replica, state in partition.followers.items():
                     lag.add_metric(key + [str(replica)], max(0, partition.log.log_end_offset - state.log_end_offset))
         offline = sum(1 for _, p in manager.image.partitions() if p.leader < 0)
+        from raftlog.log.partition_log import CorruptionCounter  # noqa: PLC0415
+
+        yield GaugeMetricFamily("raftlog_log_corruptions_detected", "Corrupt or torn log tails cut by recovery",
+                                value=CorruptionCounter.count)
         yield from (start, end, size, lag)
         yield GaugeMetricFamily("raftlog_under_replicated_partitions", "Led partitions with ISR < replicas",
                                 value=under_replicated)

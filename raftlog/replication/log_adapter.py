@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from raftlog.log import GroupCommit, LogConfig, PartitionLog, partition_directory
+from raftlog.log.cleaner import clean
 from raftlog.log.record_batch import BatchHeader, iter_headers
 
 HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
@@ -47,6 +48,7 @@ class ReplicaLog(Protocol):
     def read_high_watermark(self) -> int: ...
     def write_high_watermark(self, offset: int) -> None: ...
     def size_bytes(self) -> int: ...
+    def maintain(self, high_watermark: int) -> None: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
 
@@ -133,6 +135,13 @@ class PartitionReplicaLog:
 
     def size_bytes(self) -> int:
         return self._log.size_bytes()
+
+    def maintain(self, high_watermark: int) -> None:
+        """Retention (below the high watermark only) and compaction, on the event loop: the
+        cleaner swaps segments under the appender's feet otherwise."""
+        self._log.apply_retention(high_watermark=high_watermark)
+        if self._log.config.compact and len(self._log.segments) > 1:
+            clean(self._log, time.time() * 1000.0)
 
     def close(self) -> None:
         self._write_hw()

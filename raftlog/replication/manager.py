@@ -29,6 +29,7 @@ from raftlog.v1 import controller_pb2, controller_pb2_grpc
 log = logging.getLogger(__name__)
 
 ISR_CHECK_INTERVAL_S = 0.1
+MAINTENANCE_INTERVAL_S = 5.0
 PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "partition_change", "broker_fencing",
                                     "register_broker", "config"})
 
@@ -69,6 +70,7 @@ class ReplicaManager:
         self._tasks = [
             asyncio.create_task(self._reconcile_loop(), name="replica-reconcile"),
             asyncio.create_task(self._isr_loop(), name="replica-isr"),
+            asyncio.create_task(self._maintenance_loop(), name="log-maintenance"),
         ]
 
     async def stop(self) -> None:
@@ -168,6 +170,18 @@ class ReplicaManager:
         if partition is None or partition.info is None:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")
         return partition
+
+    # -- retention and compaction -----------------------------------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            for partition in list(self.partitions.values()):
+                try:
+                    partition.log.maintain(partition.high_watermark)
+                except Exception:  # noqa: BLE001 - one bad log must not stop the others
+                    log.exception("%s: retention/compaction failed", partition.name)
+                await asyncio.sleep(0)
 
     # -- ISR changes ------------------------------------------------------------------------
 

@@ -91,6 +91,9 @@ class FakeReplicaLog:
     def size_bytes(self) -> int:
         return sum(len(p) for _, _, p in self.batches)
 
+    def maintain(self, high_watermark: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
