@@ -190,7 +190,13 @@ class _Sender:
             self._wake.clear()
             flush, self._flush_requested = self._flush_requested, False
             for batch in self._accumulator.drain(time.monotonic(), flush):
-                await self._dispatch(batch)
+                try:
+                    await self._dispatch(batch)
+                except (RaftlogError, grpc.RpcError) as exc:
+                    # e.g. no producer id to be had: this batch fails, the producer goes on
+                    error = exc if isinstance(exc, RaftlogError) else error_from_rpc(exc)
+                    batch.outcome.set_exception(error)
+                    self._accumulator.finished()
 
     async def _dispatch(self, batch: _Batch) -> None:
         key = (batch.topic, batch.partition)
@@ -261,16 +267,18 @@ class _Sender:
 
     async def _send_once(self, batch: _Batch) -> int | RaftlogError:
         """The base offset, or the error of this attempt."""
+        remaining_ms = int((batch.created_s + self._settings["delivery_timeout_ms"] / 1000.0 - time.monotonic()) * 1000)
+        timeout_ms = max(1, min(self._settings["request_timeout_ms"], remaining_ms))
         try:
             leader = await self._metadata.leader_for(batch.topic, batch.partition)
             if leader.address is None:
                 return RaftlogError("LEADER_NOT_AVAILABLE", f"{batch.topic}-{batch.partition} has no leader")
             request = broker_pb2.ProduceRequest(
-                acks=self._acks, timeout_ms=self._settings["request_timeout_ms"],
+                acks=self._acks, timeout_ms=timeout_ms,
                 partitions=[broker_pb2.PartitionRecords(topic=batch.topic, partition=batch.partition,
                                                         records=batch.encoded)],
             )
-            timeout_s = self._settings["request_timeout_ms"] / 1000.0 + 5
+            timeout_s = timeout_ms / 1000.0 + 5
             response = await self._metadata.stub(leader.address).Produce(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             return error_from_rpc(exc)

@@ -183,14 +183,17 @@ class ReplicaManager:
                     log.exception("%s: retention/compaction failed", partition.name)
                 await asyncio.sleep(0)
 
+    def replica_lag_time_max_ms(self) -> int:
+        return int(self.image.dynamic_config("brokers", "").get("replica.lag.time.max.ms",
+                                                                 self.config["replica.lag.time.max.ms"]))
+
     # -- ISR changes ------------------------------------------------------------------------
 
     async def _isr_loop(self) -> None:
         while True:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
+            lag_max_ms = self.replica_lag_time_max_ms()
             for partition in list(self.partitions.values()):
-                lag_max_ms = int(self.image.dynamic_config("brokers", "").get(
-                    "replica.lag.time.max.ms", self.config["replica.lag.time.max.ms"]))
                 wanted = partition.isr_change_wanted(lag_max_ms)
                 if wanted is not None:
                     partition.pending_isr = wanted

@@ -127,11 +127,13 @@ class Partition:
             reason = "FENCED_LEADER_EPOCH" if epoch < self.leader_epoch else "UNKNOWN_LEADER_EPOCH"
             raise RaftlogError(reason, f"{self.name} is in leader epoch {self.leader_epoch}, not {epoch}")
 
-    async def append_as_leader(self, records: bytes, acks: int, timeout_ms: int, min_isr: int) -> ProduceOutcome:
+    async def append_as_leader(self, records: bytes, acks: int, timeout_ms: int, min_isr: int,
+                               lag_max_ms: int | None = None) -> ProduceOutcome:
         self._check_leader()
-        if acks == ACKS_ALL and len(self.isr) < min_isr:
+        in_sync = self.in_sync_count(lag_max_ms)
+        if acks == ACKS_ALL and in_sync < min_isr:
             raise RaftlogError("NOT_ENOUGH_REPLICAS",
-                               f"{self.name} has {len(self.isr)} in-sync replicas, min.insync.replicas is {min_isr}")
+                               f"{self.name} has {in_sync} in-sync replicas, min.insync.replicas is {min_isr}")
         batches = self.log.parse_headers(records)
         duplicate = self._duplicate_of(batches)
         if duplicate is not None:
@@ -145,6 +147,15 @@ class Partition:
         if acks == ACKS_ALL:
             await self._await_replication(info.last_offset, timeout_ms, min_isr, epoch)
         return ProduceOutcome(info.first_offset, self.log.log_start_offset, sum(b.record_count for b in info.batches))
+
+    def in_sync_count(self, lag_max_ms: int | None) -> int:
+        """ISR members that are in sync right now. A member the leader has already found lagging
+        counts as out even before the controller commits the shrink (which it cannot do while
+        the metadata quorum has no majority): refusing acks=all sooner is always safe."""
+        if lag_max_ms is None:
+            return len(self.isr)
+        lagging = isr_rules.out_of_sync(self.broker_id, self.isr, self.followers, self._clock_ms(), lag_max_ms)
+        return len(self.isr) - len(lagging)
 
     def _duplicate_of(self, batches) -> int | None:
         """The original base offset when the (single) batch is a retried duplicate."""

@@ -37,7 +37,8 @@ async def _produce_one(manager: ReplicaManager, acks: int, timeout_ms: int,
         max_bytes = int(configs["max.message.bytes"])
         if len(data.records) > max_bytes:
             raise RaftlogError("MESSAGE_TOO_LARGE", f"{len(data.records)} bytes exceed max.message.bytes={max_bytes}")
-        outcome = await partition.append_as_leader(data.records, acks, timeout_ms, int(configs["min.insync.replicas"]))
+        outcome = await partition.append_as_leader(data.records, acks, timeout_ms, int(configs["min.insync.replicas"]),
+                                                   manager.replica_lag_time_max_ms())
         result.base_offset, result.log_start_offset = outcome.base_offset, outcome.log_start_offset
         if manager.metrics:
             manager.metrics.produced(data.topic, len(data.records), outcome.record_count)
