@@ -16,7 +16,7 @@ from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
 from raftlog.metadata.image import MetadataImage
 from raftlog.topic_config import effective_topic_config
-from raftlog.v1 import admin_pb2, admin_pb2_grpc, metadata_pb2
+from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
 MAX_BENCHMARK_WRITES = 1_000_000
 BENCHMARK_FORWARD_TIMEOUT_S = 600.0
@@ -71,16 +71,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             metadata_offset=image.offset,
         )
         for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):
-            response.brokers.append(
-                metadata_pb2.BrokerRegistration(
-                    broker_id=broker.broker_id,
-                    incarnation_id=broker.incarnation_id,
-                    broker_epoch=broker.epoch,
-                    endpoint=metadata_pb2.Endpoint(host=broker.host, port=broker.port),
-                    rack=broker.rack,
-                    fenced=broker.fenced,
-                )
-            )
+            response.brokers.append(broker.to_registration())
         return response
 
     # -- configs ----------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""Python client for raftlog: Admin now; Producer and Consumer come with the broker."""
+"""Python client for raftlog: Admin, Producer and Consumer (sync), AsyncProducer and AsyncConsumer."""
 
 from raftlog.client.admin import Admin
+from raftlog.client.consumer import AsyncConsumer, Consumer, ConsumerRecord, TopicPartition
+from raftlog.client.producer import AsyncProducer, Producer, RecordMetadata
 from raftlog.errors import RaftlogError
 
-__all__ = ["Admin", "RaftlogError"]
+__all__ = ["Admin", "AsyncConsumer", "AsyncProducer", "Consumer", "ConsumerRecord", "Producer", "RaftlogError",
+           "RecordMetadata", "TopicPartition"]

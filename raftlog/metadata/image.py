@@ -29,6 +29,12 @@ class BrokerInfo:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def to_registration(self) -> pb.BrokerRegistration:
+        return pb.BrokerRegistration(
+            broker_id=self.broker_id, incarnation_id=self.incarnation_id, broker_epoch=self.epoch,
+            endpoint=pb.Endpoint(host=self.host, port=self.port), rack=self.rack, fenced=self.fenced,
+        )
+
 
 @dataclass(frozen=True)
 class PartitionInfo:
@@ -179,16 +185,7 @@ class MetadataImage:
         for _, partition in self.partitions():
             snapshot.partitions.append(partition.to_record())
         for broker in sorted(self.brokers.values(), key=lambda b: b.broker_id):
-            snapshot.brokers.append(
-                pb.BrokerRegistration(
-                    broker_id=broker.broker_id,
-                    incarnation_id=broker.incarnation_id,
-                    broker_epoch=broker.epoch,
-                    endpoint=pb.Endpoint(host=broker.host, port=broker.port),
-                    rack=broker.rack,
-                    fenced=broker.fenced,
-                )
-            )
+            snapshot.brokers.append(broker.to_registration())
         for (resource_type, resource_name), entries in sorted(self.configs.items()):
             for name, value in sorted(entries.items()):
                 snapshot.configs.append(

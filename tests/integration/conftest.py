@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
+
+from raftlog.errors import RaftlogError
 
 from raftlog.cluster.local import LocalCluster
 
@@ -49,3 +52,17 @@ def make_cluster(tmp_path):
     yield make
     for cluster in clusters:
         cluster.stop()
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    """Polls predicate (RaftlogError counts as not yet) until it is truthy; returns its value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except RaftlogError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -12,6 +12,7 @@ import pytest
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 FAST_ISR = {"replica.lag.time.max.ms": 1500, "broker.session.timeout.ms": 2500, "broker.heartbeat.interval.ms": 250}
@@ -34,18 +35,6 @@ def read_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout
     finally:
         consumer.close()
     return seen
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except RaftlogError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_topic_lifecycle_through_the_cli(make_cluster):

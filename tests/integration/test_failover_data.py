@@ -10,7 +10,8 @@ import pytest
 
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
-from tests.integration.test_data_plane import FAST_ISR, read_all, wait_until
+from tests.integration.conftest import wait_until
+from tests.integration.test_data_plane import FAST_ISR, read_all
 
 pytestmark = pytest.mark.slow
 

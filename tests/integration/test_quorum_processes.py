@@ -10,6 +10,7 @@ import pytest
 
 from raftlog.client.admin import Admin
 from raftlog.errors import RaftlogError
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -24,19 +25,6 @@ def node_admin(cluster, node_id: int, timeout_ms: int = 5000) -> Admin:
 
 def dynamic_default(admin: Admin) -> dict[str, str]:
     return {c["name"]: c["value"] for c in admin.describe_configs("brokers", "")}
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except RaftlogError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_9_of_the_leader_elects_a_new_one_that_commits(make_cluster):
