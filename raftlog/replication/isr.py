@@ -6,7 +6,8 @@
 - High watermark = the smallest log end offset among ISR members (leader included).
 - A follower not caught up for more than replica.lag.time.max.ms leaves the ISR.
 - A follower rejoins once its log end offset reaches the high watermark and the start of
-  the current leader epoch (so it holds everything this leader has acknowledged).
+  the current leader epoch (so it holds everything this leader has acknowledged), and it
+  has been caught up within replica.lag.time.max.ms (so it is not about to leave again).
 """
 
 from __future__ import annotations
@@ -55,11 +56,14 @@ def out_of_sync(leader_id: int, isr: tuple[int, ...], followers: dict[int, Follo
 
 
 def ready_to_join(replica: int, isr: tuple[int, ...], followers: dict[int, FollowerState], high_wm: int,
-                  leader_epoch_start_offset: int) -> bool:
+                  leader_epoch_start_offset: int, now_ms: float, lag_max_ms: int) -> bool:
+    """Caught up in offsets AND recently (else a stalled follower whose old log end happens
+    to equal the high watermark would be added and dropped again, over and over)."""
     state = followers.get(replica)
     return (
         replica not in isr
         and state is not None
         and state.log_end_offset >= high_wm
         and state.log_end_offset >= leader_epoch_start_offset
+        and now_ms - state.last_caught_up_ms <= lag_max_ms
     )

@@ -253,7 +253,7 @@ class Partition:
         grow = {
             r for r in self.followers
             if isr_rules.ready_to_join(r, self.isr, self.followers, self.high_watermark,
-                                       self.leader_epoch_start_offset)
+                                       self.leader_epoch_start_offset, now_ms, lag_max_ms)
         }
         wanted = (current - shrink) | grow
         if wanted == current:

@@ -24,8 +24,13 @@ def test_slow_followers_leave_and_caught_up_ones_rejoin():
     followers = {2: FollowerState(last_caught_up_ms=0), 3: FollowerState(last_caught_up_ms=900)}
     assert out_of_sync(1, (1, 2, 3), followers, now_ms=1001, lag_max_ms=1000) == {2}
     followers[2].log_end_offset = 5
-    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=0)
+    followers[2].last_caught_up_ms = 1000
+    now = {"now_ms": 1001, "lag_max_ms": 1000}
+    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=0, **now)
     followers[2].log_end_offset = 6
-    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8)
+    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8, **now)
     followers[2].log_end_offset = 8
-    assert ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8)
+    assert ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8, **now)
+    # a stalled follower whose old log end equals the high watermark must not rejoin
+    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8, now_ms=5000,
+                             lag_max_ms=1000)
