@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -35,7 +35,8 @@ class ReplicaLog(Protocol):
     log_end_offset: int
 
     def parse_headers(self, records: bytes) -> list[BatchHeader]: ...
-    async def append_as_leader(self, records: bytes, leader_epoch: int) -> AppendInfo: ...
+    async def append_as_leader(self, records: bytes, leader_epoch: int,
+                               on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo: ...
     async def append_as_follower(self, records: bytes) -> AppendInfo: ...
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes: ...
     def assign_epoch(self, epoch: int, start_offset: int) -> None: ...
@@ -76,14 +77,20 @@ class PartitionReplicaLog:
     def parse_headers(self, records: bytes) -> list[BatchHeader]:
         return [header for _, header in iter_headers(records)]
 
-    async def _append(self, records: bytes, leader_epoch: int | None) -> AppendInfo:
+    async def _append(self, records: bytes, leader_epoch: int | None,
+                      on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo:
         result = self._log.append(records, leader_epoch)
+        info = AppendInfo(result.first_offset, result.last_offset, result.headers)
+        if on_written is not None:
+            on_written(info)
         if self._log.needs_flush():
             await self._group.sync(result.last_offset)
-        return AppendInfo(result.first_offset, result.last_offset, result.headers)
+        return info
 
-    async def append_as_leader(self, records: bytes, leader_epoch: int) -> AppendInfo:
-        return await self._append(records, leader_epoch)
+    async def append_as_leader(self, records: bytes, leader_epoch: int,
+                               on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo:
+        """Writes, calls on_written (before any fsync wait), then waits for the flush policy."""
+        return await self._append(records, leader_epoch, on_written)
 
     async def append_as_follower(self, records: bytes) -> AppendInfo:
         return await self._append(records, None)

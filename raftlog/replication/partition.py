@@ -25,6 +25,8 @@ from raftlog.replication.producer_state import ProducerStateTable
 log = logging.getLogger(__name__)
 
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
+SEQUENCE_WAIT_S = 0.5
+WAITABLE_SEQUENCE_ERRORS = frozenset({"OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID"})
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,15 @@ class Partition:
             raise RaftlogError("NOT_ENOUGH_REPLICAS",
                                f"{self.name} has {in_sync} in-sync replicas, min.insync.replicas is {min_isr}")
         batches = self.log.parse_headers(records)
-        duplicate = self._duplicate_of(batches)
+        duplicate = await self._check_sequences(batches)
         if duplicate is not None:
             return ProduceOutcome(duplicate, self.log.log_start_offset)
         epoch = self.leader_epoch
-        info: AppendInfo = await self.log.append_as_leader(records, epoch)
+        # Producer state is recorded as soon as the batch is written, before the fsync, so the
+        # producer's next batch (pipelined behind this one) already finds its predecessor.
+        info: AppendInfo = await self.log.append_as_leader(records, epoch, on_written=self._on_written)
         if not self.is_leader or self.leader_epoch != epoch:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name} lost leadership during the append")
-        self._record_producers(info)
         await self._notify()
         if acks == ACKS_ALL:
             await self._await_replication(info.last_offset, timeout_ms, min_isr, epoch)
@@ -156,6 +159,29 @@ class Partition:
             return len(self.isr)
         lagging = isr_rules.out_of_sync(self.broker_id, self.isr, self.followers, self._clock_ms(), lag_max_ms)
         return len(self.isr) - len(lagging)
+
+    async def _check_sequences(self, batches) -> int | None:
+        """Like _duplicate_of, but a batch that is ahead of its producer's sequence waits (briefly)
+        for the batches before it: a pipelining producer's requests may arrive out of order."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SEQUENCE_WAIT_S
+        while True:
+            try:
+                return self._duplicate_of(batches)
+            except RaftlogError as exc:
+                ahead = any(self.producer_state.is_ahead(h.producer_id, h.producer_epoch, h.base_sequence)
+                            for h in batches)
+                if exc.reason not in WAITABLE_SEQUENCE_ERRORS or not ahead or loop.time() >= deadline:
+                    raise
+            async with self.changed:
+                try:
+                    await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    pass
+
+    def _on_written(self, info: AppendInfo) -> None:
+        self._record_producers(info)
+        asyncio.get_running_loop().create_task(self._notify())
 
     def _duplicate_of(self, batches) -> int | None:
         """The original base offset when the (single) batch is a retried duplicate."""

@@ -76,6 +76,15 @@ class ProducerStateTable:
             )
         return None
 
+    def is_ahead(self, producer_id: int, epoch: int, first_seq: int) -> bool:
+        """True when the batch starts beyond the next expected sequence (earlier ones are missing)."""
+        if producer_id == NO_PRODUCER_ID or first_seq < 0:
+            return False
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            return first_seq > 0
+        return epoch == entry.epoch and first_seq > _next_seq(entry.last_seq)
+
     def record(self, producer_id: int, epoch: int, first_seq: int, last_seq: int, first_offset: int,
                last_offset: int) -> None:
         """Remembers an appended batch (on the leader after append, on followers and recovery while reading)."""

@@ -37,8 +37,11 @@ class FakeReplicaLog:
         self.batches.append((offset, epoch, payload))
         return AppendInfo(offset, offset, [header(offset, epoch)])
 
-    async def append_as_leader(self, records: bytes, leader_epoch: int) -> AppendInfo:
-        return self._append(records, leader_epoch)
+    async def append_as_leader(self, records: bytes, leader_epoch: int, on_written=None) -> AppendInfo:
+        info = self._append(records, leader_epoch)
+        if on_written:
+            on_written(info)
+        return info
 
     async def append_as_follower(self, records: bytes) -> AppendInfo:
         # The fake "wire format" from read(): offset|epoch|payload lines.

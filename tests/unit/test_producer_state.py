@@ -41,3 +41,13 @@ def test_truncation_and_persistence():
     assert 2 not in restored.producers
     assert restored.check(1, 0, 1, 1) is None  # the batch at 11 is gone, so 1 is expected again
     assert table.check(1, 0, 1, 1).first_offset == 11
+
+
+def test_a_batch_ahead_of_its_sequence_is_recognised_as_waiting_for_earlier_ones():
+    table = ProducerStateTable()
+    assert table.is_ahead(5, 0, 3)  # unknown producer, not starting at 0: batch 0 may be on its way
+    assert not table.is_ahead(5, 0, 0)
+    table.record(5, 0, 0, 2, 10, 12)
+    assert not table.is_ahead(5, 0, 3)
+    assert table.is_ahead(5, 0, 4)
+    assert not table.is_ahead(-1, -1, 7)
