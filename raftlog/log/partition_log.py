@@ -112,10 +112,8 @@ class PartitionLog:
     def _recover_segment(self, segment: LogSegment, is_last: bool) -> bool:
         """Sealed segments below the recovery point keep their indexes (rebuilt if damaged);
         the rest are re-validated batch by batch and cut at the first bad one."""
-        next_base = None
-        needs_validation = is_last or segment.base_offset >= self.recovery_point or \
-            (next_base := self._next_base(segment)) is None or next_base > self.recovery_point
-        if needs_validation:
+        next_base = self._next_base(segment)
+        if is_last or next_base is None or next_base > self.recovery_point:
             return segment.recover(validate=True)
         if not segment.load_indexes():
             log.info("%s: rebuilding indexes", segment.log_path)

@@ -124,6 +124,7 @@ class RaftNode:
         self._pending_reads: list[_ReadRequest] = []
         self._waiting_reads: list[int] = []  # ReadIndex requests made before this leader committed in its term
         self._pending_snapshot: Snapshot | None = None
+        self._snapshot_for_followers: Snapshot | None = None  # what a lagging follower is sent
         self._broadcast_pending = False
         self._prev_hard_state = HardState(self.term, self.vote, self.log.committed)
         self._reset_election_timer()
@@ -483,8 +484,6 @@ class RaftNode:
         progress.state, progress.pending_snapshot, progress.inflight = ProgressState.SNAPSHOT, snapshot.index, []
         progress.snapshot_sent_tick = self._ticks
         self._send(Message(MsgType.SNAPSHOT, to, self.id, self.term, snapshot=snapshot))
-
-    _snapshot_for_followers: Snapshot | None = None
 
     def _broadcast_append(self) -> None:
         for voter, progress in self.progress.items():
