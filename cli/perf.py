@@ -10,6 +10,7 @@ PERF_MODULES: list[str] = [
     "cli.perf_quorum",
     "cli.perf_clients",
     "cli.perf_log",
+    "cli.perf_failover",
 ]
 
 

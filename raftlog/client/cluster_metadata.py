@@ -33,6 +33,7 @@ class ClusterMetadata:
         self._partitions: dict[str, list[PartitionLeader]] = {}
         self._unknown_topics: set[str] = set()
         self._last_refresh = 0.0
+        self._stale = False  # a caller saw a routing error: refresh before the next lookup
         self._lock = asyncio.Lock()
 
     def channel(self, address: str) -> grpc.aio.Channel:
@@ -46,9 +47,11 @@ class ClusterMetadata:
     def any_broker(self) -> str:
         return next(iter(self._brokers.values()), self._bootstrap[0])
 
-    async def refresh(self, topics: list[str] | None = None) -> None:
+    async def refresh(self, topics: list[str] | None = None, force: bool = False) -> None:
+        """Fetches metadata, at most once per MIN_REFRESH_INTERVAL_S unless forced (a new topic):
+        callers that saw a routing error retry after a backoff anyway."""
         async with self._lock:
-            if time.monotonic() - self._last_refresh < MIN_REFRESH_INTERVAL_S:
+            if not force and time.monotonic() - self._last_refresh < MIN_REFRESH_INTERVAL_S:
                 return
             response = await self._fetch_metadata(topics)
             self._brokers = {b.broker_id: f"{b.host}:{b.port}" for b in response.brokers if not b.fenced}
@@ -63,6 +66,7 @@ class ClusterMetadata:
                     for p in sorted(topic.partitions, key=lambda p: p.partition)
                 ]
             self._last_refresh = time.monotonic()
+            self._stale = False
 
     async def _fetch_metadata(self, topics: list[str] | None) -> broker_pb2.MetadataResponse:
         last_error: RaftlogError | None = None
@@ -76,8 +80,9 @@ class ClusterMetadata:
 
     async def partitions_for(self, topic: str) -> list[PartitionLeader]:
         if topic not in self._partitions:
-            self._last_refresh = 0.0
-            await self.refresh([topic] + list(self._partitions))
+            await self.refresh([topic] + list(self._partitions), force=True)
+        elif self._stale:
+            await self.refresh(list(self._partitions))
         if topic not in self._partitions:
             raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {topic!r} does not exist")
         return self._partitions[topic]
@@ -89,7 +94,8 @@ class ClusterMetadata:
         return partitions[partition]
 
     def invalidate(self) -> None:
-        self._last_refresh = 0.0
+        """Leaders may have moved: the next lookup refreshes (rate-limited)."""
+        self._stale = True
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 Decision = Callable[[MetadataImage], list[metadata_pb2.MetadataRecord]]
 
 
+# A previous leader heard from within this many election timeouts is the one we replaced.
+PREVIOUS_LEADER_WINDOW_ELECTIONS = 3
+
+
 def _monotonic_ms() -> float:
     return time.monotonic() * 1000.0
 
@@ -44,6 +48,7 @@ class ActiveController:
         self._state_machine = state_machine
         self._config = config
         self._session_timeout_ms = config["broker.session.timeout.ms"]
+        self._election_timeout_ms = config["controller.quorum.election.timeout.ms"]
         self._clock_ms = clock_ms
         self._sessions = decisions.BrokerSessions()
         self._decision_lock = asyncio.Lock()
@@ -86,8 +91,13 @@ class ActiveController:
         except TimeoutError:
             raise RaftlogError("NOT_CONTROLLER", "leadership could not be confirmed") from None
         if not self._was_leader:
-            # A new term of ours: every broker gets a fresh session before any can expire.
-            self._sessions.reset(list(self.image.brokers), self._clock_ms())
+            # A new term of ours: every broker gets a fresh session before any can expire,
+            # except the leader we followed until just now: it has been silent since we last
+            # heard from it, so a killed controller's partitions move as fast as any broker's.
+            now_ms = self._clock_ms()
+            previous, heard_ms = self._driver.previous_leader_contact()
+            recent = now_ms - heard_ms <= PREVIOUS_LEADER_WINDOW_ELECTIONS * self._election_timeout_ms
+            self._sessions.reset(list(self.image.brokers), now_ms, {previous: heard_ms} if recent else None)
             self._was_leader = True
 
     async def _decide(self, decision: Decision, validate_only: bool = False) -> int:
@@ -217,12 +227,15 @@ class ActiveController:
         return len(latencies_ms), time.perf_counter() - started, latencies_ms
 
     async def _fence_expired_loop(self) -> None:
-        interval_s = max(0.05, self._session_timeout_ms / 4000.0)
+        interval_s = max(0.05, self._session_timeout_ms / 20_000.0)
         while True:
             await asyncio.sleep(interval_s)
             if not self.is_active():
                 self._was_leader = False
                 continue
+            if self._was_leader and not decisions.fence_expired(
+                    self.image, self._sessions, self._clock_ms(), self._session_timeout_ms):
+                continue  # nothing expired: no need for a quorum round trip
             try:
                 await self._decide(self._expired_decision)
             except RaftlogError as exc:

@@ -26,14 +26,17 @@ class BrokerSessions:
     """When each broker last heartbeat, in the controller's monotonic milliseconds.
 
     Not replicated: a newly active controller starts every session afresh (as KRaft does),
-    so a failover never fences a healthy broker.
+    so a failover never fences a healthy broker, with one exception: the controller it
+    replaces, whose silence it has itself observed (that is why it won the election).
     """
 
     def __init__(self) -> None:
         self._last_heartbeat_ms: dict[int, float] = {}
 
-    def reset(self, broker_ids: list[int], now_ms: float) -> None:
-        self._last_heartbeat_ms = {broker_id: now_ms for broker_id in broker_ids}
+    def reset(self, broker_ids: list[int], now_ms: float, silent_since_ms: dict[int, float] | None = None) -> None:
+        """Every session starts now, except for brokers known to have been silent since earlier."""
+        silent_since_ms = silent_since_ms or {}
+        self._last_heartbeat_ms = {b: min(now_ms, silent_since_ms.get(b, now_ms)) for b in broker_ids}
 
     def touch(self, broker_id: int, now_ms: float) -> None:
         self._last_heartbeat_ms[broker_id] = now_ms

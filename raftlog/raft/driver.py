@@ -104,6 +104,8 @@ class RaftDriver:
         self._read_ids = itertools.count(1)
         self._leader_callbacks: list[Callable[[int | None, int], None]] = []
         self._last_leader = (NO_NODE, 0)
+        # (node id, monotonic ms): the last leader we followed and when it last spoke to us.
+        self._leader_contact: tuple[int, float] = (NO_NODE, 0.0)
         self._last_role = self.core.role
         self._tasks: list[asyncio.Task] = []
 
@@ -139,7 +141,14 @@ class RaftDriver:
     def _deliver(self, messages: list[Message]) -> None:
         for msg in messages:
             self.core.step(msg)
+            if msg.type in LEADER_MESSAGES and msg.frm == self.core.leader_id != self.node_id:
+                self._leader_contact = (msg.frm, time.monotonic() * 1000.0)
         self._wake.set()
+
+    def previous_leader_contact(self) -> tuple[int, float]:
+        """(node id, monotonic ms) of the last leader this node followed and when it last heard from
+        it: a new leader knows that node has been silent since then (it won by election timeout)."""
+        return self._leader_contact
 
     async def _tick_loop(self) -> None:
         interval_s = self.settings.tick_ms / 1000.0

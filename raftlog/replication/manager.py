@@ -193,8 +193,9 @@ class ReplicaManager:
         while True:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
             lag_max_ms = self.replica_lag_time_max_ms()
+            unfenced = {b.broker_id for b in self.image.brokers.values() if not b.fenced}
             for partition in list(self.partitions.values()):
-                wanted = partition.isr_change_wanted(lag_max_ms)
+                wanted = partition.isr_change_wanted(lag_max_ms, unfenced)
                 if wanted is not None:
                     partition.pending_isr = wanted
                     asyncio.get_running_loop().create_task(self._alter_isr(partition, wanted))

@@ -93,6 +93,7 @@ class Partition:
             self.pending_isr = None  # our AlterPartition (or a controller change) has landed
         if previous is not None and previous.leader_epoch == info.leader_epoch:
             if self.is_leader:
+                self._track_replicas()  # a reassignment adds/removes replicas within the leader epoch
                 self._recompute_high_watermark()
             return None
         return "leader" if self.is_leader else "follower"
@@ -112,6 +113,16 @@ class Partition:
         self._recompute_high_watermark()
         log.info("%s: leader in epoch %d from offset %d, ISR %s", self.name, self.leader_epoch,
                  self.leader_epoch_start_offset, list(self.isr))
+
+    def _track_replicas(self) -> None:
+        """Follower states for replicas that joined the replica set (not caught up yet); none for those that left."""
+        now_ms = self._clock_ms()
+        for replica in self.info.replicas:
+            if replica != self.broker_id and replica not in self.followers:
+                state = self.followers[replica] = isr_rules.FollowerState()
+                state.reset(now_ms, replica in self.info.isr)
+        for replica in [r for r in self.followers if r not in self.info.replicas]:
+            del self.followers[replica]
 
     def become_follower(self) -> None:
         # No truncation here: the fetcher finds the divergence point with the leader's epochs
@@ -269,8 +280,9 @@ class Partition:
             self.log.write_high_watermark(new_hw)
             asyncio.get_running_loop().create_task(self._notify())
 
-    def isr_change_wanted(self, lag_max_ms: int) -> tuple[int, ...] | None:
-        """The ISR this leader should ask the controller for, or None."""
+    def isr_change_wanted(self, lag_max_ms: int, unfenced: set[int]) -> tuple[int, ...] | None:
+        """The ISR this leader should ask the controller for, or None. Only unfenced brokers may
+        join (the controller would refuse the others: KIP-841)."""
         if not self.is_leader or self.pending_isr is not None:
             return None
         now_ms = self._clock_ms()
@@ -278,7 +290,7 @@ class Partition:
         shrink = isr_rules.out_of_sync(self.broker_id, self.isr, self.followers, now_ms, lag_max_ms)
         grow = {
             r for r in self.followers
-            if isr_rules.ready_to_join(r, self.isr, self.followers, self.high_watermark,
+            if r in unfenced and isr_rules.ready_to_join(r, self.isr, self.followers, self.high_watermark,
                                        self.leader_epoch_start_offset, now_ms, lag_max_ms)
         }
         wanted = (current - shrink) | grow

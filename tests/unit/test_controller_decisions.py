@@ -43,6 +43,19 @@ def test_session_expiry_fences_only_silent_unfenced_brokers():
     assert (record.broker_fencing.broker_id, record.broker_fencing.fenced) == (1, True)
 
 
+def test_a_new_controller_runs_the_replaced_leaders_session_from_its_last_contact():
+    image = image_with_broker(epoch=5, fenced=False)
+    sessions = decisions.BrokerSessions()
+    # Took over at t=700; the old leader (broker 1) last spoke at t=200.
+    sessions.reset([1], now_ms=700, silent_since_ms={1: 200})
+    assert decisions.fence_expired(image, sessions, now_ms=1199, session_timeout_ms=TIMEOUT_MS) == []
+    [record] = decisions.fence_expired(image, sessions, now_ms=1200, session_timeout_ms=TIMEOUT_MS)
+    assert record.broker_fencing.broker_id == 1
+    # A contact time in the future (clock skew between readings) never extends the session.
+    sessions.reset([1], now_ms=700, silent_since_ms={1: 900})
+    assert decisions.fence_expired(image, sessions, now_ms=1700, session_timeout_ms=TIMEOUT_MS)
+
+
 def test_a_second_live_process_with_the_same_id_is_refused():
     image = image_with_broker(epoch=5, fenced=False)
     sessions = decisions.BrokerSessions()

@@ -118,3 +118,18 @@ def test_acks_all_waits_for_the_isr_and_fails_below_min_isr():
         assert (await lonely.append_as_leader(b"m", acks=1, timeout_ms=100, min_isr=2)).base_offset == 0
 
     asyncio.run(scenario())
+
+
+def test_a_caught_up_but_fenced_follower_is_not_proposed_for_the_isr():
+    """A killed follower's last fetch may still look caught up (no new writes); once the
+    controller has fenced it and shrunk the ISR, the leader must not ask to add it back."""
+    async def scenario():
+        log_a, log_b = FakeReplicaLog(), FakeReplicaLog()
+        a, b = replica(1, log_a, info(1, 0)), replica(2, log_b, info(1, 0))
+        await a.append_as_leader(b"m1", acks=1, timeout_ms=1000, min_isr=1)
+        await sync(b, a)
+        a.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1,), 1, 0, 1))  # the controller fenced B
+        assert a.isr_change_wanted(lag_max_ms=10_000, unfenced={1}) is None
+        assert a.isr_change_wanted(lag_max_ms=10_000, unfenced={1, 2}) == (1, 2)
+
+    asyncio.run(scenario())
