@@ -17,7 +17,7 @@ def _text(r: dict) -> str:
                      f"{a['mb_per_s']:8.1f} MB/s {a['records_per_s']:12,.0f} records/s{ratio}; "
                      f"read {a['read_mb_per_s']:.1f} MB/s")
     codec = r["codec_100_byte_records"]
-    lines.append(f"codec, 100-byte records: encode {codec['encode_records_per_s']:,.0f} records/s, "
+    lines.append(f"codec, 100-byte records with 10-byte keys: encode {codec['encode_records_per_s']:,.0f} records/s, "
                  f"decode {codec['decode_records_per_s']:,.0f} records/s")
     return "\n".join(lines)
 

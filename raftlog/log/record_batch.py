@@ -352,16 +352,25 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: i
                 pos += 2
             else:
                 offset_delta, pos = read_varint(data, pos)
-            key, pos = (None, pos + 1) if data[pos] == 1 else _read_bytes(data, pos)
+            b = data[pos]
+            if b == 1:
+                key = None
+                pos += 1
+            elif b < 0x80 and not b & 1:  # odd zigzag: negative, i.e. null (as Kafka reads it)
+                size = b >> 1
+                key = data[pos + 1:pos + 1 + size]
+                pos += 1 + size
+            else:
+                key, pos = _read_bytes(data, pos)
             b = data[pos]
             if b == 1:
                 value = None
                 pos += 1
-            elif b < 0x80:
+            elif b < 0x80 and not b & 1:  # odd zigzag: negative, i.e. null (as Kafka reads it)
                 size = b >> 1
                 value = data[pos + 1:pos + 1 + size]
                 pos += 1 + size
-            elif data[pos + 1] < 0x80:
+            elif data[pos + 1] < 0x80 and not b & 1:
                 size = ((b & 0x7F) | (data[pos + 1] << 7)) >> 1
                 value = data[pos + 2:pos + 2 + size]
                 pos += 2 + size

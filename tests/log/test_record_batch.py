@@ -120,6 +120,19 @@ def test_broker_rewrites_offset_and_epoch_without_touching_the_crc():
     assert [r.offset for r in decode_batch(batch)[1]] == [1000, 1001, 1002]
 
 
+def test_any_negative_key_or_value_length_reads_as_null_like_kafka():
+    """Kafka's DefaultRecord reads a negative key/value size as null; the inline fast path must agree."""
+    import crc32c
+    batch = bytearray(encode_batch([(None, None, None, 5)]))
+    record_start = HEADER_SIZE + 1  # after the record's length varint
+    key_at = record_start + 3  # attributes, timestamp delta, offset delta: one byte each here
+    assert batch[key_at:key_at + 2] == b"\x01\x01"  # both null (-1)
+    batch[key_at], batch[key_at + 1] = 0x03, 0x05  # -2 and -3
+    batch[17:21] = crc32c.crc32c(bytes(batch[21:])).to_bytes(4, "big")
+    [record] = decode_batch(bytes(batch))[1]
+    assert (record.key, record.value) == (None, None)
+
+
 def corrupt(batch: bytes, position: int, value: int) -> bytes:
     mutated = bytearray(batch)
     mutated[position] = value
