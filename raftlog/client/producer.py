@@ -19,7 +19,7 @@ import concurrent.futures
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import grpc
@@ -156,6 +156,7 @@ class _Sender:
         self._next_sequence: dict[tuple[str, int], int] = defaultdict(int)
         self._in_flight: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._unacked: dict[tuple[str, int], set[int]] = defaultdict(set)
+        self._window: dict[tuple[str, int], deque[asyncio.Task]] = defaultdict(deque)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -210,9 +211,17 @@ class _Sender:
             batch.records, self._settings["compression_type"], self._producer_id, self._producer_epoch,
             batch.sequence,
         )
+        # The broker remembers a producer's last 5 batches per partition. A batch goes out only once
+        # every batch max_in_flight places before it has completed, so a batch being retried (its
+        # answer lost) is still in that window however many later batches completed meanwhile.
+        window = self._window[key] if self._producer_id >= 0 else None
+        while window is not None and len(window) >= self._settings["max_in_flight"]:
+            await window.popleft()
         semaphore = self._in_flight.setdefault(key, asyncio.Semaphore(self._settings["max_in_flight"]))
         await semaphore.acquire()
-        asyncio.get_running_loop().create_task(self._deliver(batch, semaphore))
+        task = asyncio.get_running_loop().create_task(self._deliver(batch, semaphore))
+        if window is not None:
+            window.append(task)
 
     async def _init_producer_id(self) -> None:
         deadline = time.monotonic() + self._settings["delivery_timeout_ms"] / 1000.0
