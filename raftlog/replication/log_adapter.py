@@ -8,6 +8,7 @@ directory (advisory, like Kafka's: rewritten at most every HW_CHECKPOINT_INTERVA
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -15,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from raftlog.log import GroupCommit, LogConfig, PartitionLog, partition_directory
-from raftlog.log.cleaner import clean
+from raftlog.log import GroupCommit, LogConfig, PartitionLog, cleaner, partition_directory
 from raftlog.log.record_batch import BatchHeader, iter_headers
 
 HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
@@ -38,6 +38,7 @@ class ReplicaLog(Protocol):
     async def append_as_leader(self, records: bytes, leader_epoch: int,
                                on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo: ...
     async def append_as_follower(self, records: bytes) -> AppendInfo: ...
+    async def wait_durable(self, last_offset: int) -> None: ...
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes: ...
     def assign_epoch(self, epoch: int, start_offset: int) -> None: ...
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
@@ -49,7 +50,7 @@ class ReplicaLog(Protocol):
     def read_high_watermark(self) -> int: ...
     def write_high_watermark(self, offset: int) -> None: ...
     def size_bytes(self) -> int: ...
-    def maintain(self, high_watermark: int) -> None: ...
+    async def maintain(self, high_watermark: int) -> None: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
 
@@ -94,6 +95,12 @@ class PartitionReplicaLog:
 
     async def append_as_follower(self, records: bytes) -> AppendInfo:
         return await self._append(records, None)
+
+    async def wait_durable(self, last_offset: int) -> None:
+        """Returns once last_offset is as durable as the flush policy makes an append (for a
+        retried duplicate, whose original append may still be waiting for its fsync)."""
+        if self._log.config.flush_messages <= 1:
+            await self._group.sync(last_offset)
 
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
         return self._log.read(offset, max_bytes, max_offset)
@@ -143,12 +150,15 @@ class PartitionReplicaLog:
     def size_bytes(self) -> int:
         return self._log.size_bytes()
 
-    def maintain(self, high_watermark: int) -> None:
-        """Retention (below the high watermark only) and compaction, on the event loop: the
-        cleaner swaps segments under the appender's feet otherwise."""
+    async def maintain(self, high_watermark: int) -> None:
+        """Retention (below the high watermark only), then compaction when the log is dirty
+        enough: the cleaned copies are written on a worker thread, the swap happens here on
+        the event loop, where nothing else touches the segment list meanwhile."""
         self._log.apply_retention(high_watermark=high_watermark)
-        if self._log.config.compact and len(self._log.segments) > 1:
-            clean(self._log, time.time() * 1000.0)
+        if cleaner.needs_cleaning(self._log):
+            plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
+            if plan is not None:
+                cleaner.commit(self._log, plan)
 
     def close(self) -> None:
         self._write_hw()

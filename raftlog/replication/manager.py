@@ -178,7 +178,7 @@ class ReplicaManager:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             for partition in list(self.partitions.values()):
                 try:
-                    partition.log.maintain(partition.high_watermark)
+                    await partition.log.maintain(partition.high_watermark)
                 except Exception:  # noqa: BLE001 - one bad log must not stop the others
                     log.exception("%s: retention/compaction failed", partition.name)
                 await asyncio.sleep(0)

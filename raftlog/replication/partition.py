@@ -149,9 +149,15 @@ class Partition:
                                f"{self.name} has {in_sync} in-sync replicas, min.insync.replicas is {min_isr}")
         batches = self.log.parse_headers(records)
         duplicate = await self._check_sequences(batches)
-        if duplicate is not None:
-            return ProduceOutcome(duplicate, self.log.log_start_offset)
         epoch = self.leader_epoch
+        if duplicate is not None:
+            # A retry of batches already written (their answer was lost): answered as the
+            # original append would be, once as durable and as replicated as acks asks for.
+            first_offset, last_offset = duplicate
+            await self.log.wait_durable(last_offset)
+            if acks == ACKS_ALL:
+                await self._await_replication(last_offset, timeout_ms, min_isr, epoch)
+            return ProduceOutcome(first_offset, self.log.log_start_offset)
         # Producer state is recorded as soon as the batch is written, before the fsync, so the
         # producer's next batch (pipelined behind this one) already finds its predecessor.
         info: AppendInfo = await self.log.append_as_leader(records, epoch, on_written=self._on_written)
@@ -171,7 +177,7 @@ class Partition:
         lagging = isr_rules.out_of_sync(self.broker_id, self.isr, self.followers, self._clock_ms(), lag_max_ms)
         return len(self.isr) - len(lagging)
 
-    async def _check_sequences(self, batches) -> int | None:
+    async def _check_sequences(self, batches) -> tuple[int, int] | None:
         """Like _duplicate_of, but a batch that is ahead of its producer's sequence waits (briefly)
         for the batches before it: a pipelining producer's requests may arrive out of order."""
         loop = asyncio.get_running_loop()
@@ -194,14 +200,14 @@ class Partition:
         self._record_producers(info)
         asyncio.get_running_loop().create_task(self._notify())
 
-    def _duplicate_of(self, batches) -> int | None:
-        """The original base offset when the (single) batch is a retried duplicate."""
+    def _duplicate_of(self, batches) -> tuple[int, int] | None:
+        """(first, last) offset of the original when the batches are a retried duplicate."""
         duplicate = None
         for header in batches:
             found = self.producer_state.check(header.producer_id, header.producer_epoch, header.base_sequence,
                                               header.last_sequence)
             if found is not None:
-                duplicate = found.first_offset if duplicate is None else duplicate
+                duplicate = (found.first_offset if duplicate is None else duplicate[0], found.last_offset)
         return duplicate
 
     def _record_producers(self, info: AppendInfo) -> None:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from raftlog.log import GroupCommit, LogConfig, PartitionLog
+from raftlog.log import cleaner
 from raftlog.log.cleaner import clean
 from raftlog.log.record_batch import encode_batch, iter_batches
 
@@ -92,6 +93,35 @@ def test_a_crash_in_the_middle_of_the_swap_recovers_cleanly(tmp_path, crash_afte
     assert after == before and reopened.log_end_offset == end
     clean(reopened, now_ms=0)
     assert {r.key: r.value for r in everything(reopened)} == before
+
+
+def test_a_pass_runs_only_when_enough_of_the_sealed_log_is_dirty(tmp_path):
+    log = PartitionLog(tmp_path, COMPACT)  # min.cleanable.dirty.ratio 0.5
+    fill(log, WRITES)
+    assert cleaner.dirty_ratio(log) == 1.0 and cleaner.needs_cleaning(log)  # never cleaned
+    clean(log, now_ms=0)
+    assert cleaner.dirty_ratio(log) == 0.0 and not cleaner.needs_cleaning(log)
+    clean_bytes = sum(segment.size for segment in log.segments[:-1])
+    sealed_before = len(log.segments) - 1
+    while sum(s.size for s in log.segments[sealed_before:-1]) < clean_bytes:  # dirty / (clean + dirty) < 0.5
+        assert not cleaner.needs_cleaning(log), "a little new dirt must not trigger a rewrite of everything"
+        fill(log, [(b"k1", b"again")])
+    assert cleaner.needs_cleaning(log)
+    before = {r.key: r.value for r in everything(log)}
+    assert clean(log, now_ms=0).records_removed > 0
+    assert {r.key: r.value for r in everything(log)} == before
+
+
+def test_a_pass_is_abandoned_when_the_log_changed_while_it_was_prepared(tmp_path):
+    log = PartitionLog(tmp_path, COMPACT)
+    fill(log, WRITES)
+    plan = cleaner.prepare(log, now_ms=0)  # what the worker thread does
+    assert list(tmp_path.glob("*.cleaned"))
+    log.truncate_to(log.segments[1].base_offset + 1)  # a follower truncation meanwhile
+    after_truncation = [(r.offset, r.key, r.value) for r in everything(log)]
+    assert cleaner.commit(log, plan).segments == 0
+    assert not list(tmp_path.glob("*.cleaned"))
+    assert [(r.offset, r.key, r.value) for r in everything(log)] == after_truncation
 
 
 def test_concurrent_appends_share_fsyncs(tmp_path):

@@ -94,7 +94,10 @@ class FakeReplicaLog:
     def size_bytes(self) -> int:
         return sum(len(p) for _, _, p in self.batches)
 
-    def maintain(self, high_watermark: int) -> None:
+    async def wait_durable(self, last_offset: int) -> None:
+        pass
+
+    async def maintain(self, high_watermark: int) -> None:
         pass
 
     def close(self) -> None:
