@@ -88,8 +88,13 @@ class AsyncConsumer:
         self.seek(tp, await self._list_offset(tp, LATEST))
 
     async def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record poll() returns for tp (records already fetched but
+        not yet handed out come first, as in Kafka)."""
         if self._positions.get(tp) is None:
             await self._reset_position(tp)
+        for record in self._buffer:
+            if record.partition == tp.partition and record.topic == tp.topic:
+                return record.offset
         return self._positions[tp]
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:

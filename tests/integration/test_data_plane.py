@@ -100,6 +100,14 @@ def test_acks_all_produce_and_consume_round_trip(make_cluster):
     for records in seen.values():
         offsets = [o for o, _ in records]
         assert offsets == list(range(len(offsets)))
+    # position() is the next offset poll() hands out, even when a fetch brought more (Kafka's rule).
+    tp = TopicPartition("events", 0)
+    with Consumer(cluster.bootstrap_servers, max_poll_records=10) as consumer:
+        consumer.assign([tp])
+        first = wait_until(lambda: consumer.poll(timeout_ms=500), 10, "records")
+        assert consumer.position(tp) == first[-1].offset + 1 == 10
+        consumer.seek(tp, 3)
+        assert consumer.position(tp) == 3 and consumer.poll(timeout_ms=2000)[0].offset == 3
 
 
 def test_min_isr_refuses_acks_all_when_two_brokers_are_down(make_cluster):
@@ -123,3 +131,33 @@ def test_min_isr_refuses_acks_all_when_two_brokers_are_down(make_cluster):
     finally:
         strict.close()
         loose.close()
+
+
+def test_a_compacted_topic_keeps_the_latest_value_per_key_on_every_replica(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    cluster.wait_for_brokers(3)
+    with cluster.admin() as admin:
+        admin.create_topic("profiles", partitions=1, replication_factor=3,
+                           config={"cleanup.policy": "compact", "segment.bytes": "2048"})
+    latest: dict[bytes, bytes] = {}
+    with Producer(cluster.bootstrap_servers, acks="all", linger_ms=0) as producer:
+        for i in range(600):
+            key, value = b"user-%d" % (i % 10), b"v%05d" % i
+            latest[key] = value
+            producer.send("profiles", value, key=key).result(10)
+
+    def compacted_view() -> dict | None:
+        records = read_all(cluster.bootstrap_servers, "profiles", 1, 600, timeout_s=2)[0]
+        return records if len(records) < 300 else None  # the cleaner has run on the leader
+
+    records = wait_until(compacted_view, 30, "the broker's cleaner to compact the sealed segments")
+    offsets = [offset for offset, _ in records]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    view: dict = {}
+    for offset, value in records:  # read in offset order: the last one wins, as for a consumer
+        view[b"user-%d" % (int(value[1:]) % 10)] = value
+    assert view == latest
+    for node_id in cluster.specs:  # every replica cleans its own copy
+        directory = cluster.specs[node_id].home / "data" / "profiles-0"
+        wait_until(lambda: (directory / "cleaner-offset-checkpoint").exists(), 30, f"node {node_id} to compact")
