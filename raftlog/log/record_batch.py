@@ -144,7 +144,7 @@ def encode_batch(
     if not records:
         raise ValueError("a record batch holds at least one record")
     codec = _compression.codec_id(compression)
-    base_timestamp = min(r[3] for r in records)
+    base_timestamp = records[0][3]  # the first record's, as Kafka's producer writes it (deltas may be < 0)
     max_timestamp = max(r[3] for r in records)
     body = b"".join(
         _encode_record(i, timestamp - base_timestamp, key, value, headers)
