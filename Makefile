@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto proto-check sim-long clean
+.PHONY: run test proto proto-check netns-tools sim-long clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data}
 
-test: $(STAMP) proto-check
+test: $(STAMP) proto-check netns-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The chaos tests put nodes in network namespaces and cut links with iptables (needs root).
+netns-tools:
+	@command -v ip >/dev/null && command -v iptables >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq iproute2 iptables; }
 
 # Regenerate the Python gRPC code in raftlog/v1 from proto/.
 proto: $(STAMP)

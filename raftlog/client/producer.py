@@ -73,6 +73,11 @@ class RecordFuture:
     def done(self) -> bool:
         return self._batch.outcome.done()
 
+    def add_done_callback(self, callback) -> None:
+        """callback(future) once the record is acknowledged or has failed (on the producer's
+        sender thread: keep it short)."""
+        self._batch.outcome.add_done_callback(lambda _: callback(self))
+
     def __await__(self):
         base_offset = yield from asyncio.wrap_future(self._batch.outcome).__await__()
         return self._metadata(base_offset)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +40,11 @@ class NodeSpec:
     port: int
     metrics_port: int
     home: Path
+    host: str = HOST
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -69,7 +71,11 @@ class LocalCluster:
         base_port: int = 19091,
         metrics_base_port: int | None = None,
         extra_config: dict[str, object] | None = None,
+        hosts: dict[int, str] | None = None,
+        launcher: Callable[[int], list[str]] | None = None,
     ):
+        """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
+        a command prefix to start it with (the chaos suite runs nodes in network namespaces)."""
         if not 1 <= nodes <= 9:
             raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
         self.data_dir = Path(data_dir).resolve()
@@ -77,9 +83,11 @@ class LocalCluster:
         self.cluster_id = self._load_or_create_layout(nodes, base_port)
         metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
         self.specs = {
-            i: NodeSpec(i, base_port + i - 1, metrics_base + i - 1 if metrics_base else 0, self.data_dir / f"node-{i}")
+            i: NodeSpec(i, base_port + i - 1, metrics_base + i - 1 if metrics_base else 0, self.data_dir / f"node-{i}",
+                        (hosts or {}).get(i, HOST))
             for i in range(1, nodes + 1)
         }
+        self._launcher = launcher
         self.processes: dict[int, subprocess.Popen] = {}
         self._epochs_seen: dict[int, int] = {}
 
@@ -122,7 +130,8 @@ class LocalCluster:
     def start_node(self, node_id: int) -> subprocess.Popen:
         spec = self.specs[node_id]
         self._write_config(spec)
-        command = [sys.executable, "-m", "cli.main", "node", "start", "--config", str(spec.config_path),
+        command = [*(self._launcher(node_id) if self._launcher else []),
+                   sys.executable, "-m", "cli.main", "node", "start", "--config", str(spec.config_path),
                    "--format-if-empty"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAFTLOG_")}
         with open(spec.log_path, "ab") as log_file:

@@ -1,0 +1,104 @@
+"""The chaos checker: what was acknowledged against what the cluster serves afterwards. Pure.
+
+A workload writes values that carry a sequence number (increasing per producer, and each
+partition gets its records in sequence order), and remembers every acknowledgement as
+(partition, offset, value). After the faults, the whole topic is read back. The verdict:
+
+- lost: acknowledged values that are not served;
+- duplicated: values served more than once (an idempotent producer must never cause one);
+- moved: acknowledged values served at another partition or offset than acknowledged;
+- reordered: places where a partition serves a lower sequence after a higher one;
+- unacknowledged: values served that were never acknowledged (allowed: their answer was lost
+  or they timed out after being written);
+- divergent: offsets at which two replicas hold different records (from the files, once the
+  cluster has converged).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+VALUE_PREFIX = b"chaos-"
+
+
+def make_value(sequence: int) -> bytes:
+    return VALUE_PREFIX + b"%010d" % sequence
+
+
+def sequence_of(value: bytes) -> int:
+    if not value.startswith(VALUE_PREFIX):
+        raise ValueError(f"not a workload value: {value[:40]!r}")
+    return int(value[len(VALUE_PREFIX):])
+
+
+@dataclass(frozen=True)
+class Ack:
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class Verdict:
+    acknowledged: int = 0
+    served: int = 0
+    lost: list[bytes] = field(default_factory=list)
+    duplicated: list[bytes] = field(default_factory=list)
+    moved: list[tuple[bytes, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    reordered: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) going backwards
+    unacknowledged: int = 0
+    divergent: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.moved or self.reordered or self.divergent)
+
+    def summary(self) -> str:
+        return (f"{self.acknowledged} acknowledged, {self.served} served: {len(self.lost)} lost, "
+                f"{len(self.duplicated)} duplicated, {len(self.moved)} moved, {len(self.reordered)} reordered, "
+                f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged")
+
+
+def check(acks: Iterable[Ack], served: dict[int, list[tuple[int, bytes]]]) -> Verdict:
+    """served: partition -> [(offset, value)] in the order a consumer got them."""
+    acks = list(acks)
+    verdict = Verdict(acknowledged=len(acks))
+    where: dict[bytes, tuple[int, int]] = {}
+    counts: Counter[bytes] = Counter()
+    for partition, records in served.items():
+        highest = -1
+        for offset, value in records:
+            verdict.served += 1
+            counts[value] += 1
+            where.setdefault(value, (partition, offset))
+            sequence = sequence_of(value)
+            if sequence < highest:
+                verdict.reordered.append((partition, offset))
+            highest = max(highest, sequence)
+    verdict.duplicated = sorted(value for value, count in counts.items() if count > 1)
+    acked_values = set()
+    for ack in acks:
+        acked_values.add(ack.value)
+        found = where.get(ack.value)
+        if found is None:
+            verdict.lost.append(ack.value)
+        elif found != (ack.partition, ack.offset):
+            verdict.moved.append((ack.value, (ack.partition, ack.offset), found))
+    verdict.unacknowledged = sum(1 for value in counts if value not in acked_values)
+    return verdict
+
+
+def divergent_offsets(replicas: dict[int, dict[int, list[tuple[int, bytes]]]]) -> list[tuple[int, int]]:
+    """replicas: node -> partition -> [(offset, value)] read from its files. Every replica of a
+    converged partition must hold the same records at the same offsets, and all of them."""
+    divergent: set[tuple[int, int]] = set()
+    partitions = {p for by_partition in replicas.values() for p in by_partition}
+    for partition in partitions:
+        copies = [dict(by_partition[partition]) for by_partition in replicas.values() if partition in by_partition]
+        offsets = set().union(*copies)
+        for offset in offsets:
+            if len({copy.get(offset) for copy in copies}) > 1:
+                divergent.add((partition, offset))
+    return sorted(divergent)

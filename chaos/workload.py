@@ -1,0 +1,115 @@
+"""The chaos workload: an idempotent acks=all producer that remembers every acknowledgement,
+and the two ways of reading back (through a consumer, and from the replicas' files)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from chaos.checker import Ack, make_value
+from raftlog.client.consumer import Consumer, TopicPartition
+from raftlog.client.producer import Producer
+from raftlog.errors import RaftlogError
+
+FLUSH_TIMEOUT_S = 150.0
+
+
+class Workload:
+    """Sends make_value(0), make_value(1), ... round-robin over the partitions at a steady rate
+    from a thread, until stopped. Each partition thus gets increasing sequences."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, records_per_s: int = 400):
+        self._producer = Producer(bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
+                                  delivery_timeout_ms=120_000, request_timeout_ms=5_000, retry_backoff_ms=50)
+        self._topic = topic
+        self._partitions = partitions
+        self._interval_s = 1.0 / records_per_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.acks: list[Ack] = []
+        self.failures: dict[str, int] = {}
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="chaos-workload", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_send = time.monotonic()
+        while not self._stop.is_set():
+            value = make_value(self.sent)
+            future = self._producer.send(self._topic, value, partition=self.sent % self._partitions)
+            future.add_done_callback(lambda f, v=value: self._done(f, v))
+            self.sent += 1
+            next_send += self._interval_s
+            self._stop.wait(max(0.0, next_send - time.monotonic()))
+
+    def _done(self, future, value: bytes) -> None:
+        try:
+            metadata = future.result(0)
+        except RaftlogError as exc:
+            with self._lock:
+                self.failures[exc.reason] = self.failures.get(exc.reason, 0) + 1
+            return
+        with self._lock:
+            self.acks.append(Ack(metadata.partition, metadata.offset, value))
+
+    def acknowledged(self) -> int:
+        with self._lock:
+            return len(self.acks)
+
+    def wait_for_progress(self, more: int, timeout_s: float) -> None:
+        """Blocks until `more` further records have been acknowledged."""
+        target = self.acknowledged() + more
+        deadline = time.monotonic() + timeout_s
+        while self.acknowledged() < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the workload made no progress for {timeout_s}s "
+                                   f"({self.acknowledged()} acknowledged, failures {self.failures})")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stops sending and waits until every record sent has been acknowledged or has failed."""
+        self._stop.set()
+        self._thread.join()
+        self._producer.flush(FLUSH_TIMEOUT_S)
+        self._producer.close(30)
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60) -> dict[int, list[tuple[int, bytes]]]:
+    """partition -> [(offset, value)], everything up to each partition's high watermark now."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    served: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(partitions)}
+    with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000) as consumer:
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} up to {ends} within {timeout_s}s")
+            for record in consumer.poll(timeout_ms=500):
+                served[record.partition].append((record.offset, record.value))
+    return served
+
+
+def stored_records(partition_dir: Path) -> list[tuple[int, bytes]]:
+    """(offset, value) of every record in a partition directory, read from its files (the node
+    must be stopped)."""
+    from raftlog.log import PartitionLog  # noqa: PLC0415 - only the offline reader needs it
+    from raftlog.log.record_batch import iter_batches  # noqa: PLC0415
+
+    log = PartitionLog(partition_dir)
+    records: list[tuple[int, bytes]] = []
+    offset = log.log_start_offset
+    try:
+        while offset < log.log_end_offset:
+            data = log.read(offset, 4 << 20)
+            if not data:
+                break
+            for header, batch in iter_batches(data):
+                records += [(r.offset, r.value) for r in batch if r.offset >= offset]
+                offset = header.last_offset + 1
+    finally:
+        log.close()
+    return records
