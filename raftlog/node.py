@@ -82,6 +82,7 @@ class Node:
             controller_id=lambda: self.driver.status().leader_id,
             metadata_offset=lambda: self.driver.status().applied_index,
             heartbeat_interval_ms=config["broker.heartbeat.interval.ms"],
+            session_timeout_ms=config["broker.session.timeout.ms"],
         )
         controller_id = lambda: self.driver.status().leader_id  # noqa: E731
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from raftlog.channels import aio_channel
 from raftlog.errors import RaftlogError, error_from_rpc
 
 FORWARDED_METADATA_KEY = "raftlog-forwarded"
@@ -18,7 +19,7 @@ class Peers:
         if node_id not in self._addresses:
             raise RaftlogError("BROKER_NOT_AVAILABLE", f"node {node_id} has no known address")
         if node_id not in self._channels:
-            self._channels[node_id] = grpc.aio.insecure_channel(self._addresses[node_id])
+            self._channels[node_id] = aio_channel(self._addresses[node_id])
         return self._channels[node_id]
 
     async def close(self) -> None:

@@ -20,7 +20,7 @@ from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
 
 log = logging.getLogger(__name__)
 
-RPC_TIMEOUT_S = 3.0
+MAX_RPC_TIMEOUT_S = 3.0
 RETRY_BACKOFF_S = 0.2
 
 
@@ -35,6 +35,7 @@ class BrokerLifecycle:
         controller_id: Callable[[], int | None],
         metadata_offset: Callable[[], int],
         heartbeat_interval_ms: int,
+        session_timeout_ms: int,
     ):
         self._cluster_id = cluster_id
         self._broker_id = broker_id
@@ -43,6 +44,9 @@ class BrokerLifecycle:
         self._controller_id = controller_id
         self._metadata_offset = metadata_offset
         self._heartbeat_interval_s = heartbeat_interval_ms / 1000.0
+        # A call to a controller that is cut off must give up well within the session, so that the
+        # next heartbeat reaches its successor in time (else a healthy broker is fenced).
+        self._rpc_timeout_s = min(MAX_RPC_TIMEOUT_S, session_timeout_ms / 4000.0)
         self.incarnation_id = uuid.uuid4().hex
         self.broker_epoch: int | None = None
         self.fenced = True
@@ -70,7 +74,7 @@ class BrokerLifecycle:
 
     async def _call(self, method_name: str, request):
         try:
-            return await getattr(self._stub(), method_name)(request, timeout=RPC_TIMEOUT_S)
+            return await getattr(self._stub(), method_name)(request, timeout=self._rpc_timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
 

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 import grpc
 
+from raftlog.channels import aio_channel
 from raftlog.client.connection import parse_servers
 from raftlog.errors import RaftlogError, error_from_rpc
 from raftlog.v1 import broker_pb2, broker_pb2_grpc
 
-GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
 METADATA_TIMEOUT_S = 5.0
 MIN_REFRESH_INTERVAL_S = 0.05
 
@@ -25,6 +24,14 @@ class PartitionLeader:
     address: str | None  # None: no live leader right now
 
 
+def _newer(known: PartitionLeader | None, fresh: PartitionLeader) -> PartitionLeader:
+    """A broker cut off from the controller serves an old image: never let it move a leader
+    back to an older leader epoch (KIP-320's rule)."""
+    if known is None or fresh.leader_epoch >= known.leader_epoch:
+        return fresh
+    return known
+
+
 class ClusterMetadata:
     def __init__(self, bootstrap_servers: str | list[str]):
         self._bootstrap = parse_servers(bootstrap_servers)
@@ -34,11 +41,13 @@ class ClusterMetadata:
         self._unknown_topics: set[str] = set()
         self._last_refresh = 0.0
         self._stale = False  # a caller saw a routing error: refresh before the next lookup
+        self._last_answered: str | None = None
+        self._topic_ids: dict[str, bytes] = {}
         self._lock = asyncio.Lock()
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+            self._channels[address] = aio_channel(address)
         return self._channels[address]
 
     def stub(self, address: str) -> broker_pb2_grpc.BrokerServiceStub:
@@ -56,24 +65,36 @@ class ClusterMetadata:
             response = await self._fetch_metadata(topics)
             self._brokers = {b.broker_id: f"{b.host}:{b.port}" for b in response.brokers if not b.fenced}
             for topic in response.topics:
-                if topic.error_reason:
-                    self._unknown_topics.add(topic.name)
-                    self._partitions.pop(topic.name, None)
-                    continue
-                self._unknown_topics.discard(topic.name)
-                self._partitions[topic.name] = [
-                    PartitionLeader(p.leader, p.leader_epoch, self._brokers.get(p.leader))
-                    for p in sorted(topic.partitions, key=lambda p: p.partition)
-                ]
+                self._apply_topic(topic)
             self._last_refresh = time.monotonic()
             self._stale = False
 
+    def _apply_topic(self, topic: broker_pb2.TopicMetadata) -> None:
+        if topic.error_reason:
+            self._unknown_topics.add(topic.name)
+            self._partitions.pop(topic.name, None)
+            return
+        self._unknown_topics.discard(topic.name)
+        # Epochs start again for a topic deleted and created anew (a new topic id).
+        same_topic = self._topic_ids.get(topic.name) == topic.topic_id
+        known = self._partitions.get(topic.name, []) if same_topic else []
+        self._topic_ids[topic.name] = topic.topic_id
+        fresh = [PartitionLeader(p.leader, p.leader_epoch, self._brokers.get(p.leader))
+                 for p in sorted(topic.partitions, key=lambda p: p.partition)]
+        self._partitions[topic.name] = [_newer(known[i] if i < len(known) else None, leader)
+                                        for i, leader in enumerate(fresh)]
+
     async def _fetch_metadata(self, topics: list[str] | None) -> broker_pb2.MetadataResponse:
+        """Asks the broker that answered last first: one that is down or cut off costs a
+        timeout once, not on every refresh."""
         last_error: RaftlogError | None = None
-        for address in list(dict.fromkeys([*self._brokers.values(), *self._bootstrap])):
+        first = [self._last_answered] if self._last_answered else []
+        for address in list(dict.fromkeys([*first, *self._brokers.values(), *self._bootstrap])):
             try:
-                return await self.stub(address).Metadata(broker_pb2.MetadataRequest(topics=topics or []),
-                                                         timeout=METADATA_TIMEOUT_S)
+                response = await self.stub(address).Metadata(broker_pb2.MetadataRequest(topics=topics or []),
+                                                              timeout=METADATA_TIMEOUT_S)
+                self._last_answered = address
+                return response
             except grpc.RpcError as exc:
                 last_error = error_from_rpc(exc)
         raise last_error or RaftlogError("BROKER_NOT_AVAILABLE", "no broker answered")

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from raftlog.channels import sync_channel
 from raftlog.errors import RaftlogError, error_from_rpc
 
 # Reasons that mean "try again, maybe elsewhere": the cluster is electing or a node is down.
@@ -34,7 +35,7 @@ class Connection:
 
     def channel(self, server: str) -> grpc.Channel:
         if server not in self._channels:
-            self._channels[server] = grpc.insecure_channel(server)
+            self._channels[server] = sync_channel(server)
         return self._channels[server]
 
     def call(self, stub_factory: Callable[[grpc.Channel], Any], method: str, request, server: str | None = None):

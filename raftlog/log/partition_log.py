@@ -279,8 +279,10 @@ class PartitionLog:
     # -- truncation, retention -----------------------------------------------------------------
 
     def truncate_to(self, offset: int) -> None:
-        """Removes every batch whose last offset is >= offset (replication divergence)."""
+        """Removes every batch whose last offset is >= offset (replication divergence), and the
+        epochs that start there (at the log end: epochs that hold no record yet)."""
         if offset >= self.log_end_offset:
+            self.epochs.truncate_from_end(offset)
             return
         if offset < self.log_start_offset:
             raise OffsetOutOfRangeError(f"cannot truncate below the log start {self.log_start_offset}")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import grpc
 
+from raftlog.channels import aio_channel
 from raftlog.errors import REASON_METADATA_KEY
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
@@ -23,11 +24,8 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_MESSAGES = 10_000
 RECONNECT_BACKOFF_S = 0.05
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 256 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
-]
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a whole snapshot goes in one message
+KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 10_000)]
 
 
 def to_proto(msg: Message) -> raft_pb2.RaftMessage:
@@ -132,7 +130,7 @@ class RaftTransport:
 
     async def _stream_to(self, peer: _Peer) -> None:
         while True:
-            channel = grpc.aio.insecure_channel(peer.address, options=GRPC_OPTIONS)
+            channel = aio_channel(peer.address, MAX_MESSAGE_BYTES, KEEPALIVE_OPTIONS)
             try:
                 stub = raft_pb2_grpc.RaftServiceStub(channel)
                 await stub.Send(self._batches(peer))

@@ -74,12 +74,15 @@ class ReplicaManager:
         ]
 
     async def stop(self) -> None:
+        # Out of service first: requests that arrive during shutdown get NOT_LEADER_OR_FOLLOWER
+        # (clients move on) instead of meeting a closed log.
+        closing, self.partitions = list(self.partitions.values()), {}
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for fetcher in self._fetchers.values():
             await fetcher.stop()
-        for partition in self.partitions.values():
+        for partition in closing:
             partition.log.close()
 
     def _on_metadata_batch(self, offset: int, batch) -> None:

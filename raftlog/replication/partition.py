@@ -332,6 +332,9 @@ class Partition:
         if target < self.log.log_end_offset:
             log.warning("%s: truncating from %d to %d (diverged from the leader in epoch %d)", self.name,
                         self.log.log_end_offset, target, epoch)
+        if target <= self.log.log_end_offset:
+            # Even with no record to cut, an epoch of ours that starts at the target (a leadership
+            # that wrote nothing) must go: the next fetch would name it again and never progress.
             self.log.truncate_to(target)
             self.producer_state.truncate_to(target)
             self.high_watermark = min(self.high_watermark, target)

@@ -123,3 +123,31 @@ def test_a_paused_follower_leaves_the_isr_and_rejoins(make_cluster):
     finally:
         cluster.signal_node(follower, signal.SIGCONT)
         producer.close()
+
+
+def test_a_follower_that_missed_many_megabytes_catches_up_and_rejoins(make_cluster):
+    """Its first fetches return the most the leader will send at once (16 MiB), far more than
+    gRPC's default 4 MiB message limit: the replica channels must take them."""
+    cluster = make_cluster(extra_config=FAST_ISR)
+    cluster.start()
+    cluster.wait_for_brokers(3)
+    with cluster.admin() as admin:
+        admin.create_topic("backlog", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    leader = wait_until(lambda: leader_of(cluster, "backlog") > 0 and leader_of(cluster, "backlog"), 20, "a leader")
+    follower = next(n for n in cluster.specs if n != leader)
+    cluster.kill_node(follower)
+    others = [n for n in cluster.specs if n != follower]
+    wait_until(lambda: follower not in describe_partition(cluster, "backlog", others)["isr"], 20, "the ISR to shrink")
+    with Producer(",".join(cluster.specs[n].address for n in others), acks="all", batch_size=1 << 20,
+                  linger_ms=5) as producer:
+        for i in range(12_000):  # ~12 MiB
+            producer.send("backlog", b"%06d" % i + b"x" * 1018)
+        producer.flush(60)
+    cluster.start_node(follower)
+    wait_until(lambda: sorted(describe_partition(cluster, "backlog")["isr"]) == [1, 2, 3], 60,
+               "the restarted follower to catch up and rejoin the ISR")
+
+
+def describe_partition(cluster, topic: str, node_ids=None) -> dict:
+    with cluster.admin(node_ids, timeout_ms=3000) as admin:
+        return admin.describe_topics([topic])[0]["partitions"][0]

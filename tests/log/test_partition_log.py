@@ -84,6 +84,10 @@ def test_leader_epochs_and_truncation(tmp_path):
     reopened = PartitionLog(tmp_path, LogConfig(segment_bytes=300))
     assert reopened.log_end_offset == 7 and reopened.epochs.entries == [(0, 0), (2, 5)]
     assert [o for o, _ in read_values(reopened)] == list(range(7))
+    # A leadership that wrote nothing leaves an epoch at the log end; truncating there drops it.
+    reopened.epochs.assign(6, 7)
+    reopened.truncate_to(7)
+    assert reopened.log_end_offset == 7 and reopened.latest_epoch() == 2
 
 
 def write_log(directory: Path, batches: int) -> tuple[list[int], int]:

@@ -62,7 +62,8 @@ class FakeReplicaLog:
             self.epochs.append((epoch, start_offset))
 
     def latest_epoch(self) -> int:
-        return self.batches[-1][1] if self.batches else -1
+        """From the epoch cache, as the real log answers (an epoch may hold no records yet)."""
+        return self.epochs[-1][0] if self.epochs else -1
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         candidates = [i for i, (e, _) in enumerate(self.epochs) if e <= epoch]

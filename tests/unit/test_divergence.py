@@ -133,3 +133,22 @@ def test_a_caught_up_but_fenced_follower_is_not_proposed_for_the_isr():
         assert a.isr_change_wanted(lag_max_ms=10_000, unfenced={1, 2}) == (1, 2)
 
     asyncio.run(scenario())
+
+
+def test_a_leadership_that_wrote_nothing_does_not_stop_the_replica_from_following():
+    """B led epoch 1 briefly and wrote nothing (its epoch cache still says epoch 1 starts at its
+    log end); A then leads epoch 2. B's fetches carry last epoch 1, which A never had: B must
+    drop that empty epoch and catch up, not be told to diverge at its own end forever."""
+    async def scenario():
+        log_a, log_b = FakeReplicaLog(), FakeReplicaLog()
+        a, b = replica(1, log_a, info(1, 0)), replica(2, log_b, info(1, 0))
+        await a.append_as_leader(b"m1", acks=1, timeout_ms=1000, min_isr=1)
+        await sync(b, a)
+        replica(2, log_b, info(2, 1))  # B leads epoch 1, appends nothing
+        a = replica(1, log_a, info(1, 2))  # A leads epoch 2 (B's epoch 1 never reached it)
+        await a.append_as_leader(b"m2", acks=1, timeout_ms=1000, min_isr=1)
+        b = replica(2, log_b, info(1, 2))
+        await sync(b, a)
+        assert log_b.payloads() == log_a.payloads() == [b"m1", b"m2"]
+
+    asyncio.run(scenario())
