@@ -10,6 +10,8 @@ partition gets its records in sequence order), and remembers every acknowledgeme
 - reordered: places where a partition serves a lower sequence after a higher one;
 - unacknowledged: values served that were never acknowledged (allowed: their answer was lost
   or they timed out after being written);
+- vanished: records a consumer read while the faults went on that are no longer served at
+  that offset (a consumer may only ever see committed records);
 - divergent: offsets at which two replicas hold different records (from the files, once the
   cluster has converged).
 """
@@ -49,22 +51,32 @@ class Verdict:
     moved: list[tuple[bytes, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
     reordered: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) going backwards
     unacknowledged: int = 0
+    read_live: int = 0
+    vanished: list[tuple[int, int, bytes]] = field(default_factory=list)  # (partition, offset, value)
     divergent: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.moved or self.reordered or self.divergent)
+        return not (self.lost or self.duplicated or self.moved or self.reordered or self.vanished or self.divergent)
 
     def summary(self) -> str:
         return (f"{self.acknowledged} acknowledged, {self.served} served: {len(self.lost)} lost, "
                 f"{len(self.duplicated)} duplicated, {len(self.moved)} moved, {len(self.reordered)} reordered, "
+                f"{len(self.vanished)} of {self.read_live} read during the faults vanished, "
                 f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged")
 
 
-def check(acks: Iterable[Ack], served: dict[int, list[tuple[int, bytes]]]) -> Verdict:
-    """served: partition -> [(offset, value)] in the order a consumer got them."""
+def check(acks: Iterable[Ack], served: dict[int, list[tuple[int, bytes]]],
+          read_live: Iterable[tuple[int, int, bytes]] = ()) -> Verdict:
+    """served: partition -> [(offset, value)] in the order a consumer got them at the end;
+    read_live: (partition, offset, value) a consumer got while the faults went on."""
     acks = list(acks)
     verdict = Verdict(acknowledged=len(acks))
+    at = {(partition, offset): value for partition, records in served.items() for offset, value in records}
+    for partition, offset, value in read_live:
+        verdict.read_live += 1
+        if at.get((partition, offset)) != value:
+            verdict.vanished.append((partition, offset, value))
     where: dict[bytes, tuple[int, int]] = {}
     counts: Counter[bytes] = Counter()
     for partition, records in served.items():

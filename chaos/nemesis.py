@@ -19,7 +19,7 @@ from pathlib import Path
 
 from chaos.checker import Verdict, check, divergent_offsets
 from chaos.network import ChaosNetwork
-from chaos.workload import Workload, read_topic, stored_records
+from chaos.workload import LiveReader, Workload, read_topic, stored_records
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
 
@@ -37,6 +37,7 @@ class FaultRecord:
     target: int
     held_s: float
     recovered_s: float
+    acknowledged_while_held: int  # the workload's acknowledgements while the fault held
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ChaosRun:
     network: ChaosNetwork = field(init=False)
     cluster: LocalCluster = field(init=False)
     workload: Workload | None = field(init=False, default=None)
+    reader: LiveReader | None = field(init=False, default=None)
     faults: list[FaultRecord] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -68,11 +70,18 @@ class ChaosRun:
         self._wait_recovered()
         self.workload = Workload(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
         self.workload.start()
+        self.reader = LiveReader(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
+        self.reader.start()
         self.workload.wait_for_progress(100, RECOVERY_TIMEOUT_S)
 
     def close(self) -> None:
-        """Stops every node by pid and removes the network, whatever state the run is in."""
+        """Stops the clients and every node (by pid) and removes the network, whatever state the
+        run is in."""
         try:
+            if self.reader:
+                self.reader.stop()
+            if self.workload:
+                self.workload.abort()
             self.network.heal()
             self.cluster.stop()
         finally:
@@ -115,16 +124,19 @@ class ChaosRun:
         held_s = self.hold_s if hold_s is None else hold_s
         self.log(f"{name}: node {victim} for {held_s:.1f} s")
         inject()
+        acknowledged_before = self.workload.acknowledged()
         try:
             time.sleep(held_s)
         finally:
             undo()
+        acknowledged_while_held = self.workload.acknowledged() - acknowledged_before
         started = time.monotonic()
         self._wait_recovered()
         self.workload.wait_for_progress(50, RECOVERY_TIMEOUT_S)
         recovered_s = time.monotonic() - started
-        self.faults.append(FaultRecord(name, victim, held_s, recovered_s))
-        self.log(f"  recovered in {recovered_s:.1f} s; {self.workload.acknowledged()} acknowledged so far")
+        self.faults.append(FaultRecord(name, victim, held_s, recovered_s, acknowledged_while_held))
+        self.log(f"  {acknowledged_while_held} acknowledged while it held; recovered in {recovered_s:.1f} s after; "
+                 f"{self.workload.acknowledged()} acknowledged so far")
 
     # -- observing -------------------------------------------------------------------------------
 
@@ -163,14 +175,16 @@ class ChaosRun:
     def finish(self) -> Verdict:
         """Stops the workload, reads everything back, stops the nodes and compares their files."""
         self.workload.stop()
+        self.reader.stop()
         self._wait_recovered()
         served = read_topic(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
-        verdict = check(self.workload.acks, served)
+        verdict = check(self.workload.acks, served, self.reader.read)
         self.cluster.stop()
         replicas = {
             node_id: {p: stored_records(spec.home / "data" / f"{TOPIC}-{p}") for p in range(PARTITIONS)}
             for node_id, spec in self.cluster.specs.items()
         }
         verdict.divergent = divergent_offsets(replicas)
-        self.log(f"verdict: {verdict.summary()}; producer failures: {self.workload.failures or 'none'}")
+        self.log(f"verdict: {verdict.summary()}; producer failures: {self.workload.failures or 'none'}; "
+                 f"reader errors: {self.reader.errors or 'none'}")
         return verdict

@@ -76,6 +76,49 @@ class Workload:
         self._producer.flush(FLUSH_TIMEOUT_S)
         self._producer.close(30)
 
+    def abort(self) -> None:
+        """Stops sending and gives up on what is still in flight (after a failed run)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._producer.close(1)
+        except Exception:  # noqa: BLE001 - a timed-out close must not hide the run's own failure
+            pass
+
+
+class LiveReader:
+    """A consumer reading the topic from the start while the faults go on, remembering what it
+    was served: every one of those records must still be there at the end."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int):
+        self._consumer = Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000,
+                                  request_timeout_ms=5_000)
+        self._consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        self._stop = threading.Event()
+        self.read: list[tuple[int, int, bytes]] = []  # (partition, offset, value)
+        self.errors: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run, name="chaos-reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                records = self._consumer.poll(timeout_ms=200)
+            except RaftlogError as exc:  # e.g. no leader for a moment: try again
+                self.errors[exc.reason] = self.errors.get(exc.reason, 0) + 1
+                self._stop.wait(0.1)
+                continue
+            self.read += [(r.partition, r.offset, r.value) for r in records]
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+
 
 def read_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60) -> dict[int, list[tuple[int, bytes]]]:
     """partition -> [(offset, value)], everything up to each partition's high watermark now."""

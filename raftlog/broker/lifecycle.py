@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -47,6 +48,7 @@ class BrokerLifecycle:
         # A call to a controller that is cut off must give up well within the session, so that the
         # next heartbeat reaches its successor in time (else a healthy broker is fenced).
         self._rpc_timeout_s = min(MAX_RPC_TIMEOUT_S, session_timeout_ms / 4000.0)
+        self._session_timeout_s = session_timeout_ms / 1000.0
         self.incarnation_id = uuid.uuid4().hex
         self.broker_epoch: int | None = None
         self.fenced = True
@@ -104,14 +106,24 @@ class BrokerLifecycle:
         self.fenced = response.is_fenced
 
     async def _run(self) -> None:
+        last_answer = time.monotonic()
         while True:
             try:
                 if self.broker_epoch is None:
                     await self._register()
                 await self._heartbeat()
+                last_answer = time.monotonic()
                 await asyncio.sleep(self._heartbeat_interval_s)
             except RaftlogError as exc:
                 if exc.reason in ("STALE_BROKER_EPOCH", "UNKNOWN_BROKER"):
                     self.broker_epoch = None  # the controller lost or replaced us: register again
-                log.debug("broker %d: %s", self._broker_id, exc)
+                silent_s = time.monotonic() - last_answer
+                if silent_s > self._session_timeout_s:  # the controller will fence us, or has
+                    log.warning("broker %d: no heartbeat answered for %.1f s: %s", self._broker_id, silent_s, exc)
+                    last_answer = time.monotonic()  # say it again one session later
+                else:
+                    log.debug("broker %d: %s", self._broker_id, exc)
+                await asyncio.sleep(RETRY_BACKOFF_S)
+            except Exception:  # noqa: BLE001 - without heartbeats the broker would stay fenced for good
+                log.exception("broker %d: heartbeat failed unexpectedly", self._broker_id)
                 await asyncio.sleep(RETRY_BACKOFF_S)

@@ -162,6 +162,7 @@ class _Sender:
         self._in_flight: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._unacked: dict[tuple[str, int], set[int]] = defaultdict(set)
         self._window: dict[tuple[str, int], deque[asyncio.Task]] = defaultdict(deque)
+        self._turns: dict[tuple[str, int], asyncio.Future] = {}  # the latest batch's "has its slot"
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -216,17 +217,30 @@ class _Sender:
             batch.records, self._settings["compression_type"], self._producer_id, self._producer_epoch,
             batch.sequence,
         )
+        # Each partition's batches wait for their turn in a task of their own: a partition whose
+        # leader cannot be reached must not hold up the others.
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
+        previous_turn, self._turns[key] = self._turns.get(key), turn
+        loop.create_task(self._send_in_turn(batch, previous_turn, turn))
+
+    async def _send_in_turn(self, batch: _Batch, previous_turn: asyncio.Future | None, turn: asyncio.Future) -> None:
+        """Takes an in-flight slot after the partition's previous batch took its own, then delivers."""
+        key = (batch.topic, batch.partition)
+        if previous_turn is not None:
+            await previous_turn
         # The broker remembers a producer's last 5 batches per partition. A batch goes out only once
         # every batch max_in_flight places before it has completed, so a batch being retried (its
         # answer lost) is still in that window however many later batches completed meanwhile.
-        window = self._window[key] if self._producer_id >= 0 else None
+        window = self._window[key] if batch.sequence >= 0 else None
         while window is not None and len(window) >= self._settings["max_in_flight"]:
             await window.popleft()
         semaphore = self._in_flight.setdefault(key, asyncio.Semaphore(self._settings["max_in_flight"]))
         await semaphore.acquire()
-        task = asyncio.get_running_loop().create_task(self._deliver(batch, semaphore))
         if window is not None:
-            window.append(task)
+            window.append(asyncio.current_task())
+        turn.set_result(None)
+        await self._deliver(batch, semaphore)
 
     async def _init_producer_id(self) -> None:
         deadline = time.monotonic() + self._settings["delivery_timeout_ms"] / 1000.0

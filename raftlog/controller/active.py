@@ -53,7 +53,7 @@ class ActiveController:
         self._sessions = decisions.BrokerSessions()
         self._decision_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
-        self._was_leader = False
+        self._sessions_term = -1  # the Raft term in which this node last started broker sessions
 
     @property
     def image(self) -> MetadataImage:
@@ -90,7 +90,8 @@ class ActiveController:
             raise RaftlogError("NOT_CONTROLLER", "this node is not the active controller", exc.leader_id) from None
         except TimeoutError:
             raise RaftlogError("NOT_CONTROLLER", "leadership could not be confirmed") from None
-        if not self._was_leader:
+        term = self._driver.status().term
+        if self._sessions_term != term:
             # A new term of ours: every broker gets a fresh session before any can expire,
             # except the leader we followed until just now: it has been silent since we last
             # heard from it, so a killed controller's partitions move as fast as any broker's.
@@ -98,7 +99,7 @@ class ActiveController:
             previous, heard_ms = self._driver.previous_leader_contact()
             recent = now_ms - heard_ms <= PREVIOUS_LEADER_WINDOW_ELECTIONS * self._election_timeout_ms
             self._sessions.reset(list(self.image.brokers), now_ms, {previous: heard_ms} if recent else None)
-            self._was_leader = True
+            self._sessions_term = term
 
     async def _decide(self, decision: Decision, validate_only: bool = False) -> int:
         """Runs a pure decision on the current image and commits its records; returns the offset."""
@@ -231,15 +232,16 @@ class ActiveController:
         while True:
             await asyncio.sleep(interval_s)
             if not self.is_active():
-                self._was_leader = False
                 continue
-            if self._was_leader and not decisions.fence_expired(
+            if self._sessions_term == self._driver.status().term and not decisions.fence_expired(
                     self.image, self._sessions, self._clock_ms(), self._session_timeout_ms):
                 continue  # nothing expired: no need for a quorum round trip
             try:
                 await self._decide(self._expired_decision)
             except RaftlogError as exc:
                 log.debug("session expiry check skipped: %s", exc)
+            except Exception:  # noqa: BLE001 - expiry must keep being checked
+                log.exception("session expiry check failed")
 
     def _expired_decision(self, image: MetadataImage) -> list[metadata_pb2.MetadataRecord]:
         expired = decisions.fence_expired(

@@ -68,7 +68,11 @@ class ReplicaFetcher:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             epochs_sent = {(p.topic_id, p.partition): p.current_leader_epoch for p in request.partitions}
-            backoff = await self._handle(response, sent, epochs_sent)
+            try:
+                backoff = await self._handle(response, sent, epochs_sent)
+            except Exception:  # noqa: BLE001 - a dead fetcher would leave its partitions behind for good
+                log.exception("handling a fetch from broker %d failed; fetching again", self.leader_id)
+                backoff = True
             if backoff:
                 await asyncio.sleep(ERROR_BACKOFF_S)
 

@@ -195,13 +195,19 @@ class ReplicaManager:
     async def _isr_loop(self) -> None:
         while True:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
-            lag_max_ms = self.replica_lag_time_max_ms()
-            unfenced = {b.broker_id for b in self.image.brokers.values() if not b.fenced}
-            for partition in list(self.partitions.values()):
-                wanted = partition.isr_change_wanted(lag_max_ms, unfenced)
-                if wanted is not None:
-                    partition.pending_isr = wanted
-                    asyncio.get_running_loop().create_task(self._alter_isr(partition, wanted))
+            try:
+                self._request_isr_changes()
+            except Exception:  # noqa: BLE001 - ISR changes must go on for the other partitions
+                log.exception("checking ISR changes failed")
+
+    def _request_isr_changes(self) -> None:
+        lag_max_ms = self.replica_lag_time_max_ms()
+        unfenced = {b.broker_id for b in self.image.brokers.values() if not b.fenced}
+        for partition in list(self.partitions.values()):
+            wanted = partition.isr_change_wanted(lag_max_ms, unfenced)
+            if wanted is not None:
+                partition.pending_isr = wanted
+                asyncio.get_running_loop().create_task(self._alter_isr(partition, wanted))
 
     async def _alter_isr(self, partition: Partition, new_isr: tuple[int, ...]) -> None:
         info = partition.info

@@ -27,6 +27,13 @@ def test_lost_duplicated_moved_and_reordered_records_are_counted():
     assert not verdict.ok
 
 
+def test_records_read_during_the_faults_must_still_be_served():
+    served = {0: [(0, V(0)), (1, V(1))]}
+    assert check([], served, read_live=[(0, 0, V(0)), (0, 1, V(1))]).ok
+    verdict = check([], served, read_live=[(0, 1, V(7)), (0, 2, V(8))])
+    assert verdict.vanished == [(0, 1, V(7)), (0, 2, V(8))] and not verdict.ok
+
+
 def test_replicas_that_disagree_or_miss_records_are_divergent():
     same = {0: [(0, V(0)), (1, V(1))]}
     assert divergent_offsets({1: same, 2: same, 3: same}) == []
