@@ -22,6 +22,7 @@ from raftlog.errors import RaftlogError, error_from_rpc
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
+from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import controller_pb2, controller_pb2_grpc
@@ -53,7 +54,7 @@ class ReplicaManager:
         self._topic_configs: dict[str, dict[str, str]] = {}
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._dirty = asyncio.Event()
-        self.changed = asyncio.Condition()  # notified on any partition's log end, high watermark or role
+        self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -136,7 +137,7 @@ class ReplicaManager:
             partition.become_follower()
             if info.leader >= 0:
                 self._fetcher_for(info.leader).add(partition)
-        asyncio.get_running_loop().create_task(partition._notify())
+        partition.changed.notify_all()
 
     def _fetcher_for(self, leader_id: int) -> ReplicaFetcher:
         if leader_id not in self._fetchers:
@@ -153,7 +154,7 @@ class ReplicaManager:
         partition = self.partitions.pop(key)
         self._unfollow(partition)
         partition.info = None
-        await partition._notify()
+        partition.changed.notify_all()
         log.info("%s: no longer hosted here; deleting its data", partition.name)
         partition.log.delete()
 

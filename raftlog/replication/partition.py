@@ -5,7 +5,7 @@ The partition's data lives in a partition log (raftlog.log), reached through the
 the ReplicaManager feeds it metadata, fetch requests and the clock, and carries out ISR
 changes it asks for through the controller.
 
-Waiting (acks=all, long-poll fetches) uses one asyncio.Condition shared by the broker's
+Waiting (acks=all, long-poll fetches) uses one ChangeNotifier shared by the broker's
 partitions, notified whenever a log end, a high watermark or a role changes.
 """
 
@@ -20,6 +20,7 @@ from raftlog.errors import RaftlogError
 from raftlog.metadata.image import PartitionInfo
 from raftlog.replication import isr as isr_rules
 from raftlog.replication.log_adapter import AppendInfo, ReplicaLog
+from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.producer_state import ProducerStateTable
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _monotonic_ms() -> float:
 
 class Partition:
     def __init__(self, topic: str, topic_id: bytes, index: int, broker_id: int, replica_log: ReplicaLog,
-                 changed: asyncio.Condition, clock_ms=_monotonic_ms):
+                 changed: ChangeNotifier, clock_ms=_monotonic_ms):
         self.topic = topic
         self.topic_id = topic_id
         self.index = index
@@ -163,7 +164,7 @@ class Partition:
         info: AppendInfo = await self.log.append_as_leader(records, epoch, on_written=self._on_written)
         if not self.is_leader or self.leader_epoch != epoch:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name} lost leadership during the append")
-        await self._notify()
+        self.changed.notify_all()
         if acks == ACKS_ALL:
             await self._await_replication(info.last_offset, timeout_ms, min_isr, epoch)
         return ProduceOutcome(info.first_offset, self.log.log_start_offset, sum(b.record_count for b in info.batches))
@@ -183,6 +184,7 @@ class Partition:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SEQUENCE_WAIT_S
         while True:
+            token = self.changed.token()
             try:
                 return self._duplicate_of(batches)
             except RaftlogError as exc:
@@ -190,15 +192,11 @@ class Partition:
                             for h in batches)
                 if exc.reason not in WAITABLE_SEQUENCE_ERRORS or not ahead or loop.time() >= deadline:
                     raise
-            async with self.changed:
-                try:
-                    await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
-                except asyncio.TimeoutError:
-                    pass
+            await self.changed.wait(token, deadline - loop.time())
 
     def _on_written(self, info: AppendInfo) -> None:
         self._record_producers(info)
-        asyncio.get_running_loop().create_task(self._notify())
+        self.changed.notify_all()
 
     def _duplicate_of(self, batches) -> tuple[int, int] | None:
         """(first, last) offset of the original when the batches are a retried duplicate."""
@@ -219,21 +217,13 @@ class Partition:
         def done() -> bool:
             return self.high_watermark > last_offset or not self.is_leader or self.leader_epoch != epoch
 
-        async with self.changed:
-            try:
-                await asyncio.wait_for(self.changed.wait_for(done), timeout_ms / 1000.0)
-            except asyncio.TimeoutError:
-                raise RaftlogError("REQUEST_TIMED_OUT",
-                                   f"{self.name}: not replicated to the ISR within {timeout_ms} ms") from None
+        if not await self.changed.wait_until(done, timeout_ms / 1000.0):
+            raise RaftlogError("REQUEST_TIMED_OUT", f"{self.name}: not replicated to the ISR within {timeout_ms} ms")
         if not self.is_leader or self.leader_epoch != epoch:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name}: leadership moved before replication")
         if len(self.isr) < min_isr:
             raise RaftlogError("NOT_ENOUGH_REPLICAS_AFTER_APPEND",
                                f"{self.name}: written, but the ISR shrank below min.insync.replicas={min_isr}")
-
-    async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
 
     # -- leader: fetches --------------------------------------------------------------------
 
@@ -284,7 +274,7 @@ class Partition:
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw
             self.log.write_high_watermark(new_hw)
-            asyncio.get_running_loop().create_task(self._notify())
+            self.changed.notify_all()
 
     def isr_change_wanted(self, lag_max_ms: int, unfenced: set[int]) -> tuple[int, ...] | None:
         """The ISR this leader should ask the controller for, or None. Only unfenced brokers may
@@ -314,7 +304,7 @@ class Partition:
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw
             self.log.write_high_watermark(new_hw)
-        await self._notify()
+        self.changed.notify_all()
 
     def truncate_for_divergence(self, epoch: int, leader_end_offset: int) -> int:
         """Truncates to where our log and the leader's agree (Kafka's fetcher rule); returns the new log end.

@@ -81,16 +81,13 @@ async def fetch(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> br
 
 async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, read) -> list:
     deadline = time.monotonic() + min(max(max_wait_ms, 0), MAX_WAIT_CAP_MS) / 1000.0
-    async with manager.changed:
-        while True:
-            results, total_bytes, stop = read()
-            remaining_s = deadline - time.monotonic()
-            if stop or total_bytes >= min_bytes or remaining_s <= 0:
-                return results
-            try:
-                await asyncio.wait_for(manager.changed.wait(), remaining_s)
-            except asyncio.TimeoutError:
-                pass
+    while True:
+        token = manager.changed.token()
+        results, total_bytes, stop = read()
+        remaining_s = deadline - time.monotonic()
+        if stop or total_bytes >= min_bytes or remaining_s <= 0:
+            return results
+        await manager.changed.wait(token, remaining_s)
 
 
 def _read_replica(manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest) -> tuple[list, int, bool]:

@@ -8,6 +8,7 @@ changes by applying new partition metadata, exactly as the controller would.
 import asyncio
 
 from raftlog.metadata.image import PartitionInfo
+from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
 from tests.unit.fake_replica_log import FakeReplicaLog
 
@@ -19,7 +20,7 @@ def info(leader: int, epoch: int, isr=(1, 2)) -> PartitionInfo:
 
 
 def replica(broker_id: int, log: FakeReplicaLog, state: PartitionInfo) -> Partition:
-    partition = Partition("t", TOPIC_ID, 0, broker_id, log, asyncio.Condition(), clock_ms=lambda: 0.0)
+    partition = Partition("t", TOPIC_ID, 0, broker_id, log, ChangeNotifier(), clock_ms=lambda: 0.0)
     role = partition.apply_metadata(state)
     partition.become_leader() if role == "leader" else partition.become_follower()
     return partition

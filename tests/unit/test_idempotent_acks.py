@@ -9,6 +9,7 @@ from raftlog.log import LogConfig
 from raftlog.log.record_batch import encode_batch
 from raftlog.metadata.image import PartitionInfo
 from raftlog.replication.log_adapter import PartitionReplicaLog
+from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
 
 TOPIC_ID = b"T" * 16
@@ -17,7 +18,7 @@ TOPIC_ID = b"T" * 16
 def test_a_retried_duplicate_is_acknowledged_only_once_the_isr_has_it(tmp_path):
     async def scenario():
         leader = Partition("t", TOPIC_ID, 0, 1, PartitionReplicaLog(tmp_path / "t-0", LogConfig()),
-                           asyncio.Condition(), clock_ms=lambda: 0.0)
+                           ChangeNotifier(), clock_ms=lambda: 0.0)
         leader.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
         leader.become_leader()
         batch = encode_batch([(b"k", b"v", None, 0)], producer_id=7, producer_epoch=0, base_sequence=0)

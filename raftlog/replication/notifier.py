@@ -1,0 +1,50 @@
+"""ChangeNotifier: a broadcast "something changed" signal for asyncio waiters, holding no lock.
+
+Waiters (acks=all produce, long-poll fetches, sequence waits) take a token, look at the state,
+and wait for a notification after the token, so none can slip by between looking and waiting.
+
+Why not asyncio.Condition: on Python 3.11, when wait_for(condition.wait(), t) times out while
+its task is itself being cancelled (a client abandoning its long poll), the inner wait can
+re-acquire the condition's lock after its caller is gone; the lock then stays held for good and
+every waiter and notifier of the broker blocks behind it (seen in the chaos suite after a pause).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+class ChangeNotifier:
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def token(self) -> asyncio.Event:
+        """Take before looking at the state; `wait(token)` then returns on any later change."""
+        return self._event
+
+    def notify_all(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, token: asyncio.Event, timeout_s: float) -> None:
+        """Returns on the first notification after `token` was taken, or after timeout_s."""
+        if timeout_s <= 0:
+            return
+        try:
+            await asyncio.wait_for(token.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """True once predicate() holds (checked after every notification); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            token = self.token()
+            if predicate():
+                return True
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                return False
+            await self.wait(token, remaining_s)
