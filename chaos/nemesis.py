@@ -157,14 +157,18 @@ class ChaosRun:
         raise TimeoutError("partition 0 has no leader")
 
     def _wait_recovered(self) -> None:
-        """Every partition led by a live node with all three replicas in sync."""
+        """Every partition led by a live node with all three replicas in sync, and led by its
+        preferred replica again (so leaders stay spread and one fault never hits them all)."""
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         last = None
         while time.monotonic() < deadline:
             try:
                 last = self._partitions()
                 if all(p["leader"] > 0 and len(p["isr"]) == 3 for p in last):
-                    return
+                    if all(p["leader"] == p["replicas"][0] for p in last):
+                        return
+                    with self.cluster.admin(timeout_ms=5000) as admin:
+                        admin.elect_leaders("preferred", [(TOPIC, p["partition"]) for p in last])
             except RaftlogError as exc:
                 last = exc
             time.sleep(0.1)

@@ -21,7 +21,7 @@ class Workload:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, records_per_s: int = 400):
         self._producer = Producer(bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
-                                  delivery_timeout_ms=120_000, request_timeout_ms=5_000, retry_backoff_ms=50)
+                                  delivery_timeout_ms=120_000, request_timeout_ms=3_000, retry_backoff_ms=50)
         self._topic = topic
         self._partitions = partitions
         self._interval_s = 1.0 / records_per_s

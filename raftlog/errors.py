@@ -44,6 +44,14 @@ class RaftlogError(Exception):
         return REASON_CODES.get(self.reason, grpc.StatusCode.UNKNOWN)
 
 
+# Failures of the call itself, in Kafka's terms: both are worth a retry (a timed-out request may
+# still have been carried out, which is what idempotent producers are for).
+TRANSPORT_REASONS = {
+    grpc.StatusCode.UNAVAILABLE: "BROKER_NOT_AVAILABLE",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "REQUEST_TIMED_OUT",
+}
+
+
 def error_from_rpc(error: grpc.RpcError) -> RaftlogError:
     """Rebuilds the server's RaftlogError from a failed call's status and trailing metadata."""
     metadata = dict(error.trailing_metadata() or ())
@@ -51,8 +59,8 @@ def error_from_rpc(error: grpc.RpcError) -> RaftlogError:
     details = error.details() or ""
     leader = metadata.get(LEADER_METADATA_KEY)
     leader_id = int(leader) if leader not in (None, "") else None
-    if reason is None:
-        reason = "BROKER_NOT_AVAILABLE" if error.code() == grpc.StatusCode.UNAVAILABLE else "UNKNOWN_SERVER_ERROR"
+    if reason is None:  # the call failed before (or without) a raftlog answer
+        reason = TRANSPORT_REASONS.get(error.code(), "UNKNOWN_SERVER_ERROR")
         return RaftlogError(reason, f"{error.code().name}: {details}", leader_id)
     message = details[len(reason) + 2 :] if details.startswith(reason + ": ") else details
     return RaftlogError(reason, message, leader_id)

@@ -83,6 +83,7 @@ class Node:
             metadata_offset=lambda: self.driver.status().applied_index,
             heartbeat_interval_ms=config["broker.heartbeat.interval.ms"],
             session_timeout_ms=config["broker.session.timeout.ms"],
+            rpc_timeout_s=config.controller_rpc_timeout_s,
         )
         controller_id = lambda: self.driver.status().leader_id  # noqa: E731
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731

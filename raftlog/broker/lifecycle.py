@@ -21,7 +21,6 @@ from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
 
 log = logging.getLogger(__name__)
 
-MAX_RPC_TIMEOUT_S = 3.0
 RETRY_BACKOFF_S = 0.2
 
 
@@ -37,6 +36,7 @@ class BrokerLifecycle:
         metadata_offset: Callable[[], int],
         heartbeat_interval_ms: int,
         session_timeout_ms: int,
+        rpc_timeout_s: float,
     ):
         self._cluster_id = cluster_id
         self._broker_id = broker_id
@@ -45,9 +45,7 @@ class BrokerLifecycle:
         self._controller_id = controller_id
         self._metadata_offset = metadata_offset
         self._heartbeat_interval_s = heartbeat_interval_ms / 1000.0
-        # A call to a controller that is cut off must give up well within the session, so that the
-        # next heartbeat reaches its successor in time (else a healthy broker is fenced).
-        self._rpc_timeout_s = min(MAX_RPC_TIMEOUT_S, session_timeout_ms / 4000.0)
+        self._rpc_timeout_s = rpc_timeout_s
         self._session_timeout_s = session_timeout_ms / 1000.0
         self.incarnation_id = uuid.uuid4().hex
         self.broker_epoch: int | None = None

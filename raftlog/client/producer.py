@@ -42,6 +42,9 @@ REFRESH_METADATA = frozenset({
     "UNKNOWN_LEADER_EPOCH", "UNKNOWN_TOPIC_OR_PARTITION",
 })
 SEQUENCE_WAIT = frozenset({"OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID"})
+# The broker answers within the request's timeout_ms; past this margin the leader is taken for
+# unreachable (paused, cut off) and the batch is retried, on a new leader if there is one.
+RESPONSE_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -227,19 +230,21 @@ class _Sender:
     async def _send_in_turn(self, batch: _Batch, previous_turn: asyncio.Future | None, turn: asyncio.Future) -> None:
         """Takes an in-flight slot after the partition's previous batch took its own, then delivers."""
         key = (batch.topic, batch.partition)
-        if previous_turn is not None:
-            await previous_turn
-        # The broker remembers a producer's last 5 batches per partition. A batch goes out only once
-        # every batch max_in_flight places before it has completed, so a batch being retried (its
-        # answer lost) is still in that window however many later batches completed meanwhile.
-        window = self._window[key] if batch.sequence >= 0 else None
-        while window is not None and len(window) >= self._settings["max_in_flight"]:
-            await window.popleft()
-        semaphore = self._in_flight.setdefault(key, asyncio.Semaphore(self._settings["max_in_flight"]))
-        await semaphore.acquire()
-        if window is not None:
-            window.append(asyncio.current_task())
-        turn.set_result(None)
+        try:
+            if previous_turn is not None:
+                await previous_turn
+            # The broker remembers a producer's last 5 batches per partition. A batch goes out only
+            # once every batch max_in_flight places before it has completed, so a batch being
+            # retried (its answer lost) is still in that window however many later ones completed.
+            window = self._window[key] if batch.sequence >= 0 else None
+            while window is not None and len(window) >= self._settings["max_in_flight"]:
+                await asyncio.wait({window.popleft()})  # its completion, whatever its outcome
+            semaphore = self._in_flight.setdefault(key, asyncio.Semaphore(self._settings["max_in_flight"]))
+            await semaphore.acquire()
+            if window is not None:
+                window.append(asyncio.current_task())
+        finally:
+            turn.set_result(None)  # the partition's next batch must never wait for good
         await self._deliver(batch, semaphore)
 
     async def _init_producer_id(self) -> None:
@@ -306,12 +311,17 @@ class _Sender:
                 partitions=[broker_pb2.PartitionRecords(topic=batch.topic, partition=batch.partition,
                                                         records=batch.encoded)],
             )
-            timeout_s = timeout_ms / 1000.0 + 5
+            timeout_s = timeout_ms / 1000.0 + RESPONSE_MARGIN_S
             response = await self._metadata.stub(leader.address).Produce(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             return error_from_rpc(exc)
         except RaftlogError as exc:
             return exc
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise  # we are being cancelled
+            # grpc.aio ends a call it cancelled itself (its channel reconnecting) this way: retry.
+            return RaftlogError("BROKER_NOT_AVAILABLE", "the call was cancelled by the channel")
         result = response.results[0]
         if result.error_reason:
             return RaftlogError(result.error_reason, result.error_message)

@@ -223,7 +223,7 @@ class ReplicaManager:
                 topic_id=partition.topic_id, partition=partition.index, leader_epoch=info.leader_epoch,
                 partition_epoch=info.partition_epoch, new_isr=new_isr,
             )
-            response = await stub.AlterPartition(request, timeout=5)
+            response = await stub.AlterPartition(request, timeout=self.config.controller_rpc_timeout_s)
             log.info("%s: ISR %s -> %s", partition.name, list(info.isr), list(new_isr))
             if response.partition_epoch == info.partition_epoch:
                 partition.pending_isr = None  # nothing changed, so no metadata update will clear it
