@@ -228,12 +228,16 @@ class Partition:
     # -- leader: fetches --------------------------------------------------------------------
 
     def read_for_consumer(self, offset: int, max_bytes: int, leader_epoch: int = -1) -> tuple[bytes, int, int]:
-        """(records up to the high watermark, high watermark, log start offset)."""
+        """(records up to the high watermark, high watermark, log start offset).
+
+        An offset between the high watermark and the log end is valid, just not readable yet: a
+        new leader's high watermark can trail the old one's for a moment, and a consumer there
+        must wait, not be sent back to auto.offset.reset (Kafka's rule too)."""
         self._check_leader(leader_epoch)
-        if offset < self.log.log_start_offset or offset > self.high_watermark:
+        if offset < self.log.log_start_offset or offset > max(self.high_watermark, self.log.log_end_offset):
             raise RaftlogError(
                 "OFFSET_OUT_OF_RANGE",
-                f"{self.name}: offset {offset} is outside [{self.log.log_start_offset}, {self.high_watermark}]",
+                f"{self.name}: offset {offset} is outside [{self.log.log_start_offset}, {self.log.log_end_offset}]",
             )
         records = self.log.read(offset, max_bytes, max_offset=self.high_watermark) if offset < self.high_watermark else b""
         return records, self.high_watermark, self.log.log_start_offset

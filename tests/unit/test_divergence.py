@@ -7,6 +7,7 @@ changes by applying new partition metadata, exactly as the controller would.
 
 import asyncio
 
+from raftlog.errors import RaftlogError
 from raftlog.metadata.image import PartitionInfo
 from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
@@ -151,5 +152,23 @@ def test_a_leadership_that_wrote_nothing_does_not_stop_the_replica_from_followin
         b = replica(2, log_b, info(1, 2))
         await sync(b, a)
         assert log_b.payloads() == log_a.payloads() == [b"m1", b"m2"]
+
+    asyncio.run(scenario())
+
+
+def test_a_consumer_between_the_high_watermark_and_the_log_end_waits_instead_of_resetting():
+    """A new leader's high watermark may trail the position a consumer reached on the old one."""
+    async def scenario():
+        a = replica(1, FakeReplicaLog(), info(1, 0))
+        for payload in (b"m1", b"m2"):
+            await a.append_as_leader(payload, acks=1, timeout_ms=1000, min_isr=1)
+        assert a.high_watermark == 0 and a.log.log_end_offset == 2  # B has not fetched yet
+        assert a.read_for_consumer(2, 1 << 20) == (b"", 0, 0)
+        try:
+            a.read_for_consumer(3, 1 << 20)
+        except RaftlogError as exc:
+            assert exc.reason == "OFFSET_OUT_OF_RANGE"
+        else:
+            raise AssertionError("an offset past the log end must be out of range")
 
     asyncio.run(scenario())
