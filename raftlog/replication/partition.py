@@ -323,15 +323,20 @@ class Partition:
             own_epoch, own_end = self.log.end_offset_for_epoch(epoch)
             target = min(own_end, leader_end_offset) if own_epoch == epoch else own_end
         target = max(target, self.log.log_start_offset)
-        if target < self.log.log_end_offset:
+        cuts_records = target < self.log.log_end_offset
+        if cuts_records:
             log.warning("%s: truncating from %d to %d (diverged from the leader in epoch %d)", self.name,
                         self.log.log_end_offset, target, epoch)
         if target <= self.log.log_end_offset:
             # Even with no record to cut, an epoch of ours that starts at the target (a leadership
             # that wrote nothing) must go: the next fetch would name it again and never progress.
             self.log.truncate_to(target)
-            self.producer_state.truncate_to(target)
             self.high_watermark = min(self.high_watermark, target)
+        if cuts_records:
+            # Sequences as of the new end, from the log: the batches cut may be all the table
+            # remembered of a producer whose earlier batches are still there (forgetting the
+            # producer would refuse its next batch as UNKNOWN_PRODUCER_ID until it gave up).
+            self.producer_state = _rebuild_producer_state(self.log)
         return self.log.log_end_offset
 
     def truncate_fully_and_start_at(self, offset: int) -> None:

@@ -95,16 +95,6 @@ class ProducerStateTable:
             entry = self.producers[producer_id] = ProducerEntry(epoch)
         entry.batches.append(BatchMeta(first_seq, last_seq, first_offset, last_offset))
 
-    def truncate_to(self, offset: int) -> None:
-        """Forgets batches at or above `offset` (the log was truncated there)."""
-        for producer_id in list(self.producers):
-            entry = self.producers[producer_id]
-            kept = [b for b in entry.batches if b.last_offset < offset]
-            if kept:
-                entry.batches = deque(kept, maxlen=MAX_INFLIGHT_BATCHES)
-            else:
-                del self.producers[producer_id]
-
     def to_json(self) -> str:
         return json.dumps({
             str(pid): {"epoch": e.epoch, "batches": [[b.first_seq, b.last_seq, b.first_offset, b.last_offset]

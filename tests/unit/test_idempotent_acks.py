@@ -1,4 +1,5 @@
-"""A retried idempotent batch is answered like its original append: never before acks allows."""
+"""Idempotent producer state on the leader: a retried batch is answered like its original append
+(never before acks allows), and sequences survive truncation."""
 
 import asyncio
 
@@ -31,5 +32,48 @@ def test_a_retried_duplicate_is_acknowledged_only_once_the_isr_has_it(tmp_path):
         outcome = await leader.append_as_leader(batch, acks=-1, timeout_ms=50, min_isr=2)
         assert (outcome.base_offset, outcome.record_count, leader.log.log_end_offset) == (0, 0, 1)
         leader.log.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_truncated_replica_still_knows_the_producer_from_its_earlier_batches(tmp_path):
+    """A leader wrote more unreplicated batches of a producer than the table remembers (5); a
+    new leader's epoch makes it truncate them all. It must fall back to the producer's earlier
+    batches in its log, not forget the producer (UNKNOWN_PRODUCER_ID for its next batch)."""
+    from tests.unit.test_divergence import sync
+
+    def batch(sequence: int) -> bytes:
+        return encode_batch([(b"k", b"v%d" % sequence, None, 0)], producer_id=7, producer_epoch=0,
+                            base_sequence=sequence)
+
+    def switch(partition: Partition, leader: int, epoch: int) -> Partition:
+        """A leadership change as the broker applies it: the same Partition object goes on."""
+        partition.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), leader, epoch, epoch))
+        partition.become_leader() if leader == partition.broker_id else partition.become_follower()
+        return partition
+
+    def replica(broker_id: int, log: PartitionReplicaLog, leader: int, epoch: int) -> Partition:
+        return switch(Partition("t", TOPIC_ID, 0, broker_id, log, ChangeNotifier(), clock_ms=lambda: 0.0),
+                      leader, epoch)
+
+    async def scenario():
+        log_a = PartitionReplicaLog(tmp_path / "a", LogConfig())
+        log_b = PartitionReplicaLog(tmp_path / "b", LogConfig())
+        a, b = replica(1, log_a, 1, 0), replica(2, log_b, 1, 0)
+        for sequence in range(3):
+            await a.append_as_leader(batch(sequence), acks=1, timeout_ms=100, min_isr=1)
+        await sync(b, a)  # B has sequences 0..2
+        for sequence in range(3, 10):  # 7 batches B never gets
+            await a.append_as_leader(batch(sequence), acks=1, timeout_ms=100, min_isr=1)
+        switch(b, 2, 1)
+        switch(a, 2, 1)
+        await sync(a, b)
+        assert log_a.log_end_offset == log_b.log_end_offset == 3
+        switch(b, 1, 2)
+        switch(a, 1, 2)  # A leads again: the producer goes on from sequence 3
+        outcome = await a.append_as_leader(batch(3), acks=1, timeout_ms=100, min_isr=1)
+        assert outcome.base_offset == 3
+        log_a.close()
+        log_b.close()
 
     asyncio.run(scenario())
