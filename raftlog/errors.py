@@ -44,11 +44,12 @@ class RaftlogError(Exception):
         return REASON_CODES.get(self.reason, grpc.StatusCode.UNKNOWN)
 
 
-# Failures of the call itself, in Kafka's terms: both are worth a retry (a timed-out request may
-# still have been carried out, which is what idempotent producers are for).
+# Failures of the call itself, in Kafka's terms: all worth a retry (a request that timed out or
+# was cut off may still have been carried out, which is what idempotent producers are for).
 TRANSPORT_REASONS = {
     grpc.StatusCode.UNAVAILABLE: "BROKER_NOT_AVAILABLE",
     grpc.StatusCode.DEADLINE_EXCEEDED: "REQUEST_TIMED_OUT",
+    grpc.StatusCode.CANCELLED: "NETWORK_EXCEPTION",  # e.g. the broker shut down with the call in flight
 }
 
 

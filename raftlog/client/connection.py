@@ -12,7 +12,7 @@ from raftlog.channels import sync_channel
 from raftlog.errors import RaftlogError, error_from_rpc
 
 # Reasons that mean "try again, maybe elsewhere": the cluster is electing or a node is down.
-RETRIABLE_REASONS = frozenset({"NOT_CONTROLLER", "BROKER_NOT_AVAILABLE", "REQUEST_TIMED_OUT"})
+RETRIABLE_REASONS = frozenset({"NOT_CONTROLLER", "BROKER_NOT_AVAILABLE", "REQUEST_TIMED_OUT", "NETWORK_EXCEPTION"})
 RETRY_BACKOFF_S = 0.1
 
 

@@ -13,6 +13,7 @@ import time
 import grpc
 import pytest
 
+from chaos.workload import stored_records
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
 from tests.integration.conftest import wait_until
@@ -169,19 +170,7 @@ def test_idempotent_retries_after_lost_responses_never_duplicate(make_cluster, m
 
 def _stored_values(directory) -> list[bytes]:
     """The values in a partition directory, read from the files (the node must be stopped)."""
-    from raftlog.log import PartitionLog
-    from raftlog.log.record_batch import iter_batches
-
-    log = PartitionLog(directory)
-    values, offset = [], log.log_start_offset
-    while offset < log.log_end_offset:
-        data = log.read(offset, 1 << 22)
-        if not data:
-            break
-        for header, batch in iter_batches(data):
-            values += [r.value for r in batch]
-            offset = header.last_offset + 1
-    return values
+    return [value for _, value in stored_records(directory)]
 
 
 def test_reassignment_moves_a_partition_onto_the_third_node(make_cluster):
