@@ -238,7 +238,9 @@ class _Sender:
             # retried (its answer lost) is still in that window however many later ones completed.
             window = self._window[key] if batch.sequence >= 0 else None
             while window is not None and len(window) >= self._settings["max_in_flight"]:
-                await asyncio.wait({window.popleft()})  # its completion, whatever its outcome
+                oldest = window.popleft()
+                if not oldest.done():
+                    await asyncio.wait({oldest})  # its completion, whatever its outcome
             semaphore = self._in_flight.setdefault(key, asyncio.Semaphore(self._settings["max_in_flight"]))
             await semaphore.acquire()
             if window is not None:
