@@ -54,6 +54,12 @@ def make_cluster(tmp_path):
         cluster.stop()
 
 
+def describe_partition(cluster, topic: str, node_ids=None, partition: int = 0) -> dict:
+    """Leader, replicas and ISR of one partition, as the given nodes (default: any) see it."""
+    with cluster.admin(node_ids, timeout_ms=3000) as admin:
+        return admin.describe_topics([topic])[0]["partitions"][partition]
+
+
 def wait_until(predicate, timeout_s: float, what: str):
     """Polls predicate (RaftlogError counts as not yet) until it is truthy; returns its value."""
     deadline = time.monotonic() + timeout_s

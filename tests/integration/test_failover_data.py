@@ -10,15 +10,14 @@ import pytest
 
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import describe_partition, wait_until
 from tests.integration.test_data_plane import FAST_ISR, read_all
 
 pytestmark = pytest.mark.slow
 
 
 def leader_of(cluster, topic: str, partition: int = 0, node_ids=None) -> int:
-    with cluster.admin(node_ids, timeout_ms=3000) as admin:
-        return admin.describe_topics([topic])[0]["partitions"][partition]["leader"]
+    return describe_partition(cluster, topic, node_ids, partition)["leader"]
 
 
 def test_acks_all_records_survive_repeated_leader_kills(make_cluster):
@@ -146,8 +145,3 @@ def test_a_follower_that_missed_many_megabytes_catches_up_and_rejoins(make_clust
     cluster.start_node(follower)
     wait_until(lambda: sorted(describe_partition(cluster, "backlog")["isr"]) == [1, 2, 3], 60,
                "the restarted follower to catch up and rejoin the ISR")
-
-
-def describe_partition(cluster, topic: str, node_ids=None) -> dict:
-    with cluster.admin(node_ids, timeout_ms=3000) as admin:
-        return admin.describe_topics([topic])[0]["partitions"][0]

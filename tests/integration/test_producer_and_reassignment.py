@@ -16,7 +16,7 @@ import pytest
 from chaos.workload import stored_records
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import describe_partition, wait_until
 from tests.integration.test_data_plane import FAST_ISR
 
 pytestmark = pytest.mark.slow
@@ -44,11 +44,6 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, timeout_s: fl
     finally:
         consumer.close()
     return records
-
-
-def describe(cluster, topic: str, node_ids=None) -> dict:
-    with cluster.admin(node_ids, timeout_ms=3000) as admin:
-        return admin.describe_topics([topic])[0]["partitions"][0]
 
 
 def produce(producer: Producer, topic: str, values: list[bytes], timeout_s: float = 60) -> list[int]:
@@ -128,7 +123,7 @@ def test_idempotent_retries_after_lost_responses_never_duplicate(make_cluster, m
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("idem", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
-    wait_until(lambda: sorted(describe(cluster, "idem")["isr"]) == [1, 2, 3], 20, "the full ISR")
+    wait_until(lambda: sorted(describe_partition(cluster, "idem")["isr"]) == [1, 2, 3], 20, "the full ISR")
 
     dropper = DropProduceResponses(drop_rate=0.3, seed=20240611)
     original_channel = grpc.aio.insecure_channel
@@ -179,7 +174,7 @@ def test_reassignment_moves_a_partition_onto_the_third_node(make_cluster):
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("moving", partitions=1, replication_factor=2)
-    before = wait_until(lambda: (p := describe(cluster, "moving")) and len(p["isr"]) == 2 and p, 20, "the ISR")
+    before = wait_until(lambda: (p := describe_partition(cluster, "moving")) and len(p["isr"]) == 2 and p, 20, "the ISR")
     old_leader, kept = before["leader"], next(r for r in before["replicas"] if r != before["leader"])
     [newcomer] = [i for i in cluster.specs if i not in before["replicas"]]
     moved_dir = cluster.specs[newcomer].home / "data" / "moving-0"
@@ -201,7 +196,7 @@ def test_reassignment_moves_a_partition_onto_the_third_node(make_cluster):
         produce(producer, "moving", during)
         values += during
 
-        after = wait_until(lambda: (p := describe(cluster, "moving")) and p["replicas"] == target
+        after = wait_until(lambda: (p := describe_partition(cluster, "moving")) and p["replicas"] == target
                            and sorted(p["isr"]) == sorted(target) and not p["adding_replicas"]
                            and not p["removing_replicas"] and p, 30, "the reassignment to complete")
         assert after["leader"] == newcomer, after  # the old leader was removed: the first of the new ISR leads
@@ -236,7 +231,7 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("pref", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
-    initial = wait_until(lambda: (p := describe(cluster, "pref")) and len(p["isr"]) == 3 and p, 20, "the full ISR")
+    initial = wait_until(lambda: (p := describe_partition(cluster, "pref")) and len(p["isr"]) == 3 and p, 20, "the full ISR")
     preferred = initial["replicas"][0]
     assert initial["leader"] == preferred
     others = [i for i in cluster.specs if i != preferred]
@@ -248,7 +243,7 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
         produce(producer, "pref", values)
 
         cluster.kill_node(preferred)
-        failover = wait_until(lambda: (p := describe(cluster, "pref", others))["leader"] not in (preferred, -1)
+        failover = wait_until(lambda: (p := describe_partition(cluster, "pref", others))["leader"] not in (preferred, -1)
                               and preferred not in p["isr"] and p, 20, "a new leader without the killed one")
         outage = [b"outage-%04d" % i for i in range(300)]
         produce(producer, "pref", outage)
@@ -256,7 +251,7 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
 
         cluster.start_node(preferred)
         cluster.wait_for_rejoin(preferred, timeout_s=30)
-        back = wait_until(lambda: (p := describe(cluster, "pref")) and preferred in p["isr"] and p, 30,
+        back = wait_until(lambda: (p := describe_partition(cluster, "pref")) and preferred in p["isr"] and p, 30,
                           "the restarted preferred replica to rejoin the ISR")
         assert back["leader"] == failover["leader"], "nothing moves leadership back on its own"
 
@@ -264,7 +259,7 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
                      "--partition", "0", "--output", "json", "--bootstrap-server", cluster.bootstrap_servers)
         assert result.returncode == 0, result.stdout + result.stderr
         assert json.loads(result.stdout) == [{"topic": "pref", "partition": 0, "error": None, "message": None}]
-        elected = wait_until(lambda: (p := describe(cluster, "pref")) and p["leader"] == preferred and p, 20,
+        elected = wait_until(lambda: (p := describe_partition(cluster, "pref")) and p["leader"] == preferred and p, 20,
                              "the preferred replica to lead again")
         assert elected["leader_epoch"] > back["leader_epoch"]
         assert elected["replicas"] == initial["replicas"]
