@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import click
 
@@ -42,20 +41,10 @@ def prepare_storage(config: NodeConfig, format_if_empty: bool) -> str:
     return verify_dirs(config.data_dirs, config.node_id, configured)
 
 
-async def _run_node(config: NodeConfig, cluster_id: str) -> None:
+async def _run_node(config: NodeConfig, cluster_id: str) -> str | None:
     from raftlog.node import Node  # imported here so `raftlog --help` stays fast
 
-    node = Node(config, cluster_id)
-    await node.start()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    try:
-        await asyncio.wait_for(node.stop(), timeout=config["shutdown.timeout.ms"] / 1000.0)
-    except asyncio.TimeoutError:
-        logging.getLogger(__name__).warning("clean shutdown took too long; exiting anyway")
+    return await Node(config, cluster_id).run()
 
 
 @click.group(name="node")
@@ -81,6 +70,8 @@ def start(config_path, overrides, format_if_empty, log_level) -> None:
     from raftlog.node import NodeStartError
 
     try:
-        asyncio.run(_run_node(config, cluster_id))
+        failure = asyncio.run(_run_node(config, cluster_id))
     except NodeStartError as exc:
         fail(str(exc))
+    if failure is not None:
+        fail(f"node {config.node_id} stopped: {failure}")

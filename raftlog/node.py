@@ -1,8 +1,15 @@
-"""One raftlog node: a single gRPC server carrying the Raft quorum, the controller and the admin API."""
+"""One raftlog node: a single gRPC server carrying the Raft quorum, the controller and the admin API.
+
+The node owns its background tasks (raftlog.tasks.TaskSupervisor) and its run loop (`Node.run`):
+it serves until asked to stop (SIGTERM, SIGINT) or until a task it cannot run without fails, in
+which case it reports NOT_SERVING, stops and returns a one-line reason for a non-zero exit.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +29,7 @@ from raftlog.raft import DriverSettings, RaftDriver
 from raftlog.replication.log_adapter import open_replica_log
 from raftlog.replication.manager import ReplicaManager
 from raftlog.store import Store
+from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -59,6 +67,7 @@ class Node:
         self.config = config
         self.cluster_id = cluster_id
         self.metrics = NodeMetrics()
+        self.tasks = TaskSupervisor(count_error=lambda loop: self.metrics.background_errors.labels(loop).inc())
         voter_addresses = {voter_id: str(address) for voter_id, address in config.voters.items()}
         self.peers = Peers(voter_addresses)
         self.store = Store(config.metadata_dir / "rocksdb")
@@ -70,9 +79,10 @@ class Node:
             store=self.store,
             state_machine=self.state_machine,
             settings=_driver_settings(config),
+            tasks=self.tasks,
         )
         self.driver.on_leader_change(self._leader_changed)
-        self.controller = ActiveController(self.driver, self.state_machine, config)
+        self.controller = ActiveController(self.driver, self.state_machine, config, self.tasks)
         self.lifecycle = BrokerLifecycle(
             cluster_id=cluster_id,
             broker_id=config.node_id,
@@ -84,6 +94,7 @@ class Node:
             heartbeat_interval_ms=config["broker.heartbeat.interval.ms"],
             session_timeout_ms=config["broker.session.timeout.ms"],
             rpc_timeout_s=config.controller_rpc_timeout_s,
+            tasks=self.tasks,
         )
         controller_id = lambda: self.driver.status().leader_id  # noqa: E731
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
@@ -91,7 +102,7 @@ class Node:
             broker_id=config.node_id, cluster_id=cluster_id, config=config, state_machine=self.state_machine,
             peers=self.peers, broker_epoch=broker_epoch, controller_id=controller_id,
             log_factory=lambda topic, index, configs: open_replica_log(config.log_dirs, topic, index, configs),
-            metrics=self.metrics,
+            tasks=self.tasks, metrics=self.metrics,
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.peers, broker_epoch, controller_id)
         self.health = health.aio.HealthServicer()
@@ -149,15 +160,43 @@ class Node:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set("", status)
 
+    async def run(self, stop_signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> str | None:
+        """Starts the node and serves until a stop signal (returns None) or a fatal task failure
+        (returns its one-line reason, after stopping the node as cleanly as it still can)."""
+        await self.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in stop_signals:
+            loop.add_signal_handler(sig, stopping.set)
+        stop_requested = asyncio.ensure_future(stopping.wait())
+        failed = asyncio.ensure_future(self.tasks.wait_failed())
+        try:
+            await asyncio.wait({stop_requested, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for sig in stop_signals:
+                loop.remove_signal_handler(sig)
+            stop_requested.cancel()
+            failed.cancel()
+        failure = self.tasks.failure
+        if failure is not None:
+            await self._set_serving(False)  # at once: health checks see it before the slow parts
+        try:
+            await asyncio.wait_for(self.stop(), timeout=self.config["shutdown.timeout.ms"] / 1000.0)
+        except asyncio.TimeoutError:
+            log.warning("node %d: clean shutdown took too long; exiting anyway", self.config.node_id)
+        return failure
+
     async def stop(self) -> None:
         """Clean shutdown: fence this broker, hand leadership over, then close everything."""
         log.info("node %d shutting down", self.config.node_id)
+        self.tasks.shutdown_started()
         await self._set_serving(False)
         await self.lifecycle.stop()
         await self.replicas.stop()
         await self.controller.stop()
-        await self.driver.stop(transfer_leadership=True)
+        await self.driver.stop(transfer_leadership=self.tasks.failure is None)
         await self.server.stop(grace=0.5)
+        await self.tasks.stop()
         await self.peers.close()
         self.metrics.stop()
         self.store.close()

@@ -17,6 +17,7 @@ import grpc
 
 from raftlog.api.peers import Peers
 from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class BrokerLifecycle:
         heartbeat_interval_ms: int,
         session_timeout_ms: int,
         rpc_timeout_s: float,
+        tasks: TaskSupervisor,
     ):
+        self._supervisor = tasks
         self._cluster_id = cluster_id
         self._broker_id = broker_id
         self._endpoint = metadata_pb2.Endpoint(host=advertised_host, port=advertised_port)
@@ -53,7 +56,7 @@ class BrokerLifecycle:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="broker-lifecycle")
+        self._task = self._supervisor.spawn(self._run(), name="broker-heartbeat", critical=True)
 
     async def stop(self) -> None:
         """Asks to be fenced (best effort), so clients stop being sent here."""
@@ -122,6 +125,6 @@ class BrokerLifecycle:
                 else:
                     log.debug("broker %d: %s", self._broker_id, exc)
                 await asyncio.sleep(RETRY_BACKOFF_S)
-            except Exception:  # noqa: BLE001 - without heartbeats the broker would stay fenced for good
-                log.exception("broker %d: heartbeat failed unexpectedly", self._broker_id)
+            except Exception as exc:  # noqa: BLE001 - without heartbeats the broker would stay fenced for good
+                self._supervisor.survived("broker-heartbeat", exc)
                 await asyncio.sleep(RETRY_BACKOFF_S)

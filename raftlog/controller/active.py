@@ -21,6 +21,7 @@ from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.metadata.records import encode_batch, no_op
 from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.raft import NotLeaderError
+from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import admin_pb2, metadata_pb2
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,11 @@ class ActiveController:
         driver,
         state_machine: MetadataStateMachine,
         config: node_config.NodeConfig,
+        tasks: TaskSupervisor,
         clock_ms: Callable[[], float] = _monotonic_ms,
     ):
         self._driver = driver
+        self._supervisor = tasks
         self._state_machine = state_machine
         self._config = config
         self._session_timeout_ms = config["broker.session.timeout.ms"]
@@ -64,7 +67,8 @@ class ActiveController:
         return status.leader_id == status.node_id
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._fence_expired_loop(), name="controller-session-expiry")
+        self._task = self._supervisor.spawn(self._fence_expired_loop(), name="controller-session-expiry",
+                                            critical=True)
 
     async def stop(self) -> None:
         if self._task:
@@ -240,8 +244,8 @@ class ActiveController:
                 await self._decide(self._expired_decision)
             except RaftlogError as exc:
                 log.debug("session expiry check skipped: %s", exc)
-            except Exception:  # noqa: BLE001 - expiry must keep being checked
-                log.exception("session expiry check failed")
+            except Exception as exc:  # noqa: BLE001 - expiry must keep being checked
+                self._supervisor.survived("controller-session-expiry", exc)
 
     def _expired_decision(self, image: MetadataImage) -> list[metadata_pb2.MetadataRecord]:
         expired = decisions.fence_expired(

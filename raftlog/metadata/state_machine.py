@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from raftlog.metadata.image import MetadataImage
 from raftlog.metadata.records import decode_batch
 
-log = logging.getLogger(__name__)
+
+
+class MetadataDivergenceError(RuntimeError):
+    """A committed metadata entry cannot be applied: this node's view can no longer follow the
+    quorum's. Fatal for the node (it stops), never skipped: skipping would let this node's image
+    differ from every other node's for good."""
 
 
 class MetadataStateMachine:
@@ -30,10 +34,9 @@ class MetadataStateMachine:
         """Applies one committed entry; returns its offset, which the proposer gets back."""
         try:
             batch = decode_batch(data)
-        except Exception:  # noqa: BLE001 - a record we cannot parse must not stop the node
-            log.error("metadata entry %d (term %d) is not a MetadataBatch; skipped", index, term)
-            self.image.offset = index
-            return index
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the same divergence
+            raise MetadataDivergenceError(
+                f"committed metadata entry {index} (term {term}) is not a MetadataBatch: {exc}") from exc
         self.image.apply_batch(index, batch)
         self._tell(index, batch)
         return index

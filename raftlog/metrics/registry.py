@@ -49,6 +49,10 @@ class NodeMetrics:
                                  registry=self.registry)
         self.messages_in = Counter("raftlog_messages_in", "Records produced, per topic", ["topic"],
                                    registry=self.registry)
+        self.background_errors = Counter(
+            "raftlog_background_errors", "Unexpected errors that a survivable background loop logged and went on "
+            "after, per loop", ["loop"], registry=self.registry,
+        )
         self._server = None
 
     def produced(self, topic: str, byte_count: int, record_count: int) -> None:

@@ -25,6 +25,7 @@ from raftlog.raft.messages import NO_NODE, Message, MsgType, NotLeaderError, Rea
 from raftlog.raft.storage import RaftStorage
 from raftlog.raft.transport import RaftTransport
 from raftlog.store import Store
+from raftlog.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ class RaftStatus:
 
 class RaftDriver:
     def __init__(self, *, node_id: int, voters: dict[int, str], cluster_id: str, store: Store,
-                 state_machine: StateMachine, settings: DriverSettings):
+                 state_machine: StateMachine, settings: DriverSettings, tasks: TaskSupervisor):
         self.node_id = node_id
+        self._supervisor = tasks
         self.settings = settings
         self._state_machine = state_machine
         self._storage = RaftStorage(store)
@@ -96,7 +98,7 @@ class RaftDriver:
         self.core = RaftNode(node_id, list(voters), persisted, settings.raft_settings(), random.Random())
         if persisted.snapshot is not None:
             self.core.set_snapshot(persisted.snapshot)
-        self._transport = RaftTransport(node_id, cluster_id, voters, self._deliver)
+        self._transport = RaftTransport(node_id, cluster_id, voters, self._deliver, tasks)
         self._wake = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
         self._reads: dict[int, asyncio.Future] = {}
@@ -117,8 +119,8 @@ class RaftDriver:
     async def start(self) -> None:
         self._transport.start()
         self._tasks = [
-            asyncio.create_task(self._tick_loop(), name="raft-tick"),
-            asyncio.create_task(self._ready_loop(), name="raft-ready"),
+            self._supervisor.spawn(self._tick_loop(), name="raft-tick", critical=True),
+            self._supervisor.spawn(self._ready_loop(), name="raft-ready", critical=True),
         ]
 
     async def stop(self, transfer_leadership: bool = True) -> None:

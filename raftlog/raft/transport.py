@@ -18,6 +18,7 @@ import grpc
 from raftlog.channels import aio_channel
 from raftlog.errors import REASON_METADATA_KEY
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
+from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,9 @@ class _Peer:
 
 class RaftTransport:
     def __init__(self, node_id: int, cluster_id: str, peers: dict[int, str],
-                 deliver: Callable[[list[Message]], None]):
+                 deliver: Callable[[list[Message]], None], tasks: TaskSupervisor):
         self.node_id = node_id
+        self._supervisor = tasks
         self.cluster_id = cluster_id
         self.peers = {peer_id: _Peer(peer_id, address) for peer_id, address in peers.items() if peer_id != node_id}
         self.deliver = deliver
@@ -95,7 +97,7 @@ class RaftTransport:
 
     def start(self) -> None:
         for peer in self.peers.values():
-            peer.task = asyncio.get_running_loop().create_task(self._stream_to(peer), name=f"raft-send-{peer.node_id}")
+            peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
 
     async def stop(self) -> None:
         tasks = [p.task for p in self.peers.values() if p.task]

@@ -42,7 +42,9 @@ class ReplicaFetcher:
         self.partitions.pop((partition.topic_id, partition.index), None)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"replica-fetcher-{self.leader_id}")
+        # Critical: a dead fetcher would leave its partitions behind for good; its rounds survive errors.
+        self._task = self._manager.supervisor.spawn(self._run(), name=f"replica-fetcher-{self.leader_id}",
+                                                    critical=True)
 
     async def stop(self) -> None:
         if self._task:
@@ -70,8 +72,8 @@ class ReplicaFetcher:
             epochs_sent = {(p.topic_id, p.partition): p.current_leader_epoch for p in request.partitions}
             try:
                 backoff = await self._handle(response, sent, epochs_sent)
-            except Exception:  # noqa: BLE001 - a dead fetcher would leave its partitions behind for good
-                log.exception("handling a fetch from broker %d failed; fetching again", self.leader_id)
+            except Exception as exc:  # noqa: BLE001 - a dead fetcher would leave its partitions behind for good
+                self._manager.supervisor.survived(f"replica-fetcher-{self.leader_id}", exc)
                 backoff = True
             if backoff:
                 await asyncio.sleep(ERROR_BACKOFF_S)

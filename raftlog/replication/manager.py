@@ -24,6 +24,7 @@ from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
 from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
+from raftlog.tasks import TaskSupervisor
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import controller_pb2, controller_pb2_grpc
 
@@ -40,8 +41,9 @@ LogFactory = Callable[[str, int, dict[str, str]], ReplicaLog]  # (topic, partiti
 class ReplicaManager:
     def __init__(self, broker_id: int, cluster_id: str, config: node_config.NodeConfig, state_machine,
                  peers: Peers, broker_epoch: Callable[[], int | None], controller_id: Callable[[], int | None],
-                 log_factory: LogFactory, metrics=None):
+                 log_factory: LogFactory, tasks: TaskSupervisor, metrics=None):
         self.broker_id = broker_id
+        self.supervisor = tasks
         self.cluster_id = cluster_id
         self.config = config
         self._state_machine = state_machine
@@ -69,9 +71,9 @@ class ReplicaManager:
         self._state_machine.add_listener(self._on_metadata_batch)
         self._dirty.set()
         self._tasks = [
-            asyncio.create_task(self._reconcile_loop(), name="replica-reconcile"),
-            asyncio.create_task(self._isr_loop(), name="replica-isr"),
-            asyncio.create_task(self._maintenance_loop(), name="log-maintenance"),
+            self.supervisor.spawn(self._reconcile_loop(), name="replica-reconcile", critical=True),
+            self.supervisor.spawn(self._isr_loop(), name="replica-isr", critical=True),
+            self.supervisor.spawn(self._maintenance_loop(), name="log-maintenance", critical=True),
         ]
 
     async def stop(self) -> None:
@@ -97,8 +99,8 @@ class ReplicaManager:
             self._topic_configs.clear()
             try:
                 await self.reconcile()
-            except Exception:  # noqa: BLE001 - keep serving; the next change retries
-                log.exception("reconciling partitions with metadata failed")
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
+                self.supervisor.survived("replica-reconcile", exc)
 
     # -- metadata -> partitions -------------------------------------------------------------
 
@@ -183,8 +185,9 @@ class ReplicaManager:
             for partition in list(self.partitions.values()):
                 try:
                     await partition.log.maintain(partition.high_watermark)
-                except Exception:  # noqa: BLE001 - one bad log must not stop the others
-                    log.exception("%s: retention/compaction failed", partition.name)
+                except Exception as exc:  # noqa: BLE001 - one bad log must not stop the others
+                    log.error("%s: retention/compaction failed", partition.name)
+                    self.supervisor.survived("log-maintenance", exc)
                 await asyncio.sleep(0)
 
     def replica_lag_time_max_ms(self) -> int:
@@ -198,8 +201,8 @@ class ReplicaManager:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
             try:
                 self._request_isr_changes()
-            except Exception:  # noqa: BLE001 - ISR changes must go on for the other partitions
-                log.exception("checking ISR changes failed")
+            except Exception as exc:  # noqa: BLE001 - ISR changes must go on for the other partitions
+                self.supervisor.survived("replica-isr", exc)
 
     def _request_isr_changes(self) -> None:
         lag_max_ms = self.replica_lag_time_max_ms()
@@ -208,7 +211,8 @@ class ReplicaManager:
             wanted = partition.isr_change_wanted(lag_max_ms, unfenced)
             if wanted is not None:
                 partition.pending_isr = wanted
-                asyncio.get_running_loop().create_task(self._alter_isr(partition, wanted))
+                self.supervisor.spawn(self._alter_isr(partition, wanted), name=f"alter-isr-{partition.name}",
+                                      critical=False)
 
     async def _alter_isr(self, partition: Partition, new_isr: tuple[int, ...]) -> None:
         info = partition.info
