@@ -101,7 +101,7 @@ class Node:
         self.replicas = ReplicaManager(
             broker_id=config.node_id, cluster_id=cluster_id, config=config, state_machine=self.state_machine,
             peers=self.peers, broker_epoch=broker_epoch, controller_id=controller_id,
-            log_factory=lambda topic, index, configs: open_replica_log(config.log_dirs, topic, index, configs),
+            log_factory=lambda topic, index, log_config: open_replica_log(config.log_dirs, topic, index, log_config),
             tasks=self.tasks, metrics=self.metrics,
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.peers, broker_epoch, controller_id)

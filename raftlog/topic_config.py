@@ -72,6 +72,11 @@ def _parse(key: TopicConfigKey, raw: str) -> Any:
         raise TopicConfigError(f"{key.name}: {raw!r} is not a valid {key.kind.__name__}") from None
 
 
+def parse_topic_value(name: str, raw: str) -> Any:
+    """A topic config's canonical text (as validate_topic_config returns it) -> its typed value."""
+    return _parse(TOPIC_SCHEMA[name], raw)
+
+
 def canonical(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

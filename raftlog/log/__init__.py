@@ -4,9 +4,9 @@ No dependency on Raft or replication; the broker reaches it through
 raftlog.replication.log_adapter.
 """
 
-from raftlog.log.config import LogConfig
+from raftlog.log.config import LogConfig, TopicSettings
 from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
 from raftlog.log.partition_log import AppendResult, GroupCommit, PartitionLog, partition_directory
 
-__all__ = ["AppendResult", "CorruptRecordError", "GroupCommit", "LogConfig", "LogError", "OffsetOutOfRangeError",
+__all__ = ["AppendResult", "CorruptRecordError", "GroupCommit", "LogConfig", "TopicSettings", "LogError", "OffsetOutOfRangeError",
            "PartitionLog", "partition_directory"]

@@ -1,26 +1,38 @@
-"""LogConfig: the topic configs the storage engine obeys, with Kafka's names."""
+"""LogConfig: the topic configs the storage engine obeys, typed, with Kafka's names.
+
+Defaults come from the one topic config schema (raftlog.topic_config.TOPIC_SCHEMA); there is no
+second copy of them here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from raftlog.topic_config import TOPIC_SCHEMA, parse_topic_value
 
 
-@dataclass(frozen=True)
+def _default(name: str) -> Any:
+    value = TOPIC_SCHEMA[name].default
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
-    segment_bytes: int = 1 << 30
-    segment_ms: int = 7 * 24 * 3600 * 1000
-    index_interval_bytes: int = 4096
-    retention_ms: int = 7 * 24 * 3600 * 1000  # -1: keep forever
-    retention_bytes: int = -1  # -1: no size bound
-    cleanup_policy: tuple[str, ...] = ("delete",)
-    delete_retention_ms: int = 24 * 3600 * 1000
-    min_cleanable_dirty_ratio: float = 0.5
+    segment_bytes: int = _default("segment.bytes")
+    segment_ms: int = _default("segment.ms")
+    index_interval_bytes: int = _default("index.interval.bytes")
+    retention_ms: int = _default("retention.ms")  # -1: keep forever
+    retention_bytes: int = _default("retention.bytes")  # -1: no size bound
+    cleanup_policy: tuple[str, ...] = _default("cleanup.policy")
+    delete_retention_ms: int = _default("delete.retention.ms")
+    min_cleanable_dirty_ratio: float = _default("min.cleanable.dirty.ratio")
     # Durability: an append is fsynced before it counts as written when either bound is hit.
     # flush.messages=1 (the default here, unlike Kafka's) fsyncs every append, with group commit.
-    flush_messages: int = 1
-    flush_ms: int = 0
-    max_message_bytes: int = 1048588
+    flush_messages: int = _default("flush.messages")
+    flush_ms: int = _default("flush.ms")
+    max_message_bytes: int = _default("max.message.bytes")
 
     @property
     def compact(self) -> bool:
@@ -32,19 +44,44 @@ class LogConfig:
 
     @classmethod
     def from_topic_configs(cls, configs: Mapping[str, str]) -> LogConfig:
-        """From topic config values (strings, as raftlog.topic_config resolves them)."""
-        get = configs.get
-        defaults = cls()
+        """From topic config values (canonical strings, as raftlog.topic_config resolves them);
+        a key that is absent takes the schema's default."""
+
+        def get(name: str) -> Any:
+            value = parse_topic_value(name, configs[name]) if name in configs else TOPIC_SCHEMA[name].default
+            return tuple(value) if isinstance(value, list) else value
+
         return cls(
-            segment_bytes=int(get("segment.bytes", defaults.segment_bytes)),
-            segment_ms=int(get("segment.ms", defaults.segment_ms)),
-            index_interval_bytes=int(get("index.interval.bytes", defaults.index_interval_bytes)),
-            retention_ms=int(get("retention.ms", defaults.retention_ms)),
-            retention_bytes=int(get("retention.bytes", defaults.retention_bytes)),
-            cleanup_policy=tuple(p.strip() for p in str(get("cleanup.policy", "delete")).split(",") if p.strip()),
-            delete_retention_ms=int(get("delete.retention.ms", defaults.delete_retention_ms)),
-            min_cleanable_dirty_ratio=float(get("min.cleanable.dirty.ratio", defaults.min_cleanable_dirty_ratio)),
-            flush_messages=int(get("flush.messages", defaults.flush_messages)),
-            flush_ms=int(get("flush.ms", defaults.flush_ms)),
-            max_message_bytes=int(get("max.message.bytes", defaults.max_message_bytes)),
+            segment_bytes=get("segment.bytes"),
+            segment_ms=get("segment.ms"),
+            index_interval_bytes=get("index.interval.bytes"),
+            retention_ms=get("retention.ms"),
+            retention_bytes=get("retention.bytes"),
+            cleanup_policy=get("cleanup.policy"),
+            delete_retention_ms=get("delete.retention.ms"),
+            min_cleanable_dirty_ratio=get("min.cleanable.dirty.ratio"),
+            flush_messages=get("flush.messages"),
+            flush_ms=get("flush.ms"),
+            max_message_bytes=get("max.message.bytes"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    """Everything a broker obeys for one topic, typed, built once per metadata change (no string
+    lookups on the produce path): the storage engine's part plus the replication rules."""
+
+    log: LogConfig
+    min_insync_replicas: int
+    unclean_leader_election_enable: bool
+
+    @classmethod
+    def from_topic_configs(cls, configs: Mapping[str, str]) -> TopicSettings:
+        def get(name: str) -> Any:
+            return parse_topic_value(name, configs[name]) if name in configs else TOPIC_SCHEMA[name].default
+
+        return cls(
+            log=LogConfig.from_topic_configs(configs),
+            min_insync_replicas=get("min.insync.replicas"),
+            unclean_leader_election_enable=get("unclean.leader.election.enable"),
         )

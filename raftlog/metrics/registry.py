@@ -129,7 +129,7 @@ def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
             size.add_metric(key, partition.log.size_bytes())
             if partition.is_leader:
                 under_replicated += len(partition.isr) < len(partition.info.replicas)
-                min_isr = int(manager.topic_configs(partition.topic)["min.insync.replicas"])
+                min_isr = manager.topic_settings(partition.topic).min_insync_replicas
                 under_min_isr += len(partition.isr) < min_isr
                 for replica, state in partition.followers.items():
                     lag.add_metric(key + [str(replica)], max(0, partition.log.log_end_offset - state.log_end_offset))

@@ -51,6 +51,7 @@ class ReplicaLog(Protocol):
     def write_high_watermark(self, offset: int) -> None: ...
     def size_bytes(self) -> int: ...
     async def maintain(self, high_watermark: int) -> None: ...
+    def reconfigure(self, config: LogConfig) -> None: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
 
@@ -74,6 +75,11 @@ class PartitionReplicaLog:
     @property
     def partition_log(self) -> PartitionLog:
         return self._log
+
+    def reconfigure(self, config: LogConfig) -> None:
+        """Topic configs altered while the log is open take effect from the next append, roll or
+        retention pass (as in Kafka); nothing already written changes."""
+        self._log.config = config
 
     def parse_headers(self, records: bytes) -> list[BatchHeader]:
         return [header for _, header in iter_headers(records)]
@@ -168,11 +174,11 @@ class PartitionReplicaLog:
         self._log.delete()
 
 
-def open_replica_log(log_dirs: list[Path], topic: str, partition: int, configs: dict[str, str]) -> ReplicaLog:
+def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: LogConfig) -> ReplicaLog:
     """Opens (or creates) the partition's log in the log dir holding it, else the least loaded one."""
     for log_dir in log_dirs:
         directory = partition_directory(log_dir, topic, partition)
         if directory.exists():
-            return PartitionReplicaLog(directory, LogConfig.from_topic_configs(configs))
+            return PartitionReplicaLog(directory, config)
     emptiest = min(log_dirs, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
-    return PartitionReplicaLog(partition_directory(emptiest, topic, partition), LogConfig.from_topic_configs(configs))
+    return PartitionReplicaLog(partition_directory(emptiest, topic, partition), config)

@@ -19,6 +19,7 @@ import grpc
 from raftlog import config as node_config
 from raftlog.api.peers import Peers
 from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.log import LogConfig, TopicSettings
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
@@ -35,7 +36,7 @@ MAINTENANCE_INTERVAL_S = 5.0
 PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "partition_change", "broker_fencing",
                                     "register_broker", "config"})
 
-LogFactory = Callable[[str, int, dict[str, str]], ReplicaLog]  # (topic, partition, topic configs) -> log
+LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
 
 
 class ReplicaManager:
@@ -53,7 +54,7 @@ class ReplicaManager:
         self._log_factory = log_factory
         self.metrics = metrics
         self.partitions: dict[tuple[bytes, int], Partition] = {}
-        self._topic_configs: dict[str, dict[str, str]] = {}
+        self._topic_settings: dict[str, TopicSettings] = {}
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._dirty = asyncio.Event()
         self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
@@ -96,7 +97,7 @@ class ReplicaManager:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self._topic_configs.clear()
+            self._topic_settings.clear()
             try:
                 await self.reconcile()
             except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
@@ -104,13 +105,14 @@ class ReplicaManager:
 
     # -- metadata -> partitions -------------------------------------------------------------
 
-    def topic_configs(self, topic: str) -> dict[str, str]:
-        """Effective configs of a topic, cached until the next metadata change."""
-        cached = self._topic_configs.get(topic)
+    def topic_settings(self, topic: str) -> TopicSettings:
+        """The settings in force for a topic, typed; cached until the next metadata change."""
+        cached = self._topic_settings.get(topic)
         if cached is None:
             broker_values = {**self.config.values, **self.image.dynamic_config("brokers", "")}
             effective = effective_topic_config(self.image.dynamic_config("topics", topic), broker_values)
-            cached = self._topic_configs[topic] = {name: value for name, (value, _) in effective.items()}
+            configs = {name: value for name, (value, _) in effective.items()}
+            cached = self._topic_settings[topic] = TopicSettings.from_topic_configs(configs)
         return cached
 
     async def reconcile(self) -> None:
@@ -124,9 +126,11 @@ class ReplicaManager:
         for key, (topic_name, info) in wanted.items():
             partition = self.partitions.get(key)
             if partition is None:
-                replica_log = self._log_factory(topic_name, info.partition, self.topic_configs(topic_name))
+                replica_log = self._log_factory(topic_name, info.partition, self.topic_settings(topic_name).log)
                 partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
                                                              self.broker_id, replica_log, self.changed)
+            else:
+                partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
             self._apply(partition, info)
 
     def _apply(self, partition: Partition, info: PartitionInfo) -> None:

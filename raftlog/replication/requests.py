@@ -33,11 +33,11 @@ async def _produce_one(manager: ReplicaManager, acks: int, timeout_ms: int,
     result = broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition, log_append_time_ms=-1)
     try:
         partition = manager.partition_by_name(data.topic, data.partition)
-        configs = manager.topic_configs(data.topic)
-        max_bytes = int(configs["max.message.bytes"])
+        settings = manager.topic_settings(data.topic)
+        max_bytes = settings.log.max_message_bytes
         if len(data.records) > max_bytes:
             raise RaftlogError("MESSAGE_TOO_LARGE", f"{len(data.records)} bytes exceed max.message.bytes={max_bytes}")
-        outcome = await partition.append_as_leader(data.records, acks, timeout_ms, int(configs["min.insync.replicas"]),
+        outcome = await partition.append_as_leader(data.records, acks, timeout_ms, settings.min_insync_replicas,
                                                    manager.replica_lag_time_max_ms())
         result.base_offset, result.log_start_offset = outcome.base_offset, outcome.log_start_offset
         if manager.metrics:

@@ -109,6 +109,19 @@ def test_acks_all_produce_and_consume_round_trip(make_cluster):
         consumer.seek(tp, 3)
         assert consumer.position(tp) == 3 and consumer.poll(timeout_ms=2000)[0].offset == 3
 
+    # A topic config altered while the partition's logs are open takes effect without a restart.
+    def segment_counts() -> list[int]:
+        return [len(list((cluster.data_dir / f"node-{i}" / "data" / "events-0").glob("*.log"))) for i in (1, 2, 3)]
+
+    assert segment_counts() == [1, 1, 1]
+    with cluster.admin() as admin:
+        admin.alter_configs("topics", "events", set_configs={"segment.bytes": "1024"})
+    producer = Producer(cluster.bootstrap_servers, acks="all", linger_ms=0)
+    for i in range(40):  # one 100-byte record per batch: a 1 KiB segment rolls every few batches
+        producer.send("events", b"x" * 100, partition=0).result(10)
+    producer.close()
+    wait_until(lambda: min(segment_counts()) >= 3, 10, "every replica to roll at the new segment.bytes")
+
 
 def test_min_isr_refuses_acks_all_when_two_brokers_are_down(make_cluster):
     cluster = make_cluster(extra_config=FAST_ISR)

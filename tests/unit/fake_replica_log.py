@@ -101,6 +101,9 @@ class FakeReplicaLog:
     async def maintain(self, high_watermark: int) -> None:
         pass
 
+    def reconfigure(self, config) -> None:
+        self.config = config
+
     def close(self) -> None:
         pass
 
