@@ -48,7 +48,3 @@ def test_snapshot_round_trip_restores_everything():
     assert other.snapshot() == data
 
 
-def test_an_unparseable_entry_does_not_stop_the_machine():
-    machine = MetadataStateMachine()
-    assert machine.apply(4, 1, b"\xff\xff\xff") == 4
-    assert machine.image.offset == 4
