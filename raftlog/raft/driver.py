@@ -43,12 +43,14 @@ class StateMachine(Protocol):
     def restore(self, data: bytes, index: int, term: int) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DriverSettings:
-    tick_ms: int = 10
-    election_timeout_ms: int = 500
-    heartbeat_interval_ms: int = 50
-    snapshot_interval_entries: int = 10_000
+    """Built from the node's configuration (raftlog.node); the defaults live in raftlog.config."""
+
+    tick_ms: int
+    election_timeout_ms: int
+    heartbeat_interval_ms: int
+    snapshot_interval_entries: int
     max_entries_per_message: int = 4096
     max_inflight_messages: int = 256
 

@@ -55,6 +55,7 @@ class ReplicaManager:
         self.metrics = metrics
         self.partitions: dict[tuple[bytes, int], Partition] = {}
         self._topic_settings: dict[str, TopicSettings] = {}
+        self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._dirty = asyncio.Event()
         self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
@@ -98,6 +99,7 @@ class ReplicaManager:
             await self._dirty.wait()
             self._dirty.clear()
             self._topic_settings.clear()
+            self._replica_lag_time_max_ms = None
             try:
                 await self.reconcile()
             except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
@@ -195,8 +197,11 @@ class ReplicaManager:
                 await asyncio.sleep(0)
 
     def replica_lag_time_max_ms(self) -> int:
-        return int(self.image.dynamic_config("brokers", "").get("replica.lag.time.max.ms",
-                                                                 self.config["replica.lag.time.max.ms"]))
+        """Read on every produce request: parsed once per metadata change, like topic settings."""
+        if self._replica_lag_time_max_ms is None:
+            self._replica_lag_time_max_ms = int(self.image.dynamic_config("brokers", "").get(
+                "replica.lag.time.max.ms", self.config["replica.lag.time.max.ms"]))
+        return self._replica_lag_time_max_ms
 
     # -- ISR changes ------------------------------------------------------------------------
 
