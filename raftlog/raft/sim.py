@@ -85,7 +85,7 @@ class Simulation:
         self.settings = RaftSettings(election_ticks=ELECTION_TICKS, heartbeat_ticks=1,
                                      max_entries_per_message=self.rng.choice([1, 2, 8]),
                                      max_inflight_messages=self.rng.choice([1, 4]), pre_vote=True, check_quorum=True)
-        self.ids = list(range(1, nodes + 1))
+        self.ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.fault_steps = fault_steps
         self.quiet_steps = quiet_steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from raftlog.raft import sim
+from raftlog.node_ids import NO_NODE
 from raftlog.raft.messages import HardState
 
 CI_SEEDS = int(os.environ.get("RAFTLOG_SIM_SEEDS", "2000"))
@@ -25,7 +26,7 @@ def test_the_checker_catches_a_node_that_forgets_its_vote(monkeypatch):
 
     def forgetful_write(self, ready):
         original(self, ready)
-        self.hard_state = HardState(self.hard_state.term, 0, self.hard_state.commit)
+        self.hard_state = HardState(self.hard_state.term, NO_NODE, self.hard_state.commit)
 
     monkeypatch.setattr(sim.Disk, "write", forgetful_write)
     # The window that needs it is narrow (vote, crash, restart, vote again within one election);
