@@ -626,7 +626,7 @@ class RaftNode:
     def has_ready(self) -> bool:
         return bool(
             self._broadcast_pending or self._msgs or self._read_states or self._pending_snapshot
-            or self.hard_state != self._prev_hard_state or self.log.unstable() or self.log.to_apply()
+            or self.hard_state != self._prev_hard_state or self.log.has_unstable() or self.log.has_to_apply()
             or self.log.truncated_from is not None
         )
 

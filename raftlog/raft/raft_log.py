@@ -91,6 +91,12 @@ class RaftLog:
             index -= 1
         return self.snapshot_index, self.snapshot_term
 
+    def has_unstable(self) -> bool:
+        return self.stable_index < self.last_index
+
+    def has_to_apply(self) -> bool:
+        return min(self.committed, self.stable_index) > self.applied
+
     def unstable(self) -> list[Entry]:
         return self.slice(self.stable_index + 1, self.last_index + 1) if self.stable_index < self.last_index else []
 
