@@ -30,10 +30,12 @@ def _raise_stop(signum, frame) -> None:
 @command.command(name="up")
 @click.option("--nodes", default=3, show_default=True, type=int, help="Number of nodes (all voters).")
 @click.option("--data-dir", default="./data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--base-port", default=19091, show_default=True, type=int, help="gRPC port of node 1; node i gets +i-1.")
-@click.option("--metrics-base-port", default=None, type=int, help="Metrics port of node 1 (default base-port+100).")
+@click.option("--first-node-id", default=1, show_default=True, type=int, help="Id of the first node (Kafka often uses 0).")
+@click.option("--base-port", default=19091, show_default=True, type=int,
+              help="gRPC port of the first node; the next ones get +1, +2, ...")
+@click.option("--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
-def up(nodes, data_dir, base_port, metrics_base_port, overrides) -> None:
+def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM."""
     extra = {}
     for item in overrides:
@@ -42,7 +44,7 @@ def up(nodes, data_dir, base_port, metrics_base_port, overrides) -> None:
             fail(f"--set {item!r}: expected key=value")
         extra[key.strip()] = value
     try:
-        cluster = LocalCluster(data_dir, nodes, base_port, metrics_base_port, extra)
+        cluster = LocalCluster(data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id)
     except ClusterLayoutError as exc:
         fail(str(exc))
     signal.signal(signal.SIGTERM, _raise_stop)

@@ -15,6 +15,7 @@ from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
 from raftlog.metadata.image import MetadataImage
+from raftlog.node_ids import NO_NODE
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
@@ -67,7 +68,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         image = self._controller.image
         response = admin_pb2.DescribeClusterResponse(
             cluster_id=self._cluster_id,
-            controller_id=-1 if status.leader_id is None else status.leader_id,
+            controller_id=NO_NODE if status.leader_id is None else status.leader_id,
             metadata_offset=image.offset,
         )
         for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):

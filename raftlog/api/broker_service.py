@@ -6,6 +6,7 @@ from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.metadata.image import MetadataImage, PartitionInfo
+from raftlog.node_ids import NO_NODE
 from raftlog.replication import requests
 from raftlog.replication.manager import ReplicaManager
 from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
@@ -44,7 +45,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         leader_id = self._driver.status().leader_id
         response = broker_pb2.MetadataResponse(
             cluster_id=self._cluster_id,
-            controller_id=-1 if leader_id is None else leader_id,
+            controller_id=NO_NODE if leader_id is None else leader_id,
             metadata_offset=image.offset,
         )
         for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):

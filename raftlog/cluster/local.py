@@ -2,12 +2,16 @@
 
 Layout of the data dir::
 
-    <data-dir>/cluster.json         cluster id, node count, ports (so a re-run restarts the same cluster)
+    <data-dir>/cluster.json         cluster id, node count, first node id, ports (so a re-run restarts
+                                    the same cluster)
     <data-dir>/node-<id>/node.toml  the node's configuration
     <data-dir>/node-<id>/node.log   the node's log (stderr)
     <data-dir>/node-<id>/data/      its log.dirs and metadata dir
 
-Every process is started by this object and stopped by its pid.
+Nodes are numbered first_node_id, first_node_id + 1, ... (default 1; Kafka operators often start
+at 0, which works too); the node in position k listens on base_port + k whatever its id, so the
+bootstrap addresses do not depend on the numbering. Every process is started by this object and
+stopped by its pid.
 """
 
 from __future__ import annotations
@@ -73,34 +77,40 @@ class LocalCluster:
         extra_config: dict[str, object] | None = None,
         hosts: dict[int, str] | None = None,
         launcher: Callable[[int], list[str]] | None = None,
+        first_node_id: int = 1,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
         a command prefix to start it with (the chaos suite runs nodes in network namespaces)."""
         if not 1 <= nodes <= 9:
             raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
+        if first_node_id < 0:
+            raise ClusterLayoutError(f"--first-node-id must be >= 0, got {first_node_id}")
         self.data_dir = Path(data_dir).resolve()
         self.extra_config = dict(extra_config or {})
-        self.cluster_id = self._load_or_create_layout(nodes, base_port)
+        self.cluster_id = self._load_or_create_layout(nodes, base_port, first_node_id)
         metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
         self.specs = {
-            i: NodeSpec(i, base_port + i - 1, metrics_base + i - 1 if metrics_base else 0, self.data_dir / f"node-{i}",
+            i: NodeSpec(i, base_port + k, metrics_base + k if metrics_base else 0, self.data_dir / f"node-{i}",
                         (hosts or {}).get(i, HOST))
-            for i in range(1, nodes + 1)
+            for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
         self._launcher = launcher
         self.processes: dict[int, subprocess.Popen] = {}
         self._epochs_seen: dict[int, int] = {}
 
-    def _load_or_create_layout(self, nodes: int, base_port: int) -> str:
+    def _load_or_create_layout(self, nodes: int, base_port: int, first_node_id: int) -> str:
         layout_path = self.data_dir / "cluster.json"
-        wanted = {"nodes": nodes, "base_port": base_port}
+        wanted = {"nodes": nodes, "base_port": base_port, "first_node_id": first_node_id}
         if layout_path.exists():
             layout = json.loads(layout_path.read_text())
-            existing = {"nodes": layout["nodes"], "base_port": layout["base_port"]}
+            # Layouts written before first_node_id existed numbered their nodes from 1.
+            existing = {"nodes": layout["nodes"], "base_port": layout["base_port"],
+                        "first_node_id": layout.get("first_node_id", 1)}
             if existing != wanted:
                 raise ClusterLayoutError(
                     f"{self.data_dir} holds a cluster of {existing['nodes']} nodes on base port "
-                    f"{existing['base_port']}; use those flags or another --data-dir"
+                    f"{existing['base_port']} with ids from {existing['first_node_id']}; use those flags "
+                    f"or another --data-dir"
                 )
             return layout["cluster_id"]
         self.data_dir.mkdir(parents=True, exist_ok=True)

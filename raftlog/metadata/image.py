@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from raftlog.node_ids import NO_NODE
 from raftlog.v1 import metadata_pb2 as pb
 
 ConfigKeyT = tuple[str, str]  # (resource type, resource name; "" for the type's default)
-NO_LEADER = -1
+NO_LEADER = NO_NODE  # a partition without a leader (offline)
 
 
 @dataclass(frozen=True)

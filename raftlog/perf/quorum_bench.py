@@ -19,6 +19,7 @@ from pathlib import Path
 
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
+from raftlog.node_ids import NO_NODE
 from raftlog.perf.stats import median, percentile
 
 FAILOVER_POLL_S = 0.01
@@ -116,7 +117,7 @@ def _time_until_commit(cluster: LocalCluster, survivors: list[int], old_leader: 
     with cluster.admin(survivors, timeout_ms=500) as admin:
         while time.perf_counter() < deadline:
             try:
-                if admin.describe_quorum()["leader_id"] not in (-1, old_leader):
+                if admin.describe_quorum()["leader_id"] not in (NO_NODE, old_leader):
                     admin.alter_configs("brokers", "", {"log.retention.hours": "168"})
                     return time.perf_counter() - killed_at
             except RaftlogError:

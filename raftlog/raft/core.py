@@ -10,6 +10,11 @@ that hears from a live leader ignores (pre)votes), pipelined replication with pr
 replicate / snapshot states per follower and fast backtracking, the commit rule (only
 entries of the current term are committed by counting), InstallSnapshot, leadership
 transfer (TimeoutNow) and ReadIndex.
+
+Node ids are >= 0; NO_NODE (-1) means no vote / no leader. Invariants are asserted where the
+state moves, with the values in the message (a broken one is a bug: the node stops loudly):
+legal role transitions only (LEGAL_TRANSITIONS), the term never decreases, one leader per
+term as this node sees it, a leader holds its own vote; the log asserts its indexes.
 """
 
 from __future__ import annotations
@@ -39,6 +44,16 @@ class Role(Enum):
     PRE_CANDIDATE = "PreCandidate"
     CANDIDATE = "Candidate"
     LEADER = "Leader"
+
+
+# Who may become what. A leader only ever steps down to follower; it never campaigns again
+# without first hearing of a higher term (or losing its quorum) as a follower.
+LEGAL_TRANSITIONS = {
+    Role.FOLLOWER: frozenset({Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE}),  # CANDIDATE: transfer
+    Role.PRE_CANDIDATE: frozenset({Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE}),
+    Role.CANDIDATE: frozenset({Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER}),
+    Role.LEADER: frozenset({Role.FOLLOWER}),
+}
 
 
 class ProgressState(Enum):
@@ -101,6 +116,8 @@ class RaftNode:
                  rng: random.Random):
         if node_id not in voters:
             raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
+        if min(voters) < 0:
+            raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {sorted(voters)}")
         self.id = node_id
         self.voters = sorted(set(voters))
         self.settings = settings
@@ -111,6 +128,7 @@ class RaftNode:
         self.log = RaftLog(persisted.snapshot, persisted.entries, hard.commit)
         self.role = Role.FOLLOWER
         self.leader_id = NO_NODE
+        self._term_leader = NO_NODE  # the leader of self.term, once known (see _set_leader)
         self.progress: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
         self.transfer_target = NO_NODE
@@ -153,9 +171,22 @@ class RaftNode:
         low = self.settings.election_ticks
         self._randomized_timeout = low + self._rng.randrange(low)
 
+    def _set_role(self, role: Role) -> None:
+        assert role in LEGAL_TRANSITIONS[self.role], \
+            f"node {self.id}: illegal transition {self.role.value} -> {role.value} in term {self.term}"
+        self.role = role
+
+    def _set_leader(self, leader_id: int) -> None:
+        """Follows leader_id. A term has at most one leader: _term_leader remembers it for the
+        whole term, even while leader_id is cleared (a pre-candidate follows nobody)."""
+        assert self._term_leader in (NO_NODE, leader_id), \
+            f"node {self.id}: two leaders in term {self.term}: {self._term_leader} and {leader_id}"
+        self._term_leader = self.leader_id = leader_id
+
     def _reset(self, term: int) -> None:
+        assert term >= self.term, f"node {self.id}: term moving back from {self.term} to {term}"
         if term != self.term:
-            self.term, self.vote = term, NO_NODE
+            self.term, self.vote, self._term_leader = term, NO_NODE, NO_NODE
         self.leader_id = NO_NODE
         self._heartbeat_elapsed = 0
         self._reset_election_timer()
@@ -166,26 +197,28 @@ class RaftNode:
 
     def _become_follower(self, term: int, leader_id: int) -> None:
         self._reset(term)
-        self.role = Role.FOLLOWER
-        self.leader_id = leader_id
+        self._set_role(Role.FOLLOWER)
+        if leader_id != NO_NODE:
+            self._set_leader(leader_id)
 
     def _become_pre_candidate(self) -> None:
         # A pre-candidate changes neither term nor vote: a node cut off from the others cannot
         # inflate its term and disrupt the cluster when it comes back.
-        self.role = Role.PRE_CANDIDATE
+        self._set_role(Role.PRE_CANDIDATE)
         self.votes = {}
         self.leader_id = NO_NODE
         self._reset_election_timer()
 
     def _become_candidate(self) -> None:
         self._reset(self.term + 1)
-        self.role = Role.CANDIDATE
+        self._set_role(Role.CANDIDATE)
         self.vote = self.id
 
     def _become_leader(self) -> None:
+        assert self.vote == self.id, f"node {self.id} leads term {self.term} without its own vote ({self.vote})"
         self._reset(self.term)
-        self.role = Role.LEADER
-        self.leader_id = self.id
+        self._set_role(Role.LEADER)
+        self._set_leader(self.id)
         last = self.log.last_index
         self.progress = {v: Progress(match=0, next=last + 1) for v in self._others()}
         for progress in self.progress.values():
@@ -346,7 +379,7 @@ class RaftNode:
         if msg.type in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT):
             if self.role != Role.FOLLOWER:
                 self._become_follower(self.term, msg.frm)
-            self.leader_id = msg.frm
+            self._set_leader(msg.frm)
             self._election_elapsed = 0
             if msg.type == MsgType.APPEND:
                 self._handle_append(msg)
@@ -376,7 +409,8 @@ class RaftNode:
         self._send(Message(MsgType.APPEND_RESP, msg.frm, self.id, self.term, index=last_new))
 
     def _handle_heartbeat(self, msg: Message) -> None:
-        self.log.commit_to(min(msg.commit, self.log.last_index))
+        # The leader sends min(match, commit): we hold every entry up to it, so no clamp here.
+        self.log.commit_to(msg.commit)
         self._send(Message(MsgType.HEARTBEAT_RESP, msg.frm, self.id, self.term, context=msg.context))
 
     def _handle_snapshot(self, msg: Message) -> None:
@@ -395,6 +429,8 @@ class RaftNode:
     # -- leader --------------------------------------------------------------------------------
 
     def _step_leader(self, msg: Message) -> None:
+        assert msg.type not in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT), \
+            f"node {self.id} leads term {self.term} and got {msg.type.name} of that term from node {msg.frm}"
         progress = self.progress.get(msg.frm)
         if progress is None:
             return
@@ -590,7 +626,7 @@ class RaftNode:
     def has_ready(self) -> bool:
         return bool(
             self._broadcast_pending or self._msgs or self._read_states or self._pending_snapshot
-            or self.hard_state != self._prev_hard_state or self.log.unstable() or self.log.to_apply()
+            or self.hard_state != self._prev_hard_state or self.log.has_unstable() or self.log.has_to_apply()
             or self.log.truncated_from is not None
         )
 
@@ -627,6 +663,6 @@ class RaftNode:
             if self.log.matches(last.index, last.term):
                 self.log.stable_index = max(self.log.stable_index, last.index)
         if ready.committed_entries:
-            self.log.applied = max(self.log.applied, ready.committed_entries[-1].index)
+            self.log.applied_to(ready.committed_entries[-1].index)
         if self.role == Role.LEADER and self._maybe_commit():
             self._broadcast_pending = True

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import grpc
 
 from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
-from raftlog.raft.messages import NO_NODE, Message, MsgType, NotLeaderError, Ready
+from raftlog.node_ids import NO_NODE, node_or_none
+from raftlog.raft.messages import Message, MsgType, NotLeaderError, Ready
 from raftlog.raft.storage import RaftStorage
 from raftlog.raft.transport import RaftTransport
 from raftlog.store import Store
@@ -249,7 +250,7 @@ class RaftDriver:
             if self._last_leader[0] == self.node_id:
                 self._fail_reads(NotLeaderError(self.core.leader_id))
             for callback in self._leader_callbacks:
-                callback(current[0] or None, current[1])
+                callback(node_or_none(current[0]), current[1])
         self._last_leader = current
 
     def _fail_reads(self, error: Exception) -> None:
@@ -308,7 +309,7 @@ class RaftDriver:
     def status(self) -> RaftStatus:
         core = self.core
         status = RaftStatus(
-            node_id=self.node_id, role=core.role.value, term=core.term, leader_id=core.leader_id or None,
+            node_id=self.node_id, role=core.role.value, term=core.term, leader_id=node_or_none(core.leader_id),
             commit_index=core.log.committed, applied_index=core.log.applied, last_index=core.log.last_index,
             last_log_term=core.log.last_term, snapshot_index=core.log.snapshot_index,
         )

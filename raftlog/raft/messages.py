@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-NO_NODE = 0  # node ids are >= 1 in the quorum; 0 means "nobody" (no vote, no leader)
+from raftlog.node_ids import NO_NODE, node_or_none
 
 
 class MsgType(IntEnum):
@@ -99,5 +99,6 @@ class NotLeaderError(Exception):
     """The operation needs the leader; leader_id is the leader this node knows of (or None)."""
 
     def __init__(self, leader_id: int | None):
-        super().__init__(f"not the leader; leader is {leader_id if leader_id else 'unknown'}")
-        self.leader_id = leader_id or None
+        leader = None if leader_id is None else node_or_none(leader_id)
+        super().__init__(f"not the leader; leader is {'unknown' if leader is None else leader}")
+        self.leader_id = leader

@@ -2,6 +2,9 @@
 
 Indexes are 1-based; index 0 (term 0) is the empty log. Entries at or below the snapshot
 index are gone from memory; `term_at` still answers for the snapshot index itself.
+
+Invariants, asserted where the indexes move (as etcd's log.go does; a failure names the values):
+snapshot_index <= applied <= committed <= last_index, and committed never decreases.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ class RaftLog:
         self.snapshot_index = snapshot.index if snapshot else 0
         self.snapshot_term = snapshot.term if snapshot else 0
         self.entries: list[Entry] = list(entries)
+        assert not entries or entries[0].index == self.snapshot_index + 1, \
+            f"persisted entries start at {entries[0].index}, after snapshot {self.snapshot_index}"
+        # A snapshot covers only applied, hence committed, entries; an older persisted commit
+        # (the hard state is written only when it changes) is raised to it.
         self.committed = max(commit, self.snapshot_index)
+        assert self.committed <= self.last_index, \
+            f"persisted commit {commit} is beyond the last persisted index {self.last_index}: log lost or truncated?"
         self.applied = self.snapshot_index
         self.stable_index = self.last_index  # everything loaded from disk is persisted
         self.truncated_from: int | None = None  # lowest index replaced since the last Ready
@@ -82,6 +91,12 @@ class RaftLog:
             index -= 1
         return self.snapshot_index, self.snapshot_term
 
+    def has_unstable(self) -> bool:
+        return self.stable_index < self.last_index
+
+    def has_to_apply(self) -> bool:
+        return min(self.committed, self.stable_index) > self.applied
+
     def unstable(self) -> list[Entry]:
         return self.slice(self.stable_index + 1, self.last_index + 1) if self.stable_index < self.last_index else []
 
@@ -93,13 +108,24 @@ class RaftLog:
         return self.slice(self.applied + 1, high + 1)
 
     def commit_to(self, index: int) -> bool:
-        if index > self.committed:
-            self.committed = min(index, self.last_index)
-            return True
-        return False
+        """Moves the commit index forward to index (an older index is a stale message: no-op)."""
+        if index <= self.committed:
+            return False
+        assert index <= self.last_index, \
+            f"commit {index} is out of range [last index {self.last_index}]: was the log truncated or lost?"
+        self.committed = index
+        return True
+
+    def applied_to(self, index: int) -> None:
+        """The state machine has applied every entry up to index."""
+        assert index <= self.committed, f"applied {index} is beyond the commit index {self.committed}"
+        # An older index is a Ready handed out before a snapshot was installed over it.
+        self.applied = max(self.applied, index)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Replaces the whole log by a snapshot (InstallSnapshot)."""
+        assert snapshot.index > self.committed, \
+            f"snapshot at {snapshot.index} would move the commit index {self.committed} back"
         self.snapshot_index, self.snapshot_term = snapshot.index, snapshot.term
         self.entries = []
         self.committed = snapshot.index
@@ -110,5 +136,6 @@ class RaftLog:
         """Drops entries up to index (covered by a snapshot the application took)."""
         if index <= self.snapshot_index:
             return
+        assert index <= self.applied, f"compacting to {index} drops entries not yet applied ({self.applied})"
         del self.entries[: index - self.snapshot_index]
         self.snapshot_index, self.snapshot_term = index, term

@@ -85,16 +85,22 @@ class Simulation:
         self.settings = RaftSettings(election_ticks=ELECTION_TICKS, heartbeat_ticks=1,
                                      max_entries_per_message=self.rng.choice([1, 2, 8]),
                                      max_inflight_messages=self.rng.choice([1, 4]), pre_vote=True, check_quorum=True)
-        self.ids = list(range(1, nodes + 1))
+        self.ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.fault_steps = fault_steps
         self.quiet_steps = quiet_steps
         self.step_no = 0
         self.network: list[tuple[int, int, Message]] = []  # (deliver at step, sequence, message)
         self._sequence = 0
-        self.groups: list[set[int]] = [set(self.ids)]
+        self._set_groups([set(self.ids)])
         self.leaders: dict[int, int] = {}  # term -> leader id
         self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        self.max_committed = 0  # the highest index in self.committed
+        # The checks are incremental: each fact is checked once, when it appears, because the core
+        # asserts it cannot change afterwards (a committed entry is never overwritten; a leader
+        # never rewrites its own log). A restarted node is a new RaftNode, so it is checked anew.
+        self._recorded: dict[int, tuple[RaftNode, int]] = {}  # node id -> (its RaftNode, committed index checked)
+        self._leader_checked: dict[int, tuple[RaftNode, int]] = {}  # node id -> (leader RaftNode, index checked)
         self.applied: dict[int, bytes] = {}
         self.proposals = 0
         # Each seed draws its own fault intensities, from gentle to brutal, so campaigns cover
@@ -126,7 +132,11 @@ class Simulation:
     # -- network -------------------------------------------------------------------------------
 
     def _can_talk(self, a: int, b: int) -> bool:
-        return any(a in g and b in g for g in self.groups)
+        return self._group_of[a] == self._group_of[b]
+
+    def _set_groups(self, groups: list[set[int]]) -> None:
+        self.groups = groups
+        self._group_of = {node_id: number for number, group in enumerate(groups) for node_id in group}
 
     def _send(self, msg: Message, faulty: bool) -> None:
         if faulty and self.rng.random() < self.drop_rate:
@@ -157,9 +167,9 @@ class Simulation:
             shuffled = self.ids[:]
             rng.shuffle(shuffled)
             cut = rng.randint(1, len(shuffled) - 1)
-            self.groups = [set(shuffled[:cut]), set(shuffled[cut:])]
+            self._set_groups([set(shuffled[:cut]), set(shuffled[cut:])])
         elif rng.random() < 2 * self.partition_rate:
-            self.groups = [set(self.ids)]
+            self._set_groups([set(self.ids)])
         leader = self._leader()
         if leader is not None and rng.random() < 0.005:
             try:
@@ -249,47 +259,73 @@ class Simulation:
                 self._check_log_matching(a, b)
 
     def _record_committed(self, raft: RaftNode) -> None:
+        """Every index a node has committed holds the same (term, data) on every node that did."""
         log = raft.log
-        for index in range(max(log.snapshot_index + 1, log.committed - 40), log.committed + 1):
-            term = log.term_at(index)
-            entry = log.slice(index, index + 1)[0]
-            known = self.committed.setdefault(index, (term, entry.data))
-            if known != (term, entry.data):
-                self._fail(f"node {raft.id} committed ({term}, {entry.data!r}) at {index}, but {known} was committed")
+        seen_raft, checked = self._recorded.get(raft.id, (None, 0))
+        if seen_raft is not raft:
+            checked = 0  # a restarted node: check everything it loaded from its disk
+        low = max(log.snapshot_index, checked) + 1
+        if low > log.committed:
+            return
+        offset = log.snapshot_index + 1
+        committed = self.committed
+        for entry in log.entries[low - offset : log.committed - offset + 1]:
+            known = committed.get(entry.index)
+            if known is None:
+                committed[entry.index] = (entry.term, entry.data)
+            elif known[0] != entry.term or known[1] != entry.data:
+                self._fail(f"node {raft.id} committed ({entry.term}, {entry.data!r}) at {entry.index}, "
+                           f"but {known} was committed")
+        self.max_committed = max(self.max_committed, log.committed)
+        self._recorded[raft.id] = (raft, log.committed)
 
     def _check_leader_completeness(self, leader: RaftNode) -> None:
+        """Every entry committed so far (by any node) is in the log of every later leader."""
         log = leader.log
-        for index in range(log.snapshot_index + 1, log.committed + 1):
-            term, data = self.committed[index]
-            entry = log.slice(index, index + 1)[0]
-            if (entry.term, entry.data) != (term, data):
-                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks committed {index}")
-        for index, (term, data) in self.committed.items():
-            if index > log.last_index and term < leader.term:
-                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks committed {index}")
+        seen_raft, checked = self._leader_checked.get(leader.id, (None, 0))
+        if seen_raft is not leader or checked > self.max_committed:
+            checked = 0
+        for index in range(max(checked, log.snapshot_index) + 1, self.max_committed + 1):
+            known = self.committed.get(index)
+            if known is None:
+                continue  # only ever committed below some node's snapshot: nothing to compare
+            term, data = known
+            if index > log.last_index:
+                if term < leader.term:
+                    self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks "
+                               f"committed {index}")
+                continue
+            entry = log.entries[index - log.snapshot_index - 1]
+            if entry.term != term or entry.data != data:
+                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} holds "
+                           f"({entry.term}, {entry.data!r}) at committed {index}, not ({term}, {data!r})")
+        self._leader_checked[leader.id] = (leader, self.max_committed)
 
     @staticmethod
     def _check_log_matching(a: RaftNode, b: RaftNode) -> None:
-        low = max(a.log.snapshot_index, b.log.snapshot_index) + 1
-        high = min(a.log.last_index, b.log.last_index)
-        matched = False
-        for index in range(high, low - 1, -1):
-            ea, eb = a.log.slice(index, index + 1)[0], b.log.slice(index, index + 1)[0]
-            if matched and ea != eb:
-                raise SafetyViolation(f"Log Matching: nodes {a.id} and {b.id} agree after index {index} "
-                                      f"but differ at it ({ea} vs {eb})")
-            if ea.term == eb.term:
-                if ea != eb:
-                    raise SafetyViolation(f"Log Matching: nodes {a.id}, {b.id} hold different entries "
-                                          f"of term {ea.term} at {index}")
-                matched = True
+        """Two logs holding an entry of the same index and term are identical up to it: find the
+        highest index where the terms agree, then compare everything below it at once (entries are
+        shared objects in the simulation, so the list comparison is mostly identity checks)."""
+        la, lb = a.log, b.log
+        low = max(la.snapshot_index, lb.snapshot_index) + 1
+        index = min(la.last_index, lb.last_index)
+        oa, ob = la.snapshot_index + 1, lb.snapshot_index + 1
+        ea, eb = la.entries, lb.entries
+        while index >= low and ea[index - oa].term != eb[index - ob].term:
+            index -= 1
+        if index < low:
+            return
+        if ea[low - oa : index - oa + 1] != eb[low - ob : index - ob + 1]:
+            first = next(i for i in range(low, index + 1) if ea[i - oa] != eb[i - ob])
+            raise SafetyViolation(f"Log Matching: nodes {a.id} and {b.id} agree at index {index} (term "
+                                  f"{ea[index - oa].term}) but differ at {first} ({ea[first - oa]} vs {eb[first - ob]})")
 
     # -- liveness ------------------------------------------------------------------------------
 
     def run(self) -> dict:
         for _ in range(self.fault_steps):
             self.step(faulty=True)
-        self.groups = [set(self.ids)]
+        self._set_groups([set(self.ids)])
         for node_id, node in self.nodes.items():
             if node.raft is None:
                 self._start(node_id)

@@ -156,3 +156,45 @@ def test_raft_messages_from_another_cluster_are_refused(make_cluster):
     assert "INCONSISTENT_CLUSTER_ID" in info.value.details()
     with cluster.admin() as admin:
         assert admin.describe_quorum()["leader_epoch"] < 99  # the foreign message changed nothing
+
+
+def test_nodes_numbered_from_0_by_env_vars_elect_a_controller_and_alter_configs(tmp_path):
+    """Kafka operators number nodes from 0: node 0's vote and leadership must count (0 is not "no node")."""
+    base = free_port_block(3)
+    voters = ",".join(f"{i}@127.0.0.1:{base + i}" for i in range(3))
+    bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+    processes = []
+    try:
+        for node_id in range(3):
+            env = {**os.environ, "RAFTLOG_NODE_ID": str(node_id), "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
+                   "RAFTLOG_LOG_DIRS": str(tmp_path / f"node-{node_id}"), "RAFTLOG_CLUSTER_ID": "zero-based",
+                   "RAFTLOG_METRICS_PORT": "0"}
+            with open(tmp_path / f"node-{node_id}.log", "wb") as log_file:
+                processes.append(subprocess.Popen(RAFTLOG + ["node", "start", "--format-if-empty"], env=env,
+                                                  stdout=log_file, stderr=log_file, start_new_session=True))
+        deadline = time.monotonic() + 30
+        status = {"leader_id": -1}
+        while status["leader_id"] < 0 and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in processes), (tmp_path / "node-0.log").read_text()
+            result = run_cli("quorum", "describe", "--status", "--bootstrap-server", bootstrap, "--output", "json")
+            if result.returncode == 0:
+                status = json.loads(result.stdout)
+            time.sleep(0.1)
+        assert status["leader_id"] in (0, 1, 2) and status["current_voters"] == [0, 1, 2], status
+        assert cli_json("cluster", "describe", "--bootstrap-server", bootstrap)["controller_id"] in (0, 1, 2)
+        altered = run_cli("configs", "alter", "--entity-type", "brokers", "--entity-default",
+                          "--add-config", "log.retention.hours=72", "--bootstrap-server", bootstrap)
+        assert altered.returncode == 0, altered.stderr
+        described = cli_json("configs", "describe", "--entity-type", "brokers", "--entity-default",
+                             "--bootstrap-server", bootstrap)
+        assert {c["name"]: c["value"] for c in described["configs"]} == {"log.retention.hours": "72"}
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from raftlog.raft.core import RaftNode, RaftSettings, Role
+from raftlog.node_ids import NO_NODE
 from raftlog.raft.messages import Entry, HardState, Message, MsgType, NotLeaderError, PersistedState
 
 ELECTION_TICKS = 10
@@ -65,6 +66,29 @@ def test_a_node_elects_itself_and_replicates_proposals():
     index = leader.propose(b"x")
     net.flush()
     assert all(n.log.committed >= index for n in net.nodes.values())
+
+
+def test_a_candidate_with_id_0_does_not_grant_a_second_vote_in_its_term():
+    """Ids start at 0 (as Kafka operators number nodes): candidate 0's vote for itself must not
+    read as "not voted", or it would vote for another candidate of the same term too."""
+    candidate = make_node(0, voters=(0, 1, 2), pre_vote=False)
+    for _ in range(2 * ELECTION_TICKS):
+        candidate.tick()
+    assert candidate.role == Role.CANDIDATE and candidate.vote == 0
+    candidate.advance(candidate.ready())
+    candidate.step(Message(MsgType.VOTE, 0, 1, term=candidate.term, log_term=0, index=0))
+    answers = [m for m in candidate.ready().messages if m.type == MsgType.VOTE_RESP]
+    assert len(answers) == 1 and answers[0].reject, "node 0 already voted for itself in this term"
+    assert candidate.vote == 0
+
+
+def test_node_0_leads_and_is_named_as_the_leader():
+    net = Net(make_node(0, voters=(0, 1, 2)), make_node(1, voters=(0, 1, 2)), make_node(2, voters=(0, 1, 2)))
+    leader = net.elect(0)
+    assert leader.hard_state.vote == 0 and all(n.leader_id == 0 for n in net.nodes.values())
+    with pytest.raises(NotLeaderError) as info:
+        net.nodes[2].propose(b"x")
+    assert info.value.leader_id == 0
 
 
 def test_a_proposal_on_a_follower_names_the_leader():
@@ -134,7 +158,7 @@ def test_figure_8_an_old_term_entry_is_not_committed_by_counting_replicas():
 
 
 def test_a_follower_truncates_a_conflicting_suffix():
-    persisted = PersistedState(HardState(term=2, vote=0, commit=1),
+    persisted = PersistedState(HardState(term=2, vote=NO_NODE, commit=1),
                                entries=[Entry(1, 1, b"a"), Entry(2, 2, b"stale"), Entry(2, 3, b"stale")])
     follower = make_node(2, persisted=persisted)
     follower.step(Message(MsgType.APPEND, 2, 1, term=3, log_term=1, index=1,

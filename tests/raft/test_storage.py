@@ -1,6 +1,9 @@
+import struct
+
+from raftlog.node_ids import NO_NODE
 from raftlog.raft.messages import Entry, HardState, Ready, Snapshot
-from raftlog.raft.storage import RaftStorage
-from raftlog.store import Store
+from raftlog.raft.storage import HARD_STATE_KEY, RaftStorage
+from raftlog.store import Store, WriteBatch
 
 
 def ready(**fields) -> Ready:
@@ -31,3 +34,21 @@ def test_compaction_and_installed_snapshots(tmp_path):
     storage.persist(ready(snapshot=Snapshot(9, 2, b"leader-state")))
     loaded = storage.load()
     assert loaded.snapshot.index == 9 and loaded.entries == []
+
+
+def test_a_vote_for_node_0_and_no_vote_are_told_apart(tmp_path):
+    storage = RaftStorage(Store(tmp_path))
+    storage.persist(ready(hard_state=HardState(5, 0, 3), entries=[Entry(5, i, b"x") for i in range(1, 4)]))
+    assert storage.load().hard_state == HardState(5, 0, 3)
+    storage.persist(ready(hard_state=HardState(6, NO_NODE, 3)))
+    assert storage.load().hard_state == HardState(6, NO_NODE, 3)
+
+
+def test_hard_state_of_the_old_format_is_read_with_vote_0_as_no_vote(tmp_path):
+    store = Store(tmp_path)
+    family = store.family("raft")
+    for term, vote in ((4, 0), (5, 2)):
+        batch = WriteBatch()
+        batch.put(family, HARD_STATE_KEY, struct.pack(">QQQ", term, vote, 0))
+        store.write(batch, sync=True)
+        assert RaftStorage(store).load().hard_state == HardState(term, NO_NODE if vote == 0 else vote, 0)

@@ -84,3 +84,12 @@ def test_dynamic_values_are_validated_and_canonical():
         parse_dynamic_value("log.retention.hours", "a week")
     with pytest.raises(ConfigError, match="subset of delete,compact"):
         parse_dynamic_value("log.cleanup.policy", "forever")
+
+
+def test_node_ids_start_at_0_as_kafka_numbers_them():
+    voters = "0@127.0.0.1:19091,1@127.0.0.1:19092,2@127.0.0.1:19093"
+    config = load_config(None, environ={"RAFTLOG_NODE_ID": "0", "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
+                                        "RAFTLOG_LOG_DIRS": "/tmp/raftlog-x"})
+    assert config.node_id == 0 and sorted(config.voters) == [0, 1, 2]
+    with pytest.raises(ConfigError, match="node.id -1"):
+        load_config(None, environ=base_env(RAFTLOG_NODE_ID="-1"), overrides=["controller.quorum.voters=" + voters])
