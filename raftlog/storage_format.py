@@ -8,10 +8,11 @@ join the wrong quorum or take over a neighbour's data.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import uuid
 from pathlib import Path
+
+from raftlog.durable_file import write_durable
 
 META_FILE = "meta.properties"
 META_VERSION = "1"
@@ -48,12 +49,7 @@ def read_meta(directory: Path) -> dict[str, str] | None:
 def _write_meta(directory: Path, cluster_id: str, node_id: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     text = f"# written by raftlog storage format\nversion={META_VERSION}\ncluster.id={cluster_id}\nnode.id={node_id}\n"
-    tmp = directory / (META_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / META_FILE)
+    write_durable(directory / META_FILE, text)
 
 
 def _check_stamp(directory: Path, meta: dict[str, str], cluster_id: str | None, node_id: int) -> str:

@@ -17,6 +17,11 @@ fsynced, renamed to `<base>.log.swap` (the commit point), then replaces `<base>.
 a `.swap` is completed and a `.cleaned` is discarded, so a crash leaves either the old or the
 new segment, never a mix. Segments are cleaned oldest first, so a dropped tombstone never
 uncovers an older value still sitting in an uncleaned earlier segment.
+
+Blocking: `commit` fsyncs the directory (twice per segment) and writes the checkpoint with
+raftlog.durable_file on the broker's event loop. That is deliberate: the segment list must not
+change between the check that it is unchanged and the swap, and only the event loop can promise
+that (truncation is synchronous there); it happens once per pass, minutes apart at most.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftlog.durable_file import fsync_directory, write_durable
 from raftlog.log.partition_log import PartitionLog
 from raftlog.log.record_batch import LOG_OVERHEAD, decode_batch, encode_batch_with_offsets
 from raftlog.log.segment import LogSegment
@@ -203,12 +209,12 @@ def clean(partition_log: PartitionLog, now_ms: float, crash_after: str | None = 
 def _swap(segment: LogSegment, cleaned: Path, crash_after: str | None) -> None:
     swap = segment.log_path.with_name(segment.log_path.name + SWAP_SUFFIX)
     os.replace(cleaned, swap)  # the commit point
-    _fsync_dir(segment.directory)
+    fsync_directory(segment.directory)
     if crash_after == "swap":
         return
     segment.close()
     _complete_swap(swap)
-    _fsync_dir(segment.directory)
+    fsync_directory(segment.directory)
 
 
 def _read_checkpoint(directory: Path) -> int:
@@ -219,9 +225,7 @@ def _read_checkpoint(directory: Path) -> int:
 
 
 def _write_checkpoint(directory: Path, offset: int) -> None:
-    tmp = directory / (CLEANER_CHECKPOINT_FILE + ".tmp")
-    tmp.write_text(f"{offset}\n")
-    os.replace(tmp, directory / CLEANER_CHECKPOINT_FILE)
+    write_durable(directory / CLEANER_CHECKPOINT_FILE, f"{offset}\n")
 
 
 def _reopened(segment: LogSegment, index_interval_bytes: int) -> LogSegment:
@@ -231,11 +235,4 @@ def _reopened(segment: LogSegment, index_interval_bytes: int) -> LogSegment:
     fresh.recover(validate=False)
     return fresh
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 

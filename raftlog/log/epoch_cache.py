@@ -1,12 +1,13 @@
 """The leader-epoch cache of a partition: (epoch, first offset of that epoch), checkpointed.
 
 The file `leader-epoch-checkpoint` uses Kafka's text format: a version line (0), a count
-line, then one "epoch start_offset" line per entry; it is replaced atomically on change.
+line, then one "epoch start_offset" line per entry. A change only marks the cache dirty; the
+owner (PartitionLog) takes the new content with `take_checkpoint` and writes it crash-safely
+off the event loop.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 CHECKPOINT_FILE = "leader-epoch-checkpoint"
@@ -17,6 +18,7 @@ class LeaderEpochCache:
     def __init__(self, directory: Path):
         self.path = directory / CHECKPOINT_FILE
         self.entries: list[tuple[int, int]] = []
+        self.dirty = False
         if self.path.exists():
             self.entries = _parse(self.path.read_text())
 
@@ -67,13 +69,15 @@ class LeaderEpochCache:
         self._write()
 
     def _write(self) -> None:
+        self.dirty = True
+
+    def take_checkpoint(self) -> bytes | None:
+        """The checkpoint file's new content if it changed since the last call, else None."""
+        if not self.dirty:
+            return None
+        self.dirty = False
         text = "0\n%d\n" % len(self.entries) + "".join(f"{e} {o}\n" for e, o in self.entries)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        return text.encode()
 
 
 def _parse(text: str) -> list[tuple[int, int]]:

@@ -53,6 +53,8 @@ class _SparseIndex:
         self._open().write(self.entry.pack(key, value))
 
     def rewrite(self) -> None:
+        # No fsync: an index is a cache (see the module docstring); a sealed segment's index
+        # files are fsynced, with the directory, by the flush round after its roll.
         self.close()
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         with open(tmp, "wb") as f:

@@ -8,18 +8,35 @@ appenders share one fdatasync).
 
 Files besides the segments: `leader-epoch-checkpoint`, `recovery-point-offset-checkpoint`
 (everything below it was fsynced: recovery validates only from there) and
-`log-start-offset-checkpoint`.
+`log-start-offset-checkpoint`, all written with raftlog.durable_file. State changes on the
+owning thread only queue the new contents (`take_checkpoints`); a flush writes them, in that
+order, after the data they describe is fsynced, so a checkpoint never claims more than the disk
+holds. Recovery re-derives the leader epochs of the batches it validates, so an epoch
+checkpoint that a crash kept from being written loses nothing.
+
+Failures: an OSError from any write, truncation or fsync takes the log out of service for good
+(`failure`, KAFKA_STORAGE_ERROR on every later call, `on_failure` told once). Nothing is retried:
+after a failed fsync the kernel may have dropped the dirty pages (PostgreSQL's "fsyncgate"), and
+after a short write the file holds torn bytes that later appends would land behind. Recovery on
+the next open cuts the log at its last valid batch.
+
+Threads: `GroupCommit` runs fsyncs on a worker thread over duplicated file descriptors, and
+applies their outcome (flushed offset, recovery point) back on the owning thread; every other
+method runs on the owning thread (the broker's event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from raftlog.durable_file import fsync_directory, write_durable
 
 from raftlog.log.config import LogConfig
 from raftlog.log.epoch_cache import LeaderEpochCache
@@ -53,13 +70,33 @@ class AppendResult:
     max_timestamp: int
 
 
-def _write_number(path: Path, value: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(f"{value}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@dataclass
+class FlushPlan:
+    """One fsync round, prepared on the owning thread (`begin_flush`), run on a worker thread
+    (`run`), applied on the owning thread (`PartitionLog.end_flush`)."""
+
+    end_offset: int  # everything below it was written before the plan was made
+    generation: int  # the log's truncation count then: a truncation meanwhile voids the plan
+    sealed: list  # segments sealed since the last round: they become part of the recovery point
+    fds: list[int] = field(default_factory=list)  # duplicates: a segment closed meanwhile cannot break the fsync
+    directory: Path | None = None  # fsynced when segments were created or sealed since the last round
+
+    def run(self) -> None:
+        try:
+            for fd in self.fds:
+                os.fdatasync(fd)
+            if self.directory is not None:
+                fsync_directory(self.directory)
+        finally:
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = []
+
+
+def write_checkpoints(files: list[tuple[Path, bytes]]) -> None:
+    """Writes queued checkpoint files in order, each crash-safely (worker thread or startup)."""
+    for path, data in files:
+        write_durable(path, data)
 
 
 def _read_number(path: Path, default: int) -> int:
@@ -80,12 +117,24 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self.recovery_point = _read_number(self.directory / RECOVERY_POINT_FILE, 0)
         self.log_start_offset = 0
-        self._unflushed_messages = 0
+        # Everything below flushed_offset is fsynced. Only the owning thread moves it (end_flush),
+        # so "how much is unflushed" is a difference of offsets, never a counter two threads touch.
+        self.flushed_offset = 0
         self._last_flush_ms = clock_ms()
+        self._generation = 0  # truncations so far: a flush planned before one must not count after it
+        self._unflushed_sealed: list[LogSegment] = []  # sealed by roll, fsynced by the next flush round
+        self._directory_dirty = True  # a segment file was created since the directory was last fsynced
+        self._pending_files: dict[str, bytes] = {}  # checkpoint name -> content, written by the next round
+        self.failure: LogError | None = None
+        self.on_failure: Callable[[PartitionLog, LogError], None] | None = None
         from raftlog.log.cleaner import finish_interrupted_swaps  # noqa: PLC0415 - cleaner imports us
 
-        finish_interrupted_swaps(self.directory)
-        self._load()
+        # Opening runs on the caller's thread (startup or a worker thread): its writes are synchronous.
+        with self.failing_on_os_error("open"):
+            finish_interrupted_swaps(self.directory)
+            self._load()
+            self.flushed_offset = self.log_end_offset
+            write_checkpoints(self.take_checkpoints())
 
     # -- opening and recovery ------------------------------------------------------------------
 
@@ -111,10 +160,14 @@ class PartitionLog:
 
     def _recover_segment(self, segment: LogSegment, is_last: bool) -> bool:
         """Sealed segments below the recovery point keep their indexes (rebuilt if damaged);
-        the rest are re-validated batch by batch and cut at the first bad one."""
+        the rest are re-validated batch by batch and cut at the first bad one, and their
+        batches' leader epochs go into the epoch cache (its checkpoint may be older than they)."""
         next_base = self._next_base(segment)
         if is_last or next_base is None or next_base > self.recovery_point:
-            return segment.recover(validate=True)
+            intact = segment.recover(validate=True)
+            for _, header in segment.scan(0):
+                self.epochs.assign(header.partition_leader_epoch, header.base_offset)
+            return intact
         if not segment.load_indexes():
             log.info("%s: rebuilding indexes", segment.log_path)
             segment.recover(validate=False)
@@ -149,6 +202,31 @@ class PartitionLog:
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         return self.epochs.end_offset_for(epoch, self.log_end_offset)
 
+    # -- failure -------------------------------------------------------------------------------
+
+    def check_online(self) -> None:
+        if self.failure is not None:
+            raise LogError(f"{self.directory} is out of service after a failed write: {self.failure.message}")
+
+    def fail(self, exc: OSError, action: str) -> LogError:
+        """Takes the log out of service (once); returns the error to raise."""
+        if self.failure is None:
+            self.failure = LogError(f"{action} in {self.directory} failed: {exc}")
+            log.error("%s: %s failed, log out of service until restart: %s", self.directory, action, exc)
+            if self.on_failure is not None:
+                self.on_failure(self, self.failure)
+        return LogError(f"{self.directory} is out of service after a failed write: {self.failure.message}")
+
+    @contextlib.contextmanager
+    def failing_on_os_error(self, action: str) -> Iterator[None]:
+        """Every write goes through here: refused once the log is out of service, and the
+        first OSError takes it out of service."""
+        self.check_online()
+        try:
+            yield
+        except OSError as exc:
+            raise self.fail(exc, action) from exc
+
     # -- appending -----------------------------------------------------------------------------
 
     def append(self, records: bytes, leader_epoch: int | None = None) -> AppendResult:
@@ -165,10 +243,11 @@ class PartitionLog:
         if len(buf) > self.config.max_message_bytes and leader_epoch is not None:
             raise LogError(f"{len(buf)} bytes exceed max.message.bytes={self.config.max_message_bytes}",
                            "MESSAGE_TOO_LARGE")
+        self.check_online()
         headers = self._assign(buf, headers, leader_epoch)
-        self._maybe_roll(len(buf), headers[-1][1].last_offset)
-        self.active.append(buf, headers)
-        self._unflushed_messages += sum(h.record_count for _, h in headers)
+        with self.failing_on_os_error("append"):
+            self._maybe_roll(len(buf), headers[-1][1].last_offset)
+            self.active.append(buf, headers)
         return AppendResult(headers[0][1].base_offset, headers[-1][1].last_offset, [h for _, h in headers],
                             max(h.max_timestamp for _, h in headers))
 
@@ -205,40 +284,92 @@ class PartitionLog:
             self.roll()
 
     def roll(self) -> LogSegment:
-        """Seals the active segment (fsynced) and starts a new one at the log end."""
-        sealed = self.active
-        sealed.flush()
-        segment = LogSegment(self.directory, self.log_end_offset, self.config.index_interval_bytes, self._clock_ms())
+        """Seals the active segment and starts a new one at the log end. No fsync here (this
+        runs inside an append on the event loop): the next flush round fsyncs the sealed
+        segment, and only then does the recovery point move past it."""
+        with self.failing_on_os_error("roll"):
+            sealed = self.active
+            sealed.offset_index.close()  # written out to the OS; fsynced with the segment
+            sealed.time_index.close()
+            segment = LogSegment(self.directory, self.log_end_offset, self.config.index_interval_bytes,
+                                 self._clock_ms())
         self.segments.append(segment)
-        self.recovery_point = max(self.recovery_point, sealed.next_offset)
-        self._checkpoint_recovery_point()
+        self._unflushed_sealed.append(sealed)
+        self._directory_dirty = True
         return segment
 
     # -- durability ----------------------------------------------------------------------------
 
     def needs_flush(self) -> bool:
-        if self._unflushed_messages == 0:
-            return False
-        if self._unflushed_messages >= self.config.flush_messages:
+        unflushed = self.log_end_offset - self.flushed_offset
+        if unflushed <= 0:
+            return bool(self._unflushed_sealed)
+        if unflushed >= self.config.flush_messages:
             return True
         return self.config.flush_ms > 0 and self._clock_ms() - self._last_flush_ms >= self.config.flush_ms
 
-    def flush(self) -> int:
-        """fdatasync of the active segment; returns the log end offset that is now durable."""
-        end = self.log_end_offset
-        self._unflushed_messages = 0
-        self.active.flush()
+    def begin_flush(self) -> FlushPlan:
+        """A flush round of everything written so far (owning thread); run it anywhere, then
+        hand it to end_flush on the owning thread."""
+        with self.failing_on_os_error("flush"):
+            plan = FlushPlan(self.log_end_offset, self._generation, list(self._unflushed_sealed))
+            self._unflushed_sealed = []
+            for segment in plan.sealed:
+                plan.fds += segment.duplicate_fds(with_indexes=True)
+            # The active segment's indexes are not fsynced: recovery always rebuilds them.
+            plan.fds += self.active.duplicate_fds(with_indexes=False)
+            if self._directory_dirty or plan.sealed:
+                plan.directory, self._directory_dirty = self.directory, False
+        return plan
+
+    def end_flush(self, plan: FlushPlan) -> int:
+        """Applies a completed flush round (owning thread); returns the flushed offset."""
         self._last_flush_ms = self._clock_ms()
-        self.recovery_point = max(self.recovery_point, end)
-        return end
+        if plan.generation == self._generation:
+            assert plan.end_offset <= self.log_end_offset, (
+                f"flushed up to {plan.end_offset} beyond the log end {self.log_end_offset} without a truncation")
+            self.flushed_offset = max(self.flushed_offset, plan.end_offset)
+            if self.recovery_point < plan.end_offset:
+                self.recovery_point = plan.end_offset
+                self._checkpoint_recovery_point()
+        return self.flushed_offset
+
+    def flush(self) -> int:
+        """A whole flush round on the calling thread, checkpoints included (tools, tests,
+        startup and shutdown); returns the offset below which everything is durable."""
+        plan = self.begin_flush()
+        with self.failing_on_os_error("fsync"):
+            plan.run()
+        flushed = self.end_flush(plan)
+        with self.failing_on_os_error("checkpoint"):
+            write_checkpoints(self.take_checkpoints())
+        return flushed
+
+    def take_checkpoints(self) -> list[tuple[Path, bytes]]:
+        """The checkpoint files to (re)write, oldest state first: leader epochs and log start
+        before the recovery point, so the recovery point never covers a batch whose epoch the
+        disk does not know. The caller writes them (write_checkpoints) off the event loop."""
+        epochs = self.epochs.take_checkpoint()
+        if epochs is not None:
+            self._pending_files = {self.epochs.path.name: epochs, **self._pending_files}
+        files, self._pending_files = self._pending_files, {}
+        return [(self.directory / name, data) for name, data in files.items()]
+
+    def has_pending_persistence(self) -> bool:
+        return bool(self._unflushed_sealed or self._pending_files or self.epochs.dirty)
 
     def _checkpoint_recovery_point(self) -> None:
-        _write_number(self.directory / RECOVERY_POINT_FILE, self.recovery_point)
+        self._pending_files.pop(RECOVERY_POINT_FILE, None)  # keep it last
+        self._pending_files[RECOVERY_POINT_FILE] = b"%d\n" % self.recovery_point
+
+    def _checkpoint_log_start(self) -> None:
+        self._pending_files[LOG_START_FILE] = b"%d\n" % self.log_start_offset
 
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
         """Whole batches starting with the one that holds offset (at least one batch)."""
+        self.check_online()
         if offset < self.log_start_offset or offset > self.log_end_offset:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]")
@@ -281,27 +412,48 @@ class PartitionLog:
     def truncate_to(self, offset: int) -> None:
         """Removes every batch whose last offset is >= offset (replication divergence), and the
         epochs that start there (at the log end: epochs that hold no record yet)."""
+        self.check_online()
         if offset >= self.log_end_offset:
             self.epochs.truncate_from_end(offset)
             return
         if offset < self.log_start_offset:
             raise OffsetOutOfRangeError(f"cannot truncate below the log start {self.log_start_offset}")
-        while len(self.segments) > 1 and self.active.base_offset >= offset:
-            self.segments.pop().delete()
-        self.active.truncate_to(offset)
+        with self.failing_on_os_error("truncate"):
+            self._generation += 1
+            while len(self.segments) > 1 and self.active.base_offset >= offset:
+                removed = self.segments.pop()
+                removed.delete()
+                if removed in self._unflushed_sealed:
+                    self._unflushed_sealed.remove(removed)
+            self.active.truncate_to(offset)
+            self._after_truncation()
+
+    def _after_truncation(self) -> None:
+        self._unflushed_sealed = [s for s in self._unflushed_sealed if s in self.segments[:-1]]
         self.epochs.truncate_from_end(self.log_end_offset)
+        self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self._checkpoint_recovery_point()
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
-        for segment in self.segments:
-            segment.delete()
-        self.segments = [LogSegment(self.directory, offset, self.config.index_interval_bytes, self._clock_ms())]
-        self.log_start_offset = offset
-        self.epochs.clear()
-        self.recovery_point = offset
-        self._checkpoint_recovery_point()
-        _write_number(self.directory / LOG_START_FILE, offset)
+        with self.failing_on_os_error("truncate"):
+            self._generation += 1
+            for segment in self.segments:
+                segment.delete()
+            self.segments = [LogSegment(self.directory, offset, self.config.index_interval_bytes, self._clock_ms())]
+            self._directory_dirty = True
+            self.log_start_offset = offset
+            self.epochs.clear()
+            self.flushed_offset = self.recovery_point = offset
+            self._unflushed_sealed = []
+            self._checkpoint_log_start()
+            self._checkpoint_recovery_point()
+
+    def truncate_corrupt_tail(self, offset: int) -> None:
+        """Cuts the log before a corrupt batch found at offset (the scrubber's repair, also
+        below the high watermark: the leader has those records). Unlike truncate_to it may
+        cut sealed segments."""
+        self.truncate_to(max(offset, self.log_start_offset))
 
     def delete_records(self, offset: int) -> int:
         """Advances the log start offset to offset (Kafka's DeleteRecords); returns the new start."""
@@ -309,12 +461,20 @@ class PartitionLog:
             raise OffsetOutOfRangeError(f"offset {offset} is past the log end {self.log_end_offset}")
         if offset <= self.log_start_offset:
             return self.log_start_offset
-        self.log_start_offset = offset
-        _write_number(self.directory / LOG_START_FILE, offset)
-        while len(self.segments) > 1 and self.segments[1].base_offset <= offset:
-            self.segments.pop(0).delete()
-        self.epochs.truncate_from_start(offset)
+        with self.failing_on_os_error("delete records"):
+            self.log_start_offset = offset
+            self._checkpoint_log_start()
+            while len(self.segments) > 1 and self.segments[1].base_offset <= offset:
+                self._drop_oldest()
+            self.epochs.truncate_from_start(offset)
         return offset
+
+    def _drop_oldest(self) -> LogSegment:
+        oldest = self.segments.pop(0)
+        oldest.delete()
+        if oldest in self._unflushed_sealed:
+            self._unflushed_sealed.remove(oldest)
+        return oldest
 
     def apply_retention(self, now_ms: float | None = None, high_watermark: int | None = None) -> int:
         """Deletes whole sealed segments past retention.ms / retention.bytes; returns how many.
@@ -324,6 +484,7 @@ class PartitionLog:
         """
         if not self.config.delete:
             return 0
+        self.check_online()
         now_ms = self._clock_ms() if now_ms is None else now_ms
         deleted = 0
         total = self.size_bytes()
@@ -336,22 +497,30 @@ class PartitionLog:
             if not (expired or oversized):
                 break
             total -= oldest.size
-            self.segments.pop(0).delete()
+            with self.failing_on_os_error("retention"):
+                self._drop_oldest()
             deleted += 1
             self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
         if deleted:
-            _write_number(self.directory / LOG_START_FILE, self.log_start_offset)
+            self._checkpoint_log_start()
             self.epochs.truncate_from_start(self.log_start_offset)
         return deleted
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """A clean close: flushed, so the next open validates nothing."""
-        self.flush()
-        self._checkpoint_recovery_point()
-        for segment in self.segments:
-            segment.close()
+        """A clean close: flushed, so the next open validates nothing. Blocks on fsyncs: the
+        broker calls it only at shutdown (or off its event loop). A log out of service is only
+        closed: what it holds is for recovery to judge."""
+        try:
+            if self.failure is None:
+                for segment in self.segments:  # index buffers out before the flush
+                    segment.offset_index.close()
+                    segment.time_index.close()
+                self.flush()
+        finally:
+            for segment in self.segments:
+                segment.close()
 
     def delete(self) -> None:
         for segment in self.segments:
@@ -372,24 +541,50 @@ def partition_directory(log_dir: str | Path, topic: str, partition: int) -> Path
 
 
 class GroupCommit:
-    """asyncio: appenders await sync(offset); one fdatasync in a worker thread serves everyone
-    whose data was written before it started."""
+    """asyncio: appenders await sync(offset); one flush round (fdatasync of the segments, then
+    the queued checkpoints) on a worker thread serves everyone whose data was written before it
+    started. A failed round takes the log out of service: it is never run again."""
 
     def __init__(self, partition_log: PartitionLog):
         self._log = partition_log
-        self.durable_offset = partition_log.log_end_offset
         self._running: asyncio.Task | None = None
 
+    @property
+    def durable_offset(self) -> int:
+        return self._log.flushed_offset
+
     async def sync(self, last_offset: int) -> None:
-        while self.durable_offset <= last_offset:
-            if self._running is None:
-                self._running = asyncio.get_running_loop().create_task(self._flush())
+        """Returns once last_offset is fsynced (or no longer in the log: truncated meanwhile)."""
+        while self._log.flushed_offset <= last_offset < self._log.log_end_offset:
+            await self._round()
+        self._log.check_online()
+
+    async def persist(self) -> None:
+        """Returns once everything written or queued (checkpoints, sealed segments) before the
+        call is durable: a round already running may have started before it, so one more."""
+        if self._running is not None:
             await asyncio.shield(self._running)
+        await self._round()
+
+    async def _round(self) -> None:
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._flush())
+        await asyncio.shield(self._running)
 
     async def _flush(self) -> None:
         try:
-            durable = await asyncio.to_thread(self._log.flush)
-            self.durable_offset = max(self.durable_offset, durable)
+            plan = self._log.begin_flush()
+            try:
+                await asyncio.to_thread(plan.run)
+            except OSError as exc:
+                raise self._log.fail(exc, "fsync") from exc
+            self._log.end_flush(plan)
+            files = self._log.take_checkpoints()
+            if files:
+                try:
+                    await asyncio.to_thread(write_checkpoints, files)
+                except OSError as exc:
+                    raise self._log.fail(exc, "checkpoint") from exc
         finally:
             self._running = None
 

@@ -109,10 +109,19 @@ class LogSegment:
             self.time_index.append(header.max_timestamp, header.base_offset)
         self.next_offset = header.next_offset
 
-    def flush(self) -> None:
-        os.fdatasync(self._fd)
-        self.offset_index.flush()
-        self.time_index.flush()
+    def duplicate_fds(self, with_indexes: bool) -> list[int]:
+        """Descriptors to fsync on another thread: duplicates, so a close (truncation, retention,
+        compaction) meanwhile cannot break the fsync. None for a segment already closed. With
+        indexes for a sealed segment (its index files are closed, i.e. written out, at roll)."""
+        if self._fd < 0:
+            return []
+        fds = [os.dup(self._fd)]
+        if with_indexes:
+            for index in (self.offset_index, self.time_index):
+                index.close()
+                if index.path.exists():
+                    fds.append(os.open(index.path, os.O_RDONLY))
+        return fds
 
     # -- recovery ------------------------------------------------------------------------------
 

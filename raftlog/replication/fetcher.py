@@ -109,18 +109,20 @@ class ReplicaFetcher:
             if partition.leader_epoch != epochs_sent[(result.topic_id, result.partition)]:
                 continue  # the epoch moved while the fetch was out: the answer may be stale
             if result.error_reason:
-                backoff |= self._on_error(partition, result)
+                backoff |= await self._on_error(partition, result)
             elif result.HasField("diverging_epoch"):
                 partition.truncate_for_divergence(result.diverging_epoch.epoch, result.diverging_epoch.end_offset)
+                await partition.log.persist()  # the lowered recovery point is on disk before new data
             else:
                 await partition.append_as_follower(result.records, result.high_watermark)
         return backoff
 
-    def _on_error(self, partition: Partition, result) -> bool:
+    async def _on_error(self, partition: Partition, result) -> bool:
         if result.error_reason == "OFFSET_OUT_OF_RANGE" and partition.log.log_end_offset < result.log_start_offset:
             log.warning("%s: behind the leader's log start %d; restarting from there", partition.name,
                         result.log_start_offset)
             partition.truncate_fully_and_start_at(result.log_start_offset)
+            await partition.log.persist()
             return False
         log.debug("%s: fetch from %d: %s", partition.name, self.leader_id, result.error_reason)
         return True

@@ -4,11 +4,18 @@
 flush policy (group commit: an append that must be durable awaits one shared fdatasync),
 and the high watermark is checkpointed to `replication-offset-checkpoint` in the partition
 directory (advisory, like Kafka's: rewritten at most every HW_CHECKPOINT_INTERVAL_S).
+
+No fsync runs on the event loop: fsyncs and checkpoint writes go through the log's
+GroupCommit on a worker thread; changes that only queue checkpoints (roll, truncation, new
+epochs, retention) start a background round (`_persist_soon`); callers that must not go on
+before they are durable await `persist()`. Only `close` (shutdown) fsyncs on the caller's thread.
+A failed write or fsync takes the log out of service (KAFKA_STORAGE_ERROR from then on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +25,8 @@ from typing import Protocol
 
 from raftlog.log import GroupCommit, LogConfig, PartitionLog, cleaner, partition_directory
 from raftlog.log.record_batch import BatchHeader, iter_headers
+
+log = logging.getLogger(__name__)
 
 HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
 HW_CHECKPOINT_INTERVAL_S = 0.5
@@ -52,6 +61,7 @@ class ReplicaLog(Protocol):
     def size_bytes(self) -> int: ...
     async def maintain(self, high_watermark: int) -> None: ...
     def reconfigure(self, config: LogConfig) -> None: ...
+    async def persist(self) -> None: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
 
@@ -63,6 +73,7 @@ class PartitionReplicaLog:
         self._hw_path = Path(directory) / HW_CHECKPOINT_FILE
         self._hw = 0
         self._hw_written_at = 0.0
+        self._background: asyncio.Task | None = None
 
     @property
     def log_start_offset(self) -> int:
@@ -92,7 +103,26 @@ class PartitionReplicaLog:
             on_written(info)
         if self._log.needs_flush():
             await self._group.sync(result.last_offset)
+        else:
+            self._persist_soon()
         return info
+
+    async def persist(self) -> None:
+        """Returns once every change made so far (sealed segments, checkpoints) is durable."""
+        await self._group.persist()
+
+    def _persist_soon(self) -> None:
+        """A background flush round for queued checkpoints and sealed segments (one at a time)."""
+        if not self._log.has_pending_persistence() or self._log.failure is not None:
+            return
+        if self._background is None or self._background.done():
+            self._background = asyncio.get_running_loop().create_task(self._persist_in_background())
+
+    async def _persist_in_background(self) -> None:
+        try:
+            await self._group.persist()
+        except Exception as exc:  # noqa: BLE001 - the log is out of service; every caller now sees it
+            log.debug("%s: background flush failed: %s", self._log.directory, exc)
 
     async def append_as_leader(self, records: bytes, leader_epoch: int,
                                on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo:
@@ -104,7 +134,9 @@ class PartitionReplicaLog:
 
     async def wait_durable(self, last_offset: int) -> None:
         """Returns once last_offset is as durable as the flush policy makes an append (for a
-        retried duplicate, whose original append may still be waiting for its fsync)."""
+        retried duplicate, whose original append may still be waiting for its fsync). A log out
+        of service answers KAFKA_STORAGE_ERROR: its fsync failed, so the original may be lost."""
+        self._log.check_online()
         if self._log.config.flush_messages <= 1:
             await self._group.sync(last_offset)
 
@@ -113,6 +145,15 @@ class PartitionReplicaLog:
 
     def assign_epoch(self, epoch: int, start_offset: int) -> None:
         self._log.epochs.assign(epoch, start_offset)
+        self._persist_soon_if_running()
+
+    def _persist_soon_if_running(self) -> None:
+        """_persist_soon from synchronous methods, which tests also call without a loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._persist_soon()
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         return self._log.end_offset_for_epoch(epoch)
@@ -124,12 +165,15 @@ class PartitionReplicaLog:
         return self._log.batch_headers()
 
     def truncate_to(self, offset: int) -> None:
+        """Callers await persist() before writing after it (the lowered recovery point first)."""
         self._log.truncate_to(offset)
         self._hw = min(self._hw, offset)
+        self._persist_soon_if_running()
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self._log.truncate_fully_and_start_at(offset)
         self._hw = offset
+        self._persist_soon_if_running()
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         return self._log.offset_for_timestamp(timestamp_ms)
@@ -149,6 +193,8 @@ class PartitionReplicaLog:
             self._hw_written_at = now
 
     def _write_hw(self) -> None:
+        # Advisory, like Kafka's replication-offset-checkpoint: no fsync. A high watermark lost
+        # in a crash only starts lower; the leader's next fetch response raises it again.
         tmp = self._hw_path.with_suffix(".tmp")
         tmp.write_text(f"{self._hw}\n")
         os.replace(tmp, self._hw_path)
@@ -160,13 +206,18 @@ class PartitionReplicaLog:
         """Retention (below the high watermark only), then compaction when the log is dirty
         enough: the cleaned copies are written on a worker thread, the swap happens here on
         the event loop, where nothing else touches the segment list meanwhile."""
-        self._log.apply_retention(high_watermark=high_watermark)
+        if self._log.apply_retention(high_watermark=high_watermark):
+            await self._group.persist()  # the new log start checkpoint
         if cleaner.needs_cleaning(self._log):
             plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
             if plan is not None:
-                cleaner.commit(self._log, plan)
+                with self._log.failing_on_os_error("compaction swap"):  # a half-done swap: out of service
+                    cleaner.commit(self._log, plan)
 
     def close(self) -> None:
+        """Shutdown only: fsyncs on the calling thread."""
+        if self._background is not None:
+            self._background.cancel()
         self._write_hw()
         self._log.close()
 

@@ -128,15 +128,22 @@ def test_concurrent_appends_share_fsyncs(tmp_path):
     log = PartitionLog(tmp_path)
     group = GroupCommit(log)
     flushes = 0
-    original = log.flush
+    original = log.begin_flush
 
     def counting_flush():
         nonlocal flushes
         flushes += 1
-        time.sleep(0.005)  # a slow disk: appends pile up behind the running fsync
-        return original()
+        plan = original()
+        run = plan.run
 
-    log.flush = counting_flush
+        def slow_run():
+            time.sleep(0.005)  # a slow disk: appends pile up behind the running fsync
+            run()
+
+        plan.run = slow_run
+        return plan
+
+    log.begin_flush = counting_flush
 
     async def appender(i: int) -> None:
         result = log.append(encode_batch([(None, b"x%d" % i, None, 0)]), leader_epoch=0)

@@ -98,6 +98,9 @@ class FakeReplicaLog:
     async def wait_durable(self, last_offset: int) -> None:
         pass
 
+    async def persist(self) -> None:
+        pass
+
     async def maintain(self, high_watermark: int) -> None:
         pass
 

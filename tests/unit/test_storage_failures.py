@@ -1,0 +1,130 @@
+"""A partition log whose disk fails: out of service at the first failed write or fsync, never
+retried, and no batch it held in flight is acknowledged (neither the append nor a retry)."""
+
+import asyncio
+import errno
+import os
+
+import pytest
+
+from raftlog.errors import RaftlogError
+from raftlog.log import LogConfig
+from raftlog.log.record_batch import encode_batch
+from raftlog.metadata.image import PartitionInfo
+from raftlog.replication.log_adapter import PartitionReplicaLog
+from raftlog.replication.notifier import ChangeNotifier
+from raftlog.replication.partition import Partition
+
+TOPIC_ID = b"T" * 16
+
+
+def leader_of(tmp_path, config: LogConfig | None = None) -> Partition:
+    partition = Partition("t", TOPIC_ID, 0, 1, PartitionReplicaLog(tmp_path / "t-0", config or LogConfig()),
+                          ChangeNotifier(), clock_ms=lambda: 0.0)
+    partition.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1,), (1,), 1, 0, 0))
+    partition.become_leader()
+    return partition
+
+
+def producer_batch(sequence: int) -> bytes:
+    return encode_batch([(b"k", b"v%d" % sequence, None, 0)], producer_id=7, producer_epoch=0,
+                        base_sequence=sequence)
+
+
+def test_a_failed_fsync_is_never_retried_and_no_retry_of_its_batch_is_acknowledged(tmp_path, monkeypatch):
+    """PostgreSQL's fsyncgate: after a failed fsync the kernel may have dropped the dirty pages,
+    so a second fsync that succeeds proves nothing. The retry of the batch must not be answered
+    as a duplicate of data that may not be on disk."""
+    async def scenario():
+        leader = leader_of(tmp_path)
+        fsyncs = []
+
+        def failing_fdatasync(fd):
+            fsyncs.append(fd)
+            raise OSError(errno.EIO, "injected fsync failure")
+
+        real_fdatasync = os.fdatasync
+        monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+        with pytest.raises(RaftlogError) as failure:
+            await leader.append_as_leader(producer_batch(0), acks=1, timeout_ms=1000, min_isr=1)
+        assert failure.value.reason == "KAFKA_STORAGE_ERROR"
+        failed_fsyncs = len(fsyncs)
+        monkeypatch.setattr(os, "fdatasync", real_fdatasync)  # the next fsync would "succeed"
+        for attempt, batch in (("retry", producer_batch(0)), ("next batch", producer_batch(1))):
+            with pytest.raises(RaftlogError) as failure:
+                await leader.append_as_leader(batch, acks=1, timeout_ms=1000, min_isr=1)
+            assert failure.value.reason == "KAFKA_STORAGE_ERROR", attempt
+        assert len(fsyncs) == failed_fsyncs == 1
+        with pytest.raises(RaftlogError) as failure:
+            leader.log.read(0, 1 << 20)  # what it holds is for recovery to judge after a restart
+        assert failure.value.reason == "KAFKA_STORAGE_ERROR"
+
+    asyncio.run(scenario())
+
+
+def test_an_append_during_a_flush_still_needs_its_own_flush(tmp_path, monkeypatch):
+    """The flush runs on a worker thread while appends go on on the event loop. An append that
+    lands after the flush has taken the log end must still be flushed (a counter reset on the
+    flush thread lost it: its acks=all/flush.messages=1 append then skipped its fsync)."""
+    import threading
+
+    from raftlog.log import PartitionLog
+
+    log = PartitionLog(tmp_path / "t-0", LogConfig())
+    log.append(encode_batch([(None, b"first", None, 0)]), leader_epoch=0)
+    flusher_read_end, appended = threading.Event(), threading.Event()
+    real_end = PartitionLog.log_end_offset
+
+    def hooked_end(self):
+        value = real_end.fget(self)
+        if threading.current_thread().name == "flusher" and not flusher_read_end.is_set():
+            flusher_read_end.set()  # the flush has taken the log end: now the event loop appends
+            assert appended.wait(10), "the append never came"
+        return value
+
+    monkeypatch.setattr(PartitionLog, "log_end_offset", property(hooked_end))
+    flusher = threading.Thread(target=log.flush, name="flusher")
+    flusher.start()
+    assert flusher_read_end.wait(10)
+    log.append(encode_batch([(None, b"second", None, 0)]), leader_epoch=0)
+    appended.set()
+    flusher.join(10)
+    assert not flusher.is_alive()
+    assert log.needs_flush(), "offset 1 was written after the flush took the log end: it is not durable yet"
+    log.close()
+
+
+def test_a_short_write_takes_the_log_out_of_service_and_recovery_keeps_every_whole_batch(tmp_path, monkeypatch):
+    """A full disk: the write stops halfway (torn bytes in the segment). No later append may land
+    behind them; on reopen the log ends at its last whole batch and takes appends again."""
+    from raftlog.log import PartitionLog
+    from raftlog.log import segment as segment_module
+
+    directory = tmp_path / "t-0"
+    log = PartitionLog(directory, LogConfig())
+    log.append(encode_batch([(None, b"kept", None, 0)]), leader_epoch=0)
+    log.flush()
+    real_write = os.write
+
+    def disk_full_write(fd, data):
+        return real_write(fd, bytes(data)[: len(data) // 2])  # what a full disk does: a short write
+
+    monkeypatch.setattr(segment_module.os, "write", disk_full_write)
+    with pytest.raises(RaftlogError) as failure:
+        log.append(encode_batch([(None, b"torn", None, 0)]), leader_epoch=0)
+    assert failure.value.reason == "KAFKA_STORAGE_ERROR"
+    monkeypatch.setattr(segment_module.os, "write", real_write)  # space is freed
+    size_after_failure = log.active.log_path.stat().st_size
+    for attempt in ("append", "flush"):
+        with pytest.raises(RaftlogError) as failure:
+            log.append(encode_batch([(None, b"later", None, 0)]), leader_epoch=0) if attempt == "append" else log.flush()
+        assert failure.value.reason == "KAFKA_STORAGE_ERROR", attempt
+    assert log.active.log_path.stat().st_size == size_after_failure, "nothing written after the failed write"
+    log.close()
+    reopened = PartitionLog(directory, LogConfig())
+    assert reopened.log_end_offset == 1
+    reopened.append(encode_batch([(None, b"after", None, 0)]), leader_epoch=0)
+    from raftlog.log.record_batch import iter_batches
+    values = [r.value for _, records in iter_batches(reopened.read(0, 1 << 20)) for r in records]
+    assert values == [b"kept", b"after"]
+    reopened.close()
