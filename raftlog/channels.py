@@ -1,4 +1,6 @@
-"""How raftlog opens gRPC channels (to peers, between Raft voters, from clients).
+"""How raftlog opens gRPC channels (to peers, between Raft voters, from clients), keeps them
+(``Peers``: one channel per node id), and reads a failed call (``error_from_rpc``: the calling
+side's gRPC edge, where a status becomes a ``RaftlogError`` again).
 
 gRPC's default reconnect backoff starts at 1 s and grows to 2 minutes: after a node was down
 for a few seconds its peers could go on failing fast for longer than a broker session, and a
@@ -9,6 +11,8 @@ at 100 ms and never wait more than 1 s.
 from __future__ import annotations
 
 import grpc
+
+from raftlog.errors import LEADER_METADATA_KEY, REASON_METADATA_KEY, Errors, RaftlogError
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RECONNECT_OPTIONS = [
@@ -33,3 +37,47 @@ def aio_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 def sync_channel(address: str) -> grpc.Channel:
     return grpc.insecure_channel(address, options=channel_options())
+
+
+class Peers:
+    """gRPC channels to the other nodes, by node id, opened on first use and kept."""
+
+    def __init__(self, addresses: dict[int, str]):
+        self._addresses = dict(addresses)
+        self._channels: dict[int, grpc.aio.Channel] = {}
+
+    def channel(self, node_id: int) -> grpc.aio.Channel:
+        if node_id not in self._addresses:
+            raise RaftlogError(Errors.BROKER_NOT_AVAILABLE, f"node {node_id} has no known address")
+        if node_id not in self._channels:
+            self._channels[node_id] = aio_channel(self._addresses[node_id])
+        return self._channels[node_id]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+# A call that failed without a raftlog answer (no reason trailer), in Kafka's terms. All are worth
+# a retry: a request that timed out or was cut off may still have been carried out, which is
+# what idempotent producers are for.
+TRANSPORT_ERRORS: dict[grpc.StatusCode, Errors] = {
+    grpc.StatusCode.UNAVAILABLE: Errors.BROKER_NOT_AVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Errors.REQUEST_TIMED_OUT,
+    grpc.StatusCode.CANCELLED: Errors.NETWORK_EXCEPTION,  # e.g. the broker shut down with the call in flight
+}
+
+
+def error_from_rpc(error: grpc.RpcError) -> RaftlogError:
+    """Rebuilds the server's RaftlogError from a failed call's status and trailing metadata."""
+    metadata = dict(error.trailing_metadata() or ())
+    reason = metadata.get(REASON_METADATA_KEY)
+    details = error.details() or ""
+    leader = metadata.get(LEADER_METADATA_KEY)
+    leader_id = int(leader) if leader not in (None, "") else None
+    if reason is None:  # the call failed before (or without) a raftlog answer
+        transport_error = TRANSPORT_ERRORS.get(error.code(), Errors.UNKNOWN_SERVER_ERROR)
+        return RaftlogError(transport_error, f"{error.code().name}: {details}", leader_id)
+    message = details[len(reason) + 2 :] if details.startswith(reason + ": ") else details
+    return RaftlogError.from_reason(reason, message, leader_id)

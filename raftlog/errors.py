@@ -1,67 +1,149 @@
-"""Errors that cross the gRPC boundary: a Kafka-style reason name plus a gRPC status code.
+"""Kafka-named errors and what a caller does about each: the one home of that policy.
 
-Servers raise RaftlogError (or a subclass); the api layer turns it into a gRPC status
-whose details read "REASON: message" and whose trailing metadata carries
-``raftlog-reason``. Clients turn such a status back into the same exception.
+Every error raftlog raises or answers with has a name from Kafka's protocol (``Errors``) and
+a policy, in the manner of Kafka's ``Errors`` enum and exception classes:
+
+- ``Policy.RETRY`` (Kafka's RetriableException): the same request may succeed later;
+- ``Policy.REFRESH_METADATA`` (InvalidMetadataException, e.g. NOT_LEADER_OR_FOLLOWER):
+  the caller's idea of who leads (or of where the controller is) is stale; refresh it, retry;
+- ``Policy.FAIL``: retrying will not help; the error goes to the user.
+
+and a scope: ``Scope.CALL`` errors are about the node or the call (a broker down, a timeout,
+NOT_CONTROLLER), ``Scope.RESOURCE`` errors about the topic or partition named in the request.
+Callers branch on ``error.policy`` (and the admin client on the scope), never on their own
+lists of names: making an error retriable is a one-line change here.
+
+This module is pure (no grpc): the gRPC status code of each error lives at the gRPC edge,
+``raftlog/api/status.py`` on the server and ``raftlog/channels.py`` on the calling side.
 """
 
 from __future__ import annotations
 
-import grpc
+import enum
 
 REASON_METADATA_KEY = "raftlog-reason"
 LEADER_METADATA_KEY = "raftlog-leader"
 
-# Kafka error names -> the gRPC status code that fits them best.
-REASON_CODES: dict[str, grpc.StatusCode] = {
-    "INVALID_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
-    "INVALID_CONFIG": grpc.StatusCode.INVALID_ARGUMENT,
-    "INVALID_TOPIC_EXCEPTION": grpc.StatusCode.INVALID_ARGUMENT,
-    "UNKNOWN_BROKER": grpc.StatusCode.NOT_FOUND,
-    "UNKNOWN_TOPIC_OR_PARTITION": grpc.StatusCode.NOT_FOUND,
-    "BROKER_NOT_AVAILABLE": grpc.StatusCode.UNAVAILABLE,
-    "NOT_CONTROLLER": grpc.StatusCode.UNAVAILABLE,
-    "COORDINATOR_NOT_AVAILABLE": grpc.StatusCode.UNAVAILABLE,
-    "STALE_BROKER_EPOCH": grpc.StatusCode.FAILED_PRECONDITION,
-    "INCONSISTENT_CLUSTER_ID": grpc.StatusCode.FAILED_PRECONDITION,
-    "DUPLICATE_BROKER_REGISTRATION": grpc.StatusCode.ALREADY_EXISTS,
-    "REQUEST_TIMED_OUT": grpc.StatusCode.DEADLINE_EXCEEDED,
-    "UNKNOWN_SERVER_ERROR": grpc.StatusCode.INTERNAL,
-}
+
+class Policy(enum.Enum):
+    FAIL = "fail"
+    RETRY = "retry"
+    REFRESH_METADATA = "refresh metadata, then retry"
+
+
+class Scope(enum.Enum):
+    CALL = "call"  # the node answering or the call itself: another node or a later call may do
+    RESOURCE = "resource"  # the topic, partition or broker the request names
+
+
+_FAIL, _RETRY, _REFRESH = Policy.FAIL, Policy.RETRY, Policy.REFRESH_METADATA
+_CALL, _RESOURCE = Scope.CALL, Scope.RESOURCE
+
+
+class Errors(enum.Enum):
+    """Kafka error names used by raftlog; each member's value is (policy, scope, meaning).
+
+    The meanings differ, so no two members are aliases of each other (checked by a test).
+    """
+
+    # -- the call or the node: retried, on another node where that makes sense -------------
+    REQUEST_TIMED_OUT = (_RETRY, _CALL, "no answer in time; the request may still have been carried out")
+    NETWORK_EXCEPTION = (_REFRESH, _CALL, "the connection broke with the call in flight")
+    BROKER_NOT_AVAILABLE = (_REFRESH, _CALL, "the node could not be reached")
+    NOT_CONTROLLER = (_REFRESH, _CALL, "this node is not the active controller; find it and retry")
+    COORDINATOR_NOT_AVAILABLE = (_RETRY, _CALL, "the broker cannot reach the controller yet")
+    # -- partition routing: the caller's metadata is stale ------------------------------------
+    NOT_LEADER_OR_FOLLOWER = (_REFRESH, _RESOURCE, "this broker does not lead (or follow) the partition")
+    LEADER_NOT_AVAILABLE = (_REFRESH, _RESOURCE, "the partition has no leader right now")
+    UNKNOWN_TOPIC_OR_PARTITION = (_REFRESH, _RESOURCE, "no such topic or partition (or not known here yet)")
+    FENCED_LEADER_EPOCH = (_REFRESH, _RESOURCE, "the request's leader epoch is older than the partition's")
+    UNKNOWN_LEADER_EPOCH = (_REFRESH, _RESOURCE, "the request's leader epoch is newer than the partition's")
+    KAFKA_STORAGE_ERROR = (_REFRESH, _RESOURCE, "the replica's log is not usable on this broker")
+    PREFERRED_LEADER_NOT_AVAILABLE = (_REFRESH, _RESOURCE, "the preferred replica is not in the ISR or fenced")
+    ELIGIBLE_LEADERS_NOT_AVAILABLE = (_REFRESH, _RESOURCE, "no replica of the partition may lead now")
+    # -- the partition cannot take the write yet ----------------------------------------------
+    NOT_ENOUGH_REPLICAS = (_RETRY, _RESOURCE, "fewer in-sync replicas than min.insync.replicas")
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = (_RETRY, _RESOURCE, "written, but the ISR shrank below min.insync.replicas")
+    # -- the request itself is wrong ----------------------------------------------------------
+    INVALID_REQUEST = (_FAIL, _CALL, "the request is malformed or not allowed")
+    INVALID_CONFIG = (_FAIL, _RESOURCE, "a config name or value is not valid")
+    INVALID_TOPIC_EXCEPTION = (_FAIL, _RESOURCE, "the topic name is not valid")
+    INVALID_PARTITIONS = (_FAIL, _RESOURCE, "the partition count is not valid")
+    INVALID_REPLICATION_FACTOR = (_FAIL, _RESOURCE, "the replication factor is not valid")
+    INVALID_REPLICA_ASSIGNMENT = (_FAIL, _RESOURCE, "the replica list is not valid")
+    INVALID_REQUIRED_ACKS = (_FAIL, _CALL, "acks must be -1, 0 or 1")
+    INVALID_RECORD = (_FAIL, _RESOURCE, "a record batch breaks the broker's rules (offsets, control batches)")
+    CORRUPT_MESSAGE = (_FAIL, _RESOURCE, "bytes that are not a valid record batch (length, CRC, fields)")
+    UNSUPPORTED_VERSION = (_FAIL, _RESOURCE, "a record batch magic this broker does not read")
+    UNSUPPORTED_COMPRESSION_TYPE = (_FAIL, _RESOURCE, "a compression codec this broker does not read")
+    MESSAGE_TOO_LARGE = (_FAIL, _RESOURCE, "the records exceed max.message.bytes")
+    OFFSET_OUT_OF_RANGE = (_FAIL, _RESOURCE, "the offset is outside the partition's log")
+    TOPIC_ALREADY_EXISTS = (_FAIL, _RESOURCE, "a topic of that name exists")
+    REASSIGNMENT_IN_PROGRESS = (_FAIL, _RESOURCE, "the partition is being reassigned already")
+    ELECTION_NOT_NEEDED = (_FAIL, _RESOURCE, "the partition already has the leader asked for")
+    INELIGIBLE_REPLICA = (_FAIL, _RESOURCE, "a replica proposed for the ISR is fenced")
+    INVALID_UPDATE_VERSION = (_FAIL, _RESOURCE, "the partition epoch of the request is not the current one")
+    # -- producers ----------------------------------------------------------------------------
+    OUT_OF_ORDER_SEQUENCE_NUMBER = (_FAIL, _RESOURCE, "the batch's sequence does not follow the last one")
+    UNKNOWN_PRODUCER_ID = (_FAIL, _RESOURCE, "the partition has no state for this producer id")
+    INVALID_PRODUCER_EPOCH = (_FAIL, _RESOURCE, "a newer epoch of this producer id exists")
+    # -- brokers and the controller -----------------------------------------------------------
+    UNKNOWN_BROKER = (_FAIL, _RESOURCE, "no broker of that id is registered")
+    STALE_BROKER_EPOCH = (_FAIL, _RESOURCE, "the broker epoch is not the broker's current one")
+    DUPLICATE_BROKER_REGISTRATION = (_FAIL, _RESOURCE, "another live incarnation holds this broker id")
+    INCONSISTENT_CLUSTER_ID = (_FAIL, _CALL, "the request is for another cluster")
+    UNKNOWN_SERVER_ERROR = (_FAIL, _CALL, "an unexpected error on the server")
+
+    def __init__(self, policy: Policy, scope: Scope, meaning: str):
+        self.policy = policy
+        self.scope = scope
+        self.meaning = meaning
+
+    @property
+    def retriable(self) -> bool:
+        return self.policy is not Policy.FAIL
+
+    @property
+    def out_of_order_sequence(self) -> bool:
+        """Kafka's OutOfOrderSequenceException and its subclass UnknownProducerIdException: a
+        producer with an earlier batch of the partition still unanswered waits for it."""
+        return self in (Errors.OUT_OF_ORDER_SEQUENCE_NUMBER, Errors.UNKNOWN_PRODUCER_ID)
 
 
 class RaftlogError(Exception):
-    """An error with a machine-readable reason (a Kafka error name)."""
+    """An error with its Kafka name (``error``, also as the string ``reason``) and a message.
 
-    def __init__(self, reason: str, message: str, leader_id: int | None = None):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
+    ``RaftlogError("NOT_CONTROLLER", "...")`` and ``RaftlogError(Errors.NOT_CONTROLLER, "...")``
+    are the same; a name that is not an ``Errors`` member is a bug and raises ValueError.
+    """
+
+    def __init__(self, error: Errors | str, message: str, leader_id: int | None = None):
+        if not isinstance(error, Errors):
+            if error not in Errors.__members__:
+                raise ValueError(f"{error!r} is not a raftlog error name (raftlog.errors.Errors)")
+            error = Errors[error]
+        super().__init__(f"{error.name}: {message}")
+        self.error = error
+        self.reason = error.name
         self.message = message
         self.leader_id = leader_id
 
+    @classmethod
+    def from_reason(cls, reason: str, message: str, leader_id: int | None = None) -> RaftlogError:
+        """The error a peer answered with; a name this client does not know (a newer server)
+        is UNKNOWN_SERVER_ERROR, which is never retried, with the name kept in the message."""
+        if reason in Errors.__members__:
+            return cls(Errors[reason], message, leader_id)
+        return cls(Errors.UNKNOWN_SERVER_ERROR, f"{reason}: {message}", leader_id)
+
     @property
-    def code(self) -> grpc.StatusCode:
-        return REASON_CODES.get(self.reason, grpc.StatusCode.UNKNOWN)
+    def policy(self) -> Policy:
+        return self.error.policy
 
+    @property
+    def retriable(self) -> bool:
+        return self.error.retriable
 
-# Failures of the call itself, in Kafka's terms: all worth a retry (a request that timed out or
-# was cut off may still have been carried out, which is what idempotent producers are for).
-TRANSPORT_REASONS = {
-    grpc.StatusCode.UNAVAILABLE: "BROKER_NOT_AVAILABLE",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "REQUEST_TIMED_OUT",
-    grpc.StatusCode.CANCELLED: "NETWORK_EXCEPTION",  # e.g. the broker shut down with the call in flight
-}
-
-
-def error_from_rpc(error: grpc.RpcError) -> RaftlogError:
-    """Rebuilds the server's RaftlogError from a failed call's status and trailing metadata."""
-    metadata = dict(error.trailing_metadata() or ())
-    reason = metadata.get(REASON_METADATA_KEY)
-    details = error.details() or ""
-    leader = metadata.get(LEADER_METADATA_KEY)
-    leader_id = int(leader) if leader not in (None, "") else None
-    if reason is None:  # the call failed before (or without) a raftlog answer
-        reason = TRANSPORT_REASONS.get(error.code(), "UNKNOWN_SERVER_ERROR")
-        return RaftlogError(reason, f"{error.code().name}: {details}", leader_id)
-    message = details[len(reason) + 2 :] if details.startswith(reason + ": ") else details
-    return RaftlogError(reason, message, leader_id)
+    @property
+    def refresh_metadata(self) -> bool:
+        return self.error.policy is Policy.REFRESH_METADATA

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from raftlog.api.admin_service import AdminServicer
 from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
-from raftlog.api.peers import Peers
+from raftlog.channels import Peers
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.config import NodeConfig

@@ -9,11 +9,12 @@ the active controller, forwarded there when this node is not it.
 from __future__ import annotations
 
 from raftlog import config as node_config
-from raftlog.api.peers import Peers, forward, was_forwarded
+from raftlog.api.forwarding import forward, was_forwarded
+from raftlog.channels import Peers
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
-from raftlog.errors import RaftlogError
+from raftlog.errors import RaftlogError, Scope
 from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
 from raftlog.topic_config import effective_topic_config
@@ -139,7 +140,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             try:
                 response.offset = await self._controller.elect_leader(target.topic, target.partition, unclean)
             except RaftlogError as exc:
-                if exc.reason in ("NOT_CONTROLLER", "REQUEST_TIMED_OUT"):
+                if exc.error.scope is Scope.CALL:  # the call failed, not this partition's election
                     raise
                 result.error_reason, result.error_message = exc.reason, exc.message
             response.results.append(result)

@@ -1,4 +1,10 @@
-"""Turns exceptions raised by servicer methods into gRPC statuses, and counts requests."""
+"""The server's gRPC edge: exceptions raised by servicer methods become gRPC statuses; requests are counted.
+
+``STATUS_CODES`` is the one table from Kafka error names to gRPC status codes. It covers every
+``Errors`` member (checked at import), so a client in any language can act on the code alone:
+UNAVAILABLE and DEADLINE_EXCEEDED (and ABORTED, a conflict with a concurrent change) are worth a
+retry; the Kafka name itself travels in the details and in the ``raftlog-reason`` trailer.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,63 @@ import time
 
 import grpc
 
-from raftlog.errors import LEADER_METADATA_KEY, REASON_METADATA_KEY, RaftlogError
+from raftlog.errors import LEADER_METADATA_KEY, REASON_METADATA_KEY, Errors, RaftlogError
 
 log = logging.getLogger(__name__)
+
+_C = grpc.StatusCode
+STATUS_CODES: dict[Errors, grpc.StatusCode] = {
+    Errors.REQUEST_TIMED_OUT: _C.DEADLINE_EXCEEDED,
+    Errors.NETWORK_EXCEPTION: _C.UNAVAILABLE,
+    Errors.BROKER_NOT_AVAILABLE: _C.UNAVAILABLE,
+    Errors.NOT_CONTROLLER: _C.UNAVAILABLE,
+    Errors.COORDINATOR_NOT_AVAILABLE: _C.UNAVAILABLE,
+    Errors.NOT_LEADER_OR_FOLLOWER: _C.UNAVAILABLE,
+    Errors.LEADER_NOT_AVAILABLE: _C.UNAVAILABLE,
+    Errors.UNKNOWN_TOPIC_OR_PARTITION: _C.NOT_FOUND,
+    Errors.FENCED_LEADER_EPOCH: _C.ABORTED,
+    Errors.UNKNOWN_LEADER_EPOCH: _C.ABORTED,
+    Errors.KAFKA_STORAGE_ERROR: _C.UNAVAILABLE,
+    Errors.PREFERRED_LEADER_NOT_AVAILABLE: _C.UNAVAILABLE,
+    Errors.ELIGIBLE_LEADERS_NOT_AVAILABLE: _C.UNAVAILABLE,
+    Errors.NOT_ENOUGH_REPLICAS: _C.UNAVAILABLE,
+    Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND: _C.UNAVAILABLE,
+    Errors.INVALID_REQUEST: _C.INVALID_ARGUMENT,
+    Errors.INVALID_CONFIG: _C.INVALID_ARGUMENT,
+    Errors.INVALID_TOPIC_EXCEPTION: _C.INVALID_ARGUMENT,
+    Errors.INVALID_PARTITIONS: _C.INVALID_ARGUMENT,
+    Errors.INVALID_REPLICATION_FACTOR: _C.INVALID_ARGUMENT,
+    Errors.INVALID_REPLICA_ASSIGNMENT: _C.INVALID_ARGUMENT,
+    Errors.INVALID_REQUIRED_ACKS: _C.INVALID_ARGUMENT,
+    Errors.INVALID_RECORD: _C.INVALID_ARGUMENT,
+    Errors.CORRUPT_MESSAGE: _C.INVALID_ARGUMENT,
+    Errors.UNSUPPORTED_VERSION: _C.INVALID_ARGUMENT,
+    Errors.UNSUPPORTED_COMPRESSION_TYPE: _C.INVALID_ARGUMENT,
+    Errors.MESSAGE_TOO_LARGE: _C.INVALID_ARGUMENT,
+    Errors.OFFSET_OUT_OF_RANGE: _C.OUT_OF_RANGE,
+    Errors.TOPIC_ALREADY_EXISTS: _C.ALREADY_EXISTS,
+    Errors.REASSIGNMENT_IN_PROGRESS: _C.FAILED_PRECONDITION,
+    Errors.ELECTION_NOT_NEEDED: _C.FAILED_PRECONDITION,
+    Errors.INELIGIBLE_REPLICA: _C.FAILED_PRECONDITION,
+    Errors.INVALID_UPDATE_VERSION: _C.ABORTED,
+    Errors.OUT_OF_ORDER_SEQUENCE_NUMBER: _C.FAILED_PRECONDITION,
+    Errors.UNKNOWN_PRODUCER_ID: _C.FAILED_PRECONDITION,
+    Errors.INVALID_PRODUCER_EPOCH: _C.FAILED_PRECONDITION,
+    Errors.UNKNOWN_BROKER: _C.NOT_FOUND,
+    Errors.STALE_BROKER_EPOCH: _C.FAILED_PRECONDITION,
+    Errors.DUPLICATE_BROKER_REGISTRATION: _C.ALREADY_EXISTS,
+    Errors.INCONSISTENT_CLUSTER_ID: _C.FAILED_PRECONDITION,
+    Errors.UNKNOWN_SERVER_ERROR: _C.INTERNAL,
+}
+_unmapped = [e.name for e in Errors if STATUS_CODES.get(e, _C.UNKNOWN) in (_C.UNKNOWN, _C.OK)]
+assert not _unmapped, f"errors without a gRPC status code: {_unmapped}"
 
 
 async def abort(context: grpc.aio.ServicerContext, error: RaftlogError) -> None:
     metadata = [(REASON_METADATA_KEY, error.reason)]
     if error.leader_id is not None:
         metadata.append((LEADER_METADATA_KEY, str(error.leader_id)))
-    await context.abort(error.code, f"{error.reason}: {error.message}", trailing_metadata=tuple(metadata))
+    await context.abort(STATUS_CODES[error.error], f"{error.reason}: {error.message}", trailing_metadata=tuple(metadata))
 
 
 def rpc(api_name: str):

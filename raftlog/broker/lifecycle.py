@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import grpc
 
-from raftlog.api.peers import Peers
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.channels import Peers, error_from_rpc
+from raftlog.errors import Errors, RaftlogError
 from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
 
@@ -116,7 +116,7 @@ class BrokerLifecycle:
                 last_answer = time.monotonic()
                 await asyncio.sleep(self._heartbeat_interval_s)
             except RaftlogError as exc:
-                if exc.reason in ("STALE_BROKER_EPOCH", "UNKNOWN_BROKER"):
+                if exc.error in (Errors.STALE_BROKER_EPOCH, Errors.UNKNOWN_BROKER):
                     self.broker_epoch = None  # the controller lost or replaced us: register again
                 silent_s = time.monotonic() - last_answer
                 if silent_s > self._session_timeout_s:  # the controller will fence us, or has

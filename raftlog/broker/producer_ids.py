@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import grpc
 
-from raftlog.api.peers import Peers
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.channels import Peers, error_from_rpc
+from raftlog.errors import RaftlogError
 from raftlog.v1 import controller_pb2, controller_pb2_grpc
 
 

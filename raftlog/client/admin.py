@@ -69,7 +69,7 @@ class Admin:
         described = []
         for topic in response.topics:
             if topic.error_reason:
-                raise RaftlogError(topic.error_reason, f"topic {topic.name!r} does not exist")
+                raise RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
             configs = {c["name"]: c["value"] for c in self.describe_configs("topics", topic.name)}
             described.append(_topic_dict(topic, configs))
         return described

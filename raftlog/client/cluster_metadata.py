@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from raftlog.channels import aio_channel
+from raftlog.channels import aio_channel, error_from_rpc
 from raftlog.client.connection import parse_servers
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.errors import RaftlogError
 from raftlog.v1 import broker_pb2, broker_pb2_grpc
 
 METADATA_TIMEOUT_S = 5.0

@@ -8,12 +8,17 @@ from typing import Any
 
 import grpc
 
-from raftlog.channels import sync_channel
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.channels import error_from_rpc, sync_channel
+from raftlog.errors import RaftlogError, Scope
 
-# Reasons that mean "try again, maybe elsewhere": the cluster is electing or a node is down.
-RETRIABLE_REASONS = frozenset({"NOT_CONTROLLER", "BROKER_NOT_AVAILABLE", "REQUEST_TIMED_OUT", "NETWORK_EXCEPTION"})
 RETRY_BACKOFF_S = 0.1
+
+
+def retried_by_admin(error: RaftlogError) -> bool:
+    """A retriable failure of the call (the cluster is electing, a node is down) is retried, maybe
+    on another node; an error about the topic, partition or broker the request names goes to the
+    caller at once, as Kafka's AdminClient hands per-resource errors to the caller."""
+    return error.retriable and error.error.scope is Scope.CALL
 
 
 def parse_servers(bootstrap_servers: str | list[str]) -> list[str]:
@@ -53,7 +58,7 @@ class Connection:
                 return response
             except grpc.RpcError as exc:
                 last_error = error_from_rpc(exc)
-                if last_error.reason not in RETRIABLE_REASONS:
+                if not retried_by_admin(last_error):
                     raise last_error from None
             attempt += 1
             time.sleep(min(RETRY_BACKOFF_S, max(0.0, deadline - time.monotonic())))

@@ -18,12 +18,11 @@ import grpc
 from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.channels import error_from_rpc
+from raftlog.errors import RaftlogError
 from raftlog.v1 import broker_pb2
 
 EARLIEST, LATEST = -2, -1
-REFRESH_METADATA = frozenset({"NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE", "BROKER_NOT_AVAILABLE",
-                              "FENCED_LEADER_EPOCH", "UNKNOWN_LEADER_EPOCH", "UNKNOWN_TOPIC_OR_PARTITION"})
 RETRY_BACKOFF_S = 0.05
 
 
@@ -114,15 +113,16 @@ class AsyncConsumer:
                     broker_pb2.ListOffsetsPartition(topic=tp.topic, partition=tp.partition, timestamp=timestamp)])
                 result = (await self._metadata.stub(leader.address).ListOffsets(request, timeout=5)).results[0]
                 if result.error_reason:
-                    raise RaftlogError(result.error_reason, result.error_message)
+                    raise RaftlogError.from_reason(result.error_reason, result.error_message)
                 return result.offset
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
             except RaftlogError as exc:
                 error = exc
-            if error.reason not in REFRESH_METADATA | {"LEADER_NOT_AVAILABLE"} or time.monotonic() > deadline:
+            if not error.retriable or time.monotonic() > deadline:
                 raise error
-            self._metadata.invalidate()
+            if error.refresh_metadata:
+                self._metadata.invalidate()
             await asyncio.sleep(RETRY_BACKOFF_S)
 
     async def _reset_position(self, tp: TopicPartition) -> None:
@@ -189,7 +189,7 @@ class AsyncConsumer:
             await self._reset_position(tp)
             return
         if result.error_reason:
-            if result.error_reason in REFRESH_METADATA:
+            if RaftlogError.from_reason(result.error_reason, result.error_message).refresh_metadata:
                 self._metadata.invalidate()
             return
         position = self._positions[tp]

@@ -28,20 +28,11 @@ from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.channels import error_from_rpc
+from raftlog.errors import RaftlogError
 from raftlog.v1 import broker_pb2
 
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
-RETRIABLE = frozenset({
-    "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE", "REQUEST_TIMED_OUT", "NOT_ENOUGH_REPLICAS",
-    "NOT_ENOUGH_REPLICAS_AFTER_APPEND", "BROKER_NOT_AVAILABLE", "FENCED_LEADER_EPOCH", "UNKNOWN_LEADER_EPOCH",
-    "UNKNOWN_TOPIC_OR_PARTITION", "COORDINATOR_NOT_AVAILABLE", "KAFKA_STORAGE_ERROR", "NETWORK_EXCEPTION",
-})
-REFRESH_METADATA = frozenset({
-    "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE", "BROKER_NOT_AVAILABLE", "FENCED_LEADER_EPOCH",
-    "UNKNOWN_LEADER_EPOCH", "UNKNOWN_TOPIC_OR_PARTITION", "NETWORK_EXCEPTION",
-})
-SEQUENCE_WAIT = frozenset({"OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID"})
 # The broker answers within the request's timeout_ms; past this margin the leader is taken for
 # unreachable (paused, cut off) and the batch is retried, on a new leader if there is one.
 RESPONSE_MARGIN_S = 1.0
@@ -259,10 +250,11 @@ class _Sender:
                 response = await stub.InitProducerId(broker_pb2.InitProducerIdRequest(), timeout=5)
                 self._producer_id, self._producer_epoch = response.producer_id, response.producer_epoch
                 return
-            except (grpc.RpcError, RaftlogError):
-                if time.monotonic() > deadline:
-                    raise
-                self._metadata.invalidate()
+            except (grpc.RpcError, RaftlogError) as exc:
+                error = exc if isinstance(exc, RaftlogError) else error_from_rpc(exc)
+                if not error.retriable or time.monotonic() > deadline:
+                    raise error from None
+                self._metadata.invalidate()  # the broker asked may be down: ask another
                 await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0)
 
     async def _deliver(self, batch: _Batch, semaphore: asyncio.Semaphore) -> None:
@@ -289,16 +281,16 @@ class _Sender:
             attempts += 1
             if not self._retriable(batch, error) or attempts > self._settings["retries"] or time.monotonic() > deadline:
                 raise error
-            if error.reason in REFRESH_METADATA or error.reason == "BROKER_NOT_AVAILABLE":
+            if error.refresh_metadata:
                 self._metadata.invalidate()
             await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0 * random.uniform(0.8, 1.2))
 
     def _retriable(self, batch: _Batch, error: RaftlogError) -> bool:
-        if error.reason in RETRIABLE:
+        if error.retriable:
             return True
         # An earlier batch of this partition is still out: this one must wait its turn.
         earlier = [s for s in self._unacked[(batch.topic, batch.partition)] if s < batch.sequence]
-        return error.reason in SEQUENCE_WAIT and bool(earlier)
+        return error.error.out_of_order_sequence and bool(earlier)
 
     async def _send_once(self, batch: _Batch) -> int | RaftlogError:
         """The base offset, or the error of this attempt."""
@@ -326,7 +318,7 @@ class _Sender:
             return RaftlogError("BROKER_NOT_AVAILABLE", "the call was cancelled by the channel")
         result = response.results[0]
         if result.error_reason:
-            return RaftlogError(result.error_reason, result.error_message)
+            return RaftlogError.from_reason(result.error_reason, result.error_message)
         return result.base_offset
 
 

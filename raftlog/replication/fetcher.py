@@ -12,8 +12,8 @@ import logging
 
 import grpc
 
-from raftlog.api.peers import Peers
-from raftlog.errors import error_from_rpc
+from raftlog.channels import Peers, error_from_rpc
+from raftlog.errors import RaftlogError
 from raftlog.replication.partition import Partition
 from raftlog.v1 import replication_pb2, replication_pb2_grpc
 
@@ -124,5 +124,7 @@ class ReplicaFetcher:
             partition.truncate_fully_and_start_at(result.log_start_offset)
             await partition.log.persist()
             return False
-        log.debug("%s: fetch from %d: %s", partition.name, self.leader_id, result.error_reason)
+        error = RaftlogError.from_reason(result.error_reason, f"from broker {self.leader_id}")
+        # Retriable errors (a leader change the metadata has not shown here yet) pass by themselves.
+        log.log(logging.DEBUG if error.retriable else logging.WARNING, "%s: fetch: %s", partition.name, error)
         return True

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import grpc
 
 from raftlog import config as node_config
-from raftlog.api.peers import Peers
-from raftlog.errors import RaftlogError, error_from_rpc
+from raftlog.channels import Peers, error_from_rpc
+from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.replication.fetcher import ReplicaFetcher

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
 SEQUENCE_WAIT_S = 0.5
-WAITABLE_SEQUENCE_ERRORS = frozenset({"OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID"})
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ class Partition:
             except RaftlogError as exc:
                 ahead = any(self.producer_state.is_ahead(h.producer_id, h.producer_epoch, h.base_sequence)
                             for h in batches)
-                if exc.reason not in WAITABLE_SEQUENCE_ERRORS or not ahead or loop.time() >= deadline:
+                if not exc.error.out_of_order_sequence or not ahead or loop.time() >= deadline:
                     raise
             await self.changed.wait(token, deadline - loop.time())
 
