@@ -183,6 +183,16 @@ class ReplicaManager:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")
         return partition
 
+    def check_replica_epoch(self, replica_id: int, broker_epoch: int) -> None:
+        """A replica fetch counts (high watermark, ISR) only from the follower's current
+        incarnation, as registered in our metadata image (KIP-903): an earlier incarnation's
+        fetch, or one from anyone merely claiming the id, says nothing about its log today."""
+        broker = self.image.brokers.get(replica_id)
+        if broker is None or broker.epoch != broker_epoch:
+            registered = "not registered" if broker is None else f"registered with epoch {broker.epoch}"
+            raise RaftlogError("STALE_BROKER_EPOCH",
+                               f"replica fetch from broker {replica_id} with epoch {broker_epoch}; it is {registered}")
+
     # -- retention and compaction -----------------------------------------------------------
 
     async def _maintenance_loop(self) -> None:

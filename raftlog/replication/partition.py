@@ -301,8 +301,15 @@ class Partition:
 
     async def append_as_follower(self, records: bytes, leader_high_watermark: int) -> None:
         if records:
-            info = await self.log.append_as_follower(records)
-            self._record_producers(info)
+            # Producer state is recorded as soon as the batch is written, before the fsync, as on
+            # the leader: a metadata update may make us leader while the fsync runs, and the new
+            # epoch starts at a log end that holds these batches, so the producer's retry of them
+            # must find them in the table (else it is written a second time).
+            epoch = self.leader_epoch
+            await self.log.append_as_follower(records, on_written=self._record_producers)
+            if self.is_leader or self.leader_epoch != epoch:
+                # The old leader's high watermark is not ours to take any more.
+                leader_high_watermark = self.high_watermark
         new_hw = min(leader_high_watermark, self.log.log_end_offset)
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw

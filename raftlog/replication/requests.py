@@ -91,6 +91,8 @@ async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, 
 
 
 def _read_replica(manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest) -> tuple[list, int, bool]:
+    # Checked on every round of the long poll: the follower may re-register while we wait.
+    manager.check_replica_epoch(request.replica_id, request.broker_epoch)
     results, total_bytes, stop = [], 0, False
     for data in request.partitions:
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)

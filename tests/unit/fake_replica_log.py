@@ -43,13 +43,15 @@ class FakeReplicaLog:
             on_written(info)
         return info
 
-    async def append_as_follower(self, records: bytes) -> AppendInfo:
+    async def append_as_follower(self, records: bytes, on_written=None) -> AppendInfo:
         # The fake "wire format" from read(): offset|epoch|payload lines.
         info = None
         for line in records.split(b"\n"):
             offset, epoch, payload = line.split(b"|", 2)
             assert int(offset) == self.log_end_offset, "followers append at their log end"
             info = self._append(payload, int(epoch))
+        if on_written:
+            on_written(info)
         return info
 
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:

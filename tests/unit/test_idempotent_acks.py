@@ -77,3 +77,52 @@ def test_a_truncated_replica_still_knows_the_producer_from_its_earlier_batches(t
         log_b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_follower_made_leader_during_its_fsync_answers_the_retry_as_a_duplicate(tmp_path):
+    """Issue 9 §1. B (follower) has written the producer's batch and waits for its fsync when a
+    metadata update makes it leader; the producer never heard from the old leader and retries.
+    The retry must be answered at the original offset, not written a second time."""
+    import threading
+
+    batch = encode_batch([(b"k", b"v", None, 0)], producer_id=7, producer_epoch=0, base_sequence=0)
+
+    async def scenario():
+        log_a = PartitionReplicaLog(tmp_path / "a", LogConfig())
+        log_b = PartitionReplicaLog(tmp_path / "b", LogConfig())
+        a = Partition("t", TOPIC_ID, 0, 1, log_a, ChangeNotifier(), clock_ms=lambda: 0.0)
+        a.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
+        a.become_leader()
+        b = Partition("t", TOPIC_ID, 0, 2, log_b, ChangeNotifier(), clock_ms=lambda: 0.0)
+        b.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
+        b.become_follower()
+        await a.append_as_leader(batch, acks=1, timeout_ms=100, min_isr=1)
+
+        # Hold B's next fsync until the test lets it go.
+        release, flush = threading.Event(), log_b.partition_log.flush
+        def held_flush():
+            release.wait(10)
+            return flush()
+        log_b.partition_log.flush = held_flush
+
+        fetched = a.read_for_follower(2, 0, -1, 0, 1 << 20)
+        follower_append = asyncio.create_task(b.append_as_follower(fetched.records, fetched.high_watermark))
+        for _ in range(100):
+            if log_b.log_end_offset == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert log_b.log_end_offset == 1, "the follower wrote the batch and waits for its fsync"
+
+        b.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (2,), 2, 1, 1))  # B leads epoch 1
+        b.become_leader()
+        retry = asyncio.create_task(b.append_as_leader(batch, acks=1, timeout_ms=100, min_isr=1))
+        await asyncio.sleep(0.05)
+        release.set()
+        await follower_append
+        outcome = await retry
+        assert (outcome.base_offset, outcome.record_count, log_b.log_end_offset) == (0, 0, 1), \
+            "the retry was written again instead of being answered as a duplicate"
+        log_a.close()
+        log_b.close()
+
+    asyncio.run(scenario())
