@@ -94,13 +94,17 @@ class Simulation:
         self._sequence = 0
         self._set_groups([set(self.ids)])
         self.leaders: dict[int, int] = {}  # term -> leader id
-        self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
+        # index -> (term, data, commit term): the commit term is the term of the first node seen
+        # with the index committed, which is never below the term of the leader that committed it
+        # (a node learns a commit index only from a leader of its own term).
+        self.committed: dict[int, tuple[int, bytes, int]] = {}
         self.max_committed = 0  # the highest index in self.committed
         # The checks are incremental: each fact is checked once, when it appears, because the core
         # asserts it cannot change afterwards (a committed entry is never overwritten; a leader
         # never rewrites its own log). A restarted node is a new RaftNode, so it is checked anew.
         self._recorded: dict[int, tuple[RaftNode, int]] = {}  # node id -> (its RaftNode, committed index checked)
-        self._leader_checked: dict[int, tuple[RaftNode, int]] = {}  # node id -> (leader RaftNode, index checked)
+        # node id -> (leader RaftNode, its term, index checked)
+        self._leader_checked: dict[int, tuple[RaftNode, int, int]] = {}
         self.applied: dict[int, bytes] = {}
         self.proposals = 0
         # Each seed draws its own fault intensities, from gentle to brutal, so campaigns cover
@@ -272,34 +276,36 @@ class Simulation:
         for entry in log.entries[low - offset : log.committed - offset + 1]:
             known = committed.get(entry.index)
             if known is None:
-                committed[entry.index] = (entry.term, entry.data)
+                committed[entry.index] = (entry.term, entry.data, raft.term)
             elif known[0] != entry.term or known[1] != entry.data:
                 self._fail(f"node {raft.id} committed ({entry.term}, {entry.data!r}) at {entry.index}, "
-                           f"but {known} was committed")
+                           f"but {known[:2]} was committed")
         self.max_committed = max(self.max_committed, log.committed)
         self._recorded[raft.id] = (raft, log.committed)
 
     def _check_leader_completeness(self, leader: RaftNode) -> None:
-        """Every entry committed so far (by any node) is in the log of every later leader."""
+        """Every entry committed in an earlier term is in the leader's log. (Not those committed in
+        its own term or later: a deposed leader that has not heard of the next term yet lacks the
+        entries its successor commits, and that is no violation.)"""
         log = leader.log
-        seen_raft, checked = self._leader_checked.get(leader.id, (None, 0))
-        if seen_raft is not leader or checked > self.max_committed:
+        seen_raft, seen_term, checked = self._leader_checked.get(leader.id, (None, 0, 0))
+        if seen_raft is not leader or seen_term != leader.term or checked > self.max_committed:
             checked = 0
         for index in range(max(checked, log.snapshot_index) + 1, self.max_committed + 1):
             known = self.committed.get(index)
             if known is None:
                 continue  # only ever committed below some node's snapshot: nothing to compare
-            term, data = known
-            if index > log.last_index:
-                if term < leader.term:
-                    self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks "
-                               f"committed {index}")
+            term, data, commit_term = known
+            if commit_term >= leader.term:
                 continue
+            if index > log.last_index:
+                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks "
+                           f"committed {index}")
             entry = log.entries[index - log.snapshot_index - 1]
             if entry.term != term or entry.data != data:
                 self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} holds "
                            f"({entry.term}, {entry.data!r}) at committed {index}, not ({term}, {data!r})")
-        self._leader_checked[leader.id] = (leader, self.max_committed)
+        self._leader_checked[leader.id] = (leader, leader.term, self.max_committed)
 
     @staticmethod
     def _check_log_matching(a: RaftNode, b: RaftNode) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from raftlog.config import load_config
 from raftlog.metadata import records
 from raftlog.metadata.image import MetadataImage
+from raftlog.tasks import TaskSupervisor
 from raftlog.replication.manager import ReplicaManager
 from raftlog.v1 import metadata_pb2
 from tests.unit.fake_replica_log import FakeReplicaLog
@@ -44,8 +45,8 @@ def make_manager(broker_id: int, state_machine: FakeStateMachine, logs: dict | N
                                         "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test"})
     logs = {} if logs is None else logs
 
-    def log_factory(topic: str, partition: int, configs: dict[str, str]) -> FakeReplicaLog:
+    def log_factory(topic: str, partition: int, log_config) -> FakeReplicaLog:
         return logs.setdefault((topic, partition), FakeReplicaLog())
 
     return ReplicaManager(broker_id, CLUSTER_ID, config, state_machine, peers=None, broker_epoch=lambda: None,
-                          controller_id=lambda: None, log_factory=log_factory)
+                          controller_id=lambda: None, log_factory=log_factory, tasks=TaskSupervisor())
