@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto proto-check netns-tools sim-long clean
+.PHONY: run test lint proto proto-check netns-tools sim-long clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data}
 
-test: $(STAMP) proto-check netns-tools
+test: $(STAMP) proto-check lint netns-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Layering: pure modules import no grpc/asyncio/rocksdict, the client no server package, no cycles
+# (contracts in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 # The chaos tests put nodes in network namespaces and cut links with iptables (needs root).
 netns-tools:

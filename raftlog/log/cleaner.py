@@ -30,11 +30,18 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raftlog.durable_file import fsync_directory, write_durable
-from raftlog.log.partition_log import PartitionLog
-from raftlog.log.record_batch import LOG_OVERHEAD, decode_batch, encode_batch_with_offsets
+from raftlog.log.record_batch import (
+    LOG_OVERHEAD,
+    decode_batch,
+    encode_batch_with_offsets,
+)
 from raftlog.log.segment import LogSegment
+
+if TYPE_CHECKING:  # the cleaner works on a PartitionLog, which calls it on open: no import cycle
+    from raftlog.log.partition_log import PartitionLog
 
 log = logging.getLogger(__name__)
 

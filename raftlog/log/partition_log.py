@@ -37,12 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftlog.durable_file import fsync_directory, write_durable
-
+from raftlog.log.cleaner import finish_interrupted_swaps
 from raftlog.log.config import LogConfig
 from raftlog.log.epoch_cache import LeaderEpochCache
 from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
-from raftlog.log.record_batch import BatchHeader, decode_batch, iter_headers, set_base_offset, \
-    set_partition_leader_epoch
+from raftlog.log.record_batch import (
+    BatchHeader,
+    decode_batch,
+    iter_headers,
+    set_base_offset,
+    set_partition_leader_epoch,
+)
 from raftlog.log.segment import LogSegment, segment_name
 
 log = logging.getLogger(__name__)
@@ -127,7 +132,6 @@ class PartitionLog:
         self._pending_files: dict[str, bytes] = {}  # checkpoint name -> content, written by the next round
         self.failure: LogError | None = None
         self.on_failure: Callable[[PartitionLog, LogError], None] | None = None
-        from raftlog.log.cleaner import finish_interrupted_swaps  # noqa: PLC0415 - cleaner imports us
 
         # Opening runs on the caller's thread (startup or a worker thread): its writes are synchronous.
         with self.failing_on_os_error("open"):
