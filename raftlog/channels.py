@@ -13,8 +13,9 @@ from __future__ import annotations
 import grpc
 
 from raftlog.errors import LEADER_METADATA_KEY, REASON_METADATA_KEY, Errors, RaftlogError
+from raftlog.limits import MAX_MESSAGE_BYTES
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the one limit, explained in raftlog/limits.py
 RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),

@@ -23,6 +23,7 @@ from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.config import NodeConfig
 from raftlog.controller.active import ActiveController
+from raftlog.limits import MAX_MESSAGE_BYTES
 from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.metrics.registry import NodeMetrics, partition_gauges, raft_gauges
 from raftlog.raft import DriverSettings, RaftDriver
@@ -44,8 +45,8 @@ from raftlog.v1 import (
 log = logging.getLogger(__name__)
 
 GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from raftlog.limits import MAX_MESSAGE_BYTES, MAX_RAFT_ENTRY_BYTES, RAFT_ENTRY_OVERHEAD_BYTES, raft_payload_bytes
 from raftlog.raft.messages import (
     NO_NODE,
     Entry,
@@ -67,6 +68,10 @@ class RaftSettings:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     max_entries_per_message: int = 1024
+    # An append carries at least one entry and at most this many bytes of entries (with their
+    # framing), so it fits in one transport message; a snapshot is chunked by the transport.
+    max_bytes_per_message: int = raft_payload_bytes(MAX_MESSAGE_BYTES)
+    max_entry_bytes: int = MAX_RAFT_ENTRY_BYTES  # a larger proposal is refused (ValueError)
     max_inflight_messages: int = 64
     pre_vote: bool = True
     check_quorum: bool = True
@@ -116,6 +121,9 @@ class RaftNode:
                  rng: random.Random):
         if node_id not in voters:
             raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
+        if settings.max_entry_bytes + RAFT_ENTRY_OVERHEAD_BYTES > settings.max_bytes_per_message:
+            raise ValueError(f"max_entry_bytes {settings.max_entry_bytes} does not fit in an append of "
+                             f"max_bytes_per_message {settings.max_bytes_per_message}")
         if min(voters) < 0:
             raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {sorted(voters)}")
         self.id = node_id
@@ -504,7 +512,8 @@ class RaftNode:
             self._send_snapshot(to, progress)
             return
         high = min(self.log.last_index + 1, progress.next + self.settings.max_entries_per_message)
-        entries = tuple(self.log.slice(progress.next, high)) if progress.next <= self.log.last_index else ()
+        entries = tuple(self._limit_bytes(self.log.slice(progress.next, high))) \
+            if progress.next <= self.log.last_index else ()
         self._send(Message(MsgType.APPEND, to, self.id, self.term, log_term=prev_term, index=prev_index,
                            entries=entries, commit=self.log.committed))
         if progress.state == ProgressState.REPLICATE and entries:
@@ -512,6 +521,15 @@ class RaftNode:
             progress.inflight.append(entries[-1].index)
         elif progress.state == ProgressState.PROBE:
             progress.probe_sent = True
+
+    def _limit_bytes(self, entries: list[Entry]) -> list[Entry]:
+        """The longest prefix (at least one entry) within max_bytes_per_message."""
+        budget = self.settings.max_bytes_per_message
+        for count, entry in enumerate(entries):
+            budget -= len(entry.data) + RAFT_ENTRY_OVERHEAD_BYTES
+            if budget < 0:
+                return entries[: max(count, 1)]
+        return entries
 
     def _send_snapshot(self, to: int, progress: Progress) -> None:
         snapshot = self._snapshot_for_followers
@@ -543,6 +561,8 @@ class RaftNode:
             raise NotLeaderError(self.transfer_target)
         if not data:
             raise ValueError("proposals must not be empty (b'' marks the leader's own empty entry)")
+        if len(data) > self.settings.max_entry_bytes:
+            raise ValueError(f"a proposal of {len(data)} bytes exceeds max_entry_bytes {self.settings.max_entry_bytes}")
         index = self.log.last_index + 1
         self.log.append([Entry(self.term, index, data)])
         self._broadcast_pending = True

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import grpc
 
 from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
+from raftlog.limits import MAX_MESSAGE_BYTES, MAX_RAFT_ENTRY_BYTES, RAFT_ENTRY_OVERHEAD_BYTES, raft_payload_bytes
 from raftlog.node_ids import NO_NODE, node_or_none
 from raftlog.raft.messages import Message, MsgType, NotLeaderError, Ready
 from raftlog.raft.storage import RaftStorage
@@ -54,12 +55,18 @@ class DriverSettings:
     snapshot_interval_entries: int
     max_entries_per_message: int = 4096
     max_inflight_messages: int = 256
+    # The transport's message limit (the servers' MAX_MESSAGE_BYTES; tests make it small): appends
+    # are sized to fit it and snapshots are sent in chunks of it.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def raft_settings(self) -> RaftSettings:
+        append_bytes = raft_payload_bytes(self.max_message_bytes)
         return RaftSettings(
             election_ticks=max(2, self.election_timeout_ms // self.tick_ms),
             heartbeat_ticks=max(1, self.heartbeat_interval_ms // self.tick_ms),
             max_entries_per_message=self.max_entries_per_message,
+            max_bytes_per_message=append_bytes,
+            max_entry_bytes=min(MAX_RAFT_ENTRY_BYTES, append_bytes - RAFT_ENTRY_OVERHEAD_BYTES),
             max_inflight_messages=self.max_inflight_messages,
         )
 
@@ -101,7 +108,7 @@ class RaftDriver:
         self.core = RaftNode(node_id, list(voters), persisted, settings.raft_settings(), random.Random())
         if persisted.snapshot is not None:
             self.core.set_snapshot(persisted.snapshot)
-        self._transport = RaftTransport(node_id, cluster_id, voters, self._deliver, tasks)
+        self._transport = RaftTransport(node_id, cluster_id, voters, self._deliver, tasks, settings.max_message_bytes)
         self._wake = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
         self._reads: dict[int, asyncio.Future] = {}

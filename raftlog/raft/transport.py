@@ -2,8 +2,18 @@
 
 Sending never blocks the Raft loop: messages go into the peer's queue and a sender task
 streams them. Raft tolerates loss, so a full queue drops its oldest messages and a broken
-stream is simply re-opened after a short backoff. Every batch names its cluster: a batch
-for another cluster is refused with FAILED_PRECONDITION (INCONSISTENT_CLUSTER_ID).
+stream is simply re-opened after a short backoff.
+
+Size: no message may exceed `max_message_bytes` (raftlog/limits.py; the receiving server
+refuses larger ones). The core keeps each append within it; the transport packs queued
+messages into batches up to it, and sends a snapshot as chunks (RaftSnapshot offset/more,
+InstallSnapshot as in the Raft paper) that the receiving side of the stream assembles before
+it hands the whole snapshot to the core, which stays unaware of chunks.
+
+Refused batches: another cluster's (FAILED_PRECONDITION, INCONSISTENT_CLUSTER_ID); a sender that
+is not a voter (PERMISSION_DENIED); a batch or message whose sender is not the node that opened
+the stream, a message for another node, an unknown message type (INVALID_ARGUMENT,
+INVALID_REQUEST). The stream ends; nothing of the refused batch reaches the core.
 """
 
 from __future__ import annotations
@@ -11,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
 from raftlog.channels import aio_channel
 from raftlog.errors import REASON_METADATA_KEY
+from raftlog.limits import MAX_MESSAGE_BYTES, raft_payload_bytes
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
 from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
@@ -25,8 +36,13 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_MESSAGES = 10_000
 RECONNECT_BACKOFF_S = 0.05
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a whole snapshot goes in one message
 KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 10_000)]
+KNOWN_TYPES = frozenset(int(t) for t in MsgType)
+# A message's own framing inside a batch: its field tag and length prefix.
+MESSAGE_FRAMING_BYTES = 6
+# A snapshot chunk's fields besides its data (type, to, from, term, commit, index, snapshot term,
+# offset, more: at most ~90 bytes of tags and varints), with room to spare.
+SNAPSHOT_CHUNK_FIELDS_BYTES = 256
 
 
 def to_proto(msg: Message) -> raft_pb2.RaftMessage:
@@ -43,9 +59,27 @@ def to_proto(msg: Message) -> raft_pb2.RaftMessage:
     return proto
 
 
-def from_proto(proto: raft_pb2.RaftMessage) -> Message:
-    snapshot = None
-    if proto.HasField("snapshot"):
+def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMessage]:
+    """A SNAPSHOT message as protos of at most chunk_bytes of snapshot data each, made one at a
+    time (a large snapshot is not copied into all its chunks at once)."""
+    snapshot = msg.snapshot
+    data = memoryview(snapshot.data)
+    offset = 0
+    while True:
+        chunk = bytes(data[offset : offset + chunk_bytes])
+        more = offset + len(chunk) < len(data)
+        proto = raft_pb2.RaftMessage(type=int(msg.type), to=msg.to, term=msg.term, commit=msg.commit,
+                                     snapshot=raft_pb2.RaftSnapshot(index=snapshot.index, term=snapshot.term,
+                                                                    data=chunk, offset=offset, more=more))
+        setattr(proto, "from", msg.frm)
+        yield proto
+        if not more:
+            return
+        offset += len(chunk)
+
+
+def from_proto(proto: raft_pb2.RaftMessage, snapshot: Snapshot | None = None) -> Message:
+    if snapshot is None and proto.HasField("snapshot"):
         snapshot = Snapshot(proto.snapshot.index, proto.snapshot.term, proto.snapshot.data)
     return Message(
         MsgType(proto.type), proto.to, getattr(proto, "from"), proto.term, proto.log_term, proto.index,
@@ -54,11 +88,42 @@ def from_proto(proto: raft_pb2.RaftMessage) -> Message:
     )
 
 
+class SnapshotAssembly:
+    """The chunks of one snapshot arriving on one stream, in order (a stream is ordered and
+    lossless; a new snapshot starts at offset 0 and replaces an unfinished one)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int, int] | None = None  # (message term, snapshot index, snapshot term)
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, proto: raft_pb2.RaftMessage) -> Message | None:
+        """The whole SNAPSHOT message once its last chunk is in; None before."""
+        chunk = proto.snapshot
+        key = (proto.term, chunk.index, chunk.term)
+        if chunk.offset == 0:
+            self._key, self._parts, self._size = key, [], 0
+        elif key != self._key or chunk.offset != self._size:
+            # Not the continuation of what we hold (we never saw its start): drop both. The
+            # leader sends the snapshot again when its answer does not come.
+            self._key, self._parts, self._size = None, [], 0
+            return None
+        self._parts.append(chunk.data)
+        self._size += len(chunk.data)
+        if chunk.more:
+            return None
+        data = b"".join(self._parts)
+        self._key, self._parts, self._size = None, [], 0
+        return from_proto(proto, Snapshot(chunk.index, chunk.term, data))
+
+
 class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
     def __init__(self, transport: RaftTransport):
         self._transport = transport
 
     async def Send(self, request_iterator, context):
+        sender: int | None = None  # the node that opened this stream: its first batch names it
+        assembly = SnapshotAssembly()
         async for batch in request_iterator:
             if batch.cluster_id != self._transport.cluster_id:
                 await context.abort(
@@ -69,7 +134,22 @@ class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                 )
             if batch.from_node not in self._transport.peers:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {batch.from_node} is not a voter")
-            self._transport.deliver([from_proto(m) for m in batch.messages])
+            if sender is None:
+                sender = batch.from_node
+            problem = self._transport.check_batch(batch, sender)
+            if problem is not None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"INVALID_REQUEST: {problem}",
+                                    trailing_metadata=((REASON_METADATA_KEY, "INVALID_REQUEST"),))
+            messages = []
+            for proto in batch.messages:
+                if proto.type == MsgType.SNAPSHOT:
+                    msg = assembly.add(proto)
+                    if msg is not None:
+                        messages.append(msg)
+                else:
+                    messages.append(from_proto(proto))
+            if messages:
+                self._transport.deliver(messages)
         return raft_pb2.RaftAck()
 
 
@@ -78,22 +158,54 @@ class _Peer:
         self.node_id = node_id
         self.address = address
         self.queue: deque[Message] = deque()
+        self.chunks: Iterator[raft_pb2.RaftMessage] | None = None  # the rest of a snapshot being sent
+        self.carry: raft_pb2.RaftMessage | None = None  # did not fit in the last batch: goes first next
         self.ready = asyncio.Event()
         self.task: asyncio.Task | None = None
+
+    def has_pending(self) -> bool:
+        return bool(self.queue) or self.chunks is not None or self.carry is not None
+
+    def drop_pending(self) -> None:
+        self.queue.clear()
+        self.chunks = self.carry = None
 
 
 class RaftTransport:
     def __init__(self, node_id: int, cluster_id: str, peers: dict[int, str],
-                 deliver: Callable[[list[Message]], None], tasks: TaskSupervisor):
+                 deliver: Callable[[list[Message]], None], tasks: TaskSupervisor,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.node_id = node_id
-        self._supervisor = tasks
         self.cluster_id = cluster_id
         self.peers = {peer_id: _Peer(peer_id, address) for peer_id, address in peers.items() if peer_id != node_id}
         self.deliver = deliver
+        self._supervisor = tasks
         self.unreachable: Callable[[int], None] | None = None
+        self.max_message_bytes = max_message_bytes
+        # What a batch's messages may add up to: the limit less the batch's own fields.
+        self._batch_budget_bytes = raft_payload_bytes(max_message_bytes)
+        # Snapshot bytes per chunk: a chunk and its message's fields fit in one batch on their own.
+        self.snapshot_chunk_bytes = self._batch_budget_bytes - SNAPSHOT_CHUNK_FIELDS_BYTES
+        assert self.snapshot_chunk_bytes > 0, f"max_message_bytes {max_message_bytes} leaves no room for data"
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         raft_pb2_grpc.add_RaftServiceServicer_to_server(_RaftServicer(self), server)
+
+    def check_batch(self, batch: raft_pb2.RaftMessageBatch, sender: int) -> str | None:
+        """Why a batch on the stream opened by `sender` is refused, or None."""
+        if batch.from_node != sender:
+            return f"a batch from node {batch.from_node} on the stream of node {sender}"
+        for proto in batch.messages:
+            frm = getattr(proto, "from")
+            if proto.type not in KNOWN_TYPES:
+                return f"unknown Raft message type {proto.type} from node {frm}"
+            if frm != sender:
+                return f"a message from node {frm} on the stream of node {sender}"
+            if proto.to != self.node_id:
+                return f"a message for node {proto.to} sent to node {self.node_id}"
+            if proto.type == MsgType.SNAPSHOT and not proto.HasField("snapshot"):
+                return f"a SNAPSHOT message without a snapshot from node {frm}"
+        return None
 
     def start(self) -> None:
         for peer in self.peers.values():
@@ -119,29 +231,64 @@ class RaftTransport:
         """Waits (bounded) until every queued message has been handed to its stream."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while any(p.queue for p in self.peers.values()) and loop.time() < deadline:
+        while any(p.has_pending() for p in self.peers.values()) and loop.time() < deadline:
             await asyncio.sleep(0.005)
+
+    def _next_proto(self, peer: _Peer) -> raft_pb2.RaftMessage | None:
+        if peer.carry is not None:
+            proto, peer.carry = peer.carry, None
+            return proto
+        while True:
+            if peer.chunks is not None:
+                proto = next(peer.chunks, None)
+                if proto is not None:
+                    return proto
+                peer.chunks = None
+            if not peer.queue:
+                return None
+            msg = peer.queue.popleft()
+            if msg.type == MsgType.SNAPSHOT and msg.snapshot is not None:
+                peer.chunks = snapshot_chunks(msg, self.snapshot_chunk_bytes)
+            else:
+                return to_proto(msg)
+
+    def next_batch(self, peer: _Peer) -> raft_pb2.RaftMessageBatch:
+        """As many pending messages as fit in one message of max_message_bytes (at least one)."""
+        budget = self._batch_budget_bytes
+        messages: list[raft_pb2.RaftMessage] = []
+        while (proto := self._next_proto(peer)) is not None:
+            size = proto.ByteSize() + MESSAGE_FRAMING_BYTES
+            if size > budget:
+                if messages:
+                    peer.carry = proto
+                    break
+                # The core sizes appends and we chunk snapshots: one message alone never exceeds it.
+                raise AssertionError(f"a {MsgType(proto.type).name} message of {size} bytes to node "
+                                     f"{peer.node_id} exceeds the {self._batch_budget_bytes}-byte budget")
+            messages.append(proto)
+            budget -= size
+        return raft_pb2.RaftMessageBatch(cluster_id=self.cluster_id, from_node=self.node_id, messages=messages)
 
     async def _batches(self, peer: _Peer):
         while True:
-            if not peer.queue:
+            if not peer.has_pending():
                 peer.ready.clear()
                 await peer.ready.wait()
-            messages = [to_proto(peer.queue.popleft()) for _ in range(len(peer.queue))]
-            yield raft_pb2.RaftMessageBatch(cluster_id=self.cluster_id, from_node=self.node_id, messages=messages)
+            yield self.next_batch(peer)
 
     async def _stream_to(self, peer: _Peer) -> None:
         while True:
-            channel = aio_channel(peer.address, MAX_MESSAGE_BYTES, KEEPALIVE_OPTIONS)
+            channel = aio_channel(peer.address, self.max_message_bytes, KEEPALIVE_OPTIONS)
             try:
                 stub = raft_pb2_grpc.RaftServiceStub(channel)
                 await stub.Send(self._batches(peer))
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                    log.error("node %d refused our messages: %s", peer.node_id, exc.details())
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                    log.error("node %d refused our messages: %s %s", peer.node_id, exc.code().name, exc.details())
                 else:
                     log.debug("stream to node %d broke: %s", peer.node_id, exc.code())
             finally:
                 await channel.close()
-            peer.queue.clear()  # stale by now; Raft resends what matters
+            peer.drop_pending()  # stale by now; Raft resends what matters
             await asyncio.sleep(RECONNECT_BACKOFF_S)

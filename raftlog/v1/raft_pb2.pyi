@@ -17,14 +17,18 @@ class RaftEntry(_message.Message):
     def __init__(self, term: _Optional[int] = ..., index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RaftSnapshot(_message.Message):
-    __slots__ = ("index", "term", "data")
+    __slots__ = ("index", "term", "data", "offset", "more")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     index: int
     term: int
     data: bytes
-    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    offset: int
+    more: bool
+    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class RaftMessage(_message.Message):
     __slots__ = ("type", "to", "term", "log_term", "index", "entries", "commit", "reject", "reject_hint", "snapshot", "context", "transfer")

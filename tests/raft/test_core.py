@@ -221,3 +221,22 @@ def test_read_index_confirms_leadership_with_a_heartbeat_round():
             states += ready2.read_states
     assert [s.request_id for s in states][:1] in ([7], [8])
     assert all(s.index == leader.log.committed for s in states)
+
+
+def test_appends_are_sized_to_fit_one_transport_message():
+    limits = dict(max_bytes_per_message=4096, max_entry_bytes=2048)
+    net = Net(*(make_node(i, **limits) for i in (1, 2, 3)))
+    leader = net.elect(1)
+    net.isolate(3)
+    for n in range(10):
+        leader.propose(b"%d" % n + b"x" * 1500)
+        net.flush()
+    net.heal()
+    net.sent.clear()
+    net.tick(1, 3)
+    appends = [m for m in net.sent if m.type == MsgType.APPEND and m.to == 3 and m.entries]
+    assert appends and all(sum(len(e.data) + 32 for e in m.entries) <= 4096 for m in appends)
+    assert max(len(m.entries) for m in appends) == 2
+    assert net.nodes[3].log.committed == leader.log.committed
+    with pytest.raises(ValueError, match="exceeds max_entry_bytes"):
+        leader.propose(b"y" * 2049)
