@@ -26,6 +26,14 @@ RAFT_ENTRY_OVERHEAD_BYTES = 32
 MAX_RAFT_ENTRY_BYTES = 8 * MIB
 
 
+# `raftlog perf quorum` (AdminService.BenchmarkQuorum) makes the active controller commit
+# no-op records: each writer is a task and each payload sits in the Raft log and in every
+# voter's memory until compaction, so a client could otherwise exhaust the controller.
+MAX_BENCHMARK_WRITES = 1_000_000
+MAX_BENCHMARK_CONCURRENCY = 1024
+MAX_BENCHMARK_PAYLOAD_BYTES = 1 * MIB
+
+
 def raft_payload_bytes(max_message_bytes: int) -> int:
     """Entry data (with framing) or snapshot bytes one Raft message may carry under that limit."""
     return max_message_bytes - RAFT_ENVELOPE_BYTES
@@ -33,3 +41,4 @@ def raft_payload_bytes(max_message_bytes: int) -> int:
 
 assert MAX_RAFT_ENTRY_BYTES + RAFT_ENTRY_OVERHEAD_BYTES <= raft_payload_bytes(MAX_MESSAGE_BYTES), \
     "one maximal entry must fit in one Raft message"
+assert MAX_BENCHMARK_PAYLOAD_BYTES < MAX_RAFT_ENTRY_BYTES, "a benchmark no-op (payload + batch framing) is one entry"

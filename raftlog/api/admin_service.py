@@ -15,12 +15,12 @@ from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError, Scope
+from raftlog.limits import MAX_BENCHMARK_CONCURRENCY, MAX_BENCHMARK_PAYLOAD_BYTES, MAX_BENCHMARK_WRITES
 from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
-MAX_BENCHMARK_WRITES = 1_000_000
 BENCHMARK_FORWARD_TIMEOUT_S = 600.0
 
 
@@ -160,8 +160,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("BenchmarkQuorum")
     async def BenchmarkQuorum(self, request, context):
-        if not 0 < request.count <= MAX_BENCHMARK_WRITES or request.concurrency < 1 or request.payload_bytes < 0:
-            raise RaftlogError("INVALID_REQUEST", f"count must be 1..{MAX_BENCHMARK_WRITES}, concurrency >= 1")
+        for name, value, low, high in (("count", request.count, 1, MAX_BENCHMARK_WRITES),
+                                       ("concurrency", request.concurrency, 1, MAX_BENCHMARK_CONCURRENCY),
+                                       ("payload_bytes", request.payload_bytes, 0, MAX_BENCHMARK_PAYLOAD_BYTES)):
+            if not low <= value <= high:
+                raise RaftlogError("INVALID_REQUEST", f"{name} must be {low}..{high}, got {value}")
         forwarded = await self._forward_to_controller("BenchmarkQuorum", request, context, BENCHMARK_FORWARD_TIMEOUT_S)
         if forwarded is not None:
             return forwarded

@@ -228,7 +228,8 @@ class ActiveController:
                 latencies_ms.append((time.perf_counter() - started) * 1000.0)
 
         started = time.perf_counter()
-        await asyncio.gather(*(writer() for _ in range(max(1, concurrency))))
+        assert concurrency >= 1, f"benchmark concurrency {concurrency} (the servicer checks the range)"
+        await asyncio.gather(*(writer() for _ in range(concurrency)))
         return len(latencies_ms), time.perf_counter() - started, latencies_ms
 
     async def _fence_expired_loop(self) -> None:
