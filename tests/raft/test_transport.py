@@ -13,6 +13,7 @@ from raftlog.raft.driver import DriverSettings, RaftDriver
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
 from raftlog.raft.transport import RaftTransport, SnapshotAssembly, _Peer
 from raftlog.store import Store
+from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
 
 CLUSTER = "transport-test"
@@ -28,7 +29,8 @@ async def send_batches(batches: list[raft_pb2.RaftMessageBatch]) -> tuple[list[M
     """Streams the batches to a transport of node 1 (voters 1, 2, 3); returns what reached its
     core and the error the stream ended with."""
     delivered: list[Message] = []
-    transport = RaftTransport(1, CLUSTER, {1: "", 2: "127.0.0.1:1", 3: "127.0.0.1:1"}, delivered.extend)
+    transport = RaftTransport(1, CLUSTER, {1: "", 2: "127.0.0.1:1", 3: "127.0.0.1:1"}, delivered.extend,
+                              TaskSupervisor())
     server = grpc.aio.server()
     transport.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -79,7 +81,8 @@ def test_a_message_not_from_the_streams_sender_is_refused(batches, problem):
 
 def test_batches_fit_the_limit_and_a_snapshot_is_reassembled_from_chunks():
     max_message_bytes = 8 * 1024
-    transport = RaftTransport(1, CLUSTER, {1: "", 2: "127.0.0.1:1"}, lambda _: None, max_message_bytes)
+    transport = RaftTransport(1, CLUSTER, {1: "", 2: "127.0.0.1:1"}, lambda _: None, TaskSupervisor(),
+                              max_message_bytes)
     peer: _Peer = transport.peers[2]
     appends = [Message(MsgType.APPEND, 2, 1, 3, entries=(Entry(3, i, b"x" * 1500),)) for i in range(1, 9)]
     snapshot = Snapshot(40, 3, bytes(range(256)) * 200)  # 51,200 bytes: seven chunks at least
@@ -137,8 +140,9 @@ def test_a_follower_far_behind_catches_up_by_a_snapshot_larger_than_one_message(
         voters = {i: f"127.0.0.1:{ports[i]}" for i in ports}
         stores = {i: Store(tmp_path / f"node-{i}") for i in voters}
         machines = {i: BulkyStateMachine() for i in voters}
+        supervisor = TaskSupervisor()
         drivers = {i: RaftDriver(node_id=i, voters=voters, cluster_id=CLUSTER, store=stores[i],
-                                 state_machine=machines[i], settings=settings) for i in voters}
+                                 state_machine=machines[i], settings=settings, tasks=supervisor) for i in voters}
         for i in voters:
             drivers[i].add_to_server(servers[i])
         started = [1, 2]  # node 3 stays down while the others commit and compact
