@@ -92,6 +92,8 @@ class Progress:
 
     def become_probe(self, next_index: int) -> None:
         self.state, self.inflight, self.probe_sent = ProgressState.PROBE, [], False
+        # Not a clamp: a stale rejection or hint may point at or below what the follower already
+        # acknowledged; probing resumes after its match (as etcd's Progress does).
         self.next = max(self.match + 1, next_index)
 
     def become_replicate(self) -> None:
@@ -680,8 +682,11 @@ class RaftNode:
             self.log.truncated_from = None
         if ready.entries:
             last = ready.entries[-1]
+            # Still our entries (no truncation or snapshot replaced them meanwhile): persisted now.
             if self.log.matches(last.index, last.term):
-                self.log.stable_index = max(self.log.stable_index, last.index)
+                assert self.log.stable_index <= last.index, \
+                    f"stable index {self.log.stable_index} is past the entries just persisted (up to {last.index})"
+                self.log.stable_index = last.index
         if ready.committed_entries:
             self.log.applied_to(ready.committed_entries[-1].index)
         if self.role == Role.LEADER and self._maybe_commit():

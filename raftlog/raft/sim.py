@@ -10,6 +10,10 @@ leadership transfers and snapshots. After every step it checks:
 - Leader Completeness: every committed entry is in the log of every later leader;
 - State Machine Safety: every node applies the same entry at each index.
 
+and the core asserts its own invariants as state moves (legal role transitions, one leader per
+term, commit <= last index, applied <= commit, ...): a broken one fails the seed the same way.
+Node ids start at 0, as Kafka operators number nodes.
+
 Then the faults stop; a leader must be elected within a bounded time and every proposal
 the final leader accepted must commit on every node. A failing seed prints the command
 that replays it exactly:
@@ -399,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, choices=(3, 5), default=None, help="default: 3 for even seeds, 5 for odd")
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     args = parser.parse_args(argv)
+    if not __debug__:
+        parser.error("run without -O: the Raft core's invariants are assertions, and the simulation needs them on")
     if args.seed is not None:
         print(run_seed(args.seed, args.nodes))
         return 0

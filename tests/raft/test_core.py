@@ -240,3 +240,18 @@ def test_appends_are_sized_to_fit_one_transport_message():
     assert net.nodes[3].log.committed == leader.log.committed
     with pytest.raises(ValueError, match="exceeds max_entry_bytes"):
         leader.propose(b"y" * 2049)
+
+
+def test_a_second_leader_in_one_term_stops_the_node_loudly():
+    follower = make_node(2)
+    follower.step(Message(MsgType.HEARTBEAT, 2, 1, term=5))
+    assert follower.leader_id == 1
+    with pytest.raises(AssertionError, match="two leaders in term 5: 1 and 3"):
+        follower.step(Message(MsgType.HEARTBEAT, 2, 3, term=5))
+
+
+def test_a_commit_index_beyond_the_log_is_an_invariant_failure_not_a_clamp():
+    follower = make_node(2, persisted=PersistedState(HardState(term=1, vote=NO_NODE, commit=0),
+                                                     entries=[Entry(1, 1, b"a")]))
+    with pytest.raises(AssertionError, match=r"commit 7 is out of range \[last index 1\]"):
+        follower.step(Message(MsgType.HEARTBEAT, 2, 1, term=1, commit=7))
