@@ -22,6 +22,7 @@ from chaos.network import ChaosNetwork
 from chaos.workload import LiveReader, Workload, read_topic, stored_records
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
+from raftlog.node_ids import NO_NODE
 
 TOPIC = "chaos"
 PARTITIONS = 3
@@ -149,7 +150,7 @@ class ChaosRun:
         while time.monotonic() < deadline:
             try:
                 leader = self._partitions()[0]["leader"]
-                if leader > 0:
+                if leader != NO_NODE:
                     return leader
             except RaftlogError:
                 pass
@@ -164,7 +165,7 @@ class ChaosRun:
         while time.monotonic() < deadline:
             try:
                 last = self._partitions()
-                if all(p["leader"] > 0 and len(p["isr"]) == 3 for p in last):
+                if all(p["leader"] != NO_NODE and len(p["isr"]) == 3 for p in last):
                     if all(p["leader"] == p["replicas"][0] for p in last):
                         return
                     with self.cluster.admin(timeout_ms=5000) as admin:
