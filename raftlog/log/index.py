@@ -65,11 +65,6 @@ class _SparseIndex:
         self.keys, self.values = [], []
         self.rewrite()
 
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

@@ -88,7 +88,10 @@ class ReplicaManager:
         for fetcher in self._fetchers.values():
             await fetcher.stop()
         for partition in closing:
-            partition.log.close()
+            try:
+                partition.log.close()  # shutdown: these fsyncs may block the loop
+            except Exception:  # noqa: BLE001 - one log that cannot be flushed must not keep the others open
+                log.exception("%s: closing its log failed", partition.name)
 
     def _on_metadata_batch(self, offset: int, batch) -> None:
         if batch is None or any(record.WhichOneof("record") in PARTITION_RECORD_KINDS for record in batch.records):
@@ -128,7 +131,9 @@ class ReplicaManager:
         for key, (topic_name, info) in wanted.items():
             partition = self.partitions.get(key)
             if partition is None:
-                replica_log = self._log_factory(topic_name, info.partition, self.topic_settings(topic_name).log)
+                # Opening recovers the log and writes its checkpoints (fsyncs): a worker thread.
+                replica_log = await asyncio.to_thread(self._log_factory, topic_name, info.partition,
+                                                      self.topic_settings(topic_name).log)
                 partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
                                                              self.broker_id, replica_log, self.changed)
             else:

@@ -128,3 +128,47 @@ def test_a_short_write_takes_the_log_out_of_service_and_recovery_keeps_every_who
     values = [r.value for _, records in iter_batches(reopened.read(0, 1 << 20)) for r in records]
     assert values == [b"kept", b"after"]
     reopened.close()
+
+
+def test_no_fsync_runs_on_the_event_loop(tmp_path, monkeypatch):
+    """Appends that roll segments, new leader epochs, truncation and retention: every fsync
+    (data, indexes, directories, checkpoints) happens on a worker thread, and the checkpoints
+    are on disk afterwards."""
+    import threading
+
+    from raftlog.log.partition_log import RECOVERY_POINT_FILE
+
+    on_loop_thread = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def recording(real):
+        def call(fd):
+            on_loop_thread.append(threading.current_thread() is threading.main_thread())
+            return real(fd)
+        return call
+
+    async def scenario():
+        replica_log = PartitionReplicaLog(tmp_path / "t-0", LogConfig(segment_bytes=300, retention_bytes=600))
+        monkeypatch.setattr(os, "fsync", recording(real_fsync))
+        monkeypatch.setattr(os, "fdatasync", recording(real_fdatasync))
+        for epoch in range(3):
+            replica_log.assign_epoch(epoch, replica_log.log_end_offset)
+            for i in range(10):
+                await replica_log.append_as_leader(encode_batch([(None, b"v%d" % i, None, 0)]), epoch)
+        replica_log.truncate_to(replica_log.log_end_offset - 2)
+        await replica_log.persist()
+        await replica_log.maintain(high_watermark=replica_log.log_end_offset)
+        await replica_log.persist()
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+        return replica_log
+
+    replica_log = asyncio.run(scenario())
+    assert on_loop_thread and not any(on_loop_thread), f"{sum(on_loop_thread)} fsyncs on the event loop"
+    partition_log = replica_log.partition_log
+    assert partition_log.log_start_offset > 0  # retention ran
+    assert int((partition_log.directory / RECOVERY_POINT_FILE).read_text()) == partition_log.log_end_offset
+    epochs_on_disk = (partition_log.directory / "leader-epoch-checkpoint").read_text().splitlines()[2:]
+    assert epochs_on_disk == [f"{e} {o}" for e, o in partition_log.epochs.entries] == [f"2 {partition_log.log_start_offset}"]
+    assert int((partition_log.directory / "log-start-offset-checkpoint").read_text()) == partition_log.log_start_offset
+    replica_log.close()
