@@ -217,6 +217,12 @@ class PartitionLog:
                 self.on_failure(self, self.failure)
         return LogError(f"{self.directory} is out of service after a failed write: {self.failure.message}")
 
+    def mark_offline(self, reason: str) -> None:
+        """Out of service because of a failure elsewhere (another log of its log dir)."""
+        if self.failure is None:
+            self.failure = LogError(reason)
+            log.error("%s: out of service until restart: %s", self.directory, reason)
+
     @contextlib.contextmanager
     def failing_on_os_error(self, action: str) -> Iterator[None]:
         """Every write goes through here: refused once the log is out of service, and the

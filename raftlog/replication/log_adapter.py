@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from raftlog.log import GroupCommit, LogConfig, PartitionLog, cleaner, partition_directory
+from raftlog.log import GroupCommit, LogConfig, LogError, PartitionLog, cleaner, partition_directory
 from raftlog.log.record_batch import BatchHeader, iter_headers
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,11 @@ class ReplicaLog(Protocol):
     async def persist(self) -> None: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
+    # Failures: the log dir holding the log, a listener told (on the event loop or the opening
+    # thread) when a write or fsync fails, and taking it out of service from outside (its dir failed).
+    log_dir: Path
+    def set_failure_listener(self, listener: Callable[[LogError], None]) -> None: ...
+    def take_offline(self, reason: str) -> None: ...
 
 
 class PartitionReplicaLog:
@@ -87,6 +92,16 @@ class PartitionReplicaLog:
     @property
     def partition_log(self) -> PartitionLog:
         return self._log
+
+    @property
+    def log_dir(self) -> Path:
+        return self._log.directory.parent
+
+    def set_failure_listener(self, listener: Callable[[LogError], None]) -> None:
+        self._log.on_failure = lambda _log, error: listener(error)
+
+    def take_offline(self, reason: str) -> None:
+        self._log.mark_offline(reason)
 
     def reconfigure(self, config: LogConfig) -> None:
         """Topic configs altered while the log is open take effect from the next append, roll or
@@ -218,21 +233,29 @@ class PartitionReplicaLog:
                     cleaner.commit(self._log, plan)
 
     def close(self) -> None:
-        """Shutdown only: fsyncs on the calling thread."""
+        """Shutdown only: fsyncs on the calling thread. A log out of service writes nothing more."""
         if self._background is not None:
             self._background.cancel()
-        self._write_hw()
+        if self._log.failure is None:
+            self._write_hw()
         self._log.close()
 
     def delete(self) -> None:
         self._log.delete()
 
 
-def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: LogConfig) -> ReplicaLog:
-    """Opens (or creates) the partition's log in the log dir holding it, else the least loaded one."""
+def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: LogConfig,
+                     offline_dirs: set[Path] | frozenset[Path] = frozenset()) -> ReplicaLog:
+    """Opens (or creates) the partition's log in the log dir holding it, else the least loaded
+    online one. A log in an offline dir (a write there failed) is not opened until a restart."""
     for log_dir in log_dirs:
         directory = partition_directory(log_dir, topic, partition)
         if directory.exists():
+            if Path(log_dir) in offline_dirs:
+                raise LogError(f"{directory} is in the offline log dir {log_dir}")
             return PartitionReplicaLog(directory, config)
-    emptiest = min(log_dirs, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
+    online = [d for d in log_dirs if Path(d) not in offline_dirs]
+    if not online:
+        raise LogError(f"every log dir is offline: {[str(d) for d in log_dirs]}")
+    emptiest = min(online, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
     return PartitionReplicaLog(partition_directory(emptiest, topic, partition), config)

@@ -6,12 +6,19 @@
 - It serves produce, consumer fetch and replica fetch against the partitions.
 - A periodic task asks the controller for ISR changes the leaders want (AlterPartition).
 - Followers fetch through one ReplicaFetcher task per leader broker (fetcher.py).
+- Storage failures (Kafka's failed log dirs): a failed write or fsync in any log takes its
+  whole log dir offline on this broker until restart. Its partitions stop being served here
+  (KAFKA_STORAGE_ERROR), are no longer fetched, and are reported in every heartbeat
+  (`offline_replicas`); the controller moves their leadership inside the ISR and takes this
+  replica out of the ISR. A log that cannot be opened is reported the same way and does not
+  keep the other partitions from being hosted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from collections.abc import Callable
 
 import grpc
@@ -54,6 +61,10 @@ class ReplicaManager:
         self._log_factory = log_factory
         self.metrics = metrics
         self.partitions: dict[tuple[bytes, int], Partition] = {}
+        # Replicas this broker hosts but cannot serve: (topic id, partition) -> why. Reported to
+        # the controller in every heartbeat; cleared only by a restart.
+        self._offline: dict[tuple[bytes, int], str] = {}
+        self.offline_log_dirs: set[Path] = set()
         self._topic_settings: dict[str, TopicSettings] = {}
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
@@ -128,17 +139,72 @@ class ReplicaManager:
         for key in list(self.partitions):
             if key not in wanted:
                 await self._remove(key)
+        for key in [k for k in self._offline if k not in wanted]:
+            del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
         for key, (topic_name, info) in wanted.items():
+            if key in self._offline:
+                continue
             partition = self.partitions.get(key)
             if partition is None:
-                # Opening recovers the log and writes its checkpoints (fsyncs): a worker thread.
-                replica_log = await asyncio.to_thread(self._log_factory, topic_name, info.partition,
-                                                      self.topic_settings(topic_name).log)
-                partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
-                                                             self.broker_id, replica_log, self.changed)
+                partition = await self._open(key, topic_name, info)
+                if partition is None:
+                    continue
             else:
                 partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
             self._apply(partition, info)
+
+    async def _open(self, key: tuple[bytes, int], topic_name: str, info: PartitionInfo) -> Partition | None:
+        """Opens a replica's log (recovery and checkpoint fsyncs: on a worker thread); a log that
+        cannot be opened makes that replica offline, never the whole broker."""
+        try:
+            replica_log = await asyncio.to_thread(self._log_factory, topic_name, info.partition,
+                                                  self.topic_settings(topic_name).log)
+        except Exception as exc:  # noqa: BLE001 - any failure to open: this replica only is offline
+            log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name, info.partition, exc)
+            self._offline[key] = f"cannot open the log: {exc}"
+            return None
+        loop = asyncio.get_running_loop()
+        replica_log.set_failure_listener(
+            lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
+        partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
+                                                     self.broker_id, replica_log, self.changed)
+        return partition
+
+    # -- storage failures -------------------------------------------------------------------
+
+    def offline_replicas(self) -> list[tuple[bytes, int]]:
+        """(topic id, partition) of the replicas hosted here that cannot be served (heartbeat)."""
+        return list(self._offline)
+
+    def log_dir_failed(self, log_dir: Path | None, reason: str) -> None:
+        """A write or fsync in log_dir failed: every log in it goes out of service (Kafka's
+        LogDirFailureChannel); no write reaches that dir again until restart."""
+        if log_dir is None or log_dir in self.offline_log_dirs:
+            return
+        self.offline_log_dirs.add(log_dir)
+        log.error("log dir %s is offline until restart (%s); its partitions are no longer served here",
+                  log_dir, reason)
+        for key, partition in list(self.partitions.items()):
+            if partition.log.log_dir == log_dir:
+                self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
+
+    def take_offline(self, key: tuple[bytes, int], reason: str) -> None:
+        """Stops serving and fetching a replica; the next heartbeat reports it to the controller."""
+        partition = self.partitions.pop(key)
+        self._offline[key] = reason
+        self._unfollow(partition)
+        partition.info = None  # waiters (acks=all, long polls) see it is gone
+        partition.log.take_offline(reason)
+        partition.changed.notify_all()
+        try:
+            partition.log.close()  # a log out of service only releases its files
+        except Exception:  # noqa: BLE001 - it is out of service either way
+            log.exception("%s: closing its offline log failed", partition.name)
+
+    def _check_online(self, key: tuple[bytes, int], name: str) -> None:
+        reason = self._offline.get(key)
+        if reason is not None:
+            raise RaftlogError("KAFKA_STORAGE_ERROR", f"broker {self.broker_id} cannot serve {name}: {reason}")
 
     def _apply(self, partition: Partition, info: PartitionInfo) -> None:
         role = partition.apply_metadata(info)
@@ -177,12 +243,14 @@ class ReplicaManager:
         topic_info = self.image.topic(topic)
         if topic_info is None or index not in topic_info.partitions:
             raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"{topic}-{index} does not exist")
+        self._check_online((topic_info.topic_id, index), f"{topic}-{index}")
         partition = self.partitions.get((topic_info.topic_id, index))
         if partition is None or partition.info is None:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of {topic}-{index}")
         return partition
 
     def partition_by_id(self, topic_id: bytes, index: int) -> Partition:
+        self._check_online((topic_id, index), "that partition")
         partition = self.partitions.get((topic_id, index))
         if partition is None or partition.info is None:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")

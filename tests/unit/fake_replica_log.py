@@ -103,6 +103,14 @@ class FakeReplicaLog:
     async def persist(self) -> None:
         pass
 
+    log_dir = None
+
+    def set_failure_listener(self, listener) -> None:
+        pass
+
+    def take_offline(self, reason: str) -> None:
+        pass
+
     async def maintain(self, high_watermark: int) -> None:
         pass
 
