@@ -70,6 +70,17 @@ class _SparseIndex:
             self._file.close()
             self._file = None
 
+    def abandon(self) -> None:
+        """Closes without writing what is buffered (the log dir failed: nothing more is written
+        there; recovery rebuilds the index)."""
+        if self._file is not None:
+            self._file.raw.close()  # the descriptor first: the buffer then has nowhere to go
+            try:
+                self._file.close()
+            except (OSError, ValueError):
+                pass
+            self._file = None
+
 
 class OffsetIndex(_SparseIndex):
     """relative offset -> byte position of the batch that starts there."""

@@ -526,7 +526,7 @@ class PartitionLog:
                 self.flush()
         finally:
             for segment in self.segments:
-                segment.close()
+                segment.close(write_indexes=self.failure is None)
 
     def delete(self) -> None:
         for segment in self.segments:

@@ -206,8 +206,9 @@ class PartitionReplicaLog:
     def write_high_watermark(self, offset: int) -> None:
         self._hw = offset
         now = time.monotonic()
-        if now - self._hw_written_at >= HW_CHECKPOINT_INTERVAL_S:
-            self._write_hw()
+        if now - self._hw_written_at >= HW_CHECKPOINT_INTERVAL_S and self._log.failure is None:
+            with self._log.failing_on_os_error("high watermark checkpoint"):  # a write in the log dir like any other
+                self._write_hw()
             self._hw_written_at = now
 
     def _write_hw(self) -> None:
