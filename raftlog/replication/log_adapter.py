@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from raftlog.log import GroupCommit, LogConfig, LogError, PartitionLog, cleaner, partition_directory
+from raftlog.log import GroupCommit, LogConfig, LogError, PartitionLog, cleaner, partition_directory, scrubber
+from raftlog.log.errors import CorruptLogError
+from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.record_batch import BatchHeader, iter_headers
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,10 @@ class ReplicaLog(Protocol):
     log_dir: Path
     def set_failure_listener(self, listener: Callable[[LogError], None]) -> None: ...
     def take_offline(self, reason: str) -> None: ...
+    # Corruption: stored batches failing their CRC, found by a read (listener) or by scrubbing.
+    def set_corruption_listener(self, listener: Callable[[CorruptLogError], None]) -> None: ...
+    async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep: ...
+    durable_data_lost_at: int | None
 
 
 class PartitionReplicaLog:
@@ -80,6 +86,7 @@ class PartitionReplicaLog:
         self._hw = 0
         self._hw_written_at = 0.0
         self._background: asyncio.Task | None = None
+        self._on_corruption: Callable[[CorruptLogError], None] | None = None
 
     @property
     def log_start_offset(self) -> int:
@@ -102,6 +109,23 @@ class PartitionReplicaLog:
 
     def take_offline(self, reason: str) -> None:
         self._log.mark_offline(reason)
+
+    def set_corruption_listener(self, listener: Callable[[CorruptLogError], None]) -> None:
+        self._on_corruption = listener
+
+    @property
+    def durable_data_lost_at(self) -> int | None:
+        return self._log.durable_data_lost_at
+
+    async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep:
+        """One scrubbing step on a worker thread; a corruption counts only if the segment is
+        still part of the log when it returns."""
+        step = await asyncio.to_thread(scrubber.scrub_step, self._log, cursor, max_bytes)
+        if step.corrupt_offset is not None:
+            if step.segment is None or not scrubber.still_current(self._log, step.segment):
+                return scrubber.ScrubStep(step.next_cursor, step.bytes_checked, None)
+            CorruptionCounter.scrubbed += 1
+        return step
 
     def reconfigure(self, config: LogConfig) -> None:
         """Topic configs altered while the log is open take effect from the next append, roll or
@@ -159,7 +183,14 @@ class PartitionReplicaLog:
             await self._group.sync(last_offset)
 
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
-        return self._log.read(offset, max_bytes, max_offset)
+        """Every batch served is CRC-checked first: a corrupt one is never handed to a consumer
+        or a follower; the listener (the broker) repairs the replica."""
+        try:
+            return self._log.read(offset, max_bytes, max_offset, verify=True)
+        except CorruptLogError as exc:
+            if self._on_corruption is not None:
+                self._on_corruption(exc)
+            raise
 
     def assign_epoch(self, epoch: int, start_offset: int) -> None:
         self._log.epochs.assign(epoch, start_offset)

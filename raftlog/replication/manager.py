@@ -6,6 +6,11 @@
 - It serves produce, consumer fetch and replica fetch against the partitions.
 - A periodic task asks the controller for ISR changes the leaders want (AlterPartition).
 - Followers fetch through one ReplicaFetcher task per leader broker (fetcher.py).
+- Corrupt data (a CRC that fails on a verified read, in the scrubber, or data recovery had
+  to cut below the recovery point): a follower cuts its log before the bad batch and fetches
+  it again; a leader first hands its leadership over (reported offline like a failed log),
+  then does the same. Until it has caught up it is reported, so it leaves the ISR. The
+  scrubber checks sealed segments at `log.scrub.bytes.per.second`.
 - Storage failures (Kafka's failed log dirs): a failed write or fsync in any log takes its
   whole log dir offline on this broker until restart. Its partitions stop being served here
   (KAFKA_STORAGE_ERROR), are no longer fetched, and are reported in every heartbeat
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -27,7 +33,10 @@ from raftlog import config as node_config
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
-from raftlog.metadata.image import MetadataImage, PartitionInfo
+from raftlog.log.errors import CorruptLogError
+from raftlog.log.partition_log import CorruptionCounter
+from raftlog.log.scrubber import ScrubCursor
+from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
 from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
 from raftlog.replication.notifier import ChangeNotifier
@@ -40,6 +49,23 @@ log = logging.getLogger(__name__)
 
 ISR_CHECK_INTERVAL_S = 0.1
 MAINTENANCE_INTERVAL_S = 5.0
+SCRUB_STEP_BYTES_MAX = 1 << 20  # one scrubbing step reads at most this much (then sleeps for the rate)
+SCRUB_IDLE_S = 1.0  # a pass that found nothing sealed to check waits this long before the next
+
+
+@dataclass
+class Repair:
+    """A replica whose log holds (or held) corrupt data: cut at `offset` and fetched again.
+
+    handing_over: it led the partition when the corruption was found; it serves nothing and
+    waits, reported offline, until the controller has moved the leadership, then cuts its log
+    and follows. reported: listed in heartbeats until it is out of the ISR (it must not count
+    for the ISR, nor lead, before it has caught up again; the leader re-adds it then)."""
+
+    offset: int
+    reason: str
+    handing_over: Partition | None = None
+    reported: bool = True
 PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "partition_change", "broker_fencing",
                                     "register_broker", "config"})
 
@@ -65,6 +91,7 @@ class ReplicaManager:
         # the controller in every heartbeat; cleared only by a restart.
         self._offline: dict[tuple[bytes, int], str] = {}
         self.offline_log_dirs: set[Path] = set()
+        self._repairs: dict[tuple[bytes, int], Repair] = {}
         self._topic_settings: dict[str, TopicSettings] = {}
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
@@ -87,6 +114,7 @@ class ReplicaManager:
             self.supervisor.spawn(self._reconcile_loop(), name="replica-reconcile", critical=True),
             self.supervisor.spawn(self._isr_loop(), name="replica-isr", critical=True),
             self.supervisor.spawn(self._maintenance_loop(), name="log-maintenance", critical=True),
+            self.supervisor.spawn(self._scrub_loop(), name="log-scrubber", critical=True),
         ]
 
     async def stop(self) -> None:
@@ -141,8 +169,9 @@ class ReplicaManager:
                 await self._remove(key)
         for key in [k for k in self._offline if k not in wanted]:
             del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
+        self._progress_repairs()
         for key, (topic_name, info) in wanted.items():
-            if key in self._offline:
+            if key in self._offline or self._handing_over(key):
                 continue
             partition = self.partitions.get(key)
             if partition is None:
@@ -166,15 +195,107 @@ class ReplicaManager:
         loop = asyncio.get_running_loop()
         replica_log.set_failure_listener(
             lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
+        replica_log.set_corruption_listener(
+            lambda error: loop.call_soon(self.corruption_found, key, error.offset, error.message))
         partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
                                                      self.broker_id, replica_log, self.changed)
+        lost_at = replica_log.durable_data_lost_at
+        if lost_at is not None:  # already cut by recovery: it must catch up before it counts again
+            self._repairs[key] = Repair(lost_at, "recovery cut data that was fsynced (corruption)")
         return partition
 
     # -- storage failures -------------------------------------------------------------------
 
     def offline_replicas(self) -> list[tuple[bytes, int]]:
-        """(topic id, partition) of the replicas hosted here that cannot be served (heartbeat)."""
-        return list(self._offline)
+        """(topic id, partition) of the replicas hosted here that cannot be served or must not
+        count for the ISR yet (heartbeat)."""
+        self._progress_repairs()
+        return list(self._offline) + [key for key, repair in self._repairs.items() if repair.reported]
+
+    # -- corrupt data -----------------------------------------------------------------------
+
+    def corruption_found(self, key: tuple[bytes, int], offset: int, reason: str) -> None:
+        """This replica holds a corrupt batch at offset: a follower cuts its log there now and
+        fetches again; a leader hands its leadership over first."""
+        partition = self.partitions.get(key)
+        if partition is None:
+            return
+        log.error("%s: corrupt data at offset %d (%s); repairing from the leader", partition.name, offset, reason)
+        if partition.is_leader:
+            self.partitions.pop(key)
+            self._unfollow(partition)
+            partition.info = None  # serves nothing; waiters see it is gone
+            partition.changed.notify_all()
+            self._repairs[key] = Repair(offset, reason, handing_over=partition)
+            return
+        previous = self._repairs.get(key)
+        partition.truncate_before_corruption(offset)
+        self._repairs[key] = Repair(min(offset, previous.offset) if previous else offset, reason)
+
+    def _handing_over(self, key: tuple[bytes, int]) -> bool:
+        repair = self._repairs.get(key)
+        return repair is not None and repair.handing_over is not None
+
+    def _partition_info(self, key: tuple[bytes, int]) -> PartitionInfo | None:
+        topic_id, index = key
+        for _, info in self.image.partitions():
+            if info.topic_id == topic_id and info.partition == index:
+                return info
+        return None
+
+    def _progress_repairs(self) -> None:
+        """Moves each repair on as the metadata allows (see Repair)."""
+        for key, repair in list(self._repairs.items()):
+            info = self._partition_info(key)
+            if info is None or self.broker_id not in info.replicas:
+                del self._repairs[key]  # no longer ours
+                continue
+            partition = repair.handing_over
+            if partition is not None:
+                if info.leader == self.broker_id or info.leader == NO_LEADER and self.broker_id in info.isr:
+                    continue  # still ours to lead (or nobody else can): wait, reported
+                repair.handing_over = None
+                self.partitions[key] = partition
+                partition.truncate_before_corruption(repair.offset)
+                self._apply(partition, info)  # a follower of the new leader: fetches what was cut
+                continue
+            partition = self.partitions.get(key)
+            if partition is None:
+                del self._repairs[key]
+                continue
+            if repair.reported and (self.broker_id not in info.isr or info.isr == (self.broker_id,)):
+                repair.reported = False  # out of the ISR: the leader's join rule takes over
+            if not repair.reported and partition.log.log_end_offset > repair.offset:
+                CorruptionCounter.repaired += 1
+                log.info("%s: repaired: fetched past offset %d again", partition.name, repair.offset)
+                del self._repairs[key]
+
+    async def _scrub_loop(self) -> None:
+        """Checks the CRC of every sealed segment, partition after partition, at the configured rate."""
+        rate = int(self.config["log.scrub.bytes.per.second"])
+        if rate <= 0:
+            return
+        step_bytes = min(SCRUB_STEP_BYTES_MAX, rate)
+        cursors: dict[tuple[bytes, int], ScrubCursor] = {}
+        while True:
+            checked = 0
+            for key, partition in list(self.partitions.items()):
+                if self.partitions.get(key) is not partition:
+                    continue
+                try:
+                    step = await partition.log.scrub(cursors.get(key, ScrubCursor()), step_bytes)
+                except Exception as exc:  # noqa: BLE001 - one unreadable log must not stop the scrubbing of the others
+                    self.supervisor.survived("log-scrubber", exc)
+                    continue
+                cursors[key] = step.next_cursor
+                checked += step.bytes_checked
+                if step.corrupt_offset is not None and self.partitions.get(key) is partition:
+                    self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
+                await asyncio.sleep(step.bytes_checked / rate)
+            for key in [k for k in cursors if k not in self.partitions]:
+                del cursors[key]
+            if checked == 0:
+                await asyncio.sleep(SCRUB_IDLE_S)
 
     def log_dir_failed(self, log_dir: Path | None, reason: str) -> None:
         """A write or fsync in log_dir failed: every log in it goes out of service (Kafka's
@@ -203,10 +324,22 @@ class ReplicaManager:
 
     def _check_online(self, key: tuple[bytes, int], name: str) -> None:
         reason = self._offline.get(key)
+        if reason is None and self._handing_over(key):
+            reason = f"corrupt data, handing leadership over: {self._repairs[key].reason}"
         if reason is not None:
             raise RaftlogError("KAFKA_STORAGE_ERROR", f"broker {self.broker_id} cannot serve {name}: {reason}")
 
     def _apply(self, partition: Partition, info: PartitionInfo) -> None:
+        key = (partition.topic_id, partition.index)
+        if info.leader == self.broker_id and key in self._repairs:
+            # Elected while its log is being repaired (e.g. just after a restart whose recovery
+            # cut data): it must not lead; it hands over like a leader that finds corruption.
+            partition.info = None
+            self.partitions.pop(key, None)
+            self._unfollow(partition)
+            self._repairs[key].handing_over = partition
+            self._repairs[key].reported = True
+            return
         role = partition.apply_metadata(info)
         if role == "leader":
             self._unfollow(partition)
