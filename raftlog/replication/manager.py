@@ -33,7 +33,6 @@ from raftlog import config as node_config
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
-from raftlog.log.errors import CorruptLogError
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.scrubber import ScrubCursor
 from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
