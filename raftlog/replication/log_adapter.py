@@ -259,7 +259,11 @@ class PartitionReplicaLog:
         if self._log.apply_retention(high_watermark=high_watermark):
             await self._group.persist()  # the new log start checkpoint
         if cleaner.needs_cleaning(self._log):
-            plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
+            self._log.check_online()
+            try:
+                plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
+            except OSError as exc:  # writing the cleaned copies failed (ENOSPC...): a write in this log dir
+                raise self._log.fail(exc, "compaction") from exc
             if plan is not None:
                 with self._log.failing_on_os_error("compaction swap"):  # a half-done swap: out of service
                     cleaner.commit(self._log, plan)

@@ -367,7 +367,10 @@ class ReplicaManager:
         partition.info = None
         partition.changed.notify_all()
         log.info("%s: no longer hosted here; deleting its data", partition.name)
-        partition.log.delete()
+        try:
+            partition.log.delete()
+        except OSError as exc:  # the other partitions are still reconciled; the files stay as strays
+            log.error("%s: deleting its data failed: %s", partition.name, exc)
 
     # -- lookups ----------------------------------------------------------------------------
 
