@@ -165,6 +165,12 @@ class PartitionLog:
                 break
         self.log_start_offset = max(self.segments[0].base_offset,
                                     _read_number(self.directory / LOG_START_FILE, self.segments[0].base_offset))
+        if self.epochs.damaged:
+            log.warning("%s: unreadable %s, rebuilt from the batches", self.directory, self.epochs.path.name)
+            self.epochs.entries = []  # recovery assigned the tail's epochs already: start over, in order
+            for segment in self.segments:
+                for _, header in segment.scan(0):
+                    self.epochs.assign(header.partition_leader_epoch, header.base_offset)
         self.epochs.truncate_from_end(self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self._checkpoint_recovery_point()

@@ -275,3 +275,17 @@ def test_a_log_that_cannot_be_opened_does_not_keep_the_broker_from_hosting_the_o
         await manager.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_log_with_a_garbled_epoch_checkpoint_opens_and_rebuilds_it(tmp_path):
+    from raftlog.log import PartitionLog
+
+    log = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=300))
+    for epoch in (0, 0, 3, 3, 5):
+        log.append(encode_batch([(None, b"v" * 50, None, 0)]), leader_epoch=epoch)
+    entries = list(log.epochs.entries)
+    log.close()
+    (tmp_path / "t-0" / "leader-epoch-checkpoint").write_bytes(b"0\nthree\n\xff garbage")
+    reopened = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=300))
+    assert reopened.epochs.entries == entries == [(0, 0), (3, 2), (5, 4)]
+    reopened.close()
