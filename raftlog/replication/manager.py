@@ -120,6 +120,7 @@ class ReplicaManager:
         # Out of service first: requests that arrive during shutdown get NOT_LEADER_OR_FOLLOWER
         # (clients move on) instead of meeting a closed log.
         closing, self.partitions = list(self.partitions.values()), {}
+        closing += [repair.handing_over for repair in self._repairs.values() if repair.handing_over is not None]
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -219,6 +220,13 @@ class ReplicaManager:
         partition = self.partitions.get(key)
         if partition is None:
             return
+        if partition.is_leader and partition.isr == (self.broker_id,):
+            # No in-sync replica to take over or to repair from: cutting the log would drop every
+            # acknowledged record after the bad batch. It goes on leading; only reads of that batch
+            # fail (verified reads), as they would in Kafka, and the error is logged for an operator.
+            log.error("%s: corrupt data at offset %d (%s) and no other in-sync replica: left as it is",
+                      partition.name, offset, reason)
+            return
         log.error("%s: corrupt data at offset %d (%s); repairing from the leader", partition.name, offset, reason)
         if partition.is_leader:
             self.partitions.pop(key)
@@ -248,6 +256,8 @@ class ReplicaManager:
             info = self._partition_info(key)
             if info is None or self.broker_id not in info.replicas:
                 del self._repairs[key]  # no longer ours
+                if repair.handing_over is not None:  # not in self.partitions: _remove never saw it
+                    self._delete_data(repair.handing_over)
                 continue
             partition = repair.handing_over
             if partition is not None:
@@ -259,7 +269,7 @@ class ReplicaManager:
                 self._apply(partition, info)  # a follower of the new leader: fetches what was cut
                 continue
             partition = self.partitions.get(key)
-            if partition is None:
+            if partition is None or partition.is_leader:  # a leader: the last in-sync replica, nothing to fetch from
                 del self._repairs[key]
                 continue
             if repair.reported and (self.broker_id not in info.isr or info.isr == (self.broker_id,)):
@@ -307,6 +317,11 @@ class ReplicaManager:
         for key, partition in list(self.partitions.items()):
             if partition.log.log_dir == log_dir:
                 self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
+        for key, repair in list(self._repairs.items()):
+            if repair.handing_over is not None and repair.handing_over.log.log_dir == log_dir:
+                self.partitions[key] = repair.handing_over  # taken offline from where it is, for good
+                del self._repairs[key]
+                self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
 
     def take_offline(self, key: tuple[bytes, int], reason: str) -> None:
         """Stops serving and fetching a replica; the next heartbeat reports it to the controller."""
@@ -330,7 +345,7 @@ class ReplicaManager:
 
     def _apply(self, partition: Partition, info: PartitionInfo) -> None:
         key = (partition.topic_id, partition.index)
-        if info.leader == self.broker_id and key in self._repairs:
+        if info.leader == self.broker_id and key in self._repairs and info.isr != (self.broker_id,):
             # Elected while its log is being repaired (e.g. just after a restart whose recovery
             # cut data): it must not lead; it hands over like a leader that finds corruption.
             partition.info = None
@@ -366,6 +381,9 @@ class ReplicaManager:
         self._unfollow(partition)
         partition.info = None
         partition.changed.notify_all()
+        self._delete_data(partition)
+
+    def _delete_data(self, partition: Partition) -> None:
         log.info("%s: no longer hosted here; deleting its data", partition.name)
         try:
             partition.log.delete()

@@ -236,3 +236,28 @@ def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetch
     asyncio.run(scenario())
     assert b.log.payloads() == [b"b0", b"b1", b"b2"], "b must replicate although a fails every time"
     assert a.log.log_end_offset == 0
+
+
+def test_a_leader_that_is_the_last_in_sync_replica_keeps_its_log_and_leads_on(tmp_path):
+    """Nobody to hand over to or repair from: cutting would drop every acknowledged record after
+    the bad batch. It leads on; only reads of that batch fail."""
+    from raftlog.metadata import records
+
+    async def scenario():
+        state_machine, topic_id, manager_1, manager_2 = _leader_and_follower(tmp_path)
+        state_machine.apply(records.partition_change(topic_id, 0, isr=[1]))
+        await manager_1.reconcile()
+        leader = manager_1.partition_by_name("c", 0)
+        for i in range(40):
+            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
+                                          timeout_ms=1000, min_isr=1)
+        corrupt = flip_a_byte_in_batch(leader.log.partition_log.segments[1].log_path, 0)
+        with pytest.raises(RaftlogError):
+            leader.log.read(corrupt, 1 << 20)  # what a consumer's fetch reads
+        await asyncio.sleep(0)
+        assert manager_1.partition_by_name("c", 0) is leader and leader.is_leader
+        assert leader.log.log_end_offset == 40 and manager_1.offline_replicas() == []
+        await leader.append_as_leader(encode_batch([(None, b"more", None, 0)]), acks=1, timeout_ms=1000, min_isr=1)
+        await manager_1.stop()
+
+    asyncio.run(scenario())
