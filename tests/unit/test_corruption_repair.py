@@ -261,3 +261,58 @@ def test_a_leader_that_is_the_last_in_sync_replica_keeps_its_log_and_leads_on(tm
         await manager_1.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_path, monkeypatch):
+    """The follower's log is cut (a repair) while a fetch is out; the answer continues the old log
+    end. Appending it would leave a hole of offsets in the log; it must be dropped and the next
+    fetch ask from the new log end."""
+    from raftlog.log.record_batch import set_base_offset
+    from raftlog.replication.log_adapter import PartitionReplicaLog
+
+    topic_id = b"F" * 16
+    follower = Partition("f", topic_id, 0, 2, PartitionReplicaLog(tmp_path / "f-0", LogConfig()), ChangeNotifier(),
+                         clock_ms=lambda: 0.0)
+    follower.apply_metadata(PartitionInfo(topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
+    follower.become_follower()
+
+    def batch_at(offset: int) -> bytes:
+        data = bytearray(encode_batch([(None, b"r%d" % offset, None, 0)]))
+        set_base_offset(data, 0, offset)
+        return bytes(data)
+
+    calls = []
+
+    class FakeStub:
+        def __init__(self, channel):
+            pass
+
+        async def ReplicaFetch(self, request, timeout):  # noqa: N802 - the gRPC method name
+            await asyncio.sleep(0.001)
+            [p] = request.partitions
+            calls.append(p.fetch_offset)
+            if len(calls) == 3:  # the log holds offsets 0 and 1
+                follower.truncate_before_corruption(1)  # a repair cuts the log while this fetch is out
+            records = batch_at(p.fetch_offset) if p.fetch_offset < 4 else b""
+            return replication_pb2.ReplicaFetchResponse(results=[replication_pb2.ReplicaFetchResult(
+                topic_id=topic_id, partition=0, high_watermark=4, records=records)])
+
+    monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
+    manager = SimpleNamespace(_broker_epoch=lambda: 7, cluster_id="c", broker_id=2, supervisor=TaskSupervisor())
+
+    async def scenario():
+        fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
+        fetcher.add(follower)
+        fetcher.start()
+        try:
+            for _ in range(500):
+                if follower.log.log_end_offset >= 4:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await fetcher.stop()
+
+    asyncio.run(scenario())
+    assert calls[:4] == [0, 1, 2, 1], "after the cut, the next fetch asks from the new log end"
+    assert [offset for offset, _ in values(follower.log.partition_log)] == [0, 1, 2, 3], "no hole in the offsets"
+    follower.log.close()
