@@ -66,6 +66,8 @@ _KEYS = [
     ConfigKey("log.segment.bytes", int, 1073741824, "Default segment size.", True, 14),
     ConfigKey("log.cleanup.policy", list, ["delete"], "Default cleanup policy: delete and/or compact.", True),
     ConfigKey("message.max.bytes", int, 1048588, "Largest record batch a broker accepts.", True, 0),
+    ConfigKey("log.scrub.bytes.per.second", int, 1048576,
+              "Rate at which the broker re-checks the CRCs of sealed segments (0 disables the scrubber).", False, 0),
     ConfigKey("replica.lag.time.max.ms", int, 10000, "A follower behind this long leaves the ISR.", True, 1),
     ConfigKey("unclean.leader.election.enable", bool, False, "Allow an out-of-sync replica to lead.", True),
     ConfigKey("auto.create.topics.enable", bool, False, "Create topics on first use.", True),

@@ -96,13 +96,15 @@ class Node:
             session_timeout_ms=config["broker.session.timeout.ms"],
             rpc_timeout_s=config.controller_rpc_timeout_s,
             tasks=self.tasks,
+            offline_replicas=lambda: self.replicas.offline_replicas(),
         )
         controller_id = lambda: self.driver.status().leader_id  # noqa: E731
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(
             broker_id=config.node_id, cluster_id=cluster_id, config=config, state_machine=self.state_machine,
             peers=self.peers, broker_epoch=broker_epoch, controller_id=controller_id,
-            log_factory=lambda topic, index, log_config: open_replica_log(config.log_dirs, topic, index, log_config),
+            log_factory=lambda topic, index, log_config: open_replica_log(
+                config.log_dirs, topic, index, log_config, offline_dirs=self.replicas.offline_log_dirs),
             tasks=self.tasks, metrics=self.metrics,
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.peers, broker_epoch, controller_id)

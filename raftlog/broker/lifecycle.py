@@ -39,8 +39,10 @@ class BrokerLifecycle:
         session_timeout_ms: int,
         rpc_timeout_s: float,
         tasks: TaskSupervisor,
+        offline_replicas: Callable[[], list[tuple[bytes, int]]] = list,
     ):
         self._supervisor = tasks
+        self._offline_replicas = offline_replicas  # (topic id, partition) this broker cannot serve
         self._cluster_id = cluster_id
         self._broker_id = broker_id
         self._endpoint = metadata_pb2.Endpoint(host=advertised_host, port=advertised_port)
@@ -100,6 +102,8 @@ class BrokerLifecycle:
             broker_epoch=self.broker_epoch,
             metadata_offset=self._metadata_offset(),
             want_fence=want_fence,
+            offline_replicas=[controller_pb2.ReplicaRef(topic_id=topic_id, partition=index)
+                              for topic_id, index in self._offline_replicas()],
         )
         response = await self._call("BrokerHeartbeat", request)
         if self.fenced and not response.is_fenced:

@@ -140,9 +140,10 @@ class ActiveController:
         """Returns whether the broker is fenced after this heartbeat."""
         if not request.want_fence:
             self._sessions.touch(request.broker_id, self._clock_ms())
+        offline = frozenset((r.topic_id, r.partition) for r in request.offline_replicas)
         await self._decide(lambda image: decisions.broker_heartbeat(
             image, request.broker_id, request.broker_epoch, request.metadata_offset, request.want_fence,
-            self._unclean_default,
+            self._unclean_default, offline,
         ))
         return self.image.brokers[request.broker_id].fenced
 

@@ -89,16 +89,32 @@ def check_broker_epoch(image: MetadataImage, broker_id: int, broker_epoch: int) 
 
 def broker_heartbeat(
     image: MetadataImage, broker_id: int, broker_epoch: int, metadata_offset: int, want_fence: bool,
-    unclean_default: bool = False,
+    unclean_default: bool = False, offline_replicas: frozenset[tuple[bytes, int]] = frozenset(),
 ) -> list[metadata_pb2.MetadataRecord]:
-    """Unfences a broker once its metadata has caught up to its own registration; fences it on request."""
+    """Unfences a broker once its metadata has caught up to its own registration; fences it on
+    request; takes the replicas it reports offline out of leadership and the ISR."""
     check_broker_epoch(image, broker_id, broker_epoch)
     broker = image.brokers[broker_id]
     if want_fence and not broker.fenced:
         return set_fenced(image, broker_id, True, unclean_default)
+    new_records = []
     if not want_fence and broker.fenced and metadata_offset >= broker.epoch:
-        return set_fenced(image, broker_id, False, unclean_default)
-    return []
+        new_records = set_fenced(image, broker_id, False, unclean_default)
+    if offline_replicas and not new_records:  # after an unfencing, the next heartbeat does it
+        new_records = replicas_offline(image, broker_id, offline_replicas, unclean_default)
+    return new_records
+
+
+def replicas_offline(image: MetadataImage, broker_id: int, offline_replicas: frozenset[tuple[bytes, int]],
+                     unclean_default: bool) -> list[metadata_pb2.MetadataRecord]:
+    """Partition changes for replicas a broker reports it cannot serve (none once they are done)."""
+    usable = usable_brokers(image)
+    new_records: list[metadata_pb2.MetadataRecord] = []
+    for topic_name, partition in image.partitions():
+        if (partition.topic_id, partition.partition) in offline_replicas:
+            new_records += partition_rules.on_replica_offline(partition, broker_id, usable,
+                                                              unclean_allowed(image, topic_name, unclean_default))
+    return new_records
 
 
 def fence_expired(

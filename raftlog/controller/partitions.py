@@ -50,6 +50,15 @@ def on_broker_fenced(partition: PartitionInfo, broker_id: int, usable: set[int],
     return _change(partition, leader, isr)
 
 
+def on_replica_offline(partition: PartitionInfo, broker_id: int, usable: set[int],
+                       unclean_allowed: bool) -> list[metadata_pb2.MetadataRecord]:
+    """The broker reports it cannot serve this replica (its log dir failed, or its log is being
+    repaired after corruption): for this partition it is as good as fenced. Its leadership
+    moves inside the ISR and it leaves the ISR (unless it is the last member: the partition is
+    then offline until it returns, as for a fenced broker)."""
+    return on_broker_fenced(partition, broker_id, usable - {broker_id}, unclean_allowed)
+
+
 def on_broker_unfenced(partition: PartitionInfo, broker_id: int, usable: set[int],
                        unclean_allowed: bool) -> list[metadata_pb2.MetadataRecord]:
     """An offline partition gets a leader back when an ISR member (or, if allowed, any replica) returns."""

@@ -19,8 +19,12 @@ class LeaderEpochCache:
         self.path = directory / CHECKPOINT_FILE
         self.entries: list[tuple[int, int]] = []
         self.dirty = False
+        self.damaged = False  # the file could not be read: the owner rebuilds it from the batches
         if self.path.exists():
-            self.entries = _parse(self.path.read_text())
+            try:
+                self.entries = _parse(self.path.read_text())
+            except (ValueError, IndexError, UnicodeDecodeError):
+                self.damaged, self.dirty = True, True
 
     @property
     def latest_epoch(self) -> int:

@@ -25,3 +25,12 @@ class UnsupportedCompressionError(LogError):
 class OffsetOutOfRangeError(LogError):
     def __init__(self, message: str):
         super().__init__(message, "OFFSET_OUT_OF_RANGE")
+
+
+class CorruptLogError(LogError):
+    """Stored data that fails its CRC (found by a read, the scrubber or recovery). Clients get
+    KAFKA_STORAGE_ERROR (refresh metadata, retry): this replica stops serving the partition."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message, "KAFKA_STORAGE_ERROR")
+        self.offset = offset  # first offset of the first bad batch: the log is cut there to repair

@@ -65,14 +65,20 @@ class _SparseIndex:
         self.keys, self.values = [], []
         self.rewrite()
 
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+            self._file = None
+
+    def abandon(self) -> None:
+        """Closes without writing what is buffered (the log dir failed: nothing more is written
+        there; recovery rebuilds the index)."""
+        if self._file is not None:
+            self._file.raw.close()  # the descriptor first: the buffer then has nowhere to go
+            try:
+                self._file.close()
+            except (OSError, ValueError):
+                pass
             self._file = None
 
 

@@ -40,11 +40,12 @@ from raftlog.durable_file import fsync_directory, write_durable
 from raftlog.log.cleaner import finish_interrupted_swaps
 from raftlog.log.config import LogConfig
 from raftlog.log.epoch_cache import LeaderEpochCache
-from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
+from raftlog.log.errors import CorruptLogError, CorruptRecordError, LogError, OffsetOutOfRangeError
 from raftlog.log.record_batch import (
     BatchHeader,
     decode_batch,
     iter_headers,
+    read_header,
     set_base_offset,
     set_partition_leader_epoch,
 )
@@ -62,9 +63,14 @@ def _wall_ms() -> float:
 
 
 class CorruptionCounter:
-    """Corrupt or torn batches found by recovery in this process (exported as a metric)."""
+    """Corrupt or torn data found in this process (exported as metrics): `count` by recovery,
+    `scrubbed` by the scrubber, `read` by verified reads; `repaired` replicas cut before a
+    corrupt batch that have fetched past it again from the leader."""
 
     count = 0
+    scrubbed = 0
+    read = 0
+    repaired = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ class PartitionLog:
         self._directory_dirty = True  # a segment file was created since the directory was last fsynced
         self._pending_files: dict[str, bytes] = {}  # checkpoint name -> content, written by the next round
         self.failure: LogError | None = None
+        # Where recovery cut data that the recovery point said was fsynced (corruption, not a
+        # torn tail): this replica lost records it may have reported to the leader.
+        self.durable_data_lost_at: int | None = None
         self.on_failure: Callable[[PartitionLog, LogError], None] | None = None
 
         # Opening runs on the caller's thread (startup or a worker thread): its writes are synchronous.
@@ -149,15 +158,24 @@ class PartitionLog:
         if not self.segments:
             start = _read_number(self.directory / LOG_START_FILE, 0)
             self.segments = [LogSegment(self.directory, start, self.config.index_interval_bytes, now)]
+        durable_end = self.recovery_point
         for i, segment in enumerate(self.segments):
             if not self._recover_segment(segment, is_last=i == len(self.segments) - 1):
                 CorruptionCounter.count += 1
                 log.error("%s: corrupt or torn data; the log now ends at offset %d", segment.log_path,
                           segment.next_offset)
+                if segment.next_offset < durable_end:
+                    self.durable_data_lost_at = segment.next_offset
                 self._drop_segments_after(i)
                 break
         self.log_start_offset = max(self.segments[0].base_offset,
                                     _read_number(self.directory / LOG_START_FILE, self.segments[0].base_offset))
+        if self.epochs.damaged:
+            log.warning("%s: unreadable %s, rebuilt from the batches", self.directory, self.epochs.path.name)
+            self.epochs.entries = []  # recovery assigned the tail's epochs already: start over, in order
+            for segment in self.segments:
+                for _, header in segment.scan(0):
+                    self.epochs.assign(header.partition_leader_epoch, header.base_offset)
         self.epochs.truncate_from_end(self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self._checkpoint_recovery_point()
@@ -220,6 +238,12 @@ class PartitionLog:
             if self.on_failure is not None:
                 self.on_failure(self, self.failure)
         return LogError(f"{self.directory} is out of service after a failed write: {self.failure.message}")
+
+    def mark_offline(self, reason: str) -> None:
+        """Out of service because of a failure elsewhere (another log of its log dir)."""
+        if self.failure is None:
+            self.failure = LogError(reason)
+            log.error("%s: out of service until restart: %s", self.directory, reason)
 
     @contextlib.contextmanager
     def failing_on_os_error(self, action: str) -> Iterator[None]:
@@ -371,8 +395,9 @@ class PartitionLog:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
-        """Whole batches starting with the one that holds offset (at least one batch)."""
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None, verify: bool = False) -> bytes:
+        """Whole batches starting with the one that holds offset (at least one batch). verify:
+        every batch's CRC is checked first (CorruptLogError names the first bad one)."""
         self.check_online()
         if offset < self.log_start_offset or offset > self.log_end_offset:
             raise OffsetOutOfRangeError(
@@ -380,8 +405,24 @@ class PartitionLog:
         for segment in self._segments_from(offset):
             data = segment.read(offset, max_bytes, max_offset)
             if data:
+                if verify:
+                    self._verify(data, offset)
                 return data
         return b""
+
+    def _verify(self, data: bytes, offset: int) -> None:
+        """The bad batch's offset is not taken from its header (the offsets are outside the CRC):
+        it is the offset asked for (first batch) or the end of the last good batch."""
+        position, good_end = 0, offset
+        while position < len(data):
+            try:
+                header = read_header(data, position)
+            except CorruptRecordError as exc:
+                CorruptionCounter.read += 1
+                raise CorruptLogError(f"{self.directory}: the stored batch holding offset {good_end} is corrupt: "
+                                      f"{exc.message}", good_end) from None
+            position += header.size
+            good_end = max(good_end, header.next_offset)
 
     def _segments_from(self, offset: int) -> list[LogSegment]:
         for i, segment in enumerate(self.segments):
@@ -524,7 +565,7 @@ class PartitionLog:
                 self.flush()
         finally:
             for segment in self.segments:
-                segment.close()
+                segment.close(write_indexes=self.failure is None)
 
     def delete(self) -> None:
         for segment in self.segments:

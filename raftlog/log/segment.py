@@ -179,9 +179,10 @@ class LogSegment:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def close(self) -> None:
-        self.offset_index.close()
-        self.time_index.close()
+    def close(self, write_indexes: bool = True) -> None:
+        """write_indexes=False: the log dir failed, so not even buffered index entries are written."""
+        for index in (self.offset_index, self.time_index):
+            index.close() if write_indexes else index.abandon()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

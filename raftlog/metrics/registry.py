@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -138,6 +138,15 @@ def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
 
         yield GaugeMetricFamily("raftlog_log_corruptions_detected", "Corrupt or torn log tails cut by recovery",
                                 value=CorruptionCounter.count)
+        found = CounterMetricFamily("raftlog_log_corruptions_found", "Corrupt stored batches found, by who found them",
+                                    labels=["source"])
+        found.add_metric(["recovery"], CorruptionCounter.count)
+        found.add_metric(["scrubber"], CorruptionCounter.scrubbed)
+        found.add_metric(["read"], CorruptionCounter.read)
+        yield found
+        yield CounterMetricFamily("raftlog_log_corruptions_repaired",
+                                  "Replicas cut before corrupt data that fetched past it again from the leader",
+                                  value=CorruptionCounter.repaired)
         yield from (start, end, size, lag)
         yield GaugeMetricFamily("raftlog_under_replicated_partitions", "Led partitions with ISR < replicas",
                                 value=under_replicated)

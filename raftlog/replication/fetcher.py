@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -31,6 +32,7 @@ class ReplicaFetcher:
         self.leader_id = leader_id
         self._peers = peers
         self.partitions: dict[tuple[bytes, int], Partition] = {}
+        self._backoff_until: dict[tuple[bytes, int], float] = {}  # partition -> monotonic s
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -40,6 +42,7 @@ class ReplicaFetcher:
 
     def remove(self, partition: Partition) -> None:
         self.partitions.pop((partition.topic_id, partition.index), None)
+        self._backoff_until.pop((partition.topic_id, partition.index), None)
 
     def start(self) -> None:
         # Critical: a dead fetcher would leave its partitions behind for good; its rounds survive errors.
@@ -58,8 +61,10 @@ class ReplicaFetcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            sent = dict(self.partitions)
-            request = self._request(sent)
+            now = time.monotonic()
+            # A partition that just failed waits out its own backoff; the others go on.
+            sent = {key: p for key, p in self.partitions.items() if self._backoff_until.get(key, 0.0) <= now}
+            request = self._request(sent) if sent else None
             if request is None:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -69,14 +74,8 @@ class ReplicaFetcher:
                 log.debug("fetch from broker %d failed: %s", self.leader_id, error_from_rpc(exc))
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
-            epochs_sent = {(p.topic_id, p.partition): p.current_leader_epoch for p in request.partitions}
-            try:
-                backoff = await self._handle(response, sent, epochs_sent)
-            except Exception as exc:  # noqa: BLE001 - a dead fetcher would leave its partitions behind for good
-                self._manager.supervisor.survived(f"replica-fetcher-{self.leader_id}", exc)
-                backoff = True
-            if backoff:
-                await asyncio.sleep(ERROR_BACKOFF_S)
+            asked = {(p.topic_id, p.partition): (p.current_leader_epoch, p.fetch_offset) for p in request.partitions}
+            await self._handle(response, sent, asked)
 
     def _request(self, sent: dict[tuple[bytes, int], Partition]) -> replication_pb2.ReplicaFetchRequest | None:
         broker_epoch = self._manager._broker_epoch()
@@ -97,25 +96,44 @@ class ReplicaFetcher:
             ],
         )
 
-    async def _handle(self, response, sent, epochs_sent: dict[tuple[bytes, int], int]) -> bool:
-        """Applies one response; returns True when the loop should back off."""
-        backoff = False
+    async def _handle(self, response, sent, asked: dict[tuple[bytes, int], tuple[int, int]]) -> None:
+        """Applies one response, partition by partition: an error in one (in the response, or in
+        applying it here) backs off that partition only, never the others (Kafka's model)."""
         for result in response.results:
-            partition = sent.get((result.topic_id, result.partition))
-            if partition is None or self.partitions.get((result.topic_id, result.partition)) is not partition:
+            key = (result.topic_id, result.partition)
+            partition = sent.get(key)
+            if partition is None or self.partitions.get(key) is not partition:
                 continue  # no longer followed from this leader
             if partition.info is None or partition.info.leader != self.leader_id:
                 continue
-            if partition.leader_epoch != epochs_sent[(result.topic_id, result.partition)]:
+            epoch_asked, offset_asked = asked[key]
+            if partition.leader_epoch != epoch_asked:
                 continue  # the epoch moved while the fetch was out: the answer may be stale
-            if result.error_reason:
-                backoff |= await self._on_error(partition, result)
-            elif result.HasField("diverging_epoch"):
-                partition.truncate_for_divergence(result.diverging_epoch.epoch, result.diverging_epoch.end_offset)
-                await partition.log.persist()  # the lowered recovery point is on disk before new data
+            if partition.log.log_end_offset != offset_asked:
+                continue  # the log was cut meanwhile (a repair): the answer continues a log end we no longer have
+            try:
+                failed = await self._apply(partition, result)
+            except Exception as exc:  # noqa: BLE001 - this partition backs off; the others go on
+                if isinstance(exc, RaftlogError):
+                    log.warning("%s: applying a fetch from %d failed: %s", partition.name, self.leader_id, exc)
+                else:
+                    self._manager.supervisor.survived(f"replica-fetcher-{self.leader_id}", exc)
+                failed = True
+            if failed:
+                self._backoff_until[key] = time.monotonic() + ERROR_BACKOFF_S
             else:
-                await partition.append_as_follower(result.records, result.high_watermark)
-        return backoff
+                self._backoff_until.pop(key, None)
+
+    async def _apply(self, partition: Partition, result) -> bool:
+        """Applies one partition's result; returns True when it failed (the partition backs off)."""
+        if result.error_reason:
+            return await self._on_error(partition, result)
+        if result.HasField("diverging_epoch"):
+            partition.truncate_for_divergence(result.diverging_epoch.epoch, result.diverging_epoch.end_offset)
+            await partition.log.persist()  # the lowered recovery point is on disk before new data
+        else:
+            await partition.append_as_follower(result.records, result.high_watermark)
+        return False
 
     async def _on_error(self, partition: Partition, result) -> bool:
         if result.error_reason == "OFFSET_OUT_OF_RANGE" and partition.log.log_end_offset < result.log_start_offset:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from raftlog.log import GroupCommit, LogConfig, PartitionLog, cleaner, partition_directory
+from raftlog.log import GroupCommit, LogConfig, LogError, PartitionLog, cleaner, partition_directory, scrubber
+from raftlog.log.errors import CorruptLogError
+from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.record_batch import BatchHeader, iter_headers
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,15 @@ class ReplicaLog(Protocol):
     async def persist(self) -> None: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
+    # Failures: the log dir holding the log, a listener told (on the event loop or the opening
+    # thread) when a write or fsync fails, and taking it out of service from outside (its dir failed).
+    log_dir: Path
+    def set_failure_listener(self, listener: Callable[[LogError], None]) -> None: ...
+    def take_offline(self, reason: str) -> None: ...
+    # Corruption: stored batches failing their CRC, found by a read (listener) or by scrubbing.
+    def set_corruption_listener(self, listener: Callable[[CorruptLogError], None]) -> None: ...
+    async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep: ...
+    durable_data_lost_at: int | None
 
 
 class PartitionReplicaLog:
@@ -75,6 +86,7 @@ class PartitionReplicaLog:
         self._hw = 0
         self._hw_written_at = 0.0
         self._background: asyncio.Task | None = None
+        self._on_corruption: Callable[[CorruptLogError], None] | None = None
 
     @property
     def log_start_offset(self) -> int:
@@ -87,6 +99,33 @@ class PartitionReplicaLog:
     @property
     def partition_log(self) -> PartitionLog:
         return self._log
+
+    @property
+    def log_dir(self) -> Path:
+        return self._log.directory.parent
+
+    def set_failure_listener(self, listener: Callable[[LogError], None]) -> None:
+        self._log.on_failure = lambda _log, error: listener(error)
+
+    def take_offline(self, reason: str) -> None:
+        self._log.mark_offline(reason)
+
+    def set_corruption_listener(self, listener: Callable[[CorruptLogError], None]) -> None:
+        self._on_corruption = listener
+
+    @property
+    def durable_data_lost_at(self) -> int | None:
+        return self._log.durable_data_lost_at
+
+    async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep:
+        """One scrubbing step on a worker thread; a corruption counts only if the segment is
+        still part of the log when it returns."""
+        step = await asyncio.to_thread(scrubber.scrub_step, self._log, cursor, max_bytes)
+        if step.corrupt_offset is not None:
+            if step.segment is None or not scrubber.still_current(self._log, step.segment):
+                return scrubber.ScrubStep(step.next_cursor, step.bytes_checked, None)
+            CorruptionCounter.scrubbed += 1
+        return step
 
     def reconfigure(self, config: LogConfig) -> None:
         """Topic configs altered while the log is open take effect from the next append, roll or
@@ -144,7 +183,14 @@ class PartitionReplicaLog:
             await self._group.sync(last_offset)
 
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
-        return self._log.read(offset, max_bytes, max_offset)
+        """Every batch served is CRC-checked first: a corrupt one is never handed to a consumer
+        or a follower; the listener (the broker) repairs the replica."""
+        try:
+            return self._log.read(offset, max_bytes, max_offset, verify=True)
+        except CorruptLogError as exc:
+            if self._on_corruption is not None:
+                self._on_corruption(exc)
+            raise
 
     def assign_epoch(self, epoch: int, start_offset: int) -> None:
         self._log.epochs.assign(epoch, start_offset)
@@ -191,8 +237,9 @@ class PartitionReplicaLog:
     def write_high_watermark(self, offset: int) -> None:
         self._hw = offset
         now = time.monotonic()
-        if now - self._hw_written_at >= HW_CHECKPOINT_INTERVAL_S:
-            self._write_hw()
+        if now - self._hw_written_at >= HW_CHECKPOINT_INTERVAL_S and self._log.failure is None:
+            with self._log.failing_on_os_error("high watermark checkpoint"):  # a write in the log dir like any other
+                self._write_hw()
             self._hw_written_at = now
 
     def _write_hw(self) -> None:
@@ -212,27 +259,39 @@ class PartitionReplicaLog:
         if self._log.apply_retention(high_watermark=high_watermark):
             await self._group.persist()  # the new log start checkpoint
         if cleaner.needs_cleaning(self._log):
-            plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
+            self._log.check_online()
+            try:
+                plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
+            except OSError as exc:  # writing the cleaned copies failed (ENOSPC...): a write in this log dir
+                raise self._log.fail(exc, "compaction") from exc
             if plan is not None:
                 with self._log.failing_on_os_error("compaction swap"):  # a half-done swap: out of service
                     cleaner.commit(self._log, plan)
 
     def close(self) -> None:
-        """Shutdown only: fsyncs on the calling thread."""
+        """Shutdown only: fsyncs on the calling thread. A log out of service writes nothing more."""
         if self._background is not None:
             self._background.cancel()
-        self._write_hw()
+        if self._log.failure is None:
+            self._write_hw()
         self._log.close()
 
     def delete(self) -> None:
         self._log.delete()
 
 
-def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: LogConfig) -> ReplicaLog:
-    """Opens (or creates) the partition's log in the log dir holding it, else the least loaded one."""
+def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: LogConfig,
+                     offline_dirs: set[Path] | frozenset[Path] = frozenset()) -> ReplicaLog:
+    """Opens (or creates) the partition's log in the log dir holding it, else the least loaded
+    online one. A log in an offline dir (a write there failed) is not opened until a restart."""
     for log_dir in log_dirs:
         directory = partition_directory(log_dir, topic, partition)
         if directory.exists():
+            if Path(log_dir) in offline_dirs:
+                raise LogError(f"{directory} is in the offline log dir {log_dir}")
             return PartitionReplicaLog(directory, config)
-    emptiest = min(log_dirs, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
+    online = [d for d in log_dirs if Path(d) not in offline_dirs]
+    if not online:
+        raise LogError(f"every log dir is offline: {[str(d) for d in log_dirs]}")
+    emptiest = min(online, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
     return PartitionReplicaLog(partition_directory(emptiest, topic, partition), config)

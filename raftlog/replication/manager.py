@@ -6,6 +6,17 @@
 - It serves produce, consumer fetch and replica fetch against the partitions.
 - A periodic task asks the controller for ISR changes the leaders want (AlterPartition).
 - Followers fetch through one ReplicaFetcher task per leader broker (fetcher.py).
+- Corrupt data (a CRC that fails on a verified read, in the scrubber, or data recovery had
+  to cut below the recovery point): a follower cuts its log before the bad batch and fetches
+  it again; a leader first hands its leadership over (reported offline like a failed log),
+  then does the same. Until it has caught up it is reported, so it leaves the ISR. The
+  scrubber checks sealed segments at `log.scrub.bytes.per.second`.
+- Storage failures (Kafka's failed log dirs): a failed write or fsync in any log takes its
+  whole log dir offline on this broker until restart. Its partitions stop being served here
+  (KAFKA_STORAGE_ERROR), are no longer fetched, and are reported in every heartbeat
+  (`offline_replicas`); the controller moves their leadership inside the ISR and takes this
+  replica out of the ISR. A log that cannot be opened is reported the same way and does not
+  keep the other partitions from being hosted.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -20,7 +33,9 @@ from raftlog import config as node_config
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
-from raftlog.metadata.image import MetadataImage, PartitionInfo
+from raftlog.log.partition_log import CorruptionCounter
+from raftlog.log.scrubber import ScrubCursor
+from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
 from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
 from raftlog.replication.notifier import ChangeNotifier
@@ -33,6 +48,23 @@ log = logging.getLogger(__name__)
 
 ISR_CHECK_INTERVAL_S = 0.1
 MAINTENANCE_INTERVAL_S = 5.0
+SCRUB_STEP_BYTES_MAX = 1 << 20  # one scrubbing step reads at most this much (then sleeps for the rate)
+SCRUB_IDLE_S = 1.0  # a pass that found nothing sealed to check waits this long before the next
+
+
+@dataclass
+class Repair:
+    """A replica whose log holds (or held) corrupt data: cut at `offset` and fetched again.
+
+    handing_over: it led the partition when the corruption was found; it serves nothing and
+    waits, reported offline, until the controller has moved the leadership, then cuts its log
+    and follows. reported: listed in heartbeats until it is out of the ISR (it must not count
+    for the ISR, nor lead, before it has caught up again; the leader re-adds it then)."""
+
+    offset: int
+    reason: str
+    handing_over: Partition | None = None
+    reported: bool = True
 PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "partition_change", "broker_fencing",
                                     "register_broker", "config"})
 
@@ -54,6 +86,11 @@ class ReplicaManager:
         self._log_factory = log_factory
         self.metrics = metrics
         self.partitions: dict[tuple[bytes, int], Partition] = {}
+        # Replicas this broker hosts but cannot serve: (topic id, partition) -> why. Reported to
+        # the controller in every heartbeat; cleared only by a restart.
+        self._offline: dict[tuple[bytes, int], str] = {}
+        self.offline_log_dirs: set[Path] = set()
+        self._repairs: dict[tuple[bytes, int], Repair] = {}
         self._topic_settings: dict[str, TopicSettings] = {}
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
@@ -76,19 +113,24 @@ class ReplicaManager:
             self.supervisor.spawn(self._reconcile_loop(), name="replica-reconcile", critical=True),
             self.supervisor.spawn(self._isr_loop(), name="replica-isr", critical=True),
             self.supervisor.spawn(self._maintenance_loop(), name="log-maintenance", critical=True),
+            self.supervisor.spawn(self._scrub_loop(), name="log-scrubber", critical=True),
         ]
 
     async def stop(self) -> None:
         # Out of service first: requests that arrive during shutdown get NOT_LEADER_OR_FOLLOWER
         # (clients move on) instead of meeting a closed log.
         closing, self.partitions = list(self.partitions.values()), {}
+        closing += [repair.handing_over for repair in self._repairs.values() if repair.handing_over is not None]
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for fetcher in self._fetchers.values():
             await fetcher.stop()
         for partition in closing:
-            partition.log.close()
+            try:
+                partition.log.close()  # shutdown: these fsyncs may block the loop
+            except Exception:  # noqa: BLE001 - one log that cannot be flushed must not keep the others open
+                log.exception("%s: closing its log failed", partition.name)
 
     def _on_metadata_batch(self, offset: int, batch) -> None:
         if batch is None or any(record.WhichOneof("record") in PARTITION_RECORD_KINDS for record in batch.records):
@@ -125,17 +167,193 @@ class ReplicaManager:
         for key in list(self.partitions):
             if key not in wanted:
                 await self._remove(key)
+        for key in [k for k in self._offline if k not in wanted]:
+            del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
+        self._progress_repairs()
         for key, (topic_name, info) in wanted.items():
+            if key in self._offline or self._handing_over(key):
+                continue
             partition = self.partitions.get(key)
             if partition is None:
-                replica_log = self._log_factory(topic_name, info.partition, self.topic_settings(topic_name).log)
-                partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
-                                                             self.broker_id, replica_log, self.changed)
+                partition = await self._open(key, topic_name, info)
+                if partition is None:
+                    continue
             else:
                 partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
             self._apply(partition, info)
 
+    async def _open(self, key: tuple[bytes, int], topic_name: str, info: PartitionInfo) -> Partition | None:
+        """Opens a replica's log (recovery and checkpoint fsyncs: on a worker thread); a log that
+        cannot be opened makes that replica offline, never the whole broker."""
+        try:
+            replica_log = await asyncio.to_thread(self._log_factory, topic_name, info.partition,
+                                                  self.topic_settings(topic_name).log)
+        except Exception as exc:  # noqa: BLE001 - any failure to open: this replica only is offline
+            log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name, info.partition, exc)
+            self._offline[key] = f"cannot open the log: {exc}"
+            return None
+        loop = asyncio.get_running_loop()
+        replica_log.set_failure_listener(
+            lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
+        replica_log.set_corruption_listener(
+            lambda error: loop.call_soon(self.corruption_found, key, error.offset, error.message))
+        partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
+                                                     self.broker_id, replica_log, self.changed)
+        lost_at = replica_log.durable_data_lost_at
+        if lost_at is not None:  # already cut by recovery: it must catch up before it counts again
+            self._repairs[key] = Repair(lost_at, "recovery cut data that was fsynced (corruption)")
+        return partition
+
+    # -- storage failures -------------------------------------------------------------------
+
+    def offline_replicas(self) -> list[tuple[bytes, int]]:
+        """(topic id, partition) of the replicas hosted here that cannot be served or must not
+        count for the ISR yet (heartbeat)."""
+        self._progress_repairs()
+        return list(self._offline) + [key for key, repair in self._repairs.items() if repair.reported]
+
+    # -- corrupt data -----------------------------------------------------------------------
+
+    def corruption_found(self, key: tuple[bytes, int], offset: int, reason: str) -> None:
+        """This replica holds a corrupt batch at offset: a follower cuts its log there now and
+        fetches again; a leader hands its leadership over first."""
+        partition = self.partitions.get(key)
+        if partition is None:
+            return
+        if partition.is_leader and partition.isr == (self.broker_id,):
+            # No in-sync replica to take over or to repair from: cutting the log would drop every
+            # acknowledged record after the bad batch. It goes on leading; only reads of that batch
+            # fail (verified reads), as they would in Kafka, and the error is logged for an operator.
+            log.error("%s: corrupt data at offset %d (%s) and no other in-sync replica: left as it is",
+                      partition.name, offset, reason)
+            return
+        log.error("%s: corrupt data at offset %d (%s); repairing from the leader", partition.name, offset, reason)
+        if partition.is_leader:
+            self.partitions.pop(key)
+            self._unfollow(partition)
+            partition.info = None  # serves nothing; waiters see it is gone
+            partition.changed.notify_all()
+            self._repairs[key] = Repair(offset, reason, handing_over=partition)
+            return
+        previous = self._repairs.get(key)
+        partition.truncate_before_corruption(offset)
+        self._repairs[key] = Repair(min(offset, previous.offset) if previous else offset, reason)
+
+    def _handing_over(self, key: tuple[bytes, int]) -> bool:
+        repair = self._repairs.get(key)
+        return repair is not None and repair.handing_over is not None
+
+    def _partition_info(self, key: tuple[bytes, int]) -> PartitionInfo | None:
+        topic_id, index = key
+        for _, info in self.image.partitions():
+            if info.topic_id == topic_id and info.partition == index:
+                return info
+        return None
+
+    def _progress_repairs(self) -> None:
+        """Moves each repair on as the metadata allows (see Repair)."""
+        for key, repair in list(self._repairs.items()):
+            info = self._partition_info(key)
+            if info is None or self.broker_id not in info.replicas:
+                del self._repairs[key]  # no longer ours
+                if repair.handing_over is not None:  # not in self.partitions: _remove never saw it
+                    self._delete_data(repair.handing_over)
+                continue
+            partition = repair.handing_over
+            if partition is not None:
+                if info.leader == self.broker_id or info.leader == NO_LEADER and self.broker_id in info.isr:
+                    continue  # still ours to lead (or nobody else can): wait, reported
+                repair.handing_over = None
+                self.partitions[key] = partition
+                partition.truncate_before_corruption(repair.offset)
+                self._apply(partition, info)  # a follower of the new leader: fetches what was cut
+                continue
+            partition = self.partitions.get(key)
+            if partition is None or partition.is_leader:  # a leader: the last in-sync replica, nothing to fetch from
+                del self._repairs[key]
+                continue
+            if repair.reported and (self.broker_id not in info.isr or info.isr == (self.broker_id,)):
+                repair.reported = False  # out of the ISR: the leader's join rule takes over
+            if not repair.reported and partition.log.log_end_offset > repair.offset:
+                CorruptionCounter.repaired += 1
+                log.info("%s: repaired: fetched past offset %d again", partition.name, repair.offset)
+                del self._repairs[key]
+
+    async def _scrub_loop(self) -> None:
+        """Checks the CRC of every sealed segment, partition after partition, at the configured rate."""
+        rate = int(self.config["log.scrub.bytes.per.second"])
+        if rate <= 0:
+            return
+        step_bytes = min(SCRUB_STEP_BYTES_MAX, rate)
+        cursors: dict[tuple[bytes, int], ScrubCursor] = {}
+        while True:
+            checked = 0
+            for key, partition in list(self.partitions.items()):
+                if self.partitions.get(key) is not partition:
+                    continue
+                try:
+                    step = await partition.log.scrub(cursors.get(key, ScrubCursor()), step_bytes)
+                except Exception as exc:  # noqa: BLE001 - one unreadable log must not stop the scrubbing of the others
+                    self.supervisor.survived("log-scrubber", exc)
+                    continue
+                cursors[key] = step.next_cursor
+                checked += step.bytes_checked
+                if step.corrupt_offset is not None and self.partitions.get(key) is partition:
+                    self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
+                await asyncio.sleep(step.bytes_checked / rate)
+            for key in [k for k in cursors if k not in self.partitions]:
+                del cursors[key]
+            if checked == 0:
+                await asyncio.sleep(SCRUB_IDLE_S)
+
+    def log_dir_failed(self, log_dir: Path | None, reason: str) -> None:
+        """A write or fsync in log_dir failed: every log in it goes out of service (Kafka's
+        LogDirFailureChannel); no write reaches that dir again until restart."""
+        if log_dir is None or log_dir in self.offline_log_dirs:
+            return
+        self.offline_log_dirs.add(log_dir)
+        log.error("log dir %s is offline until restart (%s); its partitions are no longer served here",
+                  log_dir, reason)
+        for key, partition in list(self.partitions.items()):
+            if partition.log.log_dir == log_dir:
+                self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
+        for key, repair in list(self._repairs.items()):
+            if repair.handing_over is not None and repair.handing_over.log.log_dir == log_dir:
+                self.partitions[key] = repair.handing_over  # taken offline from where it is, for good
+                del self._repairs[key]
+                self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
+
+    def take_offline(self, key: tuple[bytes, int], reason: str) -> None:
+        """Stops serving and fetching a replica; the next heartbeat reports it to the controller."""
+        partition = self.partitions.pop(key)
+        self._offline[key] = reason
+        self._unfollow(partition)
+        partition.info = None  # waiters (acks=all, long polls) see it is gone
+        partition.log.take_offline(reason)
+        partition.changed.notify_all()
+        try:
+            partition.log.close()  # a log out of service only releases its files
+        except Exception:  # noqa: BLE001 - it is out of service either way
+            log.exception("%s: closing its offline log failed", partition.name)
+
+    def _check_online(self, key: tuple[bytes, int], name: str) -> None:
+        reason = self._offline.get(key)
+        if reason is None and self._handing_over(key):
+            reason = f"corrupt data, handing leadership over: {self._repairs[key].reason}"
+        if reason is not None:
+            raise RaftlogError("KAFKA_STORAGE_ERROR", f"broker {self.broker_id} cannot serve {name}: {reason}")
+
     def _apply(self, partition: Partition, info: PartitionInfo) -> None:
+        key = (partition.topic_id, partition.index)
+        if info.leader == self.broker_id and key in self._repairs and info.isr != (self.broker_id,):
+            # Elected while its log is being repaired (e.g. just after a restart whose recovery
+            # cut data): it must not lead; it hands over like a leader that finds corruption.
+            partition.info = None
+            self.partitions.pop(key, None)
+            self._unfollow(partition)
+            self._repairs[key].handing_over = partition
+            self._repairs[key].reported = True
+            return
         role = partition.apply_metadata(info)
         if role == "leader":
             self._unfollow(partition)
@@ -163,8 +381,14 @@ class ReplicaManager:
         self._unfollow(partition)
         partition.info = None
         partition.changed.notify_all()
+        self._delete_data(partition)
+
+    def _delete_data(self, partition: Partition) -> None:
         log.info("%s: no longer hosted here; deleting its data", partition.name)
-        partition.log.delete()
+        try:
+            partition.log.delete()
+        except OSError as exc:  # the other partitions are still reconciled; the files stay as strays
+            log.error("%s: deleting its data failed: %s", partition.name, exc)
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -172,12 +396,14 @@ class ReplicaManager:
         topic_info = self.image.topic(topic)
         if topic_info is None or index not in topic_info.partitions:
             raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"{topic}-{index} does not exist")
+        self._check_online((topic_info.topic_id, index), f"{topic}-{index}")
         partition = self.partitions.get((topic_info.topic_id, index))
         if partition is None or partition.info is None:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of {topic}-{index}")
         return partition
 
     def partition_by_id(self, topic_id: bytes, index: int) -> Partition:
+        self._check_online((topic_id, index), "that partition")
         partition = self.partitions.get((topic_id, index))
         if partition is None or partition.info is None:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")

@@ -350,6 +350,21 @@ class Partition:
         self.producer_state = ProducerStateTable()
         self.high_watermark = offset
 
+    # -- storage repair (the ReplicaManager calls this when this replica's data is corrupt) --
+
+    def truncate_before_corruption(self, offset: int) -> int:
+        """Cuts the log before a corrupt batch (found by the scrubber, a read or recovery): the
+        follower fetches those records again from the leader. A leader hands its leadership
+        over first (it has no one to fetch from)."""
+        assert not self.is_leader, f"{self.name}: the leader must hand over before cutting its log at {offset}"
+        target = max(offset, self.log.log_start_offset)
+        if target < self.log.log_end_offset:
+            log.warning("%s: truncating from %d to %d, before corrupt data", self.name, self.log.log_end_offset, target)
+            self.log.truncate_to(target)
+            self.producer_state = _rebuild_producer_state(self.log)
+        self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        return self.log.log_end_offset
+
 
 def _rebuild_producer_state(replica_log: ReplicaLog) -> ProducerStateTable:
     """Producer sequences as of the log end, read from batch headers (no record decoding)."""

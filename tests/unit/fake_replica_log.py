@@ -103,6 +103,23 @@ class FakeReplicaLog:
     async def persist(self) -> None:
         pass
 
+    log_dir = None
+
+    def set_failure_listener(self, listener) -> None:
+        pass
+
+    def take_offline(self, reason: str) -> None:
+        pass
+
+    durable_data_lost_at = None
+
+    def set_corruption_listener(self, listener) -> None:
+        pass
+
+    async def scrub(self, cursor, max_bytes):
+        from raftlog.log.scrubber import ScrubCursor, ScrubStep
+        return ScrubStep(ScrubCursor(), 0, None)
+
     async def maintain(self, high_watermark: int) -> None:
         pass
 

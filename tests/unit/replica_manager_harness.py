@@ -8,6 +8,7 @@ from raftlog.metadata import records
 from raftlog.metadata.image import MetadataImage
 from raftlog.tasks import TaskSupervisor
 from raftlog.replication.manager import ReplicaManager
+from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import metadata_pb2
 from tests.unit.fake_replica_log import FakeReplicaLog
 
@@ -39,14 +40,16 @@ def register(state_machine: FakeStateMachine, broker_id: int) -> int:
     return epoch
 
 
-def make_manager(broker_id: int, state_machine: FakeStateMachine, logs: dict | None = None) -> ReplicaManager:
+def make_manager(broker_id: int, state_machine: FakeStateMachine, logs: dict | None = None,
+                 log_factory=None) -> ReplicaManager:
     config = load_config(None, environ={"RAFTLOG_NODE_ID": str(broker_id),
                                         "RAFTLOG_CONTROLLER_QUORUM_VOTERS": VOTERS,
                                         "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test"})
     logs = {} if logs is None else logs
 
-    def log_factory(topic: str, partition: int, log_config) -> FakeReplicaLog:
+    def fake_log_factory(topic: str, partition: int, configs) -> FakeReplicaLog:
         return logs.setdefault((topic, partition), FakeReplicaLog())
 
     return ReplicaManager(broker_id, CLUSTER_ID, config, state_machine, peers=None, broker_epoch=lambda: None,
-                          controller_id=lambda: None, log_factory=log_factory, tasks=TaskSupervisor())
+                          controller_id=lambda: None, log_factory=log_factory or fake_log_factory,
+                          tasks=TaskSupervisor())

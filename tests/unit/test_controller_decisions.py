@@ -86,3 +86,33 @@ def test_alter_configs_validates_every_op():
         with pytest.raises(RaftlogError) as info:
             decisions.alter_configs(image, res, ops)
         assert info.value.reason == reason
+
+
+def test_a_replica_reported_offline_loses_leadership_and_leaves_the_isr():
+    """A broker whose log dir failed reports its replicas in its heartbeat: the controller moves
+    their leadership inside the ISR and takes the replica out of the ISR; a last ISR member
+    stays (the partition is offline until it returns) but does not lead."""
+    image = MetadataImage()
+    offset = 1
+    epochs = {}
+    for broker in (1, 2, 3):
+        epochs[broker] = offset
+        image.apply_batch(offset, metadata_pb2.MetadataBatch(records=[records.register_broker(broker, "i", "h", 9)]))
+        image.apply_batch(offset + 1, metadata_pb2.MetadataBatch(records=[records.broker_fencing(broker, offset, False)]))
+        offset += 2
+    shared, alone = b"A" * 16, b"B" * 16
+    image.apply_batch(offset, metadata_pb2.MetadataBatch(records=[
+        records.topic("shared", shared), records.partition(shared, 0, [1, 2, 3], 1),
+        records.topic("alone", alone), records.partition(alone, 0, [1, 2], 1),
+        records.partition_change(alone, 0, isr=[1]),
+    ]))
+    offline = frozenset({(shared, 0), (alone, 0)})
+    new_records = decisions.broker_heartbeat(image, 1, epochs[1], metadata_offset=offset, want_fence=False,
+                                             offline_replicas=offline)
+    image.apply_batch(offset + 1, metadata_pb2.MetadataBatch(records=new_records))
+    shared_now = image.topic("shared").partitions[0]
+    alone_now = image.topic("alone").partitions[0]
+    assert (shared_now.leader, shared_now.isr) == (2, (2, 3))
+    assert (alone_now.leader, alone_now.isr) == (-1, (1,))
+    assert decisions.broker_heartbeat(image, 1, epochs[1], metadata_offset=offset + 1, want_fence=False,
+                                      offline_replicas=offline) == [], "nothing more to do"
