@@ -195,13 +195,6 @@ class NodeConfig:
         return self.values[name]
 
     @property
-    def controller_rpc_timeout_s(self) -> float:
-        """How long a broker waits for the controller (heartbeat, AlterPartition): a quarter
-        session, so that a call stuck on a controller that was cut off gives up in time to reach
-        its successor before the session ends."""
-        return min(3.0, self.values["broker.session.timeout.ms"] / 4000.0)
-
-    @property
     def data_dirs(self) -> list[Path]:
         """Every directory that must be stamped with the cluster and node id."""
         dirs = list(self.log_dirs)

@@ -19,6 +19,7 @@ from raftlog.api.admin_service import AdminServicer
 from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
 from raftlog.channels import Peers
+from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.config import NodeConfig
@@ -84,30 +85,29 @@ class Node:
         )
         self.driver.on_leader_change(self._leader_changed)
         self.controller = ActiveController(self.driver, self.state_machine, config, self.tasks)
+        self.controller_channel = ControllerChannel(self.peers, lambda: self.driver.status().leader_id,
+                                                    config["broker.session.timeout.ms"])
         self.lifecycle = BrokerLifecycle(
             cluster_id=cluster_id,
             broker_id=config.node_id,
             advertised_host=config.advertised.host,
             advertised_port=config.advertised.port,
-            peers=self.peers,
-            controller_id=lambda: self.driver.status().leader_id,
+            controller=self.controller_channel,
             metadata_offset=lambda: self.driver.status().applied_index,
             heartbeat_interval_ms=config["broker.heartbeat.interval.ms"],
             session_timeout_ms=config["broker.session.timeout.ms"],
-            rpc_timeout_s=config.controller_rpc_timeout_s,
             tasks=self.tasks,
             offline_replicas=lambda: self.replicas.offline_replicas(),
         )
-        controller_id = lambda: self.driver.status().leader_id  # noqa: E731
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(
             broker_id=config.node_id, cluster_id=cluster_id, config=config, state_machine=self.state_machine,
-            peers=self.peers, broker_epoch=broker_epoch, controller_id=controller_id,
+            peers=self.peers, controller=self.controller_channel, broker_epoch=broker_epoch,
             log_factory=lambda topic, index, log_config: open_replica_log(
                 config.log_dirs, topic, index, log_config, offline_dirs=self.replicas.offline_log_dirs),
             tasks=self.tasks, metrics=self.metrics,
         )
-        self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.peers, broker_epoch, controller_id)
+        self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
         self.server = self._build_server()
 

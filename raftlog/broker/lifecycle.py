@@ -13,12 +13,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-import grpc
-
-from raftlog.channels import Peers, error_from_rpc
+from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.errors import Errors, RaftlogError
 from raftlog.tasks import TaskSupervisor
-from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2
+from raftlog.v1 import controller_pb2, metadata_pb2
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +30,10 @@ class BrokerLifecycle:
         broker_id: int,
         advertised_host: str,
         advertised_port: int,
-        peers: Peers,
-        controller_id: Callable[[], int | None],
+        controller: ControllerChannel,
         metadata_offset: Callable[[], int],
         heartbeat_interval_ms: int,
         session_timeout_ms: int,
-        rpc_timeout_s: float,
         tasks: TaskSupervisor,
         offline_replicas: Callable[[], list[tuple[bytes, int]]] = list,
     ):
@@ -46,11 +42,9 @@ class BrokerLifecycle:
         self._cluster_id = cluster_id
         self._broker_id = broker_id
         self._endpoint = metadata_pb2.Endpoint(host=advertised_host, port=advertised_port)
-        self._peers = peers
-        self._controller_id = controller_id
+        self._controller = controller
         self._metadata_offset = metadata_offset
         self._heartbeat_interval_s = heartbeat_interval_ms / 1000.0
-        self._rpc_timeout_s = rpc_timeout_s
         self._session_timeout_s = session_timeout_ms / 1000.0
         self.incarnation_id = uuid.uuid4().hex
         self.broker_epoch: int | None = None
@@ -71,18 +65,6 @@ class BrokerLifecycle:
             except (RaftlogError, asyncio.TimeoutError):
                 pass
 
-    def _stub(self) -> controller_pb2_grpc.ControllerServiceStub:
-        controller_id = self._controller_id()
-        if controller_id is None:
-            raise RaftlogError("NOT_CONTROLLER", "no active controller yet")
-        return controller_pb2_grpc.ControllerServiceStub(self._peers.channel(controller_id))
-
-    async def _call(self, method_name: str, request):
-        try:
-            return await getattr(self._stub(), method_name)(request, timeout=self._rpc_timeout_s)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
-
     async def _register(self) -> None:
         request = controller_pb2.RegisterBrokerRequest(
             cluster_id=self._cluster_id,
@@ -90,7 +72,7 @@ class BrokerLifecycle:
             incarnation_id=self.incarnation_id,
             endpoint=self._endpoint,
         )
-        response = await self._call("RegisterBroker", request)
+        response = await self._controller.call("RegisterBroker", request)
         self.broker_epoch = response.broker_epoch
         self.fenced = True
         log.info("broker %d registered with epoch %d", self._broker_id, self.broker_epoch)
@@ -105,7 +87,7 @@ class BrokerLifecycle:
             offline_replicas=[controller_pb2.ReplicaRef(topic_id=topic_id, partition=index)
                               for topic_id, index in self._offline_replicas()],
         )
-        response = await self._call("BrokerHeartbeat", request)
+        response = await self._controller.call("BrokerHeartbeat", request)
         if self.fenced and not response.is_fenced:
             log.info("broker %d is unfenced", self._broker_id)
         self.fenced = response.is_fenced

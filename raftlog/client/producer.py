@@ -1,12 +1,18 @@
 """Producer and AsyncProducer, shaped like Kafka's producer.
 
-Records go into a thread-safe accumulator, one open batch per partition; a batch is sealed
-when it reaches batch_size bytes or has waited linger_ms, then a sender task on an asyncio
-loop encodes it (RecordBatch v2, with the producer id and sequence when idempotent) and
-sends it to the partition's leader. Up to max_in_flight batches per partition are out at
-once; a failed batch is retried (same sequence, so the broker drops duplicates) until
+Records go into a thread-safe accumulator: a queue of batches per partition, the last one
+taking records until it holds batch_size bytes. A sender task on an asyncio loop takes a
+partition's oldest batch once it is full or has waited linger_ms and the partition has an
+in-flight slot (up to max_in_flight batches per partition are out at once), encodes it
+(RecordBatch v2, with the producer id and sequence when idempotent) and sends the batches
+drained together for one leader in one Produce request. Because batches wait in the
+accumulator, not in the sender, a backlog (a stalled leader) goes out in full batches.
+A failed batch is retried on its own (same sequence, so the broker drops duplicates) until
 delivery_timeout_ms. With idempotence, OUT_OF_ORDER_SEQUENCE while an earlier batch of the
 partition is still being retried just means "wait for it", so order holds.
+
+Records not yet acknowledged may take buffer_memory bytes; beyond that send() waits up to
+max_block_ms for room, then fails with REQUEST_TIMED_OUT (Kafka's buffer.memory, max.block.ms).
 
 Each record's future points at its batch's result, so a send costs no thread hop and no
 per-record future: ``Producer.send(...).result()`` blocks, ``await fut`` works in asyncio.
@@ -29,7 +35,7 @@ from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
 from raftlog.channels import error_from_rpc
-from raftlog.errors import RaftlogError
+from raftlog.errors import Errors, RaftlogError
 from raftlog.v1 import broker_pb2
 
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
@@ -90,57 +96,135 @@ class _Batch:
 
 
 class RecordAccumulator:
-    """Open batches per partition, shared by the sending threads and the sender task."""
+    """Batches waiting to be sent, a queue per partition, shared by the sending threads and the sender.
+
+    Records go into the last batch of their partition's queue until it holds batch_size bytes.
+    A batch leaves the queue only when the sender can send it (the partition has an in-flight
+    slot), so while a leader stalls the records queued behind it fill whole batches, and the
+    backlog goes out in few large requests once it answers again (one linger's worth per batch
+    would send a record or two per request and never catch up).
+
+    The records of every batch not yet completed are counted against buffer_memory bytes; an
+    append that does not fit waits until completed batches free enough (or fails: ``append``).
+    """
 
     RECORD_OVERHEAD_BYTES = 24
 
-    def __init__(self, batch_size: int, linger_ms: int):
+    def __init__(self, batch_size: int, linger_ms: int, buffer_memory: int):
+        assert batch_size > 0 and buffer_memory > 0, f"batch_size={batch_size}, buffer_memory={buffer_memory}"
         self._batch_size = batch_size
         self._linger_s = linger_ms / 1000.0
+        self._buffer_memory = buffer_memory
         self._lock = threading.Lock()
-        self._open: dict[tuple[str, int], _Batch] = {}
-        self._sealed: list[_Batch] = []
+        self._space_freed = threading.Condition(self._lock)
+        self._queues: dict[tuple[str, int], deque[_Batch]] = {}
+        self._filled: list[_Batch] = []  # batches that took their last record, for the sender to encode early
+        self.buffered_bytes = 0  # Invariant: 0 <= buffered_bytes <= buffer_memory
         self.unfinished = 0  # batches created and not yet completed
+        self.space_listeners: list = []  # called (on the completing thread) when bytes are freed
 
-    def append(self, topic: str, partition: int, key, value, headers, timestamp_ms: int) -> tuple[RecordFuture, bool]:
-        """Adds a record; returns its future and whether a batch was sealed (the sender should wake)."""
-        size = len(key or b"") + len(value or b"") + self.RECORD_OVERHEAD_BYTES
-        sealed = False
-        with self._lock:
-            batch = self._open.get((topic, partition))
-            if batch is not None and batch.size_bytes + size > self._batch_size and batch.records:
-                self._sealed.append(self._open.pop((topic, partition)))
-                sealed, batch = True, None
-            if batch is None:
-                batch = self._open[(topic, partition)] = _Batch(topic, partition, time.monotonic())
-                self.unfinished += 1
-            batch.records.append((key, value, headers, timestamp_ms))
-            batch.size_bytes += size
-            if batch.size_bytes >= self._batch_size:
-                self._sealed.append(self._open.pop((topic, partition)))
-                sealed = True
-            return RecordFuture(batch, len(batch.records) - 1, timestamp_ms), sealed
+    def record_size(self, key: bytes | None, value: bytes | None, headers: list) -> int:
+        header_bytes = sum(len(k) + len(v or b"") for k, v in headers)
+        return len(key or b"") + len(value or b"") + header_bytes + self.RECORD_OVERHEAD_BYTES
 
-    def drain(self, now_s: float, flush: bool = False) -> list[_Batch]:
-        """Sealed batches plus open ones that have lingered long enough (all of them on flush)."""
+    def try_append(self, topic: str, partition: int, key, value, headers,
+                   timestamp_ms: int) -> tuple[RecordFuture, bool] | None:
+        """Adds a record; returns its future and whether a batch filled up (the sender should wake),
+        or None when buffer_memory has no room for it now."""
+        size = self.record_size(key, value, headers)
+        if size > self._buffer_memory:
+            raise RaftlogError(Errors.MESSAGE_TOO_LARGE,
+                               f"a record of {size} bytes can never fit in buffer.memory={self._buffer_memory}")
         with self._lock:
-            for key, batch in list(self._open.items()):
-                if flush or now_s - batch.created_s >= self._linger_s:
-                    self._sealed.append(self._open.pop(key))
-            ready, self._sealed = self._sealed, []
-            return ready
+            return self._append_locked(topic, partition, key, value, headers, timestamp_ms, size)
 
-    def has_open(self) -> bool:
-        with self._lock:
-            return bool(self._open)
+    def append(self, topic: str, partition: int, key, value, headers, timestamp_ms: int,
+               max_block_s: float) -> tuple[RecordFuture, bool]:
+        """try_append, waiting up to max_block_s for room (Kafka's max.block.ms); then fails.
 
-    def finished(self, count: int = 1) -> None:
+        Blocks the calling thread: never call it on the thread that completes batches."""
+        deadline = time.monotonic() + max_block_s
+        size = self.record_size(key, value, headers)
+        while True:
+            appended = self.try_append(topic, partition, key, value, headers, timestamp_ms)
+            if appended is not None:
+                return appended
+            with self._lock:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    raise self.buffer_full(size, max_block_s)
+                if self.buffered_bytes + size > self._buffer_memory:
+                    self._space_freed.wait(remaining_s)
+
+    def buffer_full(self, size: int, max_block_s: float) -> RaftlogError:
+        return RaftlogError(Errors.REQUEST_TIMED_OUT,
+                            f"no room for a record of {size} bytes: buffer.memory={self._buffer_memory} bytes stayed "
+                            f"full ({self.buffered_bytes} bytes not yet acknowledged) for max.block.ms="
+                            f"{int(max_block_s * 1000)}")
+
+    def _append_locked(self, topic, partition, key, value, headers, timestamp_ms, size):
+        if self.buffered_bytes + size > self._buffer_memory:
+            return None
+        queue = self._queues.get((topic, partition))
+        if queue is None:
+            queue = self._queues[(topic, partition)] = deque()
+        batch = queue[-1] if queue else None
+        filled = False
+        if batch is not None and batch.records and batch.size_bytes + size > self._batch_size:
+            if batch.size_bytes < self._batch_size:  # (one that reached batch_size was reported then)
+                self._filled.append(batch)
+            batch, filled = None, True  # the last batch takes no more: start another
+        if batch is None:
+            batch = _Batch(topic, partition, time.monotonic())
+            queue.append(batch)
+            self.unfinished += 1
+        batch.records.append((key, value, headers, timestamp_ms))
+        batch.size_bytes += size
+        self.buffered_bytes += size
+        if batch.size_bytes >= self._batch_size:
+            self._filled.append(batch)
+            filled = True
+        return RecordFuture(batch, len(batch.records) - 1, timestamp_ms), filled
+
+    def take_filled(self) -> list[_Batch]:
+        """Batches that will take no more records since the last call (they may have left already)."""
         with self._lock:
-            self.unfinished -= count
+            filled, self._filled = self._filled, []
+        return filled
+
+    def drain(self, now_s: float, flush: bool, has_room) -> list[_Batch]:
+        """At most one batch per partition: the oldest, if it is ready (full, lingered long enough,
+        or flushing) and has_room(topic, partition) says the sender may send it now."""
+        ready = []
+        with self._lock:
+            for key, queue in list(self._queues.items()):
+                if not queue:
+                    del self._queues[key]
+                    continue
+                oldest = queue[0]
+                full = len(queue) > 1 or oldest.size_bytes >= self._batch_size
+                if (full or flush or now_s - oldest.created_s >= self._linger_s) and has_room(key):
+                    ready.append(queue.popleft())
+        return ready
+
+    def finished(self, batch: _Batch) -> None:
+        with self._lock:
+            self.unfinished -= 1
+            self.buffered_bytes -= batch.size_bytes
+            assert self.unfinished >= 0 and self.buffered_bytes >= 0, (
+                f"finished more than was appended: unfinished={self.unfinished}, buffered={self.buffered_bytes}")
+            self._space_freed.notify_all()
+        for listener in self.space_listeners:
+            listener()
 
 
 class _Sender:
-    """Runs on an asyncio loop: encodes, sends, retries, completes batches."""
+    """Runs on an asyncio loop: drains ready batches, sends them, retries, completes them.
+
+    Each round takes at most one batch per partition whose in-flight window has room, and sends
+    those of the same leader in one Produce request. A batch that fails is retried on its own
+    (same sequence) until delivery_timeout_ms; it keeps its place in its partition's window.
+    """
 
     def __init__(self, metadata: ClusterMetadata, accumulator: RecordAccumulator, settings: dict):
         self._metadata = metadata
@@ -148,17 +232,15 @@ class _Sender:
         self._settings = settings
         self._acks = settings["acks"]
         self._wake = asyncio.Event()
-        self._flush_requested = False
+        self._flushing = 0  # flush() calls waiting: lingering batches are ready at once
         self._closing = False
         self._task: asyncio.Task | None = None
         self._producer_id, self._producer_epoch = -1, -1
         self._next_sequence: dict[tuple[str, int], int] = defaultdict(int)
-        self._in_flight: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._unacked: dict[tuple[str, int], set[int]] = defaultdict(set)
-        self._window: dict[tuple[str, int], deque[asyncio.Task]] = defaultdict(deque)
-        self._turns: dict[tuple[str, int], asyncio.Future] = {}  # the latest batch's "has its slot"
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # The outcomes of each partition's latest max_in_flight batches sent, oldest first.
+        self._window: dict[tuple[str, int], deque[concurrent.futures.Future]] = defaultdict(deque)
+        self._requests: set[asyncio.Task] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -167,10 +249,13 @@ class _Sender:
         self._wake.set()
 
     async def flush(self) -> None:
-        self._flush_requested = True
-        self._wake.set()
-        while self._accumulator.unfinished > 0:
-            await asyncio.sleep(0.001)
+        self._flushing += 1
+        try:
+            self._wake.set()
+            while self._accumulator.unfinished > 0:
+                await asyncio.sleep(0.001)
+        finally:
+            self._flushing -= 1
 
     async def close(self) -> None:
         await self.flush()
@@ -189,56 +274,127 @@ class _Sender:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            flush, self._flush_requested = self._flush_requested, False
-            for batch in self._accumulator.drain(time.monotonic(), flush):
-                try:
-                    await self._dispatch(batch)
-                except (RaftlogError, grpc.RpcError) as exc:
-                    # e.g. no producer id to be had: this batch fails, the producer goes on
-                    error = exc if isinstance(exc, RaftlogError) else error_from_rpc(exc)
-                    batch.outcome.set_exception(error)
-                    self._accumulator.finished()
+            while True:
+                batches = self._accumulator.drain(time.monotonic(), self._flushing > 0, self._has_room)
+                if not batches:
+                    break
+                await self._send_new(batches)
+            # Full batches waiting for a slot are encoded now, while the slots' batches are out,
+            # so that a freed slot is refilled without an encoding in between.
+            for batch in self._accumulator.take_filled():
+                if batch.encoded is None:
+                    batch.encoded = record_codec.encode_batch(batch.records, self._settings["compression_type"],
+                                                              -1, -1, -1)
 
-    async def _dispatch(self, batch: _Batch) -> None:
-        key = (batch.topic, batch.partition)
+    def _has_room(self, key: tuple[str, int]) -> bool:
+        """The broker remembers a producer's last 5 batches per partition. A batch goes out only
+        once the batch max_in_flight places before it has completed, so a batch being retried
+        (its answer lost) is still in that window however many later ones completed."""
+        window = self._window[key]
+        return len(window) < self._settings["max_in_flight"] or window[0].done()
+
+    async def _send_new(self, batches: list[_Batch]) -> None:
         if self._settings["idempotent"] and self._producer_id < 0:
-            await self._init_producer_id()
+            try:
+                await self._init_producer_id()
+            except RaftlogError as error:  # no producer id to be had: these batches fail, the producer goes on
+                for batch in batches:
+                    self._complete(batch, error)
+                return
+        by_leader: dict[str, list[_Batch]] = defaultdict(list)
+        for batch in batches:
+            self._seal(batch)
+            try:
+                leader = await self._metadata.leader_for(batch.topic, batch.partition)
+                if leader.address is None:
+                    raise RaftlogError(Errors.LEADER_NOT_AVAILABLE, f"{batch.topic}-{batch.partition} has no leader")
+            except RaftlogError as error:
+                self._spawn(self._retry(batch, error))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a future must always complete
+                self._complete(batch, RaftlogError(Errors.UNKNOWN_SERVER_ERROR, repr(exc)))
+                continue
+            by_leader[leader.address].append(batch)
+        for address, group in by_leader.items():
+            self._spawn(self._send_first(address, group))
+
+    def _seal(self, batch: _Batch) -> None:
+        """Gives the batch its sequence and bytes, and its place in the partition's window."""
+        key = (batch.topic, batch.partition)
         if self._producer_id >= 0:
             batch.sequence = self._next_sequence[key]
             self._next_sequence[key] = (batch.sequence + len(batch.records)) % (2**31)
             self._unacked[key].add(batch.sequence)
-        batch.encoded = record_codec.encode_batch(
-            batch.records, self._settings["compression_type"], self._producer_id, self._producer_epoch,
-            batch.sequence,
-        )
-        # Each partition's batches wait for their turn in a task of their own: a partition whose
-        # leader cannot be reached must not hold up the others.
-        loop = asyncio.get_running_loop()
-        turn = loop.create_future()
-        previous_turn, self._turns[key] = self._turns.get(key), turn
-        loop.create_task(self._send_in_turn(batch, previous_turn, turn))
+        if batch.encoded is None:
+            batch.encoded = record_codec.encode_batch(
+                batch.records, self._settings["compression_type"], self._producer_id, self._producer_epoch,
+                batch.sequence,
+            )
+        elif self._producer_id >= 0:  # encoded early, before its sequence was known
+            batch.encoded = record_codec.stamp_producer(batch.encoded, self._producer_id, self._producer_epoch,
+                                                        batch.sequence)
+        window = self._window[key]
+        if len(window) >= self._settings["max_in_flight"]:
+            oldest = window.popleft()
+            assert oldest.done(), f"{key}: a batch went out before the one {len(window) + 1} places ahead completed"
+        window.append(batch.outcome)
 
-    async def _send_in_turn(self, batch: _Batch, previous_turn: asyncio.Future | None, turn: asyncio.Future) -> None:
-        """Takes an in-flight slot after the partition's previous batch took its own, then delivers."""
-        key = (batch.topic, batch.partition)
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._requests.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._requests.discard)
+
+    async def _send_first(self, address: str, batches: list[_Batch]) -> None:
         try:
-            if previous_turn is not None:
-                await previous_turn
-            # The broker remembers a producer's last 5 batches per partition. A batch goes out only
-            # once every batch max_in_flight places before it has completed, so a batch being
-            # retried (its answer lost) is still in that window however many later ones completed.
-            window = self._window[key] if batch.sequence >= 0 else None
-            while window is not None and len(window) >= self._settings["max_in_flight"]:
-                oldest = window.popleft()
-                if not oldest.done():
-                    await asyncio.wait({oldest})  # its completion, whatever its outcome
-            semaphore = self._in_flight.setdefault(key, asyncio.Semaphore(self._settings["max_in_flight"]))
-            await semaphore.acquire()
-            if window is not None:
-                window.append(asyncio.current_task())
-        finally:
-            turn.set_result(None)  # the partition's next batch must never wait for good
-        await self._deliver(batch, semaphore)
+            outcomes = await self._produce(address, batches)
+        except Exception as exc:  # noqa: BLE001 - a future must always complete
+            outcomes = [RaftlogError(Errors.UNKNOWN_SERVER_ERROR, repr(exc))] * len(batches)
+        for batch, outcome in zip(batches, outcomes):
+            if isinstance(outcome, RaftlogError):
+                self._spawn(self._retry(batch, outcome))
+            else:
+                self._complete(batch, outcome)
+
+    async def _retry(self, batch: _Batch, error: RaftlogError) -> None:
+        """Sends the batch on its own until it is acknowledged, fails for good, or times out."""
+        try:
+            deadline = batch.created_s + self._settings["delivery_timeout_ms"] / 1000.0
+            attempts = 1
+            while self._retriable(batch, error) and attempts <= self._settings["retries"] and time.monotonic() <= deadline:
+                if error.refresh_metadata:
+                    self._metadata.invalidate()
+                await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0 * random.uniform(0.8, 1.2))
+                try:
+                    leader = await self._metadata.leader_for(batch.topic, batch.partition)
+                    if leader.address is None:
+                        raise RaftlogError(Errors.LEADER_NOT_AVAILABLE, f"{batch.topic}-{batch.partition} has no leader")
+                    [outcome] = await self._produce(leader.address, [batch])
+                except RaftlogError as exc:
+                    outcome = exc
+                if not isinstance(outcome, RaftlogError):
+                    self._complete(batch, outcome)
+                    return
+                error, attempts = outcome, attempts + 1
+            self._complete(batch, error)
+        except Exception as exc:  # noqa: BLE001 - a future must always complete
+            if not batch.outcome.done():
+                self._complete(batch, RaftlogError(Errors.UNKNOWN_SERVER_ERROR, repr(exc)))
+
+    def _retriable(self, batch: _Batch, error: RaftlogError) -> bool:
+        if error.retriable:
+            return True
+        # An earlier batch of this partition is still out: this one must wait its turn.
+        earlier = [s for s in self._unacked[(batch.topic, batch.partition)] if s < batch.sequence]
+        return error.error.out_of_order_sequence and bool(earlier)
+
+    def _complete(self, batch: _Batch, outcome: int | RaftlogError) -> None:
+        self._unacked[(batch.topic, batch.partition)].discard(batch.sequence)
+        if isinstance(outcome, RaftlogError):
+            batch.outcome.set_exception(outcome)
+        else:
+            batch.outcome.set_result(outcome)
+        self._accumulator.finished(batch)
+        self._wake.set()  # a window slot may have opened
 
     async def _init_producer_id(self) -> None:
         deadline = time.monotonic() + self._settings["delivery_timeout_ms"] / 1000.0
@@ -257,73 +413,42 @@ class _Sender:
                 self._metadata.invalidate()  # the broker asked may be down: ask another
                 await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0)
 
-    async def _deliver(self, batch: _Batch, semaphore: asyncio.Semaphore) -> None:
-        key = (batch.topic, batch.partition)
-        try:
-            base_offset = await self._send_with_retries(batch)
-            batch.outcome.set_result(base_offset)
-        except RaftlogError as exc:
-            batch.outcome.set_exception(exc)
-        except Exception as exc:  # noqa: BLE001 - a future must always complete
-            batch.outcome.set_exception(RaftlogError("UNKNOWN_SERVER_ERROR", repr(exc)))
-        finally:
-            self._unacked[key].discard(batch.sequence)
-            semaphore.release()
-            self._accumulator.finished()
-
-    async def _send_with_retries(self, batch: _Batch) -> int:
-        deadline = batch.created_s + self._settings["delivery_timeout_ms"] / 1000.0
-        attempts = 0
-        while True:
-            error = await self._send_once(batch)
-            if isinstance(error, int):
-                return error
-            attempts += 1
-            if not self._retriable(batch, error) or attempts > self._settings["retries"] or time.monotonic() > deadline:
-                raise error
-            if error.refresh_metadata:
-                self._metadata.invalidate()
-            await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0 * random.uniform(0.8, 1.2))
-
-    def _retriable(self, batch: _Batch, error: RaftlogError) -> bool:
-        if error.retriable:
-            return True
-        # An earlier batch of this partition is still out: this one must wait its turn.
-        earlier = [s for s in self._unacked[(batch.topic, batch.partition)] if s < batch.sequence]
-        return error.error.out_of_order_sequence and bool(earlier)
-
-    async def _send_once(self, batch: _Batch) -> int | RaftlogError:
-        """The base offset, or the error of this attempt."""
-        remaining_ms = int((batch.created_s + self._settings["delivery_timeout_ms"] / 1000.0 - time.monotonic()) * 1000)
+    async def _produce(self, address: str, batches: list[_Batch]) -> list[int | RaftlogError]:
+        """One Produce request carrying one batch per partition: each batch's base offset, or the
+        error of this attempt."""
+        now = time.monotonic()
+        remaining_ms = min(int((b.created_s + self._settings["delivery_timeout_ms"] / 1000.0 - now) * 1000)
+                           for b in batches)
         timeout_ms = max(1, min(self._settings["request_timeout_ms"], remaining_ms))
+        request = broker_pb2.ProduceRequest(
+            acks=self._acks, timeout_ms=timeout_ms,
+            partitions=[broker_pb2.PartitionRecords(topic=b.topic, partition=b.partition, records=b.encoded)
+                        for b in batches],
+        )
         try:
-            leader = await self._metadata.leader_for(batch.topic, batch.partition)
-            if leader.address is None:
-                return RaftlogError("LEADER_NOT_AVAILABLE", f"{batch.topic}-{batch.partition} has no leader")
-            request = broker_pb2.ProduceRequest(
-                acks=self._acks, timeout_ms=timeout_ms,
-                partitions=[broker_pb2.PartitionRecords(topic=batch.topic, partition=batch.partition,
-                                                        records=batch.encoded)],
-            )
-            timeout_s = timeout_ms / 1000.0 + RESPONSE_MARGIN_S
-            response = await self._metadata.stub(leader.address).Produce(request, timeout=timeout_s)
+            response = await self._metadata.stub(address).Produce(request, timeout=timeout_ms / 1000.0 + RESPONSE_MARGIN_S)
         except grpc.RpcError as exc:
-            return error_from_rpc(exc)
-        except RaftlogError as exc:
-            return exc
+            return [error_from_rpc(exc)] * len(batches)
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():
                 raise  # we are being cancelled
             # grpc.aio ends a call it cancelled itself (its channel reconnecting) this way: retry.
-            return RaftlogError("BROKER_NOT_AVAILABLE", "the call was cancelled by the channel")
-        result = response.results[0]
-        if result.error_reason:
-            return RaftlogError.from_reason(result.error_reason, result.error_message)
-        return result.base_offset
+            return [RaftlogError(Errors.BROKER_NOT_AVAILABLE, "the call was cancelled by the channel")] * len(batches)
+        results = {(r.topic, r.partition): r for r in response.results}
+        outcomes: list[int | RaftlogError] = []
+        for batch in batches:
+            result = results.get((batch.topic, batch.partition))
+            if result is None:
+                outcomes.append(RaftlogError(Errors.UNKNOWN_SERVER_ERROR, f"no result for {batch.topic}-{batch.partition}"))
+            elif result.error_reason:
+                outcomes.append(RaftlogError.from_reason(result.error_reason, result.error_message))
+            else:
+                outcomes.append(result.base_offset)
+        return outcomes
 
 
 def _settings(acks, linger_ms, batch_size, compression_type, enable_idempotence, retries, max_in_flight,
-              delivery_timeout_ms, request_timeout_ms, retry_backoff_ms) -> dict:
+              delivery_timeout_ms, request_timeout_ms, retry_backoff_ms, buffer_memory, max_block_ms) -> dict:
     if acks not in ACKS:
         raise ValueError(f"acks must be 'all', 1 or 0, not {acks!r}")
     acks_value = ACKS[acks]
@@ -333,11 +458,13 @@ def _settings(acks, linger_ms, batch_size, compression_type, enable_idempotence,
     record_codec.check_compression(compression_type)
     if not 1 <= max_in_flight <= (5 if idempotent else 100):
         raise ValueError("max_in_flight must be 1..5 with idempotence")
+    if batch_size < 1 or buffer_memory < 1 or max_block_ms < 0:
+        raise ValueError("batch_size and buffer_memory must be >= 1, max_block_ms >= 0")
     return {
         "acks": acks_value, "linger_ms": linger_ms, "batch_size": batch_size, "compression_type": compression_type,
         "idempotent": idempotent, "retries": retries, "max_in_flight": max_in_flight,
         "delivery_timeout_ms": delivery_timeout_ms, "request_timeout_ms": request_timeout_ms,
-        "retry_backoff_ms": retry_backoff_ms,
+        "retry_backoff_ms": retry_backoff_ms, "buffer_memory": buffer_memory, "max_block_ms": max_block_ms,
     }
 
 
@@ -345,11 +472,13 @@ class _ProducerBase:
     def __init__(self, bootstrap_servers, acks="all", linger_ms: int = 5, batch_size: int = 16384,
                  compression_type: str | None = None, enable_idempotence: bool | None = None,
                  retries: int = 2**31 - 1, max_in_flight: int = 5, delivery_timeout_ms: int = 120_000,
-                 request_timeout_ms: int = 30_000, retry_backoff_ms: int = 100):
+                 request_timeout_ms: int = 30_000, retry_backoff_ms: int = 100, buffer_memory: int = 32 * 1024 * 1024,
+                 max_block_ms: int = 60_000):
         self._settings = _settings(acks, linger_ms, batch_size, compression_type, enable_idempotence, retries,
-                                   max_in_flight, delivery_timeout_ms, request_timeout_ms, retry_backoff_ms)
+                                   max_in_flight, delivery_timeout_ms, request_timeout_ms, retry_backoff_ms,
+                                   buffer_memory, max_block_ms)
         self._bootstrap = bootstrap_servers
-        self._accumulator = RecordAccumulator(batch_size, linger_ms)
+        self._accumulator = RecordAccumulator(batch_size, linger_ms, buffer_memory)
         self._sticky = StickyPartitioner()
         self._partition_counts: dict[str, int] = {}
         self._closed = False
@@ -364,7 +493,8 @@ class _ProducerBase:
             return partition_for_key(key, count)
         return self._sticky.partition(topic, count)
 
-    def _append(self, topic, value, key, headers, partition, timestamp_ms) -> tuple[RecordFuture, bool]:
+    def _record(self, topic, value, key, headers, partition, timestamp_ms) -> tuple:
+        """(topic, partition, key, value, headers, timestamp_ms) as the accumulator takes them."""
         if self._closed:
             raise RaftlogError("INVALID_REQUEST", "the producer is closed")
         key = _to_bytes(key)
@@ -372,10 +502,11 @@ class _ProducerBase:
         headers = [(k, _to_bytes(v)) for k, v in (headers or [])]
         chosen = self._choose_partition(topic, key, partition)
         timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        future, sealed = self._accumulator.append(topic, chosen, key, value, headers, timestamp_ms)
-        if sealed and key is None and partition is None:
+        return topic, chosen, key, value, headers, timestamp_ms
+
+    def _appended(self, topic: str, sticky: bool, filled: bool) -> None:
+        if filled and sticky:
             self._sticky.batch_sent(topic, self._partition_counts[topic])
-        return future, sealed
 
 
 def _to_bytes(value) -> bytes | None:
@@ -395,6 +526,8 @@ class AsyncProducer(_ProducerBase):
         super().__init__(bootstrap_servers, **settings)
         self._metadata: ClusterMetadata | None = None
         self._sender: _Sender | None = None
+        self._space_freed = asyncio.Event()  # batches are completed on this producer's loop, so no thread hop
+        self._accumulator.space_listeners.append(self._space_freed.set)
 
     async def start(self) -> None:
         if self._sender is None:
@@ -407,10 +540,33 @@ class AsyncProducer(_ProducerBase):
         await self.start()
         if topic not in self._partition_counts:
             self._partition_counts[topic] = len(await self._metadata.partitions_for(topic))
-        future, sealed = self._append(topic, value, key, headers, partition, timestamp_ms)
-        if sealed:
+        record = self._record(topic, value, key, headers, partition, timestamp_ms)
+        appended = self._accumulator.try_append(*record)
+        if appended is None:
+            appended = await self._wait_for_room(record)
+        future, filled = appended
+        self._appended(topic, key is None and partition is None, filled)
+        if filled:
             self._sender.wake()
         return future
+
+    async def _wait_for_room(self, record: tuple) -> tuple[RecordFuture, bool]:
+        """buffer.memory is full: waits (max.block.ms at most) for acknowledged batches to free room."""
+        max_block_s = self._settings["max_block_ms"] / 1000.0
+        deadline = time.monotonic() + max_block_s
+        while True:
+            self._space_freed.clear()
+            appended = self._accumulator.try_append(*record)
+            if appended is not None:
+                return appended
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                _, _, key, value, headers, _ = record
+                raise self._accumulator.buffer_full(self._accumulator.record_size(key, value, headers), max_block_s)
+            try:
+                await asyncio.wait_for(self._space_freed.wait(), remaining_s)
+            except asyncio.TimeoutError:
+                pass
 
     async def flush(self) -> None:
         if self._sender:
@@ -441,8 +597,12 @@ class Producer(_ProducerBase):
         if topic not in self._partition_counts:
             partitions = self._background.run(self._metadata.partitions_for(topic), timeout_s=30)
             self._partition_counts[topic] = len(partitions)
-        future, sealed = self._append(topic, value, key, headers, partition, timestamp_ms)
-        if sealed:
+        record = self._record(topic, value, key, headers, partition, timestamp_ms)
+        # Blocks while buffer.memory is full, up to max.block.ms (so never call send() from a
+        # RecordFuture callback: those run on the thread that frees the room).
+        future, filled = self._accumulator.append(*record, max_block_s=self._settings["max_block_ms"] / 1000.0)
+        self._appended(topic, key is None and partition is None, filled)
+        if filled:
             self._background.loop.call_soon_threadsafe(self._sender.wake)
         return future
 

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 from raftlog.log import compression
 from raftlog.log.errors import UnsupportedCompressionError
-from raftlog.log.record_batch import NO_PRODUCER_EPOCH, NO_SEQUENCE, encode_batch as _encode, iter_batches
+from raftlog.log.record_batch import (
+    CRC_START,
+    HEADER,
+    NO_PRODUCER_EPOCH,
+    NO_SEQUENCE,
+    crc32c,
+    encode_batch as _encode,
+    iter_batches,
+)
+
+# producerId, producerEpoch, baseSequence: header fields 9-11, after the 43 bytes before them.
+_PRODUCER_FIELDS = struct.Struct(">qhi")
+_PRODUCER_FIELDS_AT = struct.calcsize(">qiibIhiqq")
+_CRC = struct.Struct(">I")
+_CRC_AT = struct.calcsize(">qiib")
+assert HEADER.format.endswith("qhii") and _PRODUCER_FIELDS_AT == 43 and _CRC_AT == 17 < CRC_START
 
 
 def check_compression(name: str | None) -> None:
@@ -22,6 +38,15 @@ def encode_batch(records: list[tuple], compression_type: str | None, producer_id
     return _encode(records, compression_type, producer_id,
                    producer_epoch if producer_id >= 0 else NO_PRODUCER_EPOCH,
                    base_sequence if producer_id >= 0 else NO_SEQUENCE)
+
+
+def stamp_producer(batch: bytes, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+    """A batch encoded without a producer, given one (and its CRC again): the producer encodes a
+    full batch while it waits for a slot, and learns its sequence only when it goes out."""
+    stamped = bytearray(batch)
+    _PRODUCER_FIELDS.pack_into(stamped, _PRODUCER_FIELDS_AT, producer_id, producer_epoch, base_sequence)
+    _CRC.pack_into(stamped, _CRC_AT, crc32c(memoryview(stamped)[CRC_START:]))
+    return bytes(stamped)
 
 
 def decode_records(data: bytes) -> Iterator[tuple[int, int, bytes | None, bytes | None, list]]:

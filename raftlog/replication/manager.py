@@ -27,10 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from raftlog import config as node_config
-from raftlog.channels import Peers, error_from_rpc
+from raftlog.broker.controller_channel import ControllerChannel
+from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
 from raftlog.log.partition_log import CorruptionCounter
@@ -42,7 +41,7 @@ from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
 from raftlog.tasks import TaskSupervisor
 from raftlog.topic_config import effective_topic_config
-from raftlog.v1 import controller_pb2, controller_pb2_grpc
+from raftlog.v1 import controller_pb2
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, t
 
 class ReplicaManager:
     def __init__(self, broker_id: int, cluster_id: str, config: node_config.NodeConfig, state_machine,
-                 peers: Peers, broker_epoch: Callable[[], int | None], controller_id: Callable[[], int | None],
+                 peers: Peers, controller: ControllerChannel, broker_epoch: Callable[[], int | None],
                  log_factory: LogFactory, tasks: TaskSupervisor, metrics=None):
         self.broker_id = broker_id
         self.supervisor = tasks
@@ -82,7 +81,7 @@ class ReplicaManager:
         self._state_machine = state_machine
         self._peers = peers
         self._broker_epoch = broker_epoch
-        self._controller_id = controller_id
+        self._controller = controller
         self._log_factory = log_factory
         self.metrics = metrics
         self.partitions: dict[tuple[bytes, int], Partition] = {}
@@ -462,24 +461,21 @@ class ReplicaManager:
     async def _alter_isr(self, partition: Partition, new_isr: tuple[int, ...]) -> None:
         info = partition.info
         epoch = self._broker_epoch()
-        controller_id = self._controller_id()
         try:
-            if info is None or epoch is None or controller_id is None:
-                raise RaftlogError("NOT_CONTROLLER", "no controller or broker epoch yet")
-            stub = controller_pb2_grpc.ControllerServiceStub(self._peers.channel(controller_id))
+            if info is None or epoch is None:
+                raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no broker epoch yet")
             request = controller_pb2.AlterPartitionRequest(
                 cluster_id=self.cluster_id, broker_id=self.broker_id, broker_epoch=epoch,
                 topic_id=partition.topic_id, partition=partition.index, leader_epoch=info.leader_epoch,
                 partition_epoch=info.partition_epoch, new_isr=new_isr,
             )
-            response = await stub.AlterPartition(request, timeout=self.config.controller_rpc_timeout_s)
+            response = await self._controller.call("AlterPartition", request)
             log.info("%s: ISR %s -> %s", partition.name, list(info.isr), list(new_isr))
             if response.partition_epoch == info.partition_epoch:
                 partition.pending_isr = None  # nothing changed, so no metadata update will clear it
-        except grpc.RpcError as exc:
-            log.info("%s: AlterPartition to %s refused: %s", partition.name, list(new_isr), error_from_rpc(exc))
-            partition.pending_isr = None
         except RaftlogError as exc:
-            log.debug("%s: AlterPartition not sent: %s", partition.name, exc)
+            # Either way the ISR check asks again with what the metadata then says; only a refusal
+            # (not a controller that could not be reached in time) is worth an info line.
+            level = logging.DEBUG if exc.retriable else logging.INFO
+            log.log(level, "%s: AlterPartition to %s failed: %s", partition.name, list(new_isr), exc)
             partition.pending_isr = None
-

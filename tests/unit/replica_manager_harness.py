@@ -51,5 +51,5 @@ def make_manager(broker_id: int, state_machine: FakeStateMachine, logs: dict | N
         return logs.setdefault((topic, partition), FakeReplicaLog())
 
     return ReplicaManager(broker_id, CLUSTER_ID, config, state_machine, peers=None, broker_epoch=lambda: None,
-                          controller_id=lambda: None, log_factory=log_factory or fake_log_factory,
+                          controller=None, log_factory=log_factory or fake_log_factory,
                           tasks=TaskSupervisor())
