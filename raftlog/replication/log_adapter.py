@@ -234,5 +234,15 @@ def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: L
         directory = partition_directory(log_dir, topic, partition)
         if directory.exists():
             return PartitionReplicaLog(directory, config)
-    emptiest = min(log_dirs, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
+    # Counting a dir's partitions is a scan of it: with one log dir (the usual case) there is
+    # nothing to choose, and opening thousands of new partitions must not scan thousands of times.
+    emptiest = log_dirs[0] if len(log_dirs) == 1 else min(log_dirs, key=_partition_count)
     return PartitionReplicaLog(partition_directory(emptiest, topic, partition), config)
+
+
+def _partition_count(log_dir: Path) -> int:
+    try:
+        with os.scandir(log_dir) as entries:
+            return sum(1 for entry in entries if "-" in entry.name and entry.is_dir())
+    except FileNotFoundError:
+        return 0

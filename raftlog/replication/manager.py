@@ -20,6 +20,7 @@ from raftlog import config as node_config
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
+from raftlog.limits import RECONCILE_CHUNK_PARTITIONS, YIELD_EVERY_PARTITIONS
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
@@ -37,6 +38,22 @@ PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "parti
                                     "register_broker", "config"})
 
 LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
+
+
+async def yield_every(index: int) -> None:
+    """Gives the event loop a turn at every YIELD_EVERY_PARTITIONS-th partition of a long loop."""
+    if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
+        await asyncio.sleep(0)
+
+
+def _chunks(items: list) -> list[list]:
+    size = RECONCILE_CHUNK_PARTITIONS
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _delete_logs(partitions: list[Partition]) -> None:
+    for partition in partitions:
+        partition.log.delete()
 
 
 class ReplicaManager:
@@ -118,22 +135,39 @@ class ReplicaManager:
         return cached
 
     async def reconcile(self) -> None:
+        """Brings the hosted partitions in line with the image. Logs are opened and deleted on a
+        worker thread, RECONCILE_CHUNK_PARTITIONS at a time (opening one is a few files and an fsync):
+        a topic of thousands of partitions created or deleted must not stop heartbeats and
+        requests meanwhile. What it applies is the image as of the start; a change meanwhile sets
+        off another round."""
         wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
         for topic_name, info in self.image.partitions():
             if self.broker_id in info.replicas:
                 wanted[(info.topic_id, info.partition)] = (topic_name, info)
-        for key in list(self.partitions):
-            if key not in wanted:
-                await self._remove(key)
-        for key, (topic_name, info) in wanted.items():
+        leaving = [key for key in self.partitions if key not in wanted]
+        for chunk in _chunks(leaving):
+            removed = [self._take_out(key) for key in chunk if key in self.partitions]
+            await asyncio.to_thread(_delete_logs, removed)
+        for index, (key, (topic_name, info)) in enumerate(wanted.items()):
+            if index % RECONCILE_CHUNK_PARTITIONS == RECONCILE_CHUNK_PARTITIONS - 1:
+                await asyncio.sleep(0)
             partition = self.partitions.get(key)
-            if partition is None:
-                replica_log = self._log_factory(topic_name, info.partition, self.topic_settings(topic_name).log)
-                partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
-                                                             self.broker_id, replica_log, self.changed)
-            else:
+            if partition is not None:
                 partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
-            self._apply(partition, info)
+                self._apply(partition, info)
+        new = [(key, topic_name, info) for key, (topic_name, info) in wanted.items() if key not in self.partitions]
+        for chunk in _chunks(new):
+            specs = [(topic_name, info, self.topic_settings(topic_name).log) for _, topic_name, info in chunk]
+            opened = await asyncio.to_thread(self._open_partitions, specs)
+            for (key, _, info), partition in zip(chunk, opened):
+                self.partitions[key] = partition
+                self._apply(partition, info)
+
+    def _open_partitions(self, specs: list[tuple[str, PartitionInfo, LogConfig]]) -> list[Partition]:
+        """On a worker thread: new partitions' logs (files only; nothing shared is touched)."""
+        return [Partition(topic_name, info.topic_id, info.partition, self.broker_id,
+                          self._log_factory(topic_name, info.partition, log_config), self.changed)
+                for topic_name, info, log_config in specs]
 
     def _apply(self, partition: Partition, info: PartitionInfo) -> None:
         role = partition.apply_metadata(info)
@@ -158,13 +192,14 @@ class ReplicaManager:
         for fetcher in self._fetchers.values():
             fetcher.remove(partition)
 
-    async def _remove(self, key: tuple[bytes, int]) -> None:
+    def _take_out(self, key: tuple[bytes, int]) -> Partition:
+        """Out of service (no fetcher, no requests) before its data is deleted."""
         partition = self.partitions.pop(key)
         self._unfollow(partition)
         partition.info = None
         partition.changed.notify_all()
         log.info("%s: no longer hosted here; deleting its data", partition.name)
-        partition.log.delete()
+        return partition
 
     # -- lookups ----------------------------------------------------------------------------
 
