@@ -262,16 +262,18 @@ class ReplicaManager:
         lag_max_ms = self.replica_lag_time_max_ms()
         unfenced = {b.broker_id for b in self.image.brokers.values() if not b.fenced}
         for partition in list(self.partitions.values()):
-            wanted = partition.isr_change_wanted(lag_max_ms, unfenced)
-            if wanted is not None:
-                partition.pending_isr = wanted
-                self.supervisor.spawn(self._alter_isr(partition, wanted), name=f"alter-isr-{partition.name}",
+            state = partition.prepare_isr_change(lag_max_ms, unfenced)
+            if state is not None:
+                self.supervisor.spawn(self._alter_isr(partition, state), name=f"alter-isr-{partition.name}",
                                       critical=False)
 
-    async def _alter_isr(self, partition: Partition, new_isr: tuple[int, ...]) -> None:
+    async def _alter_isr(self, partition: Partition, state) -> None:
+        """Sends the AlterPartition for the partition's pending ISR state and reports how it ended."""
         info = partition.info
         epoch = self._broker_epoch()
         controller_id = self._controller_id()
+        new_isr = state.requested
+        ended_at: int | None = None  # the partition epoch the controller left; None: refused or not sent
         try:
             if info is None or epoch is None or controller_id is None:
                 raise RaftlogError("NOT_CONTROLLER", "no controller or broker epoch yet")
@@ -283,12 +285,11 @@ class ReplicaManager:
             )
             response = await stub.AlterPartition(request, timeout=self.config.controller_rpc_timeout_s)
             log.info("%s: ISR %s -> %s", partition.name, list(info.isr), list(new_isr))
-            if response.partition_epoch == info.partition_epoch:
-                partition.pending_isr = None  # nothing changed, so no metadata update will clear it
+            ended_at = response.partition_epoch
         except grpc.RpcError as exc:
             log.info("%s: AlterPartition to %s refused: %s", partition.name, list(new_isr), error_from_rpc(exc))
-            partition.pending_isr = None
         except RaftlogError as exc:
             log.debug("%s: AlterPartition not sent: %s", partition.name, exc)
-            partition.pending_isr = None
+        finally:
+            partition.isr_change_ended(state, ended_at)
 
