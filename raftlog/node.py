@@ -24,7 +24,7 @@ from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.config import NodeConfig
 from raftlog.controller.active import ActiveController
 from raftlog.metadata.state_machine import MetadataStateMachine
-from raftlog.metrics.registry import NodeMetrics, partition_gauges, raft_gauges
+from raftlog.metrics.registry import NodeMetrics, clock_gauges, partition_gauges, raft_gauges
 from raftlog.raft import DriverSettings, RaftDriver
 from raftlog.replication.log_adapter import open_replica_log
 from raftlog.replication.manager import ReplicaManager
@@ -95,6 +95,7 @@ class Node:
             session_timeout_ms=config["broker.session.timeout.ms"],
             rpc_timeout_s=config.controller_rpc_timeout_s,
             tasks=self.tasks,
+            clock_skew_max_ms=config["broker.clock.skew.max.ms"],
         )
         controller_id = lambda: self.driver.status().leader_id  # noqa: E731
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
@@ -103,6 +104,7 @@ class Node:
             peers=self.peers, broker_epoch=broker_epoch, controller_id=controller_id,
             log_factory=lambda topic, index, log_config: open_replica_log(config.log_dirs, topic, index, log_config),
             tasks=self.tasks, metrics=self.metrics,
+            time_retention_allowed=lambda: self.lifecycle.clock_skew.time_retention_allowed,
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.peers, broker_epoch, controller_id)
         self.health = health.aio.HealthServicer()
@@ -152,6 +154,7 @@ class Node:
         if self.config["metrics.port"]:
             self.metrics.add_gauges(raft_gauges(self.driver.status))
             self.metrics.add_gauges(partition_gauges(self.replicas))
+            self.metrics.add_gauges(clock_gauges(self.lifecycle.clock_skew))
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
         log.info("node %d serving on %s (cluster %s)", self.config.node_id, address, self.cluster_id)

@@ -60,7 +60,8 @@ class ReplicaLog(Protocol):
     def read_high_watermark(self) -> int: ...
     def write_high_watermark(self, offset: int) -> None: ...
     def size_bytes(self) -> int: ...
-    async def maintain(self, high_watermark: int) -> None: ...
+    async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None: ...
+    async def follow_log_start(self, offset: int) -> None: ...
     def reconfigure(self, config: LogConfig) -> None: ...
     async def persist(self) -> None: ...
     def close(self) -> None: ...
@@ -205,17 +206,24 @@ class PartitionReplicaLog:
     def size_bytes(self) -> int:
         return self._log.size_bytes()
 
-    async def maintain(self, high_watermark: int) -> None:
-        """Retention (below the high watermark only), then compaction when the log is dirty
-        enough: the cleaned copies are written on a worker thread, the swap happens here on
-        the event loop, where nothing else touches the segment list meanwhile."""
-        if self._log.apply_retention(high_watermark=high_watermark):
+    async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None:
+        """Retention (below the high watermark only; by_time=False: retention.bytes only), then
+        compaction when the log is dirty enough: the cleaned copies are written on a worker
+        thread, the swap happens here on the event loop, where nothing else touches the segment
+        list meanwhile. A follower passes retention=False: it follows the leader's log start."""
+        if retention and self._log.apply_retention(high_watermark=high_watermark, by_time=by_time):
             await self._group.persist()  # the new log start checkpoint
         if cleaner.needs_cleaning(self._log):
             plan = await asyncio.to_thread(cleaner.prepare, self._log, time.time() * 1000.0)
             if plan is not None:
                 with self._log.failing_on_os_error("compaction swap"):  # a half-done swap: out of service
                     cleaner.commit(self._log, plan)
+
+    async def follow_log_start(self, offset: int) -> None:
+        """A follower drops what its leader's retention (or DeleteRecords) dropped."""
+        if self._log.log_start_offset < offset <= self._log.log_end_offset:
+            self._log.delete_records(offset)
+            await self._group.persist()  # the new log start checkpoint
 
     def close(self) -> None:
         """Shutdown only: fsyncs on the calling thread."""

@@ -59,7 +59,8 @@ def _delete_logs(partitions: list[Partition]) -> None:
 class ReplicaManager:
     def __init__(self, broker_id: int, cluster_id: str, config: node_config.NodeConfig, state_machine,
                  peers: Peers, broker_epoch: Callable[[], int | None], controller_id: Callable[[], int | None],
-                 log_factory: LogFactory, tasks: TaskSupervisor, metrics=None):
+                 log_factory: LogFactory, tasks: TaskSupervisor, metrics=None,
+                 time_retention_allowed: Callable[[], bool] = lambda: True):
         self.broker_id = broker_id
         self.supervisor = tasks
         self.cluster_id = cluster_id
@@ -70,6 +71,7 @@ class ReplicaManager:
         self._controller_id = controller_id
         self._log_factory = log_factory
         self.metrics = metrics
+        self._time_retention_allowed = time_retention_allowed  # False while our wall clock is not trusted
         self.partitions: dict[tuple[bytes, int], Partition] = {}
         self._topic_settings: dict[str, TopicSettings] = {}
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
@@ -235,11 +237,20 @@ class ReplicaManager:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             for partition in list(self.partitions.values()):
                 try:
-                    await partition.log.maintain(partition.high_watermark)
+                    await self.maintain(partition)
                 except Exception as exc:  # noqa: BLE001 - one bad log must not stop the others
                     log.error("%s: retention/compaction failed", partition.name)
                     self.supervisor.survived("log-maintenance", exc)
                 await asyncio.sleep(0)
+
+    async def maintain(self, partition: Partition) -> None:
+        """Retention is the leader's decision alone (its wall clock, and only while that agrees
+        with the controller's); followers drop what the leader dropped (the log start offset in
+        every fetch answer), so one node with a wrong clock cannot delete every replica's data."""
+        if partition.is_leader:
+            await partition.log.maintain(partition.high_watermark, by_time=self._time_retention_allowed())
+        else:
+            await partition.log.maintain(partition.high_watermark, retention=False)
 
     def replica_lag_time_max_ms(self) -> int:
         """Read on every produce request: parsed once per metadata change, like topic settings."""

@@ -352,7 +352,8 @@ class Partition:
 
     # -- follower ---------------------------------------------------------------------------
 
-    async def append_as_follower(self, records: bytes, leader_high_watermark: int) -> None:
+    async def append_as_follower(self, records: bytes, leader_high_watermark: int,
+                                 leader_log_start_offset: int = 0) -> None:
         if records:
             # Producer state is recorded as soon as the batch is written, before the fsync, as on
             # the leader: a metadata update may make us leader while the fsync runs, and the new
@@ -367,6 +368,10 @@ class Partition:
         if new_hw > self.high_watermark:
             self._set_high_watermark(new_hw)
             self.log.write_high_watermark(new_hw)
+        if not self.is_leader and leader_log_start_offset > self.log.log_start_offset:
+            await self.log.follow_log_start(leader_log_start_offset)  # the leader's retention decides
+            if self.high_watermark < self.log.log_start_offset:
+                self._set_high_watermark(self.log.log_start_offset)
         self.changed.notify_all()
 
     def truncate_for_divergence(self, epoch: int, leader_end_offset: int) -> int:

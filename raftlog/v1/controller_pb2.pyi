@@ -92,7 +92,9 @@ class BrokerHeartbeatRequest(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., broker_id: _Optional[int] = ..., broker_epoch: _Optional[int] = ..., metadata_offset: _Optional[int] = ..., want_fence: _Optional[bool] = ...) -> None: ...
 
 class BrokerHeartbeatResponse(_message.Message):
-    __slots__ = ("is_fenced",)
+    __slots__ = ("is_fenced", "controller_time_ms")
     IS_FENCED_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     is_fenced: bool
-    def __init__(self, is_fenced: _Optional[bool] = ...) -> None: ...
+    controller_time_ms: int
+    def __init__(self, is_fenced: _Optional[bool] = ..., controller_time_ms: _Optional[int] = ...) -> None: ...

@@ -103,7 +103,10 @@ class FakeReplicaLog:
     async def persist(self) -> None:
         pass
 
-    async def maintain(self, high_watermark: int) -> None:
+    async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None:
+        pass
+
+    async def follow_log_start(self, offset: int) -> None:
         pass
 
     def reconfigure(self, config) -> None:
