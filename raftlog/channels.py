@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import grpc
 
-from raftlog.errors import LEADER_METADATA_KEY, REASON_METADATA_KEY, Errors, RaftlogError
+from raftlog.errors import (
+    LEADER_METADATA_KEY,
+    REASON_METADATA_KEY,
+    Errors,
+    RaftlogError,
+)
 from raftlog.limits import MAX_MESSAGE_BYTES
 
 DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the one limit, explained in raftlog/limits.py

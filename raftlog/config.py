@@ -56,6 +56,9 @@ _KEYS = [
     ConfigKey("metadata.snapshot.interval.records", int, 10000, "Committed metadata records between snapshots."),
     ConfigKey("broker.heartbeat.interval.ms", int, 250, "How often a broker heartbeats to the controller."),
     ConfigKey("broker.session.timeout.ms", int, 2000, "A broker silent this long is fenced."),
+    ConfigKey("broker.clock.skew.max.ms", int, 300_000,
+              "A broker whose wall clock differs from the active controller's by more than this deletes "
+              "nothing by time (retention.ms) until it agrees again.", False, 1),
     ConfigKey("shutdown.timeout.ms", int, 5000, "Upper bound on a clean shutdown (leadership hand-off included)."),
     ConfigKey("num.partitions", int, 1, "Default partition count of new topics.", True, 1),
     ConfigKey("default.replication.factor", int, 3, "Default replication factor of new topics.", True, 1),

@@ -18,15 +18,20 @@ from grpc_reflection.v1alpha import reflection
 from raftlog.api.admin_service import AdminServicer
 from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
-from raftlog.channels import Peers
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
+from raftlog.channels import Peers
 from raftlog.config import NodeConfig
 from raftlog.controller.active import ActiveController
 from raftlog.limits import MAX_MESSAGE_BYTES
 from raftlog.metadata.state_machine import MetadataStateMachine
-from raftlog.metrics.registry import NodeMetrics, partition_gauges, raft_gauges
+from raftlog.metrics.registry import (
+    NodeMetrics,
+    clock_gauges,
+    partition_gauges,
+    raft_gauges,
+)
 from raftlog.raft import DriverSettings, RaftDriver
 from raftlog.replication.log_adapter import open_replica_log
 from raftlog.replication.manager import ReplicaManager
@@ -98,6 +103,7 @@ class Node:
             session_timeout_ms=config["broker.session.timeout.ms"],
             tasks=self.tasks,
             offline_replicas=lambda: self.replicas.offline_replicas(),
+            clock_skew_max_ms=config["broker.clock.skew.max.ms"],
         )
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(
@@ -106,6 +112,7 @@ class Node:
             log_factory=lambda topic, index, log_config: open_replica_log(
                 config.log_dirs, topic, index, log_config, offline_dirs=self.replicas.offline_log_dirs),
             tasks=self.tasks, metrics=self.metrics,
+            time_retention_allowed=lambda: self.lifecycle.clock_skew.time_retention_allowed,
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
@@ -155,6 +162,7 @@ class Node:
         if self.config["metrics.port"]:
             self.metrics.add_gauges(raft_gauges(self.driver.status))
             self.metrics.add_gauges(partition_gauges(self.replicas))
+            self.metrics.add_gauges(clock_gauges(self.lifecycle.clock_skew))
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
         log.info("node %d serving on %s (cluster %s)", self.config.node_id, address, self.cluster_id)

@@ -20,9 +20,8 @@ def _proto_files() -> list[Path]:
 
 
 def _generate_into(out_dir: Path) -> None:
-    from grpc_tools import protoc  # dev dependency: imported only when generating
-
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency: imported only when generating
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     args = [

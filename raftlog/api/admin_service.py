@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from raftlog import config as node_config
 from raftlog.api.forwarding import forward, was_forwarded
-from raftlog.channels import Peers
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
+from raftlog.channels import Peers
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError, Scope
-from raftlog.limits import MAX_BENCHMARK_CONCURRENCY, MAX_BENCHMARK_PAYLOAD_BYTES, MAX_BENCHMARK_WRITES
+from raftlog.limits import (
+    MAX_BENCHMARK_CONCURRENCY,
+    MAX_BENCHMARK_PAYLOAD_BYTES,
+    MAX_BENCHMARK_WRITES,
+)
 from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
 from raftlog.topic_config import effective_topic_config

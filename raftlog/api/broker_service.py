@@ -32,7 +32,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
 
     @rpc("ListOffsets")
     async def ListOffsets(self, request, context):
-        return requests.list_offsets(self._replicas, request)
+        return await requests.list_offsets(self._replicas, request)
 
     @rpc("InitProducerId")
     async def InitProducerId(self, request, context):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.controller.partitions import AlterPartitionRequest
@@ -31,7 +33,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
     async def BrokerHeartbeat(self, request, context):
         self._check_cluster(request.cluster_id)
         fenced = await self._controller.broker_heartbeat(request)
-        return controller_pb2.BrokerHeartbeatResponse(is_fenced=fenced)
+        return controller_pb2.BrokerHeartbeatResponse(is_fenced=fenced, controller_time_ms=int(time.time() * 1000))
 
     @rpc("AlterPartition")
     async def AlterPartition(self, request, context):

@@ -14,7 +14,12 @@ import time
 
 import grpc
 
-from raftlog.errors import LEADER_METADATA_KEY, REASON_METADATA_KEY, Errors, RaftlogError
+from raftlog.errors import (
+    LEADER_METADATA_KEY,
+    REASON_METADATA_KEY,
+    Errors,
+    RaftlogError,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from raftlog.broker.clock_skew import ClockSkew
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.errors import Errors, RaftlogError
 from raftlog.tasks import TaskSupervisor
@@ -21,6 +22,10 @@ from raftlog.v1 import controller_pb2, metadata_pb2
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = 0.2
+
+
+def _wall_ms() -> float:
+    return time.time() * 1000.0
 
 
 class BrokerLifecycle:
@@ -36,6 +41,8 @@ class BrokerLifecycle:
         session_timeout_ms: int,
         tasks: TaskSupervisor,
         offline_replicas: Callable[[], list[tuple[bytes, int]]] = list,
+        clock_skew_max_ms: int = 300_000,
+        wall_clock_ms: Callable[[], float] = _wall_ms,
     ):
         self._supervisor = tasks
         self._offline_replicas = offline_replicas  # (topic id, partition) this broker cannot serve
@@ -50,6 +57,8 @@ class BrokerLifecycle:
         self.broker_epoch: int | None = None
         self.fenced = True
         self._task: asyncio.Task | None = None
+        self.clock_skew = ClockSkew(clock_skew_max_ms)
+        self._wall_clock_ms = wall_clock_ms
 
     async def start(self) -> None:
         self._task = self._supervisor.spawn(self._run(), name="broker-heartbeat", critical=True)
@@ -87,10 +96,23 @@ class BrokerLifecycle:
             offline_replicas=[controller_pb2.ReplicaRef(topic_id=topic_id, partition=index)
                               for topic_id, index in self._offline_replicas()],
         )
+        sent_ms = self._wall_clock_ms()
         response = await self._controller.call("BrokerHeartbeat", request)
+        if response.controller_time_ms > 0:  # 0: a controller that does not send its clock
+            self._observe_clock(sent_ms, self._wall_clock_ms(), response.controller_time_ms)
         if self.fenced and not response.is_fenced:
             log.info("broker %d is unfenced", self._broker_id)
         self.fenced = response.is_fenced
+
+    def _observe_clock(self, sent_ms: float, received_ms: float, controller_ms: int) -> None:
+        verdict = self.clock_skew.observe(sent_ms, received_ms, controller_ms)
+        if verdict is False:
+            log.error("broker %d: wall clock is %.0f ms off the controller's (bound %d ms): deleting nothing by "
+                      "time until they agree", self._broker_id, -self.clock_skew.skew_ms,
+                      self.clock_skew.max_skew_ms)
+        elif verdict is True:
+            log.info("broker %d: wall clock agrees with the controller's (%.0f ms off): time-based retention on",
+                     self._broker_id, -self.clock_skew.skew_ms)
 
     async def _run(self) -> None:
         last_answer = time.monotonic()

@@ -1,7 +1,12 @@
 """Python client for raftlog: Admin, Producer and Consumer (sync), AsyncProducer and AsyncConsumer."""
 
 from raftlog.client.admin import Admin
-from raftlog.client.consumer import AsyncConsumer, Consumer, ConsumerRecord, TopicPartition
+from raftlog.client.consumer import (
+           AsyncConsumer,
+           Consumer,
+           ConsumerRecord,
+           TopicPartition,
+)
 from raftlog.client.producer import AsyncProducer, Producer, RecordMetadata
 from raftlog.errors import RaftlogError
 

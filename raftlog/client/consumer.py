@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
-from raftlog.channels import error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.v1 import broker_pb2
 

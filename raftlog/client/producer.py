@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
-from raftlog.channels import error_from_rpc
 from raftlog.errors import Errors, RaftlogError
 from raftlog.v1 import broker_pb2
 

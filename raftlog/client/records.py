@@ -13,8 +13,10 @@ from raftlog.log.record_batch import (
     NO_PRODUCER_EPOCH,
     NO_SEQUENCE,
     crc32c,
-    encode_batch as _encode,
     iter_batches,
+)
+from raftlog.log.record_batch import (
+    encode_batch as _encode,
 )
 
 # producerId, producerEpoch, baseSequence: header fields 9-11, after the 43 bytes before them.

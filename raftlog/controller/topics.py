@@ -7,13 +7,13 @@ import uuid
 
 from raftlog.controller.placement import current_load, place_partitions
 from raftlog.errors import RaftlogError
+from raftlog.limits import MAX_PARTITIONS_CREATED_PER_REQUEST, MAX_PARTITIONS_PER_TOPIC
 from raftlog.metadata import records
 from raftlog.metadata.image import MetadataImage
 from raftlog.topic_config import TopicConfigError, validate_topic_config
 from raftlog.v1 import metadata_pb2
 
 MAX_TOPIC_NAME_LENGTH = 249
-MAX_PARTITIONS = 10_000
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
@@ -58,8 +58,11 @@ def create_topic(
     collision = _colliding_topic(image, name)
     if collision:
         raise RaftlogError("INVALID_TOPIC_EXCEPTION", f"topic {name!r} collides with existing topic {collision!r}")
-    if not 1 <= partitions <= MAX_PARTITIONS:
-        raise RaftlogError("INVALID_PARTITIONS", f"partitions must be 1..{MAX_PARTITIONS}, got {partitions}")
+    if not 1 <= partitions <= MAX_PARTITIONS_CREATED_PER_REQUEST:
+        raise RaftlogError("INVALID_PARTITIONS",
+                           f"partitions must be 1..{MAX_PARTITIONS_CREATED_PER_REQUEST} in one request, got "
+                           f"{partitions} (grow the topic further with CreatePartitions, up to "
+                           f"{MAX_PARTITIONS_PER_TOPIC})")
     config_values = validated_configs(configs)
     replicas_load, leaders_load = current_load(image)
     assignments = place_partitions(usable_brokers(image), partitions, replication_factor, replicas_load, leaders_load)
@@ -85,8 +88,12 @@ def create_partitions(image: MetadataImage, name: str, total: int) -> list[metad
     current = len(topic.partitions)
     if total <= current:
         raise RaftlogError("INVALID_PARTITIONS", f"topic {name!r} has {current} partitions; the count can only grow")
-    if total > MAX_PARTITIONS:
-        raise RaftlogError("INVALID_PARTITIONS", f"at most {MAX_PARTITIONS} partitions")
+    if total > MAX_PARTITIONS_PER_TOPIC:
+        raise RaftlogError("INVALID_PARTITIONS", f"a topic has at most {MAX_PARTITIONS_PER_TOPIC} partitions")
+    if total - current > MAX_PARTITIONS_CREATED_PER_REQUEST:
+        raise RaftlogError("INVALID_PARTITIONS",
+                           f"one request may add at most {MAX_PARTITIONS_CREATED_PER_REQUEST} partitions; "
+                           f"{name!r} has {current}, {total} asked")
     replication_factor = len(topic.partitions[0].replicas)
     replicas_load, leaders_load = current_load(image)
     assignments = place_partitions(usable_brokers(image), total - current, replication_factor,

@@ -7,7 +7,8 @@ raftlog.replication.log_adapter.
 from raftlog.log.config import LogConfig, TopicSettings
 from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
 from raftlog.log.partition_log import AppendResult, GroupCommit, PartitionLog, partition_directory
-from raftlog.log import scrubber  # noqa: E402 - after partition_log, which it uses
 
-__all__ = ["AppendResult", "CorruptRecordError", "GroupCommit", "LogConfig", "TopicSettings", "LogError", "OffsetOutOfRangeError",
-           "PartitionLog", "partition_directory"]
+from raftlog.log import scrubber  # noqa: E402, I001 - after partition_log, which it uses
+
+__all__ = ["AppendResult", "CorruptRecordError", "GroupCommit", "LogConfig", "LogError", "OffsetOutOfRangeError",
+           "PartitionLog", "TopicSettings", "partition_directory", "scrubber"]

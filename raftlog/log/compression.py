@@ -8,6 +8,7 @@ zstd: a zstd frame.
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 
@@ -70,6 +71,92 @@ def decompress(codec: int, data: bytes) -> bytes:
             cramjam.DecompressionError) as exc:
         raise CorruptRecordError(f"{codec_name(codec)} data does not decompress: {exc}") from None
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
+
+
+_SIZE_CHUNK_BYTES = 64 * 1024
+
+
+def decompressed_size_up_to(codec: int, data: bytes, limit_bytes: int) -> int:
+    """The size `data` decompresses to, counted only up to limit_bytes + 1: it streams and stops
+    there, so a small batch that inflates to gigabytes (a decompression bomb) costs at most
+    limit_bytes of work and no memory beyond one chunk."""
+    stop = limit_bytes + 1
+    try:
+        if codec == GZIP:
+            return _gzip_size(data, stop)
+        if codec == SNAPPY:
+            return min(_snappy_size(data), stop)
+        if codec == LZ4:
+            return _lz4_size(data, stop)
+        if codec == ZSTD:
+            total = 0
+            with _zstd_decompressor.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
+                while total < stop:
+                    chunk = reader.read(min(_SIZE_CHUNK_BYTES, stop - total))
+                    if not chunk:
+                        break
+                    total += len(chunk)
+            return total
+    except (OSError, EOFError, zlib.error, RuntimeError, ValueError, zstandard.ZstdError,
+            cramjam.DecompressionError) as exc:
+        raise CorruptRecordError(f"{codec_name(codec)} data does not decompress: {exc}") from None
+    raise UnsupportedCompressionError(f"unknown compression codec {codec}")
+
+
+def _gzip_size(data: bytes, stop: int) -> int:
+    total, rest = 0, data
+    while rest and total < stop:  # a gzip stream may hold several members
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = rest
+        while pending and total < stop:
+            total += len(inflater.decompress(pending, min(_SIZE_CHUNK_BYTES, stop - total)))
+            pending = inflater.unconsumed_tail
+        if total >= stop:
+            break
+        if not inflater.eof:
+            raise CorruptRecordError("gzip data is cut off")
+        rest = inflater.unused_data
+    return min(total, stop)
+
+
+def _lz4_size(data: bytes, stop: int) -> int:
+    total, pending = 0, data
+    while total < stop:
+        inflater = lz4.frame.LZ4FrameDecompressor()
+        total += len(inflater.decompress(pending, min(_SIZE_CHUNK_BYTES, stop - total)))
+        while not inflater.eof and not inflater.needs_input and total < stop:
+            total += len(inflater.decompress(b"", min(_SIZE_CHUNK_BYTES, stop - total)))
+        if total >= stop or not inflater.eof or not inflater.unused_data:
+            break
+        pending = inflater.unused_data
+    return min(total, stop)
+
+
+def _snappy_size(data: bytes) -> int:
+    """Raw snappy starts each block with its uncompressed length: summed without decompressing."""
+    if not data.startswith(_XERIAL_MAGIC):
+        return _snappy_raw_length(data, 0)
+    pos, total = len(_XERIAL_HEADER), 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise CorruptRecordError("truncated xerial snappy block length")
+        (length,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        if length < 0 or pos + length > len(data):
+            raise CorruptRecordError("xerial snappy block runs past the end")
+        total += _snappy_raw_length(data, pos)
+        pos += length
+    return total
+
+
+def _snappy_raw_length(data: bytes, pos: int) -> int:
+    value, shift = 0, 0
+    for index in range(pos, min(pos + 5, len(data))):
+        value |= (data[index] & 0x7F) << shift
+        if not data[index] & 0x80:
+            return value
+        shift += 7
+    raise CorruptRecordError("snappy block has no valid length")
 
 
 def _snappy_decompress(data: bytes) -> bytes:

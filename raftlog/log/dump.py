@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from raftlog.log.errors import LogError
-from raftlog.log.record_batch import HEADER, HEADER_SIZE, BatchHeader, decode_batch, read_header
+from raftlog.log.record_batch import (
+    HEADER,
+    HEADER_SIZE,
+    BatchHeader,
+    decode_batch,
+    read_header,
+)
 
 
 def segment_files(path: Path) -> list[Path]:

@@ -40,7 +40,12 @@ from raftlog.durable_file import fsync_directory, write_durable
 from raftlog.log.cleaner import finish_interrupted_swaps
 from raftlog.log.config import LogConfig
 from raftlog.log.epoch_cache import LeaderEpochCache
-from raftlog.log.errors import CorruptLogError, CorruptRecordError, LogError, OffsetOutOfRangeError
+from raftlog.log.errors import (
+    CorruptLogError,
+    CorruptRecordError,
+    LogError,
+    OffsetOutOfRangeError,
+)
 from raftlog.log.record_batch import (
     BatchHeader,
     decode_batch,
@@ -521,11 +526,13 @@ class PartitionLog:
             self._unflushed_sealed.remove(oldest)
         return oldest
 
-    def apply_retention(self, now_ms: float | None = None, high_watermark: int | None = None) -> int:
+    def apply_retention(self, now_ms: float | None = None, high_watermark: int | None = None,
+                        by_time: bool = True) -> int:
         """Deletes whole sealed segments past retention.ms / retention.bytes; returns how many.
 
         Never the active segment, and (when given) never a segment holding offsets at or
-        above the high watermark.
+        above the high watermark. by_time=False: retention.bytes only (the wall clock is not
+        trusted; see raftlog/broker/clock_skew.py).
         """
         if not self.config.delete:
             return 0
@@ -537,7 +544,8 @@ class PartitionLog:
             oldest = self.segments[0]
             if high_watermark is not None and self.segments[1].base_offset > high_watermark:
                 break
-            expired = self.config.retention_ms >= 0 and 0 <= oldest.max_timestamp < now_ms - self.config.retention_ms
+            expired = (by_time and self.config.retention_ms >= 0
+                       and 0 <= oldest.max_timestamp < now_ms - self.config.retention_ms)
             oversized = self.config.retention_bytes >= 0 and total - oldest.size >= self.config.retention_bytes
             if not (expired or oversized):
                 break

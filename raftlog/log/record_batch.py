@@ -26,7 +26,7 @@ from typing import NamedTuple
 import crc32c as _crc32c
 
 from raftlog.log import compression as _compression
-from raftlog.log.errors import CorruptRecordError, UnsupportedCompressionError
+from raftlog.log.errors import CorruptRecordError, LogError, UnsupportedCompressionError
 
 MAGIC = 2
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -275,6 +275,21 @@ def iter_headers(buf, check_crc: bool = True) -> Iterator[tuple[int, BatchHeader
         header = read_header(buf, pos, check_crc)
         yield pos, header
         pos += header.size
+
+
+def check_uncompressed_size(buf, max_bytes: int) -> None:
+    """Refuses (MESSAGE_TOO_LARGE) a compressed batch that inflates beyond max_bytes (header
+    included), which consumers would have to decompress; the broker otherwise reads only
+    headers, and decompresses here only as far as the limit."""
+    for pos, header in iter_headers(buf, check_crc=False):
+        codec = header.attributes & COMPRESSION_MASK
+        if not codec:
+            continue
+        body = bytes(buf[pos + HEADER_SIZE: pos + header.size])
+        size = HEADER_SIZE + _compression.decompressed_size_up_to(codec, body, max_bytes - HEADER_SIZE)
+        if size > max_bytes:
+            raise LogError(f"a {_compression.codec_name(codec)} batch of {header.size} bytes inflates beyond "
+                           f"max.message.bytes={max_bytes}", "MESSAGE_TOO_LARGE")
 
 
 def set_base_offset(buf: bytearray, pos: int, base_offset: int) -> None:

@@ -8,7 +8,6 @@ from raftlog.metadata.image import MetadataImage
 from raftlog.metadata.records import decode_batch
 
 
-
 class MetadataDivergenceError(RuntimeError):
     """A committed metadata entry cannot be applied: this node's view can no longer follow the
     quorum's. Fatal for the node (it stops), never skipped: skipping would let this node's image

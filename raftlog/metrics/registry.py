@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -153,5 +159,19 @@ def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
         yield GaugeMetricFamily("raftlog_under_min_isr_partitions", "Led partitions with ISR < min.insync.replicas",
                                 value=under_min_isr)
         yield GaugeMetricFamily("raftlog_offline_partitions", "Partitions without a leader", value=offline)
+
+    return produce
+
+
+def clock_gauges(clock_skew) -> Callable[[], Iterable[GaugeMetricFamily]]:
+    """This node's wall clock against the active controller's (raftlog/broker/clock_skew.py)."""
+
+    def produce() -> Iterable[GaugeMetricFamily]:
+        skew_ms = clock_skew.skew_ms
+        yield GaugeMetricFamily("raftlog_clock_skew_ms", "The active controller's wall clock minus ours "
+                                "(NaN until a heartbeat answered)", value=float("nan") if skew_ms is None else skew_ms)
+        yield GaugeMetricFamily("raftlog_time_retention_suspended", "1 while our wall clock is not trusted: "
+                                "nothing is deleted by retention.ms",
+                                value=0.0 if clock_skew.time_retention_allowed else 1.0)
 
     return produce

@@ -24,7 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from raftlog.limits import MAX_MESSAGE_BYTES, MAX_RAFT_ENTRY_BYTES, RAFT_ENTRY_OVERHEAD_BYTES, raft_payload_bytes
+from raftlog.limits import (
+    MAX_MESSAGE_BYTES,
+    MAX_RAFT_ENTRY_BYTES,
+    RAFT_ENTRY_OVERHEAD_BYTES,
+    raft_payload_bytes,
+)
 from raftlog.raft.messages import (
     NO_NODE,
     Entry,
@@ -33,8 +38,8 @@ from raftlog.raft.messages import (
     MsgType,
     NotLeaderError,
     PersistedState,
-    Ready,
     ReadState,
+    Ready,
     Snapshot,
 )
 from raftlog.raft.raft_log import RaftLog

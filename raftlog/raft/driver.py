@@ -20,9 +20,14 @@ from typing import Any, Protocol
 
 import grpc
 
-from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
-from raftlog.limits import MAX_MESSAGE_BYTES, MAX_RAFT_ENTRY_BYTES, RAFT_ENTRY_OVERHEAD_BYTES, raft_payload_bytes
+from raftlog.limits import (
+    MAX_MESSAGE_BYTES,
+    MAX_RAFT_ENTRY_BYTES,
+    RAFT_ENTRY_OVERHEAD_BYTES,
+    raft_payload_bytes,
+)
 from raftlog.node_ids import NO_NODE, node_or_none
+from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
 from raftlog.raft.messages import Message, MsgType, NotLeaderError, Ready
 from raftlog.raft.storage import RaftStorage
 from raftlog.raft.transport import RaftTransport

@@ -35,7 +35,14 @@ import time
 from dataclasses import dataclass, field
 
 from raftlog.raft.core import RaftNode, RaftSettings, Role
-from raftlog.raft.messages import Entry, HardState, Message, NotLeaderError, PersistedState, Ready
+from raftlog.raft.messages import (
+    Entry,
+    HardState,
+    Message,
+    NotLeaderError,
+    PersistedState,
+    Ready,
+)
 
 FAULT_STEPS = 400
 QUIET_STEPS = 400

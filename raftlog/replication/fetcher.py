@@ -132,7 +132,7 @@ class ReplicaFetcher:
             partition.truncate_for_divergence(result.diverging_epoch.epoch, result.diverging_epoch.end_offset)
             await partition.log.persist()  # the lowered recovery point is on disk before new data
         else:
-            await partition.append_as_follower(result.records, result.high_watermark)
+            await partition.append_as_follower(result.records, result.high_watermark, result.log_start_offset)
         return False
 
     async def _on_error(self, partition: Partition, result) -> bool:

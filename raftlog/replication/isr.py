@@ -8,6 +8,11 @@
 - A follower rejoins once its log end offset reaches the high watermark and the start of
   the current leader epoch (so it holds everything this leader has acknowledged), and it
   has been caught up within replica.lag.time.max.ms (so it is not about to leave again).
+
+The leader's ISR is in one of three states (Kafka's CommittedPartitionState, PendingExpandIsr,
+PendingShrinkIsr); each says its maximal ISR, the set the high watermark must wait for. Only
+Partition moves between them: an AlterPartition in flight either commits (a metadata update
+with a new partition epoch) or is refused (back to the committed ISR).
 """
 
 from __future__ import annotations
@@ -67,3 +72,67 @@ def ready_to_join(replica: int, isr: tuple[int, ...], followers: dict[int, Follo
         and state.log_end_offset >= leader_epoch_start_offset
         and now_ms - state.last_caught_up_ms <= lag_max_ms
     )
+
+
+@dataclass(frozen=True)
+class CommittedIsr:
+    """The ISR as the metadata image has it; no AlterPartition in flight."""
+    isr: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        assert self.isr, "the ISR is never empty"
+
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        return self.isr
+
+    @property
+    def in_flight(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class PendingExpandIsr:
+    """Asked to add `adding`. They count for the high watermark at once: the expansion may
+    commit at any moment, and the leader must never have acknowledged records they lack."""
+    committed: tuple[int, ...]
+    adding: tuple[int, ...]
+    requested: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        assert self.committed and self.adding, f"an expansion of {self.committed} adds someone: {self.adding}"
+        assert set(self.requested) == set(self.committed) | set(self.adding), (self.committed, self.adding,
+                                                                               self.requested)
+
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        return self.requested
+
+    @property
+    def in_flight(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class PendingShrinkIsr:
+    """Asked to drop `removing`. They still count for the high watermark until the shrink
+    commits: the controller may refuse it, and then they are in the ISR after all."""
+    committed: tuple[int, ...]
+    removing: tuple[int, ...]
+    requested: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        assert self.requested, f"a shrink of {self.committed} never empties the ISR"
+        assert set(self.requested) == set(self.committed) - set(self.removing), (self.committed, self.removing,
+                                                                                 self.requested)
+
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        return self.committed
+
+    @property
+    def in_flight(self) -> bool:
+        return True
+
+
+IsrState = CommittedIsr | PendingExpandIsr | PendingShrinkIsr

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from raftlog.log import GroupCommit, LogConfig, LogError, PartitionLog, cleaner, partition_directory, scrubber
+from raftlog.log import (
+    GroupCommit,
+    LogConfig,
+    LogError,
+    PartitionLog,
+    cleaner,
+    partition_directory,
+    scrubber,
+)
 from raftlog.log.errors import CorruptLogError
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.record_batch import BatchHeader, iter_headers
@@ -62,7 +70,8 @@ class ReplicaLog(Protocol):
     def read_high_watermark(self) -> int: ...
     def write_high_watermark(self, offset: int) -> None: ...
     def size_bytes(self) -> int: ...
-    async def maintain(self, high_watermark: int) -> None: ...
+    async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None: ...
+    async def follow_log_start(self, offset: int) -> None: ...
     def reconfigure(self, config: LogConfig) -> None: ...
     async def persist(self) -> None: ...
     def close(self) -> None: ...
@@ -252,11 +261,12 @@ class PartitionReplicaLog:
     def size_bytes(self) -> int:
         return self._log.size_bytes()
 
-    async def maintain(self, high_watermark: int) -> None:
-        """Retention (below the high watermark only), then compaction when the log is dirty
-        enough: the cleaned copies are written on a worker thread, the swap happens here on
-        the event loop, where nothing else touches the segment list meanwhile."""
-        if self._log.apply_retention(high_watermark=high_watermark):
+    async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None:
+        """Retention (below the high watermark only; by_time=False: retention.bytes only), then
+        compaction when the log is dirty enough: the cleaned copies are written on a worker
+        thread, the swap happens here on the event loop, where nothing else touches the segment
+        list meanwhile. A follower passes retention=False: it follows the leader's log start."""
+        if retention and self._log.apply_retention(high_watermark=high_watermark, by_time=by_time):
             await self._group.persist()  # the new log start checkpoint
         if cleaner.needs_cleaning(self._log):
             self._log.check_online()
@@ -267,6 +277,12 @@ class PartitionReplicaLog:
             if plan is not None:
                 with self._log.failing_on_os_error("compaction swap"):  # a half-done swap: out of service
                     cleaner.commit(self._log, plan)
+
+    async def follow_log_start(self, offset: int) -> None:
+        """A follower drops what its leader's retention (or DeleteRecords) dropped."""
+        if self._log.log_start_offset < offset <= self._log.log_end_offset:
+            self._log.delete_records(offset)
+            await self._group.persist()  # the new log start checkpoint
 
     def close(self) -> None:
         """Shutdown only: fsyncs on the calling thread. A log out of service writes nothing more."""
@@ -293,5 +309,15 @@ def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: L
     online = [d for d in log_dirs if Path(d) not in offline_dirs]
     if not online:
         raise LogError(f"every log dir is offline: {[str(d) for d in log_dirs]}")
-    emptiest = min(online, key=lambda d: sum(1 for _ in Path(d).glob("*-*")) if Path(d).exists() else 0)
+    # Counting a dir's partitions is a scan of it: with one log dir (the usual case) there is
+    # nothing to choose, and opening thousands of new partitions must not scan thousands of times.
+    emptiest = online[0] if len(online) == 1 else min(online, key=_partition_count)
     return PartitionReplicaLog(partition_directory(emptiest, topic, partition), config)
+
+
+def _partition_count(log_dir: Path) -> int:
+    try:
+        with os.scandir(log_dir) as entries:
+            return sum(1 for entry in entries if "-" in entry.name and entry.is_dir())
+    except FileNotFoundError:
+        return 0

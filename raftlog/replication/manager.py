@@ -31,6 +31,7 @@ from raftlog import config as node_config
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
+from raftlog.limits import RECONCILE_CHUNK_PARTITIONS, YIELD_EVERY_PARTITIONS
 from raftlog.log import LogConfig, TopicSettings
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.scrubber import ScrubCursor
@@ -70,10 +71,32 @@ PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "parti
 LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
 
 
+async def yield_every(index: int) -> None:
+    """Gives the event loop a turn at every YIELD_EVERY_PARTITIONS-th partition of a long loop."""
+    if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
+        await asyncio.sleep(0)
+
+
+def _chunks(items: list) -> list[list]:
+    size = RECONCILE_CHUNK_PARTITIONS
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _delete_logs(partitions: list[Partition]) -> None:
+    """On a worker thread: the data of partitions no longer hosted here."""
+    for partition in partitions:
+        log.info("%s: no longer hosted here; deleting its data", partition.name)
+        try:
+            partition.log.delete()
+        except OSError as exc:  # the other partitions are still reconciled; the files stay as strays
+            log.error("%s: deleting its data failed: %s", partition.name, exc)
+
+
 class ReplicaManager:
     def __init__(self, broker_id: int, cluster_id: str, config: node_config.NodeConfig, state_machine,
                  peers: Peers, controller: ControllerChannel, broker_epoch: Callable[[], int | None],
-                 log_factory: LogFactory, tasks: TaskSupervisor, metrics=None):
+                 log_factory: LogFactory, tasks: TaskSupervisor, metrics=None,
+                 time_retention_allowed: Callable[[], bool] = lambda: True):
         self.broker_id = broker_id
         self.supervisor = tasks
         self.cluster_id = cluster_id
@@ -84,6 +107,7 @@ class ReplicaManager:
         self._controller = controller
         self._log_factory = log_factory
         self.metrics = metrics
+        self._time_retention_allowed = time_retention_allowed  # False while our wall clock is not trusted
         self.partitions: dict[tuple[bytes, int], Partition] = {}
         # Replicas this broker hosts but cannot serve: (topic id, partition) -> why. Reported to
         # the controller in every heartbeat; cleared only by a restart.
@@ -159,38 +183,60 @@ class ReplicaManager:
         return cached
 
     async def reconcile(self) -> None:
+        """Brings the hosted partitions in line with the image. Logs are opened and deleted on a
+        worker thread, RECONCILE_CHUNK_PARTITIONS at a time (opening one is a few files and an fsync):
+        a topic of thousands of partitions created or deleted must not stop heartbeats and
+        requests meanwhile. What it applies is the image as of the start; a change meanwhile sets
+        off another round."""
         wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
         for topic_name, info in self.image.partitions():
             if self.broker_id in info.replicas:
                 wanted[(info.topic_id, info.partition)] = (topic_name, info)
-        for key in list(self.partitions):
-            if key not in wanted:
-                await self._remove(key)
+        leaving = [key for key in self.partitions if key not in wanted]
+        for chunk in _chunks(leaving):
+            removed = [self._take_out(key) for key in chunk if key in self.partitions]
+            await asyncio.to_thread(_delete_logs, removed)
         for key in [k for k in self._offline if k not in wanted]:
             del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
         self._progress_repairs()
-        for key, (topic_name, info) in wanted.items():
+        new: list[tuple[tuple[bytes, int], str, PartitionInfo]] = []
+        for index, (key, (topic_name, info)) in enumerate(wanted.items()):
+            if index % RECONCILE_CHUNK_PARTITIONS == RECONCILE_CHUNK_PARTITIONS - 1:
+                await asyncio.sleep(0)
             if key in self._offline or self._handing_over(key):
                 continue
             partition = self.partitions.get(key)
             if partition is None:
-                partition = await self._open(key, topic_name, info)
-                if partition is None:
-                    continue
+                new.append((key, topic_name, info))
             else:
                 partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
-            self._apply(partition, info)
+                self._apply(partition, info)
+        for chunk in _chunks(new):
+            specs = [(topic_name, info, self.topic_settings(topic_name).log) for _, topic_name, info in chunk]
+            opened = await asyncio.to_thread(self._open_logs, specs)
+            for (key, topic_name, info), replica_log in zip(chunk, opened):
+                if isinstance(replica_log, Exception):  # this replica only is offline, never the broker
+                    log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name,
+                              info.partition, replica_log)
+                    self._offline[key] = f"cannot open the log: {replica_log}"
+                    continue
+                self._apply(self._adopt(key, topic_name, info, replica_log), info)
 
-    async def _open(self, key: tuple[bytes, int], topic_name: str, info: PartitionInfo) -> Partition | None:
-        """Opens a replica's log (recovery and checkpoint fsyncs: on a worker thread); a log that
-        cannot be opened makes that replica offline, never the whole broker."""
-        try:
-            replica_log = await asyncio.to_thread(self._log_factory, topic_name, info.partition,
-                                                  self.topic_settings(topic_name).log)
-        except Exception as exc:  # noqa: BLE001 - any failure to open: this replica only is offline
-            log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name, info.partition, exc)
-            self._offline[key] = f"cannot open the log: {exc}"
-            return None
+    def _open_logs(self, specs: list[tuple[str, PartitionInfo, LogConfig]]) -> list[ReplicaLog | Exception]:
+        """On a worker thread (recovery and checkpoint fsyncs): new partitions' logs, files only
+        (nothing shared is touched); a log that cannot be opened is returned as its error."""
+        opened: list[ReplicaLog | Exception] = []
+        for topic_name, info, log_config in specs:
+            try:
+                opened.append(self._log_factory(topic_name, info.partition, log_config))
+            except Exception as exc:  # noqa: BLE001 - any failure to open: reported by the caller
+                opened.append(exc)
+        return opened
+
+    def _adopt(self, key: tuple[bytes, int], topic_name: str, info: PartitionInfo,
+               replica_log: ReplicaLog) -> Partition:
+        """Serves a newly opened log: failure and corruption listeners, and a repair if recovery cut
+        data that was durable."""
         loop = asyncio.get_running_loop()
         replica_log.set_failure_listener(
             lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
@@ -255,8 +301,8 @@ class ReplicaManager:
             info = self._partition_info(key)
             if info is None or self.broker_id not in info.replicas:
                 del self._repairs[key]  # no longer ours
-                if repair.handing_over is not None:  # not in self.partitions: _remove never saw it
-                    self._delete_data(repair.handing_over)
+                if repair.handing_over is not None:  # not in self.partitions: reconcile never saw it
+                    _delete_logs([repair.handing_over])
                 continue
             partition = repair.handing_over
             if partition is not None:
@@ -281,8 +327,8 @@ class ReplicaManager:
     async def _scrub_loop(self) -> None:
         """Checks the CRC of every sealed segment, partition after partition, at the configured rate."""
         rate = int(self.config["log.scrub.bytes.per.second"])
-        if rate <= 0:
-            return
+        if rate <= 0:  # scrubbing is off; the task stays (ending a critical task stops the node)
+            await asyncio.Event().wait()
         step_bytes = min(SCRUB_STEP_BYTES_MAX, rate)
         cursors: dict[tuple[bytes, int], ScrubCursor] = {}
         while True:
@@ -375,19 +421,13 @@ class ReplicaManager:
         for fetcher in self._fetchers.values():
             fetcher.remove(partition)
 
-    async def _remove(self, key: tuple[bytes, int]) -> None:
+    def _take_out(self, key: tuple[bytes, int]) -> Partition:
+        """Out of service (no fetcher, no requests) before its data is deleted."""
         partition = self.partitions.pop(key)
         self._unfollow(partition)
         partition.info = None
         partition.changed.notify_all()
-        self._delete_data(partition)
-
-    def _delete_data(self, partition: Partition) -> None:
-        log.info("%s: no longer hosted here; deleting its data", partition.name)
-        try:
-            partition.log.delete()
-        except OSError as exc:  # the other partitions are still reconciled; the files stay as strays
-            log.error("%s: deleting its data failed: %s", partition.name, exc)
+        return partition
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -425,11 +465,20 @@ class ReplicaManager:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             for partition in list(self.partitions.values()):
                 try:
-                    await partition.log.maintain(partition.high_watermark)
+                    await self.maintain(partition)
                 except Exception as exc:  # noqa: BLE001 - one bad log must not stop the others
                     log.error("%s: retention/compaction failed", partition.name)
                     self.supervisor.survived("log-maintenance", exc)
                 await asyncio.sleep(0)
+
+    async def maintain(self, partition: Partition) -> None:
+        """Retention is the leader's decision alone (its wall clock, and only while that agrees
+        with the controller's); followers drop what the leader dropped (the log start offset in
+        every fetch answer), so one node with a wrong clock cannot delete every replica's data."""
+        if partition.is_leader:
+            await partition.log.maintain(partition.high_watermark, by_time=self._time_retention_allowed())
+        else:
+            await partition.log.maintain(partition.high_watermark, retention=False)
 
     def replica_lag_time_max_ms(self) -> int:
         """Read on every produce request: parsed once per metadata change, like topic settings."""
@@ -452,15 +501,17 @@ class ReplicaManager:
         lag_max_ms = self.replica_lag_time_max_ms()
         unfenced = {b.broker_id for b in self.image.brokers.values() if not b.fenced}
         for partition in list(self.partitions.values()):
-            wanted = partition.isr_change_wanted(lag_max_ms, unfenced)
-            if wanted is not None:
-                partition.pending_isr = wanted
-                self.supervisor.spawn(self._alter_isr(partition, wanted), name=f"alter-isr-{partition.name}",
+            state = partition.prepare_isr_change(lag_max_ms, unfenced)
+            if state is not None:
+                self.supervisor.spawn(self._alter_isr(partition, state), name=f"alter-isr-{partition.name}",
                                       critical=False)
 
-    async def _alter_isr(self, partition: Partition, new_isr: tuple[int, ...]) -> None:
+    async def _alter_isr(self, partition: Partition, state) -> None:
+        """Sends the AlterPartition for the partition's pending ISR state and reports how it ended."""
         info = partition.info
         epoch = self._broker_epoch()
+        new_isr = state.requested
+        ended_at: int | None = None  # the partition epoch the controller left; None: refused or not sent
         try:
             if info is None or epoch is None:
                 raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no broker epoch yet")
@@ -471,11 +522,12 @@ class ReplicaManager:
             )
             response = await self._controller.call("AlterPartition", request)
             log.info("%s: ISR %s -> %s", partition.name, list(info.isr), list(new_isr))
-            if response.partition_epoch == info.partition_epoch:
-                partition.pending_isr = None  # nothing changed, so no metadata update will clear it
+            ended_at = response.partition_epoch
         except RaftlogError as exc:
             # Either way the ISR check asks again with what the metadata then says; only a refusal
             # (not a controller that could not be reached in time) is worth an info line.
             level = logging.DEBUG if exc.retriable else logging.INFO
             log.log(level, "%s: AlterPartition to %s failed: %s", partition.name, list(new_isr), exc)
-            partition.pending_isr = None
+        finally:
+            partition.isr_change_ended(state, ended_at)
+

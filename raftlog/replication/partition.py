@@ -3,7 +3,13 @@
 The partition's data lives in a partition log (raftlog.log), reached through the small
 `ReplicaLog` adapter in log_adapter.py. This class holds the replication state and rules;
 the ReplicaManager feeds it metadata, fetch requests and the clock, and carries out ISR
-changes it asks for through the controller.
+changes it asks for through the controller, reporting back how they ended.
+
+The leader's ISR state (isr.CommittedIsr / PendingExpandIsr / PendingShrinkIsr) moves only
+here: prepare_isr_change starts an AlterPartition, a metadata update with a new partition epoch
+commits it, isr_change_ended (refused, or nothing changed) goes back to the committed ISR.
+Invariants checked where the state moves: the high watermark never passes the log end, the
+leader is in its ISR, the ISR is never empty.
 
 Waiting (acks=all, long-poll fetches) uses one ChangeNotifier shared by the broker's
 partitions, notified whenever a log end, a high watermark or a role changes.
@@ -59,9 +65,10 @@ class Partition:
         self.log = replica_log
         self._clock_ms = clock_ms
         self.info: PartitionInfo | None = None
+        # The checkpoint is advisory and may be ahead of a log cut back by recovery.
         self.high_watermark = min(replica_log.read_high_watermark(), replica_log.log_end_offset)
         self.followers: dict[int, isr_rules.FollowerState] = {}
-        self.pending_isr: tuple[int, ...] | None = None  # an AlterPartition in flight
+        self.isr_state: isr_rules.IsrState | None = None  # None until the first metadata
         self.producer_state = _rebuild_producer_state(replica_log)
         # Shared by every partition of the broker: a fetch waits on several partitions at once.
         self.changed = changed
@@ -81,7 +88,23 @@ class Partition:
 
     @property
     def isr(self) -> tuple[int, ...]:
+        """The committed ISR (what the metadata image says)."""
         return self.info.isr if self.info else ()
+
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        """The ISR the high watermark waits for: the committed one, plus replicas being added."""
+        return self.isr_state.maximal_isr if self.isr_state else ()
+
+    def _set_isr_state(self, state: isr_rules.IsrState) -> None:
+        if self.is_leader:
+            assert self.broker_id in state.maximal_isr, f"{self.name}: leader {self.broker_id} not in its ISR {state}"
+        self.isr_state = state
+
+    def _set_high_watermark(self, offset: int) -> None:
+        assert offset <= self.log.log_end_offset, (
+            f"{self.name}: high watermark {offset} above the log end {self.log.log_end_offset}")
+        self.high_watermark = offset
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -89,8 +112,10 @@ class Partition:
         """Adopts new partition state; returns "leader"/"follower" when the role must (re)start."""
         previous = self.info
         self.info = info
-        if self.pending_isr is not None and previous is not None and info.partition_epoch != previous.partition_epoch:
-            self.pending_isr = None  # our AlterPartition (or a controller change) has landed
+        pending = self.isr_state is not None and self.isr_state.in_flight
+        if not pending or previous is None or info.partition_epoch != previous.partition_epoch:
+            # Our AlterPartition (or a controller change, which supersedes it) has landed.
+            self._set_isr_state(isr_rules.CommittedIsr(info.isr))
         if previous is not None and previous.leader_epoch == info.leader_epoch:
             if self.is_leader:
                 self._track_replicas()  # a reassignment adds/removes replicas within the leader epoch
@@ -109,7 +134,7 @@ class Partition:
                 state = isr_rules.FollowerState()
                 state.reset(now_ms, replica in self.info.isr)
                 self.followers[replica] = state
-        self.pending_isr = None
+        self._set_isr_state(isr_rules.CommittedIsr(self.info.isr))
         self._recompute_high_watermark()
         log.info("%s: leader in epoch %d from offset %d, ISR %s", self.name, self.leader_epoch,
                  self.leader_epoch_start_offset, list(self.isr))
@@ -128,7 +153,7 @@ class Partition:
         # No truncation here: the fetcher finds the divergence point with the leader's epochs
         # (KIP-279), which is what keeps acknowledged records through repeated leader changes.
         self.followers = {}
-        self.pending_isr = None
+        self._set_isr_state(isr_rules.CommittedIsr(self.info.isr))
         log.info("%s: follower of %d in epoch %d", self.name, self.info.leader, self.leader_epoch)
 
     # -- leader: produce --------------------------------------------------------------------
@@ -195,6 +220,9 @@ class Partition:
 
     def _on_written(self, info: AppendInfo) -> None:
         self._record_producers(info)
+        # With the leader alone in the (maximal) ISR no follower fetch will move the high
+        # watermark: the leader's own write must (Kafka's maybeIncrementLeaderHW after an append).
+        self._recompute_high_watermark()
         self.changed.notify_all()
 
     def _duplicate_of(self, batches) -> tuple[int, int] | None:
@@ -271,18 +299,16 @@ class Partition:
     def _recompute_high_watermark(self) -> None:
         if not self.is_leader:
             return
-        # While an ISR expansion is in flight the new member already counts (Kafka's maximal ISR).
-        isr = tuple(set(self.isr) | set(self.pending_isr or ()))
-        new_hw = isr_rules.high_watermark(self.broker_id, self.log.log_end_offset, isr, self.followers)
+        new_hw = isr_rules.high_watermark(self.broker_id, self.log.log_end_offset, self.maximal_isr, self.followers)
         if new_hw > self.high_watermark:
-            self.high_watermark = new_hw
+            self._set_high_watermark(new_hw)
             self.log.write_high_watermark(new_hw)
             self.changed.notify_all()
 
     def isr_change_wanted(self, lag_max_ms: int, unfenced: set[int]) -> tuple[int, ...] | None:
         """The ISR this leader should ask the controller for, or None. Only unfenced brokers may
         join (the controller would refuse the others: KIP-841)."""
-        if not self.is_leader or self.pending_isr is not None:
+        if not self.is_leader or self.isr_state.in_flight:
             return None
         now_ms = self._clock_ms()
         current = set(self.isr)
@@ -297,9 +323,37 @@ class Partition:
             return None
         return tuple(r for r in self.info.replicas if r in wanted)
 
+    def prepare_isr_change(self, lag_max_ms: int, unfenced: set[int]) -> isr_rules.IsrState | None:
+        """Moves to a pending state when the ISR should change; the caller sends its `requested`
+        ISR as AlterPartition and reports the end with isr_change_ended. A shrink goes first and
+        alone, so each state says plainly what its maximal ISR is."""
+        wanted = self.isr_change_wanted(lag_max_ms, unfenced)
+        if wanted is None:
+            return None
+        committed = self.isr
+        removing = tuple(r for r in committed if r not in wanted)
+        if removing:
+            requested = tuple(r for r in committed if r not in removing)
+            state = isr_rules.PendingShrinkIsr(committed, removing, requested)
+        else:
+            state = isr_rules.PendingExpandIsr(committed, tuple(r for r in wanted if r not in committed), wanted)
+        self._set_isr_state(state)
+        self._recompute_high_watermark()
+        return state
+
+    def isr_change_ended(self, state: isr_rules.IsrState, partition_epoch: int | None) -> None:
+        """The controller's answer to the AlterPartition sent for `state`: the partition epoch it
+        left, or None when it was refused or never sent. When the epoch moved, the metadata update
+        commits the change (apply_metadata); otherwise the committed ISR stands."""
+        if self.isr_state is not state or self.info is None:
+            return  # already superseded by a metadata update
+        if partition_epoch is None or partition_epoch == self.info.partition_epoch:
+            self._set_isr_state(isr_rules.CommittedIsr(self.info.isr))
+
     # -- follower ---------------------------------------------------------------------------
 
-    async def append_as_follower(self, records: bytes, leader_high_watermark: int) -> None:
+    async def append_as_follower(self, records: bytes, leader_high_watermark: int,
+                                 leader_log_start_offset: int = 0) -> None:
         if records:
             # Producer state is recorded as soon as the batch is written, before the fsync, as on
             # the leader: a metadata update may make us leader while the fsync runs, and the new
@@ -312,8 +366,12 @@ class Partition:
                 leader_high_watermark = self.high_watermark
         new_hw = min(leader_high_watermark, self.log.log_end_offset)
         if new_hw > self.high_watermark:
-            self.high_watermark = new_hw
+            self._set_high_watermark(new_hw)
             self.log.write_high_watermark(new_hw)
+        if not self.is_leader and leader_log_start_offset > self.log.log_start_offset:
+            await self.log.follow_log_start(leader_log_start_offset)  # the leader's retention decides
+            if self.high_watermark < self.log.log_start_offset:
+                self._set_high_watermark(self.log.log_start_offset)
         self.changed.notify_all()
 
     def truncate_for_divergence(self, epoch: int, leader_end_offset: int) -> int:
@@ -337,7 +395,7 @@ class Partition:
             # Even with no record to cut, an epoch of ours that starts at the target (a leadership
             # that wrote nothing) must go: the next fetch would name it again and never progress.
             self.log.truncate_to(target)
-            self.high_watermark = min(self.high_watermark, target)
+            self._set_high_watermark(min(self.high_watermark, target))
         if cuts_records:
             # Sequences as of the new end, from the log: the batches cut may be all the table
             # remembered of a producer whose earlier batches are still there (forgetting the
@@ -348,7 +406,7 @@ class Partition:
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self.log.truncate_fully_and_start_at(offset)
         self.producer_state = ProducerStateTable()
-        self.high_watermark = offset
+        self._set_high_watermark(offset)
 
     # -- storage repair (the ReplicaManager calls this when this replica's data is corrupt) --
 

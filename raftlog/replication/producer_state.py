@@ -63,7 +63,7 @@ class ProducerStateTable:
             raise RaftlogError("INVALID_PRODUCER_EPOCH", f"producer {producer_id} epoch {epoch} < {entry.epoch}")
         if epoch > entry.epoch:
             if first_seq != 0:
-                raise RaftlogError("OUT_OF_ORDER_SEQUENCE_NUMBER", f"a new epoch must start at sequence 0")
+                raise RaftlogError("OUT_OF_ORDER_SEQUENCE_NUMBER", "a new epoch must start at sequence 0")
             return None
         for batch in entry.batches:
             if batch.first_seq == first_seq and batch.last_seq == last_seq:

@@ -1,8 +1,9 @@
 """Produce, fetch, replica fetch and list offsets against the ReplicaManager's partitions.
 
 Errors are per partition (Kafka's model): one bad partition does not fail the request.
-Long polls wait on the manager's shared condition; reading and deciding to wait happen with
-no await in between, so a notification can never slip through unseen.
+Long polls wait on the manager's shared notifier; the token is taken before reading, so a
+notification can never slip through unseen, even though reading many partitions yields to the
+event loop every YIELD_EVERY_PARTITIONS (raftlog/limits.py caps how many one request may name).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import asyncio
 import time
 
 from raftlog.errors import RaftlogError
-from raftlog.replication.manager import ReplicaManager
+from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
+from raftlog.log.record_batch import check_uncompressed_size
+from raftlog.replication.manager import ReplicaManager, yield_every
 from raftlog.v1 import broker_pb2, replication_pb2
 
 EARLIEST_TIMESTAMP = -2
@@ -20,7 +23,14 @@ MAX_WAIT_CAP_MS = 30_000
 VALID_ACKS = (-1, 0, 1)
 
 
+def _check_partition_count(what: str, count: int) -> None:
+    if count > MAX_PARTITIONS_PER_DATA_REQUEST:
+        raise RaftlogError("INVALID_REQUEST", f"{what} names {count} partitions; at most "
+                                              f"{MAX_PARTITIONS_PER_DATA_REQUEST} are allowed in one request")
+
+
 async def produce(manager: ReplicaManager, request: broker_pb2.ProduceRequest) -> broker_pb2.ProduceResponse:
+    _check_partition_count("Produce", len(request.partitions))
     if request.acks not in VALID_ACKS:
         raise RaftlogError("INVALID_REQUIRED_ACKS", f"acks must be -1 (all), 0 or 1, not {request.acks}")
     timeout_ms = request.timeout_ms if request.timeout_ms > 0 else 30_000
@@ -37,6 +47,7 @@ async def _produce_one(manager: ReplicaManager, acks: int, timeout_ms: int,
         max_bytes = settings.log.max_message_bytes
         if len(data.records) > max_bytes:
             raise RaftlogError("MESSAGE_TOO_LARGE", f"{len(data.records)} bytes exceed max.message.bytes={max_bytes}")
+        check_uncompressed_size(data.records, max_bytes)  # consumers must not get a bomb to inflate
         outcome = await partition.append_as_leader(data.records, acks, timeout_ms, settings.min_insync_replicas,
                                                    manager.replica_lag_time_max_ms())
         result.base_offset, result.log_start_offset = outcome.base_offset, outcome.log_start_offset
@@ -51,10 +62,11 @@ def _error_result(cls, data, exc: RaftlogError):
     return cls(topic=data.topic, partition=data.partition, error_reason=exc.reason, error_message=exc.message)
 
 
-def _read_consumer(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> tuple[list, int, bool]:
+async def _read_consumer(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> tuple[list, int, bool]:
     results, total_bytes, errors = [], 0, False
     budget = request.max_bytes if request.max_bytes > 0 else 50 * 1024 * 1024
-    for data in request.partitions:
+    for index, data in enumerate(request.partitions):
+        await yield_every(index)
         try:
             partition = manager.partition_by_name(data.topic, data.partition)
             max_bytes = min(data.partition_max_bytes or budget, max(budget - total_bytes, 1))
@@ -74,6 +86,7 @@ def _read_consumer(manager: ReplicaManager, request: broker_pb2.FetchRequest) ->
 
 
 async def fetch(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> broker_pb2.FetchResponse:
+    _check_partition_count("Fetch", len(request.partitions))
     results = await _long_poll(manager, request.max_wait_ms, max(1, request.min_bytes),
                                lambda: _read_consumer(manager, request))
     return broker_pb2.FetchResponse(results=results)
@@ -83,18 +96,21 @@ async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, 
     deadline = time.monotonic() + min(max(max_wait_ms, 0), MAX_WAIT_CAP_MS) / 1000.0
     while True:
         token = manager.changed.token()
-        results, total_bytes, stop = read()
+        # A notification while read() yields is not lost: the token was taken before it.
+        results, total_bytes, stop = await read()
         remaining_s = deadline - time.monotonic()
         if stop or total_bytes >= min_bytes or remaining_s <= 0:
             return results
         await manager.changed.wait(token, remaining_s)
 
 
-def _read_replica(manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest) -> tuple[list, int, bool]:
+async def _read_replica(manager: ReplicaManager,
+                        request: replication_pb2.ReplicaFetchRequest) -> tuple[list, int, bool]:
     # Checked on every round of the long poll: the follower may re-register while we wait.
     manager.check_replica_epoch(request.replica_id, request.broker_epoch)
     results, total_bytes, stop = [], 0, False
-    for data in request.partitions:
+    for index, data in enumerate(request.partitions):
+        await yield_every(index)
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
@@ -121,9 +137,12 @@ async def replica_fetch(manager: ReplicaManager,
     return replication_pb2.ReplicaFetchResponse(results=results)
 
 
-def list_offsets(manager: ReplicaManager, request: broker_pb2.ListOffsetsRequest) -> broker_pb2.ListOffsetsResponse:
+async def list_offsets(manager: ReplicaManager,
+                       request: broker_pb2.ListOffsetsRequest) -> broker_pb2.ListOffsetsResponse:
+    _check_partition_count("ListOffsets", len(request.partitions))
     response = broker_pb2.ListOffsetsResponse()
-    for data in request.partitions:
+    for index, data in enumerate(request.partitions):
+        await yield_every(index)
         try:
             response.results.append(_list_offset(manager, data))
         except RaftlogError as exc:

@@ -102,7 +102,9 @@ class ReplicaRef(_message.Message):
     def __init__(self, topic_id: _Optional[bytes] = ..., partition: _Optional[int] = ...) -> None: ...
 
 class BrokerHeartbeatResponse(_message.Message):
-    __slots__ = ("is_fenced",)
+    __slots__ = ("is_fenced", "controller_time_ms")
     IS_FENCED_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     is_fenced: bool
-    def __init__(self, is_fenced: _Optional[bool] = ...) -> None: ...
+    controller_time_ms: int
+    def __init__(self, is_fenced: _Optional[bool] = ..., controller_time_ms: _Optional[int] = ...) -> None: ...

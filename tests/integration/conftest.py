@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from raftlog.errors import RaftlogError
-
 from raftlog.cluster.local import LocalCluster
+from raftlog.errors import RaftlogError
 
 
 def free_port_block(count: int) -> int:

@@ -12,7 +12,13 @@ import time
 import grpc
 import pytest
 
-from raftlog.v1 import controller_pb2, controller_pb2_grpc, metadata_pb2, raft_pb2, raft_pb2_grpc
+from raftlog.v1 import (
+    controller_pb2,
+    controller_pb2_grpc,
+    metadata_pb2,
+    raft_pb2,
+    raft_pb2_grpc,
+)
 from tests.integration.conftest import free_port_block
 
 pytestmark = pytest.mark.slow

@@ -45,6 +45,10 @@ def test_traffic_replication_and_a_lost_follower_show_in_the_metrics(make_cluste
                             and admin.describe_topics(["metered"])[0]["partitions"][0]["leader"], 20, "a leader")
     controllers = [value(scrape(cluster, n), "raftlog_active_controller") for n in cluster.specs]
     assert sorted(controllers) == [0.0, 0.0, 1.0], "exactly one active controller across the cluster"
+    for node_id in cluster.specs:  # heartbeats carry the controller's clock: every node's agrees with it
+        samples = scrape(cluster, node_id)
+        assert value(samples, "raftlog_time_retention_suspended") == 0
+        assert abs(value(samples, "raftlog_clock_skew_ms")) < 60_000
 
     with Producer(cluster.bootstrap_servers, acks="all", linger_ms=2) as producer:
         futures = [producer.send("metered", b"v" * 50, key=b"k%d" % i) for i in range(500)]

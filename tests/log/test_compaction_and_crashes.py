@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from raftlog.log import GroupCommit, LogConfig, PartitionLog
-from raftlog.log import cleaner
+from raftlog.log import GroupCommit, LogConfig, PartitionLog, cleaner
 from raftlog.log.cleaner import clean
 from raftlog.log.record_batch import encode_batch, iter_batches
 

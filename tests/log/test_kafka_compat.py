@@ -12,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from raftlog.log.record_batch import decode_batch, encode_batch, set_partition_leader_epoch
+from raftlog.log.record_batch import (
+    decode_batch,
+    encode_batch,
+    set_partition_leader_epoch,
+)
 from tests.log.test_record_batch import records_strategy
 
 CODECS = {None: 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

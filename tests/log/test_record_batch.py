@@ -205,3 +205,25 @@ def test_fuzz_mutated_valid_batches_never_crash():
             decode_batch(bytes(batch))
         except LogError:
             pass
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_a_compressed_batch_that_inflates_beyond_the_limit_is_refused(codec):
+    """Issue 9 §6: a small compressed batch inflating far beyond max.message.bytes was accepted
+    for consumers to decompress. The check streams and stops at the limit."""
+    from raftlog.log import compression
+    from raftlog.log.record_batch import check_uncompressed_size
+
+    limit = 1024 * 1024
+    bomb = encode_batch([(None, bytes(8 * limit), None, 0)], compression=codec)
+    assert len(bomb) < limit
+    with pytest.raises(LogError) as refused:
+        check_uncompressed_size(bomb, limit)
+    assert refused.value.reason == "MESSAGE_TOO_LARGE"
+    body = bomb[HEADER_SIZE:]
+    assert compression.decompressed_size_up_to(compression.codec_id(codec), body, limit) == limit + 1
+    check_uncompressed_size(bomb, 9 * limit)  # within a larger limit it passes
+    fits = encode_batch([(b"k", b"v" * 1000, None, 0)] * 50, compression=codec)
+    check_uncompressed_size(fits, 100_000)
+    assert compression.decompressed_size_up_to(compression.codec_id(codec), fits[HEADER_SIZE:], 10**6) == \
+        len(encode_batch([(b"k", b"v" * 1000, None, 0)] * 50)) - HEADER_SIZE

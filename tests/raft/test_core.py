@@ -6,9 +6,16 @@ import random
 
 import pytest
 
-from raftlog.raft.core import RaftNode, RaftSettings, Role
 from raftlog.node_ids import NO_NODE
-from raftlog.raft.messages import Entry, HardState, Message, MsgType, NotLeaderError, PersistedState
+from raftlog.raft.core import RaftNode, RaftSettings, Role
+from raftlog.raft.messages import (
+    Entry,
+    HardState,
+    Message,
+    MsgType,
+    NotLeaderError,
+    PersistedState,
+)
 
 ELECTION_TICKS = 10
 

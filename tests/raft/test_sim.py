@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from raftlog.raft import sim
 from raftlog.node_ids import NO_NODE
+from raftlog.raft import sim
 from raftlog.raft.messages import HardState
 
 CI_SEEDS = int(os.environ.get("RAFTLOG_SIM_SEEDS", "2000"))

@@ -120,7 +120,10 @@ class FakeReplicaLog:
         from raftlog.log.scrubber import ScrubCursor, ScrubStep
         return ScrubStep(ScrubCursor(), 0, None)
 
-    async def maintain(self, high_watermark: int) -> None:
+    async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None:
+        pass
+
+    async def follow_log_start(self, offset: int) -> None:
         pass
 
     def reconfigure(self, config) -> None:

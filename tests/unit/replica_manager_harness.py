@@ -6,7 +6,6 @@ from __future__ import annotations
 from raftlog.config import load_config
 from raftlog.metadata import records
 from raftlog.metadata.image import MetadataImage
-from raftlog.tasks import TaskSupervisor
 from raftlog.replication.manager import ReplicaManager
 from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import metadata_pb2
@@ -41,10 +40,10 @@ def register(state_machine: FakeStateMachine, broker_id: int) -> int:
 
 
 def make_manager(broker_id: int, state_machine: FakeStateMachine, logs: dict | None = None,
-                 log_factory=None) -> ReplicaManager:
+                 log_factory=None, environ: dict[str, str] | None = None) -> ReplicaManager:
     config = load_config(None, environ={"RAFTLOG_NODE_ID": str(broker_id),
                                         "RAFTLOG_CONTROLLER_QUORUM_VOTERS": VOTERS,
-                                        "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test"})
+                                        "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test", **(environ or {})})
     logs = {} if logs is None else logs
 
     def fake_log_factory(topic: str, partition: int, configs) -> FakeReplicaLog:

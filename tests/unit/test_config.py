@@ -37,7 +37,7 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
     "overrides, message",
     [
         (["node.id=4"], "node.id 4 is not one of controller.quorum.voters"),
-        ([f"controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2"], "voter id 1 appears twice"),
+        (["controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2"], "voter id 1 appears twice"),
         (["controller.quorum.voters=1@127.0.0.1"], "is not host:port"),
         (["controller.quorum.voters=1@bad host:9"], "not a valid host"),
         (["controller.quorum.voters=x@127.0.0.1:9"], "is not id@host:port"),

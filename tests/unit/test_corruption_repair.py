@@ -77,7 +77,11 @@ def test_the_scrubber_finds_a_flipped_byte_in_a_sealed_segment_and_nothing_in_a_
 def _leader_and_follower(tmp_path):
     from raftlog.metadata import records
     from raftlog.replication.log_adapter import open_replica_log
-    from tests.unit.replica_manager_harness import FakeStateMachine, make_manager, register
+    from tests.unit.replica_manager_harness import (
+        FakeStateMachine,
+        make_manager,
+        register,
+    )
 
     topic_id = b"C" * 16
     state_machine = FakeStateMachine()

@@ -1,4 +1,9 @@
-from raftlog.replication.isr import FollowerState, high_watermark, out_of_sync, ready_to_join
+from raftlog.replication.isr import (
+    FollowerState,
+    high_watermark,
+    out_of_sync,
+    ready_to_join,
+)
 
 
 def test_caught_up_time_follows_kafkas_rule():

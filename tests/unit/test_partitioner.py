@@ -2,7 +2,12 @@ import random
 
 import pytest
 
-from raftlog.client.partitioner import StickyPartitioner, murmur2, partition_for_key, to_positive
+from raftlog.client.partitioner import (
+    StickyPartitioner,
+    murmur2,
+    partition_for_key,
+    to_positive,
+)
 
 # Values from Kafka's UtilsTest.testMurmur2 (the Java implementation).
 KAFKA_MURMUR2 = [

@@ -9,7 +9,12 @@ from raftlog.errors import RaftlogError
 from raftlog.metadata import records
 from raftlog.replication import requests
 from raftlog.v1 import replication_pb2
-from tests.unit.replica_manager_harness import CLUSTER_ID, FakeStateMachine, make_manager, register
+from tests.unit.replica_manager_harness import (
+    CLUSTER_ID,
+    FakeStateMachine,
+    make_manager,
+    register,
+)
 
 TOPIC_ID = b"E" * 16
 

@@ -1,6 +1,12 @@
 import pytest
 
-from raftlog.storage_format import StorageError, check_cluster_id, format_dirs, random_cluster_id, verify_dirs
+from raftlog.storage_format import (
+    StorageError,
+    check_cluster_id,
+    format_dirs,
+    random_cluster_id,
+    verify_dirs,
+)
 
 
 def test_format_then_verify(tmp_path):

@@ -112,3 +112,20 @@ def test_node_whose_raft_loop_dies_exits_non_zero_with_one_line_reason(tmp_path,
     assert result.exit_code != 0
     last_line = result.output.strip().splitlines()[-1]
     assert "node 1 stopped: task raft-ready failed: RuntimeError: listener exploded" in last_line
+
+
+def test_a_scrubber_turned_off_does_not_stop_the_node():
+    """log.scrub.bytes.per.second=0 turns the scrubber off: its loop must not end (ending a
+    critical loop stops the node; every node exited at start with the scrubber off)."""
+    from tests.unit.replica_manager_harness import FakeStateMachine, make_manager
+
+    async def scenario():
+        manager = make_manager(1, FakeStateMachine(), environ={"RAFTLOG_LOG_SCRUB_BYTES_PER_SECOND": "0"})
+        manager.supervisor.spawn(manager._scrub_loop(), name="log-scrubber", critical=True)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        failure = manager.supervisor.failure
+        await manager.supervisor.stop()
+        return failure
+
+    assert asyncio.run(scenario()) is None

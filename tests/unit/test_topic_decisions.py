@@ -146,3 +146,19 @@ def test_reassignment_waits_for_new_replicas_then_drops_old_ones():
     assert part().replicas == (4, 2, 3) and part().isr == (4, 2, 3)
     assert part().leader == 4 and part().adding_replicas == () and part().removing_replicas == ()
     assert reason_of(lambda: rules.start_reassignment(part(), [5], live={1, 2, 3, 4})) == "INVALID_REPLICA_ASSIGNMENT"
+
+
+def test_partitions_created_per_request_are_bounded():
+    """Issue 9 §6: one CreateTopic of 10,000 partitions stalled every node for minutes. One request
+    creates at most MAX_PARTITIONS_CREATED_PER_REQUEST; a topic grows past that in steps."""
+    from raftlog.limits import MAX_PARTITIONS_CREATED_PER_REQUEST as PER_REQUEST
+    from raftlog.limits import MAX_PARTITIONS_PER_TOPIC
+
+    image = cluster((1, 2, 3))
+    assert reason_of(lambda: topics.create_topic(image, "big", 10_000, 3, {})) == "INVALID_PARTITIONS"
+    assert reason_of(lambda: topics.create_topic(image, "big", PER_REQUEST + 1, 3, {})) == "INVALID_PARTITIONS"
+    apply(image, topics.create_topic(image, "big", PER_REQUEST, 3, {}))
+    assert reason_of(lambda: topics.create_partitions(image, "big", 2 * PER_REQUEST + 1)) == "INVALID_PARTITIONS"
+    apply(image, topics.create_partitions(image, "big", 2 * PER_REQUEST))
+    assert len(image.topic("big").partitions) == 2 * PER_REQUEST
+    assert reason_of(lambda: topics.create_partitions(image, "big", MAX_PARTITIONS_PER_TOPIC + 1)) == "INVALID_PARTITIONS"
