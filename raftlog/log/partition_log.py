@@ -190,10 +190,14 @@ class PartitionLog:
             for _, header in segment.scan(0):
                 self.epochs.assign(header.partition_leader_epoch, header.base_offset)
             return intact
-        if not segment.load_indexes():
-            log.info("%s: rebuilding indexes", segment.log_path)
-            segment.recover(validate=False)
-        return True
+        try:
+            if segment.load_indexes():
+                return True
+        except CorruptRecordError as exc:  # the tail it scans is unreadable: validate it all
+            log.warning("%s: %s; validating the whole segment", segment.log_path, exc.message)
+            return segment.recover(validate=True)
+        log.info("%s: rebuilding indexes", segment.log_path)
+        return segment.recover(validate=False)  # False: a batch length runs past the file (cut there)
 
     def _next_base(self, segment: LogSegment) -> int | None:
         i = self.segments.index(segment)
