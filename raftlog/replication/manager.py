@@ -32,6 +32,7 @@ from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
 from raftlog.log import LogConfig, TopicSettings
+from raftlog.log.errors import CorruptLogError
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.scrubber import ScrubCursor
 from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
@@ -196,8 +197,13 @@ class ReplicaManager:
             lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
         replica_log.set_corruption_listener(
             lambda error: loop.call_soon(self.corruption_found, key, error.offset, error.message))
-        partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
-                                                     self.broker_id, replica_log, self.changed)
+        try:
+            partition = Partition(topic_name, info.topic_id, info.partition, self.broker_id, replica_log, self.changed)
+        except CorruptLogError as exc:  # rot the producer-state rebuild ran into: cut there, fetch again
+            log.error("%s-%d: %s; cutting the log at offset %d", topic_name, info.partition, exc.message, exc.offset)
+            replica_log.cut_at_corruption(exc.offset)
+            partition = Partition(topic_name, info.topic_id, info.partition, self.broker_id, replica_log, self.changed)
+        self.partitions[key] = partition
         lost_at = replica_log.durable_data_lost_at
         if lost_at is not None:  # already cut by recovery: it must catch up before it counts again
             self._repairs[key] = Repair(lost_at, "recovery cut data that was fsynced (corruption)")
