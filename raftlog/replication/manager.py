@@ -214,7 +214,10 @@ class ReplicaManager:
     def offline_replicas(self) -> list[tuple[bytes, int]]:
         """(topic id, partition) of the replicas hosted here that cannot be served or must not
         count for the ISR yet (heartbeat)."""
-        self._progress_repairs()
+        try:
+            self._progress_repairs()
+        except Exception as exc:  # noqa: BLE001 - the heartbeat must go out; the next one retries
+            self.supervisor.survived("replica-repairs", exc)
         return list(self._offline) + [key for key, repair in self._repairs.items() if repair.reported]
 
     # -- corrupt data -----------------------------------------------------------------------
@@ -304,7 +307,10 @@ class ReplicaManager:
                 cursors[key] = step.next_cursor
                 checked += step.bytes_checked
                 if step.corrupt_offset is not None and self.partitions.get(key) is partition:
-                    self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
+                    try:
+                        self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
+                    except Exception as exc:  # noqa: BLE001 - e.g. its log dir failed meanwhile
+                        self.supervisor.survived("log-scrubber", exc)
                 await asyncio.sleep(step.bytes_checked / rate)
             for key in [k for k in cursors if k not in self.partitions]:
                 del cursors[key]
