@@ -107,6 +107,7 @@ class Node:
                 config.log_dirs, topic, index, log_config, offline_dirs=self.replicas.offline_log_dirs),
             tasks=self.tasks, metrics=self.metrics,
         )
+        self.replicas.on_offline_change = self.lifecycle.heartbeat_now
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
         self.server = self._build_server()

@@ -91,6 +91,7 @@ class ReplicaManager:
         self._offline: dict[tuple[bytes, int], str] = {}
         self.offline_log_dirs: set[Path] = set()
         self._repairs: dict[tuple[bytes, int], Repair] = {}
+        self.on_offline_change: Callable[[], None] = lambda: None  # the node: heartbeat now
         self._topic_settings: dict[str, TopicSettings] = {}
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
@@ -191,6 +192,7 @@ class ReplicaManager:
         except Exception as exc:  # noqa: BLE001 - any failure to open: this replica only is offline
             log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name, info.partition, exc)
             self._offline[key] = f"cannot open the log: {exc}"
+            self.on_offline_change()
             return None
         loop = asyncio.get_running_loop()
         replica_log.set_failure_listener(
@@ -242,10 +244,12 @@ class ReplicaManager:
             partition.info = None  # serves nothing; waiters see it is gone
             partition.changed.notify_all()
             self._repairs[key] = Repair(offset, reason, handing_over=partition)
+            self.on_offline_change()
             return
         previous = self._repairs.get(key)
         partition.truncate_before_corruption(offset)
         self._repairs[key] = Repair(min(offset, previous.offset) if previous else offset, reason)
+        self.on_offline_change()
 
     def _handing_over(self, key: tuple[bytes, int]) -> bool:
         repair = self._repairs.get(key)
@@ -328,6 +332,7 @@ class ReplicaManager:
         for key, partition in list(self.partitions.items()):
             if partition.log.log_dir == log_dir:
                 self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
+        self.on_offline_change()
         for key, repair in list(self._repairs.items()):
             if repair.handing_over is not None and repair.handing_over.log.log_dir == log_dir:
                 self.partitions[key] = repair.handing_over  # taken offline from where it is, for good
@@ -364,6 +369,7 @@ class ReplicaManager:
             self._unfollow(partition)
             self._repairs[key].handing_over = partition
             self._repairs[key].reported = True
+            self.on_offline_change()
             return
         role = partition.apply_metadata(info)
         if role == "leader":

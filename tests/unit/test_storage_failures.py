@@ -311,3 +311,39 @@ def test_a_garbled_batch_length_in_a_sealed_segment_cuts_the_log_there_and_marks
     assert reopened.log_end_offset == base, "cut before the garbled batch, later segments dropped"
     assert reopened.durable_data_lost_at == base
     reopened.close()
+
+
+def test_a_new_offline_replica_is_reported_at_once_not_after_the_heartbeat_interval():
+    from raftlog.broker.lifecycle import BrokerLifecycle
+    from raftlog.tasks import TaskSupervisor
+    from raftlog.v1 import controller_pb2
+
+    heartbeats = []
+    offline: list[tuple[bytes, int]] = []
+
+    class FakeController:
+        async def call(self, method, request):
+            if method == "RegisterBroker":
+                return controller_pb2.RegisterBrokerResponse(broker_epoch=5)
+            heartbeats.append([(r.topic_id, r.partition) for r in request.offline_replicas])
+            return controller_pb2.BrokerHeartbeatResponse(is_fenced=False)
+
+    async def scenario():
+        lifecycle = BrokerLifecycle("c", 1, "127.0.0.1", 9092, FakeController(), lambda: 0,
+                                    heartbeat_interval_ms=600_000, session_timeout_ms=900_000,
+                                    tasks=TaskSupervisor(), offline_replicas=lambda: list(offline))
+        await lifecycle.start()
+        for _ in range(200):
+            if heartbeats:
+                break
+            await asyncio.sleep(0.01)
+        offline.append((b"T" * 16, 0))
+        lifecycle.heartbeat_now()
+        for _ in range(200):  # far below the 10-minute interval
+            if len(heartbeats) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await lifecycle.stop()
+
+    asyncio.run(scenario())
+    assert heartbeats[:2] == [[], [(b"T" * 16, 0)]]
