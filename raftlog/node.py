@@ -114,6 +114,7 @@ class Node:
             tasks=self.tasks, metrics=self.metrics,
             time_retention_allowed=lambda: self.lifecycle.clock_skew.time_retention_allowed,
         )
+        self.replicas.on_offline_change = self.lifecycle.heartbeat_now
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
         self.server = self._build_server()

@@ -59,6 +59,12 @@ class BrokerLifecycle:
         self._task: asyncio.Task | None = None
         self.clock_skew = ClockSkew(clock_skew_max_ms)
         self._wall_clock_ms = wall_clock_ms
+        self._wake = asyncio.Event()  # set: send the next heartbeat now
+
+    def heartbeat_now(self) -> None:
+        """The broker's offline replicas changed: tell the controller without waiting for the
+        interval, so their leadership moves at once."""
+        self._wake.set()
 
     async def start(self) -> None:
         self._task = self._supervisor.spawn(self._run(), name="broker-heartbeat", critical=True)
@@ -120,9 +126,13 @@ class BrokerLifecycle:
             try:
                 if self.broker_epoch is None:
                     await self._register()
+                self._wake.clear()  # a change from here on is in this heartbeat or wakes the next
                 await self._heartbeat()
                 last_answer = time.monotonic()
-                await asyncio.sleep(self._heartbeat_interval_s)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._heartbeat_interval_s)
+                except asyncio.TimeoutError:
+                    pass
             except RaftlogError as exc:
                 if exc.error in (Errors.STALE_BROKER_EPOCH, Errors.UNKNOWN_BROKER):
                     self.broker_epoch = None  # the controller lost or replaced us: register again

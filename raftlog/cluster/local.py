@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlog.client.admin import Admin
+from raftlog.durable_file import write_durable
 from raftlog.errors import RaftlogError
 from raftlog.storage_format import random_cluster_id
 
@@ -115,7 +116,8 @@ class LocalCluster:
             return layout["cluster_id"]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id = random_cluster_id()
-        layout_path.write_text(json.dumps({"cluster_id": cluster_id, **wanted}, indent=2) + "\n")
+        # Crash-safe: it holds the cluster id the nodes' data dirs are stamped with.
+        write_durable(layout_path, json.dumps({"cluster_id": cluster_id, **wanted}, indent=2) + "\n")
         return cluster_id
 
     @property

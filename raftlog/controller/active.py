@@ -54,6 +54,7 @@ class ActiveController:
         self._election_timeout_ms = config["controller.quorum.election.timeout.ms"]
         self._clock_ms = clock_ms
         self._sessions = decisions.BrokerSessions()
+        self._offline = decisions.OfflineReplicas()  # replicas brokers report they cannot serve
         self._decision_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._sessions_term = -1  # the Raft term in which this node last started broker sessions
@@ -132,6 +133,7 @@ class ActiveController:
             request.rack, self._sessions, now_ms, self._session_timeout_ms,
         ))
         self._sessions.touch(request.broker_id, now_ms)
+        self._offline.forget(request.broker_id)  # a new incarnation reports afresh
         log.info("registered broker %d at %s:%d, epoch %d", request.broker_id, request.endpoint.host,
                  request.endpoint.port, offset)
         return offset
@@ -141,9 +143,11 @@ class ActiveController:
         if not request.want_fence:
             self._sessions.touch(request.broker_id, self._clock_ms())
         offline = frozenset((r.topic_id, r.partition) for r in request.offline_replicas)
+        if not request.want_fence:
+            self._offline.report(request.broker_id, offline)
         await self._decide(lambda image: decisions.broker_heartbeat(
             image, request.broker_id, request.broker_epoch, request.metadata_offset, request.want_fence,
-            self._unclean_default, offline,
+            self._unclean_default, offline, self._offline,
         ))
         return self.image.brokers[request.broker_id].fenced
 
@@ -189,7 +193,7 @@ class ActiveController:
     async def elect_leader(self, topic_name: str, index: int, unclean: bool) -> int:
         def decide(image: MetadataImage):
             partition = self._partition(image, topic_name, index)
-            usable = decisions.usable_brokers(image)
+            usable = self._offline.usable_for(partition, decisions.usable_brokers(image))
             if unclean:
                 return partition_rules.elect_unclean(partition, usable)
             return partition_rules.elect_preferred(partition, usable)
@@ -208,7 +212,9 @@ class ActiveController:
             topic = image.topics_by_id.get(topic_id)
             if topic is None or index not in topic.partitions:
                 raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"partition {index} of that topic id does not exist")
-            return partition_rules.alter_partition(topic.partitions[index], request, decisions.usable_brokers(image))
+            partition = topic.partitions[index]
+            return partition_rules.alter_partition(partition, request,
+                                                   self._offline.usable_for(partition, decisions.usable_brokers(image)))
 
         await self._decide(decide)
         return self.image.topics_by_id[topic_id].partitions[index]
@@ -251,7 +257,7 @@ class ActiveController:
 
     def _expired_decision(self, image: MetadataImage) -> list[metadata_pb2.MetadataRecord]:
         expired = decisions.fence_expired(
-            image, self._sessions, self._clock_ms(), self._session_timeout_ms, self._unclean_default
+            image, self._sessions, self._clock_ms(), self._session_timeout_ms, self._unclean_default, self._offline
         )
         if expired:
             ids = [r.broker_fencing.broker_id for r in expired if r.HasField("broker_fencing")]

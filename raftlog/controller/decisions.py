@@ -49,6 +49,35 @@ class BrokerSessions:
         self._last_heartbeat_ms.pop(broker_id, None)
 
 
+class OfflineReplicas:
+    """The replicas each broker last reported it cannot serve (heartbeat `offline_replicas`).
+
+    Not replicated, like sessions: a new active controller learns them from the next heartbeat
+    (every broker.heartbeat.interval.ms). A re-registration (a restart) forgets them. Elections
+    and ISR joins skip a broker for the partitions it reported.
+    """
+
+    def __init__(self) -> None:
+        self._by_broker: dict[int, frozenset[tuple[bytes, int]]] = {}
+
+    def report(self, broker_id: int, replicas: frozenset[tuple[bytes, int]]) -> None:
+        if replicas:
+            self._by_broker[broker_id] = replicas
+        else:
+            self._by_broker.pop(broker_id, None)
+
+    def forget(self, broker_id: int) -> None:
+        self._by_broker.pop(broker_id, None)
+
+    def usable_for(self, partition, usable: set[int]) -> set[int]:
+        """The usable brokers that can serve this partition."""
+        key = (partition.topic_id, partition.partition)
+        return {b for b in usable if key not in self._by_broker.get(b, ())}
+
+
+NO_OFFLINE_REPLICAS = OfflineReplicas()
+
+
 def register_broker(
     image: MetadataImage,
     request_broker_id: int,
@@ -90,36 +119,38 @@ def check_broker_epoch(image: MetadataImage, broker_id: int, broker_epoch: int) 
 def broker_heartbeat(
     image: MetadataImage, broker_id: int, broker_epoch: int, metadata_offset: int, want_fence: bool,
     unclean_default: bool = False, offline_replicas: frozenset[tuple[bytes, int]] = frozenset(),
+    offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     """Unfences a broker once its metadata has caught up to its own registration; fences it on
     request; takes the replicas it reports offline out of leadership and the ISR."""
     check_broker_epoch(image, broker_id, broker_epoch)
     broker = image.brokers[broker_id]
     if want_fence and not broker.fenced:
-        return set_fenced(image, broker_id, True, unclean_default)
+        return set_fenced(image, broker_id, True, unclean_default, offline=offline)
     new_records = []
     if not want_fence and broker.fenced and metadata_offset >= broker.epoch:
-        new_records = set_fenced(image, broker_id, False, unclean_default)
+        new_records = set_fenced(image, broker_id, False, unclean_default, offline=offline)
     if offline_replicas and not new_records:  # after an unfencing, the next heartbeat does it
-        new_records = replicas_offline(image, broker_id, offline_replicas, unclean_default)
+        new_records = replicas_offline(image, broker_id, offline_replicas, unclean_default, offline)
     return new_records
 
 
 def replicas_offline(image: MetadataImage, broker_id: int, offline_replicas: frozenset[tuple[bytes, int]],
-                     unclean_default: bool) -> list[metadata_pb2.MetadataRecord]:
+                     unclean_default: bool, offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
+                     ) -> list[metadata_pb2.MetadataRecord]:
     """Partition changes for replicas a broker reports it cannot serve (none once they are done)."""
     usable = usable_brokers(image)
     new_records: list[metadata_pb2.MetadataRecord] = []
     for topic_name, partition in image.partitions():
         if (partition.topic_id, partition.partition) in offline_replicas:
-            new_records += partition_rules.on_replica_offline(partition, broker_id, usable,
+            new_records += partition_rules.on_replica_offline(partition, broker_id, offline.usable_for(partition, usable),
                                                               unclean_allowed(image, topic_name, unclean_default))
     return new_records
 
 
 def fence_expired(
     image: MetadataImage, sessions: BrokerSessions, now_ms: float, session_timeout_ms: int,
-    unclean_default: bool = False,
+    unclean_default: bool = False, offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     expired = [
         broker.broker_id
@@ -128,12 +159,13 @@ def fence_expired(
     ]
     new_records: list[metadata_pb2.MetadataRecord] = []
     for broker_id in expired:
-        new_records += set_fenced(image, broker_id, True, unclean_default, also_fenced=set(expired))
+        new_records += set_fenced(image, broker_id, True, unclean_default, also_fenced=set(expired), offline=offline)
     return new_records
 
 
 def set_fenced(
-    image: MetadataImage, broker_id: int, fenced: bool, unclean_default: bool, also_fenced: set[int] = frozenset()
+    image: MetadataImage, broker_id: int, fenced: bool, unclean_default: bool, also_fenced: set[int] = frozenset(),
+    offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     """The fencing record plus the partition changes it causes (leaders move, ISRs shrink or revive)."""
     broker = image.brokers[broker_id]
@@ -142,7 +174,8 @@ def set_fenced(
     react = partition_rules.on_broker_fenced if fenced else partition_rules.on_broker_unfenced
     new_records = [records.broker_fencing(broker_id, broker.epoch, fenced=fenced)]
     for topic_name, partition in image.partitions():
-        new_records += react(partition, broker_id, usable, unclean_allowed(image, topic_name, unclean_default))
+        new_records += react(partition, broker_id, offline.usable_for(partition, usable),
+                             unclean_allowed(image, topic_name, unclean_default))
     return new_records
 
 

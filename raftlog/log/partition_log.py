@@ -195,10 +195,14 @@ class PartitionLog:
             for _, header in segment.scan(0):
                 self.epochs.assign(header.partition_leader_epoch, header.base_offset)
             return intact
-        if not segment.load_indexes():
-            log.info("%s: rebuilding indexes", segment.log_path)
-            segment.recover(validate=False)
-        return True
+        try:
+            if segment.load_indexes():
+                return True
+        except CorruptRecordError as exc:  # the tail it scans is unreadable: validate it all
+            log.warning("%s: %s; validating the whole segment", segment.log_path, exc.message)
+            return segment.recover(validate=True)
+        log.info("%s: rebuilding indexes", segment.log_path)
+        return segment.recover(validate=False)  # False: a batch length runs past the file (cut there)
 
     def _next_base(self, segment: LogSegment) -> int | None:
         i = self.segments.index(segment)
@@ -451,11 +455,28 @@ class PartitionLog:
         return None
 
     def batch_headers(self, from_offset: int = 0):
-        """(header) of every batch from the one holding from_offset (for producer-state rebuilds)."""
-        for segment in self._segments_from(max(from_offset, self.log_start_offset)):
-            for _, header in segment.scan(0):
-                if header.last_offset >= from_offset:
-                    yield header
+        """(header) of every batch from the one holding from_offset (for producer-state rebuilds).
+        A batch whose length runs past its segment (rot below the recovery point, which recovery
+        does not read) raises CorruptLogError at the end of the last good batch."""
+        good_end = max(from_offset, self.log_start_offset)
+        for segment in self._segments_from(good_end):
+            good_end = max(good_end, segment.base_offset)
+            try:
+                for _, header in segment.scan(0):
+                    good_end = max(good_end, header.next_offset)
+                    if header.last_offset >= from_offset:
+                        yield header
+            except CorruptRecordError as exc:
+                raise CorruptLogError(f"{segment.log_path}: {exc.message}", good_end) from None
+
+    def cut_at_corruption(self, offset: int) -> None:
+        """Cuts the log before corrupt data found outside recovery (fsynced data is lost: the
+        replica fetches it again)."""
+        if offset >= self.log_end_offset:
+            return
+        self.truncate_corrupt_tail(offset)
+        lost = self.log_end_offset
+        self.durable_data_lost_at = lost if self.durable_data_lost_at is None else min(self.durable_data_lost_at, lost)
 
     # -- truncation, retention -----------------------------------------------------------------
 
@@ -500,10 +521,18 @@ class PartitionLog:
             self._checkpoint_recovery_point()
 
     def truncate_corrupt_tail(self, offset: int) -> None:
-        """Cuts the log before a corrupt batch found at offset (the scrubber's repair, also
-        below the high watermark: the leader has those records). Unlike truncate_to it may
-        cut sealed segments."""
-        self.truncate_to(max(offset, self.log_start_offset))
+        """Cuts the log before corrupt data at offset (the repair of a replica; below the high
+        watermark too: the leader has those records). The batch there may be unreadable."""
+        offset = max(offset, self.log_start_offset)
+        if offset >= self.log_end_offset:
+            return
+        with self.failing_on_os_error("truncate"):
+            self._generation += 1
+            while len(self.segments) > 1 and self.active.base_offset >= offset:
+                removed = self.segments.pop()
+                removed.delete()
+            self.active.truncate_to(offset, damaged=True)
+            self._after_truncation()
 
     def delete_records(self, offset: int) -> int:
         """Advances the log start offset to offset (Kafka's DeleteRecords); returns the new start."""

@@ -165,9 +165,11 @@ class LogSegment:
         os.ftruncate(self._fd, position)
         self.size = position
 
-    def truncate_to(self, offset: int) -> None:
-        """Drops every batch whose last offset is >= offset."""
-        position = self.position_of(offset)
+    def truncate_to(self, offset: int, damaged: bool = False) -> None:
+        """Drops every batch whose last offset is >= offset. damaged: a batch there cannot even
+        be read (its length is garbage): the position is found by scanning the good ones from
+        the start, and everything from the first unreadable byte goes too."""
+        position = self._position_before_damage(offset) if damaged else self.position_of(offset)
         if position is None:
             return
         self.truncate_bytes(position)
@@ -176,6 +178,17 @@ class LogSegment:
         remaining = list(self.scan(self.offset_index.lookup(offset))) if self.size else []
         self.next_offset = remaining[-1][1].next_offset if remaining else self.base_offset
         self.max_timestamp = self.time_index.max_timestamp
+
+    def _position_before_damage(self, offset: int) -> int:
+        position = 0
+        try:
+            for at, header in self.scan(0):
+                if header.last_offset >= offset:
+                    return at
+                position = at + header.size
+        except CorruptRecordError:
+            pass
+        return position
 
     # -- lifecycle -----------------------------------------------------------------------------
 

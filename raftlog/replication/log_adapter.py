@@ -85,6 +85,7 @@ class ReplicaLog(Protocol):
     def set_corruption_listener(self, listener: Callable[[CorruptLogError], None]) -> None: ...
     async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep: ...
     durable_data_lost_at: int | None
+    def cut_at_corruption(self, offset: int) -> None: ...
 
 
 class PartitionReplicaLog:
@@ -125,6 +126,12 @@ class PartitionReplicaLog:
     @property
     def durable_data_lost_at(self) -> int | None:
         return self._log.durable_data_lost_at
+
+    def cut_at_corruption(self, offset: int) -> None:
+        """Cuts the log before corrupt data (the batch there may be unreadable)."""
+        self._log.cut_at_corruption(offset)
+        self._hw = min(self._hw, self._log.log_end_offset)
+        self._persist_soon_if_running()
 
     async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep:
         """One scrubbing step on a worker thread; a corruption counts only if the segment is

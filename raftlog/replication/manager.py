@@ -33,6 +33,7 @@ from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
 from raftlog.limits import RECONCILE_CHUNK_PARTITIONS, YIELD_EVERY_PARTITIONS
 from raftlog.log import LogConfig, TopicSettings
+from raftlog.log.errors import CorruptLogError
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.scrubber import ScrubCursor
 from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
@@ -114,6 +115,7 @@ class ReplicaManager:
         self._offline: dict[tuple[bytes, int], str] = {}
         self.offline_log_dirs: set[Path] = set()
         self._repairs: dict[tuple[bytes, int], Repair] = {}
+        self.on_offline_change: Callable[[], None] = lambda: None  # the node: heartbeat now
         self._topic_settings: dict[str, TopicSettings] = {}
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
@@ -219,6 +221,7 @@ class ReplicaManager:
                     log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name,
                               info.partition, replica_log)
                     self._offline[key] = f"cannot open the log: {replica_log}"
+                    self.on_offline_change()
                     continue
                 self._apply(self._adopt(key, topic_name, info, replica_log), info)
 
@@ -242,8 +245,13 @@ class ReplicaManager:
             lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
         replica_log.set_corruption_listener(
             lambda error: loop.call_soon(self.corruption_found, key, error.offset, error.message))
-        partition = self.partitions[key] = Partition(topic_name, info.topic_id, info.partition,
-                                                     self.broker_id, replica_log, self.changed)
+        try:
+            partition = Partition(topic_name, info.topic_id, info.partition, self.broker_id, replica_log, self.changed)
+        except CorruptLogError as exc:  # rot the producer-state rebuild ran into: cut there, fetch again
+            log.error("%s-%d: %s; cutting the log at offset %d", topic_name, info.partition, exc.message, exc.offset)
+            replica_log.cut_at_corruption(exc.offset)
+            partition = Partition(topic_name, info.topic_id, info.partition, self.broker_id, replica_log, self.changed)
+        self.partitions[key] = partition
         lost_at = replica_log.durable_data_lost_at
         if lost_at is not None:  # already cut by recovery: it must catch up before it counts again
             self._repairs[key] = Repair(lost_at, "recovery cut data that was fsynced (corruption)")
@@ -254,7 +262,10 @@ class ReplicaManager:
     def offline_replicas(self) -> list[tuple[bytes, int]]:
         """(topic id, partition) of the replicas hosted here that cannot be served or must not
         count for the ISR yet (heartbeat)."""
-        self._progress_repairs()
+        try:
+            self._progress_repairs()
+        except Exception as exc:  # noqa: BLE001 - the heartbeat must go out; the next one retries
+            self.supervisor.survived("replica-repairs", exc)
         return list(self._offline) + [key for key, repair in self._repairs.items() if repair.reported]
 
     # -- corrupt data -----------------------------------------------------------------------
@@ -279,10 +290,12 @@ class ReplicaManager:
             partition.info = None  # serves nothing; waiters see it is gone
             partition.changed.notify_all()
             self._repairs[key] = Repair(offset, reason, handing_over=partition)
+            self.on_offline_change()
             return
         previous = self._repairs.get(key)
         partition.truncate_before_corruption(offset)
         self._repairs[key] = Repair(min(offset, previous.offset) if previous else offset, reason)
+        self.on_offline_change()
 
     def _handing_over(self, key: tuple[bytes, int]) -> bool:
         repair = self._repairs.get(key)
@@ -344,7 +357,10 @@ class ReplicaManager:
                 cursors[key] = step.next_cursor
                 checked += step.bytes_checked
                 if step.corrupt_offset is not None and self.partitions.get(key) is partition:
-                    self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
+                    try:
+                        self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
+                    except Exception as exc:  # noqa: BLE001 - e.g. its log dir failed meanwhile
+                        self.supervisor.survived("log-scrubber", exc)
                 await asyncio.sleep(step.bytes_checked / rate)
             for key in [k for k in cursors if k not in self.partitions]:
                 del cursors[key]
@@ -362,6 +378,7 @@ class ReplicaManager:
         for key, partition in list(self.partitions.items()):
             if partition.log.log_dir == log_dir:
                 self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
+        self.on_offline_change()
         for key, repair in list(self._repairs.items()):
             if repair.handing_over is not None and repair.handing_over.log.log_dir == log_dir:
                 self.partitions[key] = repair.handing_over  # taken offline from where it is, for good
@@ -398,6 +415,7 @@ class ReplicaManager:
             self._unfollow(partition)
             self._repairs[key].handing_over = partition
             self._repairs[key].reported = True
+            self.on_offline_change()
             return
         role = partition.apply_metadata(info)
         if role == "leader":

@@ -418,7 +418,7 @@ class Partition:
         target = max(offset, self.log.log_start_offset)
         if target < self.log.log_end_offset:
             log.warning("%s: truncating from %d to %d, before corrupt data", self.name, self.log.log_end_offset, target)
-            self.log.truncate_to(target)
+            self.log.cut_at_corruption(target)
             self.producer_state = _rebuild_producer_state(self.log)
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
         return self.log.log_end_offset

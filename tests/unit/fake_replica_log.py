@@ -113,6 +113,9 @@ class FakeReplicaLog:
 
     durable_data_lost_at = None
 
+    def cut_at_corruption(self, offset: int) -> None:
+        self.truncate_to(offset)
+
     def set_corruption_listener(self, listener) -> None:
         pass
 

@@ -116,3 +116,27 @@ def test_a_replica_reported_offline_loses_leadership_and_leaves_the_isr():
     assert (alone_now.leader, alone_now.isr) == (-1, (1,))
     assert decisions.broker_heartbeat(image, 1, epochs[1], metadata_offset=offset + 1, want_fence=False,
                                       offline_replicas=offline) == [], "nothing more to do"
+
+
+def test_a_replica_reported_offline_is_not_elected_when_another_broker_returns():
+    """The last ISR member reported its replica offline (the partition is leaderless). When
+    another replica's broker is unfenced, the controller must not hand the leadership back to
+    the broker that cannot serve it."""
+    image = MetadataImage()
+    for broker in (1, 2):
+        image.apply_batch(broker * 2 - 1, metadata_pb2.MetadataBatch(records=[records.register_broker(broker, "i", "h", 9)]))
+        image.apply_batch(broker * 2, metadata_pb2.MetadataBatch(records=[records.broker_fencing(broker, broker * 2 - 1, False)]))
+    topic_id = b"P" * 16
+    image.apply_batch(5, metadata_pb2.MetadataBatch(records=[
+        records.topic("p", topic_id), records.partition(topic_id, 0, [1, 2], 1),
+        records.partition_change(topic_id, 0, isr=[1]), records.broker_fencing(2, 3, True),
+    ]))
+    offline = decisions.OfflineReplicas()
+    offline.report(1, frozenset({(topic_id, 0)}))
+    image.apply_batch(6, metadata_pb2.MetadataBatch(records=decisions.broker_heartbeat(
+        image, 1, 1, 6, False, offline_replicas=frozenset({(topic_id, 0)}), offline=offline)))
+    assert (image.topic("p").partitions[0].leader, image.topic("p").partitions[0].isr) == (-1, (1,))
+    image.apply_batch(7, metadata_pb2.MetadataBatch(records=decisions.broker_heartbeat(
+        image, 2, 3, 7, False, offline=offline)))  # broker 2 comes back and is unfenced
+    assert image.brokers[2].fenced is False
+    assert image.topic("p").partitions[0].leader == -1, "not broker 1: it reported it cannot serve the partition"

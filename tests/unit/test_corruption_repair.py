@@ -320,3 +320,130 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
     assert calls[:4] == [0, 1, 2, 1], "after the cut, the next fetch asks from the new log end"
     assert [offset for offset, _ in values(follower.log.partition_log)] == [0, 1, 2, 3], "no hole in the offsets"
     follower.log.close()
+
+
+def test_a_replica_whose_recovery_cut_fsynced_data_does_not_lead_or_count_for_the_isr_until_caught_up(tmp_path):
+    """Broker 2's log lost fsynced records at recovery (a rotten batch in its active segment).
+    Elected leader right after its restart, it must hand over instead; it is reported (so it
+    leaves the ISR) and counts again only once it has fetched past the cut."""
+    from raftlog.metadata import records
+
+    async def scenario():
+        state_machine, topic_id, manager_1, manager_2 = _leader_and_follower(tmp_path)
+        state_machine.apply(records.config("topics", "c", "segment.bytes", "1048576"))  # one active segment
+        await manager_1.reconcile()
+        await manager_2.reconcile()
+        leader, follower = manager_1.partition_by_name("c", 0), manager_2.partition_by_name("c", 0)
+        for i in range(20):
+            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
+                                          timeout_ms=1000, min_isr=1)
+        await _sync(follower, leader)
+        path = follower.log.partition_log.active.log_path
+        await manager_2.stop()  # a clean stop: the recovery point is the log end
+        corrupt = flip_a_byte_in_batch(path, 5)
+
+        # Broker 1 is gone; the controller made broker 2 the leader before knowing its log was cut.
+        state_machine.apply(records.partition_change(topic_id, 0, leader=2))
+        from raftlog.replication.log_adapter import open_replica_log
+        from tests.unit.replica_manager_harness import make_manager
+        manager_2 = make_manager(2, state_machine, log_factory=lambda topic, index, config: open_replica_log(
+            [tmp_path / "broker-2"], topic, index, config))
+        await manager_2.reconcile()
+        with pytest.raises(RaftlogError) as failure:
+            manager_2.partition_by_name("c", 0)
+        assert failure.value.reason == "KAFKA_STORAGE_ERROR", "it must not lead with a cut log"
+        assert manager_2.offline_replicas() == [(topic_id, 0)]
+
+        # The controller hands the leadership back to broker 1 and takes broker 2 out of the ISR.
+        state_machine.apply(records.partition_change(topic_id, 0, leader=1, isr=[1]))
+        await manager_1.reconcile()
+        await manager_2.reconcile()
+        follower = manager_2.partition_by_name("c", 0)
+        assert not follower.is_leader and follower.log.log_end_offset == corrupt
+        assert manager_2.offline_replicas() == []  # out of the ISR: the leader's join rule decides now
+        repaired_before = CorruptionCounter.repaired
+        await _sync(follower, manager_1.partition_by_name("c", 0))
+        manager_2.offline_replicas()  # a heartbeat
+        assert CorruptionCounter.repaired == repaired_before + 1
+        assert values(follower.log.partition_log) == values(manager_1.partition_by_name("c", 0).log.partition_log)
+        await manager_1.stop()
+        await manager_2.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_garbled_batch_length_below_the_recovery_point_does_not_keep_the_broker_from_hosting_partitions(tmp_path):
+    """Recovery does not read sealed segments below the recovery point (their index is intact),
+    but rebuilding producer state scans their headers: a rotten length there must cut the log
+    at that batch (the replica fetches the rest again), not fail the broker's reconcile."""
+    from raftlog.metadata import records
+
+    async def scenario():
+        state_machine, topic_id, manager_1, manager_2 = _leader_and_follower(tmp_path)
+        other_id = b"O" * 16
+        state_machine.apply(records.topic("other", other_id), records.partition(other_id, 0, [1, 2], 1),
+                            records.config("topics", "c", "index.interval.bytes", "0"))  # every batch indexed
+        await manager_1.reconcile()
+        await manager_2.reconcile()
+        leader, follower = manager_1.partition_by_name("c", 0), manager_2.partition_by_name("c", 0)
+        for i in range(40):
+            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
+                                          timeout_ms=1000, min_isr=1)
+        await _sync(follower, leader)
+        sealed = follower.log.partition_log.segments[1]
+        await manager_2.stop()
+        data = bytearray(sealed.log_path.read_bytes())
+        second = int.from_bytes(data[8:12], "big") + 12  # the second batch of the segment
+        data[second + 8:second + 12] = (10**6).to_bytes(4, "big")
+        sealed.log_path.write_bytes(bytes(data))
+
+        from raftlog.replication.log_adapter import open_replica_log
+        from tests.unit.replica_manager_harness import make_manager
+        manager_2 = make_manager(2, state_machine, log_factory=lambda topic, index, config: open_replica_log(
+            [tmp_path / "broker-2"], topic, index, config))
+        await manager_2.reconcile()
+        manager_2.partition_by_name("other", 0)  # hosted
+        repaired = manager_2.partition_by_name("c", 0)
+        assert repaired.log.log_end_offset == sealed.base_offset + 1, "cut at the garbled batch"
+        assert manager_2.offline_replicas() == [(topic_id, 0)], "reported until it is out of the ISR"
+        await _sync(repaired, leader)
+        assert values(repaired.log.partition_log) == values(leader.log.partition_log)
+        await manager_1.stop()
+        await manager_2.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_scrubber_finds_a_garbled_batch_length_and_the_follower_cuts_before_it(tmp_path):
+    """A length field that rotted (outside the CRC) makes the batch unreadable: the repair must
+    still cut there, not fail on reading it."""
+    async def scenario():
+        state_machine, topic_id, leader_manager, follower_manager = _leader_and_follower(tmp_path)
+        await leader_manager.reconcile()
+        await follower_manager.reconcile()
+        leader, follower = leader_manager.partition_by_name("c", 0), follower_manager.partition_by_name("c", 0)
+        for i in range(40):
+            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
+                                          timeout_ms=1000, min_isr=1)
+        await _sync(follower, leader)
+        sealed = follower.log.partition_log.segments[1]
+        data = bytearray(sealed.log_path.read_bytes())
+        second = int.from_bytes(data[8:12], "big") + 12
+        data[second + 8:second + 12] = (10**6).to_bytes(4, "big")
+        sealed.log_path.write_bytes(bytes(data))
+        sealed.size = len(data)  # what the broker believes: the file did not change size
+
+        cursor = ScrubCursor()
+        for _ in range(100):
+            step = await follower.log.scrub(cursor, 1 << 20)
+            cursor = step.next_cursor
+            if step.corrupt_offset is not None:
+                follower_manager.corruption_found((topic_id, 0), step.corrupt_offset, step.detail)
+                break
+        assert follower.log.log_end_offset == sealed.base_offset + 1
+        await _sync(follower, leader)
+        assert values(follower.log.partition_log) == values(leader.log.partition_log)
+        await leader_manager.stop()
+        await follower_manager.stop()
+
+    asyncio.run(scenario())

@@ -289,3 +289,61 @@ def test_a_log_with_a_garbled_epoch_checkpoint_opens_and_rebuilds_it(tmp_path):
     reopened = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=300))
     assert reopened.epochs.entries == entries == [(0, 0), (3, 2), (5, 4)]
     reopened.close()
+
+
+def test_a_garbled_batch_length_in_a_sealed_segment_cuts_the_log_there_and_marks_durable_data_lost(tmp_path):
+    """Below the recovery point only the index tail is read; a batch whose length field rotted
+    must not be skipped over silently (later segments kept behind a hole) nor stop the open."""
+    from raftlog.log import PartitionLog
+
+    directory = tmp_path / "t-0"
+    log = PartitionLog(directory, LogConfig(segment_bytes=300))
+    for i in range(20):
+        log.append(encode_batch([(None, b"v%02d" % i + b"x" * 40, None, 0)]), leader_epoch=0)
+    sealed = log.segments[1]
+    base, path = sealed.base_offset, sealed.log_path
+    log.close()
+    (directory / path.with_suffix(".index").name).unlink()  # force the index rebuild path
+    data = bytearray(path.read_bytes())
+    data[8:12] = (10**6).to_bytes(4, "big")  # the first batch's length now runs past the file
+    path.write_bytes(bytes(data))
+    reopened = PartitionLog(directory, LogConfig(segment_bytes=300))
+    assert reopened.log_end_offset == base, "cut before the garbled batch, later segments dropped"
+    assert reopened.durable_data_lost_at == base
+    reopened.close()
+
+
+def test_a_new_offline_replica_is_reported_at_once_not_after_the_heartbeat_interval():
+    from raftlog.broker.lifecycle import BrokerLifecycle
+    from raftlog.tasks import TaskSupervisor
+    from raftlog.v1 import controller_pb2
+
+    heartbeats = []
+    offline: list[tuple[bytes, int]] = []
+
+    class FakeController:
+        async def call(self, method, request):
+            if method == "RegisterBroker":
+                return controller_pb2.RegisterBrokerResponse(broker_epoch=5)
+            heartbeats.append([(r.topic_id, r.partition) for r in request.offline_replicas])
+            return controller_pb2.BrokerHeartbeatResponse(is_fenced=False)
+
+    async def scenario():
+        lifecycle = BrokerLifecycle("c", 1, "127.0.0.1", 9092, FakeController(), lambda: 0,
+                                    heartbeat_interval_ms=600_000, session_timeout_ms=900_000,
+                                    tasks=TaskSupervisor(), offline_replicas=lambda: list(offline))
+        await lifecycle.start()
+        for _ in range(200):
+            if heartbeats:
+                break
+            await asyncio.sleep(0.01)
+        offline.append((b"T" * 16, 0))
+        lifecycle.heartbeat_now()
+        for _ in range(200):  # far below the 10-minute interval
+            if len(heartbeats) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await lifecycle.stop()
+
+    asyncio.run(scenario())
+    assert heartbeats[:2] == [[], [(b"T" * 16, 0)]]
