@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from raftlog.log.record_batch import HEADER_SIZE, LOG_OVERHEAD
+from raftlog.log.errors import LogError
+from raftlog.log.record_batch import HEADER_SIZE, LOG_OVERHEAD, read_header
 
 FILLER_NAME = "chaos.filler"  # no "-": nothing takes it for a partition directory
 _BATCH_LENGTH = struct.Struct(">i")  # at byte 8 of a batch; counts the bytes after LOG_OVERHEAD
@@ -124,3 +125,26 @@ def flip_byte(partition_dir: Path, draw: int) -> FlippedByte:
         os.close(fd)
     base_offset = struct.unpack_from(">q", data, batch_position)[0]
     return FlippedByte(segment, target, base_offset)
+
+
+def damaged_batches(partition_dir: Path) -> list[int]:
+    """Base offsets of the batches in partition_dir that fail their checks (the CRC). Read-only,
+    so it may look at the files of a running node: a batch still being written at the end is
+    not counted, a segment deleted meanwhile is skipped."""
+    damaged: list[int] = []
+    for segment in sorted(p for p in partition_dir.glob("*.log") if p.stem.isdigit()):
+        try:
+            data = segment.read_bytes()
+        except FileNotFoundError:
+            continue
+        position = 0
+        while position + HEADER_SIZE <= len(data):
+            size = _BATCH_LENGTH.unpack_from(data, position + 8)[0] + LOG_OVERHEAD
+            if size <= HEADER_SIZE or position + size > len(data):
+                break
+            try:
+                read_header(data, position)
+            except LogError:
+                damaged.append(struct.unpack_from(">q", data, position)[0])
+            position += size
+    return damaged

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.checker import Verdict, check, divergent_offsets
-from chaos.disk import FILLER_NAME, TmpfsMount, flip_byte, sealed_segments
+from chaos.disk import FILLER_NAME, DiskFaultError, TmpfsMount, damaged_batches, flip_byte, sealed_segments
 from chaos.network import ChaosNetwork
 from chaos.schedule import PlannedFault
 from chaos.workload import FLUSH_TIMEOUT_S, LiveReader, Workload, read_topic, stored_records
@@ -148,17 +148,21 @@ class ChaosRun:
             self.network.heal()
             self.cluster.stop()
         finally:
-            try:
-                for mount in self.mounts.values():
+            failed: list[str] = []
+            for mount in self.mounts.values():
+                try:
                     if mount.mounted:
-                        try:
-                            shutil.copytree(mount.mount_point, mount.mount_point.with_name("logs.saved"),
-                                            ignore=shutil.ignore_patterns(FILLER_NAME), dirs_exist_ok=True)
-                        except OSError as exc:  # a copy for reading later: never worth a leaked mount
-                            self.log(f"could not keep a copy of {mount.mount_point}: {exc}")
+                        shutil.copytree(mount.mount_point, mount.mount_point.with_name("logs.saved"),
+                                        ignore=shutil.ignore_patterns(FILLER_NAME), dirs_exist_ok=True)
+                except OSError as exc:  # a copy for reading later: never worth a leaked mount
+                    self.log(f"could not keep a copy of {mount.mount_point}: {exc}")
+                try:
                     mount.unmount()
-            finally:
-                self.network.destroy()
+                except DiskFaultError as exc:  # the next mount and the network still go
+                    failed.append(str(exc))
+            self.network.destroy()
+            if failed:
+                raise DiskFaultError(f"could not unmount: {'; '.join(failed)}")
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -216,7 +220,8 @@ class ChaosRun:
 
     def flip_byte(self, draw: int = 0) -> None:
         """A follower of partition 0 is stopped, one byte of a record in a sealed segment of
-        its partition 0 is inverted (as a bad disk would), and it is started again."""
+        its partition 0 is inverted (as a bad disk would), and it is started again. Recovered
+        once no batch in its files fails its CRC any more (the node found and repaired it)."""
         leader = self._leader()
         followers = [n for n in sorted(self.cluster.specs) if n != leader]
         victim = followers[draw % len(followers)]
@@ -236,7 +241,11 @@ class ChaosRun:
             self.log(f"  flipped {flipped}")
             self.cluster.start_node(victim)
 
-        self._hold("flip a byte in a sealed segment", victim, inject, lambda: None, hold_s=0.5, effect=effect)
+        def repaired() -> bool:
+            return not damaged_batches(partition_dir)
+
+        self._hold("flip a byte in a sealed segment", victim, inject, lambda: None, hold_s=0.5, effect=effect,
+                   settled=(repaired, f"node {victim} repairing the damaged batch of {TOPIC}-0"))
 
     def skew_clock(self, draw: int = 0) -> None:
         """The leader of partition 0 is restarted with its clock CLOCK_SKEW ahead (libfaketime),
@@ -311,9 +320,11 @@ class ChaosRun:
 
     def _hold(self, name: str, victim: int, inject: Callable[[], None], undo: Callable[[], None],
               hold_s: float | None = None, during: Callable[[float], None] = time.sleep,
-              effect: dict[str, int] | None = None) -> None:
+              effect: dict[str, int] | None = None,
+              settled: tuple[Callable[[], bool], str] | None = None) -> None:
         """inject, hold (`during` gets the hold time: a sleep, or a fault that acts throughout),
-        undo, wait for recovery; effect: what inject/during did, filled in by them."""
+        undo, wait for recovery; effect: what inject/during did, filled in by them; settled: a
+        condition (and what it waits for) that recovery from this fault also needs."""
         held_s = self.hold_s if hold_s is None else hold_s
         self.log(f"{name}: node {victim} for {held_s:.1f} s")
         inject()
@@ -325,6 +336,8 @@ class ChaosRun:
         acknowledged_while_held = self.workload.acknowledged() - acknowledged_before
         started = time.monotonic()
         try:
+            if settled is not None:
+                self._wait_until(*settled)
             self._wait_recovered()
             self.workload.wait_for_progress(50, RECOVERY_TIMEOUT_S)
         except TimeoutError:
@@ -352,6 +365,13 @@ class ChaosRun:
                 pass
             time.sleep(0.1)
         raise TimeoutError("partition 0 has no leader")
+
+    def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster did not recover within {RECOVERY_TIMEOUT_S}s: {what}")
+            time.sleep(0.2)
 
     def _wait_recovered(self) -> None:
         """Every node running, every partition led by a live node with all three replicas in
