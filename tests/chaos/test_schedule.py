@@ -31,3 +31,12 @@ def test_a_plan_only_uses_the_kinds_asked_for():
 
 def test_a_planned_fault_prints_as_it_is_replayed():
     assert str(PlannedFault("flip_byte", 12)) == "flip_byte (draw 12)"
+
+
+def test_python_m_chaos_refuses_an_unknown_fault_kind(capsys):
+    from chaos.__main__ import main  # noqa: PLC0415 - only this test runs the CLI
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--kinds", "kill_leader,unplug_the_machine"])
+    assert exited.value.code == 2
+    assert "unknown: unplug_the_machine" in capsys.readouterr().err
