@@ -152,7 +152,8 @@ def read_topic(bootstrap: str, topic: str, partitions: int,
                 except RaftlogError:
                     if time.monotonic() > deadline:
                         raise
-                    continue  # e.g. no leader for a moment: try again until the deadline
+                    time.sleep(0.1)  # e.g. no leader for a moment: try again until the deadline
+                    continue
                 for record in records:
                     served[record.partition].append((record.offset, record.value))
     except RaftlogError as exc:
