@@ -25,10 +25,12 @@ test: $(STAMP) proto-check lint netns-tools
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
-# The chaos tests put nodes in network namespaces and cut links with iptables (needs root).
+# The chaos tests put nodes in network namespaces and cut links with iptables, put log dirs on
+# tmpfs mounts, and run a node under libfaketime for the clock-skew fault (needs root).
 netns-tools:
 	@command -v ip >/dev/null && command -v iptables >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq iproute2 iptables; }
+	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
 
 # Regenerate the Python gRPC code in raftlog/v1 from proto/.
 proto: $(STAMP)

@@ -13,7 +13,12 @@ partition gets its records in sequence order), and remembers every acknowledgeme
 - vanished: records a consumer read while the faults went on that are no longer served at
   that offset (a consumer may only ever see committed records);
 - divergent: offsets at which two replicas hold different records (from the files, once the
-  cluster has converged).
+  cluster has converged);
+- unacknowledged at end: records the producer had sent but got no answer for when the run
+  stopped waiting (their fate is unknown, as for an unacknowledged value);
+- problems: what kept the run from checking everything (a recovery wait that timed out, a
+  read-back that could not finish, a replica's files that could not be read). Any problem
+  fails the run, but the counts above are still given for what could be checked.
 """
 
 from __future__ import annotations
@@ -54,16 +59,23 @@ class Verdict:
     read_live: int = 0
     vanished: list[tuple[int, int, bytes]] = field(default_factory=list)  # (partition, offset, value)
     divergent: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+    unacknowledged_at_end: int = 0
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.moved or self.reordered or self.vanished or self.divergent)
+        return not (self.lost or self.duplicated or self.moved or self.reordered or self.vanished or self.divergent
+                    or self.problems)
 
     def summary(self) -> str:
-        return (f"{self.acknowledged} acknowledged, {self.served} served: {len(self.lost)} lost, "
+        text = (f"{self.acknowledged} acknowledged, {self.served} served: {len(self.lost)} lost, "
                 f"{len(self.duplicated)} duplicated, {len(self.moved)} moved, {len(self.reordered)} reordered, "
                 f"{len(self.vanished)} of {self.read_live} read during the faults vanished, "
-                f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged")
+                f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged, "
+                f"unacknowledged at end: {self.unacknowledged_at_end}")
+        if self.problems:
+            text += f"; {len(self.problems)} problem(s): " + "; ".join(self.problems)
+        return text
 
 
 def check(acks: Iterable[Ack], served: dict[int, list[tuple[int, bytes]]],

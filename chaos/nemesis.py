@@ -1,25 +1,31 @@
 """Faults and the run that applies them to a three-node cluster under the workload.
 
-A `ChaosRun` starts the nodes inside a ChaosNetwork, creates the topic, starts the workload,
-then applies faults one after another. Each fault hits the node that matters most at that
-moment (the leader of partition 0, or the active controller), holds for a while, is undone,
-and the run waits until the cluster has recovered (every partition led, full ISR, the
-workload acknowledging again) before the next one. `finish` stops the workload, reads the
-topic back, stops the nodes and compares their files: the checker's verdict.
+A `ChaosRun` starts the nodes inside a ChaosNetwork (each node's log dir on a small tmpfs of
+its own, see chaos/disk.py), creates the topic, starts the workload, then applies the planned
+faults (chaos/schedule.py) one after another. Each fault hits the node that matters most at
+that moment (the leader of partition 0, a follower of it, or the active controller), holds
+for a while, is undone, and the run waits until the cluster has recovered (every partition
+led, full ISR, the workload acknowledging again) before the next one. `finish` stops the
+workload, reads the topic back, stops the nodes and compares their files: the checker's
+verdict, which is given whatever happened before (a recovery that timed out, a node that
+never came back): what kept the run from checking something is one of its problems.
 """
 
 from __future__ import annotations
 
-import random
+import shutil
 import signal
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.checker import Verdict, check, divergent_offsets
+from chaos.disk import FILLER_NAME, DiskFaultError, TmpfsMount, damaged_batches, flip_byte, sealed_segments
 from chaos.network import ChaosNetwork
-from chaos.workload import LiveReader, Workload, read_topic, stored_records
+from chaos.schedule import PlannedFault
+from chaos.workload import FLUSH_TIMEOUT_S, LiveReader, Workload, read_topic, stored_records
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
 from raftlog.node_ids import NO_NODE
@@ -28,8 +34,30 @@ TOPIC = "chaos"
 PARTITIONS = 3
 BASE_PORT = 19500
 RECOVERY_TIMEOUT_S = 60.0
+STOPPED_EARLY_FLUSH_TIMEOUT_S = 30.0
 # Quick ISR changes, so that faults show within the hold times below.
 CLUSTER_CONFIG = {"replica.lag.time.max.ms": 1500}
+# Small segments, so that a run of a minute has sealed segments (for the byte flip, and for
+# retention to act on under a skewed clock).
+SEGMENT_BYTES = 32 * 1024
+TOPIC_CONFIG = {"min.insync.replicas": "2", "segment.bytes": str(SEGMENT_BYTES)}
+# Each node's log dir is a tmpfs of this size: room for a long campaign's data (a few MB a
+# minute), small enough that filling it costs little memory.
+LOG_DIR_MOUNT_BYTES = 128 * 1024 * 1024
+CLOCK_SKEW = "+8d"  # beyond the default retention.ms (7 days)
+FAKETIME_LIBRARY_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
+# The broker applies retention every 5 s (MAINTENANCE_INTERVAL_S): a skew must last longer.
+SKEW_HOLD_MIN_S = 6.0
+
+
+def faketime_library() -> str:
+    """Path of libfaketime (`make netns-tools` installs it)."""
+    for pattern in FAKETIME_LIBRARY_GLOBS:
+        found = sorted(Path("/").glob(pattern.lstrip("/")))
+        if found:
+            return str(found[0])
+    raise FileNotFoundError(f"libfaketime not found ({', '.join(FAKETIME_LIBRARY_GLOBS)}): "
+                            "run `make netns-tools` (apt-get install faketime)")
 
 
 @dataclass
@@ -37,8 +65,9 @@ class FaultRecord:
     name: str
     target: int
     held_s: float
-    recovered_s: float
+    recovered_s: float | None  # None: the cluster did not recover within RECOVERY_TIMEOUT_S
     acknowledged_while_held: int  # the workload's acknowledgements while the fault held
+    effect: dict[str, int] = field(default_factory=dict)  # what the injection did, e.g. {"elections": 40}
 
 
 @dataclass
@@ -48,26 +77,42 @@ class ChaosRun:
     log: Callable[[str], None] = print
     network: ChaosNetwork = field(init=False)
     cluster: LocalCluster = field(init=False)
+    mounts: dict[int, TmpfsMount] = field(init=False)
+    skewed: set[int] = field(init=False, default_factory=set)  # nodes started under CLOCK_SKEW
     workload: Workload | None = field(init=False, default=None)
     reader: LiveReader | None = field(init=False, default=None)
     faults: list[FaultRecord] = field(init=False, default_factory=list)
+    problems: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.network = ChaosNetwork([1, 2, 3])
+        self.data_dir = Path(self.data_dir)
+        node_ids = (1, 2, 3)
+        self.network = ChaosNetwork(node_ids)
+        self.mounts = {i: TmpfsMount(f"{self.network.prefix}-logs{i}", self.data_dir / f"node-{i}" / "logs",
+                                     LOG_DIR_MOUNT_BYTES) for i in node_ids}
         self.cluster = LocalCluster(self.data_dir, nodes=3, base_port=BASE_PORT, metrics_base_port=0,
                                     extra_config=CLUSTER_CONFIG,
-                                    hosts={i: self.network.address(i) for i in (1, 2, 3)},
-                                    launcher=self.network.launcher)
+                                    hosts={i: self.network.address(i) for i in node_ids},
+                                    launcher=self._launcher,
+                                    log_dirs={i: mount.mount_point for i, mount in self.mounts.items()})
+
+    def _launcher(self, node_id: int) -> list[str]:
+        prefix = self.network.launcher(node_id)
+        if node_id in self.skewed:
+            prefix += ["env", f"LD_PRELOAD={faketime_library()}", f"FAKETIME={CLOCK_SKEW}"]
+        return prefix
 
     # -- setting up and tearing down -------------------------------------------------------------
 
     def start(self) -> None:
         self.network.create()
+        for mount in self.mounts.values():
+            mount.mount()
         self.cluster.start()
         self.cluster.wait_for_leader(timeout_s=60)
         self.cluster.wait_for_brokers(3, timeout_s=60)
         with self.cluster.admin(timeout_ms=30_000) as admin:
-            admin.create_topic(TOPIC, partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": "2"})
+            admin.create_topic(TOPIC, partitions=PARTITIONS, replication_factor=3, config=TOPIC_CONFIG)
         self._wait_recovered()
         self.workload = Workload(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
         self.workload.start()
@@ -75,9 +120,26 @@ class ChaosRun:
         self.reader.start()
         self.workload.wait_for_progress(100, RECOVERY_TIMEOUT_S)
 
+    def run(self, faults: Iterable[PlannedFault]) -> Verdict:
+        """Starts, applies the faults in order, and gives the verdict. Anything that stops the
+        run early (a recovery that timed out, a node that would not start) becomes one of the
+        verdict's problems; the verdict covers what was acknowledged until then."""
+        try:
+            self.start()
+            for fault in faults:
+                self.apply(fault)
+        except Exception as exc:  # noqa: BLE001 - whatever stopped the faults, the verdict must follow
+            self.log(traceback.format_exc().rstrip())
+            self.problems.append(f"the run stopped early: {type(exc).__name__}: {exc}")
+        return self.finish()
+
+    def apply(self, fault: PlannedFault) -> None:
+        getattr(self, fault.kind)(fault.draw)
+
     def close(self) -> None:
-        """Stops the clients and every node (by pid) and removes the network, whatever state the
-        run is in."""
+        """Stops the clients and every node (by pid), keeps a copy of the log dirs in
+        node-<id>/logs.saved, unmounts them and removes the network, whatever state the run
+        is in."""
         try:
             if self.reader:
                 self.reader.stop()
@@ -86,56 +148,203 @@ class ChaosRun:
             self.network.heal()
             self.cluster.stop()
         finally:
+            failed: list[str] = []
+            for mount in self.mounts.values():
+                try:
+                    if mount.mounted:
+                        shutil.copytree(mount.mount_point, mount.mount_point.with_name("logs.saved"),
+                                        ignore=shutil.ignore_patterns(FILLER_NAME), dirs_exist_ok=True)
+                except OSError as exc:  # a copy for reading later: never worth a leaked mount
+                    self.log(f"could not keep a copy of {mount.mount_point}: {exc}")
+                try:
+                    mount.unmount()
+                except DiskFaultError as exc:  # the next mount and the network still go
+                    failed.append(str(exc))
             self.network.destroy()
+            if failed:
+                raise DiskFaultError(f"could not unmount: {'; '.join(failed)}")
 
     # -- faults ----------------------------------------------------------------------------------
 
-    def isolate_leader(self) -> None:
+    def isolate_leader(self, draw: int = 0) -> None:
         """The leader of partition 0 loses the network (nodes and clients) for a while."""
         victim = self._leader()
         self._hold("isolate partition leader", victim, lambda: self.network.isolate(victim), self.network.heal)
 
-    def partition_controller(self) -> None:
+    def partition_controller(self, draw: int = 0) -> None:
         """The active controller is cut off from the other nodes; clients still reach everyone."""
         victim = self.cluster.wait_for_leader()
         others = [n for n in self.cluster.specs if n != victim]
         self._hold("partition controller", victim, lambda: self.network.partition([victim], others),
                    self.network.heal)
 
-    def pause_leader(self) -> None:
+    def pause_leader(self, draw: int = 0) -> None:
         victim = self._leader()
         self._hold("pause partition leader", victim, lambda: self.cluster.signal_node(victim, signal.SIGSTOP),
                    lambda: self.cluster.signal_node(victim, signal.SIGCONT))
 
-    def kill_leader(self) -> None:
+    def kill_leader(self, draw: int = 0) -> None:
         victim = self._leader()
         self._hold("kill -9 partition leader", victim, lambda: self.cluster.kill_node(victim),
                    lambda: self.cluster.start_node(victim))
 
-    def restart_node(self) -> None:
+    def restart_node(self, draw: int = 0) -> None:
         """A clean restart (SIGTERM: leadership is handed over first), as in a rolling upgrade."""
-        victim = random.choice(list(self.cluster.specs))
+        nodes = sorted(self.cluster.specs)
+        victim = nodes[draw % len(nodes)]
         self._hold("restart", victim, lambda: self.cluster.stop_node(victim),
                    lambda: self.cluster.start_node(victim), hold_s=0.5)
 
-    FAULTS = ("isolate_leader", "partition_controller", "pause_leader", "kill_leader", "restart_node")
+    def fill_disk(self, draw: int = 0) -> None:
+        """The log dir of partition 0's leader runs out of space (its tmpfs filled to the last
+        byte) for a while; then the filler is deleted and the node restarted, as an operator
+        would (like Kafka, a node takes a log that failed a write out of service until it
+        restarts)."""
+        victim = self._leader()
+        mount = self.mounts[victim]
+        effect: dict[str, int] = {}
+
+        def inject() -> None:
+            effect["filler_bytes"] = mount.fill()
+            self.log(f"  filled {mount.mount_point} with {effect['filler_bytes']} bytes")
+
+        def undo() -> None:
+            mount.free()
+            if not self.cluster.is_running(victim):
+                self.log(f"  node {victim} exited while its disk was full (code "
+                         f"{self.cluster.processes[victim].returncode})")
+            self.cluster.stop_node(victim)
+            self.cluster.start_node(victim)
+
+        self._hold("fill log dir", victim, inject, undo, effect=effect)
+
+    def flip_byte(self, draw: int = 0) -> None:
+        """A follower of partition 0 is stopped, one byte of a record in a sealed segment of
+        its partition 0 is inverted (as a bad disk would), and it is started again. Recovered
+        once no batch in its files fails its CRC any more (the node found and repaired it)."""
+        leader = self._leader()
+        followers = [n for n in sorted(self.cluster.specs) if n != leader]
+        victim = followers[draw % len(followers)]
+        partition_dir = self.cluster.specs[victim].partitions_dir / f"{TOPIC}-0"
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while not sealed_segments(partition_dir):  # SEGMENT_BYTES fill within seconds
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{partition_dir} had no sealed segment within {RECOVERY_TIMEOUT_S}s")
+            time.sleep(0.2)
+
+        effect: dict[str, int] = {}
+
+        def inject() -> None:
+            self.cluster.stop_node(victim)
+            flipped = flip_byte(partition_dir, draw // len(followers))
+            effect["flipped_batch_offset"] = flipped.batch_base_offset
+            self.log(f"  flipped {flipped}")
+            self.cluster.start_node(victim)
+
+        def repaired() -> bool:
+            return not damaged_batches(partition_dir)
+
+        self._hold("flip a byte in a sealed segment", victim, inject, lambda: None, hold_s=0.5, effect=effect,
+                   settled=(repaired, f"node {victim} repairing the damaged batch of {TOPIC}-0"))
+
+    def skew_clock(self, draw: int = 0) -> None:
+        """The leader of partition 0 is restarted with its clock CLOCK_SKEW ahead (libfaketime),
+        given back its leaderships once in sync, and after the hold restarted on the true time."""
+        victim = self._leader()
+        effect: dict[str, int] = {}
+
+        def restart(skewed: bool) -> None:
+            self.cluster.stop_node(victim)
+            if skewed:
+                self.skewed.add(victim)
+            else:
+                self.skewed.discard(victim)
+            self.cluster.start_node(victim)
+
+        def inject() -> None:
+            restart(skewed=True)
+            environ = Path(f"/proc/{self.cluster.processes[victim].pid}/environ").read_bytes().split(b"\0")
+            effect["skewed"] = int(f"FAKETIME={CLOCK_SKEW}".encode() in environ)
+            try:
+                self._wait_recovered()  # in sync again, and leading what it led
+            except TimeoutError as exc:
+                self.log(f"  node {victim} did not recover under the skew: {exc}")
+
+        self._hold(f"clock {CLOCK_SKEW}", victim, inject, lambda: restart(skewed=False),
+                   hold_s=max(self.hold_s, SKEW_HOLD_MIN_S), effect=effect)
+
+    def election_storm(self, draw: int = 0) -> None:
+        """Leaders of every partition move as fast as the active controller lets them: each
+        round rotates every replica list (a reassignment that only reorders completes at once)
+        and runs a preferred election. Undone by restoring the original replica order."""
+        victim = self.cluster.wait_for_leader()
+        original = {p["partition"]: list(p["replicas"]) for p in self._partitions()}
+        tally = {"rounds": 0, "elected": 0, "refused": 0}
+
+        def storm(hold_s: float) -> None:
+            deadline = time.monotonic() + hold_s
+            with self.cluster.admin(timeout_ms=5000) as admin:
+                while time.monotonic() < deadline:
+                    tally["rounds"] += 1
+                    shift = tally["rounds"] % len(self.cluster.specs)
+                    for partition, replicas in original.items():
+                        try:
+                            admin.reassign_partition(TOPIC, partition, replicas[shift:] + replicas[:shift])
+                        except RaftlogError:
+                            tally["refused"] += 1
+                    try:
+                        results = admin.elect_leaders("preferred", [(TOPIC, p) for p in original])
+                        tally["elected"] += sum(1 for r in results if not r["error"])
+                        tally["refused"] += sum(1 for r in results if r["error"])
+                    except RaftlogError:
+                        tally["refused"] += 1
+            self.log(f"  {tally['elected']} leader elections in {tally['rounds']} rounds over {hold_s:.1f} s "
+                     f"({tally['refused']} refused)")
+
+        def undo() -> None:
+            deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+            pending = dict(original)
+            with self.cluster.admin(timeout_ms=5000) as admin:
+                while pending:
+                    for partition, replicas in list(pending.items()):
+                        try:
+                            admin.reassign_partition(TOPIC, partition, replicas)
+                            del pending[partition]
+                        except RaftlogError as exc:
+                            if time.monotonic() > deadline:
+                                raise TimeoutError(f"could not restore the replica order of {TOPIC}-{partition}: "
+                                                   f"{exc}") from exc
+                    time.sleep(0.1 if pending else 0)
+
+        self._hold("leader election storm", victim, lambda: None, undo, during=storm, effect=tally)
 
     def _hold(self, name: str, victim: int, inject: Callable[[], None], undo: Callable[[], None],
-              hold_s: float | None = None) -> None:
+              hold_s: float | None = None, during: Callable[[float], None] = time.sleep,
+              effect: dict[str, int] | None = None,
+              settled: tuple[Callable[[], bool], str] | None = None) -> None:
+        """inject, hold (`during` gets the hold time: a sleep, or a fault that acts throughout),
+        undo, wait for recovery; effect: what inject/during did, filled in by them; settled: a
+        condition (and what it waits for) that recovery from this fault also needs."""
         held_s = self.hold_s if hold_s is None else hold_s
         self.log(f"{name}: node {victim} for {held_s:.1f} s")
         inject()
         acknowledged_before = self.workload.acknowledged()
         try:
-            time.sleep(held_s)
+            during(held_s)
         finally:
             undo()
         acknowledged_while_held = self.workload.acknowledged() - acknowledged_before
         started = time.monotonic()
-        self._wait_recovered()
-        self.workload.wait_for_progress(50, RECOVERY_TIMEOUT_S)
+        try:
+            if settled is not None:
+                self._wait_until(*settled)
+            self._wait_recovered()
+            self.workload.wait_for_progress(50, RECOVERY_TIMEOUT_S)
+        except TimeoutError:
+            self.faults.append(FaultRecord(name, victim, held_s, None, acknowledged_while_held, effect or {}))
+            raise
         recovered_s = time.monotonic() - started
-        self.faults.append(FaultRecord(name, victim, held_s, recovered_s, acknowledged_while_held))
+        self.faults.append(FaultRecord(name, victim, held_s, recovered_s, acknowledged_while_held, effect or {}))
         self.log(f"  {acknowledged_while_held} acknowledged while it held; recovered in {recovered_s:.1f} s after; "
                  f"{self.workload.acknowledged()} acknowledged so far")
 
@@ -157,12 +366,26 @@ class ChaosRun:
             time.sleep(0.1)
         raise TimeoutError("partition 0 has no leader")
 
+    def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster did not recover within {RECOVERY_TIMEOUT_S}s: {what}")
+            time.sleep(0.2)
+
     def _wait_recovered(self) -> None:
-        """Every partition led by a live node with all three replicas in sync, and led by its
-        preferred replica again (so leaders stay spread and one fault never hits them all)."""
+        """Every node running, every partition led by a live node with all three replicas in
+        sync, and led by its preferred replica again (so leaders stay spread and one fault never
+        hits them all). The processes are checked too: right after a short fault the ISR may
+        not have shrunk yet."""
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         last = None
         while time.monotonic() < deadline:
+            stopped = [n for n in self.cluster.specs if not self.cluster.is_running(n)]
+            if stopped:
+                last = f"node(s) {stopped} not running"
+                time.sleep(0.1)
+                continue
             try:
                 last = self._partitions()
                 if all(p["leader"] != NO_NODE and len(p["isr"]) == 3 for p in last):
@@ -178,18 +401,45 @@ class ChaosRun:
     # -- the verdict -----------------------------------------------------------------------------
 
     def finish(self) -> Verdict:
-        """Stops the workload, reads everything back, stops the nodes and compares their files."""
-        self.workload.stop()
-        self.reader.stop()
-        self._wait_recovered()
-        served = read_topic(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
-        verdict = check(self.workload.acks, served, self.reader.read)
+        """Stops the workload, reads everything back, stops the nodes and compares their files.
+        Always gives a verdict: a step that cannot complete adds a problem, and the checks use
+        what could be had."""
+        problems = list(self.problems)
+        # After a run stopped early the cluster may not answer at all: wait less for the rest.
+        flush_timeout_s = FLUSH_TIMEOUT_S if not problems else STOPPED_EARLY_FLUSH_TIMEOUT_S
+        unacknowledged_at_end = self.workload.stop(flush_timeout_s) if self.workload else 0
+        if self.reader:
+            self.reader.stop()
+        served: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(PARTITIONS)}
+        if self.workload:
+            try:
+                self._wait_recovered()
+            except TimeoutError as exc:
+                problems.append(f"recovery wait before reading back timed out: {exc}")
+            served, incomplete = read_topic(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
+            if incomplete:
+                problems.append(f"read-back incomplete: {incomplete}")
+        verdict = check(self.workload.acks if self.workload else [], served, self.reader.read if self.reader else [])
+        verdict.unacknowledged_at_end = unacknowledged_at_end
         self.cluster.stop()
-        replicas = {
-            node_id: {p: stored_records(spec.home / "data" / f"{TOPIC}-{p}") for p in range(PARTITIONS)}
-            for node_id, spec in self.cluster.specs.items()
-        }
+        replicas: dict[int, dict[int, list[tuple[int, bytes]]]] = {}
+        for node_id, spec in self.cluster.specs.items():
+            for partition in range(PARTITIONS):
+                partition_dir = spec.partitions_dir / f"{TOPIC}-{partition}"
+                if not partition_dir.is_dir():
+                    continue
+
+                def corrupt(offset: int, exc: Exception, where: str = f"node {node_id} {TOPIC}-{partition}") -> None:
+                    self.log(f"{where}: batch at offset {offset} is damaged ({exc})")
+
+                try:
+                    replicas.setdefault(node_id, {})[partition] = stored_records(partition_dir, on_corrupt=corrupt)
+                except (RaftlogError, OSError) as exc:
+                    problems.append(f"node {node_id} {TOPIC}-{partition}: files unreadable: {exc}")
         verdict.divergent = divergent_offsets(replicas)
-        self.log(f"verdict: {verdict.summary()}; producer failures: {self.workload.failures or 'none'}; "
-                 f"reader errors: {self.reader.errors or 'none'}")
+        verdict.problems = problems
+        producer_failures = (self.workload.failures if self.workload else None) or "none"
+        reader_errors = (self.reader.errors if self.reader else None) or "none"
+        self.log(f"verdict: {verdict.summary()}; producer failures: {producer_failures}; "
+                 f"reader errors: {reader_errors}")
         return verdict

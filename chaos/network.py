@@ -1,12 +1,13 @@
 """Test hosts in Linux network namespaces, so that a chaos test can cut the network between nodes.
 
-Topology (all made here, removed by `destroy`)::
+Topology (all made here, removed by `destroy`; <prefix> and the subnet 10.77.<n> come from
+the run's own slot, see chaos/slot.py, so two runs on one machine never share a name)::
 
-    <prefix>-n1 (10.77.0.1) --veth--+
-    <prefix>-n2 (10.77.0.2) --veth--+-- bridge br0 in <prefix>-sw
-    <prefix>-n3 (10.77.0.3) --veth--+
-    this process (10.77.0.254) -----+   (a veth from the test's own namespace: it runs the
-                                         clients and the admin calls)
+    <prefix>-n1 (10.77.<n>.1) --veth--+
+    <prefix>-n2 (10.77.<n>.2) --veth--+-- bridge br0 in <prefix>-sw
+    <prefix>-n3 (10.77.<n>.3) --veth--+
+    this process (10.77.<n>.254) -----+   (a veth from the test's own namespace: it runs the
+                                           clients and the admin calls)
 
 A node process runs inside its namespace (`launcher(node_id)` is the command prefix), so it
 binds and connects from its own address only. A partition is a set of iptables DROP rules
@@ -19,7 +20,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 
-SUBNET = "10.77.0"
+from chaos import slot as slots
+
 HOST_SUFFIX = 254  # this process's address on the test network
 
 
@@ -34,9 +36,14 @@ def _run(*args: str) -> None:
 
 
 class ChaosNetwork:
-    def __init__(self, node_ids: Iterable[int], prefix: str = "rlc"):
+    def __init__(self, node_ids: Iterable[int]):
+        """Claims a slot (its prefix and subnet) at once: the nodes' addresses are known before
+        the network is built. `destroy` gives it back."""
         self.node_ids = sorted(node_ids)
-        self.prefix = prefix
+        self.slot = slots.claim()
+        self.prefix = self.slot.prefix
+        self.subnet = self.slot.subnet
+        self._created = False
         self._cut: dict[int, set[str]] = {}  # node -> addresses it cannot exchange packets with
 
     # -- naming ----------------------------------------------------------------------------------
@@ -50,10 +57,10 @@ class ChaosNetwork:
 
     @property
     def host_address(self) -> str:
-        return f"{SUBNET}.{HOST_SUFFIX}"
+        return f"{self.subnet}.{HOST_SUFFIX}"
 
     def address(self, node_id: int) -> str:
-        return f"{SUBNET}.{node_id}"
+        return f"{self.subnet}.{node_id}"
 
     def launcher(self, node_id: int) -> list[str]:
         return ["ip", "netns", "exec", self.namespace(node_id)]
@@ -61,7 +68,10 @@ class ChaosNetwork:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def create(self) -> None:
-        self.destroy()  # whatever an interrupted run left behind
+        # Leftovers of an interrupted run with this prefix were removed when the slot was claimed.
+        if not self.slot.held:
+            raise NetworkError(f"{self.prefix}: this network was destroyed and its slot given back")
+        self._created = True
         _run("ip", "netns", "add", self.switch)
         _run("ip", "-n", self.switch, "link", "set", "lo", "up")
         _run("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
@@ -87,14 +97,16 @@ class ChaosNetwork:
         _run("ip", *where, "link", "set", inner, "up")
 
     def destroy(self) -> None:
-        """Removes every namespace and link of this prefix (their veth pairs go with them)."""
-        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
-        for line in listed.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if name == self.switch or name.startswith(f"{self.prefix}-n"):
+        """Removes every namespace and link of this network (their veth pairs go with them) and
+        gives the slot back. Idempotent."""
+        if self._created:
+            namespaces = [self.switch] + [self.namespace(n) for n in self.node_ids]
+            for name in namespaces:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-        subprocess.run(["ip", "link", "del", f"{self.prefix}-ha"], capture_output=True, timeout=30)
+            subprocess.run(["ip", "link", "del", f"{self.prefix}-ha"], capture_output=True, timeout=30)
+            self._created = False
         self._cut.clear()
+        self.slot.release()
 
     # -- faults ----------------------------------------------------------------------------------
 

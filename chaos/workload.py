@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from chaos.checker import Ack, make_value
@@ -69,12 +70,23 @@ class Workload:
                                    f"({self.acknowledged()} acknowledged, failures {self.failures})")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        """Stops sending and waits until every record sent has been acknowledged or has failed."""
+    def unfinished(self) -> int:
+        """Records sent that have been neither acknowledged nor failed (yet)."""
+        with self._lock:
+            return self.sent - len(self.acks) - sum(self.failures.values())
+
+    def stop(self, timeout_s: float = FLUSH_TIMEOUT_S) -> int:
+        """Stops sending and waits, up to timeout_s, until every record sent has been
+        acknowledged or has failed; returns how many were still unanswered when it gave up
+        (their fate is unknown: the checker counts them with the unacknowledged)."""
         self._stop.set()
         self._thread.join()
-        self._producer.flush(FLUSH_TIMEOUT_S)
-        self._producer.close(30)
+        try:
+            self._producer.flush(timeout_s)
+            self._producer.close(30)
+        except TimeoutError:
+            self.abort()
+        return self.unfinished()
 
     def abort(self) -> None:
         """Stops sending and gives up on what is still in flight (after a failed run)."""
@@ -120,27 +132,43 @@ class LiveReader:
         self._consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60) -> dict[int, list[tuple[int, bytes]]]:
-    """partition -> [(offset, value)], everything up to each partition's high watermark now."""
+def read_topic(bootstrap: str, topic: str, partitions: int,
+               timeout_s: float = 60) -> tuple[dict[int, list[tuple[int, bytes]]], str | None]:
+    """(partition -> [(offset, value)], None): everything up to each partition's high watermark
+    now; or, if that could not be read within timeout_s, what was read and why it stopped."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     served: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(partitions)}
-    with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000) as consumer:
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} up to {ends} within {timeout_s}s")
-            for record in consumer.poll(timeout_ms=500):
-                served[record.partition].append((record.offset, record.value))
-    return served
+    deadline = time.monotonic() + timeout_s
+    ends: dict = {}
+    try:
+        with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000) as consumer:
+            consumer.assign(tps)
+            ends = consumer.end_offsets(tps)
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    return served, f"could not read {topic} up to {ends} within {timeout_s}s"
+                try:
+                    records = consumer.poll(timeout_ms=500)
+                except RaftlogError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)  # e.g. no leader for a moment: try again until the deadline
+                    continue
+                for record in records:
+                    served[record.partition].append((record.offset, record.value))
+    except RaftlogError as exc:
+        return served, f"reading {topic} back failed ({exc.reason}: {exc}); read up to {ends or 'unknown ends'}"
+    return served, None
 
 
-def stored_records(partition_dir: Path) -> list[tuple[int, bytes]]:
+def stored_records(partition_dir: Path,
+                   on_corrupt: Callable[[int, Exception], None] | None = None) -> list[tuple[int, bytes]]:
     """(offset, value) of every record in a partition directory, read from its files (the node
-    must be stopped)."""
+    must be stopped). A batch that fails its checks raises, unless on_corrupt is given: then it
+    is reported there (with its base offset) and skipped, so its records are missing."""
     from raftlog.log import PartitionLog  # noqa: PLC0415 - only the offline reader needs it
-    from raftlog.log.record_batch import iter_batches  # noqa: PLC0415
+    from raftlog.log.errors import LogError  # noqa: PLC0415
+    from raftlog.log.record_batch import HEADER_SIZE, LOG_OVERHEAD, decode_batch, read_header  # noqa: PLC0415
 
     log = PartitionLog(partition_dir)
     records: list[tuple[int, bytes]] = []
@@ -150,9 +178,24 @@ def stored_records(partition_dir: Path) -> list[tuple[int, bytes]]:
             data = log.read(offset, 4 << 20)
             if not data:
                 break
-            for header, batch in iter_batches(data):
+            position = 0
+            while len(data) - position >= HEADER_SIZE:
+                size = int.from_bytes(data[position + 8: position + 12], "big", signed=True) + LOG_OVERHEAD
+                if position + size > len(data):
+                    break  # cut by the read's size: the next read starts with it
+                try:
+                    header, batch = decode_batch(data, position)
+                except LogError as exc:
+                    if on_corrupt is None:
+                        raise
+                    header = read_header(data, position, check_crc=False)  # a damaged header raises
+                    on_corrupt(header.base_offset, exc)
+                    batch = []
                 records += [(r.offset, r.value) for r in batch if r.offset >= offset]
                 offset = header.last_offset + 1
+                position += header.size
+            if position == 0:
+                break  # not even one whole batch: nothing more to read
     finally:
         log.close()
     return records

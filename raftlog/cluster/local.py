@@ -6,7 +6,7 @@ Layout of the data dir::
                                     the same cluster)
     <data-dir>/node-<id>/node.toml  the node's configuration
     <data-dir>/node-<id>/node.log   the node's log (stderr)
-    <data-dir>/node-<id>/data/      its log.dirs and metadata dir
+    <data-dir>/node-<id>/data/      its log.dirs and metadata dir (log.dirs elsewhere if given)
 
 Nodes are numbered first_node_id, first_node_id + 1, ... (default 1; Kafka operators often start
 at 0, which works too); the node in position k listens on base_port + k whatever its id, so the
@@ -46,6 +46,17 @@ class NodeSpec:
     metrics_port: int
     home: Path
     host: str = HOST
+    log_dir: Path | None = None  # None: home/data, with the metadata
+
+    @property
+    def data_dir(self) -> Path:
+        """The metadata dir, and the log dir unless log_dir says otherwise."""
+        return self.home / "data"
+
+    @property
+    def partitions_dir(self) -> Path:
+        """Where the node keeps its partition directories (`<topic>-<partition>`)."""
+        return self.log_dir or self.data_dir
 
     @property
     def address(self) -> str:
@@ -79,9 +90,12 @@ class LocalCluster:
         hosts: dict[int, str] | None = None,
         launcher: Callable[[int], list[str]] | None = None,
         first_node_id: int = 1,
+        log_dirs: dict[int, Path] | None = None,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
-        a command prefix to start it with (the chaos suite runs nodes in network namespaces)."""
+        a command prefix to start it with (the chaos suite runs nodes in network namespaces);
+        log_dirs: node id -> its log.dirs, apart from its metadata (the chaos suite puts them on
+        small mounts it can fill)."""
         if not 1 <= nodes <= 9:
             raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
         if first_node_id < 0:
@@ -92,7 +106,7 @@ class LocalCluster:
         metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
         self.specs = {
             i: NodeSpec(i, base_port + k, metrics_base + k if metrics_base else 0, self.data_dir / f"node-{i}",
-                        (hosts or {}).get(i, HOST))
+                        (hosts or {}).get(i, HOST), (log_dirs or {}).get(i))
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
         self._launcher = launcher
@@ -131,10 +145,12 @@ class LocalCluster:
             "cluster.id": self.cluster_id,
             "controller.quorum.voters": voters,
             "listeners": spec.address,
-            "log.dirs": str(spec.home / "data"),
+            "log.dirs": str(spec.partitions_dir),
             "metrics.port": spec.metrics_port,
             **self.extra_config,
         }
+        if spec.log_dir is not None:
+            values["metadata.log.dir"] = str(spec.data_dir)
         spec.home.mkdir(parents=True, exist_ok=True)
         lines = [f'"{name}" = {_toml_value(value)}' for name, value in values.items()]
         spec.config_path.write_text("# written by raftlog cluster up\n" + "\n".join(lines) + "\n")
