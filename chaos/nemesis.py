@@ -247,6 +247,23 @@ class ChaosRun:
         self._hold("flip a byte in a sealed segment", victim, inject, lambda: None, hold_s=0.5, effect=effect,
                    settled=(repaired, f"node {victim} repairing the damaged batch of {TOPIC}-0"))
 
+    @staticmethod
+    def _runs_skewed(pid: int) -> bool:
+        """Whether the process runs under the skew. The launcher (`ip netns exec ... env ...`)
+        execs the node in steps, so right after the start the pid may not hold the final
+        environment yet: look again, a bounded number of times."""
+        wanted = f"FAKETIME={CLOCK_SKEW}".encode()
+        for _ in range(100):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return False
+            if wanted in environ and b"cli.main" in cmdline:
+                return True
+            time.sleep(0.05)
+        return False
+
     def skew_clock(self, draw: int = 0) -> None:
         """The leader of partition 0 is restarted with its clock CLOCK_SKEW ahead (libfaketime),
         given back its leaderships once in sync, and after the hold restarted on the true time."""
@@ -263,8 +280,7 @@ class ChaosRun:
 
         def inject() -> None:
             restart(skewed=True)
-            environ = Path(f"/proc/{self.cluster.processes[victim].pid}/environ").read_bytes().split(b"\0")
-            effect["skewed"] = int(f"FAKETIME={CLOCK_SKEW}".encode() in environ)
+            effect["skewed"] = int(self._runs_skewed(self.cluster.processes[victim].pid))
             try:
                 self._wait_recovered()  # in sync again, and leading what it led
             except TimeoutError as exc:

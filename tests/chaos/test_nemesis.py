@@ -58,8 +58,6 @@ def test_a_flipped_byte_in_a_followers_sealed_segment_is_repaired(tmp_path):
     assert not run.workload.failures, run.workload.failures
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9 §8: a leader whose clock is 8 days ahead deletes acknowledged "
-                                        "records by retention (clock-skew retention)")
 def test_acknowledged_records_survive_a_leader_whose_clock_is_8_days_ahead(tmp_path):
     run, verdict = run_faults(tmp_path, ["skew_clock"])
     assert [f.name for f in run.faults] == ["clock +8d"], verdict.summary()
