@@ -20,10 +20,12 @@ run: $(STAMP)
 test: $(STAMP) proto-check lint netns-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Layering: pure modules import no grpc/asyncio/rocksdict, the client no server package, no cycles
-# (contracts in pyproject.toml).
+# Code checks (settings in pyproject.toml): layering (pure modules import no grpc/asyncio/rocksdict,
+# the client no server package, no cycles), ruff lint, mypy on raftlog/ and cli/.
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check raftlog cli chaos tests
+	$(BIN)/mypy
 
 # The chaos tests put nodes in network namespaces and cut links with iptables, put log dirs on
 # tmpfs mounts, and run a node under libfaketime for the clock-skew fault (needs root).

@@ -41,7 +41,7 @@ def produce(topic, acks, properties, partition, compression_type, bootstrap_serv
                             compression_type=compression)
     except ValueError as exc:
         fail(str(exc))
-    futures = []
+    futures: list = []
     try:
         for line in sys.stdin:
             line = line.rstrip("\n")

@@ -36,6 +36,8 @@ def command(writes, concurrency, single_writes, failover_runs, base_port, output
     """Metadata quorum: pipelined writes/s, single-write latency, failover time (own 3-node cluster)."""
     from raftlog.perf.quorum_bench import run_quorum_bench
 
-    progress = (lambda line: click.echo(line, err=True))
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
     result = run_quorum_bench(writes, concurrency, single_writes, failover_runs, base_port, progress=progress)
     emit(output_format, result.summary(), _text)

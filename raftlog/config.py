@@ -279,9 +279,15 @@ def _check_ranges(values: Mapping[str, Any]) -> None:
         ),
         (0 <= values["metrics.port"] < 65536, lambda: f"metrics.port {values['metrics.port']} is out of range"),
     ]
-    checks += [(values[name] > 0, lambda name=name: f"{name} must be > 0, got {values[name]}") for name in _POSITIVE]
+    def positive(name: str) -> Callable[[], str]:
+        return lambda: f"{name} must be > 0, got {values[name]}"
+
+    def at_least(key: ConfigKey) -> Callable[[], str]:
+        return lambda: f"{key.name} must be >= {key.minimum}, got {values[key.name]}"
+
+    checks += [(values[name] > 0, positive(name)) for name in _POSITIVE]
     checks += [
-        (values[key.name] >= key.minimum, lambda key=key: f"{key.name} must be >= {key.minimum}, got {values[key.name]}")
+        (values[key.name] >= key.minimum, at_least(key))
         for key in _KEYS
         if key.minimum is not None
     ]

@@ -194,7 +194,7 @@ class Node:
             await self._set_serving(False)  # at once: health checks see it before the slow parts
         try:
             await asyncio.wait_for(self.stop(), timeout=self.config["shutdown.timeout.ms"] / 1000.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("node %d: clean shutdown took too long; exiting anyway", self.config.node_id)
         return failure
 

@@ -77,7 +77,7 @@ class BrokerLifecycle:
         if self.broker_epoch is not None and not self.fenced:
             try:
                 await self._heartbeat(want_fence=True)
-            except (RaftlogError, asyncio.TimeoutError):
+            except (TimeoutError, RaftlogError):
                 pass
 
     async def _register(self) -> None:
@@ -112,13 +112,14 @@ class BrokerLifecycle:
 
     def _observe_clock(self, sent_ms: float, received_ms: float, controller_ms: int) -> None:
         verdict = self.clock_skew.observe(sent_ms, received_ms, controller_ms)
+        skew_ms = self.clock_skew.skew_ms
+        assert skew_ms is not None, "an observation sets the skew"
         if verdict is False:
             log.error("broker %d: wall clock is %.0f ms off the controller's (bound %d ms): deleting nothing by "
-                      "time until they agree", self._broker_id, -self.clock_skew.skew_ms,
-                      self.clock_skew.max_skew_ms)
+                      "time until they agree", self._broker_id, -skew_ms, self.clock_skew.max_skew_ms)
         elif verdict is True:
             log.info("broker %d: wall clock agrees with the controller's (%.0f ms off): time-based retention on",
-                     self._broker_id, -self.clock_skew.skew_ms)
+                     self._broker_id, -skew_ms)
 
     async def _run(self) -> None:
         last_answer = time.monotonic()
@@ -131,7 +132,7 @@ class BrokerLifecycle:
                 last_answer = time.monotonic()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._heartbeat_interval_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             except RaftlogError as exc:
                 if exc.error in (Errors.STALE_BROKER_EPOCH, Errors.UNKNOWN_BROKER):

@@ -94,7 +94,9 @@ class AsyncConsumer:
         for record in self._buffer:
             if record.partition == tp.partition and record.topic == tp.topic:
                 return record.offset
-        return self._positions[tp]
+        position = self._positions[tp]
+        assert position is not None, f"{tp}: no position after a reset"
+        return position
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: await self._list_offset(tp, LATEST) for tp in partitions}
@@ -193,6 +195,7 @@ class AsyncConsumer:
                 self._metadata.invalidate()
             return
         position = self._positions[tp]
+        assert position is not None, f"{tp}: fetched without a position"
         for offset, timestamp, key, value, headers in record_codec.decode_records(result.records):
             if offset >= position:
                 self._buffer.append(ConsumerRecord(tp.topic, tp.partition, offset, timestamp, key, value, headers))

@@ -271,7 +271,7 @@ class _Sender:
         while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), linger_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             while True:
@@ -430,7 +430,8 @@ class _Sender:
         except grpc.RpcError as exc:
             return [error_from_rpc(exc)] * len(batches)
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
                 raise  # we are being cancelled
             # grpc.aio ends a call it cancelled itself (its channel reconnecting) this way: retry.
             return [RaftlogError(Errors.BROKER_NOT_AVAILABLE, "the call was cancelled by the channel")] * len(batches)
@@ -493,7 +494,8 @@ class _ProducerBase:
             return partition_for_key(key, count)
         return self._sticky.partition(topic, count)
 
-    def _record(self, topic, value, key, headers, partition, timestamp_ms) -> tuple:
+    def _record(self, topic, value, key, headers, partition,
+                timestamp_ms) -> tuple[str, int, bytes | None, bytes | None, list, int]:
         """(topic, partition, key, value, headers, timestamp_ms) as the accumulator takes them."""
         if self._closed:
             raise RaftlogError("INVALID_REQUEST", "the producer is closed")
@@ -535,11 +537,16 @@ class AsyncProducer(_ProducerBase):
             self._sender = _Sender(self._metadata, self._accumulator, self._settings)
             self._sender.start()
 
+    async def _started(self) -> tuple[ClusterMetadata, _Sender]:
+        await self.start()
+        assert self._metadata is not None and self._sender is not None, "start() sets both"
+        return self._metadata, self._sender
+
     async def send(self, topic: str, value=None, key=None, headers=None, partition: int | None = None,
                    timestamp_ms: int | None = None) -> RecordFuture:
-        await self.start()
+        metadata, sender = await self._started()
         if topic not in self._partition_counts:
-            self._partition_counts[topic] = len(await self._metadata.partitions_for(topic))
+            self._partition_counts[topic] = len(await metadata.partitions_for(topic))
         record = self._record(topic, value, key, headers, partition, timestamp_ms)
         appended = self._accumulator.try_append(*record)
         if appended is None:
@@ -547,7 +554,7 @@ class AsyncProducer(_ProducerBase):
         future, filled = appended
         self._appended(topic, key is None and partition is None, filled)
         if filled:
-            self._sender.wake()
+            sender.wake()
         return future
 
     async def _wait_for_room(self, record: tuple) -> tuple[RecordFuture, bool]:
@@ -565,7 +572,7 @@ class AsyncProducer(_ProducerBase):
                 raise self._accumulator.buffer_full(self._accumulator.record_size(key, value, headers), max_block_s)
             try:
                 await asyncio.wait_for(self._space_freed.wait(), remaining_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def flush(self) -> None:
@@ -573,7 +580,7 @@ class AsyncProducer(_ProducerBase):
             await self._sender.flush()
 
     async def close(self) -> None:
-        if self._sender and not self._closed:
+        if self._sender and self._metadata and not self._closed:
             self._closed = True
             await self._sender.close()
             await self._metadata.close()

@@ -7,6 +7,8 @@ rule without a quorum.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from raftlog import config as node_config
 from raftlog.controller import partitions as partition_rules
 from raftlog.controller.topics import validated_configs
@@ -164,7 +166,7 @@ def fence_expired(
 
 
 def set_fenced(
-    image: MetadataImage, broker_id: int, fenced: bool, unclean_default: bool, also_fenced: set[int] = frozenset(),
+    image: MetadataImage, broker_id: int, fenced: bool, unclean_default: bool, also_fenced: AbstractSet[int] = frozenset(),
     offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     """The fencing record plus the partition changes it causes (leaders move, ISRs shrink or revive)."""

@@ -17,7 +17,8 @@ from raftlog.metadata.image import MetadataImage
 
 def current_load(image: MetadataImage) -> tuple[Counter, Counter]:
     """(replicas per broker, leaderships per broker) over every existing partition."""
-    replicas, leaders = Counter(), Counter()
+    replicas: Counter[int] = Counter()
+    leaders: Counter[int] = Counter()
     for _, partition in image.partitions():
         replicas.update(partition.replicas)
         if partition.replicas:

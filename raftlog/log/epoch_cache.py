@@ -80,7 +80,7 @@ class LeaderEpochCache:
         if not self.dirty:
             return None
         self.dirty = False
-        text = "0\n%d\n" % len(self.entries) + "".join(f"{e} {o}\n" for e, o in self.entries)
+        text = f"0\n{len(self.entries)}\n" + "".join(f"{e} {o}\n" for e, o in self.entries)
         return text.encode()
 
 

@@ -434,7 +434,7 @@ class PartitionLog:
             good_end = max(good_end, header.next_offset)
 
     def _segments_from(self, offset: int) -> list[LogSegment]:
-        for i, segment in enumerate(self.segments):
+        for i in range(len(self.segments)):
             nxt = self.segments[i + 1].base_offset if i + 1 < len(self.segments) else None
             if nxt is None or offset < nxt:
                 return self.segments[i:]

@@ -330,7 +330,7 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: i
                     log_append_time: int | None) -> list[Record]:
     """The hot loop of every consumer. Varints of one or two bytes (lengths below 8 KiB,
     offset deltas below 8192: the common case) are decoded inline; longer ones by call."""
-    records = []
+    records: list[Record] = []
     append = records.append
     read_varint = decode_varint
     make = Record

@@ -165,7 +165,7 @@ class MetadataImage:
     def _change_partition(self, change: pb.PartitionChangeRecord) -> None:
         topic = self.topics_by_id.get(change.topic_id)
         current = topic.partitions.get(change.partition) if topic else None
-        if current is None:
+        if topic is None or current is None:
             return
         updates: dict = {"partition_epoch": current.partition_epoch + 1}
         if change.HasField("leader") and change.leader != current.leader:

@@ -8,6 +8,7 @@ nothing for them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,10 +23,13 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+MetricFamily = GaugeMetricFamily | CounterMetricFamily
+
+
 class _SnapshotCollector(Collector):
     """Yields gauge families computed by a callable at scrape time."""
 
-    def __init__(self, produce: Callable[[], Iterable[GaugeMetricFamily]]):
+    def __init__(self, produce: Callable[[], Iterable[MetricFamily]]):
         self._produce = produce
 
     def collect(self):
@@ -59,7 +63,7 @@ class NodeMetrics:
             "raftlog_background_errors", "Unexpected errors that a survivable background loop logged and went on "
             "after, per loop", ["loop"], registry=self.registry,
         )
-        self._server = None
+        self._server: Any = None  # prometheus-client's WSGI server once serving
 
     def produced(self, topic: str, byte_count: int, record_count: int) -> None:
         self.bytes_in.labels(topic).inc(byte_count)
@@ -78,7 +82,7 @@ class NodeMetrics:
         if failure_reason is not None:
             self.failed_requests.labels(api, failure_reason).inc()
 
-    def add_gauges(self, produce: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+    def add_gauges(self, produce: Callable[[], Iterable[MetricFamily]]) -> None:
         self.registry.register(_SnapshotCollector(produce))
 
     def serve(self, host: str, port: int) -> None:
@@ -90,10 +94,22 @@ class NodeMetrics:
             self._server = None
 
 
-def raft_gauges(status_of: Callable[[], object]) -> Callable[[], Iterable[GaugeMetricFamily]]:
+class RaftStatusView(Protocol):
+    """What the gauges read of raftlog.raft.RaftStatus (no import of the Raft driver here)."""
+
+    node_id: int
+    term: int
+    leader_id: int | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+
+
+def raft_gauges(status_of: Callable[[], RaftStatusView]) -> Callable[[], Iterable[MetricFamily]]:
     """Gauges of the Raft driver's status: term, indexes, active controller."""
 
-    def produce() -> Iterable[GaugeMetricFamily]:
+    def produce() -> Iterable[MetricFamily]:
         status = status_of()
         values = [
             ("raftlog_raft_term", "Current Raft term", status.term),
@@ -110,7 +126,7 @@ def raft_gauges(status_of: Callable[[], object]) -> Callable[[], Iterable[GaugeM
     return produce
 
 
-def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
+def partition_gauges(manager) -> Callable[[], Iterable[MetricFamily]]:
     """Per-partition and cluster-health gauges of a broker's ReplicaManager, read at scrape time.
 
     under-replicated/offline/under-min-ISR count the partitions this broker leads (offline:
@@ -118,7 +134,7 @@ def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
     every node, so sum() across nodes over-counts them; use max()).
     """
 
-    def produce() -> Iterable[GaugeMetricFamily]:
+    def produce() -> Iterable[MetricFamily]:
         labels = ["topic", "partition"]
         start = GaugeMetricFamily("raftlog_log_start_offset", "Log start offset", labels=labels)
         end = GaugeMetricFamily("raftlog_log_end_offset", "Log end offset", labels=labels)
@@ -163,10 +179,10 @@ def partition_gauges(manager) -> Callable[[], Iterable[GaugeMetricFamily]]:
     return produce
 
 
-def clock_gauges(clock_skew) -> Callable[[], Iterable[GaugeMetricFamily]]:
+def clock_gauges(clock_skew) -> Callable[[], Iterable[MetricFamily]]:
     """This node's wall clock against the active controller's (raftlog/broker/clock_skew.py)."""
 
-    def produce() -> Iterable[GaugeMetricFamily]:
+    def produce() -> Iterable[MetricFamily]:
         skew_ms = clock_skew.skew_ms
         yield GaugeMetricFamily("raftlog_clock_skew_ms", "The active controller's wall clock minus ours "
                                 "(NaN until a heartbeat answered)", value=float("nan") if skew_ms is None else skew_ms)

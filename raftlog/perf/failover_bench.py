@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raftlog.client.producer import Producer
+from raftlog.client.producer import Producer, RecordFuture
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
 from raftlog.perf.stats import median
@@ -61,7 +61,7 @@ class _SteadyProducer:
         self._interval_s = interval_ms / 1000.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._sent: list[tuple[float, object]] = []  # (send time, future)
+        self._sent: list[tuple[float, RecordFuture]] = []  # (send time, future)
         self._thread = threading.Thread(target=self._run, name="perf-failover-producer", daemon=True)
 
     def start(self) -> None:

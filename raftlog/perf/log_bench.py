@@ -89,7 +89,8 @@ def run_log_bench(directory: Path | None, total_mb: int) -> dict:
         # Measured before and after the cases (a virtual disk's speed drifts); the better one
         # is the denominator, so a ratio never flatters the engine.
         raw_before = raw_disk_mb_per_s(base, total_bytes)
-        results = {"raw_fdatasync_1mib_mb_per_s": raw_before, "appends": []}
+        appends: list[dict] = []
+        results: dict = {"raw_fdatasync_1mib_mb_per_s": raw_before, "appends": appends}
         for record_size in (100, 1024):
             for batch_bytes in (16 * 1024, MIB):
                 batch, count = _batch(record_size, batch_bytes)

@@ -288,7 +288,7 @@ class RaftDriver:
         self._wake.set()
         try:
             return await asyncio.wait_for(future, timeout_ms / 1000.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._proposals.pop(index, None)
             raise TimeoutError(f"entry {index} was not committed within {timeout_ms} ms") from None
 
@@ -300,7 +300,7 @@ class RaftDriver:
         self._wake.set()
         try:
             await asyncio.wait_for(future, timeout_ms / 1000.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._reads.pop(request_id, None)
             raise TimeoutError(f"read index not confirmed within {timeout_ms} ms") from None
 

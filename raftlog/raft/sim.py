@@ -42,6 +42,7 @@ from raftlog.raft.messages import (
     NotLeaderError,
     PersistedState,
     Ready,
+    Snapshot,
 )
 
 FAULT_STEPS = 400
@@ -59,7 +60,7 @@ class Disk:
     """What survives a crash: only what a Ready told the node to persist."""
 
     hard_state: HardState = field(default_factory=HardState)
-    snapshot: object = None
+    snapshot: Snapshot | None = None
     entries: dict[int, Entry] = field(default_factory=dict)
 
     def persisted(self) -> PersistedState:
@@ -210,6 +211,7 @@ class Simulation:
 
     def _process_ready(self, node: SimNode, faulty: bool) -> None:
         raft = node.raft
+        assert raft is not None, f"node {node.node_id} is down: it has no Ready"
         ready = raft.ready()
         if ready is None:
             return
@@ -227,6 +229,7 @@ class Simulation:
 
     def _maybe_snapshot(self, node: SimNode) -> None:
         raft = node.raft
+        assert raft is not None, f"node {node.node_id} is down: nothing to snapshot"
         if raft.log.applied - raft.log.snapshot_index >= SNAPSHOT_EVERY:
             snapshot = raft.compact(raft.log.applied, pickle.dumps(sorted(node.applied.items())))
             node.disk.snapshot = snapshot
@@ -360,13 +363,16 @@ class Simulation:
         if elected_at is None or elected_at - self.fault_steps > bound:
             self._fail(f"liveness: no leader within {bound} ticks after the faults stopped")
         leader = self._leader()
+        if leader is None:
+            self._fail("liveness: the leader elected after the faults is gone")
+        assert leader is not None
         final = leader.log.last_index
         for _ in range(20 * ELECTION_TICKS):
-            if all(n.raft.log.applied >= final for n in self.nodes.values()):
+            if all(n.raft is not None and n.raft.log.applied >= final for n in self.nodes.values()):
                 break
             self.step(faulty=False)
         else:
-            lagging = {n.node_id: n.raft.log.applied for n in self.nodes.values()}
+            lagging = {n.node_id: n.raft.log.applied if n.raft else None for n in self.nodes.values()}
             self._fail(f"liveness: leader {leader.id}'s entries up to {final} were not applied everywhere: {lagging}")
         if self._leader() is not leader:
             self._fail("liveness: leadership changed without any fault")

@@ -63,6 +63,7 @@ def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMes
     """A SNAPSHOT message as protos of at most chunk_bytes of snapshot data each, made one at a
     time (a large snapshot is not copied into all its chunks at once)."""
     snapshot = msg.snapshot
+    assert snapshot is not None, f"a SNAPSHOT message to {msg.to} carries no snapshot"
     data = memoryview(snapshot.data)
     offset = 0
     while True:
@@ -236,8 +237,8 @@ class RaftTransport:
 
     def _next_proto(self, peer: _Peer) -> raft_pb2.RaftMessage | None:
         if peer.carry is not None:
-            proto, peer.carry = peer.carry, None
-            return proto
+            carried, peer.carry = peer.carry, None
+            return carried
         while True:
             if peer.chunks is not None:
                 proto = next(peer.chunks, None)

@@ -96,13 +96,16 @@ class ReplicaFetcher:
             ],
         )
 
-    async def _handle(self, response, sent, asked: dict[tuple[bytes, int], tuple[int, int]]) -> None:
+    async def _handle(self, response, sent: dict[tuple[bytes, int], Partition],
+                      asked: dict[tuple[bytes, int], tuple[int, int]]) -> None:
         """Applies one response, partition by partition: an error in one (in the response, or in
         applying it here) backs off that partition only, never the others (Kafka's model)."""
         for result in response.results:
             key = (result.topic_id, result.partition)
             partition = sent.get(key)
-            if partition is None or self.partitions.get(key) is not partition:
+            if partition is None:
+                continue
+            if self.partitions.get(key) is not partition:
                 continue  # no longer followed from this leader
             if partition.info is None or partition.info.leader != self.leader_id:
                 continue

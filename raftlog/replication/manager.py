@@ -33,7 +33,7 @@ from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
 from raftlog.limits import RECONCILE_CHUNK_PARTITIONS, YIELD_EVERY_PARTITIONS
 from raftlog.log import LogConfig, TopicSettings
-from raftlog.log.errors import CorruptLogError
+from raftlog.log.errors import CorruptLogError, LogError
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.scrubber import ScrubCursor
 from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
@@ -159,6 +159,7 @@ class ReplicaManager:
 
     def _on_metadata_batch(self, offset: int, batch) -> None:
         if batch is None or any(record.WhichOneof("record") in PARTITION_RECORD_KINDS for record in batch.records):
+            assert self._loop is not None, "metadata listener registered before start()"
             self._loop.call_soon_threadsafe(self._dirty.set)
 
     async def _reconcile_loop(self) -> None:
@@ -241,10 +242,15 @@ class ReplicaManager:
         """Serves a newly opened log: failure and corruption listeners, and a repair if recovery cut
         data that was durable."""
         loop = asyncio.get_running_loop()
-        replica_log.set_failure_listener(
-            lambda error: loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message))
-        replica_log.set_corruption_listener(
-            lambda error: loop.call_soon(self.corruption_found, key, error.offset, error.message))
+
+        def failed(error: LogError) -> None:  # may be called on a flush thread
+            loop.call_soon_threadsafe(self.log_dir_failed, replica_log.log_dir, error.message)
+
+        def corrupt(error: CorruptLogError) -> None:
+            loop.call_soon(self.corruption_found, key, error.offset, error.message)
+
+        replica_log.set_failure_listener(failed)
+        replica_log.set_corruption_listener(corrupt)
         try:
             partition = Partition(topic_name, info.topic_id, info.partition, self.broker_id, replica_log, self.changed)
         except CorruptLogError as exc:  # rot the producer-state rebuild ran into: cut there, fetch again

@@ -33,7 +33,7 @@ class ChangeNotifier:
             return
         try:
             await asyncio.wait_for(token.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:

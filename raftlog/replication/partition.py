@@ -125,36 +125,42 @@ class Partition:
 
     def become_leader(self) -> None:
         """Starts a new leader epoch at the log end; followers start out caught up if in the ISR."""
+        info = self.info
+        assert info is not None, f"{self.name}: a role change without partition metadata"
         now_ms = self._clock_ms()
         self.log.assign_epoch(self.leader_epoch, self.log.log_end_offset)
         self.leader_epoch_start_offset = self.log.log_end_offset
         self.followers = {}
-        for replica in self.info.replicas:
+        for replica in info.replicas:
             if replica != self.broker_id:
                 state = isr_rules.FollowerState()
-                state.reset(now_ms, replica in self.info.isr)
+                state.reset(now_ms, replica in info.isr)
                 self.followers[replica] = state
-        self._set_isr_state(isr_rules.CommittedIsr(self.info.isr))
+        self._set_isr_state(isr_rules.CommittedIsr(info.isr))
         self._recompute_high_watermark()
         log.info("%s: leader in epoch %d from offset %d, ISR %s", self.name, self.leader_epoch,
                  self.leader_epoch_start_offset, list(self.isr))
 
     def _track_replicas(self) -> None:
         """Follower states for replicas that joined the replica set (not caught up yet); none for those that left."""
+        info = self.info
+        assert info is not None, f"{self.name}: a role change without partition metadata"
         now_ms = self._clock_ms()
-        for replica in self.info.replicas:
+        for replica in info.replicas:
             if replica != self.broker_id and replica not in self.followers:
                 state = self.followers[replica] = isr_rules.FollowerState()
-                state.reset(now_ms, replica in self.info.isr)
-        for replica in [r for r in self.followers if r not in self.info.replicas]:
+                state.reset(now_ms, replica in info.isr)
+        for replica in [r for r in self.followers if r not in info.replicas]:
             del self.followers[replica]
 
     def become_follower(self) -> None:
+        info = self.info
+        assert info is not None, f"{self.name}: a role change without partition metadata"
         # No truncation here: the fetcher finds the divergence point with the leader's epochs
         # (KIP-279), which is what keeps acknowledged records through repeated leader changes.
         self.followers = {}
-        self._set_isr_state(isr_rules.CommittedIsr(self.info.isr))
-        log.info("%s: follower of %d in epoch %d", self.name, self.info.leader, self.leader_epoch)
+        self._set_isr_state(isr_rules.CommittedIsr(info.isr))
+        log.info("%s: follower of %d in epoch %d", self.name, info.leader, self.leader_epoch)
 
     # -- leader: produce --------------------------------------------------------------------
 
@@ -308,7 +314,8 @@ class Partition:
     def isr_change_wanted(self, lag_max_ms: int, unfenced: set[int]) -> tuple[int, ...] | None:
         """The ISR this leader should ask the controller for, or None. Only unfenced brokers may
         join (the controller would refuse the others: KIP-841)."""
-        if not self.is_leader or self.isr_state.in_flight:
+        info, isr_state = self.info, self.isr_state
+        if not self.is_leader or info is None or isr_state is None or isr_state.in_flight:
             return None
         now_ms = self._clock_ms()
         current = set(self.isr)
@@ -321,7 +328,7 @@ class Partition:
         wanted = (current - shrink) | grow
         if wanted == current:
             return None
-        return tuple(r for r in self.info.replicas if r in wanted)
+        return tuple(r for r in info.replicas if r in wanted)
 
     def prepare_isr_change(self, lag_max_ms: int, unfenced: set[int]) -> isr_rules.IsrState | None:
         """Moves to a pending state when the ISR should change; the caller sends its `requested`
@@ -332,6 +339,7 @@ class Partition:
             return None
         committed = self.isr
         removing = tuple(r for r in committed if r not in wanted)
+        state: isr_rules.IsrState
         if removing:
             requested = tuple(r for r in committed if r not in removing)
             state = isr_rules.PendingShrinkIsr(committed, removing, requested)

@@ -37,6 +37,7 @@ class ColumnFamily:
         """Key/value pairs with start <= key < end, in key order."""
         iterator = self._rdict.items(from_key=start) if start is not None else self._rdict.items()
         for key, value in iterator:
+            assert isinstance(key, bytes), f"raftlog keys are bytes, found {key!r}"
             if end is not None and key >= end:
                 return
             yield key, value
@@ -105,8 +106,8 @@ class Store:
         # Every column-family object keeps RocksDB alive; drop them before closing, so that
         # a ColumnFamily wrapper someone still holds cannot keep the DB (and its LOCK) open.
         for family in self._families.values():
-            family._rdict = None
-            family.handle = None
+            family._rdict = None  # type: ignore[assignment]  # closed: nothing may use it again
+            family.handle = None  # type: ignore[assignment]
         self._families.clear()
         self._db.close()
         del self._db

@@ -117,7 +117,7 @@ def test_acks_all_produce_and_consume_round_trip(make_cluster):
     with cluster.admin() as admin:
         admin.alter_configs("topics", "events", set_configs={"segment.bytes": "1024"})
     producer = Producer(cluster.bootstrap_servers, acks="all", linger_ms=0)
-    for i in range(40):  # one 100-byte record per batch: a 1 KiB segment rolls every few batches
+    for _ in range(40):  # one 100-byte record per batch: a 1 KiB segment rolls every few batches
         producer.send("events", b"x" * 100, partition=0).result(10)
     producer.close()
     wait_until(lambda: min(segment_counts()) >= 3, 10, "every replica to roll at the new segment.bytes")
@@ -168,7 +168,7 @@ def test_a_compacted_topic_keeps_the_latest_value_per_key_on_every_replica(make_
     offsets = [offset for offset, _ in records]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
     view: dict = {}
-    for offset, value in records:  # read in offset order: the last one wins, as for a consumer
+    for _offset, value in records:  # read in offset order: the last one wins, as for a consumer
         view[b"user-%d" % (int(value[1:]) % 10)] = value
     assert view == latest
     for node_id in cluster.specs:  # every replica cleans its own copy

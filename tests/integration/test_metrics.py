@@ -30,7 +30,7 @@ def scrape(cluster, node_id: int) -> list[tuple[str, dict[str, str], float]]:
 
 def value(samples, name: str, **labels: str) -> float:
     """The one sample of `name` whose labels include `labels`; 0.0 when it has not been reported."""
-    found = [v for n, l, v in samples if n == name and all(l.get(k) == w for k, w in labels.items())]
+    found = [v for n, tags, v in samples if n == name and all(tags.get(k) == w for k, w in labels.items())]
     assert len(found) <= 1, f"{name} {labels} is ambiguous: {found}"
     return found[0] if found else 0.0
 

@@ -177,7 +177,7 @@ def test_retention_by_time_and_size_never_removes_the_active_segment(tmp_path):
 
 def test_retention_bytes_and_delete_records(tmp_path):
     log = PartitionLog(tmp_path, LogConfig(segment_bytes=200, retention_ms=-1, retention_bytes=400))
-    for i in range(30):
+    for _ in range(30):
         log.append(batch(b"y" * 20), leader_epoch=0)
     log.apply_retention()
     assert log.size_bytes() - log.active.size < 400

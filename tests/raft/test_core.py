@@ -209,7 +209,7 @@ def test_read_index_confirms_leadership_with_a_heartbeat_round():
     net.isolate(1)
     leader.read_index(7)
     net.flush()
-    assert not any(r.request_id == 7 for r in getattr(leader, "_read_states"))
+    assert not any(r.request_id == 7 for r in leader._read_states)
     net.heal()
     leader.read_index(8)
     ready = leader.ready()
