@@ -76,3 +76,95 @@ RECONCILE_CHUNK_PARTITIONS = 16
 assert MAX_PARTITIONS_CREATED_PER_REQUEST <= MAX_PARTITIONS_PER_TOPIC, "one request may not exceed a whole topic"
 assert YIELD_EVERY_PARTITIONS < MAX_PARTITIONS_CREATED_PER_REQUEST, "creating a topic must yield at least once"
 assert RECONCILE_CHUNK_PARTITIONS <= YIELD_EVERY_PARTITIONS, "reconciliation does slower work per partition"
+
+
+# -- Raft transport and driver ---------------------------------------------------------------
+
+# Messages queued for one peer whose stream is slow or down; past it the oldest are dropped.
+# Raft resends what matters (appends are retried from the follower's progress, heartbeats recur),
+# so a bound only costs a retransmission, while an unbounded queue to a dead peer grows forever.
+RAFT_MAX_QUEUED_MESSAGES = 10_000
+
+# Pause before reopening a broken stream to a peer: short, because a Raft peer that came back must
+# hear its leader before its election timeout (500 ms) runs out.
+RAFT_RECONNECT_BACKOFF_S = 0.05
+
+# A Ready whose entries (and snapshot) add up to at most this is persisted on the event loop: one
+# synced RocksDB write of that size takes ~0.2 ms, cheaper than a hop to a worker thread; larger
+# writes go to a thread so proposals keep arriving meanwhile (and share the next fsync).
+RAFT_INLINE_WRITE_MAX_BYTES = 64 * 1024
+
+# Entries in one APPEND message, and APPEND messages in flight to one follower (etcd raft's
+# MaxSizePerMsg / MaxInflightMsgs): together they bound what a slow follower can have queued.
+RAFT_MAX_ENTRIES_PER_MESSAGE = 4096
+RAFT_MAX_INFLIGHT_MESSAGES = 256
+
+
+# -- replication (follower fetches) -------------------------------------------------------------
+
+# A follower's long poll waits at most this long for new data (Kafka's replica.fetch.wait.max.ms).
+REPLICA_FETCH_MAX_WAIT_MS = 500
+
+# Bytes one ReplicaFetch answer may carry: a follower far behind catches up in steps this size,
+# well under MAX_MESSAGE_BYTES.
+REPLICA_FETCH_MAX_BYTES = 16 * MIB
+
+# A partition whose fetch failed waits this long before it is fetched again (the others go on).
+REPLICA_FETCH_ERROR_BACKOFF_S = 0.1
+
+# Deadline of one ReplicaFetch call: the long poll plus ample room for a slow leader; a leader
+# that does not answer in this time is taken for unreachable and asked again.
+REPLICA_FETCH_TIMEOUT_S = 5.0
+
+
+# -- the data plane: what a produce or fetch request may ask --------------------------------------
+
+# The longest a consumer's Fetch may wait for data (max_wait_ms is capped to this), so a request
+# never pins a handler for longer than a client's usual request timeout.
+FETCH_MAX_WAIT_CAP_MS = 30_000
+
+# Batches of one producer the leader remembers for de-duplication, and so the most a producer may
+# have in flight per partition (Kafka's max.in.flight.requests.per.connection limit for idempotence).
+PRODUCER_MAX_INFLIGHT_BATCHES = 5
+
+# A batch that arrives ahead of its sequence waits this long for the earlier ones (gRPC calls of
+# one producer are not ordered) before OUT_OF_ORDER_SEQUENCE_NUMBER.
+SEQUENCE_WAIT_S = 0.5
+
+# A metadata read that names a metadata offset this node has not applied yet waits at most this
+# long for it (read-your-writes for the admin client), polling at the interval below.
+METADATA_OFFSET_WAIT_S = 5.0
+METADATA_OFFSET_POLL_S = 0.005
+
+# A BenchmarkQuorum request forwarded to the active controller may run this long (a million
+# writes at the quorum's rate on a slow disk).
+BENCHMARK_FORWARD_TIMEOUT_S = 600.0
+
+
+# -- broker to controller -------------------------------------------------------------------------
+
+# A controller call never waits longer than this, even with a long session timeout: the channel
+# retries on the next controller in time. (The rule itself, a quarter session, is the channel's.)
+CONTROLLER_CALL_MAX_TIMEOUT_S = 3.0
+# Pause between tries of one controller call (NOT_CONTROLLER, an unreachable controller).
+CONTROLLER_CALL_RETRY_BACKOFF_S = 0.05
+# Pause before a broker's next heartbeat or registration after one failed.
+HEARTBEAT_RETRY_BACKOFF_S = 0.2
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+# The broker answers within a Produce request's timeout_ms; past this margin the leader is taken
+# for unreachable (paused, cut off) and the batch is retried, on a new leader if there is one.
+PRODUCE_RESPONSE_MARGIN_S = 1.0
+# Pauses before retrying a retriable error: the admin client, the consumer.
+ADMIN_RETRY_BACKOFF_S = 0.1
+CONSUMER_RETRY_BACKOFF_S = 0.05
+# Deadline of one Metadata call of a client, and the least time between two refreshes (a burst of
+# routing errors after a leader change costs one refresh, not one per partition).
+CLIENT_METADATA_TIMEOUT_S = 5.0
+CLIENT_MIN_METADATA_REFRESH_S = 0.05
+
+assert REPLICA_FETCH_MAX_BYTES < MAX_MESSAGE_BYTES, "a fetch answer fits in one gRPC message"
+assert REPLICA_FETCH_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the long poll ends before its call times out"
+assert CONTROLLER_CALL_RETRY_BACKOFF_S < CONTROLLER_CALL_MAX_TIMEOUT_S, "a controller call can be tried twice"

@@ -16,6 +16,7 @@ from raftlog.channels import Peers
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError, Scope
 from raftlog.limits import (
+    BENCHMARK_FORWARD_TIMEOUT_S,
     MAX_BENCHMARK_CONCURRENCY,
     MAX_BENCHMARK_PAYLOAD_BYTES,
     MAX_BENCHMARK_WRITES,
@@ -24,8 +25,6 @@ from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import admin_pb2, admin_pb2_grpc
-
-BENCHMARK_FORWARD_TIMEOUT_S = 600.0
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):

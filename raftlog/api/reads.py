@@ -6,9 +6,8 @@ import asyncio
 import time
 
 from raftlog.errors import RaftlogError
-
-OFFSET_WAIT_TIMEOUT_S = 5.0
-OFFSET_WAIT_POLL_S = 0.005
+from raftlog.limits import METADATA_OFFSET_POLL_S as OFFSET_WAIT_POLL_S
+from raftlog.limits import METADATA_OFFSET_WAIT_S as OFFSET_WAIT_TIMEOUT_S
 
 
 async def await_applied(driver, offset: int, timeout_s: float = OFFSET_WAIT_TIMEOUT_S) -> None:

@@ -23,10 +23,9 @@ import grpc
 
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import Errors, RaftlogError, Scope
+from raftlog.limits import CONTROLLER_CALL_MAX_TIMEOUT_S as MAX_CALL_TIMEOUT_S
+from raftlog.limits import CONTROLLER_CALL_RETRY_BACKOFF_S as RETRY_BACKOFF_S
 from raftlog.v1 import controller_pb2_grpc
-
-MAX_CALL_TIMEOUT_S = 3.0
-RETRY_BACKOFF_S = 0.05
 
 
 def call_timeout_s(session_timeout_ms: int) -> float:

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from raftlog.broker.clock_skew import ClockSkew
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.errors import Errors, RaftlogError
+from raftlog.limits import HEARTBEAT_RETRY_BACKOFF_S as RETRY_BACKOFF_S
 from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import controller_pb2, metadata_pb2
 
 log = logging.getLogger(__name__)
 
-RETRY_BACKOFF_S = 0.2
 
 
 def _wall_ms() -> float:

@@ -11,10 +11,9 @@ import grpc
 from raftlog.channels import aio_channel, error_from_rpc
 from raftlog.client.connection import parse_servers
 from raftlog.errors import RaftlogError
+from raftlog.limits import CLIENT_METADATA_TIMEOUT_S as METADATA_TIMEOUT_S
+from raftlog.limits import CLIENT_MIN_METADATA_REFRESH_S as MIN_REFRESH_INTERVAL_S
 from raftlog.v1 import broker_pb2, broker_pb2_grpc
-
-METADATA_TIMEOUT_S = 5.0
-MIN_REFRESH_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)

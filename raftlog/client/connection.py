@@ -10,8 +10,7 @@ import grpc
 
 from raftlog.channels import error_from_rpc, sync_channel
 from raftlog.errors import RaftlogError, Scope
-
-RETRY_BACKOFF_S = 0.1
+from raftlog.limits import ADMIN_RETRY_BACKOFF_S as RETRY_BACKOFF_S
 
 
 def retried_by_admin(error: RaftlogError) -> bool:

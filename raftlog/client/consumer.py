@@ -20,10 +20,10 @@ from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.errors import RaftlogError
+from raftlog.limits import CONSUMER_RETRY_BACKOFF_S as RETRY_BACKOFF_S
 from raftlog.v1 import broker_pb2
 
 EARLIEST, LATEST = -2, -1
-RETRY_BACKOFF_S = 0.05
 
 
 @dataclass(frozen=True, order=True)

@@ -36,12 +36,10 @@ from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
 from raftlog.errors import Errors, RaftlogError
+from raftlog.limits import PRODUCE_RESPONSE_MARGIN_S as RESPONSE_MARGIN_S
 from raftlog.v1 import broker_pb2
 
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
-# The broker answers within the request's timeout_ms; past this margin the leader is taken for
-# unreachable (paused, cut off) and the batch is retried, on a new leader if there is one.
-RESPONSE_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)

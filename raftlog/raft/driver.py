@@ -24,8 +24,11 @@ from raftlog.limits import (
     MAX_MESSAGE_BYTES,
     MAX_RAFT_ENTRY_BYTES,
     RAFT_ENTRY_OVERHEAD_BYTES,
+    RAFT_MAX_ENTRIES_PER_MESSAGE,
+    RAFT_MAX_INFLIGHT_MESSAGES,
     raft_payload_bytes,
 )
+from raftlog.limits import RAFT_INLINE_WRITE_MAX_BYTES as INLINE_WRITE_MAX_BYTES
 from raftlog.node_ids import NO_NODE, node_or_none
 from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
 from raftlog.raft.messages import Message, MsgType, NotLeaderError, Ready
@@ -37,7 +40,6 @@ from raftlog.tasks import TaskSupervisor
 log = logging.getLogger(__name__)
 
 LEADER_MESSAGES = frozenset({MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT, MsgType.TIMEOUT_NOW})
-INLINE_WRITE_MAX_BYTES = 64 * 1024
 
 
 def _entry_bytes(ready: Ready) -> int:
@@ -58,8 +60,8 @@ class DriverSettings:
     election_timeout_ms: int
     heartbeat_interval_ms: int
     snapshot_interval_entries: int
-    max_entries_per_message: int = 4096
-    max_inflight_messages: int = 256
+    max_entries_per_message: int = RAFT_MAX_ENTRIES_PER_MESSAGE
+    max_inflight_messages: int = RAFT_MAX_INFLIGHT_MESSAGES
     # The transport's message limit (the servers' MAX_MESSAGE_BYTES; tests make it small): appends
     # are sized to fit it and snapshots are sent in chunks of it.
     max_message_bytes: int = MAX_MESSAGE_BYTES

@@ -28,14 +28,14 @@ import grpc
 from raftlog.channels import aio_channel
 from raftlog.errors import REASON_METADATA_KEY
 from raftlog.limits import MAX_MESSAGE_BYTES, raft_payload_bytes
+from raftlog.limits import RAFT_MAX_QUEUED_MESSAGES as MAX_QUEUED_MESSAGES
+from raftlog.limits import RAFT_RECONNECT_BACKOFF_S as RECONNECT_BACKOFF_S
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
 from raftlog.tasks import TaskSupervisor
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED_MESSAGES = 10_000
-RECONNECT_BACKOFF_S = 0.05
 KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 10_000)]
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)
 # A message's own framing inside a batch: its field tag and length prefix.

@@ -15,15 +15,15 @@ import grpc
 
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
+from raftlog.limits import REPLICA_FETCH_ERROR_BACKOFF_S as ERROR_BACKOFF_S
+from raftlog.limits import REPLICA_FETCH_MAX_BYTES as FETCH_MAX_BYTES
+from raftlog.limits import REPLICA_FETCH_MAX_WAIT_MS as FETCH_MAX_WAIT_MS
+from raftlog.limits import REPLICA_FETCH_TIMEOUT_S as RPC_TIMEOUT_S
 from raftlog.replication.partition import Partition
 from raftlog.v1 import replication_pb2, replication_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-FETCH_MAX_WAIT_MS = 500
-FETCH_MAX_BYTES = 16 * 1024 * 1024
-ERROR_BACKOFF_S = 0.1
-RPC_TIMEOUT_S = 5.0
 
 
 class ReplicaFetcher:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from raftlog.errors import RaftlogError
+from raftlog.limits import SEQUENCE_WAIT_S
 from raftlog.metadata.image import PartitionInfo
 from raftlog.replication import isr as isr_rules
 from raftlog.replication.log_adapter import AppendInfo, ReplicaLog
@@ -32,7 +33,6 @@ from raftlog.replication.producer_state import ProducerStateTable
 log = logging.getLogger(__name__)
 
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
-SEQUENCE_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)

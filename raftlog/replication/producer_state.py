@@ -15,9 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
+from raftlog.limits import PRODUCER_MAX_INFLIGHT_BATCHES as MAX_INFLIGHT_BATCHES
 
 NO_PRODUCER_ID = -1
-MAX_INFLIGHT_BATCHES = 5
 INT32_MAX = 2**31 - 1
 
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from raftlog.errors import RaftlogError
+from raftlog.limits import FETCH_MAX_WAIT_CAP_MS as MAX_WAIT_CAP_MS
 from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.log.record_batch import check_uncompressed_size
 from raftlog.replication.manager import ReplicaManager, yield_every
@@ -19,7 +20,6 @@ from raftlog.v1 import broker_pb2, replication_pb2
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
-MAX_WAIT_CAP_MS = 30_000
 VALID_ACKS = (-1, 0, 1)
 
 
