@@ -40,8 +40,8 @@ class BrokerLifecycle:
         heartbeat_interval_ms: int,
         session_timeout_ms: int,
         tasks: TaskSupervisor,
+        clock_skew_max_ms: int,  # broker.clock.skew.max.ms
         offline_replicas: Callable[[], list[tuple[bytes, int]]] = list,
-        clock_skew_max_ms: int = 300_000,
         wall_clock_ms: Callable[[], float] = _wall_ms,
     ):
         self._supervisor = tasks

@@ -331,7 +331,8 @@ def test_a_new_offline_replica_is_reported_at_once_not_after_the_heartbeat_inter
     async def scenario():
         lifecycle = BrokerLifecycle("c", 1, "127.0.0.1", 9092, FakeController(), lambda: 0,
                                     heartbeat_interval_ms=600_000, session_timeout_ms=900_000,
-                                    tasks=TaskSupervisor(), offline_replicas=lambda: list(offline))
+                                    tasks=TaskSupervisor(), clock_skew_max_ms=300_000,
+                                    offline_replicas=lambda: list(offline))
         await lifecycle.start()
         for _ in range(200):
             if heartbeats:
