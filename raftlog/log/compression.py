@@ -11,6 +11,7 @@ import gzip
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 
 import cramjam
 import lz4.frame
@@ -136,7 +137,12 @@ def _snappy_size(data: bytes) -> int:
     """Raw snappy starts each block with its uncompressed length: summed without decompressing."""
     if not data.startswith(_XERIAL_MAGIC):
         return _snappy_raw_length(data, 0)
-    pos, total = len(_XERIAL_HEADER), 0
+    return sum(_snappy_raw_length(data, pos) for pos, _ in _xerial_blocks(data))
+
+
+def _xerial_blocks(data: bytes) -> Iterator[tuple[int, int]]:
+    """(position, length) of each block of a Xerial-framed snappy stream, checked to fit."""
+    pos = len(_XERIAL_HEADER)
     while pos < len(data):
         if pos + 4 > len(data):
             raise CorruptRecordError("truncated xerial snappy block length")
@@ -144,9 +150,8 @@ def _snappy_size(data: bytes) -> int:
         pos += 4
         if length < 0 or pos + length > len(data):
             raise CorruptRecordError("xerial snappy block runs past the end")
-        total += _snappy_raw_length(data, pos)
+        yield pos, length
         pos += length
-    return total
 
 
 def _snappy_raw_length(data: bytes, pos: int) -> int:
@@ -162,14 +167,5 @@ def _snappy_raw_length(data: bytes, pos: int) -> int:
 def _snappy_decompress(data: bytes) -> bytes:
     if not data.startswith(_XERIAL_MAGIC):
         return bytes(cramjam.snappy.decompress_raw(data))
-    pos, out = len(_XERIAL_HEADER), []
-    while pos < len(data):
-        if pos + 4 > len(data):
-            raise CorruptRecordError("truncated xerial snappy block length")
-        (length,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        if length < 0 or pos + length > len(data):
-            raise CorruptRecordError("xerial snappy block runs past the end")
-        out.append(bytes(cramjam.snappy.decompress_raw(data[pos:pos + length])))
-        pos += length
-    return b"".join(out)
+    return b"".join(bytes(cramjam.snappy.decompress_raw(data[pos:pos + length]))
+                    for pos, length in _xerial_blocks(data))

@@ -97,6 +97,13 @@ def _leader_and_follower(tmp_path):
     return state_machine, topic_id, manager(1), manager(2)
 
 
+async def _write_values(leader: Partition, count: int) -> None:
+    """count one-record batches value-000, value-001, ... through the leader (acks=1)."""
+    for i in range(count):
+        await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
+                                      timeout_ms=1000, min_isr=1)
+
+
 async def _sync(follower: Partition, leader: Partition, rounds: int = 10) -> None:
     for _ in range(rounds):
         outcome = leader.read_for_follower(follower.broker_id, follower.log.log_end_offset,
@@ -112,9 +119,7 @@ def test_a_follower_repairs_a_corrupt_sealed_segment_from_the_leader(tmp_path):
         await follower_manager.reconcile()
         leader, follower = leader_manager.partition_by_name("c", 0), follower_manager.partition_by_name("c", 0)
         assert leader.is_leader and not follower.is_leader
-        for i in range(40):
-            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                          timeout_ms=1000, min_isr=1)
+        await _write_values(leader, 40)
         await _sync(follower, leader)
         follower_log = follower.log.partition_log
         assert values(follower_log) == values(leader.log.partition_log) and len(follower_log.segments) > 3
@@ -158,9 +163,7 @@ def test_a_leader_that_meets_corrupt_data_hands_over_then_repairs_as_a_follower(
         await manager_1.reconcile()
         await manager_2.reconcile()
         leader, follower = manager_1.partition_by_name("c", 0), manager_2.partition_by_name("c", 0)
-        for i in range(40):
-            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                          timeout_ms=1000, min_isr=1)
+        await _write_values(leader, 40)
         await _sync(follower, leader)
         expected = values(leader.log.partition_log)
         corrupt = flip_a_byte_in_batch(leader.log.partition_log.segments[1].log_path, 0)
@@ -252,9 +255,7 @@ def test_a_leader_that_is_the_last_in_sync_replica_keeps_its_log_and_leads_on(tm
         state_machine.apply(records.partition_change(topic_id, 0, isr=[1]))
         await manager_1.reconcile()
         leader = manager_1.partition_by_name("c", 0)
-        for i in range(40):
-            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                          timeout_ms=1000, min_isr=1)
+        await _write_values(leader, 40)
         corrupt = flip_a_byte_in_batch(leader.log.partition_log.segments[1].log_path, 0)
         with pytest.raises(RaftlogError):
             leader.log.read(corrupt, 1 << 20)  # what a consumer's fetch reads
@@ -334,9 +335,7 @@ def test_a_replica_whose_recovery_cut_fsynced_data_does_not_lead_or_count_for_th
         await manager_1.reconcile()
         await manager_2.reconcile()
         leader, follower = manager_1.partition_by_name("c", 0), manager_2.partition_by_name("c", 0)
-        for i in range(20):
-            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                          timeout_ms=1000, min_isr=1)
+        await _write_values(leader, 20)
         await _sync(follower, leader)
         path = follower.log.partition_log.active.log_path
         await manager_2.stop()  # a clean stop: the recovery point is the log end
@@ -386,9 +385,7 @@ def test_a_garbled_batch_length_below_the_recovery_point_does_not_keep_the_broke
         await manager_1.reconcile()
         await manager_2.reconcile()
         leader, follower = manager_1.partition_by_name("c", 0), manager_2.partition_by_name("c", 0)
-        for i in range(40):
-            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                          timeout_ms=1000, min_isr=1)
+        await _write_values(leader, 40)
         await _sync(follower, leader)
         sealed = follower.log.partition_log.segments[1]
         await manager_2.stop()
@@ -422,9 +419,7 @@ def test_the_scrubber_finds_a_garbled_batch_length_and_the_follower_cuts_before_
         await leader_manager.reconcile()
         await follower_manager.reconcile()
         leader, follower = leader_manager.partition_by_name("c", 0), follower_manager.partition_by_name("c", 0)
-        for i in range(40):
-            await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                          timeout_ms=1000, min_isr=1)
+        await _write_values(leader, 40)
         await _sync(follower, leader)
         sealed = follower.log.partition_log.segments[1]
         data = bytearray(sealed.log_path.read_bytes())
