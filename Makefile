@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint proto proto-check netns-tools sim-long clean
+.PHONY: run test lint proto proto-check netns-tools image image-tools up down sim-long clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data}
 
-test: $(STAMP) proto-check lint netns-tools
+test: $(STAMP) proto-check lint netns-tools image
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Code checks (settings in pyproject.toml): layering (pure modules import no grpc/asyncio/rocksdict,
@@ -33,6 +33,25 @@ netns-tools:
 	@command -v ip >/dev/null && command -v iptables >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq iproute2 iptables; }
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
+
+# The raftlog container image (deploy/build-image.sh): a Debian base made with mmdebstrap when
+# none is present, then the image from wheels built here; both are reused while still current.
+image: $(STAMP) image-tools
+	PYTHON=$(BIN)/python deploy/build-image.sh
+
+image-tools:
+	@command -v docker >/dev/null || { echo "make image: docker is not installed" >&2; exit 1; }
+	@command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap; }
+
+# A three-node cluster in containers (deploy/compose.yaml); `make up PROFILES=monitoring` adds
+# Prometheus and Grafana (their images are pulled from a registry).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up: image
+	$(COMPOSE) -f deploy/compose.yaml $(foreach p,$(PROFILES),--profile $(p)) up -d
+
+down:
+	$(COMPOSE) -f deploy/compose.yaml --profile monitoring down
 
 # Regenerate the Python gRPC code in raftlog/v1 from proto/.
 proto: $(STAMP)

@@ -43,8 +43,15 @@ _KEYS = [
     ConfigKey("node.id", int, None, "This node's id; must be one of controller.quorum.voters."),
     ConfigKey("process.roles", list, ["broker", "controller"], "Roles of this node: broker and/or controller."),
     ConfigKey("controller.quorum.voters", list, None, "id@host:port of every voter, comma-separated."),
-    ConfigKey("listeners", str, None, "host:port of this node's gRPC server (default: its voter address)."),
-    ConfigKey("advertised.listeners", str, None, "host:port clients use to reach this node (default: listeners)."),
+    ConfigKey("listeners", str, None,
+              "Where the node's gRPC servers listen: host:port, or NAME://host:port,... for named listeners "
+              "(default: its voter address)."),
+    ConfigKey("advertised.listeners", str, None,
+              "Addresses given to clients, per listener name (default: the listeners' own addresses)."),
+    ConfigKey("listener.security.protocol.map", list, ["PLAINTEXT:PLAINTEXT"],
+              "NAME:PROTOCOL of every listener name; only PLAINTEXT is supported."),
+    ConfigKey("inter.broker.listener.name", str, None,
+              "The listener brokers register as their own address (default: the only listener, or PLAINTEXT)."),
     ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
     ConfigKey("metadata.log.dir", str, None, "Directory for the Raft state and metadata (default: first of log.dirs)."),
     ConfigKey("metrics.port", int, 0, "Port of the Prometheus endpoint; 0 disables it."),
@@ -165,6 +172,92 @@ def _valid_host(host: str) -> bool:
         return all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels)
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One named listener: a gRPC server bound to (host, port), or the address advertised for it."""
+
+    name: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> Address:
+        return Address(self.host, self.port)
+
+    def __str__(self) -> str:
+        return f"{self.name}://{self.host}:{self.port}"
+
+
+DEFAULT_LISTENER_NAME = "PLAINTEXT"  # the name of a listener written as plain host:port, as in Kafka
+SUPPORTED_SECURITY_PROTOCOLS = ("PLAINTEXT",)
+_WILDCARD_HOSTS = ("0.0.0.0", "::")
+
+
+def parse_listeners(text: str, what: str) -> list[Listener]:
+    """``host:port`` (one listener named PLAINTEXT) or ``NAME://host:port,NAME2://host:port``."""
+    listeners: list[Listener] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        name, sep, address_text = entry.partition("://")
+        if not sep:
+            name, address_text = DEFAULT_LISTENER_NAME, entry
+        name = name.strip().upper()
+        if not name or not name.replace("_", "").isalnum():
+            raise ConfigError(f"{what}: {entry!r} is not NAME://host:port")
+        if any(listener.name == name for listener in listeners):
+            raise ConfigError(f"{what}: listener name {name} appears twice")
+        address = parse_address(address_text, f"{what}[{name}]")
+        listeners.append(Listener(name, address.host, address.port))
+    if not listeners:
+        raise ConfigError(f"{what} is empty")
+    return listeners
+
+
+def _resolve_listeners(values: Mapping[str, Any]) -> tuple[list[Listener], list[Listener], str]:
+    """Bound listeners, the advertised address of each (same order) and the inter-broker listener name."""
+    bound = parse_listeners(values["listeners"], "listeners")
+    names = [listener.name for listener in bound]
+    ports = [listener.port for listener in bound]
+    duplicate_ports = sorted({port for port in ports if ports.count(port) > 1})
+    if duplicate_ports:
+        raise ConfigError(f"listeners: port {duplicate_ports[0]} is used by more than one listener")
+    protocols: dict[str, str] = {}
+    for entry in values["listener.security.protocol.map"]:
+        name, sep, protocol = entry.partition(":")
+        if not sep or not name.strip() or not protocol.strip():
+            raise ConfigError(f"listener.security.protocol.map: {entry!r} is not NAME:PROTOCOL")
+        protocols[name.strip().upper()] = protocol.strip().upper()
+    for name in names:
+        if name not in protocols:
+            raise ConfigError(f"listener.security.protocol.map has no entry for listener {name}")
+        if protocols[name] not in SUPPORTED_SECURITY_PROTOCOLS:
+            raise ConfigError(f"listener {name}: security protocol {protocols[name]} is not supported (only PLAINTEXT)")
+    advertised = {listener.name: listener for listener in bound}
+    if values["advertised.listeners"] is not None:
+        for listener in parse_listeners(values["advertised.listeners"], "advertised.listeners"):
+            if listener.name not in advertised:
+                raise ConfigError(f"advertised.listeners: {listener.name} is not one of listeners ({', '.join(names)})")
+            advertised[listener.name] = listener
+    for listener in advertised.values():
+        if listener.host in _WILDCARD_HOSTS:
+            raise ConfigError(f"advertised.listeners: listener {listener.name} would advertise {listener.host}, "
+                              "which no client can connect to; set its address in advertised.listeners")
+    inter_broker = values["inter.broker.listener.name"]
+    if inter_broker is None:
+        if len(names) == 1:
+            inter_broker = names[0]
+        elif DEFAULT_LISTENER_NAME in names:
+            inter_broker = DEFAULT_LISTENER_NAME
+        else:
+            raise ConfigError("inter.broker.listener.name is required when there are several listeners "
+                              f"({', '.join(names)}) and none is {DEFAULT_LISTENER_NAME}")
+    inter_broker = inter_broker.strip().upper()
+    if inter_broker not in names:
+        raise ConfigError(f"inter.broker.listener.name {inter_broker} is not one of listeners ({', '.join(names)})")
+    return bound, [advertised[name] for name in names], inter_broker
+
+
 def parse_voters(entries: list[str]) -> dict[int, Address]:
     voters: dict[int, Address] = {}
     for entry in entries:
@@ -189,13 +282,24 @@ class NodeConfig:
         self.node_id: int = values["node.id"]
         self.roles: list[str] = values["process.roles"]
         self.voters: dict[int, Address] = parse_voters(values["controller.quorum.voters"])
-        self.listener: Address = parse_address(values["listeners"], "listeners")
-        self.advertised: Address = parse_address(values["advertised.listeners"], "advertised.listeners")
+        # Named listeners (Kafka's): one gRPC server each; a client is answered with the addresses
+        # of the listener it came in on. Brokers register the inter-broker listener's advertised
+        # address as their own (peers themselves reach each other at controller.quorum.voters).
+        self.listeners, self.advertised_listeners, self.inter_broker_listener = _resolve_listeners(values)
+        inter_broker = self.listeners[[l.name for l in self.listeners].index(self.inter_broker_listener)]
+        self.listener: Address = inter_broker.address
+        self.advertised: Address = self.advertised_listener(self.inter_broker_listener).address
         self.log_dirs: list[Path] = [Path(d) for d in values["log.dirs"]]
         self.metadata_dir: Path = Path(values["metadata.log.dir"])
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
+
+    def advertised_listener(self, name: str) -> Listener:
+        for listener in self.advertised_listeners:
+            if listener.name == name:
+                return listener
+        raise KeyError(name)
 
     @property
     def data_dirs(self) -> list[Path]:
@@ -238,8 +342,7 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"node.id {node_id} is not one of controller.quorum.voters {sorted(voters)}")
     if values["listeners"] is None:
         values["listeners"] = str(voters[node_id])
-    if values["advertised.listeners"] is None:
-        values["advertised.listeners"] = values["listeners"]
+    _resolve_listeners(values)  # checked here so that every contradiction is a ConfigError before start
     if values["metadata.log.dir"] is None:
         values["metadata.log.dir"] = values["log.dirs"][0]
     _check_ranges(values)

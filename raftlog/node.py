@@ -104,6 +104,7 @@ class Node:
             tasks=self.tasks,
             offline_replicas=lambda: self.replicas.offline_replicas(),
             clock_skew_max_ms=config["broker.clock.skew.max.ms"],
+            advertised_listeners=tuple((l.name, l.host, l.port) for l in config.advertised_listeners),
         )
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(
@@ -117,21 +118,24 @@ class Node:
         self.replicas.on_offline_change = self.lifecycle.heartbeat_now
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
-        self.server = self._build_server()
+        # One gRPC server per named listener, all carrying every service: a servicer knows the
+        # listener its calls came in on (gRPC does not tell a handler which local port it was).
+        self.servers = {listener.name: self._build_server(listener.name) for listener in config.listeners}
 
     def _leader_changed(self, leader_id: int | None, term: int) -> None:
         self.metrics.raft_leader_changes.inc()
         log.info("node %d: leader is now %s in term %d", self.config.node_id, leader_id, term)
 
-    def _build_server(self) -> grpc.aio.Server:
+    def _build_server(self, listener: str) -> grpc.aio.Server:
         server = grpc.aio.server(options=GRPC_OPTIONS)
         self.driver.add_to_server(server)
-        admin = AdminServicer(self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics)
+        admin = AdminServicer(self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics,
+                              listener)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         controller = ControllerServicer(self.cluster_id, self.controller, self.metrics)
         controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
         broker = BrokerServicer(self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids,
-                                self.metrics)
+                                self.metrics, listener)
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
         replication = ReplicationServicer(self.replicas, self.metrics)
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
@@ -148,14 +152,16 @@ class Node:
         return server
 
     async def start(self) -> None:
-        address = str(self.config.listener)
-        try:
-            port = self.server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise NodeStartError(f"cannot listen on {address}: {exc}") from None
-        if port == 0:
-            raise NodeStartError(f"cannot listen on {address}: address in use or not available")
-        await self.server.start()
+        for listener in self.config.listeners:
+            address = str(listener.address)
+            try:
+                port = self.servers[listener.name].add_insecure_port(address)
+            except RuntimeError as exc:
+                raise NodeStartError(f"cannot listen on {address} ({listener.name}): {exc}") from None
+            if port == 0:
+                raise NodeStartError(f"cannot listen on {address} ({listener.name}): address in use or not available")
+        for server in self.servers.values():
+            await server.start()
         await self.replicas.start()
         await self.driver.start()
         await self.controller.start()
@@ -166,7 +172,8 @@ class Node:
             self.metrics.add_gauges(clock_gauges(self.lifecycle.clock_skew))
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
-        log.info("node %d serving on %s (cluster %s)", self.config.node_id, address, self.cluster_id)
+        log.info("node %d serving on %s (cluster %s)", self.config.node_id,
+                 ", ".join(str(listener) for listener in self.config.listeners), self.cluster_id)
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -207,7 +214,7 @@ class Node:
         await self.replicas.stop()
         await self.controller.stop()
         await self.driver.stop(transfer_leadership=self.tasks.failure is None)
-        await self.server.stop(grace=0.5)
+        await asyncio.gather(*(server.stop(grace=0.5) for server in self.servers.values()))
         await self.tasks.stop()
         await self.peers.close()
         self.metrics.stop()

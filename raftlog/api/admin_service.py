@@ -29,8 +29,9 @@ from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, cluster_id: str, config: node_config.NodeConfig, driver, controller: ActiveController,
-                 peers: Peers, metrics=None):
+                 peers: Peers, metrics=None, listener: str | None = None):
         self._cluster_id = cluster_id
+        self._listener = listener  # the listener this servicer's server binds: brokers are described by it
         self._config = config
         self._driver = driver
         self._controller = controller
@@ -76,7 +77,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             metadata_offset=image.offset,
         )
         for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):
-            response.brokers.append(broker.to_registration())
+            response.brokers.append(broker.to_registration(self._listener))
         return response
 
     # -- configs ----------------------------------------------------------------------------

@@ -14,8 +14,11 @@ from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
 
 class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     def __init__(self, cluster_id: str, driver, state_machine, replicas: ReplicaManager,
-                 producer_ids: ProducerIdManager, metrics=None):
+                 producer_ids: ProducerIdManager, metrics=None, listener: str | None = None):
         self._cluster_id = cluster_id
+        # The listener this servicer's server binds: Metadata gives every broker's address on it, so a
+        # client inside a Docker network and one on the host each get addresses they can reach.
+        self._listener = listener
         self._driver = driver
         self._state_machine = state_machine
         self._replicas = replicas
@@ -49,8 +52,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             metadata_offset=image.offset,
         )
         for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):
+            host, port = broker.endpoint_for(self._listener)
             response.brokers.append(broker_pb2.BrokerEndpoint(
-                broker_id=broker.broker_id, host=broker.host, port=broker.port, rack=broker.rack, fenced=broker.fenced,
+                broker_id=broker.broker_id, host=host, port=port, rack=broker.rack, fenced=broker.fenced,
             ))
         names = list(request.topics) or sorted(image.topic_ids)
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}

@@ -43,12 +43,15 @@ class BrokerLifecycle:
         clock_skew_max_ms: int,  # broker.clock.skew.max.ms
         offline_replicas: Callable[[], list[tuple[bytes, int]]] = list,
         wall_clock_ms: Callable[[], float] = _wall_ms,
+        advertised_listeners: tuple[tuple[str, str, int], ...] = (),
     ):
         self._supervisor = tasks
         self._offline_replicas = offline_replicas  # (topic id, partition) this broker cannot serve
         self._cluster_id = cluster_id
         self._broker_id = broker_id
         self._endpoint = metadata_pb2.Endpoint(host=advertised_host, port=advertised_port)
+        self._listeners = [metadata_pb2.Endpoint(listener=name, host=host, port=port)
+                           for name, host, port in advertised_listeners]
         self._controller = controller
         self._metadata_offset = metadata_offset
         self._heartbeat_interval_s = heartbeat_interval_ms / 1000.0
@@ -86,6 +89,7 @@ class BrokerLifecycle:
             broker_id=self._broker_id,
             incarnation_id=self.incarnation_id,
             endpoint=self._endpoint,
+            listeners=self._listeners,
         )
         response = await self._controller.call("RegisterBroker", request)
         self.broker_epoch = response.broker_epoch

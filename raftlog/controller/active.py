@@ -131,6 +131,7 @@ class ActiveController:
         offset = await self._decide(lambda image: decisions.register_broker(
             image, request.broker_id, request.incarnation_id, request.endpoint.host, request.endpoint.port,
             request.rack, self._sessions, now_ms, self._session_timeout_ms,
+            tuple((e.listener, e.host, e.port) for e in request.listeners),
         ))
         self._sessions.touch(request.broker_id, now_ms)
         self._offline.forget(request.broker_id)  # a new incarnation reports afresh

@@ -90,11 +90,17 @@ def register_broker(
     sessions: BrokerSessions,
     now_ms: float,
     session_timeout_ms: int,
+    listeners: tuple[tuple[str, str, int], ...] = (),
 ) -> list[metadata_pb2.MetadataRecord]:
     if request_broker_id < 0:
         raise RaftlogError("INVALID_REQUEST", f"broker id {request_broker_id} is negative")
     if not incarnation_id or not host or not 0 < port < 65536:
         raise RaftlogError("INVALID_REQUEST", "registration needs an incarnation id and a host:port endpoint")
+    names = [name for name, _, _ in listeners]
+    if len(set(names)) != len(names) or not all(
+        name and listener_host and 0 < listener_port < 65536 for name, listener_host, listener_port in listeners
+    ):
+        raise RaftlogError("INVALID_REQUEST", f"registration listeners {listeners} are not distinct NAME://host:port")
     current = image.brokers.get(request_broker_id)
     if (
         current is not None
@@ -107,7 +113,7 @@ def register_broker(
             "DUPLICATE_BROKER_REGISTRATION",
             f"broker {request_broker_id} is registered by a live process (incarnation {current.incarnation_id})",
         )
-    return [records.register_broker(request_broker_id, incarnation_id, host, port, rack)]
+    return [records.register_broker(request_broker_id, incarnation_id, host, port, rack, listeners)]
 
 
 def check_broker_epoch(image: MetadataImage, broker_id: int, broker_epoch: int) -> None:

@@ -25,15 +25,27 @@ class BrokerInfo:
     port: int
     rack: str
     fenced: bool
+    listeners: tuple[tuple[str, str, int], ...] = ()  # (name, host, port) of every advertised listener
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def to_registration(self) -> pb.BrokerRegistration:
+    def endpoint_for(self, listener: str | None) -> tuple[str, int]:
+        """The address a client that came in on `listener` is given for this broker: that listener's
+        advertised address, or the inter-broker one when the broker has no listener of that name
+        (Kafka leaves such a broker out; an older registration has no names at all)."""
+        for name, host, port in self.listeners:
+            if name == listener:
+                return host, port
+        return self.host, self.port
+
+    def to_registration(self, listener: str | None = None) -> pb.BrokerRegistration:
+        host, port = self.endpoint_for(listener)
         return pb.BrokerRegistration(
             broker_id=self.broker_id, incarnation_id=self.incarnation_id, broker_epoch=self.epoch,
-            endpoint=pb.Endpoint(host=self.host, port=self.port), rack=self.rack, fenced=self.fenced,
+            endpoint=pb.Endpoint(host=host, port=port), rack=self.rack, fenced=self.fenced,
+            listeners=[pb.Endpoint(listener=name, host=h, port=p) for name, h, p in self.listeners],
         )
 
 
@@ -129,6 +141,7 @@ class MetadataImage:
             host=record.endpoint.host,
             port=record.endpoint.port,
             rack=record.rack,
+            listeners=tuple((e.listener, e.host, e.port) for e in record.listeners),
             fenced=True,  # a broker starts fenced; the controller unfences it once it has caught up
         )
 
@@ -202,7 +215,8 @@ class MetadataImage:
         image.offset = snapshot.offset
         for b in snapshot.brokers:
             image.brokers[b.broker_id] = BrokerInfo(
-                b.broker_id, b.incarnation_id, b.broker_epoch, b.endpoint.host, b.endpoint.port, b.rack, b.fenced
+                b.broker_id, b.incarnation_id, b.broker_epoch, b.endpoint.host, b.endpoint.port, b.rack, b.fenced,
+                tuple((e.listener, e.host, e.port) for e in b.listeners),
             )
         for record in snapshot.configs:
             image._apply_config(record)

@@ -15,13 +15,16 @@ def decode_batch(data: bytes) -> pb.MetadataBatch:
     return batch
 
 
-def register_broker(broker_id: int, incarnation_id: str, host: str, port: int, rack: str = "") -> pb.MetadataRecord:
+def register_broker(broker_id: int, incarnation_id: str, host: str, port: int, rack: str = "",
+                    listeners: tuple[tuple[str, str, int], ...] = ()) -> pb.MetadataRecord:
+    """`listeners` are (name, host, port) of every advertised listener; host:port is the inter-broker one."""
     return pb.MetadataRecord(
         register_broker=pb.RegisterBrokerRecord(
             broker_id=broker_id,
             incarnation_id=incarnation_id,
             endpoint=pb.Endpoint(host=host, port=port),
             rack=rack,
+            listeners=[pb.Endpoint(listener=name, host=h, port=p) for name, h, p in listeners],
         )
     )
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from raftlog.v1 import metadata_pb2 as raftlog_dot_v1_dot_metadata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1braftlog/v1/controller.proto\x12\nraftlog.v1\x1a\x19raftlog/v1/metadata.proto\"\xb9\x01\n\x15\x41lterPartitionRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x10\n\x08topic_id\x18\x04 \x01(\x0c\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x06 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x0f\n\x07new_isr\x18\x08 \x03(\x05\"d\n\x16\x41lterPartitionResponse\x12\x0e\n\x06leader\x18\x01 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x02 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x03 \x01(\x05\x12\x0b\n\x03isr\x18\x04 \x03(\x05\"Y\n\x1a\x41llocateProducerIdsRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\"G\n\x1b\x41llocateProducerIdsResponse\x12\x19\n\x11\x66irst_producer_id\x18\x01 \x01(\x03\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x8c\x01\n\x15RegisterBrokerRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x03 \x01(\t\x12&\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x14.raftlog.v1.Endpoint\x12\x0c\n\x04rack\x18\x05 \x01(\t\".\n\x16RegisterBrokerResponse\x12\x14\n\x0c\x62roker_epoch\x18\x01 \x01(\x03\"\xb4\x01\n\x16\x42rokerHeartbeatRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x17\n\x0fmetadata_offset\x18\x04 \x01(\x03\x12\x12\n\nwant_fence\x18\x05 \x01(\x08\x12\x30\n\x10offline_replicas\x18\x06 \x03(\x0b\x32\x16.raftlog.v1.ReplicaRef\"1\n\nReplicaRef\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\"H\n\x17\x42rokerHeartbeatResponse\x12\x11\n\tis_fenced\x18\x01 \x01(\x08\x12\x1a\n\x12\x63ontroller_time_ms\x18\x02 \x01(\x03\x32\x89\x03\n\x11\x43ontrollerService\x12W\n\x0eRegisterBroker\x12!.raftlog.v1.RegisterBrokerRequest\x1a\".raftlog.v1.RegisterBrokerResponse\x12Z\n\x0f\x42rokerHeartbeat\x12\".raftlog.v1.BrokerHeartbeatRequest\x1a#.raftlog.v1.BrokerHeartbeatResponse\x12W\n\x0e\x41lterPartition\x12!.raftlog.v1.AlterPartitionRequest\x1a\".raftlog.v1.AlterPartitionResponse\x12\x66\n\x13\x41llocateProducerIds\x12&.raftlog.v1.AllocateProducerIdsRequest\x1a\'.raftlog.v1.AllocateProducerIdsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1braftlog/v1/controller.proto\x12\nraftlog.v1\x1a\x19raftlog/v1/metadata.proto\"\xb9\x01\n\x15\x41lterPartitionRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x10\n\x08topic_id\x18\x04 \x01(\x0c\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x06 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x0f\n\x07new_isr\x18\x08 \x03(\x05\"d\n\x16\x41lterPartitionResponse\x12\x0e\n\x06leader\x18\x01 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x02 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x03 \x01(\x05\x12\x0b\n\x03isr\x18\x04 \x03(\x05\"Y\n\x1a\x41llocateProducerIdsRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\"G\n\x1b\x41llocateProducerIdsResponse\x12\x19\n\x11\x66irst_producer_id\x18\x01 \x01(\x03\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xb5\x01\n\x15RegisterBrokerRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x03 \x01(\t\x12&\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x14.raftlog.v1.Endpoint\x12\x0c\n\x04rack\x18\x05 \x01(\t\x12\'\n\tlisteners\x18\x06 \x03(\x0b\x32\x14.raftlog.v1.Endpoint\".\n\x16RegisterBrokerResponse\x12\x14\n\x0c\x62roker_epoch\x18\x01 \x01(\x03\"\xb4\x01\n\x16\x42rokerHeartbeatRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tbroker_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x17\n\x0fmetadata_offset\x18\x04 \x01(\x03\x12\x12\n\nwant_fence\x18\x05 \x01(\x08\x12\x30\n\x10offline_replicas\x18\x06 \x03(\x0b\x32\x16.raftlog.v1.ReplicaRef\"1\n\nReplicaRef\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\"H\n\x17\x42rokerHeartbeatResponse\x12\x11\n\tis_fenced\x18\x01 \x01(\x08\x12\x1a\n\x12\x63ontroller_time_ms\x18\x02 \x01(\x03\x32\x89\x03\n\x11\x43ontrollerService\x12W\n\x0eRegisterBroker\x12!.raftlog.v1.RegisterBrokerRequest\x1a\".raftlog.v1.RegisterBrokerResponse\x12Z\n\x0f\x42rokerHeartbeat\x12\".raftlog.v1.BrokerHeartbeatRequest\x1a#.raftlog.v1.BrokerHeartbeatResponse\x12W\n\x0e\x41lterPartition\x12!.raftlog.v1.AlterPartitionRequest\x1a\".raftlog.v1.AlterPartitionResponse\x12\x66\n\x13\x41llocateProducerIds\x12&.raftlog.v1.AllocateProducerIdsRequest\x1a\'.raftlog.v1.AllocateProducerIdsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,15 +41,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALLOCATEPRODUCERIDSRESPONSE']._serialized_start=451
   _globals['_ALLOCATEPRODUCERIDSRESPONSE']._serialized_end=522
   _globals['_REGISTERBROKERREQUEST']._serialized_start=525
-  _globals['_REGISTERBROKERREQUEST']._serialized_end=665
-  _globals['_REGISTERBROKERRESPONSE']._serialized_start=667
-  _globals['_REGISTERBROKERRESPONSE']._serialized_end=713
-  _globals['_BROKERHEARTBEATREQUEST']._serialized_start=716
-  _globals['_BROKERHEARTBEATREQUEST']._serialized_end=896
-  _globals['_REPLICAREF']._serialized_start=898
-  _globals['_REPLICAREF']._serialized_end=947
-  _globals['_BROKERHEARTBEATRESPONSE']._serialized_start=949
-  _globals['_BROKERHEARTBEATRESPONSE']._serialized_end=1021
-  _globals['_CONTROLLERSERVICE']._serialized_start=1024
-  _globals['_CONTROLLERSERVICE']._serialized_end=1417
+  _globals['_REGISTERBROKERREQUEST']._serialized_end=706
+  _globals['_REGISTERBROKERRESPONSE']._serialized_start=708
+  _globals['_REGISTERBROKERRESPONSE']._serialized_end=754
+  _globals['_BROKERHEARTBEATREQUEST']._serialized_start=757
+  _globals['_BROKERHEARTBEATREQUEST']._serialized_end=937
+  _globals['_REPLICAREF']._serialized_start=939
+  _globals['_REPLICAREF']._serialized_end=988
+  _globals['_BROKERHEARTBEATRESPONSE']._serialized_start=990
+  _globals['_BROKERHEARTBEATRESPONSE']._serialized_end=1062
+  _globals['_CONTROLLERSERVICE']._serialized_start=1065
+  _globals['_CONTROLLERSERVICE']._serialized_end=1458
 # @@protoc_insertion_point(module_scope)

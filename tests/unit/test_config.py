@@ -43,6 +43,17 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         (["controller.quorum.voters=x@127.0.0.1:9"], "is not id@host:port"),
         (["listeners=127.0.0.1:99999"], "is not host:port"),
         (["no.such.key=1"], "unknown configuration key"),
+        (["listeners=A://0.0.0.0:9092,B://0.0.0.0:9093"], "no entry for listener A"),
+        (["listeners=INTERNAL://0.0.0.0:9092", "listener.security.protocol.map=INTERNAL:SSL"], "SSL is not supported"),
+        (["listeners=INTERNAL://n1:9092,INTERNAL://n1:9093"], "listener name INTERNAL appears twice"),
+        (["listeners=A://n1:9092,B://n1:9092", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],
+         "port 9092 is used by more than one listener"),
+        (["listeners=0.0.0.0:9092"], "would advertise 0.0.0.0"),
+        (["listeners=n1:9092", "advertised.listeners=EXTERNAL://localhost:29092"], "EXTERNAL is not one of listeners"),
+        (["listeners=A://n1:9092,B://n1:9093", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],
+         "inter.broker.listener.name is required"),
+        (["listeners=A://n1:9092", "listener.security.protocol.map=A:PLAINTEXT", "inter.broker.listener.name=B"],
+         "inter.broker.listener.name B is not one of listeners"),
         (["node.id=abc"], "is not a valid int"),
         (["process.roles=broker,zookeeper"], "is not a subset of broker,controller"),
         (["controller.quorum.heartbeat.interval.ms=600"], "must be below"),
@@ -54,6 +65,28 @@ def test_bad_configuration_is_one_clear_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(None, environ=base_env(), overrides=overrides)
     assert "\n" not in str(info.value)
+
+
+def test_named_listeners_as_kafka_writes_them():
+    config = load_config(None, environ=base_env(
+        RAFTLOG_LISTENERS="INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:29092",
+        RAFTLOG_ADVERTISED_LISTENERS="INTERNAL://raftlog-1:9092,EXTERNAL://localhost:29092",
+        RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP="INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+        RAFTLOG_INTER_BROKER_LISTENER_NAME="INTERNAL",
+    ))
+    assert [str(listener) for listener in config.listeners] == ["INTERNAL://0.0.0.0:9092", "EXTERNAL://0.0.0.0:29092"]
+    assert [str(listener) for listener in config.advertised_listeners] == [
+        "INTERNAL://raftlog-1:9092", "EXTERNAL://localhost:29092"]
+    # the broker registers the inter-broker listener's advertised address as its own
+    assert str(config.advertised) == "raftlog-1:9092"
+    assert str(config.listener) == "0.0.0.0:9092"
+
+
+def test_a_plain_host_port_listener_is_named_plaintext_and_advertised_as_bound():
+    config = load_config(None, environ=base_env(RAFTLOG_LISTENERS="127.0.0.1:19091"))
+    assert [str(listener) for listener in config.listeners] == ["PLAINTEXT://127.0.0.1:19091"]
+    assert config.inter_broker_listener == "PLAINTEXT"
+    assert str(config.advertised) == "127.0.0.1:19091"
 
 
 def test_missing_required_keys():
