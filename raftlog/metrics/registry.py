@@ -15,6 +15,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -39,6 +41,10 @@ class _SnapshotCollector(Collector):
 class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # CPU, memory, open files (process_*) and the Python version, as prometheus-client's default
+        # registry has them.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.requests = Counter("raftlog_requests", "Requests received, per API", ["api"], registry=self.registry)
         self.failed_requests = Counter(
             "raftlog_failed_requests", "Requests that failed, per API and reason", ["api", "reason"],
@@ -175,6 +181,11 @@ def partition_gauges(manager) -> Callable[[], Iterable[MetricFamily]]:
         yield GaugeMetricFamily("raftlog_under_min_isr_partitions", "Led partitions with ISR < min.insync.replicas",
                                 value=under_min_isr)
         yield GaugeMetricFamily("raftlog_offline_partitions", "Partitions without a leader", value=offline)
+        brokers = list(manager.image.brokers.values())
+        yield GaugeMetricFamily("raftlog_registered_brokers", "Brokers registered in this node's metadata image",
+                                value=len(brokers))
+        yield GaugeMetricFamily("raftlog_fenced_brokers", "Registered brokers fenced in this node's metadata image",
+                                value=sum(1 for broker in brokers if broker.fenced))
 
     return produce
 
