@@ -1,0 +1,226 @@
+"""A raftlog cluster of containers from the raftlog image, on its own Docker network, for tests.
+
+Every container, network and volume it makes carries the label ``raftlog.test=<run id>`` and is
+removed by `ContainerCluster.remove` (which the fixtures call even when a test fails): there is
+no testcontainers reaper (its image cannot be pulled here). Nodes have two listeners, as in
+deploy/compose.yaml: INTERNAL (raftlog-N:9092 on the network) and EXTERNAL (published on
+127.0.0.1, advertised with the host port), so clients run on the host.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException, NotFound
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from raftlog.client.admin import Admin
+from raftlog.errors import RaftlogError
+
+IMAGE = "raftlog:latest"
+LABEL = "raftlog.test"
+INTERNAL_PORT = 9092
+EXTERNAL_PORT = 29092
+METRICS_PORT = 9100
+REPO = Path(__file__).resolve().parents[2]
+
+
+def docker_client_or_reason() -> tuple[docker.DockerClient | None, str]:
+    """A client of a reachable Docker engine, or None and why not."""
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client, ""
+    except DockerException as exc:
+        return None, f"no Docker engine reachable: {exc}"
+
+
+def ensure_image(client: docker.DockerClient) -> None:
+    """Builds the image (deploy/build-image.sh, which reuses a current one) when it is missing."""
+    try:
+        client.images.get(IMAGE)
+        return
+    except NotFound:
+        pass
+    subprocess.run([str(REPO / "deploy" / "build-image.sh")], cwd=REPO, check=True,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": sys.executable})
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (the kernel's choice, so they do not collide with others')."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class NodePorts:
+    grpc: int  # host port of the EXTERNAL listener
+    metrics: int
+
+
+class ContainerCluster:
+    def __init__(self, client: docker.DockerClient, nodes: int = 3, extra_env: dict[str, str] | None = None):
+        self.client = client
+        self.run_id = uuid.uuid4().hex[:10]
+        self.labels = {LABEL: self.run_id}
+        self.node_ids = list(range(1, nodes + 1))
+        self.extra_env = dict(extra_env or {})
+        ports = free_ports(2 * nodes)
+        self.ports = {n: NodePorts(ports[2 * i], ports[2 * i + 1]) for i, n in enumerate(self.node_ids)}
+        self.network = Network(docker_network_kw={"labels": self.labels})
+        self.network.create()
+        self.network_name = self.network.name
+        for n in self.node_ids:
+            for kind in ("data", "meta"):
+                client.volumes.create(self.volume(n, kind), labels=self.labels)
+        self.containers: dict[int, DockerContainer] = {}
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def hostname(self, node_id: int) -> str:
+        return f"raftlog-{node_id}"
+
+    def name(self, node_id: int) -> str:
+        return f"raftlog-{self.run_id}-{node_id}"
+
+    def volume(self, node_id: int, kind: str) -> str:
+        return f"raftlog-{self.run_id}-{node_id}-{kind}"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.ports[n].grpc}" for n in self.node_ids)
+
+    def env(self, node_id: int) -> dict[str, str]:
+        voters = ",".join(f"{n}@{self.hostname(n)}:{INTERNAL_PORT}" for n in self.node_ids)
+        return {
+            "RAFTLOG_NODE_ID": str(node_id),
+            "RAFTLOG_CLUSTER_ID": f"test-{self.run_id}",
+            "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
+            "RAFTLOG_LISTENERS": f"INTERNAL://0.0.0.0:{INTERNAL_PORT},EXTERNAL://0.0.0.0:{EXTERNAL_PORT}",
+            "RAFTLOG_ADVERTISED_LISTENERS": (f"INTERNAL://{self.hostname(node_id)}:{INTERNAL_PORT},"
+                                             f"EXTERNAL://127.0.0.1:{self.ports[node_id].grpc}"),
+            "RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+            "RAFTLOG_INTER_BROKER_LISTENER_NAME": "INTERNAL",
+            "RAFTLOG_METRICS_PORT": str(METRICS_PORT),
+            **self.extra_env,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def create_node(self, node_id: int) -> None:
+        """Creates and starts a fresh container for the node on its volumes (they outlive it)."""
+        container = (
+            DockerContainer(IMAGE, env=self.env(node_id), name=self.name(node_id), network=self.network,
+                            network_aliases=[self.hostname(node_id)], hostname=self.hostname(node_id),
+                            labels=self.labels)
+            .with_volume_mapping(self.volume(node_id, "data"), "/var/lib/raftlog/data", "rw")
+            .with_volume_mapping(self.volume(node_id, "meta"), "/var/lib/raftlog/meta", "rw")
+        )
+        # Published on loopback only (testcontainers' own port binding takes every interface).
+        container.ports[f"{EXTERNAL_PORT}/tcp"] = ("127.0.0.1", self.ports[node_id].grpc)
+        container.ports[f"{METRICS_PORT}/tcp"] = ("127.0.0.1", self.ports[node_id].metrics)
+        container.start()
+        self.containers[node_id] = container
+
+    def start(self) -> None:
+        for n in self.node_ids:
+            self.create_node(n)
+
+    def docker_container(self, node_id: int):
+        return self.client.containers.get(self.name(node_id))
+
+    def kill(self, node_id: int) -> None:
+        self.docker_container(node_id).kill()
+
+    def stop(self, node_id: int, timeout_s: int = 15) -> int:
+        """docker stop (SIGTERM: a clean shutdown); returns the exit code."""
+        container = self.docker_container(node_id)
+        container.stop(timeout=timeout_s)
+        container.reload()
+        return container.attrs["State"]["ExitCode"]
+
+    def restart_stopped(self, node_id: int) -> None:
+        self.docker_container(node_id).start()
+
+    def pause(self, node_id: int) -> None:
+        self.docker_container(node_id).pause()
+
+    def unpause(self, node_id: int) -> None:
+        self.docker_container(node_id).unpause()
+
+    def disconnect(self, node_id: int) -> None:
+        self.client.networks.get(self.network_name).disconnect(self.name(node_id))
+
+    def connect(self, node_id: int) -> None:
+        self.client.networks.get(self.network_name).connect(self.name(node_id), aliases=[self.hostname(node_id)])
+
+    def recreate(self, node_id: int) -> None:
+        """Removes the node's container (not its volumes) and creates a new one on them."""
+        self.docker_container(node_id).remove(force=True)
+        self.create_node(node_id)
+
+    def remove(self) -> None:
+        """Removes every container, the network and every volume of this run (by label)."""
+        selector = {"label": f"{LABEL}={self.run_id}"}
+        for container in self.client.containers.list(all=True, filters=selector):
+            container.remove(force=True)
+        for network in self.client.networks.list(filters=selector):
+            network.remove()
+        for volume in self.client.volumes.list(filters=selector):
+            volume.remove(force=True)
+
+    def logs(self, node_id: int, tail: int = 40) -> str:
+        try:
+            return self.docker_container(node_id).logs(tail=tail).decode(errors="replace")
+        except NotFound:
+            return "(no container)"
+
+    # -- waiting -----------------------------------------------------------------------------------
+
+    def admin(self, node_ids: list[int] | None = None, timeout_ms: int = 3000) -> Admin:
+        ids = node_ids or self.node_ids
+        return Admin(",".join(f"127.0.0.1:{self.ports[n].grpc}" for n in ids), timeout_ms=timeout_ms)
+
+    def wait_for_brokers(self, count: int, timeout_s: float = 60.0, node_ids: list[int] | None = None) -> None:
+        def unfenced() -> bool:
+            with self.admin(node_ids) as admin:
+                return sum(not b["fenced"] for b in admin.describe_cluster()["brokers"]) >= count
+        wait_until(unfenced, timeout_s, f"{count} unfenced brokers")
+
+    def partitions(self, topic: str, node_ids: list[int] | None = None) -> list[dict]:
+        with self.admin(node_ids) as admin:
+            return admin.describe_topics([topic])[0]["partitions"]
+
+    def wait_for_full_isr(self, topic: str, timeout_s: float = 60.0) -> None:
+        def full() -> bool:
+            return all(sorted(p["isr"]) == sorted(p["replicas"]) and p["leader"] >= 0 for p in self.partitions(topic))
+        wait_until(full, timeout_s, f"every partition of {topic} with a full ISR")
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    """Polls predicate (a RaftlogError counts as not yet) until it is truthy; returns its value."""
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except RaftlogError as exc:
+            last_error = exc
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})")
