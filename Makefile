@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint proto proto-check netns-tools image image-tools up down sim-long clean
+.PHONY: run test lint proto proto-check netns-tools image image-tools monitoring-tools up down sim-long clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data}
 
-test: $(STAMP) proto-check lint netns-tools image
+test: $(STAMP) proto-check lint netns-tools image monitoring-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Code checks (settings in pyproject.toml): layering (pure modules import no grpc/asyncio/rocksdict,
@@ -38,6 +38,11 @@ netns-tools:
 # none is present, then the image from wheels built here; both are reused while still current.
 image: $(STAMP) image-tools
 	PYTHON=$(BIN)/python deploy/build-image.sh
+
+# The container tests run Prometheus (and promtool) from Debian's packages against the containers.
+monitoring-tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
 
 image-tools:
 	@command -v docker >/dev/null || { echo "make image: docker is not installed" >&2; exit 1; }
