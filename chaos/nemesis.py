@@ -104,11 +104,15 @@ class ChaosRun:
 
     # -- setting up and tearing down -------------------------------------------------------------
 
-    def start(self) -> None:
+    def _start_nodes(self) -> None:
+        """Makes the test hosts and starts the nodes on them (the docker backend overrides it)."""
         self.network.create()
         for mount in self.mounts.values():
             mount.mount()
         self.cluster.start()
+
+    def start(self) -> None:
+        self._start_nodes()
         self.cluster.wait_for_leader(timeout_s=60)
         self.cluster.wait_for_brokers(3, timeout_s=60)
         with self.cluster.admin(timeout_ms=30_000) as admin:

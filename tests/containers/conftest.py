@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.containers.docker_cluster import ContainerCluster, docker_client_or_reason, ensure_image
+from chaos.containers import ContainerCluster, docker_client_or_reason, ensure_image
 
 # A follower that stops fetching leaves the ISR after 1.5 s (default 10 s), so pause and
 # partition tests see it leave and come back within seconds.

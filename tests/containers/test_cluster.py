@@ -10,7 +10,7 @@ import pytest
 
 from chaos.checker import check
 from raftlog.client.producer import Producer
-from tests.containers.docker_cluster import INTERNAL_PORT, wait_until
+from chaos.containers import INTERNAL_PORT, wait_until
 from tests.containers.workload import TimedWorkload, read_topic
 
 pytestmark = pytest.mark.slow
@@ -72,13 +72,13 @@ def test_docker_kill_of_the_partition_leader_loses_and_duplicates_nothing(cluste
         workload.wait_for_progress(300, timeout_s=60)
         leader = cluster.partitions("kill")[0]["leader"]
         killed_at = time.monotonic()
-        cluster.kill(leader)
+        cluster.kill_node(leader)
         workload.wait_for_progress(300, timeout_s=60)
         resumed_at = wait_until(lambda: workload.first_ack_of_a_send_after(killed_at, 0), 60,
                                 "an acks=all record sent after the kill to be acknowledged")
         print(f"\n[figure] docker kill of partition leader {leader} -> acks=all produce succeeds again "
               f"after {resumed_at - killed_at:.2f} s")
-        cluster.restart_stopped(leader)
+        cluster.start_node(leader)
         cluster.wait_for_brokers(3)
         cluster.wait_for_full_isr("kill")
         workload.wait_for_progress(100, timeout_s=60)
@@ -162,7 +162,7 @@ def test_containers_recreated_on_their_old_volumes_keep_the_data(cluster):
         producer.flush(60)
     old_ids = {n: cluster.docker_container(n).id for n in cluster.node_ids}
     for n in cluster.node_ids:
-        assert cluster.stop(n) == 0, cluster.logs(n)
+        assert cluster.stop_node(n) == 0, cluster.logs(n)
     for n in cluster.node_ids:
         cluster.recreate(n)
     assert all(cluster.docker_container(n).id != old_ids[n] for n in cluster.node_ids)
@@ -181,8 +181,8 @@ def test_a_rolling_restart_under_acks_all_load_loses_nothing(cluster):
         workload.wait_for_progress(200, timeout_s=60)
         for n in cluster.node_ids:
             # docker stop is SIGTERM: a clean shutdown (exit 0) that hands leadership over
-            assert cluster.stop(n) == 0, cluster.logs(n)
-            cluster.restart_stopped(n)
+            assert cluster.stop_node(n) == 0, cluster.logs(n)
+            cluster.start_node(n)
             cluster.wait_for_brokers(3)
             cluster.wait_for_full_isr("roll")
             workload.wait_for_progress(100, timeout_s=60)

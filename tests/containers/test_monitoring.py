@@ -16,7 +16,7 @@ import pytest
 
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
-from tests.containers.docker_cluster import REPO, free_ports, wait_until
+from chaos.containers import REPO, free_ports, wait_until
 from tests.containers.workload import read_topic
 
 pytestmark = pytest.mark.slow
@@ -103,13 +103,13 @@ def test_alerts_fire_when_a_container_is_killed_and_clear_when_it_returns(cluste
     assert firing(prometheus) == set(), "alerts fire on a healthy cluster"
 
     victim = cluster.node_ids[-1]
-    cluster.kill(victim)
+    cluster.kill_node(victim)
     try:
         expected = {"RaftlogBrokerDown", "RaftlogUnderReplicatedPartitions", "RaftlogBrokerFenced"}
         wait_until(lambda: firing(prometheus) >= expected, 90,
                    f"alerts {sorted(expected)} to fire with node {victim} killed")
     finally:
-        cluster.restart_stopped(victim)
+        cluster.start_node(victim)
     cluster.wait_for_brokers(3)
     cluster.wait_for_full_isr("watched")
     wait_until(lambda: firing(prometheus) == set(), 90, "every alert to clear once the node is back")

@@ -1,14 +1,19 @@
-"""A raftlog cluster of containers from the raftlog image, on its own Docker network, for tests.
+"""A raftlog cluster of containers from the raftlog image (deploy/Dockerfile) on its own Docker
+network: for tests/containers and for the chaos suite's docker backend (`python -m chaos
+--backend docker`), which drives it through the same methods as a LocalCluster.
 
 Every container, network and volume it makes carries the label ``raftlog.test=<run id>`` and is
-removed by `ContainerCluster.remove` (which the fixtures call even when a test fails): there is
-no testcontainers reaper (its image cannot be pulled here). Nodes have two listeners, as in
-deploy/compose.yaml: INTERNAL (raftlog-N:9092 on the network) and EXTERNAL (published on
-127.0.0.1, advertised with the host port), so clients run on the host.
+removed by `ContainerCluster.remove` (which the fixtures and the chaos run call even when
+something failed): there is no testcontainers reaper (its image cannot be pulled here). Nodes
+have two listeners, as in deploy/compose.yaml: INTERNAL (raftlog-N:9092 on the network) and
+EXTERNAL (published on 127.0.0.1, advertised with the host port), so clients run on the host.
+Faults: docker kill/stop/start/pause, disconnecting a container from the network, and iptables
+rules inside a container's network namespace (nsenter) for a partition between nodes only.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +35,7 @@ LABEL = "raftlog.test"
 INTERNAL_PORT = 9092
 EXTERNAL_PORT = 29092
 METRICS_PORT = 9100
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def docker_client_or_reason() -> tuple[docker.DockerClient | None, str]:
@@ -72,6 +77,14 @@ class NodePorts:
     metrics: int
 
 
+@dataclass
+class ContainerNodeSpec:
+    """What the chaos run reads of a node, as of a LocalCluster's NodeSpec."""
+
+    node_id: int
+    partitions_dir: Path  # the data volume as the host sees it (the local volume driver's mountpoint)
+
+
 class ContainerCluster:
     def __init__(self, client: docker.DockerClient, nodes: int = 3, extra_env: dict[str, str] | None = None):
         self.client = client
@@ -88,6 +101,12 @@ class ContainerCluster:
             for kind in ("data", "meta"):
                 client.volumes.create(self.volume(n, kind), labels=self.labels)
         self.containers: dict[int, DockerContainer] = {}
+        self.specs = {
+            n: ContainerNodeSpec(n, Path(client.volumes.get(self.volume(n, "data")).attrs["Mountpoint"]))
+            for n in self.node_ids
+        }
+        self._cut_off: set[int] = set()  # disconnected from the network
+        self._firewalled: set[int] = set()  # with DROP rules in their network namespace
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -143,19 +162,6 @@ class ContainerCluster:
     def docker_container(self, node_id: int):
         return self.client.containers.get(self.name(node_id))
 
-    def kill(self, node_id: int) -> None:
-        self.docker_container(node_id).kill()
-
-    def stop(self, node_id: int, timeout_s: int = 15) -> int:
-        """docker stop (SIGTERM: a clean shutdown); returns the exit code."""
-        container = self.docker_container(node_id)
-        container.stop(timeout=timeout_s)
-        container.reload()
-        return container.attrs["State"]["ExitCode"]
-
-    def restart_stopped(self, node_id: int) -> None:
-        self.docker_container(node_id).start()
-
     def pause(self, node_id: int) -> None:
         self.docker_container(node_id).pause()
 
@@ -172,6 +178,95 @@ class ContainerCluster:
         """Removes the node's container (not its volumes) and creates a new one on them."""
         self.docker_container(node_id).remove(force=True)
         self.create_node(node_id)
+
+    # -- the LocalCluster interface the chaos run uses ------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap
+
+    def is_running(self, node_id: int) -> bool:
+        """Running or paused (a paused node is a stopped process, as under SIGSTOP)."""
+        try:
+            container = self.docker_container(node_id)
+        except NotFound:
+            return False
+        return container.status in ("running", "paused")
+
+    def signal_node(self, node_id: int, sig: int) -> None:
+        if sig == signal.SIGSTOP:
+            self.pause(node_id)
+        elif sig == signal.SIGCONT:
+            self.unpause(node_id)
+        else:
+            self.docker_container(node_id).kill(signal=int(sig))
+
+    def kill_node(self, node_id: int) -> None:
+        """docker kill (SIGKILL); the container stays, to be started again."""
+        self.docker_container(node_id).kill()
+
+    def start_node(self, node_id: int) -> None:
+        """Starts the node's stopped or killed container again."""
+        self.docker_container(node_id).start()
+
+    def stop_node(self, node_id: int, timeout_s: int = 15) -> int | None:
+        """docker stop (SIGTERM: a clean shutdown); the exit code, None if it was not running."""
+        if not self.is_running(node_id):
+            return None
+        container = self.docker_container(node_id)
+        if container.status == "paused":
+            container.unpause()
+        container.stop(timeout=timeout_s)
+        container.reload()
+        return container.attrs["State"]["ExitCode"]
+
+    def wait_for_leader(self, timeout_s: float = 30.0, node_ids: list[int] | None = None) -> int:
+        """The active controller's id, once one is known."""
+        def controller() -> int | None:
+            with self.admin(node_ids) as admin:
+                controller_id = admin.describe_cluster()["controller_id"]
+            return controller_id if controller_id >= 0 else None
+        return wait_until(controller, timeout_s, "an active controller")
+
+    def stop(self) -> None:
+        """docker stop of every running node (clean shutdowns); containers and volumes stay."""
+        for n in self.node_ids:
+            self.stop_node(n)
+
+    # -- network faults ------------------------------------------------------------------------------
+
+    def ip_address(self, node_id: int) -> str:
+        container = self.docker_container(node_id)
+        return container.attrs["NetworkSettings"]["Networks"][self.network_name]["IPAddress"]
+
+    def isolate(self, node_id: int) -> None:
+        """Cuts the container off its network: from the other nodes and from clients alike."""
+        self.disconnect(node_id)
+        self._cut_off.add(node_id)
+
+    def partition(self, group: list[int], others: list[int]) -> None:
+        """Drops every packet between `group` and `others` (iptables in the network namespaces
+        of `group`'s containers, entered with nsenter); clients on the host still reach everyone."""
+        addresses = [self.ip_address(n) for n in others]
+        for n in group:
+            for address in addresses:
+                self._iptables(n, "-A", "INPUT", "-s", address, "-j", "DROP")
+                self._iptables(n, "-A", "OUTPUT", "-d", address, "-j", "DROP")
+            self._firewalled.add(n)
+
+    def heal(self) -> None:
+        for n in sorted(self._firewalled):
+            if self.is_running(n):
+                self._iptables(n, "-F", "INPUT")
+                self._iptables(n, "-F", "OUTPUT")
+        self._firewalled.clear()
+        for n in sorted(self._cut_off):
+            self.connect(n)
+        self._cut_off.clear()
+
+    def _iptables(self, node_id: int, *rule: str) -> None:
+        pid = self.docker_container(node_id).attrs["State"]["Pid"]
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", *rule], check=True, capture_output=True)
 
     def remove(self) -> None:
         """Removes every container, the network and every volume of this run (by label)."""
