@@ -286,7 +286,7 @@ class NodeConfig:
         # of the listener it came in on. Brokers register the inter-broker listener's advertised
         # address as their own (peers themselves reach each other at controller.quorum.voters).
         self.listeners, self.advertised_listeners, self.inter_broker_listener = _resolve_listeners(values)
-        inter_broker = self.listeners[[l.name for l in self.listeners].index(self.inter_broker_listener)]
+        inter_broker = next(bound for bound in self.listeners if bound.name == self.inter_broker_listener)
         self.listener: Address = inter_broker.address
         self.advertised: Address = self.advertised_listener(self.inter_broker_listener).address
         self.log_dirs: list[Path] = [Path(d) for d in values["log.dirs"]]

@@ -104,7 +104,7 @@ class Node:
             tasks=self.tasks,
             offline_replicas=lambda: self.replicas.offline_replicas(),
             clock_skew_max_ms=config["broker.clock.skew.max.ms"],
-            advertised_listeners=tuple((l.name, l.host, l.port) for l in config.advertised_listeners),
+            advertised_listeners=tuple((a.name, a.host, a.port) for a in config.advertised_listeners),
         )
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(

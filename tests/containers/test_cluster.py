@@ -9,8 +9,8 @@ import time
 import pytest
 
 from chaos.checker import check
-from raftlog.client.producer import Producer
 from chaos.containers import INTERNAL_PORT, wait_until
+from raftlog.client.producer import Producer
 from tests.containers.workload import TimedWorkload, read_topic
 
 pytestmark = pytest.mark.slow
@@ -24,13 +24,13 @@ from raftlog.v1 import broker_pb2, broker_pb2_grpc
 batch = encode_batch([(None, sys.argv[2].encode(), None, int(time.time() * 1000))])
 request = broker_pb2.ProduceRequest(acks=-1, timeout_ms=3000, partitions=[
     broker_pb2.PartitionRecords(topic=sys.argv[1], partition=0, records=batch)])
-with grpc.insecure_channel("127.0.0.1:%d") as channel:
+with grpc.insecure_channel("127.0.0.1:PORT") as channel:
     try:
         answer = broker_pb2_grpc.BrokerServiceStub(channel).Produce(request, timeout=10)
         print(answer.results[0].error_reason or "OK")
     except grpc.RpcError as exc:
         print("RPC_" + exc.code().name)
-""" % INTERNAL_PORT
+""".replace("PORT", str(INTERNAL_PORT))
 
 
 def create_topic(cluster, name: str, partitions: int) -> None:

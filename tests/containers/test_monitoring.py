@@ -10,13 +10,12 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from chaos.containers import REPO, free_ports, wait_until
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
-from chaos.containers import REPO, free_ports, wait_until
 from tests.containers.workload import read_topic
 
 pytestmark = pytest.mark.slow
