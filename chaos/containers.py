@@ -49,12 +49,8 @@ def docker_client_or_reason() -> tuple[docker.DockerClient | None, str]:
 
 
 def ensure_image(client: docker.DockerClient) -> None:
-    """Builds the image (deploy/build-image.sh, which reuses a current one) when it is missing."""
-    try:
-        client.images.get(IMAGE)
-        return
-    except NotFound:
-        pass
+    """Makes sure the image is built from the sources as they are (deploy/build-image.sh, which
+    reuses the image when a hash of the sources says it is current: a fraction of a second)."""
     subprocess.run([str(REPO / "deploy" / "build-image.sh")], cwd=REPO, check=True,
                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": sys.executable})
 
