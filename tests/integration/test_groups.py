@@ -12,7 +12,9 @@ import time
 import pytest
 
 from raftlog.client import Admin, Consumer, Producer, TopicPartition
+from raftlog.errors import Errors, RaftlogError
 from tests.integration.conftest import wait_until
+from tests.integration.test_metrics import scrape, value
 
 pytestmark = pytest.mark.slow
 SESSION_MS = 3000
@@ -24,8 +26,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=60)
 
 
-def start_cluster(make_cluster, topic: str, partitions: int):
-    cluster = make_cluster(extra_config=GROUP_CONFIG)
+def start_cluster(make_cluster, topic: str, partitions: int, metrics: bool = False):
+    cluster = make_cluster(extra_config=GROUP_CONFIG, metrics=metrics)
     cluster.start()
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
@@ -179,7 +181,13 @@ def test_coordinator_kill_keeps_committed_offsets(make_cluster, tmp_path):
         produce(",".join(cluster.specs[n].address for n in survivors), "pay", 100, start=300)
         with cluster.admin(survivors, timeout_ms=15000) as admin:
             wait_until(lambda: all_committed(400), 60, "400 records committed after the coordinator's kill")
-            assert admin.describe_group("g")["coordinator"] != coordinator
+            new_coordinator = admin.describe_group("g")["coordinator"]
+            assert new_coordinator != coordinator
+        # The new coordinator loaded the group from its offset store (rows materialized while it
+        # followed), replaying only the log beyond the applied offset.
+        loads = [line for line in cluster.specs[new_coordinator].log_path.read_text().splitlines()
+                 if "loaded 1 groups" in line]
+        assert loads and " 0 rows from the offset store" not in loads[0], loads
     finally:
         member.kill()
         member.wait(10)
@@ -187,8 +195,8 @@ def test_coordinator_kill_keeps_committed_offsets(make_cluster, tmp_path):
     assert set(values) == set(range(400)), "every record processed at least once"
 
 
-def test_describe_lag_reset_offsets_and_delete(make_cluster):
-    cluster = start_cluster(make_cluster, "logs", 1)
+def test_describe_lag_reset_offsets_and_delete(make_cluster, tmp_path):
+    cluster = start_cluster(make_cluster, "logs", 1, metrics=True)
     bootstrap = cluster.bootstrap_servers
     produce(bootstrap, "logs", 100)
     consumer = Consumer(bootstrap, group_id="g", enable_auto_commit=False)
@@ -201,6 +209,10 @@ def test_describe_lag_reset_offsets_and_delete(make_cluster):
             got += consumer.poll(200)
         consumer.commit({tp: 60})
         assert consumer.committed([tp]) == {tp: 60}
+        with pytest.raises(RaftlogError) as no_partition:
+            consumer.commit({TopicPartition("logs", 7): 1})
+        assert no_partition.value.error is Errors.UNKNOWN_TOPIC_OR_PARTITION
+        assert consumer.committed([tp]) == {tp: 60}
         # Refused while the member is there, naming it.
         refused = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs", "--to-earliest", "--execute",
                       "--bootstrap-server", bootstrap)
@@ -210,6 +222,15 @@ def test_describe_lag_reset_offsets_and_delete(make_cluster):
         assert delete.returncode == 1 and "NON_EMPTY_GROUP" in delete.stderr
     finally:
         consumer.close()  # no auto-commit: the committed offset stays 60
+    with Admin(bootstrap) as admin:
+        coordinator = admin.describe_group("g")["coordinator"]
+    samples = scrape(cluster, coordinator)
+    assert value(samples, "raftlog_group_lag", group="g", topic="logs", partition="0") == 40
+    assert value(samples, "raftlog_group_lag_seconds", group="g", topic="logs", partition="0") > 0
+    assert value(samples, "raftlog_group_members", group="g") == 0
+    assert value(samples, "raftlog_group_state", group="g", state="Empty") == 1
+    assert value(samples, "raftlog_offset_commits_total") >= 1
+    assert value(samples, "raftlog_group_rebalances_total") >= 2  # the join and the leave
     described = cli("groups", "describe", "--group", "g", "--output", "json", "--bootstrap-server", bootstrap)
     assert described.returncode == 0, described.stderr
     [row] = json.loads(described.stdout)
@@ -238,15 +259,51 @@ def test_describe_lag_reset_offsets_and_delete(make_cluster):
     assert shifted.returncode == 0, shifted.stderr
     with Admin(bootstrap) as admin:
         assert admin.list_group_offsets("g") == {("logs", 0): 50}
+    # The other ways to name new offsets.
+    by_duration = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs", "--by-duration", "PT1H",
+                      "--output", "json", "--bootstrap-server", bootstrap)
+    assert json.loads(by_duration.stdout)[0]["new_offset"] == 0  # every record is newer than an hour
+    future = cli("groups", "reset-offsets", "--group", "g", "--all-topics", "--to-datetime", "2999-01-01T00:00:00",
+                 "--output", "json", "--bootstrap-server", bootstrap)
+    assert json.loads(future.stdout)[0]["new_offset"] == 100
+    plan = tmp_path / "plan.csv"
+    plan.write_text("logs,0,33\n")
+    from_file = cli("groups", "reset-offsets", "--group", "g", "--from-file", str(plan), "--execute",
+                    "--bootstrap-server", bootstrap)
+    assert from_file.returncode == 0, from_file.stderr
+    with Admin(bootstrap) as admin:
+        assert admin.list_group_offsets("g") == {("logs", 0): 33}
+    bad_duration = cli("groups", "reset-offsets", "--group", "g", "--all-topics", "--by-duration", "1 hour",
+                       "--bootstrap-server", bootstrap)
+    assert bad_duration.returncode == 1 and "ISO-8601" in bad_duration.stderr
+    shifted = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs:0", "--shift-by", "17", "--execute",
+                  "--bootstrap-server", bootstrap)
+    assert shifted.returncode == 0, shifted.stderr
     unknown = cli("groups", "describe", "--group", "nobody", "--bootstrap-server", bootstrap)
     assert unknown.returncode == 1 and "GROUP_ID_NOT_FOUND" in unknown.stderr
     # The offsets topic decodes readably, as kafka-dump-log's --offsets-decoder does.
     dumps = [cli("log", "dump", str(path), "--offsets-decoder").stdout
              for path in (cluster.data_dir / "node-1" / "data").glob("__consumer_offsets-*")]
     assert any("offset_commit::group=g,topic=logs,partition=0 payload: offset=50" in d for d in dumps)
+    assert any("group_metadata::group=g payload: epoch=" in d for d in dumps)
     assert cli("groups", "delete-offsets", "--group", "g", "--topic", "logs", "--bootstrap-server",
                bootstrap).returncode == 0
     with Admin(bootstrap) as admin:
         assert admin.list_group_offsets("g") == {}
     assert cli("groups", "delete", "--group", "g", "--bootstrap-server", bootstrap).returncode == 0
     assert json.loads(cli("groups", "list", "--output", "json", "--bootstrap-server", bootstrap).stdout) == []
+    # A consumer with a group id but manual assign() commits too (the group has no members).
+    manual = Consumer(bootstrap, group_id="manual", enable_auto_commit=False)
+    try:
+        manual.assign([tp])
+        manual.commit({tp: 12})
+        assert manual.committed([tp]) == {tp: 12}
+    finally:
+        manual.close()
+    other = Consumer(bootstrap, group_id="other")
+    try:
+        with pytest.raises(RaftlogError) as bad_pattern:
+            other.subscribe(pattern="logs((")
+        assert bad_pattern.value.error is Errors.INVALID_REGULAR_EXPRESSION
+    finally:
+        other.close()
