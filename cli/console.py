@@ -117,6 +117,7 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, 
     except ValueError as exc:
         fail(str(exc))
     count = 0
+    uncommitted: dict = {}  # printed, not yet committed (a failed commit is tried again next poll)
     signal.signal(signal.SIGTERM, _interrupt)  # a clean stop: leave the group at once
     try:
         if group is not None:
@@ -130,17 +131,13 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, 
         while max_messages is None or count < max_messages:
             records = consumer.poll(timeout_ms=500)
             idle_ms = 0 if records else idle_ms + 500
-            printed = {}
             for record in records[: None if max_messages is None else max_messages - count]:
                 click.echo(_render(record, print_key, print_offset, separator, output_format))
                 count += 1
-                printed[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                uncommitted[TopicPartition(record.topic, record.partition)] = record.offset + 1
             sys.stdout.flush()
-            if group is not None and printed:
-                try:
-                    consumer.commit(printed)
-                except RaftlogError as exc:  # fenced or moved on: these records may come again
-                    click.echo(f"Warning: commit failed: {exc.reason}: {exc.message}", err=True)
+            if group is not None and uncommitted:
+                _commit_printed(consumer, uncommitted)
             if timeout_ms is not None and idle_ms >= timeout_ms:
                 break
     except RaftlogError as exc:
@@ -148,8 +145,27 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, 
     except KeyboardInterrupt:
         pass
     finally:
+        if group is not None and uncommitted:
+            _commit_printed(consumer, uncommitted)
         consumer.close()
     click.echo(f"Processed a total of {count} messages", err=True)
+
+
+def _commit_printed(consumer, uncommitted: dict) -> None:
+    """Commits what was printed; what fails stays for the next try, unless the partition has
+    gone to another member (whose committed offset then rules)."""
+    from raftlog.errors import RaftlogError
+
+    owned = consumer.assignment()
+    for tp in [tp for tp in uncommitted if tp not in owned]:
+        del uncommitted[tp]
+    if not uncommitted:
+        return
+    try:
+        consumer.commit(dict(uncommitted))
+        uncommitted.clear()
+    except RaftlogError as exc:
+        click.echo(f"Warning: commit failed: {exc.reason}: {exc.message}", err=True)
 
 
 def _interrupt(signum, frame) -> None:

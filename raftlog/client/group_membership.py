@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = 0.1
 CALL_TIMEOUT_S = 10.0
+COMMIT_TIMEOUT_S = 30.0
 FAST_HEARTBEAT_S = 0.1  # after a change, heartbeat this often for a while: hand-overs finish sooner
 FAST_HEARTBEAT_WINDOW_S = 3.0
 TopicPartitionKey = tuple[str, int]
@@ -190,9 +191,14 @@ class GroupMembership:
     # -- offsets ------------------------------------------------------------------------------
 
     async def commit(self, offsets: dict[TopicPartitionKey, int], in_group: bool) -> None:
-        """Commits offsets (fenced by member epoch when in the group); a STALE_MEMBER_EPOCH is
-        retried once after a heartbeat brings the member's epoch up to date."""
-        for attempt in range(3):
+        """Commits offsets (fenced by member epoch when in the group). A STALE_MEMBER_EPOCH is
+        retried after a heartbeat brings the member's epoch up to date; a retriable error
+        (NOT_ENOUGH_REPLICAS while the offsets partition's ISR recovers) until the deadline, as
+        Kafka's commitSync does."""
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        attempt = 0
+        while True:
+            attempt += 1
             request = group_pb2.OffsetCommitRequest(
                 group_id=self.group_id,
                 member_id=self.member_id if in_group else "",
@@ -200,10 +206,13 @@ class GroupMembership:
                 offsets=[group_pb2.OffsetCommitPartition(topic=t, partition=p, offset=o, leader_epoch=-1)
                          for (t, p), o in sorted(offsets.items())])
             try:
-                response = await self.call("OffsetCommit", request)
+                response = await self.call("OffsetCommit", request, timeout_s=max(0.1, deadline - time.monotonic()))
             except RaftlogError as exc:
-                if exc.error is Errors.STALE_MEMBER_EPOCH and attempt < 2:
+                if exc.error is Errors.STALE_MEMBER_EPOCH and attempt < 3:
                     await self.heartbeat()
+                    continue
+                if exc.retriable and time.monotonic() < deadline:
+                    await asyncio.sleep(RETRY_BACKOFF_S)
                     continue
                 raise
             for result in response.results:

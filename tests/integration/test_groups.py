@@ -83,7 +83,8 @@ def group_consumer_process(bootstrap: str, group: str, topic: str, out_path, ins
     if instance_id:
         args += ["--group-instance-id", instance_id]
     out = open(out_path, "a")
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.DEVNULL)
+    err = open(f"{out_path}.err", "a")  # kept for a failure's post-mortem
+    return subprocess.Popen(args, stdout=out, stderr=err)
 
 
 def test_a_fourth_member_takes_only_its_share(make_cluster):
@@ -307,3 +308,90 @@ def test_describe_lag_reset_offsets_and_delete(make_cluster, tmp_path):
         assert bad_pattern.value.error is Errors.INVALID_REGULAR_EXPRESSION
     finally:
         other.close()
+
+
+def test_at_least_once_through_member_and_coordinator_kills(make_cluster, tmp_path):
+    """Produce with acks=all while members are killed -9 and restarted and the coordinator's broker
+    is killed twice: every record is processed, commits never go back and never pass what was
+    processed (the console consumer commits only what it printed)."""
+    cluster = start_cluster(make_cluster, "jobs", 6)
+    bootstrap = cluster.bootstrap_servers
+    cluster.remember_epochs()
+    outputs = [tmp_path / f"member-{i}.out" for i in range(3)]
+    members = [group_consumer_process(bootstrap, "g", "jobs", out) for out in outputs]
+    stop_producing, produced = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    sent = [0]
+
+    def producer() -> None:
+        try:
+            p = Producer(bootstrap, acks="all")
+            while not stop_producing.is_set() and sent[0] < 20_000:
+                p.send("jobs", value=str(sent[0]).encode(), key=str(sent[0]).encode())
+                sent[0] += 1
+                time.sleep(0.01)
+            p.flush()
+            p.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            produced.set()
+
+    seen: dict = {}
+
+    def processed_max() -> dict:
+        best: dict = {}
+        for out in outputs:
+            for line in out.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by kill -9
+                key = ("jobs", record["partition"])
+                best[key] = max(best.get(key, -1), record["offset"])
+        return best
+
+    def check_commits(admin) -> int:
+        offsets = admin.list_group_offsets("g")
+        processed = processed_max()  # read after the commits: it can only have grown since
+        for tp, offset in offsets.items():
+            assert offset >= seen.get(tp, 0), f"committed offset of {tp} went back: {seen[tp]} -> {offset}"
+            assert offset <= processed.get(tp, -1) + 1, f"{tp} committed {offset} past what was processed"
+            seen[tp] = offset
+        return sum(offsets.values())
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    try:
+        with cluster.admin(timeout_ms=20000) as admin:
+            wait_until(lambda: check_commits(admin) >= 50, 60, "the group committing")
+            members[0].kill()
+            members[0].wait(10)
+            members[0] = group_consumer_process(bootstrap, "g", "jobs", outputs[0])
+            for _ in range(2):
+                coordinator = admin.describe_group("g")["coordinator"]
+                before = check_commits(admin)
+                cluster.kill_node(coordinator)
+                wait_until(lambda: check_commits(admin) > before + 20, 60, "commits after the coordinator's kill")
+                cluster.start_node(coordinator)
+                cluster.wait_for_rejoin(coordinator, 60)
+            members[1].kill()
+            members[1].wait(10)
+            members[1] = group_consumer_process(bootstrap, "g", "jobs", outputs[1])
+            stop_producing.set()
+            assert produced.wait(120), "the producer did not finish"
+            assert not errors, errors
+            total = sent[0]
+            wait_until(lambda: check_commits(admin) == total, 90, f"all {total} records committed")
+    finally:
+        for member in members:
+            member.kill()
+            member.wait(10)
+    values = []
+    for out in outputs:
+        for line in out.read_text().splitlines():
+            try:
+                values.append(int(json.loads(line)["value"]))
+            except ValueError:
+                continue
+    assert set(values) == set(range(total)), f"never processed: {sorted(set(range(total)) - set(values))[:20]}"
