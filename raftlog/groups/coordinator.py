@@ -76,7 +76,9 @@ class GroupEntry:
     offsets: dict[tuple[str, int], rec.OffsetValue] = field(default_factory=dict)
     written: rec.GroupValue | None = None  # the group metadata last appended, its timestamp 0
     empty_since_ms: int = field(default_factory=_wall_ms)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    changes: int = 0  # mutations of the group that need writing, counted
+    persisted_changes: int = 0  # how many of them the last completed write covered
+    writing: asyncio.Future | None = None  # the group's one metadata write in flight
     unstable_since: float | None = None  # monotonic time of the epoch change the group is reconciling
 
 
@@ -358,11 +360,10 @@ class GroupCoordinator:
             for entry in list(shard.groups.values()):
                 if not entry.group.members:
                     continue
-                async with entry.lock:
-                    gone = entry.group.expire(now_ms)
-                    if gone:
-                        log.info("group %s: members %s timed out", entry.group.group_id, gone)
-                        await self._persist_group(partition, entry)
+                gone = entry.group.expire(now_ms)
+                if gone:
+                    log.info("group %s: members %s timed out", entry.group.group_id, gone)
+                    await self._persist_group(partition, entry)
 
     async def _retention_once(self) -> None:
         retention_ms = self._config["offsets.retention.minutes"] * 60_000
@@ -399,18 +400,36 @@ class GroupCoordinator:
         return rec.GroupValue(group.group_epoch, group.assignor, _wall_ms(), members)
 
     async def _persist_group(self, partition: Partition, entry: GroupEntry) -> None:
-        value = self._group_value(entry.group)
-        comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
-        if comparable == entry.written:
-            return  # session deadlines are not persisted: a plain heartbeat writes nothing
-        if not entry.group.members:
-            entry.empty_since_ms = _wall_ms()
-        await self._append(partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)),
-                                        rec.encode_group_value(value))])
-        epoch_moved = entry.written is None or entry.written.group_epoch != value.group_epoch
-        entry.written = comparable
-        if self.metrics and epoch_moved:
-            self.metrics.group_rebalanced()
+        """Returns once the group's state as of this call is written (acks=all). Concurrent
+        callers share appends: one write per group is in flight, and whoever comes while it is
+        out waits for the next one, which covers every change made before it started; so N
+        members joining at once cost about two appends, not N one after the other."""
+        entry.changes += 1
+        wanted = entry.changes
+        while entry.persisted_changes < wanted:
+            if entry.writing is None:
+                # Not a supervised background task: it lives as long as the requests awaiting it.
+                entry.writing = asyncio.ensure_future(self._write_group(partition, entry))
+                entry.writing.add_done_callback(lambda f: f.cancelled() or f.exception())
+            await asyncio.shield(entry.writing)  # a failed write fails every request waiting on it
+
+    async def _write_group(self, partition: Partition, entry: GroupEntry) -> None:
+        covered = entry.changes
+        try:
+            value = self._group_value(entry.group)
+            comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
+            if comparable != entry.written:  # session deadlines are not persisted: a plain heartbeat writes nothing
+                if not entry.group.members:
+                    entry.empty_since_ms = _wall_ms()
+                await self._append(partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)),
+                                                rec.encode_group_value(value))])
+                epoch_moved = entry.written is None or entry.written.group_epoch != value.group_epoch
+                entry.written = comparable
+                if self.metrics and epoch_moved:
+                    self.metrics.group_rebalanced()
+            entry.persisted_changes = max(entry.persisted_changes, covered)
+        finally:
+            entry.writing = None
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -433,10 +452,9 @@ class GroupCoordinator:
             server_assignor=request.server_assignor or None,
             owned=_tps(request.owned_partitions) if request.owned_sent else None,
         )
-        async with entry.lock:
-            answer = entry.group.heartbeat(hb, _monotonic_ms(), self.partition_counts())
-            await self._persist_group(partition, entry)
-            self._track_rebalance(entry)
+        answer = entry.group.heartbeat(hb, _monotonic_ms(), self.partition_counts())
+        await self._persist_group(partition, entry)
+        self._track_rebalance(entry)
         return group_pb2.ConsumerGroupHeartbeatResponse(
             member_id=answer.member_id, member_epoch=answer.member_epoch,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms, assignment=_to_pb(answer.assignment))
@@ -543,18 +561,21 @@ class GroupCoordinator:
         entry = shard.groups.get(group_id)
         if entry is None:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
-        async with entry.lock:
-            if entry.group.members:
-                raise RaftlogError("NON_EMPTY_GROUP", f"group {group_id!r} has active members: "
-                                                      f"{', '.join(sorted(entry.group.members))}")
-            await self._delete_group(shard, partition, group_id, entry)
+        if entry.group.members:
+            raise RaftlogError("NON_EMPTY_GROUP", f"group {group_id!r} has active members: "
+                                                  f"{', '.join(sorted(entry.group.members))}")
+        await self._delete_group(shard, partition, group_id, entry)
 
     async def _delete_group(self, shard: Shard, partition: Partition, group_id: str, entry: GroupEntry) -> None:
         tombstones: list[tuple[bytes, bytes | None]] = [
             (rec.encode_offset_key(rec.OffsetKey(group_id, t, p)), None) for t, p in sorted(entry.offsets)]
         tombstones.append((rec.encode_group_key(rec.GroupKey(group_id)), None))
-        await self._append(partition, tombstones)
-        entry.group.deleted = True
+        entry.group.deleted = True  # heartbeats arriving during the write find it gone (GROUP_ID_NOT_FOUND)
+        try:
+            await self._append(partition, tombstones)
+        except RaftlogError:
+            entry.group.deleted = False
+            raise
         shard.groups.pop(group_id, None)
 
     async def delete_offsets(self, request: group_pb2.OffsetDeleteRequest) -> group_pb2.OffsetDeleteResponse:
