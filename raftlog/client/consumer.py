@@ -10,8 +10,9 @@ the background) and ``poll`` reconciles the assignment the coordinator gave: par
 up are committed (auto-commit), passed to ``on_revoke`` and dropped before the coordinator hears
 that they are free; new ones start at their committed offset (else auto_offset_reset) and are
 passed to ``on_assign``. A fenced member loses everything (``on_lost``, no commit) and joins
-again. Auto-commit is at least once: a poll commits what earlier polls returned, and close()
-commits what the last one returned.
+again. Auto-commit is at least once: a poll commits (in the background, one commit at a time)
+what earlier polls returned, and close() commits what the last one returned; a synchronous commit
+waits for an auto-commit in flight first, so committed offsets never move back.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class AsyncConsumer:
         self._auto_commit = enable_auto_commit and group_id is not None
         self._auto_commit_interval_s = auto_commit_interval_ms / 1000.0
         self._last_auto_commit = time.monotonic()
+        self._auto_commit_task: asyncio.Task | None = None
         self._consumed: dict[TopicPartition, int] = {}  # next offset after what poll() handed out
         self._subscribed = False
         self._callbacks: dict[str, RebalanceCallback | None] = {}
@@ -172,18 +174,26 @@ class AsyncConsumer:
             group.owned = frozenset((tp.topic, tp.partition) for tp in self._positions)
             await self._callback("assign", added)
 
-    async def _commit_quietly(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> None:
         if not offsets:
             return
         try:
-            await self.commit(offsets)
+            if background:
+                await self._commit_now(offsets)
+            else:
+                await self.commit(offsets)
         except RaftlogError as exc:
             log.warning("group %s: commit of %d partitions failed: %s", self.group_id, len(offsets), exc)
 
     async def _maybe_auto_commit(self) -> None:
-        if self._auto_commit and time.monotonic() - self._last_auto_commit >= self._auto_commit_interval_s:
-            self._last_auto_commit = time.monotonic()
-            await self._commit_quietly(dict(self._consumed))
+        """Kafka's auto-commit: asynchronous, so a slow commit never holds up poll(); one at a time."""
+        if not self._auto_commit or time.monotonic() - self._last_auto_commit < self._auto_commit_interval_s:
+            return
+        if self._auto_commit_task is not None and not self._auto_commit_task.done():
+            return
+        self._last_auto_commit = time.monotonic()
+        self._auto_commit_task = asyncio.get_running_loop().create_task(
+            self._commit_quietly(dict(self._consumed), background=True))
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commits offsets (default: the position after what poll() returned, for every partition
@@ -194,6 +204,13 @@ class AsyncConsumer:
             offsets = {tp: o for tp, o in self._consumed.items() if tp in self._positions}
         if not offsets:
             return
+        # An auto-commit still in flight carries older offsets: it must land first, or it would
+        # move the committed offsets back after this one.
+        if self._auto_commit_task is not None:
+            await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        await self._commit_now(offsets)
+
+    async def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
         await self._group.commit({(tp.topic, tp.partition): o for tp, o in offsets.items()}, self._subscribed)
 
     def commit_async(self, offsets: dict[TopicPartition, int] | None = None) -> asyncio.Task:
