@@ -49,6 +49,7 @@ MATERIALIZE_INTERVAL_S = 0.2
 READ_CHUNK_BYTES = 1 << 20
 MATERIALIZE_ROUND_BYTES_MAX = 8 << 20  # one round applies at most this much per partition, then yields
 MAX_GROUP_ID_LENGTH = 255
+MAX_RECORDS_PER_APPEND = 2000  # coalesced commits per append: bounded, well under max.message.bytes
 TOPIC_WAIT_S = 5.0
 
 CreateTopic = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
@@ -80,6 +81,14 @@ class GroupEntry:
     persisted_changes: int = 0  # how many of them the last completed write covered
     writing: asyncio.Future | None = None  # the group's one metadata write in flight
     unstable_since: float | None = None  # monotonic time of the epoch change the group is reconciling
+
+
+@dataclass
+class _PartitionWriter:
+    """The records waiting for the next append to one offsets partition (see _append)."""
+
+    pending: list[tuple[list[tuple[bytes, bytes | None]], asyncio.Future]] = field(default_factory=list)
+    running: bool = False
 
 
 @dataclass
@@ -118,6 +127,7 @@ class GroupCoordinator:
         self._load_locks: dict[int, asyncio.Lock] = {}
         self._applied: dict[int, int] = {}  # materializer: offsets partition -> applied offset
         self._counts_cache: tuple[int, dict[str, int]] = (-1, {})
+        self._writers: dict[Partition, _PartitionWriter] = {}  # per partition object: a new leadership, a new queue
 
     async def start(self) -> None:
         self._tasks.spawn(self._materialize_loop(), name="offsets-materializer", critical=True)
@@ -380,6 +390,51 @@ class GroupCoordinator:
     # -- writing ------------------------------------------------------------------------------
 
     async def _append(self, partition: Partition, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Appends records to an offsets partition with acks=all; returns once they are committed.
+
+        Writes to one partition are coalesced, as Kafka's coordinator batches a shard's records:
+        one append is in flight per partition, and everything that arrives meanwhile goes out
+        together in the next one (at most MAX_RECORDS_PER_APPEND records), in arrival order. So
+        a thousand commits a second cost a few appends (and fsyncs) a second, not a thousand."""
+        writer = self._writers.get(partition)
+        if writer is None:
+            writer = self._writers[partition] = _PartitionWriter()
+        done = asyncio.get_running_loop().create_future()
+        writer.pending.append((records, done))
+        if not writer.running:
+            writer.running = True
+            # Not a supervised background task: it ends when the queue is empty, and every
+            # request it carries awaits its outcome.
+            asyncio.ensure_future(self._drain(partition, writer))
+        await done
+
+    async def _drain(self, partition: Partition, writer: _PartitionWriter) -> None:
+        try:
+            while writer.pending:
+                taken, count = 0, 0
+                while taken < len(writer.pending) and (count == 0 or count + len(writer.pending[taken][0])
+                                                       <= MAX_RECORDS_PER_APPEND):
+                    count += len(writer.pending[taken][0])
+                    taken += 1
+                round_, writer.pending = writer.pending[:taken], writer.pending[taken:]
+                try:
+                    await self._append_now(partition, [r for records, _ in round_ for r in records])
+                except BaseException as exc:  # noqa: BLE001 - handed to every request of the round
+                    for _, done in round_:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for _, done in round_:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            writer.running = False
+            if not writer.pending and self._writers.get(partition) is writer:
+                del self._writers[partition]
+
+    async def _append_now(self, partition: Partition, records: list[tuple[bytes, bytes | None]]) -> None:
         now = _wall_ms()
         batch = encode_batch([(key, value, None, now) for key, value in records])
         min_isr = self._replicas.topic_settings(OFFSETS_TOPIC).min_insync_replicas
