@@ -157,7 +157,7 @@ def _parse_datetime_ms(text: str) -> int:
     except ValueError:
         fail(f"--to-datetime {text!r}: expected ISO-8601, such as 2026-01-31T12:00:00 (UTC unless an offset is given)")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
 
 

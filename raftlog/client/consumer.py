@@ -211,6 +211,7 @@ class AsyncConsumer:
         await self._commit_now(offsets)
 
     async def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._group is not None, "commits need a group_id (checked by commit())"
         await self._group.commit({(tp.topic, tp.partition): o for tp, o in offsets.items()}, self._subscribed)
 
     def commit_async(self, offsets: dict[TopicPartition, int] | None = None) -> asyncio.Task:

@@ -139,7 +139,7 @@ class GroupMembership:
             fast = time.monotonic() < self._fast_until
             try:
                 await asyncio.wait_for(self._wake.wait(), FAST_HEARTBEAT_S if fast else self.heartbeat_interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

@@ -142,7 +142,8 @@ class GroupCoordinator:
     def partition_counts(self) -> dict[str, int]:
         image = self._replicas.image
         if self._counts_cache[0] != image.offset:
-            counts = {name: len(image.topic(name).partitions) for name in image.topic_ids}
+            topics = {name: image.topic(name) for name in image.topic_ids}
+            counts = {name: len(topic.partitions) for name, topic in topics.items() if topic is not None}
             self._counts_cache = (image.offset, counts)
         return self._counts_cache[1]
 
@@ -155,7 +156,9 @@ class GroupCoordinator:
             if count is None:
                 raise RaftlogError("COORDINATOR_NOT_AVAILABLE", f"{OFFSETS_TOPIC} is being created; retry")
         index = rec.partition_for_group(group_id, count)
-        info = self._replicas.image.topic(OFFSETS_TOPIC).partitions[index]
+        topic = self._replicas.image.topic(OFFSETS_TOPIC)
+        assert topic is not None, f"{OFFSETS_TOPIC} has {count} partitions but is not in the image"
+        info = topic.partitions[index]
         broker = self._replicas.image.brokers.get(info.leader)
         if info.leader == NO_LEADER or broker is None or broker.fenced:
             raise RaftlogError("COORDINATOR_NOT_AVAILABLE", f"{OFFSETS_TOPIC}-{index} has no leader right now")
@@ -217,9 +220,9 @@ class GroupCoordinator:
         for key, value in rows:
             self._apply_record(shard, key, value)
         replayed = 0
-        for _, key, value in self._read_records(partition, applied, partition.log.log_end_offset):
-            if key is not None:
-                self._apply_record(shard, key, value)
+        for _, record_key, record_value in self._read_records(partition, applied, partition.log.log_end_offset):
+            if record_key is not None:
+                self._apply_record(shard, record_key, record_value)
                 replayed += 1
         now_ms = _monotonic_ms()
         for entry in shard.groups.values():
@@ -682,7 +685,7 @@ class GroupCoordinator:
 
     def _timestamp_at(self, partition: Partition, offset: int) -> int | None:
         try:
-            for record_offset, _, _, timestamp in self._read_timestamps(partition, offset):
+            for _, _, _, timestamp in self._read_timestamps(partition, offset):
                 return timestamp
         except RaftlogError:
             return None
