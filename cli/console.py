@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
@@ -87,27 +88,45 @@ def _render(record, print_key: bool, print_offset: bool, separator: str, output_
 @click.option("--timeout-ms", type=int, default=None, help="Exit when no record arrives for this long.")
 @click.option("--property", "properties", multiple=True, help="print.key=true, print.offset=true, key.separator=:")
 @click.option("--output", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--group", default=None, help="Join this consumer group (subscribe) and commit what was printed.")
+@click.option("--group-instance-id", default=None, help="With --group: a static member id (group.instance.id).")
 @bootstrap_option
-def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, properties, output_format,
-            bootstrap_server) -> None:
-    """Print records of a topic to stdout."""
+def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, properties, output_format, group,
+            group_instance_id, bootstrap_server) -> None:
+    """Print records of a topic to stdout (with --group: as a member of a consumer group)."""
     from raftlog.client.consumer import Consumer, TopicPartition
     from raftlog.errors import RaftlogError
 
     props = _properties(properties, {"print.key", "print.offset", "key.separator"})
     if offset is not None and partition is None:
         fail("--offset needs --partition")
+    if group is not None and (partition is not None or offset is not None):
+        fail("--group takes the partitions the group assigns; it cannot go with --partition or --offset")
+    if group_instance_id is not None and group is None:
+        fail("--group-instance-id needs --group")
     print_key = props.get("print.key", "false").lower() == "true"
     print_offset = props.get("print.offset", "false").lower() == "true"
     separator = props.get("key.separator", "\t")
-    consumer = Consumer(parse_bootstrap(bootstrap_server),
-                        auto_offset_reset="earliest" if from_beginning else "latest")
-    count = 0
     try:
-        partitions = _partitions_of(bootstrap_server, topic) if partition is None else [partition]
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        if offset is not None:
-            consumer.seek(TopicPartition(topic, partition), offset)
+        # In a group, what was printed is committed after each poll (at least once: a record is
+        # committed only once it is out), so auto-commit, which would also commit records of a
+        # poll cut short by --max-messages, is off.
+        consumer = Consumer(parse_bootstrap(bootstrap_server), group_id=group, group_instance_id=group_instance_id,
+                            auto_offset_reset="earliest" if from_beginning else "latest",
+                            enable_auto_commit=False)
+    except ValueError as exc:
+        fail(str(exc))
+    count = 0
+    uncommitted: dict = {}  # printed, not yet committed (a failed commit is tried again next poll)
+    signal.signal(signal.SIGTERM, _interrupt)  # a clean stop: leave the group at once
+    try:
+        if group is not None:
+            consumer.subscribe([topic])
+        else:
+            partitions = _partitions_of(bootstrap_server, topic) if partition is None else [partition]
+            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            if offset is not None:
+                consumer.seek(TopicPartition(topic, partition), offset)
         idle_ms = 0
         while max_messages is None or count < max_messages:
             records = consumer.poll(timeout_ms=500)
@@ -115,6 +134,10 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, 
             for record in records[: None if max_messages is None else max_messages - count]:
                 click.echo(_render(record, print_key, print_offset, separator, output_format))
                 count += 1
+                uncommitted[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            sys.stdout.flush()
+            if group is not None and uncommitted:
+                _commit_printed(consumer, uncommitted)
             if timeout_ms is not None and idle_ms >= timeout_ms:
                 break
     except RaftlogError as exc:
@@ -122,8 +145,31 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, 
     except KeyboardInterrupt:
         pass
     finally:
+        if group is not None and uncommitted:
+            _commit_printed(consumer, uncommitted)
         consumer.close()
     click.echo(f"Processed a total of {count} messages", err=True)
+
+
+def _commit_printed(consumer, uncommitted: dict) -> None:
+    """Commits what was printed; what fails stays for the next try, unless the partition has
+    gone to another member (whose committed offset then rules)."""
+    from raftlog.errors import RaftlogError
+
+    owned = consumer.assignment()
+    for tp in [tp for tp in uncommitted if tp not in owned]:
+        del uncommitted[tp]
+    if not uncommitted:
+        return
+    try:
+        consumer.commit(dict(uncommitted))
+        uncommitted.clear()
+    except RaftlogError as exc:
+        click.echo(f"Warning: commit failed: {exc.reason}: {exc.message}", err=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _partitions_of(bootstrap_server: str, topic: str) -> list[int]:

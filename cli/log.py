@@ -18,10 +18,16 @@ def command() -> None:
 @command.command(name="dump")
 @click.argument("path", type=click.Path())
 @click.option("--print-records", is_flag=True, help="Also decode and print every record.")
+@click.option("--offsets-decoder", is_flag=True,
+              help="Decode records as __consumer_offsets commits and group metadata (implies --print-records).")
 @click.option("--output", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def dump(path, print_records, output_format) -> None:
+def dump(path, print_records, offsets_decoder, output_format) -> None:
     """Print the batches of a segment file or of every segment in a partition directory."""
+    from raftlog.groups.records import describe_record
     from raftlog.log.dump import dump_segment, format_entry, segment_files
+
+    decoder = describe_record if offsets_decoder else None
+    print_records = print_records or offsets_decoder
 
     try:
         files = segment_files(Path(path))
@@ -30,7 +36,7 @@ def dump(path, print_records, output_format) -> None:
     invalid = False
     result = []
     for segment in files:
-        entries = list(dump_segment(segment, print_records))
+        entries = list(dump_segment(segment, print_records, decoder))
         invalid |= any(not e["isvalid"] for e in entries)
         if output_format == "json":
             result.append({"file": str(segment), "batches": entries})

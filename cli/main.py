@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "cli.configs",
     "cli.topics",
     "cli.partitions",
+    "cli.groups",
     "cli.console",
     "cli.log",
     "cli.perf",

@@ -11,6 +11,7 @@ PERF_MODULES: list[str] = [
     "cli.perf_clients",
     "cli.perf_log",
     "cli.perf_failover",
+    "cli.perf_group",
 ]
 
 

@@ -81,6 +81,18 @@ _KEYS = [
     ConfigKey("replica.lag.time.max.ms", int, 10000, "A follower behind this long leaves the ISR.", True, 1),
     ConfigKey("unclean.leader.election.enable", bool, False, "Allow an out-of-sync replica to lead.", True),
     ConfigKey("auto.create.topics.enable", bool, False, "Create topics on first use.", True),
+    # Consumer groups. Kafka's names; defaults sized for a three-node cluster and a join that is
+    # noticed within a heartbeat (Kafka's are 50 partitions, 45 s session, 5 s heartbeat).
+    ConfigKey("offsets.topic.num.partitions", int, 12, "Partitions of __consumer_offsets (at its creation).",
+              False, 1),
+    ConfigKey("offsets.topic.replication.factor", int, 3,
+              "Replication factor of __consumer_offsets (capped at the live broker count at creation).", False, 1),
+    ConfigKey("offsets.retention.minutes", int, 10080,
+              "Committed offsets of a group that has been empty this long are deleted.", False, 1),
+    ConfigKey("group.consumer.session.timeout.ms", int, 10000,
+              "A group member silent this long leaves the group; its partitions move.", False, 1),
+    ConfigKey("group.consumer.heartbeat.interval.ms", int, 500,
+              "How often members heartbeat (the coordinator tells them).", False, 1),
 ]
 SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
 _ENV_TO_KEY = {key.env_name: key for key in _KEYS}

@@ -87,6 +87,17 @@ class Errors(enum.Enum):
     OUT_OF_ORDER_SEQUENCE_NUMBER = (_FAIL, _RESOURCE, "the batch's sequence does not follow the last one")
     UNKNOWN_PRODUCER_ID = (_FAIL, _RESOURCE, "the partition has no state for this producer id")
     INVALID_PRODUCER_EPOCH = (_FAIL, _RESOURCE, "a newer epoch of this producer id exists")
+    # -- consumer groups (KIP-848) -------------------------------------------------------------
+    NOT_COORDINATOR = (_REFRESH, _CALL, "this broker is not the group's coordinator; find it and retry")
+    COORDINATOR_LOAD_IN_PROGRESS = (_RETRY, _CALL, "the coordinator is still loading the group's state")
+    UNKNOWN_MEMBER_ID = (_FAIL, _RESOURCE, "the group has no member of that id; rejoin")
+    FENCED_MEMBER_EPOCH = (_FAIL, _RESOURCE, "the member's epoch is not its current one; rejoin")
+    STALE_MEMBER_EPOCH = (_FAIL, _RESOURCE, "an offset commit with a member epoch that is not the member's")
+    GROUP_ID_NOT_FOUND = (_FAIL, _RESOURCE, "no group of that id")
+    NON_EMPTY_GROUP = (_FAIL, _RESOURCE, "the group has active members")
+    INVALID_GROUP_ID = (_FAIL, _RESOURCE, "the group id is not valid")
+    INVALID_REGULAR_EXPRESSION = (_FAIL, _RESOURCE, "the subscription pattern is not a valid regular expression")
+    UNSUPPORTED_ASSIGNOR = (_FAIL, _RESOURCE, "the group has no assignor of that name")
     # -- brokers and the controller -----------------------------------------------------------
     UNKNOWN_BROKER = (_FAIL, _RESOURCE, "no broker of that id is registered")
     STALE_BROKER_EPOCH = (_FAIL, _RESOURCE, "the broker epoch is not the broker's current one")

@@ -18,17 +18,23 @@ from grpc_reflection.v1alpha import reflection
 from raftlog.api.admin_service import AdminServicer
 from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
+from raftlog.api.forwarding import forward
+from raftlog.api.group_service import GroupServicer
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.channels import Peers
 from raftlog.config import NodeConfig
 from raftlog.controller.active import ActiveController
+from raftlog.errors import RaftlogError
+from raftlog.groups.coordinator import GroupCoordinator
+from raftlog.groups.offset_store import OffsetStore
 from raftlog.limits import MAX_MESSAGE_BYTES
 from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.metrics.registry import (
     NodeMetrics,
     clock_gauges,
+    group_gauges,
     partition_gauges,
     raft_gauges,
 )
@@ -44,6 +50,8 @@ from raftlog.v1 import (
     broker_pb2_grpc,
     controller_pb2,
     controller_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
     replication_pb2,
     replication_pb2_grpc,
 )
@@ -116,11 +124,27 @@ class Node:
             time_retention_allowed=lambda: self.lifecycle.clock_skew.time_retention_allowed,
         )
         self.replicas.on_offline_change = self.lifecycle.heartbeat_now
+        self.groups = GroupCoordinator(config.node_id, config, self.replicas, OffsetStore(self.store),
+                                       self._create_internal_topic, self.tasks, self.metrics)
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
         # One gRPC server per named listener, all carrying every service: a servicer knows the
         # listener its calls came in on (gRPC does not tell a handler which local port it was).
         self.servers = {listener.name: self._build_server(listener.name) for listener in config.listeners}
+
+    async def _create_internal_topic(self, name: str, partitions: int, replication_factor: int,
+                                     configs: dict[str, str]) -> None:
+        """Creates an internal topic (__consumer_offsets) through the active controller."""
+        status = self.driver.status()
+        if status.leader_id == status.node_id:
+            await self.controller.create_topic(name, partitions, replication_factor, configs, False)
+            return
+        if status.leader_id is None:
+            raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no active controller to create the offsets topic")
+        stub = admin_pb2_grpc.AdminServiceStub(self.peers.channel(status.leader_id))
+        request = admin_pb2.CreateTopicRequest(name=name, partitions=partitions,
+                                               replication_factor=replication_factor, configs=configs)
+        await forward(stub.CreateTopic, request)
 
     def _leader_changed(self, leader_id: int | None, term: int) -> None:
         self.metrics.raft_leader_changes.inc()
@@ -139,12 +163,14 @@ class Node:
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
         replication = ReplicationServicer(self.replicas, self.metrics)
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
+        group_pb2_grpc.add_GroupServiceServicer_to_server(GroupServicer(self.groups, self.metrics), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = (
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
             broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
             replication_pb2.DESCRIPTOR.services_by_name["ReplicationService"].full_name,
+            group_pb2.DESCRIPTOR.services_by_name["GroupService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
@@ -166,10 +192,12 @@ class Node:
         await self.driver.start()
         await self.controller.start()
         await self.lifecycle.start()
+        await self.groups.start()
         if self.config["metrics.port"]:
             self.metrics.add_gauges(raft_gauges(self.driver.status))
             self.metrics.add_gauges(partition_gauges(self.replicas))
             self.metrics.add_gauges(clock_gauges(self.lifecycle.clock_skew))
+            self.metrics.add_gauges(group_gauges(self.groups))
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
         log.info("node %d serving on %s (cluster %s)", self.config.node_id,

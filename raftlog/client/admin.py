@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from raftlog.client.connection import Connection
+import grpc
+
+from raftlog.channels import error_from_rpc
+from raftlog.client import records as record_codec
+from raftlog.client.connection import Connection, retried_by_admin
 from raftlog.errors import RaftlogError
-from raftlog.v1 import admin_pb2, admin_pb2_grpc, broker_pb2, broker_pb2_grpc
+from raftlog.v1 import admin_pb2, admin_pb2_grpc, broker_pb2, broker_pb2_grpc, group_pb2, group_pb2_grpc
 
 ENTITY_TYPES = ("brokers", "topics")
 
@@ -187,6 +192,172 @@ class Admin:
             if str(broker["id"]) == entity_name:
                 return f"{broker['host']}:{broker['port']}"
         raise RaftlogError("UNKNOWN_BROKER", f"broker {entity_name!r} is not registered")
+
+
+    # -- consumer groups --------------------------------------------------------------------
+
+    def _group_call(self, group_id: str, method: str, request):
+        """A call to the group's coordinator, found again while it moves (NOT_COORDINATOR)."""
+        deadline = time.monotonic() + self._connection.timeout_s
+        while True:
+            found = self._connection.call(group_pb2_grpc.GroupServiceStub, "FindCoordinator",
+                                          group_pb2.FindCoordinatorRequest(group_id=group_id))
+            address = f"{found.host}:{found.port}"
+            try:
+                stub = group_pb2_grpc.GroupServiceStub(self._connection.channel(address))
+                return getattr(stub, method)(request, timeout=max(0.5, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc)
+            if not retried_by_admin(error) or time.monotonic() > deadline:
+                raise error
+            time.sleep(0.1)
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        """Every group (GROUP, TYPE, STATE), asked of each broker (each lists the groups it coordinates)."""
+        groups: dict[str, dict[str, Any]] = {}
+        for broker in self.describe_cluster()["brokers"]:
+            if broker["fenced"]:
+                continue
+            address = f"{broker['host']}:{broker['port']}"
+            response = self._connection.call(group_pb2_grpc.GroupServiceStub, "ListGroups",
+                                             group_pb2.ListGroupsRequest(), address)
+            for g in response.groups:
+                groups[g.group_id] = {"group": g.group_id, "type": g.group_type, "state": g.state}
+        return [groups[name] for name in sorted(groups)]
+
+    def describe_group(self, group_id: str) -> dict[str, Any]:
+        r = self._group_call(group_id, "DescribeGroups", group_pb2.DescribeGroupsRequest(group_id=group_id))
+        return {
+            "group": r.group_id, "state": r.state, "group_epoch": r.group_epoch,
+            "assignment_epoch": r.assignment_epoch, "assignor": r.assignor, "coordinator": r.coordinator_id,
+            "members": [
+                {"member_id": m.member_id, "instance_id": m.instance_id or None, "client_id": m.client_id,
+                 "host": m.client_host, "member_epoch": m.member_epoch, "member_state": m.member_state,
+                 "subscribed_topics": list(m.subscribed_topic_names), "subscribed_regex": m.subscribed_regex or None,
+                 "assignment": _tp_list(m.assignment), "target_assignment": _tp_list(m.target_assignment)}
+                for m in r.members
+            ],
+        }
+
+    def delete_group(self, group_id: str) -> None:
+        self._group_call(group_id, "DeleteGroups", group_pb2.DeleteGroupsRequest(group_id=group_id))
+
+    def list_group_offsets(self, group_id: str,
+                           partitions: list[tuple[str, int]] | None = None) -> dict[tuple[str, int], int]:
+        """Committed offsets of a group (partitions without one are left out)."""
+        request = group_pb2.OffsetFetchRequest(group_id=group_id, partitions=_tp_pb(partitions or []))
+        response = self._group_call(group_id, "OffsetFetch", request)
+        return {(o.topic, o.partition): o.offset for o in response.offsets if o.offset >= 0}
+
+    def alter_group_offsets(self, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Sets committed offsets of a group with no active members (reset-offsets)."""
+        request = group_pb2.OffsetCommitRequest(
+            group_id=group_id, member_id="", member_epoch=-1,
+            offsets=[group_pb2.OffsetCommitPartition(topic=t, partition=p, offset=o, leader_epoch=-1)
+                     for (t, p), o in sorted(offsets.items())])
+        _raise_first(self._group_call(group_id, "OffsetCommit", request).results)
+
+    def delete_group_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
+        request = group_pb2.OffsetDeleteRequest(group_id=group_id, partitions=_tp_pb(partitions))
+        _raise_first(self._group_call(group_id, "OffsetDelete", request).results)
+
+    def list_offsets(self, partitions: list[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], int]:
+        """ListOffsets at each partition's leader: -2 earliest, -1 latest (the high watermark), or
+        the first offset with a timestamp >= this (ms); -1 where there is none."""
+        result: dict[tuple[str, int], int] = {}
+        for address, tps in self._by_leader(partitions).items():
+            request = broker_pb2.ListOffsetsRequest(partitions=[
+                broker_pb2.ListOffsetsPartition(topic=t, partition=p, timestamp=timestamp) for t, p in tps])
+            response = self._connection.call(broker_pb2_grpc.BrokerServiceStub, "ListOffsets", request, address)
+            for r in response.results:
+                if r.error_reason:
+                    raise RaftlogError.from_reason(r.error_reason, r.error_message)
+                result[(r.topic, r.partition)] = r.offset
+        return result
+
+    def record_timestamps(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:
+        """The timestamp (ms) of the record at each offset (None where there is none yet)."""
+        result: dict[tuple[str, int], int | None] = {tp: None for tp in offsets}
+        for address, tps in self._by_leader(list(offsets)).items():
+            request = broker_pb2.FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, partitions=[
+                broker_pb2.FetchPartition(topic=t, partition=p, fetch_offset=offsets[(t, p)],
+                                          partition_max_bytes=64 * 1024, current_leader_epoch=-1) for t, p in tps])
+            response = self._connection.call(broker_pb2_grpc.BrokerServiceStub, "Fetch", request, address)
+            for r in response.results:
+                if r.error_reason:
+                    continue
+                for offset, timestamp, *_ in record_codec.decode_records(r.records):
+                    if offset >= offsets[(r.topic, r.partition)]:
+                        result[(r.topic, r.partition)] = timestamp
+                        break
+        return result
+
+    def _by_leader(self, partitions: list[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
+        metadata = self.metadata(sorted({t for t, _ in partitions}))
+        brokers = {b.broker_id: f"{b.host}:{b.port}" for b in metadata.brokers}
+        leaders: dict[tuple[str, int], int] = {}
+        for topic in metadata.topics:
+            if topic.error_reason:
+                raise RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
+            for p in topic.partitions:
+                leaders[(topic.name, p.partition)] = p.leader
+        grouped: dict[str, list[tuple[str, int]]] = {}
+        for tp in partitions:
+            if tp not in leaders:
+                raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"{tp[0]}-{tp[1]} does not exist")
+            address = brokers.get(leaders[tp])
+            if address is None:
+                raise RaftlogError("LEADER_NOT_AVAILABLE", f"{tp[0]}-{tp[1]} has no leader right now")
+            grouped.setdefault(address, []).append(tp)
+        return grouped
+
+    def describe_group_offsets(self, group_id: str) -> list[dict[str, Any]]:
+        """kafka-consumer-groups' offsets view, plus LAG-MS: the age of the oldest record the group
+        has not committed (0 when there is no lag)."""
+        group = self.describe_group(group_id)
+        owners: dict[tuple[str, int], dict[str, Any]] = {}
+        for member in group["members"]:
+            for topic, partition in member["assignment"]:
+                owners[(topic, partition)] = member
+        committed = self.list_group_offsets(group_id)
+        partitions = sorted(set(committed) | set(owners))
+        if not partitions:
+            return []
+        ends = self.list_offsets(partitions, -1)
+        lagging = {tp: committed[tp] for tp in partitions if tp in committed and ends[tp] > committed[tp]}
+        timestamps = self.record_timestamps(lagging) if lagging else {}
+        now_ms = int(time.time() * 1000)
+        rows = []
+        for tp in partitions:
+            current = committed.get(tp)
+            owner = owners.get(tp)
+            lag = None if current is None else max(0, ends[tp] - current)
+            stamp = timestamps.get(tp)
+            rows.append({
+                "group": group_id, "topic": tp[0], "partition": tp[1], "current_offset": current,
+                "log_end_offset": ends[tp], "lag": lag,
+                "lag_ms": (max(0, now_ms - stamp) if stamp is not None else 0) if lag else (0 if lag == 0 else None),
+                "consumer_id": owner["member_id"] if owner else None, "host": owner["host"] if owner else None,
+                "client_id": owner["client_id"] if owner else None,
+            })
+        return rows
+
+
+def _tp_pb(partitions: list[tuple[str, int]]) -> list[group_pb2.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in sorted(partitions):
+        by_topic.setdefault(topic, []).append(partition)
+    return [group_pb2.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+def _tp_list(items) -> list[list]:
+    return [[tp.topic, p] for tp in items for p in tp.partitions]
+
+
+def _raise_first(results) -> None:
+    for r in results:
+        if r.error_reason:
+            raise RaftlogError.from_reason(r.error_reason, f"{r.topic}-{r.partition}: {r.error_message}")
 
 
 def _check_entity_type(entity_type: str) -> None:

@@ -1,16 +1,29 @@
-"""Consumer and AsyncConsumer: assign partitions, seek, poll records (Kafka's consumer, no groups yet).
+"""Consumer and AsyncConsumer: assign or subscribe (consumer groups), seek, poll, commit (Kafka's consumer).
 
 Each poll first hands out records buffered by the previous fetch (up to max_poll_records);
 otherwise it resolves missing positions with ListOffsets (auto_offset_reset), sends one Fetch
 per partition leader (long poll, fetch_max_wait_ms) and decodes the batches, dropping
 records before the position (a batch may start earlier than the offset asked for).
+
+With a group_id, ``subscribe`` joins the group (KIP-848; ``group_membership.py`` heartbeats in
+the background) and ``poll`` reconciles the assignment the coordinator gave: partitions to give
+up are committed (auto-commit), passed to ``on_revoke`` and dropped before the coordinator hears
+that they are free; new ones start at their committed offset (else auto_offset_reset) and are
+passed to ``on_assign``. A fenced member loses everything (``on_lost``, no commit) and joins
+again. Auto-commit is at least once: a poll commits (in the background, one commit at a time)
+what earlier polls returned, and close() commits what the last one returned; a synchronous commit
+waits for an auto-commit in flight first, so committed offsets never move back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
+import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -19,11 +32,15 @@ from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
+from raftlog.client.group_membership import GroupMembership
 from raftlog.errors import RaftlogError
 from raftlog.limits import CONSUMER_RETRY_BACKOFF_S as RETRY_BACKOFF_S
 from raftlog.v1 import broker_pb2
 
+log = logging.getLogger(__name__)
+
 EARLIEST, LATEST = -2, -1
+RebalanceCallback = Callable[[set["TopicPartition"]], object]
 
 
 @dataclass(frozen=True, order=True)
@@ -47,11 +64,18 @@ class AsyncConsumer:
     def __init__(self, bootstrap_servers, group_id: str | None = None, auto_offset_reset: str = "earliest",
                  fetch_max_wait_ms: int = 500, fetch_min_bytes: int = 1, fetch_max_bytes: int = 50 * 1024 * 1024,
                  max_partition_fetch_bytes: int = 1024 * 1024, max_poll_records: int = 500,
-                 request_timeout_ms: int = 30_000):
-        if group_id is not None:
-            raise ValueError("consumer groups are not supported yet; use assign() without group_id")
+                 request_timeout_ms: int = 30_000, enable_auto_commit: bool = True,
+                 auto_commit_interval_ms: int = 5000, group_instance_id: str | None = None,
+                 client_id: str = "raftlog-consumer", rebalance_timeout_ms: int = 60_000,
+                 group_remote_assignor: str | None = None):
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be earliest, latest or none")
+        if group_id is not None and not group_id:
+            raise ValueError("group_id must not be empty")
+        if group_instance_id is not None and group_id is None:
+            raise ValueError("group_instance_id needs a group_id")
+        if auto_commit_interval_ms <= 0:
+            raise ValueError("auto_commit_interval_ms must be > 0")
         self._metadata = ClusterMetadata(bootstrap_servers)
         self._reset = auto_offset_reset
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -62,10 +86,149 @@ class AsyncConsumer:
         self._request_timeout_s = request_timeout_ms / 1000.0
         self._positions: dict[TopicPartition, int | None] = {}
         self._buffer: deque[ConsumerRecord] = deque()
+        self.group_id = group_id
+        self._group = GroupMembership(self._metadata, group_id, group_instance_id, client_id, rebalance_timeout_ms,
+                                      group_remote_assignor) if group_id else None
+        self._auto_commit = enable_auto_commit and group_id is not None
+        self._auto_commit_interval_s = auto_commit_interval_ms / 1000.0
+        self._last_auto_commit = time.monotonic()
+        self._auto_commit_task: asyncio.Task | None = None
+        self._consumed: dict[TopicPartition, int] = {}  # next offset after what poll() handed out
+        self._subscribed = False
+        self._callbacks: dict[str, RebalanceCallback | None] = {}
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def subscribe(self, topics: list[str] | None = None, pattern: str | re.Pattern | None = None,
+                  on_assign: RebalanceCallback | None = None, on_revoke: RebalanceCallback | None = None,
+                  on_lost: RebalanceCallback | None = None) -> None:
+        """Joins the group for these topics, or for every topic matching pattern (a regex matched
+        against whole names, on the coordinator, as new topics appear)."""
+        if self._group is None:
+            raise ValueError("subscribe() needs a group_id")
+        if isinstance(topics, re.Pattern):
+            topics, pattern = None, topics
+        if isinstance(topics, str):
+            topics = [topics]
+        if (topics is None) == (pattern is None):
+            raise ValueError("subscribe() takes either topics or a pattern")
+        if self._positions and not self._subscribed:
+            raise ValueError("the consumer has partitions from assign(); it cannot also subscribe")
+        regex = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+        if regex is not None:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise RaftlogError("INVALID_REGULAR_EXPRESSION", f"pattern {regex!r}: {exc}") from None
+        self._subscribed = True
+        self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
+        self._group.subscribe(list(topics or []), regex)
+
+    async def _callback(self, kind: str, tps: set[TopicPartition]) -> None:
+        callback = self._callbacks.get(kind)
+        if kind == "lost" and callback is None:
+            callback = self._callbacks.get("revoke")  # Kafka's default onPartitionsLost
+        if callback is None or not tps:
+            return
+        result = callback(set(tps))
+        if inspect.isawaitable(result):
+            await result
+
+    def _drop(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self._positions.pop(tp, None)
+            self._consumed.pop(tp, None)
+        self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
+
+    async def _reconcile(self) -> None:
+        """Brings the owned partitions to the coordinator's latest assignment (see module doc)."""
+        group = self._group
+        if group is None or not self._subscribed:
+            return
+        if group.error is not None:
+            error, group.error = group.error, None
+            raise error
+        if group.lost:
+            lost = set(self._positions)
+            self._drop(lost)
+            group.lost_handled()
+            await self._callback("lost", lost)
+            return
+        target = group.assignment
+        if target is None:
+            return
+        current = set(self._positions)
+        revoked = {tp for tp in current if (tp.topic, tp.partition) not in target}
+        added = {TopicPartition(t, p) for t, p in target} - current
+        if revoked:
+            if self._auto_commit:
+                await self._commit_quietly({tp: o for tp, o in self._consumed.items() if tp in revoked})
+            await self._callback("revoke", revoked)
+            self._drop(revoked)
+            group.owned = frozenset((tp.topic, tp.partition) for tp in self._positions)
+            group.wake()  # tell the coordinator now: the new owner is waiting for these
+        if added:
+            committed = await group.committed([(tp.topic, tp.partition) for tp in added])
+            for tp in added:
+                self._positions[tp] = committed[(tp.topic, tp.partition)]
+            group.owned = frozenset((tp.topic, tp.partition) for tp in self._positions)
+            await self._callback("assign", added)
+
+    async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> None:
+        if not offsets:
+            return
+        try:
+            if background:
+                await self._commit_now(offsets)
+            else:
+                await self.commit(offsets)
+        except RaftlogError as exc:
+            log.warning("group %s: commit of %d partitions failed: %s", self.group_id, len(offsets), exc)
+
+    async def _maybe_auto_commit(self) -> None:
+        """Kafka's auto-commit: asynchronous, so a slow commit never holds up poll(); one at a time."""
+        if not self._auto_commit or time.monotonic() - self._last_auto_commit < self._auto_commit_interval_s:
+            return
+        if self._auto_commit_task is not None and not self._auto_commit_task.done():
+            return
+        self._last_auto_commit = time.monotonic()
+        self._auto_commit_task = asyncio.get_running_loop().create_task(
+            self._commit_quietly(dict(self._consumed), background=True))
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commits offsets (default: the position after what poll() returned, for every partition
+        owned); the offset committed is the next one to read, as in Kafka."""
+        if self._group is None:
+            raise ValueError("commit() needs a group_id")
+        if offsets is None:
+            offsets = {tp: o for tp, o in self._consumed.items() if tp in self._positions}
+        if not offsets:
+            return
+        # An auto-commit still in flight carries older offsets: it must land first, or it would
+        # move the committed offsets back after this one.
+        if self._auto_commit_task is not None:
+            await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        await self._commit_now(offsets)
+
+    async def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._group is not None, "commits need a group_id (checked by commit())"
+        await self._group.commit({(tp.topic, tp.partition): o for tp, o in offsets.items()}, self._subscribed)
+
+    def commit_async(self, offsets: dict[TopicPartition, int] | None = None) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(self.commit(offsets))
+
+    async def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        if self._group is None:
+            raise ValueError("committed() needs a group_id")
+        found = await self._group.committed([(tp.topic, tp.partition) for tp in partitions])
+        return {tp: found[(tp.topic, tp.partition)] for tp in partitions}
 
     # -- assignment and positions -----------------------------------------------------------
 
     def assign(self, partitions: list[TopicPartition]) -> None:
+        if self._subscribed:
+            raise ValueError("the consumer is subscribed to a group; it cannot also assign()")
+        self._consumed = {tp: o for tp, o in self._consumed.items() if tp in partitions}
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
         self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
 
@@ -78,6 +241,7 @@ class AsyncConsumer:
         if offset < 0:
             raise ValueError("offset must be >= 0")
         self._positions[tp] = offset
+        self._consumed.pop(tp, None)
         self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) != (tp.topic, tp.partition))
 
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
@@ -137,7 +301,16 @@ class AsyncConsumer:
     async def poll(self, timeout_ms: int = 1000) -> list[ConsumerRecord]:
         """Records from the assigned partitions, waiting up to timeout_ms for some to arrive."""
         deadline = time.monotonic() + timeout_ms / 1000.0
+        await self._maybe_auto_commit()
+        await self._reconcile()
         while not self._buffer:
+            await self._reconcile()
+            if self._subscribed and not self._positions:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                await asyncio.sleep(min(RETRY_BACKOFF_S, remaining_s))  # nothing assigned yet
+                continue
             for tp, position in list(self._positions.items()):
                 if position is None:
                     await self._reset_position(tp)
@@ -148,7 +321,10 @@ class AsyncConsumer:
             if time.monotonic() >= deadline:
                 break
         count = min(len(self._buffer), self._max_poll_records)
-        return [self._buffer.popleft() for _ in range(count)]
+        records = [self._buffer.popleft() for _ in range(count)]
+        for record in records:
+            self._consumed[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        return records
 
     async def _fetch_once(self, max_wait_ms: int) -> None:
         by_leader: dict[str, list[TopicPartition]] = {}
@@ -203,7 +379,19 @@ class AsyncConsumer:
         self._positions[tp] = position
 
     async def close(self) -> None:
-        await self._metadata.close()
+        """Commits what poll() returned (auto-commit), gives the partitions up and leaves the group
+        at once (a static member leaves for a while: its partitions wait for it)."""
+        try:
+            if self._group is not None:
+                if self._auto_commit:
+                    await self._commit_quietly({tp: o for tp, o in self._consumed.items() if tp in self._positions})
+                if self._subscribed:
+                    try:
+                        await self._callback("revoke", set(self._positions))
+                    finally:
+                        await self._group.leave()
+        finally:
+            await self._metadata.close()
 
 
 class Consumer:
@@ -219,6 +407,28 @@ class Consumer:
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         self._consumer.assign(partitions)
+
+    def subscribe(self, topics: list[str] | None = None, pattern: str | re.Pattern | None = None,
+                  on_assign: RebalanceCallback | None = None, on_revoke: RebalanceCallback | None = None,
+                  on_lost: RebalanceCallback | None = None) -> None:
+        """Callbacks run on the consumer's background loop thread, during poll() or close()."""
+
+        async def subscribe() -> None:
+            self._consumer.subscribe(topics, pattern, on_assign, on_revoke, on_lost)
+
+        self._background.run(subscribe())
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None, asynchronous: bool = False):
+        """Sync by default; asynchronous=True returns a concurrent.futures.Future."""
+        if asynchronous:
+            return self._background.submit(self._consumer.commit(offsets))
+        return self._background.run(self._consumer.commit(offsets))
+
+    def commit_async(self, offsets: dict[TopicPartition, int] | None = None):
+        return self.commit(offsets, asynchronous=True)
+
+    def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        return self._background.run(self._consumer.committed(partitions))
 
     def assignment(self) -> set[TopicPartition]:
         return self._consumer.assignment()
@@ -246,7 +456,7 @@ class Consumer:
 
     def close(self) -> None:
         try:
-            self._background.run(self._consumer.close(), 5)
+            self._background.run(self._consumer.close(), 15)
         finally:
             self._background.stop()
 

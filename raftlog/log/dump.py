@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from raftlog.log.errors import LogError
@@ -28,8 +28,11 @@ def segment_files(path: Path) -> list[Path]:
     return [path]
 
 
-def dump_segment(path: Path, print_records: bool) -> Iterator[dict]:
-    """One dict per batch; a damaged tail ends the dump with an isvalid=false entry."""
+def dump_segment(path: Path, print_records: bool,
+                 record_decoder: Callable[[bytes | None, bytes | None], str] | None = None) -> Iterator[dict]:
+    """One dict per batch; a damaged tail ends the dump with an isvalid=false entry. A
+    record_decoder (e.g. the __consumer_offsets one) turns each record's key and value into one
+    readable payload line."""
     data = path.read_bytes()
     position = 0
     while position < len(data):
@@ -42,7 +45,7 @@ def dump_segment(path: Path, print_records: bool) -> Iterator[dict]:
             header = read_header(data, position)
             entry["isvalid"] = True
             if print_records:
-                entry["records"] = [_record_entry(r, header) for r in decode_batch(data, position)[1]]
+                entry["records"] = [_record_entry(r, header, record_decoder) for r in decode_batch(data, position)[1]]
         except LogError as exc:
             entry["isvalid"], entry["error"] = False, exc.message
             yield entry
@@ -76,7 +79,10 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "backslashreplace")
 
 
-def _record_entry(record, header: BatchHeader) -> dict:
+def _record_entry(record, header: BatchHeader, record_decoder=None) -> dict:
+    if record_decoder is not None:
+        return {"offset": record.offset, header.timestamp_type: record.timestamp,
+                "payload": record_decoder(record.key, record.value)}
     return {
         "offset": record.offset,
         header.timestamp_type: record.timestamp,

@@ -69,7 +69,31 @@ class NodeMetrics:
             "raftlog_background_errors", "Unexpected errors that a survivable background loop logged and went on "
             "after, per loop", ["loop"], registry=self.registry,
         )
+        self.group_rebalances = Counter("raftlog_group_rebalances", "Group epoch changes written by this coordinator",
+                                        registry=self.registry)
+        self.group_rebalance_seconds = Histogram(
+            "raftlog_group_rebalance_seconds", "From a group epoch change until the group is stable again",
+            registry=self.registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.offset_commits = Counter("raftlog_offset_commits", "Offsets committed (partitions)", registry=self.registry)
+        self.offset_commit_failures = Counter("raftlog_offset_commit_failures", "OffsetCommit requests that failed",
+                                              registry=self.registry)
+        self.offset_commit_latency = Histogram(
+            "raftlog_offset_commit_latency_seconds", "OffsetCommit on the coordinator, written with acks=all",
+            registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
         self._server: Any = None  # prometheus-client's WSGI server once serving
+
+    def group_rebalanced(self) -> None:
+        self.group_rebalances.inc()
+
+    def group_stable_after(self, elapsed_s: float) -> None:
+        self.group_rebalance_seconds.observe(elapsed_s)
+
+    def offsets_committed(self, partitions: int, elapsed_s: float) -> None:
+        self.offset_commits.inc(partitions)
+        self.offset_commit_latency.observe(elapsed_s)
+
+    def offset_commit_failed(self) -> None:
+        self.offset_commit_failures.inc()
 
     def produced(self, topic: str, byte_count: int, record_count: int) -> None:
         self.bytes_in.labels(topic).inc(byte_count)
@@ -200,5 +224,29 @@ def clock_gauges(clock_skew) -> Callable[[], Iterable[MetricFamily]]:
         yield GaugeMetricFamily("raftlog_time_retention_suspended", "1 while our wall clock is not trusted: "
                                 "nothing is deleted by retention.ms",
                                 value=0.0 if clock_skew.time_retention_allowed else 1.0)
+
+    return produce
+
+
+def group_gauges(coordinator) -> Callable[[], Iterable[GaugeMetricFamily]]:
+    """Per group (of the groups this broker coordinates): state, members, and per committed
+    partition the lag in records and in seconds (the age of the oldest unconsumed record), read
+    from this broker's replica of the partition (partitions it does not host are left out)."""
+
+    def produce() -> Iterable[GaugeMetricFamily]:
+        members = GaugeMetricFamily("raftlog_group_members", "Members of a group", labels=["group"])
+        state = GaugeMetricFamily("raftlog_group_state", "1 for the group's current state", labels=["group", "state"])
+        lag = GaugeMetricFamily("raftlog_group_lag", "Records between the committed offset and the high watermark",
+                                labels=["group", "topic", "partition"])
+        lag_seconds = GaugeMetricFamily("raftlog_group_lag_seconds",
+                                        "Age of the oldest record not yet committed by the group",
+                                        labels=["group", "topic", "partition"])
+        for group_id, group_state, member_count, lags in coordinator.group_metrics():
+            members.add_metric([group_id], member_count)
+            state.add_metric([group_id, group_state], 1)
+            for topic, partition, records, seconds in lags:
+                lag.add_metric([group_id, topic, str(partition)], records)
+                lag_seconds.add_metric([group_id, topic, str(partition)], seconds)
+        yield from (members, state, lag, lag_seconds)
 
     return produce

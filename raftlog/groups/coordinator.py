@@ -1,0 +1,701 @@
+"""The group coordinator: serves the groups whose ``__consumer_offsets`` partition this broker leads.
+
+- A group lives on partition ``abs(hash(group_id)) % offsets.topic.num.partitions``; the leader of
+  that partition is its coordinator. Anything else answers NOT_COORDINATOR, and clients find the
+  coordinator again (FindCoordinator, which creates the topic on first use through the controller).
+- Every change (offset commits, a group's members and assignments, deletions) is a record in
+  Kafka's layout (``raftlog.groups.records``) appended with acks=all; the answer goes out only once
+  the record is committed.
+- Every replica of an offsets partition materializes committed records into the offset store
+  (``raftlog.groups.offset_store``, RocksDB) in the background. A broker that becomes leader
+  loads the rows and replays only the log beyond the applied offset, so taking over does not grow
+  with the history of the topic.
+- Membership rules are the pure ``ConsumerGroup``; this module runs them against the clock (a
+  loop expires members whose session or rebalance timeout ran out) and persists what changed.
+- Offsets of a group that has been empty for ``offsets.retention.minutes`` are deleted.
+
+A group restored by a new coordinator keeps its members and their assignments; its epoch is
+bumped, so the target assignment is computed anew (partitions that were being handed over when the
+old coordinator died are placed again) and members get fresh sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+from raftlog.errors import RaftlogError
+from raftlog.groups import records as rec
+from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat, Member
+from raftlog.groups.offset_store import OffsetStore
+from raftlog.log.record_batch import encode_batch, iter_batches
+from raftlog.metadata.image import NO_LEADER
+from raftlog.replication.manager import ReplicaManager
+from raftlog.replication.partition import Partition
+from raftlog.tasks import TaskSupervisor
+from raftlog.v1 import group_pb2
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+ACKS_ALL = -1
+WRITE_TIMEOUT_MS = 5000
+EXPIRY_INTERVAL_S = 0.05
+RETENTION_CHECK_INTERVAL_S = 60.0
+MATERIALIZE_INTERVAL_S = 0.2
+READ_CHUNK_BYTES = 1 << 20
+MATERIALIZE_ROUND_BYTES_MAX = 8 << 20  # one round applies at most this much per partition, then yields
+MAX_GROUP_ID_LENGTH = 255
+MAX_RECORDS_PER_APPEND = 2000  # coalesced commits per append: bounded, well under max.message.bytes
+TOPIC_WAIT_S = 5.0
+
+CreateTopic = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
+
+
+def _monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_group_id(group_id: str) -> None:
+    if not group_id:
+        raise RaftlogError("INVALID_GROUP_ID", "the group id is empty")
+    if len(group_id) > MAX_GROUP_ID_LENGTH:
+        raise RaftlogError("INVALID_GROUP_ID", f"the group id is {len(group_id)} characters; at most "
+                                               f"{MAX_GROUP_ID_LENGTH} are allowed")
+
+
+@dataclass
+class GroupEntry:
+    group: ConsumerGroup
+    offsets: dict[tuple[str, int], rec.OffsetValue] = field(default_factory=dict)
+    written: rec.GroupValue | None = None  # the group metadata last appended, its timestamp 0
+    empty_since_ms: int = field(default_factory=_wall_ms)
+    changes: int = 0  # mutations of the group that need writing, counted
+    persisted_changes: int = 0  # how many of them the last completed write covered
+    writing: asyncio.Future | None = None  # the group's one metadata write in flight
+    unstable_since: float | None = None  # monotonic time of the epoch change the group is reconciling
+
+
+@dataclass
+class _PartitionWriter:
+    """The records waiting for the next append to one offsets partition (see _append)."""
+
+    pending: list[tuple[list[tuple[bytes, bytes | None]], asyncio.Future]] = field(default_factory=list)
+    running: bool = False
+
+
+@dataclass
+class Shard:
+    """The groups of one offsets partition, loaded for one leader epoch of it."""
+
+    partition: int
+    leader_epoch: int
+    groups: dict[str, GroupEntry] = field(default_factory=dict)
+
+
+def _tps(items) -> frozenset[tuple[str, int]]:
+    return frozenset((tp.topic, p) for tp in items for p in tp.partitions)
+
+
+def _to_pb(tps) -> list[group_pb2.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in sorted(tps):
+        by_topic.setdefault(topic, []).append(partition)
+    return [group_pb2.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+class GroupCoordinator:
+    def __init__(self, broker_id: int, config, replicas: ReplicaManager, offset_store: OffsetStore,
+                 create_topic: CreateTopic, tasks: TaskSupervisor, metrics=None):
+        self.broker_id = broker_id
+        self._config = config
+        self._replicas = replicas
+        self._store = offset_store
+        self._create_topic = create_topic
+        self._tasks = tasks
+        self.metrics = metrics
+        self.settings = GroupSettings(session_timeout_ms=config["group.consumer.session.timeout.ms"],
+                                      heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"])
+        self._shards: dict[int, Shard] = {}
+        self._load_locks: dict[int, asyncio.Lock] = {}
+        self._applied: dict[int, int] = {}  # materializer: offsets partition -> applied offset
+        self._counts_cache: tuple[int, dict[str, int]] = (-1, {})
+        self._writers: dict[Partition, _PartitionWriter] = {}  # per partition object: a new leadership, a new queue
+
+    async def start(self) -> None:
+        self._tasks.spawn(self._materialize_loop(), name="offsets-materializer", critical=True)
+        self._tasks.spawn(self._expiry_loop(), name="group-expiry", critical=True)
+
+    # -- topology -----------------------------------------------------------------------------
+
+    def _offsets_partition_count(self) -> int | None:
+        topic = self._replicas.image.topic(OFFSETS_TOPIC)
+        return len(topic.partitions) if topic is not None and topic.partitions else None
+
+    def partition_counts(self) -> dict[str, int]:
+        image = self._replicas.image
+        if self._counts_cache[0] != image.offset:
+            topics = {name: image.topic(name) for name in image.topic_ids}
+            counts = {name: len(topic.partitions) for name, topic in topics.items() if topic is not None}
+            self._counts_cache = (image.offset, counts)
+        return self._counts_cache[1]
+
+    async def find_coordinator(self, group_id: str) -> group_pb2.FindCoordinatorResponse:
+        check_group_id(group_id)
+        count = self._offsets_partition_count()
+        if count is None:
+            await self._create_offsets_topic()
+            count = self._offsets_partition_count()
+            if count is None:
+                raise RaftlogError("COORDINATOR_NOT_AVAILABLE", f"{OFFSETS_TOPIC} is being created; retry")
+        index = rec.partition_for_group(group_id, count)
+        topic = self._replicas.image.topic(OFFSETS_TOPIC)
+        assert topic is not None, f"{OFFSETS_TOPIC} has {count} partitions but is not in the image"
+        info = topic.partitions[index]
+        broker = self._replicas.image.brokers.get(info.leader)
+        if info.leader == NO_LEADER or broker is None or broker.fenced:
+            raise RaftlogError("COORDINATOR_NOT_AVAILABLE", f"{OFFSETS_TOPIC}-{index} has no leader right now")
+        return group_pb2.FindCoordinatorResponse(node_id=info.leader, host=broker.host, port=broker.port,
+                                                 partition=index)
+
+    async def _create_offsets_topic(self) -> None:
+        image = self._replicas.image
+        live = sum(1 for b in image.brokers.values() if not b.fenced)
+        replication = min(self._config["offsets.topic.replication.factor"], max(live, 1))
+        min_isr = min(int(self._config["min.insync.replicas"]), replication)
+        configs = {"cleanup.policy": "compact", "min.insync.replicas": str(min_isr)}
+        try:
+            await self._create_topic(OFFSETS_TOPIC, self._config["offsets.topic.num.partitions"], replication,
+                                     configs)
+            log.info("created %s with replication factor %d", OFFSETS_TOPIC, replication)
+        except RaftlogError as exc:
+            if exc.reason != "TOPIC_ALREADY_EXISTS":
+                raise
+        deadline = time.monotonic() + TOPIC_WAIT_S
+        while self._offsets_partition_count() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    # -- shards -------------------------------------------------------------------------------
+
+    def _led_partition(self, index: int) -> Partition:
+        try:
+            partition = self._replicas.partition_by_name(OFFSETS_TOPIC, index)
+        except RaftlogError as exc:
+            raise RaftlogError("NOT_COORDINATOR", f"broker {self.broker_id}: {exc.message}") from None
+        if not partition.is_leader:
+            raise RaftlogError("NOT_COORDINATOR", f"broker {self.broker_id} does not lead {OFFSETS_TOPIC}-{index}")
+        return partition
+
+    async def _shard(self, group_id: str) -> tuple[Shard, Partition]:
+        check_group_id(group_id)
+        count = self._offsets_partition_count()
+        if count is None:
+            raise RaftlogError("NOT_COORDINATOR", f"{OFFSETS_TOPIC} does not exist yet; find the coordinator")
+        return await self._shard_at(rec.partition_for_group(group_id, count))
+
+    async def _shard_at(self, index: int) -> tuple[Shard, Partition]:
+        partition = self._led_partition(index)
+        shard = self._shards.get(index)
+        if shard is None or shard.leader_epoch != partition.leader_epoch:
+            lock = self._load_locks.setdefault(index, asyncio.Lock())
+            async with lock:
+                partition = self._led_partition(index)
+                shard = self._shards.get(index)
+                if shard is None or shard.leader_epoch != partition.leader_epoch:
+                    shard = await self._load(index, partition)
+        return shard, partition
+
+    async def _load(self, index: int, partition: Partition) -> Shard:
+        started = time.monotonic()
+        epoch = partition.leader_epoch
+        applied, rows = await asyncio.to_thread(self._store.load, index)
+        shard = Shard(index, epoch)
+        for key, value in rows:
+            self._apply_record(shard, key, value)
+        replayed = 0
+        for _, record_key, record_value in self._read_records(partition, applied, partition.log.log_end_offset):
+            if record_key is not None:
+                self._apply_record(shard, record_key, record_value)
+                replayed += 1
+        now_ms = _monotonic_ms()
+        for entry in shard.groups.values():
+            if entry.group.members:
+                for member in entry.group.members.values():
+                    member.session_deadline_ms = now_ms + self.settings.session_timeout_ms
+                entry.group.group_epoch += 1  # recompute the target from what members own
+        if partition.leader_epoch != epoch or not partition.is_leader:
+            raise RaftlogError("NOT_COORDINATOR", f"lost {OFFSETS_TOPIC}-{index} while loading it")
+        self._shards[index] = shard
+        log.info("%s-%d: loaded %d groups (%d rows from the offset store, %d records replayed from offset %d) "
+                 "in %.0f ms", OFFSETS_TOPIC, index, len(shard.groups), len(rows), replayed, applied,
+                 (time.monotonic() - started) * 1000)
+        return shard
+
+    def _entry(self, shard: Shard, group_id: str) -> GroupEntry:
+        entry = shard.groups.get(group_id)
+        if entry is None:
+            entry = shard.groups[group_id] = GroupEntry(ConsumerGroup(group_id, self.settings))
+        return entry
+
+    def _apply_record(self, shard: Shard, key: bytes, value: bytes | None) -> None:
+        try:
+            decoded = rec.decode_key(key)
+        except rec.RecordFormatError as exc:
+            log.error("%s-%d: skipping a record with an unknown key: %s", OFFSETS_TOPIC, shard.partition, exc)
+            return
+        if isinstance(decoded, rec.OffsetKey):
+            entry = shard.groups.get(decoded.group)
+            if value is None:
+                if entry is not None:
+                    entry.offsets.pop((decoded.topic, decoded.partition), None)
+                return
+            self._entry(shard, decoded.group).offsets[(decoded.topic, decoded.partition)] = \
+                rec.decode_offset_value(value)
+            return
+        if value is None:
+            shard.groups.pop(decoded.group, None)
+            return
+        entry = self._entry(shard, decoded.group)
+        self._restore(entry, rec.decode_group_value(value))
+        entry.written = None  # restored groups get a new epoch (see _load): written again
+
+    def _restore(self, entry: GroupEntry, value: rec.GroupValue) -> None:
+        group = entry.group
+        group.group_epoch = group.assignment_epoch = value.group_epoch
+        group.assignor = value.assignor or group.assignor
+        group.members = {}
+        group.target = {}
+        for m in value.members:
+            member = Member(
+                member_id=m.member_id, instance_id=m.instance_id, client_id=m.client_id, client_host=m.client_host,
+                subscribed_topics=frozenset(m.subscribed_topics), subscribed_regex=m.subscribed_regex,
+                rebalance_timeout_ms=m.rebalance_timeout_ms, session_deadline_ms=0,
+                member_epoch=min(m.member_epoch, value.group_epoch), assigned=frozenset(m.assigned),
+            )
+            group.members[m.member_id] = member
+            group.target[m.member_id] = member.assigned
+        group.target_partition_counts = {}
+        group.check_invariants()
+
+    # -- reading the log ----------------------------------------------------------------------
+
+    @staticmethod
+    def _read_records(partition: Partition, start: int, end: int,
+                      max_bytes: int | None = None) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        """(offset, key, value) of the data records in [start, end), reading at most max_bytes."""
+        position = max(start, partition.log.log_start_offset)
+        read_bytes = 0
+        while position < end and (max_bytes is None or read_bytes < max_bytes):
+            data = partition.log.read(position, READ_CHUNK_BYTES, max_offset=end)
+            if not data:
+                return
+            read_bytes += len(data)
+            for header, records in iter_batches(data):
+                if header.base_offset >= end:
+                    return
+                if not header.is_control:
+                    for record in records:
+                        if position <= record.offset < end:
+                            yield record.offset, record.key, record.value
+                position = max(position, header.next_offset)
+
+    # -- materializing (every replica) --------------------------------------------------------
+
+    async def _materialize_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MATERIALIZE_INTERVAL_S)
+            try:
+                await self._materialize_once()
+            except Exception as exc:  # noqa: BLE001 - the next round starts again from the applied offset
+                self._tasks.survived("offsets-materializer", exc)
+
+    async def _materialize_once(self) -> None:
+        hosted = {p.index: p for p in list(self._replicas.partitions.values()) if p.topic == OFFSETS_TOPIC}
+        for index in [i for i in self._applied if i not in hosted]:
+            del self._applied[index]
+        for index, partition in hosted.items():
+            applied = self._applied.get(index)
+            if applied is None:
+                applied = self._applied[index] = await asyncio.to_thread(self._store.applied_offset, index)
+            end = partition.high_watermark
+            if end <= applied:
+                continue
+            records: list[tuple[bytes, bytes | None]] = []
+            next_offset = applied
+            for offset, key, value in self._read_records(partition, applied, end, MATERIALIZE_ROUND_BYTES_MAX):
+                if key is not None:
+                    records.append((key, value))
+                next_offset = offset + 1
+            if next_offset == applied and end > applied:
+                next_offset = end  # only control batches or compacted-away offsets in between
+            await asyncio.to_thread(self._store.apply, index, records, next_offset)
+            self._applied[index] = next_offset
+
+    # -- the clock ----------------------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        last_retention = time.monotonic()
+        while True:
+            await asyncio.sleep(EXPIRY_INTERVAL_S)
+            try:
+                await self._expire_once()
+                if time.monotonic() - last_retention >= RETENTION_CHECK_INTERVAL_S:
+                    last_retention = time.monotonic()
+                    await self._retention_once()
+            except RaftlogError as exc:
+                log.info("group expiry: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - the next round checks again
+                self._tasks.survived("group-expiry", exc)
+
+    def _live_shards(self) -> list[tuple[Shard, Partition]]:
+        live = []
+        for index, shard in list(self._shards.items()):
+            try:
+                partition = self._led_partition(index)
+            except RaftlogError:
+                partition = None
+            if partition is None or partition.leader_epoch != shard.leader_epoch:
+                del self._shards[index]  # no longer ours: a later leadership loads it anew
+                continue
+            live.append((shard, partition))
+        return live
+
+    async def _expire_once(self) -> None:
+        now_ms = _monotonic_ms()
+        for shard, partition in self._live_shards():
+            for entry in list(shard.groups.values()):
+                if not entry.group.members:
+                    continue
+                gone = entry.group.expire(now_ms)
+                if gone:
+                    log.info("group %s: members %s timed out", entry.group.group_id, gone)
+                    await self._persist_group(partition, entry)
+
+    async def _retention_once(self) -> None:
+        retention_ms = self._config["offsets.retention.minutes"] * 60_000
+        now = _wall_ms()
+        for shard, partition in self._live_shards():
+            for group_id, entry in list(shard.groups.items()):
+                if entry.group.members or now - entry.empty_since_ms < retention_ms:
+                    continue
+                newest = max((v.commit_timestamp_ms for v in entry.offsets.values()), default=0)
+                if now - newest >= retention_ms:
+                    log.info("group %s: empty for offsets.retention.minutes; deleting it", group_id)
+                    await self._delete_group(shard, partition, group_id, entry)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _append(self, partition: Partition, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Appends records to an offsets partition with acks=all; returns once they are committed.
+
+        Writes to one partition are coalesced, as Kafka's coordinator batches a shard's records:
+        one append is in flight per partition, and everything that arrives meanwhile goes out
+        together in the next one (at most MAX_RECORDS_PER_APPEND records), in arrival order. So
+        a thousand commits a second cost a few appends (and fsyncs) a second, not a thousand."""
+        writer = self._writers.get(partition)
+        if writer is None:
+            writer = self._writers[partition] = _PartitionWriter()
+        done = asyncio.get_running_loop().create_future()
+        writer.pending.append((records, done))
+        if not writer.running:
+            writer.running = True
+            # Not a supervised background task: it ends when the queue is empty, and every
+            # request it carries awaits its outcome.
+            asyncio.ensure_future(self._drain(partition, writer))
+        await done
+
+    async def _drain(self, partition: Partition, writer: _PartitionWriter) -> None:
+        try:
+            while writer.pending:
+                taken, count = 0, 0
+                while taken < len(writer.pending) and (count == 0 or count + len(writer.pending[taken][0])
+                                                       <= MAX_RECORDS_PER_APPEND):
+                    count += len(writer.pending[taken][0])
+                    taken += 1
+                round_, writer.pending = writer.pending[:taken], writer.pending[taken:]
+                try:
+                    await self._append_now(partition, [r for records, _ in round_ for r in records])
+                except BaseException as exc:  # noqa: BLE001 - handed to every request of the round
+                    for _, done in round_:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for _, done in round_:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            writer.running = False
+            if not writer.pending and self._writers.get(partition) is writer:
+                del self._writers[partition]
+
+    async def _append_now(self, partition: Partition, records: list[tuple[bytes, bytes | None]]) -> None:
+        now = _wall_ms()
+        batch = encode_batch([(key, value, None, now) for key, value in records])
+        min_isr = self._replicas.topic_settings(OFFSETS_TOPIC).min_insync_replicas
+        try:
+            await partition.append_as_leader(batch, ACKS_ALL, WRITE_TIMEOUT_MS, min_isr,
+                                             self._replicas.replica_lag_time_max_ms())
+        except RaftlogError as exc:
+            if exc.reason == "NOT_LEADER_OR_FOLLOWER":
+                raise RaftlogError("NOT_COORDINATOR", exc.message) from None
+            raise
+
+    def _group_value(self, group: ConsumerGroup) -> rec.GroupValue:
+        members = tuple(
+            rec.MemberRecord(m.member_id, m.instance_id, m.client_id, m.client_host, m.rebalance_timeout_ms,
+                             self.settings.session_timeout_ms, tuple(sorted(m.subscribed_topics)),
+                             m.subscribed_regex, m.member_epoch, tuple(sorted(m.assigned)))
+            for m in sorted(group.members.values(), key=lambda m: m.member_id))
+        return rec.GroupValue(group.group_epoch, group.assignor, _wall_ms(), members)
+
+    async def _persist_group(self, partition: Partition, entry: GroupEntry) -> None:
+        """Returns once the group's state as of this call is written (acks=all). Concurrent
+        callers share appends: one write per group is in flight, and whoever comes while it is
+        out waits for the next one, which covers every change made before it started; so N
+        members joining at once cost about two appends, not N one after the other."""
+        entry.changes += 1
+        wanted = entry.changes
+        while entry.persisted_changes < wanted:
+            if entry.writing is None:
+                # Not a supervised background task: it lives as long as the requests awaiting it.
+                entry.writing = asyncio.ensure_future(self._write_group(partition, entry))
+                entry.writing.add_done_callback(lambda f: f.cancelled() or f.exception())
+            await asyncio.shield(entry.writing)  # a failed write fails every request waiting on it
+
+    async def _write_group(self, partition: Partition, entry: GroupEntry) -> None:
+        covered = entry.changes
+        try:
+            value = self._group_value(entry.group)
+            comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
+            if comparable != entry.written:  # session deadlines are not persisted: a plain heartbeat writes nothing
+                if not entry.group.members:
+                    entry.empty_since_ms = _wall_ms()
+                await self._append(partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)),
+                                                rec.encode_group_value(value))])
+                epoch_moved = entry.written is None or entry.written.group_epoch != value.group_epoch
+                entry.written = comparable
+                if self.metrics and epoch_moved:
+                    self.metrics.group_rebalanced()
+            entry.persisted_changes = max(entry.persisted_changes, covered)
+        finally:
+            entry.writing = None
+
+    # -- the API ------------------------------------------------------------------------------
+
+    async def heartbeat(self, request: group_pb2.ConsumerGroupHeartbeatRequest,
+                        client_host: str) -> group_pb2.ConsumerGroupHeartbeatResponse:
+        shard, partition = await self._shard(request.group_id)
+        if request.member_epoch < 0 and request.group_id not in shard.groups:
+            return group_pb2.ConsumerGroupHeartbeatResponse(member_id=request.member_id,
+                                                            member_epoch=request.member_epoch)
+        if request.member_epoch > 0 and request.group_id not in shard.groups:
+            raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member {request.member_id!r}")
+        entry = self._entry(shard, request.group_id)
+        hb = Heartbeat(
+            member_id=request.member_id, member_epoch=request.member_epoch, instance_id=request.instance_id or None,
+            client_id=request.client_id, client_host=client_host,
+            rebalance_timeout_ms=request.rebalance_timeout_ms or 60_000,
+            subscribed_topics=tuple(request.subscribed_topic_names)
+            if request.subscription_changed and not request.subscribed_regex else None,
+            subscribed_regex=request.subscribed_regex or None if request.subscription_changed else None,
+            server_assignor=request.server_assignor or None,
+            owned=_tps(request.owned_partitions) if request.owned_sent else None,
+        )
+        answer = entry.group.heartbeat(hb, _monotonic_ms(), self.partition_counts())
+        await self._persist_group(partition, entry)
+        self._track_rebalance(entry)
+        return group_pb2.ConsumerGroupHeartbeatResponse(
+            member_id=answer.member_id, member_epoch=answer.member_epoch,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms, assignment=_to_pb(answer.assignment))
+
+    def _track_rebalance(self, entry: GroupEntry) -> None:
+        if entry.group.state in (GroupState.STABLE, GroupState.EMPTY):
+            if entry.unstable_since is not None and self.metrics:
+                self.metrics.group_stable_after(time.monotonic() - entry.unstable_since)
+            entry.unstable_since = None
+        elif entry.unstable_since is None:
+            entry.unstable_since = time.monotonic()
+
+    async def commit(self, request: group_pb2.OffsetCommitRequest) -> group_pb2.OffsetCommitResponse:
+        started = time.perf_counter()
+        shard, partition = await self._shard(request.group_id)
+        entry = shard.groups.get(request.group_id)
+        if entry is None:
+            if request.member_id or request.member_epoch >= 0:
+                raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member "
+                                                        f"{request.member_id!r}")
+        else:
+            entry.group.validate_commit(request.member_id, request.member_epoch)
+        image = self._replicas.image
+        results, writes = [], []
+        now = _wall_ms()
+        for o in request.offsets:
+            result = group_pb2.PartitionError(topic=o.topic, partition=o.partition)
+            topic = image.topic(o.topic)
+            if topic is None or o.partition not in topic.partitions:
+                result.error_reason = "UNKNOWN_TOPIC_OR_PARTITION"
+                result.error_message = f"{o.topic}-{o.partition} does not exist"
+            elif o.offset < 0:
+                result.error_reason = "OFFSET_OUT_OF_RANGE"
+                result.error_message = f"offset {o.offset} is negative"
+            else:
+                value = rec.OffsetValue(o.offset, o.leader_epoch, o.metadata, now)
+                writes.append(((o.topic, o.partition), value))
+            results.append(result)
+        if writes:
+            try:
+                await self._append(partition, [
+                    (rec.encode_offset_key(rec.OffsetKey(request.group_id, t, p)), rec.encode_offset_value(v))
+                    for (t, p), v in writes])
+            except RaftlogError:
+                if self.metrics:
+                    self.metrics.offset_commit_failed()
+                raise
+            entry = self._entry(shard, request.group_id)
+            for tp, value in writes:
+                entry.offsets[tp] = value
+        if self.metrics:
+            self.metrics.offsets_committed(len(writes), time.perf_counter() - started)
+        return group_pb2.OffsetCommitResponse(results=results)
+
+    async def fetch_offsets(self, request: group_pb2.OffsetFetchRequest) -> group_pb2.OffsetFetchResponse:
+        shard, _ = await self._shard(request.group_id)
+        entry = shard.groups.get(request.group_id)
+        offsets = entry.offsets if entry is not None else {}
+        wanted = sorted(_tps(request.partitions)) if request.partitions else sorted(offsets)
+        response = group_pb2.OffsetFetchResponse()
+        for topic, index in wanted:
+            value = offsets.get((topic, index))
+            if value is None:
+                response.offsets.append(group_pb2.CommittedOffset(topic=topic, partition=index, offset=-1,
+                                                                  leader_epoch=-1))
+            else:
+                response.offsets.append(group_pb2.CommittedOffset(
+                    topic=topic, partition=index, offset=value.offset, leader_epoch=value.leader_epoch,
+                    metadata=value.metadata, commit_timestamp_ms=value.commit_timestamp_ms))
+        return response
+
+    async def list_groups(self) -> group_pb2.ListGroupsResponse:
+        response = group_pb2.ListGroupsResponse()
+        count = self._offsets_partition_count() or 0
+        for index in range(count):
+            try:
+                shard, _ = await self._shard_at(index)
+            except RaftlogError:
+                continue  # not ours
+            for group_id, entry in sorted(shard.groups.items()):
+                response.groups.append(group_pb2.ListedGroup(group_id=group_id, group_type="consumer",
+                                                             state=entry.group.state.value))
+        return response
+
+    async def describe(self, group_id: str) -> group_pb2.DescribeGroupsResponse:
+        shard, _ = await self._shard(group_id)
+        entry = shard.groups.get(group_id)
+        if entry is None:
+            raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
+        group = entry.group
+        response = group_pb2.DescribeGroupsResponse(
+            group_id=group_id, state=group.state.value, group_epoch=group.group_epoch,
+            assignment_epoch=group.assignment_epoch, assignor=group.assignor, coordinator_id=self.broker_id)
+        for m in sorted(group.members.values(), key=lambda m: m.member_id):
+            response.members.append(group_pb2.DescribedMember(
+                member_id=m.member_id, instance_id=m.instance_id or "", client_id=m.client_id,
+                client_host=m.client_host, member_epoch=m.member_epoch, member_state=m.state.value,
+                subscribed_topic_names=sorted(m.subscribed_topics), subscribed_regex=m.subscribed_regex or "",
+                assignment=_to_pb(m.assigned), target_assignment=_to_pb(group.target.get(m.member_id, ()))))
+        return response
+
+    async def delete_group(self, group_id: str) -> None:
+        shard, partition = await self._shard(group_id)
+        entry = shard.groups.get(group_id)
+        if entry is None:
+            raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
+        if entry.group.members:
+            raise RaftlogError("NON_EMPTY_GROUP", f"group {group_id!r} has active members: "
+                                                  f"{', '.join(sorted(entry.group.members))}")
+        await self._delete_group(shard, partition, group_id, entry)
+
+    async def _delete_group(self, shard: Shard, partition: Partition, group_id: str, entry: GroupEntry) -> None:
+        tombstones: list[tuple[bytes, bytes | None]] = [
+            (rec.encode_offset_key(rec.OffsetKey(group_id, t, p)), None) for t, p in sorted(entry.offsets)]
+        tombstones.append((rec.encode_group_key(rec.GroupKey(group_id)), None))
+        entry.group.deleted = True  # heartbeats arriving during the write find it gone (GROUP_ID_NOT_FOUND)
+        try:
+            await self._append(partition, tombstones)
+        except RaftlogError:
+            entry.group.deleted = False
+            raise
+        shard.groups.pop(group_id, None)
+
+    async def delete_offsets(self, request: group_pb2.OffsetDeleteRequest) -> group_pb2.OffsetDeleteResponse:
+        shard, partition = await self._shard(request.group_id)
+        entry = shard.groups.get(request.group_id)
+        if entry is None:
+            raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {request.group_id!r} does not exist")
+        counts = self.partition_counts()
+        subscribed = entry.group.subscribed_topic_names(counts)
+        results, deletes = [], []
+        for topic, index in sorted(_tps(request.partitions)):
+            result = group_pb2.PartitionError(topic=topic, partition=index)
+            if topic in subscribed:
+                result.error_reason = "NON_EMPTY_GROUP"
+                result.error_message = f"group {request.group_id!r} has active members subscribed to {topic}"
+            elif (topic, index) in entry.offsets:
+                deletes.append((topic, index))
+            results.append(result)
+        if deletes:
+            await self._append(partition, [(rec.encode_offset_key(rec.OffsetKey(request.group_id, t, p)), None)
+                                           for t, p in deletes])
+            for tp in deletes:
+                entry.offsets.pop(tp, None)
+        return group_pb2.OffsetDeleteResponse(results=results)
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def group_metrics(self) -> list[tuple[str, str, int, list[tuple[str, int, int, float]]]]:
+        """(group, state, members, [(topic, partition, lag records, lag seconds)]) of the groups
+        this broker coordinates now, lag from the replicas it hosts."""
+        hosted = {(p.topic, p.index): p for p in list(self._replicas.partitions.values()) if p.info is not None}
+        now_ms = _wall_ms()
+        result = []
+        for shard, _ in self._live_shards():
+            for group_id, entry in list(shard.groups.items()):
+                lags = []
+                for (topic, index), value in sorted(entry.offsets.items()):
+                    partition = hosted.get((topic, index))
+                    if partition is None:
+                        continue
+                    records = max(0, partition.high_watermark - value.offset)
+                    seconds = 0.0
+                    if records:
+                        timestamp = self._timestamp_at(partition, value.offset)
+                        seconds = max(0.0, (now_ms - timestamp) / 1000.0) if timestamp is not None else 0.0
+                    lags.append((topic, index, records, seconds))
+                result.append((group_id, entry.group.state.value, len(entry.group.members), lags))
+        return result
+
+    def _timestamp_at(self, partition: Partition, offset: int) -> int | None:
+        try:
+            for _, _, _, timestamp in self._read_timestamps(partition, offset):
+                return timestamp
+        except RaftlogError:
+            return None
+        return None
+
+    @staticmethod
+    def _read_timestamps(partition: Partition, offset: int):
+        data = partition.log.read(max(offset, partition.log.log_start_offset), 64 * 1024,
+                                  max_offset=partition.high_watermark)
+        for _, records in iter_batches(data):
+            for record in records:
+                if record.offset >= offset:
+                    yield record.offset, record.key, record.value, record.timestamp

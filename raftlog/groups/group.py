@@ -1,0 +1,342 @@
+"""One consumer group of the next-generation protocol (KIP-848), as a pure state machine.
+
+The coordinator feeds it heartbeats, leaves, the clock and the topics' partition counts; it
+answers with each member's epoch and the partitions the member may own now. Nothing here does
+I/O: ``raftlog.groups.coordinator`` persists what changed and serves it over gRPC.
+
+Epochs. The group epoch moves on any change of members, subscriptions or the subscribed topics'
+partitions; the target assignment (computed by the group's assignor) is then recomputed and
+carries that epoch. Each member has its own member epoch and reaches the target one step at a
+time (reconciliation):
+
+- a partition the member owns but the target gives to another is *revoked* first: the member is
+  told to stop owning it and stays at its epoch (UNREVOKED_PARTITIONS) until a heartbeat says it
+  no longer owns it, or it is fenced after its rebalance timeout;
+- a partition the target gives the member is *handed over* only once no other member owns it or
+  is still revoking it (UNRELEASED_PARTITIONS until then); the member moves to the target epoch;
+- members whose partitions do not move go to the new epoch at once and keep consuming.
+
+Invariant (checked after every change): no partition is owned (assigned or being revoked) by two
+members at once.
+
+Offset commits are fenced by member epoch (``validate_commit``): STALE_MEMBER_EPOCH for an epoch
+that is not the member's, UNKNOWN_MEMBER_ID for a member the group does not have; a commit from
+outside the protocol (manual ``assign()``, admin) is allowed while the group has no members.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from raftlog.errors import RaftlogError
+from raftlog.groups.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, TopicPartition
+
+JOIN_EPOCH = 0  # a member joining (or re-joining) sends member epoch 0
+LEAVE_EPOCH = -1  # a member leaving for good
+STATIC_LEAVE_EPOCH = -2  # a static member leaving for a while (group.instance.id): its partitions wait for it
+
+
+class GroupState(enum.Enum):
+    EMPTY = "Empty"
+    ASSIGNING = "Assigning"
+    RECONCILING = "Reconciling"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+class MemberState(enum.Enum):
+    STABLE = "stable"
+    UNREVOKED_PARTITIONS = "unrevoked_partitions"
+    UNRELEASED_PARTITIONS = "unreleased_partitions"
+
+
+@dataclass
+class Member:
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    subscribed_topics: frozenset[str]
+    subscribed_regex: str | None
+    rebalance_timeout_ms: int
+    session_deadline_ms: int
+    member_epoch: int = 0
+    previous_member_epoch: int = -1
+    state: MemberState = MemberState.STABLE
+    assigned: frozenset[TopicPartition] = frozenset()
+    revoking: frozenset[TopicPartition] = frozenset()
+    revocation_deadline_ms: int | None = None
+    left_static: bool = False  # a static member that left with epoch -2 and may come back
+
+    def owned(self) -> frozenset[TopicPartition]:
+        return self.assigned | self.revoking
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One ConsumerGroupHeartbeat; None fields mean "unchanged since the last heartbeat"."""
+
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    rebalance_timeout_ms: int = 60_000
+    subscribed_topics: tuple[str, ...] | None = None
+    subscribed_regex: str | None = None
+    server_assignor: str | None = None
+    owned: frozenset[TopicPartition] | None = None
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    member_id: str
+    member_epoch: int
+    assignment: frozenset[TopicPartition]
+
+
+@dataclass
+class GroupSettings:
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+
+
+@dataclass
+class ConsumerGroup:
+    group_id: str
+    settings: GroupSettings
+    group_epoch: int = 0
+    assignment_epoch: int = 0
+    assignor: str = DEFAULT_ASSIGNOR
+    members: dict[str, Member] = field(default_factory=dict)
+    target: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)
+    # The subscribed topics' partition counts the target was computed from.
+    target_partition_counts: dict[str, int] = field(default_factory=dict)
+    deleted: bool = False
+    rebalances: int = 0  # group epoch bumps, for metrics
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> GroupState:
+        if self.deleted:
+            return GroupState.DEAD
+        if not self.members:
+            return GroupState.EMPTY
+        if self.assignment_epoch < self.group_epoch:
+            return GroupState.ASSIGNING
+        if any(m.member_epoch != self.assignment_epoch or m.state is not MemberState.STABLE
+               for m in self.members.values()):
+            return GroupState.RECONCILING
+        return GroupState.STABLE
+
+    def subscribed_topic_names(self, topic_names: Mapping[str, int]) -> set[str]:
+        return {t for m in self.members.values() for t in self._resolve(m, topic_names)}
+
+    @staticmethod
+    def _resolve(member: Member, topic_names: Mapping[str, int]) -> frozenset[str]:
+        if member.subscribed_regex is not None:
+            pattern = re.compile(member.subscribed_regex)
+            # Internal topics (__consumer_offsets) are never matched by a pattern, as in Kafka.
+            return frozenset(t for t in topic_names if not t.startswith("__") and pattern.fullmatch(t))
+        return member.subscribed_topics
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    def heartbeat(self, hb: Heartbeat, now_ms: int, partitions_per_topic: Mapping[str, int]) -> HeartbeatAnswer:
+        """Handles one heartbeat; raises RaftlogError for a fenced or unknown member, a bad regex
+        or an unknown assignor. A leave answers with the epoch the member left with."""
+        if self.deleted:
+            raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {self.group_id!r} was deleted")
+        if hb.server_assignor is not None and hb.server_assignor not in ASSIGNORS:
+            raise RaftlogError("UNSUPPORTED_ASSIGNOR",
+                               f"assignor {hb.server_assignor!r} is not one of {', '.join(sorted(ASSIGNORS))}")
+        if hb.subscribed_regex is not None:
+            try:
+                re.compile(hb.subscribed_regex)
+            except re.error as exc:
+                raise RaftlogError("INVALID_REGULAR_EXPRESSION",
+                                   f"subscription pattern {hb.subscribed_regex!r}: {exc}") from None
+        if hb.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
+            return self._leave(hb)
+        member = self._member_for(hb, now_ms)
+        member.session_deadline_ms = now_ms + self.settings.session_timeout_ms
+        member.rebalance_timeout_ms = hb.rebalance_timeout_ms or member.rebalance_timeout_ms
+        changed = False
+        if hb.subscribed_topics is not None and hb.subscribed_regex is None:
+            topics = frozenset(hb.subscribed_topics)
+            changed |= topics != member.subscribed_topics or member.subscribed_regex is not None
+            member.subscribed_topics, member.subscribed_regex = topics, None
+        if hb.subscribed_regex is not None:
+            changed |= hb.subscribed_regex != member.subscribed_regex
+            member.subscribed_topics, member.subscribed_regex = frozenset(), hb.subscribed_regex
+        if hb.server_assignor is not None and hb.server_assignor != self.assignor:
+            self.assignor = hb.server_assignor
+            changed = True
+        if changed or self._subscribed_counts(partitions_per_topic) != self.target_partition_counts:
+            self._bump_epoch()
+        if self.assignment_epoch < self.group_epoch:
+            self._compute_target(partitions_per_topic)
+        if hb.owned is not None and member.revoking and not (hb.owned & member.revoking):
+            member.revoking = frozenset()  # the member says it let go of them
+            member.revocation_deadline_ms = None
+        self._reconcile(member, now_ms)
+        self.check_invariants()
+        return HeartbeatAnswer(member.member_id, member.member_epoch, member.assigned)
+
+    def _member_for(self, hb: Heartbeat, now_ms: int) -> Member:
+        if hb.member_epoch == JOIN_EPOCH:
+            if hb.instance_id is not None:
+                previous = next((m for m in self.members.values() if m.instance_id == hb.instance_id), None)
+                if previous is not None:
+                    return self._replace_static(previous, hb)
+            member_id = hb.member_id or uuid.uuid4().hex
+            member = self.members.get(member_id)
+            if member is not None:
+                # A member that rejoins (after a fencing on its side, or a lost answer) starts over.
+                self._remove(member_id)
+            member = Member(
+                member_id=member_id, instance_id=hb.instance_id, client_id=hb.client_id,
+                client_host=hb.client_host, subscribed_topics=frozenset(hb.subscribed_topics or ()),
+                subscribed_regex=hb.subscribed_regex, rebalance_timeout_ms=hb.rebalance_timeout_ms,
+                session_deadline_ms=now_ms + self.settings.session_timeout_ms,
+            )
+            self.members[member_id] = member
+            self._bump_epoch()
+            return member
+        member = self.members.get(hb.member_id)
+        if member is None:
+            raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {self.group_id!r} has no member {hb.member_id!r}")
+        if hb.member_epoch != member.member_epoch:
+            # A lost answer: the member may still be at its previous epoch, as long as it owns
+            # nothing it was not given (Kafka accepts that case too).
+            lost_answer = (hb.member_epoch == member.previous_member_epoch and hb.owned is not None
+                           and hb.owned <= member.assigned)
+            if not lost_answer:
+                raise RaftlogError("FENCED_MEMBER_EPOCH",
+                                   f"member {hb.member_id!r} sent epoch {hb.member_epoch}; "
+                                   f"its epoch is {member.member_epoch}")
+        member.left_static = False
+        return member
+
+    def _replace_static(self, previous: Member, hb: Heartbeat) -> Member:
+        """A static member back (within its session): the new incarnation takes over the old
+        one's partitions and epoch, and nothing moves."""
+        old_id = previous.member_id
+        del self.members[old_id]
+        previous.member_id = hb.member_id or uuid.uuid4().hex
+        previous.client_id, previous.client_host = hb.client_id, hb.client_host
+        previous.left_static = False
+        # The old incarnation let go of everything it was revoking when it stopped.
+        previous.revoking = frozenset()
+        previous.revocation_deadline_ms = None
+        self.members[previous.member_id] = previous
+        if old_id in self.target:
+            self.target[previous.member_id] = self.target.pop(old_id)
+        return previous
+
+    def _leave(self, hb: Heartbeat) -> HeartbeatAnswer:
+        member = self.members.get(hb.member_id)
+        if member is None:
+            if hb.member_epoch == LEAVE_EPOCH:
+                return HeartbeatAnswer(hb.member_id, LEAVE_EPOCH, frozenset())
+            raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {self.group_id!r} has no member {hb.member_id!r}")
+        if hb.member_epoch == STATIC_LEAVE_EPOCH and member.instance_id is not None:
+            member.left_static = True  # keeps its partitions until its session runs out
+            member.revoking = frozenset()
+            member.revocation_deadline_ms = None
+            return HeartbeatAnswer(member.member_id, STATIC_LEAVE_EPOCH, frozenset())
+        self._remove(member.member_id)
+        self.check_invariants()
+        return HeartbeatAnswer(member.member_id, LEAVE_EPOCH, frozenset())
+
+    def _remove(self, member_id: str) -> None:
+        del self.members[member_id]
+        self._bump_epoch()
+
+    def _bump_epoch(self) -> None:
+        self.group_epoch += 1
+        self.rebalances += 1
+
+    def _subscribed_counts(self, partitions_per_topic: Mapping[str, int]) -> dict[str, int]:
+        return {t: partitions_per_topic[t] for t in self.subscribed_topic_names(partitions_per_topic)
+                if t in partitions_per_topic}
+
+    def _compute_target(self, partitions_per_topic: Mapping[str, int]) -> None:
+        subscriptions = {m.member_id: self._resolve(m, partitions_per_topic) for m in self.members.values()}
+        current = {m: self.target.get(m, frozenset()) for m in subscriptions}
+        self.target = ASSIGNORS[self.assignor].assign(subscriptions, partitions_per_topic, current)
+        self.target_partition_counts = self._subscribed_counts(partitions_per_topic)
+        self.assignment_epoch = self.group_epoch
+
+    def _reconcile(self, member: Member, now_ms: int) -> None:
+        if member.revoking:
+            return  # waits for the member to let go first
+        target = self.target.get(member.member_id, frozenset())
+        if member.member_epoch == self.assignment_epoch and member.assigned == target:
+            member.state = MemberState.STABLE
+            return
+        to_revoke = member.assigned - target
+        if to_revoke:
+            member.assigned = member.assigned - to_revoke
+            member.revoking = to_revoke
+            member.revocation_deadline_ms = now_ms + member.rebalance_timeout_ms
+            member.state = MemberState.UNREVOKED_PARTITIONS
+            return
+        owned_by_others = {tp for m in self.members.values() if m is not member for tp in m.owned()}
+        member.assigned = member.assigned | {tp for tp in target if tp not in owned_by_others}
+        if member.member_epoch != self.assignment_epoch:
+            member.previous_member_epoch = member.member_epoch
+            member.member_epoch = self.assignment_epoch
+        member.state = MemberState.STABLE if member.assigned == target else MemberState.UNRELEASED_PARTITIONS
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def expire(self, now_ms: int) -> list[str]:
+        """Removes members whose session ran out or that did not revoke within their rebalance
+        timeout (fenced); returns their ids."""
+        gone = [m.member_id for m in self.members.values()
+                if m.session_deadline_ms <= now_ms
+                or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)]
+        for member_id in gone:
+            self._remove(member_id)
+        if gone:
+            self.check_invariants()
+        return gone
+
+    # -- offsets ------------------------------------------------------------------------------
+
+    def validate_commit(self, member_id: str, member_epoch: int) -> None:
+        if self.deleted:
+            raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {self.group_id!r} was deleted")
+        if member_epoch < 0 and not member_id:
+            if self.members:
+                raise RaftlogError("UNKNOWN_MEMBER_ID",
+                                   f"group {self.group_id!r} has active members; a commit from outside the "
+                                   f"group needs it empty")
+            return
+        member = self.members.get(member_id)
+        if member is None:
+            raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {self.group_id!r} has no member {member_id!r}")
+        if member_epoch != member.member_epoch:
+            raise RaftlogError("STALE_MEMBER_EPOCH", f"commit with member epoch {member_epoch}; "
+                                                      f"member {member_id!r} is at {member.member_epoch}")
+
+    # -- invariants ---------------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        seen: dict[TopicPartition, str] = {}
+        for member in self.members.values():
+            assert not (member.assigned & member.revoking), \
+                f"member {member.member_id} both owns and revokes {sorted(member.assigned & member.revoking)}"
+            for tp in member.owned():
+                other = seen.setdefault(tp, member.member_id)
+                assert other == member.member_id, \
+                    f"group {self.group_id}: {tp} owned by {other} and {member.member_id} at once"
+            assert member.member_epoch <= self.assignment_epoch <= self.group_epoch, \
+                f"epochs out of order: member {member.member_epoch}, target {self.assignment_epoch}, " \
+                f"group {self.group_epoch}"

@@ -1,0 +1,296 @@
+"""`raftlog perf group`: consumer-group figures on a local three-node cluster of its own.
+
+1. Joins: `members` members consume a `partitions`-partition topic while a producer writes every
+   partition steadily. A new member joins `joins` times (and leaves after each); for each join:
+   the time from subscribe() until its first record, and the pause of existing members on the
+   partitions they kept across the join: the longest end-to-end delay (received minus produced)
+   of a record on such a partition during the join, minus the longest delay in a quiet period
+   just before it (what the pipeline costs with no pause at all).
+2. Commits: a client outside the group protocol commits single-partition offsets at `commit_rate`
+   per second for a few seconds, concurrently: commits/s reached and latency percentiles.
+3. Throughput: one consumer reads the same records with assigned partitions, then as the only
+   member of a group; records/s of each.
+4. Coordinator failover: commits one at a time, kill -9 of the coordinator's broker, and the time
+   from the kill until a commit sent after it succeeds.
+
+All members run as AsyncConsumers on the bench's one event loop (one process), so their figures
+include the bench's own CPU use on a small machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raftlog.client.admin import Admin
+from raftlog.client.consumer import AsyncConsumer, TopicPartition
+from raftlog.client.producer import AsyncProducer
+from raftlog.cluster.local import LocalCluster
+from raftlog.errors import RaftlogError
+from raftlog.perf.client_bench import run_consume
+from raftlog.perf.stats import median, percentile
+
+TOPIC = "perf-group"
+THROUGHPUT_TOPIC = "perf-group-throughput"
+GROUP = "perf-group"
+COMMIT_GROUP = "perf-group-commits"
+STABLE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class GroupBenchResult:
+    join_to_first_record_s: list[float] = field(default_factory=list)
+    kept_partition_max_gap_ms: list[float] = field(default_factory=list)  # pause: delay above the baseline
+    baseline_delay_ms: list[float] = field(default_factory=list)
+    record_interval_ms: float = 0.0
+    commits: int = 0
+    commit_elapsed_s: float = 0.0
+    commit_latencies_ms: list[float] = field(default_factory=list)
+    assigned_records_per_sec: float = 0.0
+    group_records_per_sec: float = 0.0
+    coordinator_failover_s: float = 0.0
+
+    def summary(self) -> dict:
+        lat = self.commit_latencies_ms
+        return {
+            "joins": len(self.join_to_first_record_s),
+            "join_to_first_record_p50_s": round(median(self.join_to_first_record_s), 3),
+            "join_to_first_record_max_s": round(max(self.join_to_first_record_s, default=0.0), 3),
+            "kept_partitions_longest_pause_ms": round(max(self.kept_partition_max_gap_ms, default=0.0), 1),
+            "baseline_end_to_end_delay_ms_max": round(max(self.baseline_delay_ms, default=0.0), 1),
+            "record_interval_per_partition_ms": round(self.record_interval_ms, 1),
+            "commits_per_sec": round(self.commits / self.commit_elapsed_s, 1) if self.commit_elapsed_s else 0.0,
+            "commit_p50_ms": round(percentile(lat, 0.50), 2),
+            "commit_p99_ms": round(percentile(lat, 0.99), 2),
+            "commit_max_ms": round(max(lat, default=0.0), 2),
+            "assigned_consume_records_per_sec": round(self.assigned_records_per_sec, 1),
+            "group_consume_records_per_sec": round(self.group_records_per_sec, 1),
+            "group_vs_assigned": round(self.group_records_per_sec / self.assigned_records_per_sec, 3)
+            if self.assigned_records_per_sec else 0.0,
+            "coordinator_failover_s": round(self.coordinator_failover_s, 3),
+        }
+
+
+class _Member:
+    """A member polling in a task; records, per partition, the longest end-to-end delay of a
+    record (received minus its timestamp) since the last reset."""
+
+    def __init__(self, bootstrap: str):
+        self.consumer = AsyncConsumer(bootstrap, group_id=GROUP, auto_offset_reset="latest", fetch_max_wait_ms=100,
+                                      auto_commit_interval_ms=1000)
+        self.max_delay_ms: dict[int, float] = {}
+        self.first_record_at: float | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.consumer.subscribe([TOPIC])
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            records = await self.consumer.poll(100)
+            if records and self.first_record_at is None:
+                self.first_record_at = time.perf_counter()
+            now_ms = time.time() * 1000.0
+            for record in records:
+                delay = now_ms - record.timestamp
+                if delay > self.max_delay_ms.get(record.partition, 0.0):
+                    self.max_delay_ms[record.partition] = delay
+
+    def reset(self) -> None:
+        self.max_delay_ms = {}
+
+    def owned(self) -> set[int]:
+        return {tp.partition for tp in self.consumer.assignment()}
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.close()
+
+
+async def _steady_producer(bootstrap: str, partitions: int, rate: int, stop: asyncio.Event) -> None:
+    producer = AsyncProducer(bootstrap, acks=1, linger_ms=5)
+    started, sent = time.perf_counter(), 0
+    try:
+        while not stop.is_set():
+            ahead_s = sent / rate - (time.perf_counter() - started)
+            # Always yield: send() alone may never do, and a producer behind its schedule would
+            # starve the members' heartbeats and polls on this loop.
+            await asyncio.sleep(max(ahead_s, 0))
+            await producer.send(TOPIC, b"x" * 32, partition=sent % partitions)
+            sent += 1
+    finally:
+        await producer.close()
+
+
+async def _until_balanced(members: list[_Member], partitions: int) -> None:
+    deadline = time.monotonic() + STABLE_TIMEOUT_S
+    ceiling = -(-partitions // len(members))
+    while time.monotonic() < deadline:
+        owned = [m.owned() for m in members]
+        if sum(len(o) for o in owned) == partitions and all(len(o) <= ceiling for o in owned) \
+                and len(set().union(*owned)) == partitions:
+            return
+        await asyncio.sleep(0.02)
+    owned = [sorted(m.owned()) for m in members]
+    raise TimeoutError(f"the group did not settle within {STABLE_TIMEOUT_S}s: members own {owned}")
+
+
+async def _joins(bootstrap: str, members_count: int, partitions: int, joins: int, rate: int,
+                 result: GroupBenchResult, progress) -> None:
+    stop = asyncio.Event()
+    producing = asyncio.get_running_loop().create_task(_steady_producer(bootstrap, partitions, rate, stop))
+    members = [_Member(bootstrap) for _ in range(members_count)]
+    for member in members:
+        member.start()
+    try:
+        await _until_balanced(members, partitions)
+        await asyncio.sleep(1.0)
+        result.record_interval_ms = 1000.0 * partitions / rate
+        for i in range(joins):
+            before = [m.owned() for m in members]
+            for m in members:
+                m.reset()
+            await asyncio.sleep(1.0)  # the quiet period: the delays the pipeline has anyway
+            baseline_ms = max((d for m in members for d in m.max_delay_ms.values()), default=0.0)
+            for m in members:
+                m.reset()
+            newcomer = _Member(bootstrap)
+            joined_at = time.perf_counter()
+            newcomer.start()
+            while newcomer.first_record_at is None:
+                if time.perf_counter() - joined_at > STABLE_TIMEOUT_S:
+                    raise TimeoutError("the new member got no record")
+                await asyncio.sleep(0.005)
+            result.join_to_first_record_s.append(newcomer.first_record_at - joined_at)
+            await _until_balanced(members + [newcomer], partitions)
+            await asyncio.sleep(0.3)
+            delays = [d for m, owned_before in zip(members, before)
+                      for p, d in m.max_delay_ms.items() if p in owned_before and p in m.owned()]
+            result.kept_partition_max_gap_ms.append(max(0.0, max(delays, default=0.0) - baseline_ms))
+            result.baseline_delay_ms.append(baseline_ms)
+            progress(f"join {i + 1}: first record after {result.join_to_first_record_s[-1]:.3f} s; existing members "
+                     f"paused at most {result.kept_partition_max_gap_ms[-1]:.0f} ms on kept partitions "
+                     f"(end-to-end delay {baseline_ms:.0f} ms before the join)")
+            await newcomer.stop()
+            await _until_balanced(members, partitions)
+    finally:
+        stop.set()
+        await asyncio.gather(producing, return_exceptions=True)
+        for member in members:
+            await member.stop()
+
+
+async def _commits(bootstrap: str, rate: int, seconds: float, result: GroupBenchResult) -> None:
+    consumer = AsyncConsumer(bootstrap, group_id=COMMIT_GROUP, enable_auto_commit=False)
+    tp = TopicPartition(TOPIC, 0)
+    consumer.assign([tp])
+    await consumer.commit({tp: 0})  # warm: coordinator found, channel open
+    latencies: list[float] = []
+
+    async def one(offset: int) -> None:
+        started = time.perf_counter()
+        await consumer.commit({tp: offset})
+        latencies.append((time.perf_counter() - started) * 1000.0)
+
+    count = int(rate * seconds)
+    started = time.perf_counter()
+    tasks = []
+    for i in range(count):
+        ahead_s = i / rate - (time.perf_counter() - started)
+        await asyncio.sleep(max(ahead_s, 0))
+        tasks.append(asyncio.get_running_loop().create_task(one(i + 1)))
+    await asyncio.gather(*tasks)
+    result.commits, result.commit_elapsed_s = count, time.perf_counter() - started
+    result.commit_latencies_ms = latencies
+    await consumer.close()
+
+
+async def _throughput(bootstrap: str, records: int, partitions: int, result: GroupBenchResult) -> None:
+    producer = AsyncProducer(bootstrap, acks=1, linger_ms=5, batch_size=262144)
+    payload = os.urandom(100)
+    for i in range(records):
+        await producer.send(THROUGHPUT_TOPIC, payload, partition=i % partitions)
+        if i % 1000 == 999:
+            await asyncio.sleep(0)
+    await producer.flush()
+    await producer.close()
+    assigned = await run_consume(bootstrap, THROUGHPUT_TOPIC, records, list(range(partitions)), 10_000)
+    result.assigned_records_per_sec = assigned.records / assigned.elapsed_s
+    consumer = AsyncConsumer(bootstrap, group_id=GROUP + "-throughput", auto_offset_reset="earliest",
+                             max_poll_records=100_000)
+    consumer.subscribe([THROUGHPUT_TOPIC])
+    started = time.perf_counter()
+    got = 0
+    try:
+        while got < records and time.perf_counter() - started < 120:
+            got += len(await consumer.poll(500))
+    finally:
+        elapsed_s = time.perf_counter() - started
+        await consumer.close()
+    result.group_records_per_sec = got / elapsed_s
+
+
+async def _failover(cluster: LocalCluster, bootstrap: str, result: GroupBenchResult) -> None:
+    consumer = AsyncConsumer(bootstrap, group_id=COMMIT_GROUP, enable_auto_commit=False)
+    tp = TopicPartition(TOPIC, 0)
+    consumer.assign([tp])
+    await consumer.commit({tp: 1})
+
+    def coordinator() -> int:
+        with Admin(bootstrap) as admin:
+            return admin.describe_group(COMMIT_GROUP)["coordinator"]
+
+    victim = await asyncio.to_thread(coordinator)
+    cluster.signal_node(victim, signal.SIGKILL)
+    killed_at = time.perf_counter()
+    offset = 2
+    while True:
+        try:
+            await consumer.commit({tp: offset})
+            break
+        except RaftlogError:
+            if time.perf_counter() - killed_at > STABLE_TIMEOUT_S:
+                raise
+            await asyncio.sleep(0.01)
+    result.coordinator_failover_s = time.perf_counter() - killed_at
+    await consumer.close()
+
+
+def run_group_bench(members: int, partitions: int, joins: int, rate: int, commit_rate: int, commit_seconds: float,
+                    throughput_records: int, base_port: int, progress=print) -> GroupBenchResult:
+    result = GroupBenchResult()
+    with tempfile.TemporaryDirectory(prefix="raftlog-perf-group-") as tmp:
+        cluster = LocalCluster(Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)
+        try:
+            cluster.start()
+            cluster.wait_for_leader(timeout_s=60)
+            cluster.wait_for_brokers(3, timeout_s=60)
+            with cluster.admin(timeout_ms=30_000) as admin:
+                admin.create_topic(TOPIC, partitions=partitions, replication_factor=3)
+                admin.create_topic(THROUGHPUT_TOPIC, partitions=12, replication_factor=3)
+            bootstrap = cluster.bootstrap_servers
+            progress(f"cluster up on {bootstrap}")
+
+            async def bench() -> None:
+                await _joins(bootstrap, members, partitions, joins, rate, result, progress)
+                await _commits(bootstrap, commit_rate, commit_seconds, result)
+                progress(f"commits: {result.summary()['commits_per_sec']}/s, "
+                         f"p99 {result.summary()['commit_p99_ms']} ms")
+                await _throughput(bootstrap, throughput_records, 12, result)
+                progress(f"consume: assigned {result.assigned_records_per_sec:.0f} records/s, "
+                         f"group {result.group_records_per_sec:.0f} records/s")
+                await _failover(cluster, bootstrap, result)
+                progress(f"coordinator kill -9 -> commits again after {result.coordinator_failover_s:.3f} s")
+
+            asyncio.run(bench())
+            return result
+        finally:
+            cluster.stop()

@@ -1,0 +1,187 @@
+"""A consumer group's reconciliation (KIP-848), driven by simulated clients."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raftlog.errors import Errors, RaftlogError
+from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat
+
+SESSION_MS = 10_000
+
+
+class Client:
+    """What a well-behaved consumer does: owns exactly what the last answer gave it."""
+
+    def __init__(self, group: ConsumerGroup, topics=("t",), instance_id=None):
+        self.group, self.topics, self.instance_id = group, topics, instance_id
+        self.member_id, self.epoch, self.owned, self.alive = "", 0, frozenset(), True
+
+    def heartbeat(self, now_ms, counts):
+        answer = self.group.heartbeat(Heartbeat(self.member_id, self.epoch, instance_id=self.instance_id,
+                                                subscribed_topics=self.topics, owned=self.owned), now_ms, counts)
+        self.member_id, self.epoch, self.owned = answer.member_id, answer.member_epoch, answer.assignment
+        return answer
+
+    def leave(self, now_ms, counts, epoch=-1):
+        self.group.heartbeat(Heartbeat(self.member_id, epoch, instance_id=self.instance_id), now_ms, counts)
+        self.owned, self.alive = frozenset(), False
+
+
+def new_group():
+    return ConsumerGroup("g", GroupSettings(session_timeout_ms=SESSION_MS, heartbeat_interval_ms=100))
+
+
+def converge(clients, now, counts, rounds=6):
+    for _ in range(rounds):
+        for c in clients:
+            if c.alive:
+                c.heartbeat(now, counts)
+
+
+def check_disjoint(clients):
+    seen = {}
+    for c in clients:
+        if not c.alive:
+            continue
+        for tp in c.owned:
+            assert tp not in seen, f"{tp} owned by {seen[tp]} and {c.member_id} at once"
+            seen[tp] = c.member_id
+
+
+def test_join_moves_only_the_newcomers_share_and_waits_for_revocation():
+    group, counts = new_group(), {"t": 12}
+    clients = [Client(group) for _ in range(3)]
+    converge(clients, 0, counts)
+    assert group.state is GroupState.STABLE
+    before = {c.member_id: c.owned for c in clients}
+    assert sorted(len(o) for o in before.values()) == [4, 4, 4]
+    newcomer = Client(group)
+    first = newcomer.heartbeat(1, counts)
+    assert first.assignment == frozenset()  # everything is still owned by the others
+    assert group.state is GroupState.RECONCILING
+    converge(clients + [newcomer], 2, counts)
+    assert group.state is GroupState.STABLE
+    assert len(newcomer.owned) == 3
+    for c in clients:
+        assert c.owned <= before[c.member_id] and len(c.owned) == 3
+
+
+def test_session_timeout_reassigns_a_dead_members_partitions():
+    group, counts = new_group(), {"t": 6}
+    a, b = Client(group), Client(group)
+    converge([a, b], 0, counts)
+    b.alive = False
+    a.heartbeat(5_000, counts)
+    assert group.expire(SESSION_MS - 1) == []
+    assert group.expire(SESSION_MS) == [b.member_id]
+    converge([a], SESSION_MS + 1, counts)
+    assert len(a.owned) == 6 and group.state is GroupState.STABLE
+
+
+def test_rebalance_timeout_fences_a_member_that_does_not_revoke():
+    group, counts = new_group(), {"t": 4}
+    a = Client(group)
+    a.heartbeat(0, counts)
+    group.heartbeat(Heartbeat("", 0, subscribed_topics=("t",)), 1, counts)
+    # a is asked to revoke two partitions; it heartbeats but never lets go.
+    answer = group.heartbeat(Heartbeat(a.member_id, a.epoch, rebalance_timeout_ms=500,
+                                       owned=frozenset(("t", p) for p in range(4))), 2, counts)
+    assert len(answer.assignment) == 2 and len(group.members[a.member_id].revoking) == 2
+    assert group.expire(2 + 499) == []
+    assert group.expire(2 + 500) == [a.member_id]  # within its session, but it did not revoke in time
+
+
+def test_static_member_back_within_its_session_keeps_its_partitions():
+    group, counts = new_group(), {"t": 6}
+    a, b = Client(group, instance_id="host-a"), Client(group, instance_id="host-b")
+    converge([a, b], 0, counts)
+    epoch, owned = group.group_epoch, a.owned
+    a.leave(1, counts, epoch=-2)
+    again = Client(group, instance_id="host-a")
+    answer = again.heartbeat(2, counts)
+    assert answer.assignment == owned and group.group_epoch == epoch
+
+
+def test_commit_fencing():
+    group, counts = new_group(), {"t": 2}
+    group.validate_commit("", -1)  # empty group: a manual assign() consumer may commit
+    a = Client(group)
+    a.heartbeat(0, counts)
+    group.validate_commit(a.member_id, a.epoch)
+    with pytest.raises(RaftlogError) as stale:
+        group.validate_commit(a.member_id, a.epoch - 1)
+    assert stale.value.error is Errors.STALE_MEMBER_EPOCH
+    with pytest.raises(RaftlogError) as unknown:
+        group.validate_commit("nobody", 1)
+    assert unknown.value.error is Errors.UNKNOWN_MEMBER_ID
+    with pytest.raises(RaftlogError) as outsider:
+        group.validate_commit("", -1)
+    assert outsider.value.error is Errors.UNKNOWN_MEMBER_ID
+
+
+def test_bad_regex_and_unknown_member_and_fenced_epoch():
+    group, counts = new_group(), {"t": 2}
+    with pytest.raises(RaftlogError) as bad:
+        group.heartbeat(Heartbeat("", 0, subscribed_regex="t(("), 0, counts)
+    assert bad.value.error is Errors.INVALID_REGULAR_EXPRESSION and not group.members
+    with pytest.raises(RaftlogError) as unknown:
+        group.heartbeat(Heartbeat("ghost", 3), 0, counts)
+    assert unknown.value.error is Errors.UNKNOWN_MEMBER_ID
+    a = Client(group)
+    a.heartbeat(0, counts)
+    with pytest.raises(RaftlogError) as fenced:
+        group.heartbeat(Heartbeat(a.member_id, a.epoch + 5), 1, counts)
+    assert fenced.value.error is Errors.FENCED_MEMBER_EPOCH
+
+
+def test_regex_subscription_follows_new_topics():
+    group = new_group()
+    a = Client(group, topics=None)
+    a.group.heartbeat(Heartbeat("", 0, subscribed_regex="orders-.*"), 0, {"orders-1": 2, "other": 3})
+    member = next(iter(group.members.values()))
+    answer = group.heartbeat(Heartbeat(member.member_id, member.member_epoch, owned=frozenset()), 1,
+                             {"orders-1": 2, "orders-2": 1, "other": 3, "__consumer_offsets": 12})
+    assert answer.assignment == {("orders-1", 0), ("orders-1", 1), ("orders-2", 0)}
+
+
+ops = st.lists(st.tuples(st.sampled_from(["join", "hb", "hb", "hb", "leave", "kill", "grow"]),
+                         st.integers(0, 20)), min_size=1, max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(script=ops)
+def test_never_two_owners_and_converges_balanced(script):
+    group, counts, now = new_group(), {"t": 6, "u": 3}, 0
+    clients: list[Client] = []
+    for op, pick in script:
+        now += 10
+        alive = [c for c in clients if c.alive]
+        if op == "join" or not alive:
+            c = Client(group, topics=("t", "u"))
+            clients.append(c)
+            c.heartbeat(now, counts)
+        elif op == "hb":
+            alive[pick % len(alive)].heartbeat(now, counts)
+        elif op == "leave":
+            alive[pick % len(alive)].leave(now, counts)
+        elif op == "kill":
+            victim = alive[pick % len(alive)]
+            victim.alive = False
+            group.members[victim.member_id].session_deadline_ms = now
+            group.expire(now)
+        elif op == "grow" and counts["t"] < 30:
+            counts["t"] += 1
+        check_disjoint(clients)
+        group.check_invariants()
+    converge(clients, now + 1, counts, rounds=4)
+    check_disjoint(clients)
+    alive = [c for c in clients if c.alive]
+    if not alive:
+        assert group.state is GroupState.EMPTY
+        return
+    assert group.state is GroupState.STABLE
+    owned = [len(c.owned) for c in alive]
+    assert sum(owned) == sum(counts.values()) and max(owned) - min(owned) <= 1
