@@ -111,7 +111,7 @@ def _tps_text(tps) -> str:
 
 
 def _parse_topic_specs(specs: tuple[str, ...]) -> list[tuple[str, list[int] | None]]:
-    parsed = []
+    parsed: list[tuple[str, list[int] | None]] = []
     for spec in specs:
         topic, sep, partitions = spec.partition(":")
         if not topic:
@@ -146,6 +146,7 @@ def _parse_duration_ms(text: str) -> int:
     match = _DURATION.match(text)
     if not match or text in ("P", "PT"):
         fail(f"--by-duration {text!r}: expected an ISO-8601 duration such as PT30M or P1DT2H")
+    assert match is not None  # fail() exits
     days, hours, minutes, seconds = match.groups()
     total_s = int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
     return int(total_s * 1000)

@@ -139,8 +139,8 @@ async def _until_balanced(members: list[_Member], partitions: int) -> None:
                 and len(set().union(*owned)) == partitions:
             return
         await asyncio.sleep(0.02)
-    owned = [sorted(m.owned()) for m in members]
-    raise TimeoutError(f"the group did not settle within {STABLE_TIMEOUT_S}s: members own {owned}")
+    listed = [sorted(m.owned()) for m in members]
+    raise TimeoutError(f"the group did not settle within {STABLE_TIMEOUT_S}s: members own {listed}")
 
 
 async def _joins(bootstrap: str, members_count: int, partitions: int, joins: int, rate: int,
