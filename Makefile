@@ -25,6 +25,7 @@ test: $(STAMP) proto-check lint netns-tools image monitoring-tools
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check raftlog cli chaos tests
+	$(BIN)/ruff format --check raftlog cli chaos tests
 	$(BIN)/mypy
 
 # The chaos tests put nodes in network namespaces and cut links with iptables, put log dirs on

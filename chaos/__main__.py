@@ -21,12 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
     parser.add_argument("--faults", type=int, default=10, help="how many faults to apply, one after another")
     parser.add_argument("--seed", type=int, default=None, help="plans the faults; printed so a run can be replayed")
-    parser.add_argument("--backend", choices=("netns", "docker"), default="netns",
-                        help="nodes as processes in network namespaces, or as containers (needs Docker and the "
-                             "raftlog image, which `make image` builds)")
-    parser.add_argument("--kinds", default=None,
-                        help=f"comma-separated fault kinds to choose from (default: all the backend has, of "
-                             f"{','.join(FAULT_KINDS)})")
+    parser.add_argument(
+        "--backend",
+        choices=("netns", "docker"),
+        default="netns",
+        help="nodes as processes in network namespaces, or as containers (needs Docker and the "
+        "raftlog image, which `make image` builds)",
+    )
+    parser.add_argument(
+        "--kinds",
+        default=None,
+        help=f"comma-separated fault kinds to choose from (default: all the backend has, of {','.join(FAULT_KINDS)})",
+    )
     parser.add_argument("--hold-s", type=float, default=5.0, help="how long each fault lasts")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the nodes' data and logs here")
     args = parser.parse_args(argv)
@@ -35,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     available = FAULT_KINDS if args.backend == "netns" else DOCKER_FAULT_KINDS
     kinds = available if args.kinds is None else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(available):
-        parser.error(f"--kinds must name some of {', '.join(available)} (backend {args.backend}); unknown: "
-                     f"{', '.join(sorted(set(kinds) - set(available))) or '(none given)'}")
+        parser.error(
+            f"--kinds must name some of {', '.join(available)} (backend {args.backend}); unknown: "
+            f"{', '.join(sorted(set(kinds) - set(available))) or '(none given)'}"
+        )
     # Not the global generator: nothing else in the process may shift a campaign's plan.
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     schedule = plan(seed, args.faults, kinds)
@@ -62,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     recoveries = sorted(f.recovered_s for f in run.faults if f.recovered_s is not None)
     timed_out = sum(1 for f in run.faults if f.recovered_s is None)
     if recoveries:
-        print(f"{len(run.faults)} of {len(schedule)} faults applied, recovery after undoing a fault: median "
-              f"{recoveries[len(recoveries) // 2]:.1f} s, max {recoveries[-1]:.1f} s"
-              f"{f', {timed_out} did not recover' if timed_out else ''}; data in {data_dir}")
+        print(
+            f"{len(run.faults)} of {len(schedule)} faults applied, recovery after undoing a fault: median "
+            f"{recoveries[len(recoveries) // 2]:.1f} s, max {recoveries[-1]:.1f} s"
+            f"{f', {timed_out} did not recover' if timed_out else ''}; data in {data_dir}"
+        )
     else:
         print(f"{len(run.faults)} of {len(schedule)} faults applied; data in {data_dir}")
     print("PASS" if verdict.ok else "FAIL", verdict.summary())

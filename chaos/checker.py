@@ -37,7 +37,7 @@ def make_value(sequence: int) -> bytes:
 def sequence_of(value: bytes) -> int:
     if not value.startswith(VALUE_PREFIX):
         raise ValueError(f"not a workload value: {value[:40]!r}")
-    return int(value[len(VALUE_PREFIX):])
+    return int(value[len(VALUE_PREFIX) :])
 
 
 @dataclass(frozen=True)
@@ -64,22 +64,32 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.moved or self.reordered or self.vanished or self.divergent
-                    or self.problems)
+        return not (
+            self.lost
+            or self.duplicated
+            or self.moved
+            or self.reordered
+            or self.vanished
+            or self.divergent
+            or self.problems
+        )
 
     def summary(self) -> str:
-        text = (f"{self.acknowledged} acknowledged, {self.served} served: {len(self.lost)} lost, "
-                f"{len(self.duplicated)} duplicated, {len(self.moved)} moved, {len(self.reordered)} reordered, "
-                f"{len(self.vanished)} of {self.read_live} read during the faults vanished, "
-                f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged, "
-                f"unacknowledged at end: {self.unacknowledged_at_end}")
+        text = (
+            f"{self.acknowledged} acknowledged, {self.served} served: {len(self.lost)} lost, "
+            f"{len(self.duplicated)} duplicated, {len(self.moved)} moved, {len(self.reordered)} reordered, "
+            f"{len(self.vanished)} of {self.read_live} read during the faults vanished, "
+            f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged, "
+            f"unacknowledged at end: {self.unacknowledged_at_end}"
+        )
         if self.problems:
             text += f"; {len(self.problems)} problem(s): " + "; ".join(self.problems)
         return text
 
 
-def check(acks: Iterable[Ack], served: dict[int, list[tuple[int, bytes]]],
-          read_live: Iterable[tuple[int, int, bytes]] = ()) -> Verdict:
+def check(
+    acks: Iterable[Ack], served: dict[int, list[tuple[int, bytes]]], read_live: Iterable[tuple[int, int, bytes]] = ()
+) -> Verdict:
     """served: partition -> [(offset, value)] in the order a consumer got them at the end;
     read_live: (partition, offset, value) a consumer got while the faults went on."""
     acks = list(acks)

@@ -51,8 +51,12 @@ def docker_client_or_reason() -> tuple[docker.DockerClient | None, str]:
 def ensure_image(client: docker.DockerClient) -> None:
     """Makes sure the image is built from the sources as they are (deploy/build-image.sh, which
     reuses the image when a hash of the sources says it is current: a fraction of a second)."""
-    subprocess.run([str(REPO / "deploy" / "build-image.sh")], cwd=REPO, check=True,
-                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": sys.executable})
+    subprocess.run(
+        [str(REPO / "deploy" / "build-image.sh")],
+        cwd=REPO,
+        check=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": sys.executable},
+    )
 
 
 def free_ports(count: int) -> list[int]:
@@ -126,8 +130,9 @@ class ContainerCluster:
             "RAFTLOG_CLUSTER_ID": f"test-{self.run_id}",
             "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
             "RAFTLOG_LISTENERS": f"INTERNAL://0.0.0.0:{INTERNAL_PORT},EXTERNAL://0.0.0.0:{EXTERNAL_PORT}",
-            "RAFTLOG_ADVERTISED_LISTENERS": (f"INTERNAL://{self.hostname(node_id)}:{INTERNAL_PORT},"
-                                             f"EXTERNAL://127.0.0.1:{self.ports[node_id].grpc}"),
+            "RAFTLOG_ADVERTISED_LISTENERS": (
+                f"INTERNAL://{self.hostname(node_id)}:{INTERNAL_PORT},EXTERNAL://127.0.0.1:{self.ports[node_id].grpc}"
+            ),
             "RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
             "RAFTLOG_INTER_BROKER_LISTENER_NAME": "INTERNAL",
             "RAFTLOG_METRICS_PORT": str(METRICS_PORT),
@@ -139,9 +144,15 @@ class ContainerCluster:
     def create_node(self, node_id: int) -> None:
         """Creates and starts a fresh container for the node on its volumes (they outlive it)."""
         container = (
-            DockerContainer(IMAGE, env=self.env(node_id), name=self.name(node_id), network=self.network,
-                            network_aliases=[self.hostname(node_id)], hostname=self.hostname(node_id),
-                            labels=self.labels)
+            DockerContainer(
+                IMAGE,
+                env=self.env(node_id),
+                name=self.name(node_id),
+                network=self.network,
+                network_aliases=[self.hostname(node_id)],
+                hostname=self.hostname(node_id),
+                labels=self.labels,
+            )
             .with_volume_mapping(self.volume(node_id, "data"), "/var/lib/raftlog/data", "rw")
             .with_volume_mapping(self.volume(node_id, "meta"), "/var/lib/raftlog/meta", "rw")
         )
@@ -218,10 +229,12 @@ class ContainerCluster:
 
     def wait_for_leader(self, timeout_s: float = 30.0, node_ids: list[int] | None = None) -> int:
         """The active controller's id, once one is known."""
+
         def controller() -> int | None:
             with self.admin(node_ids) as admin:
                 controller_id = admin.describe_cluster()["controller_id"]
             return controller_id if controller_id >= 0 else None
+
         return wait_until(controller, timeout_s, "an active controller")
 
     def stop(self) -> None:
@@ -290,6 +303,7 @@ class ContainerCluster:
         def unfenced() -> bool:
             with self.admin(node_ids) as admin:
                 return sum(not b["fenced"] for b in admin.describe_cluster()["brokers"]) >= count
+
         wait_until(unfenced, timeout_s, f"{count} unfenced brokers")
 
     def partitions(self, topic: str, node_ids: list[int] | None = None) -> list[dict]:
@@ -299,6 +313,7 @@ class ContainerCluster:
     def wait_for_full_isr(self, topic: str, timeout_s: float = 60.0) -> None:
         def full() -> bool:
             return all(sorted(p["isr"]) == sorted(p["replicas"]) and p["leader"] >= 0 for p in self.partitions(topic))
+
         wait_until(full, timeout_s, f"every partition of {topic} with a full ISR")
 
 

@@ -23,8 +23,13 @@ from raftlog.config import SCHEMA
 from raftlog.errors import RaftlogError
 
 DOCKER_FAULT_KINDS = (
-    "isolate_leader", "partition_controller", "pause_leader", "kill_leader", "restart_node",
-    "flip_byte", "election_storm",
+    "isolate_leader",
+    "partition_controller",
+    "pause_leader",
+    "kill_leader",
+    "restart_node",
+    "flip_byte",
+    "election_storm",
 )
 
 

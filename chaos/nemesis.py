@@ -56,8 +56,10 @@ def faketime_library() -> str:
         found = sorted(Path("/").glob(pattern.lstrip("/")))
         if found:
             return str(found[0])
-    raise FileNotFoundError(f"libfaketime not found ({', '.join(FAKETIME_LIBRARY_GLOBS)}): "
-                            "run `make netns-tools` (apt-get install faketime)")
+    raise FileNotFoundError(
+        f"libfaketime not found ({', '.join(FAKETIME_LIBRARY_GLOBS)}): "
+        "run `make netns-tools` (apt-get install faketime)"
+    )
 
 
 @dataclass
@@ -88,13 +90,20 @@ class ChaosRun:
         self.data_dir = Path(self.data_dir)
         node_ids = (1, 2, 3)
         self.network = ChaosNetwork(node_ids)
-        self.mounts = {i: TmpfsMount(f"{self.network.prefix}-logs{i}", self.data_dir / f"node-{i}" / "logs",
-                                     LOG_DIR_MOUNT_BYTES) for i in node_ids}
-        self.cluster = LocalCluster(self.data_dir, nodes=3, base_port=BASE_PORT, metrics_base_port=0,
-                                    extra_config=CLUSTER_CONFIG,
-                                    hosts={i: self.network.address(i) for i in node_ids},
-                                    launcher=self._launcher,
-                                    log_dirs={i: mount.mount_point for i, mount in self.mounts.items()})
+        self.mounts = {
+            i: TmpfsMount(f"{self.network.prefix}-logs{i}", self.data_dir / f"node-{i}" / "logs", LOG_DIR_MOUNT_BYTES)
+            for i in node_ids
+        }
+        self.cluster = LocalCluster(
+            self.data_dir,
+            nodes=3,
+            base_port=BASE_PORT,
+            metrics_base_port=0,
+            extra_config=CLUSTER_CONFIG,
+            hosts={i: self.network.address(i) for i in node_ids},
+            launcher=self._launcher,
+            log_dirs={i: mount.mount_point for i, mount in self.mounts.items()},
+        )
 
     def _launcher(self, node_id: int) -> list[str]:
         prefix = self.network.launcher(node_id)
@@ -156,8 +165,12 @@ class ChaosRun:
             for mount in self.mounts.values():
                 try:
                     if mount.mounted:
-                        shutil.copytree(mount.mount_point, mount.mount_point.with_name("logs.saved"),
-                                        ignore=shutil.ignore_patterns(FILLER_NAME), dirs_exist_ok=True)
+                        shutil.copytree(
+                            mount.mount_point,
+                            mount.mount_point.with_name("logs.saved"),
+                            ignore=shutil.ignore_patterns(FILLER_NAME),
+                            dirs_exist_ok=True,
+                        )
                 except OSError as exc:  # a copy for reading later: never worth a leaked mount
                     self.log(f"could not keep a copy of {mount.mount_point}: {exc}")
                 try:
@@ -179,25 +192,37 @@ class ChaosRun:
         """The active controller is cut off from the other nodes; clients still reach everyone."""
         victim = self.cluster.wait_for_leader()
         others = [n for n in self.cluster.specs if n != victim]
-        self._hold("partition controller", victim, lambda: self.network.partition([victim], others),
-                   self.network.heal)
+        self._hold("partition controller", victim, lambda: self.network.partition([victim], others), self.network.heal)
 
     def pause_leader(self, draw: int = 0) -> None:
         victim = self._leader()
-        self._hold("pause partition leader", victim, lambda: self.cluster.signal_node(victim, signal.SIGSTOP),
-                   lambda: self.cluster.signal_node(victim, signal.SIGCONT))
+        self._hold(
+            "pause partition leader",
+            victim,
+            lambda: self.cluster.signal_node(victim, signal.SIGSTOP),
+            lambda: self.cluster.signal_node(victim, signal.SIGCONT),
+        )
 
     def kill_leader(self, draw: int = 0) -> None:
         victim = self._leader()
-        self._hold("kill -9 partition leader", victim, lambda: self.cluster.kill_node(victim),
-                   lambda: self.cluster.start_node(victim))
+        self._hold(
+            "kill -9 partition leader",
+            victim,
+            lambda: self.cluster.kill_node(victim),
+            lambda: self.cluster.start_node(victim),
+        )
 
     def restart_node(self, draw: int = 0) -> None:
         """A clean restart (SIGTERM: leadership is handed over first), as in a rolling upgrade."""
         nodes = sorted(self.cluster.specs)
         victim = nodes[draw % len(nodes)]
-        self._hold("restart", victim, lambda: self.cluster.stop_node(victim),
-                   lambda: self.cluster.start_node(victim), hold_s=0.5)
+        self._hold(
+            "restart",
+            victim,
+            lambda: self.cluster.stop_node(victim),
+            lambda: self.cluster.start_node(victim),
+            hold_s=0.5,
+        )
 
     def fill_disk(self, draw: int = 0) -> None:
         """The log dir of partition 0's leader runs out of space (its tmpfs filled to the last
@@ -215,8 +240,9 @@ class ChaosRun:
         def undo() -> None:
             mount.free()
             if not self.cluster.is_running(victim):
-                self.log(f"  node {victim} exited while its disk was full (code "
-                         f"{self.cluster.processes[victim].returncode})")
+                self.log(
+                    f"  node {victim} exited while its disk was full (code {self.cluster.processes[victim].returncode})"
+                )
             self.cluster.stop_node(victim)
             self.cluster.start_node(victim)
 
@@ -248,8 +274,15 @@ class ChaosRun:
         def repaired() -> bool:
             return not damaged_batches(partition_dir)
 
-        self._hold("flip a byte in a sealed segment", victim, inject, lambda: None, hold_s=0.5, effect=effect,
-                   settled=(repaired, f"node {victim} repairing the damaged batch of {TOPIC}-0"))
+        self._hold(
+            "flip a byte in a sealed segment",
+            victim,
+            inject,
+            lambda: None,
+            hold_s=0.5,
+            effect=effect,
+            settled=(repaired, f"node {victim} repairing the damaged batch of {TOPIC}-0"),
+        )
 
     @staticmethod
     def _runs_skewed(pid: int) -> bool:
@@ -290,8 +323,14 @@ class ChaosRun:
             except TimeoutError as exc:
                 self.log(f"  node {victim} did not recover under the skew: {exc}")
 
-        self._hold(f"clock {CLOCK_SKEW}", victim, inject, lambda: restart(skewed=False),
-                   hold_s=max(self.hold_s, SKEW_HOLD_MIN_S), effect=effect)
+        self._hold(
+            f"clock {CLOCK_SKEW}",
+            victim,
+            inject,
+            lambda: restart(skewed=False),
+            hold_s=max(self.hold_s, SKEW_HOLD_MIN_S),
+            effect=effect,
+        )
 
     def election_storm(self, draw: int = 0) -> None:
         """Leaders of every partition move as fast as the active controller lets them: each
@@ -318,8 +357,10 @@ class ChaosRun:
                         tally["refused"] += sum(1 for r in results if r["error"])
                     except RaftlogError:
                         tally["refused"] += 1
-            self.log(f"  {tally['elected']} leader elections in {tally['rounds']} rounds over {hold_s:.1f} s "
-                     f"({tally['refused']} refused)")
+            self.log(
+                f"  {tally['elected']} leader elections in {tally['rounds']} rounds over {hold_s:.1f} s "
+                f"({tally['refused']} refused)"
+            )
 
         def undo() -> None:
             deadline = time.monotonic() + RECOVERY_TIMEOUT_S
@@ -332,16 +373,24 @@ class ChaosRun:
                             del pending[partition]
                         except RaftlogError as exc:
                             if time.monotonic() > deadline:
-                                raise TimeoutError(f"could not restore the replica order of {TOPIC}-{partition}: "
-                                                   f"{exc}") from exc
+                                raise TimeoutError(
+                                    f"could not restore the replica order of {TOPIC}-{partition}: {exc}"
+                                ) from exc
                     time.sleep(0.1 if pending else 0)
 
         self._hold("leader election storm", victim, lambda: None, undo, during=storm, effect=tally)
 
-    def _hold(self, name: str, victim: int, inject: Callable[[], None], undo: Callable[[], None],
-              hold_s: float | None = None, during: Callable[[float], None] = time.sleep,
-              effect: dict[str, int] | None = None,
-              settled: tuple[Callable[[], bool], str] | None = None) -> None:
+    def _hold(
+        self,
+        name: str,
+        victim: int,
+        inject: Callable[[], None],
+        undo: Callable[[], None],
+        hold_s: float | None = None,
+        during: Callable[[float], None] = time.sleep,
+        effect: dict[str, int] | None = None,
+        settled: tuple[Callable[[], bool], str] | None = None,
+    ) -> None:
         """inject, hold (`during` gets the hold time: a sleep, or a fault that acts throughout),
         undo, wait for recovery; effect: what inject/during did, filled in by them; settled: a
         condition (and what it waits for) that recovery from this fault also needs."""
@@ -365,8 +414,10 @@ class ChaosRun:
             raise
         recovered_s = time.monotonic() - started
         self.faults.append(FaultRecord(name, victim, held_s, recovered_s, acknowledged_while_held, effect or {}))
-        self.log(f"  {acknowledged_while_held} acknowledged while it held; recovered in {recovered_s:.1f} s after; "
-                 f"{self.workload.acknowledged()} acknowledged so far")
+        self.log(
+            f"  {acknowledged_while_held} acknowledged while it held; recovered in {recovered_s:.1f} s after; "
+            f"{self.workload.acknowledged()} acknowledged so far"
+        )
 
     # -- observing -------------------------------------------------------------------------------
 
@@ -460,6 +511,7 @@ class ChaosRun:
         verdict.problems = problems
         producer_failures = (self.workload.failures if self.workload else None) or "none"
         reader_errors = (self.reader.errors if self.reader else None) or "none"
-        self.log(f"verdict: {verdict.summary()}; producer failures: {producer_failures}; "
-                 f"reader errors: {reader_errors}")
+        self.log(
+            f"verdict: {verdict.summary()}; producer failures: {producer_failures}; reader errors: {reader_errors}"
+        )
         return verdict

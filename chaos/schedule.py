@@ -15,8 +15,15 @@ from dataclasses import dataclass
 
 # The ChaosRun method of each fault kind, in the order the per-fault tests apply them.
 FAULT_KINDS = (
-    "isolate_leader", "partition_controller", "pause_leader", "kill_leader", "restart_node",
-    "fill_disk", "flip_byte", "skew_clock", "election_storm",
+    "isolate_leader",
+    "partition_controller",
+    "pause_leader",
+    "kill_leader",
+    "restart_node",
+    "fill_disk",
+    "flip_byte",
+    "skew_clock",
+    "election_storm",
 )
 DRAW_LIMIT = 1 << 32
 

@@ -21,8 +21,15 @@ class Workload:
     from a thread, until stopped. Each partition thus gets increasing sequences."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, records_per_s: int = 400):
-        self._producer = Producer(bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
-                                  delivery_timeout_ms=120_000, request_timeout_ms=3_000, retry_backoff_ms=50)
+        self._producer = Producer(
+            bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            delivery_timeout_ms=120_000,
+            request_timeout_ms=3_000,
+            retry_backoff_ms=50,
+        )
         self._topic = topic
         self._partitions = partitions
         self._interval_s = 1.0 / records_per_s
@@ -66,8 +73,10 @@ class Workload:
         deadline = time.monotonic() + timeout_s
         while self.acknowledged() < target:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the workload made no progress for {timeout_s}s "
-                                   f"({self.acknowledged()} acknowledged, failures {self.failures})")
+                raise TimeoutError(
+                    f"the workload made no progress for {timeout_s}s "
+                    f"({self.acknowledged()} acknowledged, failures {self.failures})"
+                )
             time.sleep(0.05)
 
     def unfinished(self) -> int:
@@ -103,8 +112,9 @@ class LiveReader:
     was served: every one of those records must still be there at the end."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int):
-        self._consumer = Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000,
-                                  request_timeout_ms=5_000)
+        self._consumer = Consumer(
+            bootstrap, auto_offset_reset="earliest", max_poll_records=5000, request_timeout_ms=5_000
+        )
         self._consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         self._stop = threading.Event()
         self.read: list[tuple[int, int, bytes]] = []  # (partition, offset, value)
@@ -132,8 +142,9 @@ class LiveReader:
         self._consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, partitions: int,
-               timeout_s: float = 60) -> tuple[dict[int, list[tuple[int, bytes]]], str | None]:
+def read_topic(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float = 60
+) -> tuple[dict[int, list[tuple[int, bytes]]], str | None]:
     """(partition -> [(offset, value)], None): everything up to each partition's high watermark
     now; or, if that could not be read within timeout_s, what was read and why it stopped."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -161,8 +172,9 @@ def read_topic(bootstrap: str, topic: str, partitions: int,
     return served, None
 
 
-def stored_records(partition_dir: Path,
-                   on_corrupt: Callable[[int, Exception], None] | None = None) -> list[tuple[int, bytes]]:
+def stored_records(
+    partition_dir: Path, on_corrupt: Callable[[int, Exception], None] | None = None
+) -> list[tuple[int, bytes]]:
     """(offset, value) of every record in a partition directory, read from its files (the node
     must be stopped). A batch that fails its checks raises, unless on_corrupt is given: then it
     is reported there (with its base offset) and skipped, so its records are missing."""
@@ -180,7 +192,7 @@ def stored_records(partition_dir: Path,
                 break
             position = 0
             while len(data) - position >= HEADER_SIZE:
-                size = int.from_bytes(data[position + 8: position + 12], "big", signed=True) + LOG_OVERHEAD
+                size = int.from_bytes(data[position + 8 : position + 12], "big", signed=True) + LOG_OVERHEAD
                 if position + size > len(data):
                     break  # cut by the read's size: the next read starts with it
                 try:

@@ -30,10 +30,19 @@ def _raise_stop(signum, frame) -> None:
 @command.command(name="up")
 @click.option("--nodes", default=3, show_default=True, type=int, help="Number of nodes (all voters).")
 @click.option("--data-dir", default="./data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--first-node-id", default=1, show_default=True, type=int, help="Id of the first node (Kafka often uses 0).")
-@click.option("--base-port", default=19091, show_default=True, type=int,
-              help="gRPC port of the first node; the next ones get +1, +2, ...")
-@click.option("--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100).")
+@click.option(
+    "--first-node-id", default=1, show_default=True, type=int, help="Id of the first node (Kafka often uses 0)."
+)
+@click.option(
+    "--base-port",
+    default=19091,
+    show_default=True,
+    type=int,
+    help="gRPC port of the first node; the next ones get +1, +2, ...",
+)
+@click.option(
+    "--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100)."
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
 def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM."""
@@ -77,8 +86,10 @@ def _watch(cluster: LocalCluster) -> None:
         for node_id, process in cluster.processes.items():
             if process.poll() is not None and node_id not in reported:
                 reported.add(node_id)
-                click.echo(f"node {node_id} exited with code {process.returncode}; "
-                           f"see {cluster.specs[node_id].log_path}", err=True)
+                click.echo(
+                    f"node {node_id} exited with code {process.returncode}; see {cluster.specs[node_id].log_path}",
+                    err=True,
+                )
         time.sleep(NODE_CHECK_INTERVAL_S)
 
 

@@ -83,8 +83,9 @@ def describe(entity_type, entity_name, entity_default, include_static, bootstrap
 @click.option("--validate-only", is_flag=True, help="Check the change without committing it.")
 @bootstrap_option
 @output_option
-def alter(entity_type, entity_name, entity_default, add_config, delete_config, validate_only, bootstrap_server,
-          output_format) -> None:
+def alter(
+    entity_type, entity_name, entity_default, add_config, delete_config, validate_only, bootstrap_server, output_format
+) -> None:
     """Set or delete dynamic configs (committed through the metadata quorum)."""
     name = _entity_name(entity_type, entity_name, entity_default)
     to_set = _parse_add_config(add_config) if add_config else {}

@@ -38,8 +38,9 @@ def produce(topic, acks, properties, partition, compression_type, bootstrap_serv
     separator = props.get("key.separator", "\t")
     compression = None if compression_type == "none" else compression_type
     try:
-        producer = Producer(parse_bootstrap(bootstrap_server), acks=acks if acks == "all" else int(acks),
-                            compression_type=compression)
+        producer = Producer(
+            parse_bootstrap(bootstrap_server), acks=acks if acks == "all" else int(acks), compression_type=compression
+        )
     except ValueError as exc:
         fail(str(exc))
     futures: list = []
@@ -67,9 +68,16 @@ def _render(record, print_key: bool, print_offset: bool, separator: str, output_
         return None if value is None else value.decode("utf-8", "backslashreplace")
 
     if output_format == "json":
-        return json.dumps({"partition": record.partition, "offset": record.offset, "timestamp": record.timestamp,
-                           "key": text(record.key), "value": text(record.value),
-                           "headers": {k: text(v) for k, v in record.headers}})
+        return json.dumps(
+            {
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp": record.timestamp,
+                "key": text(record.key),
+                "value": text(record.value),
+                "headers": {k: text(v) for k, v in record.headers},
+            }
+        )
     parts = []
     if print_offset:
         parts.append(f"{record.partition}:{record.offset}")
@@ -91,8 +99,19 @@ def _render(record, print_key: bool, print_offset: bool, separator: str, output_
 @click.option("--group", default=None, help="Join this consumer group (subscribe) and commit what was printed.")
 @click.option("--group-instance-id", default=None, help="With --group: a static member id (group.instance.id).")
 @bootstrap_option
-def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, properties, output_format, group,
-            group_instance_id, bootstrap_server) -> None:
+def consume(
+    topic,
+    from_beginning,
+    partition,
+    offset,
+    max_messages,
+    timeout_ms,
+    properties,
+    output_format,
+    group,
+    group_instance_id,
+    bootstrap_server,
+) -> None:
     """Print records of a topic to stdout (with --group: as a member of a consumer group)."""
     from raftlog.client.consumer import Consumer, TopicPartition
     from raftlog.errors import RaftlogError
@@ -111,9 +130,13 @@ def consume(topic, from_beginning, partition, offset, max_messages, timeout_ms, 
         # In a group, what was printed is committed after each poll (at least once: a record is
         # committed only once it is out), so auto-commit, which would also commit records of a
         # poll cut short by --max-messages, is off.
-        consumer = Consumer(parse_bootstrap(bootstrap_server), group_id=group, group_instance_id=group_instance_id,
-                            auto_offset_reset="earliest" if from_beginning else "latest",
-                            enable_auto_commit=False)
+        consumer = Consumer(
+            parse_bootstrap(bootstrap_server),
+            group_id=group,
+            group_instance_id=group_instance_id,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+        )
     except ValueError as exc:
         fail(str(exc))
     count = 0
@@ -178,4 +201,6 @@ def _partitions_of(bootstrap_server: str, topic: str) -> list[int]:
     with Admin(parse_bootstrap(bootstrap_server)) as admin:
         [described] = admin.describe_topics([topic])
     return [p["partition"] for p in described["partitions"]]
+
+
 commands = [produce, consume]

@@ -11,8 +11,18 @@ import click
 
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
 
-OFFSET_HEADERS = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "LAG-MS", "CONSUMER-ID",
-                  "HOST", "CLIENT-ID")
+OFFSET_HEADERS = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "LAG-MS",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+)
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
@@ -30,8 +40,11 @@ def list_groups(states, bootstrap_server, output_format) -> None:
     groups = admin_call(bootstrap_server, lambda admin: admin.list_groups())
     wanted = {s.lower() for s in states}
     groups = [g for g in groups if not wanted or g["state"].lower() in wanted]
-    emit(output_format, groups,
-         lambda gs: format_table(("GROUP", "TYPE", "STATE"), [(g["group"], g["type"], g["state"]) for g in gs]))
+    emit(
+        output_format,
+        groups,
+        lambda gs: format_table(("GROUP", "TYPE", "STATE"), [(g["group"], g["type"], g["state"]) for g in gs]),
+    )
 
 
 def _group_ids(admin, group: tuple[str, ...], all_groups: bool) -> list[str]:
@@ -62,17 +75,34 @@ def describe(group, all_groups, members, verbose, state_view, bootstrap_server, 
         for group_id in _group_ids(admin, group, all_groups):
             if state_view:
                 d = admin.describe_group(group_id)
-                result.append({"group": group_id, "coordinator": d["coordinator"], "assignor": d["assignor"],
-                               "state": d["state"], "members": len(d["members"]), "group_epoch": d["group_epoch"]})
+                result.append(
+                    {
+                        "group": group_id,
+                        "coordinator": d["coordinator"],
+                        "assignor": d["assignor"],
+                        "state": d["state"],
+                        "members": len(d["members"]),
+                        "group_epoch": d["group_epoch"],
+                    }
+                )
             elif members:
                 d = admin.describe_group(group_id)
                 for m in d["members"]:
-                    row = {"group": group_id, "consumer_id": m["member_id"], "host": m["host"],
-                           "client_id": m["client_id"], "instance_id": m["instance_id"],
-                           "partitions": len(m["assignment"])}
+                    row = {
+                        "group": group_id,
+                        "consumer_id": m["member_id"],
+                        "host": m["host"],
+                        "client_id": m["client_id"],
+                        "instance_id": m["instance_id"],
+                        "partitions": len(m["assignment"]),
+                    }
                     if verbose:
-                        row.update(member_epoch=m["member_epoch"], member_state=m["member_state"],
-                                   assignment=m["assignment"], target_assignment=m["target_assignment"])
+                        row.update(
+                            member_epoch=m["member_epoch"],
+                            member_state=m["member_state"],
+                            assignment=m["assignment"],
+                            target_assignment=m["target_assignment"],
+                        )
                     result.append(row)
             else:
                 result.extend(admin.describe_group_offsets(group_id))
@@ -80,9 +110,14 @@ def describe(group, all_groups, members, verbose, state_view, bootstrap_server, 
 
     rows = admin_call(bootstrap_server, action)
     if state_view:
-        emit(output_format, rows, lambda rs: format_table(
-            ("GROUP", "COORDINATOR (ID)", "ASSIGNOR", "STATE", "#MEMBERS"),
-            [(r["group"], r["coordinator"], r["assignor"], r["state"], r["members"]) for r in rs]))
+        emit(
+            output_format,
+            rows,
+            lambda rs: format_table(
+                ("GROUP", "COORDINATOR (ID)", "ASSIGNOR", "STATE", "#MEMBERS"),
+                [(r["group"], r["coordinator"], r["assignor"], r["state"], r["members"]) for r in rs],
+            ),
+        )
     elif members:
         headers = ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "GROUP-INSTANCE-ID", "#PARTITIONS"]
         if verbose:
@@ -91,15 +126,38 @@ def describe(group, all_groups, members, verbose, state_view, bootstrap_server, 
         def member_row(r):
             row = [r["group"], r["consumer_id"], r["host"], r["client_id"], r["instance_id"] or "-", r["partitions"]]
             if verbose:
-                row += [r["member_epoch"], r["member_state"], _tps_text(r["assignment"]),
-                        _tps_text(r["target_assignment"])]
+                row += [
+                    r["member_epoch"],
+                    r["member_state"],
+                    _tps_text(r["assignment"]),
+                    _tps_text(r["target_assignment"]),
+                ]
             return row
 
         emit(output_format, rows, lambda rs: format_table(headers, [member_row(r) for r in rs]))
     else:
-        emit(output_format, rows, lambda rs: format_table(OFFSET_HEADERS, [
-            (r["group"], r["topic"], r["partition"], _dash(r["current_offset"]), r["log_end_offset"], _dash(r["lag"]),
-             _dash(r["lag_ms"]), _dash(r["consumer_id"]), _dash(r["host"]), _dash(r["client_id"])) for r in rs]))
+        emit(
+            output_format,
+            rows,
+            lambda rs: format_table(
+                OFFSET_HEADERS,
+                [
+                    (
+                        r["group"],
+                        r["topic"],
+                        r["partition"],
+                        _dash(r["current_offset"]),
+                        r["log_end_offset"],
+                        _dash(r["lag"]),
+                        _dash(r["lag_ms"]),
+                        _dash(r["consumer_id"]),
+                        _dash(r["host"]),
+                        _dash(r["client_id"]),
+                    )
+                    for r in rs
+                ],
+            ),
+        )
 
 
 def _dash(value) -> str:
@@ -196,17 +254,43 @@ def _read_offsets_file(path: str) -> dict[tuple[str, int], int]:
 @click.option("--execute", is_flag=True, help="Apply the new offsets.")
 @bootstrap_option
 @output_option
-def reset_offsets(group, topics, all_topics, to_earliest, to_latest, to_offset, shift_by, to_datetime, by_duration,
-                  to_current, from_file, dry_run, execute, bootstrap_server, output_format) -> None:
+def reset_offsets(
+    group,
+    topics,
+    all_topics,
+    to_earliest,
+    to_latest,
+    to_offset,
+    shift_by,
+    to_datetime,
+    by_duration,
+    to_current,
+    from_file,
+    dry_run,
+    execute,
+    bootstrap_server,
+    output_format,
+) -> None:
     """Reset a group's committed offsets (the group must have no active members)."""
-    chosen = [name for name, given in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
-                                       ("--to-offset", to_offset is not None), ("--shift-by", shift_by is not None),
-                                       ("--to-datetime", to_datetime is not None),
-                                       ("--by-duration", by_duration is not None), ("--to-current", to_current),
-                                       ("--from-file", from_file is not None)) if given]
+    chosen = [
+        name
+        for name, given in (
+            ("--to-earliest", to_earliest),
+            ("--to-latest", to_latest),
+            ("--to-offset", to_offset is not None),
+            ("--shift-by", shift_by is not None),
+            ("--to-datetime", to_datetime is not None),
+            ("--by-duration", by_duration is not None),
+            ("--to-current", to_current),
+            ("--from-file", from_file is not None),
+        )
+        if given
+    ]
     if len(chosen) != 1:
-        fail("give exactly one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime, "
-             "--by-duration, --to-current, --from-file")
+        fail(
+            "give exactly one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime, "
+            "--by-duration, --to-current, --from-file"
+        )
     if dry_run and execute:
         fail("--dry-run and --execute exclude each other")
     if from_file is None and bool(topics) == all_topics:
@@ -227,8 +311,11 @@ def reset_offsets(group, topics, all_topics, to_earliest, to_latest, to_offset, 
             names = ", ".join(m["member_id"] for m in described["members"])
             raise RaftlogError("NON_EMPTY_GROUP", f"group {group} has active members ({names}); stop them first")
         committed = admin.list_group_offsets(group)
-        partitions = sorted(file_offsets) if file_offsets is not None else \
-            _resolve_partitions(admin, specs, all_topics, committed)
+        partitions = (
+            sorted(file_offsets)
+            if file_offsets is not None
+            else _resolve_partitions(admin, specs, all_topics, committed)
+        )
         if not partitions:
             raise RaftlogError("INVALID_REQUEST", f"no partitions to reset for group {group}")
         earliest = admin.list_offsets(partitions, -2)
@@ -256,18 +343,28 @@ def reset_offsets(group, topics, all_topics, to_earliest, to_latest, to_offset, 
             else:
                 offset = file_offsets[tp]
             if not earliest[tp] <= offset <= latest[tp]:
-                raise RaftlogError("OFFSET_OUT_OF_RANGE", f"{tp[0]}-{tp[1]}: offset {offset} is outside the log "
-                                                          f"[{earliest[tp]}, {latest[tp]}]; nothing was changed")
+                raise RaftlogError(
+                    "OFFSET_OUT_OF_RANGE",
+                    f"{tp[0]}-{tp[1]}: offset {offset} is outside the log "
+                    f"[{earliest[tp]}, {latest[tp]}]; nothing was changed",
+                )
             new[tp] = offset
         if execute:
             admin.alter_group_offsets(group, new)
         return [{"group": group, "topic": t, "partition": p, "new_offset": o} for (t, p), o in sorted(new.items())]
 
     rows = admin_call(bootstrap_server, action)
-    emit(output_format, rows, lambda rs: format_table(("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"),
-                                                      [(r["group"], r["topic"], r["partition"], r["new_offset"])
-                                                       for r in rs])
-         + ("" if execute else "\n(dry run: nothing changed; add --execute to apply)"))
+    emit(
+        output_format,
+        rows,
+        lambda rs: (
+            format_table(
+                ("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"),
+                [(r["group"], r["topic"], r["partition"], r["new_offset"]) for r in rs],
+            )
+            + ("" if execute else "\n(dry run: nothing changed; add --execute to apply)")
+        ),
+    )
 
 
 @command.command(name="delete")
@@ -283,9 +380,13 @@ def delete(group, bootstrap_server, output_format) -> None:
         return {"deleted": list(group)}
 
     result = admin_call(bootstrap_server, action)
-    emit(output_format, result,
-         lambda r: "Deletion of requested consumer groups (" + ", ".join(f"'{g}'" for g in r["deleted"])
-         + ") was successful.")
+    emit(
+        output_format,
+        result,
+        lambda r: (
+            "Deletion of requested consumer groups (" + ", ".join(f"'{g}'" for g in r["deleted"]) + ") was successful."
+        ),
+    )
 
 
 @command.command(name="delete-offsets")
@@ -299,17 +400,21 @@ def delete_offsets(group, topics, bootstrap_server, output_format) -> None:
 
     def action(admin):
         committed = admin.list_group_offsets(group)
-        partitions = [tp for tp in sorted(committed)
-                      if any(tp[0] == t and (ps is None or tp[1] in ps) for t, ps in specs)]
+        partitions = [
+            tp for tp in sorted(committed) if any(tp[0] == t and (ps is None or tp[1] in ps) for t, ps in specs)
+        ]
         if not partitions:
             from raftlog.errors import RaftlogError
 
-            raise RaftlogError("INVALID_REQUEST", f"group {group} has no committed offsets for "
-                                                  f"{', '.join(topics)}")
+            raise RaftlogError("INVALID_REQUEST", f"group {group} has no committed offsets for {', '.join(topics)}")
         admin.delete_group_offsets(group, partitions)
         return [{"group": group, "topic": t, "partition": p} for t, p in partitions]
 
     rows = admin_call(bootstrap_server, action)
-    emit(output_format, rows, lambda rs: format_table(("GROUP", "TOPIC", "PARTITION", "STATUS"),
-                                                      [(r["group"], r["topic"], r["partition"], "deleted")
-                                                       for r in rs]))
+    emit(
+        output_format,
+        rows,
+        lambda rs: format_table(
+            ("GROUP", "TOPIC", "PARTITION", "STATUS"), [(r["group"], r["topic"], r["partition"], "deleted") for r in rs]
+        ),
+    )

@@ -18,8 +18,11 @@ def command() -> None:
 @command.command(name="dump")
 @click.argument("path", type=click.Path())
 @click.option("--print-records", is_flag=True, help="Also decode and print every record.")
-@click.option("--offsets-decoder", is_flag=True,
-              help="Decode records as __consumer_offsets commits and group metadata (implies --print-records).")
+@click.option(
+    "--offsets-decoder",
+    is_flag=True,
+    help="Decode records as __consumer_offsets commits and group metadata (implies --print-records).",
+)
 @click.option("--output", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def dump(path, print_records, offsets_decoder, output_format) -> None:
     """Print the batches of a segment file or of every segment in a partition directory."""

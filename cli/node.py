@@ -55,13 +55,15 @@ def command() -> None:
 @command.command(name="start")
 @with_config_options
 @click.option("--format-if-empty", is_flag=True, help="Stamp unformatted data dirs with cluster.id first.")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 def start(config_path, overrides, format_if_empty, log_level) -> None:
     """Start one node in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s"
-    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     config = load_or_fail(config_path, overrides)
     try:
         cluster_id = prepare_storage(config, format_if_empty)

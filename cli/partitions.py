@@ -50,5 +50,8 @@ def reassign(topic, partition, replicas, bootstrap_server, output_format) -> Non
     except ValueError:
         fail(f"--replicas {replicas!r}: expected broker ids like 1,2,3")
     admin_call(bootstrap_server, lambda admin: admin.reassign_partition(topic, partition, target))
-    emit(output_format, {"topic": topic, "partition": partition, "replicas": target},
-         lambda r: f"Reassignment of {topic}-{partition} to {replicas} started.")
+    emit(
+        output_format,
+        {"topic": topic, "partition": partition, "replicas": target},
+        lambda r: f"Reassignment of {topic}-{partition} to {replicas} started.",
+    )

@@ -26,8 +26,13 @@ def _text(summary: dict) -> str:
 
 @click.command(name="quorum")
 @click.option("--writes", default=20000, show_default=True, help="Pipelined writes to commit.")
-@click.option("--concurrency", default=256, show_default=True, type=click.IntRange(1, MAX_BENCHMARK_CONCURRENCY),
-              help="Proposals in flight.")
+@click.option(
+    "--concurrency",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, MAX_BENCHMARK_CONCURRENCY),
+    help="Proposals in flight.",
+)
 @click.option("--single-writes", default=500, show_default=True, help="Writes with one in flight.")
 @click.option("--failover-runs", default=5, show_default=True, help="Times to kill -9 the leader.")
 @click.option("--base-port", default=19291, show_default=True, help="gRPC port of node 1 of the bench cluster.")

@@ -42,8 +42,11 @@ def create(topic, partitions, replication_factor, configs, if_not_exists, bootst
         from raftlog.errors import RaftlogError
 
         try:
-            return {"topic": topic, "topic_id": admin.create_topic(topic, partitions, replication_factor,
-                                                                   config_values), "created": True}
+            return {
+                "topic": topic,
+                "topic_id": admin.create_topic(topic, partitions, replication_factor, config_values),
+                "created": True,
+            }
         except RaftlogError as exc:
             if if_not_exists and exc.reason == "TOPIC_ALREADY_EXISTS":
                 return {"topic": topic, "created": False}
@@ -62,8 +65,9 @@ def list_topics(bootstrap_server, output_format) -> None:
     emit(output_format, names, lambda n: "\n".join(n))
 
 
-def _selected_partitions(topic: dict, min_isr: int, under_replicated: bool, unavailable: bool,
-                         under_min_isr: bool) -> list[dict]:
+def _selected_partitions(
+    topic: dict, min_isr: int, under_replicated: bool, unavailable: bool, under_min_isr: bool
+) -> list[dict]:
     rows = topic["partitions"]
     if under_replicated:
         rows = [p for p in rows if len(p["isr"]) < len(p["replicas"])]
@@ -78,13 +82,17 @@ def _describe_text(topics: list[dict]) -> str:
     lines = []
     for t in topics:
         configs = ",".join(f"{k}={v}" for k, v in sorted(t["configs"].items()))
-        lines.append(f"Topic: {t['topic']}\tTopicId: {t['topic_id']}\tPartitionCount: {t['partition_count']}\t"
-                     f"ReplicationFactor: {t['replication_factor']}\tConfigs: {configs}")
+        lines.append(
+            f"Topic: {t['topic']}\tTopicId: {t['topic_id']}\tPartitionCount: {t['partition_count']}\t"
+            f"ReplicationFactor: {t['replication_factor']}\tConfigs: {configs}"
+        )
         for p in t["partitions"]:
             leader = "none" if p["leader"] < 0 else p["leader"]
-            lines.append(f"\tTopic: {t['topic']}\tPartition: {p['partition']}\tLeader: {leader}\t"
-                         f"Replicas: {','.join(map(str, p['replicas']))}\tIsr: {','.join(map(str, p['isr']))}"
-                         + (f"\tOffline: {','.join(map(str, p['offline_replicas']))}" if p["offline_replicas"] else ""))
+            lines.append(
+                f"\tTopic: {t['topic']}\tPartition: {p['partition']}\tLeader: {leader}\t"
+                f"Replicas: {','.join(map(str, p['replicas']))}\tIsr: {','.join(map(str, p['isr']))}"
+                + (f"\tOffline: {','.join(map(str, p['offline_replicas']))}" if p["offline_replicas"] else "")
+            )
     return "\n".join(lines)
 
 
@@ -92,11 +100,19 @@ def _describe_text(topics: list[dict]) -> str:
 @click.option("--topic", default=None, help="One topic (default: all).")
 @click.option("--under-replicated-partitions", is_flag=True, help="Only partitions whose ISR is smaller than replicas.")
 @click.option("--unavailable-partitions", is_flag=True, help="Only partitions without a live leader.")
-@click.option("--under-min-isr-partitions", is_flag=True, help="Only partitions whose ISR is below min.insync.replicas.")
+@click.option(
+    "--under-min-isr-partitions", is_flag=True, help="Only partitions whose ISR is below min.insync.replicas."
+)
 @bootstrap_option
 @output_option
-def describe(topic, under_replicated_partitions, unavailable_partitions, under_min_isr_partitions, bootstrap_server,
-             output_format) -> None:
+def describe(
+    topic,
+    under_replicated_partitions,
+    unavailable_partitions,
+    under_min_isr_partitions,
+    bootstrap_server,
+    output_format,
+) -> None:
     """Describe topics: id, partitions, leaders, replicas, ISR, configs."""
     filtering = under_replicated_partitions or unavailable_partitions or under_min_isr_partitions
 
@@ -107,8 +123,9 @@ def describe(topic, under_replicated_partitions, unavailable_partitions, under_m
             if under_min_isr_partitions:
                 entries = admin.describe_configs("topics", t["topic"], include_static=True)
                 min_isr = int(next(e["value"] for e in entries if e["name"] == "min.insync.replicas"))
-            t["partitions"] = _selected_partitions(t, min_isr, under_replicated_partitions,
-                                                   unavailable_partitions, under_min_isr_partitions)
+            t["partitions"] = _selected_partitions(
+                t, min_isr, under_replicated_partitions, unavailable_partitions, under_min_isr_partitions
+            )
         return [t for t in topics if t["partitions"] or not filtering]
 
     emit(output_format, admin_call(bootstrap_server, action), _describe_text)
@@ -122,8 +139,11 @@ def describe(topic, under_replicated_partitions, unavailable_partitions, under_m
 def alter(topic, partitions, bootstrap_server, output_format) -> None:
     """Increase a topic's partition count."""
     admin_call(bootstrap_server, lambda admin: admin.create_partitions(topic, partitions))
-    emit(output_format, {"topic": topic, "partitions": partitions},
-         lambda r: f"Topic {topic} now has {partitions} partitions.")
+    emit(
+        output_format,
+        {"topic": topic, "partitions": partitions},
+        lambda r: f"Topic {topic} now has {partitions} partitions.",
+    )
 
 
 @command.command(name="delete")

@@ -43,15 +43,31 @@ _KEYS = [
     ConfigKey("node.id", int, None, "This node's id; must be one of controller.quorum.voters."),
     ConfigKey("process.roles", list, ["broker", "controller"], "Roles of this node: broker and/or controller."),
     ConfigKey("controller.quorum.voters", list, None, "id@host:port of every voter, comma-separated."),
-    ConfigKey("listeners", str, None,
-              "Where the node's gRPC servers listen: host:port, or NAME://host:port,... for named listeners "
-              "(default: its voter address)."),
-    ConfigKey("advertised.listeners", str, None,
-              "Addresses given to clients, per listener name (default: the listeners' own addresses)."),
-    ConfigKey("listener.security.protocol.map", list, ["PLAINTEXT:PLAINTEXT"],
-              "NAME:PROTOCOL of every listener name; only PLAINTEXT is supported."),
-    ConfigKey("inter.broker.listener.name", str, None,
-              "The listener brokers register as their own address (default: the only listener, or PLAINTEXT)."),
+    ConfigKey(
+        "listeners",
+        str,
+        None,
+        "Where the node's gRPC servers listen: host:port, or NAME://host:port,... for named listeners "
+        "(default: its voter address).",
+    ),
+    ConfigKey(
+        "advertised.listeners",
+        str,
+        None,
+        "Addresses given to clients, per listener name (default: the listeners' own addresses).",
+    ),
+    ConfigKey(
+        "listener.security.protocol.map",
+        list,
+        ["PLAINTEXT:PLAINTEXT"],
+        "NAME:PROTOCOL of every listener name; only PLAINTEXT is supported.",
+    ),
+    ConfigKey(
+        "inter.broker.listener.name",
+        str,
+        None,
+        "The listener brokers register as their own address (default: the only listener, or PLAINTEXT).",
+    ),
     ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
     ConfigKey("metadata.log.dir", str, None, "Directory for the Raft state and metadata (default: first of log.dirs)."),
     ConfigKey("metrics.port", int, 0, "Port of the Prometheus endpoint; 0 disables it."),
@@ -63,9 +79,15 @@ _KEYS = [
     ConfigKey("metadata.snapshot.interval.records", int, 10000, "Committed metadata records between snapshots."),
     ConfigKey("broker.heartbeat.interval.ms", int, 250, "How often a broker heartbeats to the controller."),
     ConfigKey("broker.session.timeout.ms", int, 2000, "A broker silent this long is fenced."),
-    ConfigKey("broker.clock.skew.max.ms", int, 300_000,
-              "A broker whose wall clock differs from the active controller's by more than this deletes "
-              "nothing by time (retention.ms) until it agrees again.", False, 1),
+    ConfigKey(
+        "broker.clock.skew.max.ms",
+        int,
+        300_000,
+        "A broker whose wall clock differs from the active controller's by more than this deletes "
+        "nothing by time (retention.ms) until it agrees again.",
+        False,
+        1,
+    ),
     ConfigKey("shutdown.timeout.ms", int, 5000, "Upper bound on a clean shutdown (leadership hand-off included)."),
     ConfigKey("num.partitions", int, 1, "Default partition count of new topics.", True, 1),
     ConfigKey("default.replication.factor", int, 3, "Default replication factor of new topics.", True, 1),
@@ -76,23 +98,52 @@ _KEYS = [
     ConfigKey("log.segment.bytes", int, 1073741824, "Default segment size.", True, 14),
     ConfigKey("log.cleanup.policy", list, ["delete"], "Default cleanup policy: delete and/or compact.", True),
     ConfigKey("message.max.bytes", int, 1048588, "Largest record batch a broker accepts.", True, 0),
-    ConfigKey("log.scrub.bytes.per.second", int, 1048576,
-              "Rate at which the broker re-checks the CRCs of sealed segments (0 disables the scrubber).", False, 0),
+    ConfigKey(
+        "log.scrub.bytes.per.second",
+        int,
+        1048576,
+        "Rate at which the broker re-checks the CRCs of sealed segments (0 disables the scrubber).",
+        False,
+        0,
+    ),
     ConfigKey("replica.lag.time.max.ms", int, 10000, "A follower behind this long leaves the ISR.", True, 1),
     ConfigKey("unclean.leader.election.enable", bool, False, "Allow an out-of-sync replica to lead.", True),
     ConfigKey("auto.create.topics.enable", bool, False, "Create topics on first use.", True),
     # Consumer groups. Kafka's names; defaults sized for a three-node cluster and a join that is
     # noticed within a heartbeat (Kafka's are 50 partitions, 45 s session, 5 s heartbeat).
-    ConfigKey("offsets.topic.num.partitions", int, 12, "Partitions of __consumer_offsets (at its creation).",
-              False, 1),
-    ConfigKey("offsets.topic.replication.factor", int, 3,
-              "Replication factor of __consumer_offsets (capped at the live broker count at creation).", False, 1),
-    ConfigKey("offsets.retention.minutes", int, 10080,
-              "Committed offsets of a group that has been empty this long are deleted.", False, 1),
-    ConfigKey("group.consumer.session.timeout.ms", int, 10000,
-              "A group member silent this long leaves the group; its partitions move.", False, 1),
-    ConfigKey("group.consumer.heartbeat.interval.ms", int, 500,
-              "How often members heartbeat (the coordinator tells them).", False, 1),
+    ConfigKey("offsets.topic.num.partitions", int, 12, "Partitions of __consumer_offsets (at its creation).", False, 1),
+    ConfigKey(
+        "offsets.topic.replication.factor",
+        int,
+        3,
+        "Replication factor of __consumer_offsets (capped at the live broker count at creation).",
+        False,
+        1,
+    ),
+    ConfigKey(
+        "offsets.retention.minutes",
+        int,
+        10080,
+        "Committed offsets of a group that has been empty this long are deleted.",
+        False,
+        1,
+    ),
+    ConfigKey(
+        "group.consumer.session.timeout.ms",
+        int,
+        10000,
+        "A group member silent this long leaves the group; its partitions move.",
+        False,
+        1,
+    ),
+    ConfigKey(
+        "group.consumer.heartbeat.interval.ms",
+        int,
+        500,
+        "How often members heartbeat (the coordinator tells them).",
+        False,
+        1,
+    ),
 ]
 SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
 _ENV_TO_KEY = {key.env_name: key for key in _KEYS}
@@ -253,8 +304,10 @@ def _resolve_listeners(values: Mapping[str, Any]) -> tuple[list[Listener], list[
             advertised[listener.name] = listener
     for listener in advertised.values():
         if listener.host in _WILDCARD_HOSTS:
-            raise ConfigError(f"advertised.listeners: listener {listener.name} would advertise {listener.host}, "
-                              "which no client can connect to; set its address in advertised.listeners")
+            raise ConfigError(
+                f"advertised.listeners: listener {listener.name} would advertise {listener.host}, "
+                "which no client can connect to; set its address in advertised.listeners"
+            )
     inter_broker = values["inter.broker.listener.name"]
     if inter_broker is None:
         if len(names) == 1:
@@ -262,8 +315,10 @@ def _resolve_listeners(values: Mapping[str, Any]) -> tuple[list[Listener], list[
         elif DEFAULT_LISTENER_NAME in names:
             inter_broker = DEFAULT_LISTENER_NAME
         else:
-            raise ConfigError("inter.broker.listener.name is required when there are several listeners "
-                              f"({', '.join(names)}) and none is {DEFAULT_LISTENER_NAME}")
+            raise ConfigError(
+                "inter.broker.listener.name is required when there are several listeners "
+                f"({', '.join(names)}) and none is {DEFAULT_LISTENER_NAME}"
+            )
     inter_broker = inter_broker.strip().upper()
     if inter_broker not in names:
         raise ConfigError(f"inter.broker.listener.name {inter_broker} is not one of listeners ({', '.join(names)})")
@@ -394,6 +449,7 @@ def _check_ranges(values: Mapping[str, Any]) -> None:
         ),
         (0 <= values["metrics.port"] < 65536, lambda: f"metrics.port {values['metrics.port']} is out of range"),
     ]
+
     def positive(name: str) -> Callable[[], str]:
         return lambda: f"{name} must be > 0, got {values[name]}"
 
@@ -401,11 +457,7 @@ def _check_ranges(values: Mapping[str, Any]) -> None:
         return lambda: f"{key.name} must be >= {key.minimum}, got {values[key.name]}"
 
     checks += [(values[name] > 0, positive(name)) for name in _POSITIVE]
-    checks += [
-        (values[key.name] >= key.minimum, at_least(key))
-        for key in _KEYS
-        if key.minimum is not None
-    ]
+    checks += [(values[key.name] >= key.minimum, at_least(key)) for key in _KEYS if key.minimum is not None]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message())

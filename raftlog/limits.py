@@ -46,8 +46,9 @@ def raft_payload_bytes(max_message_bytes: int) -> int:
     return max_message_bytes - RAFT_ENVELOPE_BYTES
 
 
-assert MAX_RAFT_ENTRY_BYTES + RAFT_ENTRY_OVERHEAD_BYTES <= raft_payload_bytes(MAX_MESSAGE_BYTES), \
+assert MAX_RAFT_ENTRY_BYTES + RAFT_ENTRY_OVERHEAD_BYTES <= raft_payload_bytes(MAX_MESSAGE_BYTES), (
     "one maximal entry must fit in one Raft message"
+)
 assert MAX_BENCHMARK_PAYLOAD_BYTES < MAX_RAFT_ENTRY_BYTES, "a benchmark no-op (payload + batch framing) is one entry"
 
 

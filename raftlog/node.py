@@ -98,8 +98,9 @@ class Node:
         )
         self.driver.on_leader_change(self._leader_changed)
         self.controller = ActiveController(self.driver, self.state_machine, config, self.tasks)
-        self.controller_channel = ControllerChannel(self.peers, lambda: self.driver.status().leader_id,
-                                                    config["broker.session.timeout.ms"])
+        self.controller_channel = ControllerChannel(
+            self.peers, lambda: self.driver.status().leader_id, config["broker.session.timeout.ms"]
+        )
         self.lifecycle = BrokerLifecycle(
             cluster_id=cluster_id,
             broker_id=config.node_id,
@@ -116,24 +117,39 @@ class Node:
         )
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(
-            broker_id=config.node_id, cluster_id=cluster_id, config=config, state_machine=self.state_machine,
-            peers=self.peers, controller=self.controller_channel, broker_epoch=broker_epoch,
+            broker_id=config.node_id,
+            cluster_id=cluster_id,
+            config=config,
+            state_machine=self.state_machine,
+            peers=self.peers,
+            controller=self.controller_channel,
+            broker_epoch=broker_epoch,
             log_factory=lambda topic, index, log_config: open_replica_log(
-                config.log_dirs, topic, index, log_config, offline_dirs=self.replicas.offline_log_dirs),
-            tasks=self.tasks, metrics=self.metrics,
+                config.log_dirs, topic, index, log_config, offline_dirs=self.replicas.offline_log_dirs
+            ),
+            tasks=self.tasks,
+            metrics=self.metrics,
             time_retention_allowed=lambda: self.lifecycle.clock_skew.time_retention_allowed,
         )
         self.replicas.on_offline_change = self.lifecycle.heartbeat_now
-        self.groups = GroupCoordinator(config.node_id, config, self.replicas, OffsetStore(self.store),
-                                       self._create_internal_topic, self.tasks, self.metrics)
+        self.groups = GroupCoordinator(
+            config.node_id,
+            config,
+            self.replicas,
+            OffsetStore(self.store),
+            self._create_internal_topic,
+            self.tasks,
+            self.metrics,
+        )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
         # One gRPC server per named listener, all carrying every service: a servicer knows the
         # listener its calls came in on (gRPC does not tell a handler which local port it was).
         self.servers = {listener.name: self._build_server(listener.name) for listener in config.listeners}
 
-    async def _create_internal_topic(self, name: str, partitions: int, replication_factor: int,
-                                     configs: dict[str, str]) -> None:
+    async def _create_internal_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
         """Creates an internal topic (__consumer_offsets) through the active controller."""
         status = self.driver.status()
         if status.leader_id == status.node_id:
@@ -142,8 +158,9 @@ class Node:
         if status.leader_id is None:
             raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no active controller to create the offsets topic")
         stub = admin_pb2_grpc.AdminServiceStub(self.peers.channel(status.leader_id))
-        request = admin_pb2.CreateTopicRequest(name=name, partitions=partitions,
-                                               replication_factor=replication_factor, configs=configs)
+        request = admin_pb2.CreateTopicRequest(
+            name=name, partitions=partitions, replication_factor=replication_factor, configs=configs
+        )
         await forward(stub.CreateTopic, request)
 
     def _leader_changed(self, leader_id: int | None, term: int) -> None:
@@ -153,13 +170,15 @@ class Node:
     def _build_server(self, listener: str) -> grpc.aio.Server:
         server = grpc.aio.server(options=GRPC_OPTIONS)
         self.driver.add_to_server(server)
-        admin = AdminServicer(self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics,
-                              listener)
+        admin = AdminServicer(
+            self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics, listener
+        )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         controller = ControllerServicer(self.cluster_id, self.controller, self.metrics)
         controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
-        broker = BrokerServicer(self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids,
-                                self.metrics, listener)
+        broker = BrokerServicer(
+            self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids, self.metrics, listener
+        )
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
         replication = ReplicationServicer(self.replicas, self.metrics)
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
@@ -200,8 +219,12 @@ class Node:
             self.metrics.add_gauges(group_gauges(self.groups))
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
-        log.info("node %d serving on %s (cluster %s)", self.config.node_id,
-                 ", ".join(str(listener) for listener in self.config.listeners), self.cluster_id)
+        log.info(
+            "node %d serving on %s (cluster %s)",
+            self.config.node_id,
+            ", ".join(str(listener) for listener in self.config.listeners),
+            self.cluster_id,
+        )
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -52,8 +52,9 @@ _KEYS = [
     TopicConfigKey("flush.ms", int, 0, None, _at_least(0)),
     TopicConfigKey("index.interval.bytes", int, 4096, None, _at_least(0)),
     TopicConfigKey("message.timestamp.type", str, "CreateTime", None, _choice("CreateTime", "LogAppendTime")),
-    TopicConfigKey("compression.type", str, "producer", None,
-                   _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
+    TopicConfigKey(
+        "compression.type", str, "producer", None, _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")
+    ),
 ]
 TOPIC_SCHEMA: dict[str, TopicConfigKey] = {key.name: key for key in _KEYS}
 

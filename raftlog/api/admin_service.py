@@ -28,8 +28,16 @@ from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, cluster_id: str, config: node_config.NodeConfig, driver, controller: ActiveController,
-                 peers: Peers, metrics=None, listener: str | None = None):
+    def __init__(
+        self,
+        cluster_id: str,
+        config: node_config.NodeConfig,
+        driver,
+        controller: ActiveController,
+        peers: Peers,
+        metrics=None,
+        listener: str | None = None,
+    ):
         self._cluster_id = cluster_id
         self._listener = listener  # the listener this servicer's server binds: brokers are described by it
         self._config = config
@@ -164,9 +172,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("BenchmarkQuorum")
     async def BenchmarkQuorum(self, request, context):
-        for name, value, low, high in (("count", request.count, 1, MAX_BENCHMARK_WRITES),
-                                       ("concurrency", request.concurrency, 1, MAX_BENCHMARK_CONCURRENCY),
-                                       ("payload_bytes", request.payload_bytes, 0, MAX_BENCHMARK_PAYLOAD_BYTES)):
+        for name, value, low, high in (
+            ("count", request.count, 1, MAX_BENCHMARK_WRITES),
+            ("concurrency", request.concurrency, 1, MAX_BENCHMARK_CONCURRENCY),
+            ("payload_bytes", request.payload_bytes, 0, MAX_BENCHMARK_PAYLOAD_BYTES),
+        ):
             if not low <= value <= high:
                 raise RaftlogError("INVALID_REQUEST", f"{name} must be {low}..{high}, got {value}")
         forwarded = await self._forward_to_controller("BenchmarkQuorum", request, context, BENCHMARK_FORWARD_TIMEOUT_S)
@@ -185,7 +195,10 @@ def _all_partitions(image: MetadataImage) -> list[admin_pb2.TopicPartitionRef]:
 def _voter_state(status, voter_id: int) -> admin_pb2.VoterState:
     if voter_id == status.node_id:
         return admin_pb2.VoterState(
-            node_id=voter_id, log_end_offset=status.last_index, last_fetch_ms_ago=0, last_caught_up_ms_ago=0,
+            node_id=voter_id,
+            log_end_offset=status.last_index,
+            last_fetch_ms_ago=0,
+            last_caught_up_ms_ago=0,
             is_leader=True,
         )
     progress = status.progress.get(voter_id)
@@ -228,8 +241,7 @@ def _broker_config_entries(image, config: node_config.NodeConfig, broker_name: s
     return entries
 
 
-def _topic_config_entries(image: MetadataImage, config: node_config.NodeConfig, topic_name: str,
-                          include_static: bool):
+def _topic_config_entries(image: MetadataImage, config: node_config.NodeConfig, topic_name: str, include_static: bool):
     if image.topic(topic_name) is None:
         raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {topic_name!r} does not exist")
     effective = effective_topic_config(image.dynamic_config("topics", topic_name), _broker_values(image, config))

@@ -13,8 +13,16 @@ from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
 
 
 class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
-    def __init__(self, cluster_id: str, driver, state_machine, replicas: ReplicaManager,
-                 producer_ids: ProducerIdManager, metrics=None, listener: str | None = None):
+    def __init__(
+        self,
+        cluster_id: str,
+        driver,
+        state_machine,
+        replicas: ReplicaManager,
+        producer_ids: ProducerIdManager,
+        metrics=None,
+        listener: str | None = None,
+    ):
         self._cluster_id = cluster_id
         # The listener this servicer's server binds: Metadata gives every broker's address on it, so a
         # client inside a Docker network and one on the host each get addresses they can reach.
@@ -53,9 +61,15 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         )
         for broker in sorted(image.brokers.values(), key=lambda b: b.broker_id):
             host, port = broker.endpoint_for(self._listener)
-            response.brokers.append(broker_pb2.BrokerEndpoint(
-                broker_id=broker.broker_id, host=host, port=port, rack=broker.rack, fenced=broker.fenced,
-            ))
+            response.brokers.append(
+                broker_pb2.BrokerEndpoint(
+                    broker_id=broker.broker_id,
+                    host=host,
+                    port=port,
+                    rack=broker.rack,
+                    fenced=broker.fenced,
+                )
+            )
         names = list(request.topics) or sorted(image.topic_ids)
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
         for name in names:
@@ -68,7 +82,8 @@ def _topic_metadata(image: MetadataImage, name: str, live: set[int]) -> broker_p
     if topic is None:
         return broker_pb2.TopicMetadata(name=name, error_reason="UNKNOWN_TOPIC_OR_PARTITION")
     return broker_pb2.TopicMetadata(
-        name=name, topic_id=topic.topic_id,
+        name=name,
+        topic_id=topic.topic_id,
         partitions=[_partition_metadata(topic.partitions[i], live) for i in sorted(topic.partitions)],
     )
 

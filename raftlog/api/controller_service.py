@@ -39,14 +39,19 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
     async def AlterPartition(self, request, context):
         self._check_cluster(request.cluster_id)
         change = AlterPartitionRequest(
-            broker_id=request.broker_id, leader_epoch=request.leader_epoch,
-            partition_epoch=request.partition_epoch, new_isr=tuple(request.new_isr),
+            broker_id=request.broker_id,
+            leader_epoch=request.leader_epoch,
+            partition_epoch=request.partition_epoch,
+            new_isr=tuple(request.new_isr),
         )
-        partition = await self._controller.alter_partition(request.topic_id, request.partition, change,
-                                                           request.broker_epoch)
+        partition = await self._controller.alter_partition(
+            request.topic_id, request.partition, change, request.broker_epoch
+        )
         return controller_pb2.AlterPartitionResponse(
-            leader=partition.leader, leader_epoch=partition.leader_epoch,
-            partition_epoch=partition.partition_epoch, isr=partition.isr,
+            leader=partition.leader,
+            leader_epoch=partition.leader_epoch,
+            partition_epoch=partition.partition_epoch,
+            isr=partition.isr,
         )
 
     @rpc("AllocateProducerIds")

@@ -85,7 +85,9 @@ async def abort(context: grpc.aio.ServicerContext, error: RaftlogError) -> None:
     metadata = [(REASON_METADATA_KEY, error.reason)]
     if error.leader_id is not None:
         metadata.append((LEADER_METADATA_KEY, str(error.leader_id)))
-    await context.abort(STATUS_CODES[error.error], f"{error.reason}: {error.message}", trailing_metadata=tuple(metadata))
+    await context.abort(
+        STATUS_CODES[error.error], f"{error.reason}: {error.message}", trailing_metadata=tuple(metadata)
+    )
 
 
 def rpc(api_name: str):

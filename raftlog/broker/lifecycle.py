@@ -23,7 +23,6 @@ from raftlog.v1 import controller_pb2, metadata_pb2
 log = logging.getLogger(__name__)
 
 
-
 def _wall_ms() -> float:
     return time.time() * 1000.0
 
@@ -50,8 +49,9 @@ class BrokerLifecycle:
         self._cluster_id = cluster_id
         self._broker_id = broker_id
         self._endpoint = metadata_pb2.Endpoint(host=advertised_host, port=advertised_port)
-        self._listeners = [metadata_pb2.Endpoint(listener=name, host=host, port=port)
-                           for name, host, port in advertised_listeners]
+        self._listeners = [
+            metadata_pb2.Endpoint(listener=name, host=host, port=port) for name, host, port in advertised_listeners
+        ]
         self._controller = controller
         self._metadata_offset = metadata_offset
         self._heartbeat_interval_s = heartbeat_interval_ms / 1000.0
@@ -103,8 +103,10 @@ class BrokerLifecycle:
             broker_epoch=self.broker_epoch,
             metadata_offset=self._metadata_offset(),
             want_fence=want_fence,
-            offline_replicas=[controller_pb2.ReplicaRef(topic_id=topic_id, partition=index)
-                              for topic_id, index in self._offline_replicas()],
+            offline_replicas=[
+                controller_pb2.ReplicaRef(topic_id=topic_id, partition=index)
+                for topic_id, index in self._offline_replicas()
+            ],
         )
         sent_ms = self._wall_clock_ms()
         response = await self._controller.call("BrokerHeartbeat", request)
@@ -119,11 +121,19 @@ class BrokerLifecycle:
         skew_ms = self.clock_skew.skew_ms
         assert skew_ms is not None, "an observation sets the skew"
         if verdict is False:
-            log.error("broker %d: wall clock is %.0f ms off the controller's (bound %d ms): deleting nothing by "
-                      "time until they agree", self._broker_id, -skew_ms, self.clock_skew.max_skew_ms)
+            log.error(
+                "broker %d: wall clock is %.0f ms off the controller's (bound %d ms): deleting nothing by "
+                "time until they agree",
+                self._broker_id,
+                -skew_ms,
+                self.clock_skew.max_skew_ms,
+            )
         elif verdict is True:
-            log.info("broker %d: wall clock agrees with the controller's (%.0f ms off): time-based retention on",
-                     self._broker_id, -skew_ms)
+            log.info(
+                "broker %d: wall clock agrees with the controller's (%.0f ms off): time-based retention on",
+                self._broker_id,
+                -skew_ms,
+            )
 
     async def _run(self) -> None:
         last_answer = time.monotonic()

@@ -11,8 +11,9 @@ from raftlog.v1 import controller_pb2
 
 
 class ProducerIdManager:
-    def __init__(self, cluster_id: str, broker_id: int, controller: ControllerChannel,
-                 broker_epoch: Callable[[], int | None]):
+    def __init__(
+        self, cluster_id: str, broker_id: int, controller: ControllerChannel, broker_epoch: Callable[[], int | None]
+    ):
         self._cluster_id = cluster_id
         self._broker_id = broker_id
         self._controller = controller
@@ -33,8 +34,9 @@ class ProducerIdManager:
         epoch = self._broker_epoch()
         if epoch is None:
             raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "this broker is not registered with a controller yet")
-        request = controller_pb2.AllocateProducerIdsRequest(cluster_id=self._cluster_id, broker_id=self._broker_id,
-                                                            broker_epoch=epoch)
+        request = controller_pb2.AllocateProducerIdsRequest(
+            cluster_id=self._cluster_id, broker_id=self._broker_id, broker_epoch=epoch
+        )
         response = await self._controller.call("AllocateProducerIds", request)
         assert response.count > 0, f"the controller allocated an empty block at {response.first_producer_id}"
         self._next, self._end = response.first_producer_id, response.first_producer_id + response.count

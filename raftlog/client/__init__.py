@@ -2,13 +2,22 @@
 
 from raftlog.client.admin import Admin
 from raftlog.client.consumer import (
-           AsyncConsumer,
-           Consumer,
-           ConsumerRecord,
-           TopicPartition,
+    AsyncConsumer,
+    Consumer,
+    ConsumerRecord,
+    TopicPartition,
 )
 from raftlog.client.producer import AsyncProducer, Producer, RecordMetadata
 from raftlog.errors import RaftlogError
 
-__all__ = ["Admin", "AsyncConsumer", "AsyncProducer", "Consumer", "ConsumerRecord", "Producer", "RaftlogError",
-           "RecordMetadata", "TopicPartition"]
+__all__ = [
+    "Admin",
+    "AsyncConsumer",
+    "AsyncProducer",
+    "Consumer",
+    "ConsumerRecord",
+    "Producer",
+    "RaftlogError",
+    "RecordMetadata",
+    "TopicPartition",
+]

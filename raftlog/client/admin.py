@@ -42,15 +42,24 @@ class Admin:
 
     # -- topics -----------------------------------------------------------------------------
 
-    def create_topic(self, name: str, partitions: int | None = 1, replication_factor: int | None = 3,
-                     config: dict[str, str] | None = None, validate_only: bool = False) -> str:
+    def create_topic(
+        self,
+        name: str,
+        partitions: int | None = 1,
+        replication_factor: int | None = 3,
+        config: dict[str, str] | None = None,
+        validate_only: bool = False,
+    ) -> str:
         """Creates a topic; None takes the broker default (num.partitions, default.replication.factor).
 
         Returns the topic id (hex).
         """
         request = admin_pb2.CreateTopicRequest(
-            name=name, partitions=partitions or 0, replication_factor=replication_factor or 0,
-            configs={k: str(v) for k, v in (config or {}).items()}, validate_only=validate_only,
+            name=name,
+            partitions=partitions or 0,
+            replication_factor=replication_factor or 0,
+            configs={k: str(v) for k, v in (config or {}).items()},
+            validate_only=validate_only,
         )
         return self._write("CreateTopic", request).topic_id.hex()
 
@@ -79,10 +88,10 @@ class Admin:
             described.append(_topic_dict(topic, configs))
         return described
 
-    def elect_leaders(self, election_type: str = "preferred",
-                      partitions: list[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
-        kinds = {"preferred": admin_pb2.ElectLeadersRequest.PREFERRED,
-                 "unclean": admin_pb2.ElectLeadersRequest.UNCLEAN}
+    def elect_leaders(
+        self, election_type: str = "preferred", partitions: list[tuple[str, int]] | None = None
+    ) -> list[dict[str, Any]]:
+        kinds = {"preferred": admin_pb2.ElectLeadersRequest.PREFERRED, "unclean": admin_pb2.ElectLeadersRequest.UNCLEAN}
         if election_type not in kinds:
             raise RaftlogError("INVALID_REQUEST", "election type must be preferred or unclean")
         request = admin_pb2.ElectLeadersRequest(
@@ -91,8 +100,12 @@ class Admin:
         )
         response = self._write("ElectLeaders", request)
         return [
-            {"topic": r.partition.topic, "partition": r.partition.partition,
-             "error": r.error_reason or None, "message": r.error_message or None}
+            {
+                "topic": r.partition.topic,
+                "partition": r.partition.partition,
+                "error": r.error_reason or None,
+                "message": r.error_message or None,
+            }
             for r in response.results
         ]
 
@@ -175,15 +188,19 @@ class Admin:
     ) -> int:
         """Sets and deletes dynamic configs in one committed change; returns its metadata offset."""
         _check_entity_type(entity_type)
-        ops = [admin_pb2.AlterConfigOp(name=k, op=admin_pb2.AlterConfigOp.SET, value=str(v))
-               for k, v in (set_configs or {}).items()]
+        ops = [
+            admin_pb2.AlterConfigOp(name=k, op=admin_pb2.AlterConfigOp.SET, value=str(v))
+            for k, v in (set_configs or {}).items()
+        ]
         ops += [admin_pb2.AlterConfigOp(name=k, op=admin_pb2.AlterConfigOp.DELETE) for k in delete_configs or []]
         request = admin_pb2.IncrementalAlterConfigsRequest(
             resource=admin_pb2.ConfigResource(type=entity_type, name=entity_name), ops=ops, validate_only=validate_only
         )
         return self._write("IncrementalAlterConfigs", request).offset
 
-    def benchmark_quorum(self, count: int, concurrency: int, payload_bytes: int = 64) -> admin_pb2.BenchmarkQuorumResponse:
+    def benchmark_quorum(
+        self, count: int, concurrency: int, payload_bytes: int = 64
+    ) -> admin_pb2.BenchmarkQuorumResponse:
         request = admin_pb2.BenchmarkQuorumRequest(count=count, concurrency=concurrency, payload_bytes=payload_bytes)
         return self._call("BenchmarkQuorum", request)
 
@@ -193,15 +210,15 @@ class Admin:
                 return f"{broker['host']}:{broker['port']}"
         raise RaftlogError("UNKNOWN_BROKER", f"broker {entity_name!r} is not registered")
 
-
     # -- consumer groups --------------------------------------------------------------------
 
     def _group_call(self, group_id: str, method: str, request):
         """A call to the group's coordinator, found again while it moves (NOT_COORDINATOR)."""
         deadline = time.monotonic() + self._connection.timeout_s
         while True:
-            found = self._connection.call(group_pb2_grpc.GroupServiceStub, "FindCoordinator",
-                                          group_pb2.FindCoordinatorRequest(group_id=group_id))
+            found = self._connection.call(
+                group_pb2_grpc.GroupServiceStub, "FindCoordinator", group_pb2.FindCoordinatorRequest(group_id=group_id)
+            )
             address = f"{found.host}:{found.port}"
             try:
                 stub = group_pb2_grpc.GroupServiceStub(self._connection.channel(address))
@@ -219,8 +236,9 @@ class Admin:
             if broker["fenced"]:
                 continue
             address = f"{broker['host']}:{broker['port']}"
-            response = self._connection.call(group_pb2_grpc.GroupServiceStub, "ListGroups",
-                                             group_pb2.ListGroupsRequest(), address)
+            response = self._connection.call(
+                group_pb2_grpc.GroupServiceStub, "ListGroups", group_pb2.ListGroupsRequest(), address
+            )
             for g in response.groups:
                 groups[g.group_id] = {"group": g.group_id, "type": g.group_type, "state": g.state}
         return [groups[name] for name in sorted(groups)]
@@ -228,13 +246,25 @@ class Admin:
     def describe_group(self, group_id: str) -> dict[str, Any]:
         r = self._group_call(group_id, "DescribeGroups", group_pb2.DescribeGroupsRequest(group_id=group_id))
         return {
-            "group": r.group_id, "state": r.state, "group_epoch": r.group_epoch,
-            "assignment_epoch": r.assignment_epoch, "assignor": r.assignor, "coordinator": r.coordinator_id,
+            "group": r.group_id,
+            "state": r.state,
+            "group_epoch": r.group_epoch,
+            "assignment_epoch": r.assignment_epoch,
+            "assignor": r.assignor,
+            "coordinator": r.coordinator_id,
             "members": [
-                {"member_id": m.member_id, "instance_id": m.instance_id or None, "client_id": m.client_id,
-                 "host": m.client_host, "member_epoch": m.member_epoch, "member_state": m.member_state,
-                 "subscribed_topics": list(m.subscribed_topic_names), "subscribed_regex": m.subscribed_regex or None,
-                 "assignment": _tp_list(m.assignment), "target_assignment": _tp_list(m.target_assignment)}
+                {
+                    "member_id": m.member_id,
+                    "instance_id": m.instance_id or None,
+                    "client_id": m.client_id,
+                    "host": m.client_host,
+                    "member_epoch": m.member_epoch,
+                    "member_state": m.member_state,
+                    "subscribed_topics": list(m.subscribed_topic_names),
+                    "subscribed_regex": m.subscribed_regex or None,
+                    "assignment": _tp_list(m.assignment),
+                    "target_assignment": _tp_list(m.target_assignment),
+                }
                 for m in r.members
             ],
         }
@@ -242,8 +272,9 @@ class Admin:
     def delete_group(self, group_id: str) -> None:
         self._group_call(group_id, "DeleteGroups", group_pb2.DeleteGroupsRequest(group_id=group_id))
 
-    def list_group_offsets(self, group_id: str,
-                           partitions: list[tuple[str, int]] | None = None) -> dict[tuple[str, int], int]:
+    def list_group_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], int]:
         """Committed offsets of a group (partitions without one are left out)."""
         request = group_pb2.OffsetFetchRequest(group_id=group_id, partitions=_tp_pb(partitions or []))
         response = self._group_call(group_id, "OffsetFetch", request)
@@ -252,9 +283,14 @@ class Admin:
     def alter_group_offsets(self, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
         """Sets committed offsets of a group with no active members (reset-offsets)."""
         request = group_pb2.OffsetCommitRequest(
-            group_id=group_id, member_id="", member_epoch=-1,
-            offsets=[group_pb2.OffsetCommitPartition(topic=t, partition=p, offset=o, leader_epoch=-1)
-                     for (t, p), o in sorted(offsets.items())])
+            group_id=group_id,
+            member_id="",
+            member_epoch=-1,
+            offsets=[
+                group_pb2.OffsetCommitPartition(topic=t, partition=p, offset=o, leader_epoch=-1)
+                for (t, p), o in sorted(offsets.items())
+            ],
+        )
         _raise_first(self._group_call(group_id, "OffsetCommit", request).results)
 
     def delete_group_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
@@ -266,8 +302,9 @@ class Admin:
         the first offset with a timestamp >= this (ms); -1 where there is none."""
         result: dict[tuple[str, int], int] = {}
         for address, tps in self._by_leader(partitions).items():
-            request = broker_pb2.ListOffsetsRequest(partitions=[
-                broker_pb2.ListOffsetsPartition(topic=t, partition=p, timestamp=timestamp) for t, p in tps])
+            request = broker_pb2.ListOffsetsRequest(
+                partitions=[broker_pb2.ListOffsetsPartition(topic=t, partition=p, timestamp=timestamp) for t, p in tps]
+            )
             response = self._connection.call(broker_pb2_grpc.BrokerServiceStub, "ListOffsets", request, address)
             for r in response.results:
                 if r.error_reason:
@@ -279,9 +316,21 @@ class Admin:
         """The timestamp (ms) of the record at each offset (None where there is none yet)."""
         result: dict[tuple[str, int], int | None] = {tp: None for tp in offsets}
         for address, tps in self._by_leader(list(offsets)).items():
-            request = broker_pb2.FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, partitions=[
-                broker_pb2.FetchPartition(topic=t, partition=p, fetch_offset=offsets[(t, p)],
-                                          partition_max_bytes=64 * 1024, current_leader_epoch=-1) for t, p in tps])
+            request = broker_pb2.FetchRequest(
+                max_wait_ms=0,
+                min_bytes=0,
+                max_bytes=1 << 20,
+                partitions=[
+                    broker_pb2.FetchPartition(
+                        topic=t,
+                        partition=p,
+                        fetch_offset=offsets[(t, p)],
+                        partition_max_bytes=64 * 1024,
+                        current_leader_epoch=-1,
+                    )
+                    for t, p in tps
+                ],
+            )
             response = self._connection.call(broker_pb2_grpc.BrokerServiceStub, "Fetch", request, address)
             for r in response.results:
                 if r.error_reason:
@@ -333,13 +382,22 @@ class Admin:
             owner = owners.get(tp)
             lag = None if current is None else max(0, ends[tp] - current)
             stamp = timestamps.get(tp)
-            rows.append({
-                "group": group_id, "topic": tp[0], "partition": tp[1], "current_offset": current,
-                "log_end_offset": ends[tp], "lag": lag,
-                "lag_ms": (max(0, now_ms - stamp) if stamp is not None else 0) if lag else (0 if lag == 0 else None),
-                "consumer_id": owner["member_id"] if owner else None, "host": owner["host"] if owner else None,
-                "client_id": owner["client_id"] if owner else None,
-            })
+            rows.append(
+                {
+                    "group": group_id,
+                    "topic": tp[0],
+                    "partition": tp[1],
+                    "current_offset": current,
+                    "log_end_offset": ends[tp],
+                    "lag": lag,
+                    "lag_ms": (max(0, now_ms - stamp) if stamp is not None else 0)
+                    if lag
+                    else (0 if lag == 0 else None),
+                    "consumer_id": owner["member_id"] if owner else None,
+                    "host": owner["host"] if owner else None,
+                    "client_id": owner["client_id"] if owner else None,
+                }
+            )
         return rows
 
 

@@ -78,10 +78,13 @@ class ClusterMetadata:
         same_topic = self._topic_ids.get(topic.name) == topic.topic_id
         known = self._partitions.get(topic.name, []) if same_topic else []
         self._topic_ids[topic.name] = topic.topic_id
-        fresh = [PartitionLeader(p.leader, p.leader_epoch, self._brokers.get(p.leader))
-                 for p in sorted(topic.partitions, key=lambda p: p.partition)]
-        self._partitions[topic.name] = [_newer(known[i] if i < len(known) else None, leader)
-                                        for i, leader in enumerate(fresh)]
+        fresh = [
+            PartitionLeader(p.leader, p.leader_epoch, self._brokers.get(p.leader))
+            for p in sorted(topic.partitions, key=lambda p: p.partition)
+        ]
+        self._partitions[topic.name] = [
+            _newer(known[i] if i < len(known) else None, leader) for i, leader in enumerate(fresh)
+        ]
 
     async def _fetch_metadata(self, topics: list[str] | None) -> broker_pb2.MetadataResponse:
         """Asks the broker that answered last first: one that is down or cut off costs a
@@ -90,8 +93,9 @@ class ClusterMetadata:
         first = [self._last_answered] if self._last_answered else []
         for address in list(dict.fromkeys([*first, *self._brokers.values(), *self._bootstrap])):
             try:
-                response = await self.stub(address).Metadata(broker_pb2.MetadataRequest(topics=topics or []),
-                                                              timeout=METADATA_TIMEOUT_S)
+                response = await self.stub(address).Metadata(
+                    broker_pb2.MetadataRequest(topics=topics or []), timeout=METADATA_TIMEOUT_S
+                )
                 self._last_answered = address
                 return response
             except grpc.RpcError as exc:

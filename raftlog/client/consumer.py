@@ -61,13 +61,24 @@ class ConsumerRecord:
 
 
 class AsyncConsumer:
-    def __init__(self, bootstrap_servers, group_id: str | None = None, auto_offset_reset: str = "earliest",
-                 fetch_max_wait_ms: int = 500, fetch_min_bytes: int = 1, fetch_max_bytes: int = 50 * 1024 * 1024,
-                 max_partition_fetch_bytes: int = 1024 * 1024, max_poll_records: int = 500,
-                 request_timeout_ms: int = 30_000, enable_auto_commit: bool = True,
-                 auto_commit_interval_ms: int = 5000, group_instance_id: str | None = None,
-                 client_id: str = "raftlog-consumer", rebalance_timeout_ms: int = 60_000,
-                 group_remote_assignor: str | None = None):
+    def __init__(
+        self,
+        bootstrap_servers,
+        group_id: str | None = None,
+        auto_offset_reset: str = "earliest",
+        fetch_max_wait_ms: int = 500,
+        fetch_min_bytes: int = 1,
+        fetch_max_bytes: int = 50 * 1024 * 1024,
+        max_partition_fetch_bytes: int = 1024 * 1024,
+        max_poll_records: int = 500,
+        request_timeout_ms: int = 30_000,
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        group_instance_id: str | None = None,
+        client_id: str = "raftlog-consumer",
+        rebalance_timeout_ms: int = 60_000,
+        group_remote_assignor: str | None = None,
+    ):
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be earliest, latest or none")
         if group_id is not None and not group_id:
@@ -87,8 +98,13 @@ class AsyncConsumer:
         self._positions: dict[TopicPartition, int | None] = {}
         self._buffer: deque[ConsumerRecord] = deque()
         self.group_id = group_id
-        self._group = GroupMembership(self._metadata, group_id, group_instance_id, client_id, rebalance_timeout_ms,
-                                      group_remote_assignor) if group_id else None
+        self._group = (
+            GroupMembership(
+                self._metadata, group_id, group_instance_id, client_id, rebalance_timeout_ms, group_remote_assignor
+            )
+            if group_id
+            else None
+        )
         self._auto_commit = enable_auto_commit and group_id is not None
         self._auto_commit_interval_s = auto_commit_interval_ms / 1000.0
         self._last_auto_commit = time.monotonic()
@@ -99,9 +115,14 @@ class AsyncConsumer:
 
     # -- groups -----------------------------------------------------------------------------
 
-    def subscribe(self, topics: list[str] | None = None, pattern: str | re.Pattern | None = None,
-                  on_assign: RebalanceCallback | None = None, on_revoke: RebalanceCallback | None = None,
-                  on_lost: RebalanceCallback | None = None) -> None:
+    def subscribe(
+        self,
+        topics: list[str] | None = None,
+        pattern: str | re.Pattern | None = None,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
         """Joins the group for these topics, or for every topic matching pattern (a regex matched
         against whole names, on the coordinator, as new topics appear)."""
         if self._group is None:
@@ -193,7 +214,8 @@ class AsyncConsumer:
             return
         self._last_auto_commit = time.monotonic()
         self._auto_commit_task = asyncio.get_running_loop().create_task(
-            self._commit_quietly(dict(self._consumed), background=True))
+            self._commit_quietly(dict(self._consumed), background=True)
+        )
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commits offsets (default: the position after what poll() returned, for every partition
@@ -275,8 +297,11 @@ class AsyncConsumer:
                 leader = await self._metadata.leader_for(tp.topic, tp.partition)
                 if leader.address is None:
                     raise RaftlogError("LEADER_NOT_AVAILABLE", f"{tp} has no leader")
-                request = broker_pb2.ListOffsetsRequest(partitions=[
-                    broker_pb2.ListOffsetsPartition(topic=tp.topic, partition=tp.partition, timestamp=timestamp)])
+                request = broker_pb2.ListOffsetsRequest(
+                    partitions=[
+                        broker_pb2.ListOffsetsPartition(topic=tp.topic, partition=tp.partition, timestamp=timestamp)
+                    ]
+                )
                 result = (await self._metadata.stub(leader.address).ListOffsets(request, timeout=5)).results[0]
                 if result.error_reason:
                     raise RaftlogError.from_reason(result.error_reason, result.error_message)
@@ -344,12 +369,19 @@ class AsyncConsumer:
 
     async def _fetch_from(self, address: str, tps: list[TopicPartition], max_wait_ms: int) -> None:
         request = broker_pb2.FetchRequest(
-            max_wait_ms=max_wait_ms, min_bytes=self._fetch_min_bytes, max_bytes=self._fetch_max_bytes,
-            partitions=[broker_pb2.FetchPartition(topic=tp.topic, partition=tp.partition,
-                                                  fetch_offset=self._positions[tp],
-                                                  partition_max_bytes=self._partition_max_bytes,
-                                                  current_leader_epoch=-1)
-                        for tp in tps],
+            max_wait_ms=max_wait_ms,
+            min_bytes=self._fetch_min_bytes,
+            max_bytes=self._fetch_max_bytes,
+            partitions=[
+                broker_pb2.FetchPartition(
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    fetch_offset=self._positions[tp],
+                    partition_max_bytes=self._partition_max_bytes,
+                    current_leader_epoch=-1,
+                )
+                for tp in tps
+            ],
         )
         try:
             response = await self._metadata.stub(address).Fetch(request, timeout=max_wait_ms / 1000.0 + 10)
@@ -408,9 +440,14 @@ class Consumer:
     def assign(self, partitions: list[TopicPartition]) -> None:
         self._consumer.assign(partitions)
 
-    def subscribe(self, topics: list[str] | None = None, pattern: str | re.Pattern | None = None,
-                  on_assign: RebalanceCallback | None = None, on_revoke: RebalanceCallback | None = None,
-                  on_lost: RebalanceCallback | None = None) -> None:
+    def subscribe(
+        self,
+        topics: list[str] | None = None,
+        pattern: str | re.Pattern | None = None,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
         """Callbacks run on the consumer's background loop thread, during poll() or close()."""
 
         async def subscribe() -> None:

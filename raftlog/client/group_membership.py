@@ -48,8 +48,15 @@ def _coordinator_moved(error: RaftlogError) -> bool:
 
 
 class GroupMembership:
-    def __init__(self, metadata: ClusterMetadata, group_id: str, instance_id: str | None, client_id: str,
-                 rebalance_timeout_ms: int, assignor: str | None):
+    def __init__(
+        self,
+        metadata: ClusterMetadata,
+        group_id: str,
+        instance_id: str | None,
+        client_id: str,
+        rebalance_timeout_ms: int,
+        assignor: str | None,
+    ):
         self.metadata = metadata
         self.group_id = group_id
         self.instance_id = instance_id
@@ -78,8 +85,9 @@ class GroupMembership:
         if self._coordinator is None:
             stub = group_pb2_grpc.GroupServiceStub(self.metadata.channel(self.metadata.any_broker()))
             try:
-                found = await stub.FindCoordinator(group_pb2.FindCoordinatorRequest(group_id=self.group_id),
-                                                   timeout=CALL_TIMEOUT_S)
+                found = await stub.FindCoordinator(
+                    group_pb2.FindCoordinatorRequest(group_id=self.group_id), timeout=CALL_TIMEOUT_S
+                )
             except grpc.RpcError as exc:
                 self.metadata.invalidate()
                 await self.metadata.refresh(force=True)
@@ -124,8 +132,9 @@ class GroupMembership:
                 await self.heartbeat()
             except RaftlogError as exc:
                 if exc.error in (Errors.UNKNOWN_MEMBER_ID, Errors.FENCED_MEMBER_EPOCH):
-                    log.info("group %s: member %s fenced (%s); joining again", self.group_id, self.member_id,
-                             exc.reason)
+                    log.info(
+                        "group %s: member %s fenced (%s); joining again", self.group_id, self.member_id, exc.reason
+                    )
                     self.lost = True
                     self.member_id, self.member_epoch, self.subscription_sent = "", 0, False
                     self.assignment = None
@@ -148,10 +157,16 @@ class GroupMembership:
             if self.lost:
                 return  # the consumer has not dropped its partitions yet (next poll does)
             request = group_pb2.ConsumerGroupHeartbeatRequest(
-                group_id=self.group_id, member_id=self.member_id, member_epoch=self.member_epoch,
-                instance_id=self.instance_id or "", rebalance_timeout_ms=self.rebalance_timeout_ms,
-                client_id=self.client_id, server_assignor=self.assignor or "",
-                owned_sent=True, owned_partitions=_to_pb(self.owned))
+                group_id=self.group_id,
+                member_id=self.member_id,
+                member_epoch=self.member_epoch,
+                instance_id=self.instance_id or "",
+                rebalance_timeout_ms=self.rebalance_timeout_ms,
+                client_id=self.client_id,
+                server_assignor=self.assignor or "",
+                owned_sent=True,
+                owned_partitions=_to_pb(self.owned),
+            )
             if not self.subscription_sent or self.member_epoch == 0:
                 request.subscription_changed = True
                 request.subscribed_topic_names.extend(self.topics)
@@ -180,8 +195,9 @@ class GroupMembership:
         if not self.member_id:
             return
         epoch = -2 if self.instance_id else -1
-        request = group_pb2.ConsumerGroupHeartbeatRequest(group_id=self.group_id, member_id=self.member_id,
-                                                          member_epoch=epoch, instance_id=self.instance_id or "")
+        request = group_pb2.ConsumerGroupHeartbeatRequest(
+            group_id=self.group_id, member_id=self.member_id, member_epoch=epoch, instance_id=self.instance_id or ""
+        )
         try:
             await self.call("ConsumerGroupHeartbeat", request, timeout_s=3.0)
         except RaftlogError as exc:  # the session runs out on its own
@@ -203,8 +219,11 @@ class GroupMembership:
                 group_id=self.group_id,
                 member_id=self.member_id if in_group else "",
                 member_epoch=self.member_epoch if in_group else -1,
-                offsets=[group_pb2.OffsetCommitPartition(topic=t, partition=p, offset=o, leader_epoch=-1)
-                         for (t, p), o in sorted(offsets.items())])
+                offsets=[
+                    group_pb2.OffsetCommitPartition(topic=t, partition=p, offset=o, leader_epoch=-1)
+                    for (t, p), o in sorted(offsets.items())
+                ],
+            )
             try:
                 response = await self.call("OffsetCommit", request, timeout_s=max(0.1, deadline - time.monotonic()))
             except RaftlogError as exc:

@@ -125,19 +125,23 @@ class RecordAccumulator:
         header_bytes = sum(len(k) + len(v or b"") for k, v in headers)
         return len(key or b"") + len(value or b"") + header_bytes + self.RECORD_OVERHEAD_BYTES
 
-    def try_append(self, topic: str, partition: int, key, value, headers,
-                   timestamp_ms: int) -> tuple[RecordFuture, bool] | None:
+    def try_append(
+        self, topic: str, partition: int, key, value, headers, timestamp_ms: int
+    ) -> tuple[RecordFuture, bool] | None:
         """Adds a record; returns its future and whether a batch filled up (the sender should wake),
         or None when buffer_memory has no room for it now."""
         size = self.record_size(key, value, headers)
         if size > self._buffer_memory:
-            raise RaftlogError(Errors.MESSAGE_TOO_LARGE,
-                               f"a record of {size} bytes can never fit in buffer.memory={self._buffer_memory}")
+            raise RaftlogError(
+                Errors.MESSAGE_TOO_LARGE,
+                f"a record of {size} bytes can never fit in buffer.memory={self._buffer_memory}",
+            )
         with self._lock:
             return self._append_locked(topic, partition, key, value, headers, timestamp_ms, size)
 
-    def append(self, topic: str, partition: int, key, value, headers, timestamp_ms: int,
-               max_block_s: float) -> tuple[RecordFuture, bool]:
+    def append(
+        self, topic: str, partition: int, key, value, headers, timestamp_ms: int, max_block_s: float
+    ) -> tuple[RecordFuture, bool]:
         """try_append, waiting up to max_block_s for room (Kafka's max.block.ms); then fails.
 
         Blocks the calling thread: never call it on the thread that completes batches."""
@@ -155,10 +159,12 @@ class RecordAccumulator:
                     self._space_freed.wait(remaining_s)
 
     def buffer_full(self, size: int, max_block_s: float) -> RaftlogError:
-        return RaftlogError(Errors.REQUEST_TIMED_OUT,
-                            f"no room for a record of {size} bytes: buffer.memory={self._buffer_memory} bytes stayed "
-                            f"full ({self.buffered_bytes} bytes not yet acknowledged) for max.block.ms="
-                            f"{int(max_block_s * 1000)}")
+        return RaftlogError(
+            Errors.REQUEST_TIMED_OUT,
+            f"no room for a record of {size} bytes: buffer.memory={self._buffer_memory} bytes stayed "
+            f"full ({self.buffered_bytes} bytes not yet acknowledged) for max.block.ms="
+            f"{int(max_block_s * 1000)}",
+        )
 
     def _append_locked(self, topic, partition, key, value, headers, timestamp_ms, size):
         if self.buffered_bytes + size > self._buffer_memory:
@@ -210,7 +216,8 @@ class RecordAccumulator:
             self.unfinished -= 1
             self.buffered_bytes -= batch.size_bytes
             assert self.unfinished >= 0 and self.buffered_bytes >= 0, (
-                f"finished more than was appended: unfinished={self.unfinished}, buffered={self.buffered_bytes}")
+                f"finished more than was appended: unfinished={self.unfinished}, buffered={self.buffered_bytes}"
+            )
             self._space_freed.notify_all()
         for listener in self.space_listeners:
             listener()
@@ -281,8 +288,9 @@ class _Sender:
             # so that a freed slot is refilled without an encoding in between.
             for batch in self._accumulator.take_filled():
                 if batch.encoded is None:
-                    batch.encoded = record_codec.encode_batch(batch.records, self._settings["compression_type"],
-                                                              -1, -1, -1)
+                    batch.encoded = record_codec.encode_batch(
+                        batch.records, self._settings["compression_type"], -1, -1, -1
+                    )
 
     def _has_room(self, key: tuple[str, int]) -> bool:
         """The broker remembers a producer's last 5 batches per partition. A batch goes out only
@@ -325,12 +333,16 @@ class _Sender:
             self._unacked[key].add(batch.sequence)
         if batch.encoded is None:
             batch.encoded = record_codec.encode_batch(
-                batch.records, self._settings["compression_type"], self._producer_id, self._producer_epoch,
+                batch.records,
+                self._settings["compression_type"],
+                self._producer_id,
+                self._producer_epoch,
                 batch.sequence,
             )
         elif self._producer_id >= 0:  # encoded early, before its sequence was known
-            batch.encoded = record_codec.stamp_producer(batch.encoded, self._producer_id, self._producer_epoch,
-                                                        batch.sequence)
+            batch.encoded = record_codec.stamp_producer(
+                batch.encoded, self._producer_id, self._producer_epoch, batch.sequence
+            )
         window = self._window[key]
         if len(window) >= self._settings["max_in_flight"]:
             oldest = window.popleft()
@@ -358,14 +370,18 @@ class _Sender:
         try:
             deadline = batch.created_s + self._settings["delivery_timeout_ms"] / 1000.0
             attempts = 1
-            while self._retriable(batch, error) and attempts <= self._settings["retries"] and time.monotonic() <= deadline:
+            while (
+                self._retriable(batch, error) and attempts <= self._settings["retries"] and time.monotonic() <= deadline
+            ):
                 if error.refresh_metadata:
                     self._metadata.invalidate()
                 await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0 * random.uniform(0.8, 1.2))
                 try:
                     leader = await self._metadata.leader_for(batch.topic, batch.partition)
                     if leader.address is None:
-                        raise RaftlogError(Errors.LEADER_NOT_AVAILABLE, f"{batch.topic}-{batch.partition} has no leader")
+                        raise RaftlogError(
+                            Errors.LEADER_NOT_AVAILABLE, f"{batch.topic}-{batch.partition} has no leader"
+                        )
                     [outcome] = await self._produce(leader.address, [batch])
                 except RaftlogError as exc:
                     outcome = exc
@@ -415,16 +431,21 @@ class _Sender:
         """One Produce request carrying one batch per partition: each batch's base offset, or the
         error of this attempt."""
         now = time.monotonic()
-        remaining_ms = min(int((b.created_s + self._settings["delivery_timeout_ms"] / 1000.0 - now) * 1000)
-                           for b in batches)
+        remaining_ms = min(
+            int((b.created_s + self._settings["delivery_timeout_ms"] / 1000.0 - now) * 1000) for b in batches
+        )
         timeout_ms = max(1, min(self._settings["request_timeout_ms"], remaining_ms))
         request = broker_pb2.ProduceRequest(
-            acks=self._acks, timeout_ms=timeout_ms,
-            partitions=[broker_pb2.PartitionRecords(topic=b.topic, partition=b.partition, records=b.encoded)
-                        for b in batches],
+            acks=self._acks,
+            timeout_ms=timeout_ms,
+            partitions=[
+                broker_pb2.PartitionRecords(topic=b.topic, partition=b.partition, records=b.encoded) for b in batches
+            ],
         )
         try:
-            response = await self._metadata.stub(address).Produce(request, timeout=timeout_ms / 1000.0 + RESPONSE_MARGIN_S)
+            response = await self._metadata.stub(address).Produce(
+                request, timeout=timeout_ms / 1000.0 + RESPONSE_MARGIN_S
+            )
         except grpc.RpcError as exc:
             return [error_from_rpc(exc)] * len(batches)
         except asyncio.CancelledError:
@@ -438,7 +459,9 @@ class _Sender:
         for batch in batches:
             result = results.get((batch.topic, batch.partition))
             if result is None:
-                outcomes.append(RaftlogError(Errors.UNKNOWN_SERVER_ERROR, f"no result for {batch.topic}-{batch.partition}"))
+                outcomes.append(
+                    RaftlogError(Errors.UNKNOWN_SERVER_ERROR, f"no result for {batch.topic}-{batch.partition}")
+                )
             elif result.error_reason:
                 outcomes.append(RaftlogError.from_reason(result.error_reason, result.error_message))
             else:
@@ -446,8 +469,20 @@ class _Sender:
         return outcomes
 
 
-def _settings(acks, linger_ms, batch_size, compression_type, enable_idempotence, retries, max_in_flight,
-              delivery_timeout_ms, request_timeout_ms, retry_backoff_ms, buffer_memory, max_block_ms) -> dict:
+def _settings(
+    acks,
+    linger_ms,
+    batch_size,
+    compression_type,
+    enable_idempotence,
+    retries,
+    max_in_flight,
+    delivery_timeout_ms,
+    request_timeout_ms,
+    retry_backoff_ms,
+    buffer_memory,
+    max_block_ms,
+) -> dict:
     if acks not in ACKS:
         raise ValueError(f"acks must be 'all', 1 or 0, not {acks!r}")
     acks_value = ACKS[acks]
@@ -460,22 +495,52 @@ def _settings(acks, linger_ms, batch_size, compression_type, enable_idempotence,
     if batch_size < 1 or buffer_memory < 1 or max_block_ms < 0:
         raise ValueError("batch_size and buffer_memory must be >= 1, max_block_ms >= 0")
     return {
-        "acks": acks_value, "linger_ms": linger_ms, "batch_size": batch_size, "compression_type": compression_type,
-        "idempotent": idempotent, "retries": retries, "max_in_flight": max_in_flight,
-        "delivery_timeout_ms": delivery_timeout_ms, "request_timeout_ms": request_timeout_ms,
-        "retry_backoff_ms": retry_backoff_ms, "buffer_memory": buffer_memory, "max_block_ms": max_block_ms,
+        "acks": acks_value,
+        "linger_ms": linger_ms,
+        "batch_size": batch_size,
+        "compression_type": compression_type,
+        "idempotent": idempotent,
+        "retries": retries,
+        "max_in_flight": max_in_flight,
+        "delivery_timeout_ms": delivery_timeout_ms,
+        "request_timeout_ms": request_timeout_ms,
+        "retry_backoff_ms": retry_backoff_ms,
+        "buffer_memory": buffer_memory,
+        "max_block_ms": max_block_ms,
     }
 
 
 class _ProducerBase:
-    def __init__(self, bootstrap_servers, acks="all", linger_ms: int = 5, batch_size: int = 16384,
-                 compression_type: str | None = None, enable_idempotence: bool | None = None,
-                 retries: int = 2**31 - 1, max_in_flight: int = 5, delivery_timeout_ms: int = 120_000,
-                 request_timeout_ms: int = 30_000, retry_backoff_ms: int = 100, buffer_memory: int = 32 * 1024 * 1024,
-                 max_block_ms: int = 60_000):
-        self._settings = _settings(acks, linger_ms, batch_size, compression_type, enable_idempotence, retries,
-                                   max_in_flight, delivery_timeout_ms, request_timeout_ms, retry_backoff_ms,
-                                   buffer_memory, max_block_ms)
+    def __init__(
+        self,
+        bootstrap_servers,
+        acks="all",
+        linger_ms: int = 5,
+        batch_size: int = 16384,
+        compression_type: str | None = None,
+        enable_idempotence: bool | None = None,
+        retries: int = 2**31 - 1,
+        max_in_flight: int = 5,
+        delivery_timeout_ms: int = 120_000,
+        request_timeout_ms: int = 30_000,
+        retry_backoff_ms: int = 100,
+        buffer_memory: int = 32 * 1024 * 1024,
+        max_block_ms: int = 60_000,
+    ):
+        self._settings = _settings(
+            acks,
+            linger_ms,
+            batch_size,
+            compression_type,
+            enable_idempotence,
+            retries,
+            max_in_flight,
+            delivery_timeout_ms,
+            request_timeout_ms,
+            retry_backoff_ms,
+            buffer_memory,
+            max_block_ms,
+        )
         self._bootstrap = bootstrap_servers
         self._accumulator = RecordAccumulator(batch_size, linger_ms, buffer_memory)
         self._sticky = StickyPartitioner()
@@ -492,8 +557,9 @@ class _ProducerBase:
             return partition_for_key(key, count)
         return self._sticky.partition(topic, count)
 
-    def _record(self, topic, value, key, headers, partition,
-                timestamp_ms) -> tuple[str, int, bytes | None, bytes | None, list, int]:
+    def _record(
+        self, topic, value, key, headers, partition, timestamp_ms
+    ) -> tuple[str, int, bytes | None, bytes | None, list, int]:
         """(topic, partition, key, value, headers, timestamp_ms) as the accumulator takes them."""
         if self._closed:
             raise RaftlogError("INVALID_REQUEST", "the producer is closed")
@@ -540,8 +606,15 @@ class AsyncProducer(_ProducerBase):
         assert self._metadata is not None and self._sender is not None, "start() sets both"
         return self._metadata, self._sender
 
-    async def send(self, topic: str, value=None, key=None, headers=None, partition: int | None = None,
-                   timestamp_ms: int | None = None) -> RecordFuture:
+    async def send(
+        self,
+        topic: str,
+        value=None,
+        key=None,
+        headers=None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> RecordFuture:
         metadata, sender = await self._started()
         if topic not in self._partition_counts:
             self._partition_counts[topic] = len(await metadata.partitions_for(topic))
@@ -597,8 +670,15 @@ class Producer(_ProducerBase):
     async def _start_sender(self) -> None:
         self._sender.start()
 
-    def send(self, topic: str, value=None, key=None, headers=None, partition: int | None = None,
-             timestamp_ms: int | None = None) -> RecordFuture:
+    def send(
+        self,
+        topic: str,
+        value=None,
+        key=None,
+        headers=None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> RecordFuture:
         if topic not in self._partition_counts:
             partitions = self._background.run(self._metadata.partitions_for(topic), timeout_s=30)
             self._partition_counts[topic] = len(partitions)

@@ -34,12 +34,17 @@ def check_compression(name: str | None) -> None:
         raise ValueError(exc.message) from None
 
 
-def encode_batch(records: list[tuple], compression_type: str | None, producer_id: int, producer_epoch: int,
-                 base_sequence: int) -> bytes:
+def encode_batch(
+    records: list[tuple], compression_type: str | None, producer_id: int, producer_epoch: int, base_sequence: int
+) -> bytes:
     """records: (key, value, headers, timestamp_ms)."""
-    return _encode(records, compression_type, producer_id,
-                   producer_epoch if producer_id >= 0 else NO_PRODUCER_EPOCH,
-                   base_sequence if producer_id >= 0 else NO_SEQUENCE)
+    return _encode(
+        records,
+        compression_type,
+        producer_id,
+        producer_epoch if producer_id >= 0 else NO_PRODUCER_EPOCH,
+        base_sequence if producer_id >= 0 else NO_SEQUENCE,
+    )
 
 
 def stamp_producer(batch: bytes, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:

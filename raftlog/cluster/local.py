@@ -105,8 +105,14 @@ class LocalCluster:
         self.cluster_id = self._load_or_create_layout(nodes, base_port, first_node_id)
         metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
         self.specs = {
-            i: NodeSpec(i, base_port + k, metrics_base + k if metrics_base else 0, self.data_dir / f"node-{i}",
-                        (hosts or {}).get(i, HOST), (log_dirs or {}).get(i))
+            i: NodeSpec(
+                i,
+                base_port + k,
+                metrics_base + k if metrics_base else 0,
+                self.data_dir / f"node-{i}",
+                (hosts or {}).get(i, HOST),
+                (log_dirs or {}).get(i),
+            )
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
         self._launcher = launcher
@@ -119,8 +125,11 @@ class LocalCluster:
         if layout_path.exists():
             layout = json.loads(layout_path.read_text())
             # Layouts written before first_node_id existed numbered their nodes from 1.
-            existing = {"nodes": layout["nodes"], "base_port": layout["base_port"],
-                        "first_node_id": layout.get("first_node_id", 1)}
+            existing = {
+                "nodes": layout["nodes"],
+                "base_port": layout["base_port"],
+                "first_node_id": layout.get("first_node_id", 1),
+            }
             if existing != wanted:
                 raise ClusterLayoutError(
                     f"{self.data_dir} holds a cluster of {existing['nodes']} nodes on base port "
@@ -158,13 +167,20 @@ class LocalCluster:
     def start_node(self, node_id: int) -> subprocess.Popen:
         spec = self.specs[node_id]
         self._write_config(spec)
-        command = [*(self._launcher(node_id) if self._launcher else []),
-                   sys.executable, "-m", "cli.main", "node", "start", "--config", str(spec.config_path),
-                   "--format-if-empty"]
+        command = [
+            *(self._launcher(node_id) if self._launcher else []),
+            sys.executable,
+            "-m",
+            "cli.main",
+            "node",
+            "start",
+            "--config",
+            str(spec.config_path),
+            "--format-if-empty",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAFTLOG_")}
         with open(spec.log_path, "ab") as log_file:
-            process = subprocess.Popen(command, stdout=log_file, stderr=log_file, env=env,
-                                       start_new_session=True)
+            process = subprocess.Popen(command, stdout=log_file, stderr=log_file, env=env, start_new_session=True)
         self.processes[node_id] = process
         return process
 
@@ -213,8 +229,9 @@ class LocalCluster:
         ids = node_ids or list(self.specs)
         return Admin(",".join(self.specs[i].address for i in ids), timeout_ms=timeout_ms)
 
-    def wait_for_leader(self, timeout_s: float = 30.0, node_ids: list[int] | None = None,
-                        exclude: int | None = None) -> int:
+    def wait_for_leader(
+        self, timeout_s: float = 30.0, node_ids: list[int] | None = None, exclude: int | None = None
+    ) -> int:
         """Polls DescribeQuorum until a leader (other than `exclude`) answers; returns its id."""
         deadline = time.monotonic() + timeout_s
         with self.admin(node_ids, timeout_ms=2000) as admin:

@@ -68,8 +68,7 @@ class ActiveController:
         return status.leader_id == status.node_id
 
     async def start(self) -> None:
-        self._task = self._supervisor.spawn(self._fence_expired_loop(), name="controller-session-expiry",
-                                            critical=True)
+        self._task = self._supervisor.spawn(self._fence_expired_loop(), name="controller-session-expiry", critical=True)
 
     async def stop(self) -> None:
         if self._task:
@@ -128,15 +127,29 @@ class ActiveController:
 
     async def register_broker(self, request) -> int:
         now_ms = self._clock_ms()
-        offset = await self._decide(lambda image: decisions.register_broker(
-            image, request.broker_id, request.incarnation_id, request.endpoint.host, request.endpoint.port,
-            request.rack, self._sessions, now_ms, self._session_timeout_ms,
-            tuple((e.listener, e.host, e.port) for e in request.listeners),
-        ))
+        offset = await self._decide(
+            lambda image: decisions.register_broker(
+                image,
+                request.broker_id,
+                request.incarnation_id,
+                request.endpoint.host,
+                request.endpoint.port,
+                request.rack,
+                self._sessions,
+                now_ms,
+                self._session_timeout_ms,
+                tuple((e.listener, e.host, e.port) for e in request.listeners),
+            )
+        )
         self._sessions.touch(request.broker_id, now_ms)
         self._offline.forget(request.broker_id)  # a new incarnation reports afresh
-        log.info("registered broker %d at %s:%d, epoch %d", request.broker_id, request.endpoint.host,
-                 request.endpoint.port, offset)
+        log.info(
+            "registered broker %d at %s:%d, epoch %d",
+            request.broker_id,
+            request.endpoint.host,
+            request.endpoint.port,
+            offset,
+        )
         return offset
 
     async def broker_heartbeat(self, request) -> bool:
@@ -146,10 +159,18 @@ class ActiveController:
         offline = frozenset((r.topic_id, r.partition) for r in request.offline_replicas)
         if not request.want_fence:
             self._offline.report(request.broker_id, offline)
-        await self._decide(lambda image: decisions.broker_heartbeat(
-            image, request.broker_id, request.broker_epoch, request.metadata_offset, request.want_fence,
-            self._unclean_default, offline, self._offline,
-        ))
+        await self._decide(
+            lambda image: decisions.broker_heartbeat(
+                image,
+                request.broker_id,
+                request.broker_epoch,
+                request.metadata_offset,
+                request.want_fence,
+                self._unclean_default,
+                offline,
+                self._offline,
+            )
+        )
         return self.image.brokers[request.broker_id].fenced
 
     async def allocate_producer_ids(self, broker_id: int, broker_epoch: int) -> tuple[int, int]:
@@ -166,12 +187,14 @@ class ActiveController:
 
     # -- configs and topics -----------------------------------------------------------------
 
-    async def alter_configs(self, resource: admin_pb2.ConfigResource, ops: list[admin_pb2.AlterConfigOp],
-                            validate_only: bool) -> int:
+    async def alter_configs(
+        self, resource: admin_pb2.ConfigResource, ops: list[admin_pb2.AlterConfigOp], validate_only: bool
+    ) -> int:
         return await self._decide(lambda image: decisions.alter_configs(image, resource, ops), validate_only)
 
-    async def create_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str],
-                           validate_only: bool) -> int:
+    async def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str], validate_only: bool
+    ) -> int:
         partitions = partitions if partitions > 0 else int(self._broker_default("num.partitions"))
         if replication_factor <= 0:
             replication_factor = int(self._broker_default("default.replication.factor"))
@@ -202,20 +225,24 @@ class ActiveController:
         return await self._decide(decide)
 
     async def reassign(self, topic_name: str, index: int, replicas: list[int]) -> int:
-        return await self._decide(lambda image: partition_rules.start_reassignment(
-            self._partition(image, topic_name, index), replicas, set(image.brokers)
-        ))
+        return await self._decide(
+            lambda image: partition_rules.start_reassignment(
+                self._partition(image, topic_name, index), replicas, set(image.brokers)
+            )
+        )
 
-    async def alter_partition(self, topic_id: bytes, index: int,
-                              request: partition_rules.AlterPartitionRequest, broker_epoch: int) -> PartitionInfo:
+    async def alter_partition(
+        self, topic_id: bytes, index: int, request: partition_rules.AlterPartitionRequest, broker_epoch: int
+    ) -> PartitionInfo:
         def decide(image: MetadataImage):
             decisions.check_broker_epoch(image, request.broker_id, broker_epoch)
             topic = image.topics_by_id.get(topic_id)
             if topic is None or index not in topic.partitions:
                 raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"partition {index} of that topic id does not exist")
             partition = topic.partitions[index]
-            return partition_rules.alter_partition(partition, request,
-                                                   self._offline.usable_for(partition, decisions.usable_brokers(image)))
+            return partition_rules.alter_partition(
+                partition, request, self._offline.usable_for(partition, decisions.usable_brokers(image))
+            )
 
         await self._decide(decide)
         return self.image.topics_by_id[topic_id].partitions[index]
@@ -247,7 +274,8 @@ class ActiveController:
             if not self.is_active():
                 continue
             if self._sessions_term == self._driver.status().term and not decisions.fence_expired(
-                    self.image, self._sessions, self._clock_ms(), self._session_timeout_ms):
+                self.image, self._sessions, self._clock_ms(), self._session_timeout_ms
+            ):
                 continue  # nothing expired: no need for a quorum round trip
             try:
                 await self._decide(self._expired_decision)

@@ -125,8 +125,13 @@ def check_broker_epoch(image: MetadataImage, broker_id: int, broker_epoch: int) 
 
 
 def broker_heartbeat(
-    image: MetadataImage, broker_id: int, broker_epoch: int, metadata_offset: int, want_fence: bool,
-    unclean_default: bool = False, offline_replicas: frozenset[tuple[bytes, int]] = frozenset(),
+    image: MetadataImage,
+    broker_id: int,
+    broker_epoch: int,
+    metadata_offset: int,
+    want_fence: bool,
+    unclean_default: bool = False,
+    offline_replicas: frozenset[tuple[bytes, int]] = frozenset(),
     offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     """Unfences a broker once its metadata has caught up to its own registration; fences it on
@@ -143,22 +148,34 @@ def broker_heartbeat(
     return new_records
 
 
-def replicas_offline(image: MetadataImage, broker_id: int, offline_replicas: frozenset[tuple[bytes, int]],
-                     unclean_default: bool, offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
-                     ) -> list[metadata_pb2.MetadataRecord]:
+def replicas_offline(
+    image: MetadataImage,
+    broker_id: int,
+    offline_replicas: frozenset[tuple[bytes, int]],
+    unclean_default: bool,
+    offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
+) -> list[metadata_pb2.MetadataRecord]:
     """Partition changes for replicas a broker reports it cannot serve (none once they are done)."""
     usable = usable_brokers(image)
     new_records: list[metadata_pb2.MetadataRecord] = []
     for topic_name, partition in image.partitions():
         if (partition.topic_id, partition.partition) in offline_replicas:
-            new_records += partition_rules.on_replica_offline(partition, broker_id, offline.usable_for(partition, usable),
-                                                              unclean_allowed(image, topic_name, unclean_default))
+            new_records += partition_rules.on_replica_offline(
+                partition,
+                broker_id,
+                offline.usable_for(partition, usable),
+                unclean_allowed(image, topic_name, unclean_default),
+            )
     return new_records
 
 
 def fence_expired(
-    image: MetadataImage, sessions: BrokerSessions, now_ms: float, session_timeout_ms: int,
-    unclean_default: bool = False, offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
+    image: MetadataImage,
+    sessions: BrokerSessions,
+    now_ms: float,
+    session_timeout_ms: int,
+    unclean_default: bool = False,
+    offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     expired = [
         broker.broker_id
@@ -172,7 +189,11 @@ def fence_expired(
 
 
 def set_fenced(
-    image: MetadataImage, broker_id: int, fenced: bool, unclean_default: bool, also_fenced: AbstractSet[int] = frozenset(),
+    image: MetadataImage,
+    broker_id: int,
+    fenced: bool,
+    unclean_default: bool,
+    also_fenced: AbstractSet[int] = frozenset(),
     offline: OfflineReplicas = NO_OFFLINE_REPLICAS,
 ) -> list[metadata_pb2.MetadataRecord]:
     """The fencing record plus the partition changes it causes (leaders move, ISRs shrink or revive)."""
@@ -182,8 +203,12 @@ def set_fenced(
     react = partition_rules.on_broker_fenced if fenced else partition_rules.on_broker_unfenced
     new_records = [records.broker_fencing(broker_id, broker.epoch, fenced=fenced)]
     for topic_name, partition in image.partitions():
-        new_records += react(partition, broker_id, offline.usable_for(partition, usable),
-                             unclean_allowed(image, topic_name, unclean_default))
+        new_records += react(
+            partition,
+            broker_id,
+            offline.usable_for(partition, usable),
+            unclean_allowed(image, topic_name, unclean_default),
+        )
     return new_records
 
 

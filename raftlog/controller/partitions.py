@@ -27,15 +27,19 @@ def _first_usable(candidates: tuple[int, ...] | list[int], allowed: set[int]) ->
 def _change(partition: PartitionInfo, leader: int, isr: list[int]) -> list[metadata_pb2.MetadataRecord]:
     if leader == partition.leader and tuple(isr) == partition.isr:
         return []
-    return [records.partition_change(
-        partition.topic_id, partition.partition,
-        leader=leader if leader != partition.leader else None,
-        isr=isr if tuple(isr) != partition.isr else None,
-    )]
+    return [
+        records.partition_change(
+            partition.topic_id,
+            partition.partition,
+            leader=leader if leader != partition.leader else None,
+            isr=isr if tuple(isr) != partition.isr else None,
+        )
+    ]
 
 
-def on_broker_fenced(partition: PartitionInfo, broker_id: int, usable: set[int],
-                     unclean_allowed: bool) -> list[metadata_pb2.MetadataRecord]:
+def on_broker_fenced(
+    partition: PartitionInfo, broker_id: int, usable: set[int], unclean_allowed: bool
+) -> list[metadata_pb2.MetadataRecord]:
     """The broker is gone: drop it from the ISR (unless last) and move its leadership."""
     if broker_id not in partition.replicas:
         return []
@@ -50,8 +54,9 @@ def on_broker_fenced(partition: PartitionInfo, broker_id: int, usable: set[int],
     return _change(partition, leader, isr)
 
 
-def on_replica_offline(partition: PartitionInfo, broker_id: int, usable: set[int],
-                       unclean_allowed: bool) -> list[metadata_pb2.MetadataRecord]:
+def on_replica_offline(
+    partition: PartitionInfo, broker_id: int, usable: set[int], unclean_allowed: bool
+) -> list[metadata_pb2.MetadataRecord]:
     """The broker reports it cannot serve this replica (its log dir failed, or its log is being
     repaired after corruption): for this partition it is as good as fenced. Its leadership
     moves inside the ISR and it leaves the ISR (unless it is the last member: the partition is
@@ -59,8 +64,9 @@ def on_replica_offline(partition: PartitionInfo, broker_id: int, usable: set[int
     return on_broker_fenced(partition, broker_id, usable - {broker_id}, unclean_allowed)
 
 
-def on_broker_unfenced(partition: PartitionInfo, broker_id: int, usable: set[int],
-                       unclean_allowed: bool) -> list[metadata_pb2.MetadataRecord]:
+def on_broker_unfenced(
+    partition: PartitionInfo, broker_id: int, usable: set[int], unclean_allowed: bool
+) -> list[metadata_pb2.MetadataRecord]:
     """An offline partition gets a leader back when an ISR member (or, if allowed, any replica) returns."""
     if partition.leader != NO_LEADER or broker_id not in partition.replicas:
         return []
@@ -100,17 +106,21 @@ class AlterPartitionRequest:
     new_isr: tuple[int, ...]
 
 
-def alter_partition(partition: PartitionInfo, request: AlterPartitionRequest,
-                    usable: set[int]) -> list[metadata_pb2.MetadataRecord]:
+def alter_partition(
+    partition: PartitionInfo, request: AlterPartitionRequest, usable: set[int]
+) -> list[metadata_pb2.MetadataRecord]:
     """An ISR change asked for by the partition leader."""
     if request.broker_id != partition.leader:
         raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {request.broker_id} does not lead this partition")
     if request.leader_epoch != partition.leader_epoch:
-        raise RaftlogError("FENCED_LEADER_EPOCH",
-                           f"leader epoch {request.leader_epoch} is not the current {partition.leader_epoch}")
+        raise RaftlogError(
+            "FENCED_LEADER_EPOCH", f"leader epoch {request.leader_epoch} is not the current {partition.leader_epoch}"
+        )
     if request.partition_epoch != partition.partition_epoch:
-        raise RaftlogError("INVALID_UPDATE_VERSION",
-                           f"partition epoch {request.partition_epoch} is not the current {partition.partition_epoch}")
+        raise RaftlogError(
+            "INVALID_UPDATE_VERSION",
+            f"partition epoch {request.partition_epoch} is not the current {partition.partition_epoch}",
+        )
     new_isr = list(dict.fromkeys(request.new_isr))
     if partition.leader not in new_isr or not set(new_isr) <= set(partition.replicas):
         raise RaftlogError("INVALID_REQUEST", "the ISR must hold the leader and only replicas of the partition")
@@ -122,7 +132,9 @@ def alter_partition(partition: PartitionInfo, request: AlterPartitionRequest,
     return changes + _finish_reassignment(partition, isr_ordered, usable)
 
 
-def start_reassignment(partition: PartitionInfo, target: list[int], live: set[int]) -> list[metadata_pb2.MetadataRecord]:
+def start_reassignment(
+    partition: PartitionInfo, target: list[int], live: set[int]
+) -> list[metadata_pb2.MetadataRecord]:
     if not target or len(set(target)) != len(target):
         raise RaftlogError("INVALID_REPLICA_ASSIGNMENT", "target replicas must be non-empty and distinct")
     if set(target) - live:
@@ -134,17 +146,28 @@ def start_reassignment(partition: PartitionInfo, target: list[int], live: set[in
     adding = [r for r in target if r not in partition.replicas]
     removing = [r for r in partition.replicas if r not in target]
     replicas = target + removing
-    change = records.partition_change(partition.topic_id, partition.partition, replicas=replicas,
-                                      adding_replicas=adding, removing_replicas=removing)
+    change = records.partition_change(
+        partition.topic_id, partition.partition, replicas=replicas, adding_replicas=adding, removing_replicas=removing
+    )
     if not adding:  # nothing to catch up: finish at once
-        reassigned = PartitionInfo(partition.topic_id, partition.partition, tuple(replicas), partition.isr,
-                                   partition.leader, partition.leader_epoch, partition.partition_epoch + 1,
-                                   (), tuple(removing))
+        reassigned = PartitionInfo(
+            partition.topic_id,
+            partition.partition,
+            tuple(replicas),
+            partition.isr,
+            partition.leader,
+            partition.leader_epoch,
+            partition.partition_epoch + 1,
+            (),
+            tuple(removing),
+        )
         return [change] + _finish_reassignment(reassigned, list(partition.isr), live)
     return [change]
 
 
-def _finish_reassignment(partition: PartitionInfo, isr: list[int], usable: set[int]) -> list[metadata_pb2.MetadataRecord]:
+def _finish_reassignment(
+    partition: PartitionInfo, isr: list[int], usable: set[int]
+) -> list[metadata_pb2.MetadataRecord]:
     """Completes a reassignment once every target replica is in the ISR."""
     if not partition.adding_replicas and not partition.removing_replicas:
         return []
@@ -153,8 +176,14 @@ def _finish_reassignment(partition: PartitionInfo, isr: list[int], usable: set[i
         return []
     new_isr = [r for r in target if r in isr]
     leader = partition.leader if partition.leader in target else _first_usable(new_isr, usable)
-    return [records.partition_change(
-        partition.topic_id, partition.partition,
-        leader=leader if leader != partition.leader else None,
-        isr=new_isr, replicas=target, adding_replicas=[], removing_replicas=[],
-    )]
+    return [
+        records.partition_change(
+            partition.topic_id,
+            partition.partition,
+            leader=leader if leader != partition.leader else None,
+            isr=new_isr,
+            replicas=target,
+            adding_replicas=[],
+            removing_replicas=[],
+        )
+    ]

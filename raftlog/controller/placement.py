@@ -41,11 +41,11 @@ def place_partitions(
     ordered = sorted(brokers)
     assignments = []
     for index in range(count):
-        rotated = ordered[index % len(ordered):] + ordered[: index % len(ordered)]
+        rotated = ordered[index % len(ordered) :] + ordered[: index % len(ordered)]
         leader = min(rotated, key=lambda b: (leaders_load[b], replicas_load[b]))
         # Ties go to the brokers right after the leader in id order, as in Kafka's ring placement.
         after = ordered.index(leader) + 1
-        ring = ordered[after:] + ordered[:after - 1]
+        ring = ordered[after:] + ordered[: after - 1]
         followers = sorted(ring, key=lambda b: replicas_load[b])
         replicas = [leader] + followers[: replication_factor - 1]
         leaders_load[leader] += 1

@@ -24,11 +24,15 @@ def check_topic_name(name: str) -> None:
     if name in (".", ".."):
         raise RaftlogError("INVALID_TOPIC_EXCEPTION", f"topic name cannot be {name!r}")
     if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise RaftlogError("INVALID_TOPIC_EXCEPTION",
-                           f"topic name is {len(name)} characters; at most {MAX_TOPIC_NAME_LENGTH} are allowed")
+        raise RaftlogError(
+            "INVALID_TOPIC_EXCEPTION",
+            f"topic name is {len(name)} characters; at most {MAX_TOPIC_NAME_LENGTH} are allowed",
+        )
     if not _LEGAL_NAME.match(name):
-        raise RaftlogError("INVALID_TOPIC_EXCEPTION",
-                           f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_' and '-'")
+        raise RaftlogError(
+            "INVALID_TOPIC_EXCEPTION",
+            f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_' and '-'",
+        )
 
 
 def _colliding_topic(image: MetadataImage, name: str) -> str | None:
@@ -49,7 +53,11 @@ def usable_brokers(image: MetadataImage) -> list[int]:
 
 
 def create_topic(
-    image: MetadataImage, name: str, partitions: int, replication_factor: int, configs: dict[str, str],
+    image: MetadataImage,
+    name: str,
+    partitions: int,
+    replication_factor: int,
+    configs: dict[str, str],
     topic_id: bytes | None = None,
 ) -> list[metadata_pb2.MetadataRecord]:
     check_topic_name(name)
@@ -59,10 +67,12 @@ def create_topic(
     if collision:
         raise RaftlogError("INVALID_TOPIC_EXCEPTION", f"topic {name!r} collides with existing topic {collision!r}")
     if not 1 <= partitions <= MAX_PARTITIONS_CREATED_PER_REQUEST:
-        raise RaftlogError("INVALID_PARTITIONS",
-                           f"partitions must be 1..{MAX_PARTITIONS_CREATED_PER_REQUEST} in one request, got "
-                           f"{partitions} (grow the topic further with CreatePartitions, up to "
-                           f"{MAX_PARTITIONS_PER_TOPIC})")
+        raise RaftlogError(
+            "INVALID_PARTITIONS",
+            f"partitions must be 1..{MAX_PARTITIONS_CREATED_PER_REQUEST} in one request, got "
+            f"{partitions} (grow the topic further with CreatePartitions, up to "
+            f"{MAX_PARTITIONS_PER_TOPIC})",
+        )
     config_values = validated_configs(configs)
     replicas_load, leaders_load = current_load(image)
     assignments = place_partitions(usable_brokers(image), partitions, replication_factor, replicas_load, leaders_load)
@@ -91,12 +101,16 @@ def create_partitions(image: MetadataImage, name: str, total: int) -> list[metad
     if total > MAX_PARTITIONS_PER_TOPIC:
         raise RaftlogError("INVALID_PARTITIONS", f"a topic has at most {MAX_PARTITIONS_PER_TOPIC} partitions")
     if total - current > MAX_PARTITIONS_CREATED_PER_REQUEST:
-        raise RaftlogError("INVALID_PARTITIONS",
-                           f"one request may add at most {MAX_PARTITIONS_CREATED_PER_REQUEST} partitions; "
-                           f"{name!r} has {current}, {total} asked")
+        raise RaftlogError(
+            "INVALID_PARTITIONS",
+            f"one request may add at most {MAX_PARTITIONS_CREATED_PER_REQUEST} partitions; "
+            f"{name!r} has {current}, {total} asked",
+        )
     replication_factor = len(topic.partitions[0].replicas)
     replicas_load, leaders_load = current_load(image)
-    assignments = place_partitions(usable_brokers(image), total - current, replication_factor,
-                                   replicas_load, leaders_load)
-    return [records.partition(topic.topic_id, current + i, replicas, replicas[0])
-            for i, replicas in enumerate(assignments)]
+    assignments = place_partitions(
+        usable_brokers(image), total - current, replication_factor, replicas_load, leaders_load
+    )
+    return [
+        records.partition(topic.topic_id, current + i, replicas, replicas[0]) for i, replicas in enumerate(assignments)
+    ]

@@ -30,12 +30,17 @@ _MAX_BALANCE_MOVES_PER_PARTITION = 4
 class Assignor(Protocol):
     name: str
 
-    def assign(self, subscriptions: Mapping[str, frozenset[str]], partitions_per_topic: Mapping[str, int],
-               current: Mapping[str, frozenset[TopicPartition]]) -> Assignment: ...
+    def assign(
+        self,
+        subscriptions: Mapping[str, frozenset[str]],
+        partitions_per_topic: Mapping[str, int],
+        current: Mapping[str, frozenset[TopicPartition]],
+    ) -> Assignment: ...
 
 
-def _subscribed_partitions(subscriptions: Mapping[str, frozenset[str]],
-                           partitions_per_topic: Mapping[str, int]) -> list[TopicPartition]:
+def _subscribed_partitions(
+    subscriptions: Mapping[str, frozenset[str]], partitions_per_topic: Mapping[str, int]
+) -> list[TopicPartition]:
     topics = sorted({t for topics in subscriptions.values() for t in topics if t in partitions_per_topic})
     return [(t, p) for t in topics for p in range(partitions_per_topic[t])]
 
@@ -43,8 +48,12 @@ def _subscribed_partitions(subscriptions: Mapping[str, frozenset[str]],
 class UniformAssignor:
     name = "uniform"
 
-    def assign(self, subscriptions: Mapping[str, frozenset[str]], partitions_per_topic: Mapping[str, int],
-               current: Mapping[str, frozenset[TopicPartition]]) -> Assignment:
+    def assign(
+        self,
+        subscriptions: Mapping[str, frozenset[str]],
+        partitions_per_topic: Mapping[str, int],
+        current: Mapping[str, frozenset[TopicPartition]],
+    ) -> Assignment:
         if not subscriptions:
             return {}
         all_partitions = _subscribed_partitions(subscriptions, partitions_per_topic)
@@ -55,8 +64,7 @@ class UniformAssignor:
         for member in sorted(subscriptions):
             for tp in sorted(current.get(member, ())):
                 topic, index = tp
-                if (tp not in claimed and topic in subscriptions[member]
-                        and index < partitions_per_topic.get(topic, 0)):
+                if tp not in claimed and topic in subscriptions[member] and index < partitions_per_topic.get(topic, 0):
                     kept[member].append(tp)
                     claimed.add(tp)
         if len(set(subscriptions.values())) == 1:
@@ -74,7 +82,7 @@ class UniformAssignor:
         quota = {m: base + (1 if i < extra else 0) for i, m in enumerate(by_owned)}
         result: dict[str, list[TopicPartition]] = {}
         for member in members:
-            result[member] = kept[member][:quota[member]]
+            result[member] = kept[member][: quota[member]]
         owned = {tp for tps in result.values() for tp in tps}
         free = [tp for tp in all_partitions if tp not in owned]
         for member in sorted(members, key=lambda m: (len(result[m]), m)):
@@ -85,8 +93,11 @@ class UniformAssignor:
         return result
 
     @staticmethod
-    def _general(subscriptions: Mapping[str, frozenset[str]], kept: dict[str, list[TopicPartition]],
-                 all_partitions: list[TopicPartition]) -> dict[str, list]:
+    def _general(
+        subscriptions: Mapping[str, frozenset[str]],
+        kept: dict[str, list[TopicPartition]],
+        all_partitions: list[TopicPartition],
+    ) -> dict[str, list]:
         result = {m: list(tps) for m, tps in kept.items()}
         owner = {tp: m for m, tps in result.items() for tp in tps}
         for tp in all_partitions:
@@ -119,8 +130,12 @@ class UniformAssignor:
 class RangeAssignor:
     name = "range"
 
-    def assign(self, subscriptions: Mapping[str, frozenset[str]], partitions_per_topic: Mapping[str, int],
-               current: Mapping[str, frozenset[TopicPartition]]) -> Assignment:
+    def assign(
+        self,
+        subscriptions: Mapping[str, frozenset[str]],
+        partitions_per_topic: Mapping[str, int],
+        current: Mapping[str, frozenset[TopicPartition]],
+    ) -> Assignment:
         result: dict[str, set[TopicPartition]] = {m: set() for m in subscriptions}
         topics = sorted({t for ts in subscriptions.values() for t in ts if t in partitions_per_topic})
         for topic in topics:

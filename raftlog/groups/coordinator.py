@@ -67,8 +67,9 @@ def check_group_id(group_id: str) -> None:
     if not group_id:
         raise RaftlogError("INVALID_GROUP_ID", "the group id is empty")
     if len(group_id) > MAX_GROUP_ID_LENGTH:
-        raise RaftlogError("INVALID_GROUP_ID", f"the group id is {len(group_id)} characters; at most "
-                                               f"{MAX_GROUP_ID_LENGTH} are allowed")
+        raise RaftlogError(
+            "INVALID_GROUP_ID", f"the group id is {len(group_id)} characters; at most {MAX_GROUP_ID_LENGTH} are allowed"
+        )
 
 
 @dataclass
@@ -112,8 +113,16 @@ def _to_pb(tps) -> list[group_pb2.TopicPartitions]:
 
 
 class GroupCoordinator:
-    def __init__(self, broker_id: int, config, replicas: ReplicaManager, offset_store: OffsetStore,
-                 create_topic: CreateTopic, tasks: TaskSupervisor, metrics=None):
+    def __init__(
+        self,
+        broker_id: int,
+        config,
+        replicas: ReplicaManager,
+        offset_store: OffsetStore,
+        create_topic: CreateTopic,
+        tasks: TaskSupervisor,
+        metrics=None,
+    ):
         self.broker_id = broker_id
         self._config = config
         self._replicas = replicas
@@ -121,8 +130,10 @@ class GroupCoordinator:
         self._create_topic = create_topic
         self._tasks = tasks
         self.metrics = metrics
-        self.settings = GroupSettings(session_timeout_ms=config["group.consumer.session.timeout.ms"],
-                                      heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"])
+        self.settings = GroupSettings(
+            session_timeout_ms=config["group.consumer.session.timeout.ms"],
+            heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"],
+        )
         self._shards: dict[int, Shard] = {}
         self._load_locks: dict[int, asyncio.Lock] = {}
         self._applied: dict[int, int] = {}  # materializer: offsets partition -> applied offset
@@ -162,8 +173,9 @@ class GroupCoordinator:
         broker = self._replicas.image.brokers.get(info.leader)
         if info.leader == NO_LEADER or broker is None or broker.fenced:
             raise RaftlogError("COORDINATOR_NOT_AVAILABLE", f"{OFFSETS_TOPIC}-{index} has no leader right now")
-        return group_pb2.FindCoordinatorResponse(node_id=info.leader, host=broker.host, port=broker.port,
-                                                 partition=index)
+        return group_pb2.FindCoordinatorResponse(
+            node_id=info.leader, host=broker.host, port=broker.port, partition=index
+        )
 
     async def _create_offsets_topic(self) -> None:
         image = self._replicas.image
@@ -172,8 +184,7 @@ class GroupCoordinator:
         min_isr = min(int(self._config["min.insync.replicas"]), replication)
         configs = {"cleanup.policy": "compact", "min.insync.replicas": str(min_isr)}
         try:
-            await self._create_topic(OFFSETS_TOPIC, self._config["offsets.topic.num.partitions"], replication,
-                                     configs)
+            await self._create_topic(OFFSETS_TOPIC, self._config["offsets.topic.num.partitions"], replication, configs)
             log.info("created %s with replication factor %d", OFFSETS_TOPIC, replication)
         except RaftlogError as exc:
             if exc.reason != "TOPIC_ALREADY_EXISTS":
@@ -233,9 +244,16 @@ class GroupCoordinator:
         if partition.leader_epoch != epoch or not partition.is_leader:
             raise RaftlogError("NOT_COORDINATOR", f"lost {OFFSETS_TOPIC}-{index} while loading it")
         self._shards[index] = shard
-        log.info("%s-%d: loaded %d groups (%d rows from the offset store, %d records replayed from offset %d) "
-                 "in %.0f ms", OFFSETS_TOPIC, index, len(shard.groups), len(rows), replayed, applied,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "%s-%d: loaded %d groups (%d rows from the offset store, %d records replayed from offset %d) in %.0f ms",
+            OFFSETS_TOPIC,
+            index,
+            len(shard.groups),
+            len(rows),
+            replayed,
+            applied,
+            (time.monotonic() - started) * 1000,
+        )
         return shard
 
     def _entry(self, shard: Shard, group_id: str) -> GroupEntry:
@@ -256,8 +274,9 @@ class GroupCoordinator:
                 if entry is not None:
                     entry.offsets.pop((decoded.topic, decoded.partition), None)
                 return
-            self._entry(shard, decoded.group).offsets[(decoded.topic, decoded.partition)] = \
-                rec.decode_offset_value(value)
+            self._entry(shard, decoded.group).offsets[(decoded.topic, decoded.partition)] = rec.decode_offset_value(
+                value
+            )
             return
         if value is None:
             shard.groups.pop(decoded.group, None)
@@ -274,10 +293,16 @@ class GroupCoordinator:
         group.target = {}
         for m in value.members:
             member = Member(
-                member_id=m.member_id, instance_id=m.instance_id, client_id=m.client_id, client_host=m.client_host,
-                subscribed_topics=frozenset(m.subscribed_topics), subscribed_regex=m.subscribed_regex,
-                rebalance_timeout_ms=m.rebalance_timeout_ms, session_deadline_ms=0,
-                member_epoch=min(m.member_epoch, value.group_epoch), assigned=frozenset(m.assigned),
+                member_id=m.member_id,
+                instance_id=m.instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                subscribed_topics=frozenset(m.subscribed_topics),
+                subscribed_regex=m.subscribed_regex,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+                session_deadline_ms=0,
+                member_epoch=min(m.member_epoch, value.group_epoch),
+                assigned=frozenset(m.assigned),
             )
             group.members[m.member_id] = member
             group.target[m.member_id] = member.assigned
@@ -287,8 +312,9 @@ class GroupCoordinator:
     # -- reading the log ----------------------------------------------------------------------
 
     @staticmethod
-    def _read_records(partition: Partition, start: int, end: int,
-                      max_bytes: int | None = None) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    def _read_records(
+        partition: Partition, start: int, end: int, max_bytes: int | None = None
+    ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         """(offset, key, value) of the data records in [start, end), reading at most max_bytes."""
         position = max(start, partition.log.log_start_offset)
         read_bytes = 0
@@ -415,8 +441,9 @@ class GroupCoordinator:
         try:
             while writer.pending:
                 taken, count = 0, 0
-                while taken < len(writer.pending) and (count == 0 or count + len(writer.pending[taken][0])
-                                                       <= MAX_RECORDS_PER_APPEND):
+                while taken < len(writer.pending) and (
+                    count == 0 or count + len(writer.pending[taken][0]) <= MAX_RECORDS_PER_APPEND
+                ):
                     count += len(writer.pending[taken][0])
                     taken += 1
                 round_, writer.pending = writer.pending[:taken], writer.pending[taken:]
@@ -442,8 +469,9 @@ class GroupCoordinator:
         batch = encode_batch([(key, value, None, now) for key, value in records])
         min_isr = self._replicas.topic_settings(OFFSETS_TOPIC).min_insync_replicas
         try:
-            await partition.append_as_leader(batch, ACKS_ALL, WRITE_TIMEOUT_MS, min_isr,
-                                             self._replicas.replica_lag_time_max_ms())
+            await partition.append_as_leader(
+                batch, ACKS_ALL, WRITE_TIMEOUT_MS, min_isr, self._replicas.replica_lag_time_max_ms()
+            )
         except RaftlogError as exc:
             if exc.reason == "NOT_LEADER_OR_FOLLOWER":
                 raise RaftlogError("NOT_COORDINATOR", exc.message) from None
@@ -451,10 +479,20 @@ class GroupCoordinator:
 
     def _group_value(self, group: ConsumerGroup) -> rec.GroupValue:
         members = tuple(
-            rec.MemberRecord(m.member_id, m.instance_id, m.client_id, m.client_host, m.rebalance_timeout_ms,
-                             self.settings.session_timeout_ms, tuple(sorted(m.subscribed_topics)),
-                             m.subscribed_regex, m.member_epoch, tuple(sorted(m.assigned)))
-            for m in sorted(group.members.values(), key=lambda m: m.member_id))
+            rec.MemberRecord(
+                m.member_id,
+                m.instance_id,
+                m.client_id,
+                m.client_host,
+                m.rebalance_timeout_ms,
+                self.settings.session_timeout_ms,
+                tuple(sorted(m.subscribed_topics)),
+                m.subscribed_regex,
+                m.member_epoch,
+                tuple(sorted(m.assigned)),
+            )
+            for m in sorted(group.members.values(), key=lambda m: m.member_id)
+        )
         return rec.GroupValue(group.group_epoch, group.assignor, _wall_ms(), members)
 
     async def _persist_group(self, partition: Partition, entry: GroupEntry) -> None:
@@ -479,8 +517,10 @@ class GroupCoordinator:
             if comparable != entry.written:  # session deadlines are not persisted: a plain heartbeat writes nothing
                 if not entry.group.members:
                     entry.empty_since_ms = _wall_ms()
-                await self._append(partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)),
-                                                rec.encode_group_value(value))])
+                await self._append(
+                    partition,
+                    [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)), rec.encode_group_value(value))],
+                )
                 epoch_moved = entry.written is None or entry.written.group_epoch != value.group_epoch
                 entry.written = comparable
                 if self.metrics and epoch_moved:
@@ -491,21 +531,27 @@ class GroupCoordinator:
 
     # -- the API ------------------------------------------------------------------------------
 
-    async def heartbeat(self, request: group_pb2.ConsumerGroupHeartbeatRequest,
-                        client_host: str) -> group_pb2.ConsumerGroupHeartbeatResponse:
+    async def heartbeat(
+        self, request: group_pb2.ConsumerGroupHeartbeatRequest, client_host: str
+    ) -> group_pb2.ConsumerGroupHeartbeatResponse:
         shard, partition = await self._shard(request.group_id)
         if request.member_epoch < 0 and request.group_id not in shard.groups:
-            return group_pb2.ConsumerGroupHeartbeatResponse(member_id=request.member_id,
-                                                            member_epoch=request.member_epoch)
+            return group_pb2.ConsumerGroupHeartbeatResponse(
+                member_id=request.member_id, member_epoch=request.member_epoch
+            )
         if request.member_epoch > 0 and request.group_id not in shard.groups:
             raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member {request.member_id!r}")
         entry = self._entry(shard, request.group_id)
         hb = Heartbeat(
-            member_id=request.member_id, member_epoch=request.member_epoch, instance_id=request.instance_id or None,
-            client_id=request.client_id, client_host=client_host,
+            member_id=request.member_id,
+            member_epoch=request.member_epoch,
+            instance_id=request.instance_id or None,
+            client_id=request.client_id,
+            client_host=client_host,
             rebalance_timeout_ms=request.rebalance_timeout_ms or 60_000,
             subscribed_topics=tuple(request.subscribed_topic_names)
-            if request.subscription_changed and not request.subscribed_regex else None,
+            if request.subscription_changed and not request.subscribed_regex
+            else None,
             subscribed_regex=request.subscribed_regex or None if request.subscription_changed else None,
             server_assignor=request.server_assignor or None,
             owned=_tps(request.owned_partitions) if request.owned_sent else None,
@@ -514,8 +560,11 @@ class GroupCoordinator:
         await self._persist_group(partition, entry)
         self._track_rebalance(entry)
         return group_pb2.ConsumerGroupHeartbeatResponse(
-            member_id=answer.member_id, member_epoch=answer.member_epoch,
-            heartbeat_interval_ms=self.settings.heartbeat_interval_ms, assignment=_to_pb(answer.assignment))
+            member_id=answer.member_id,
+            member_epoch=answer.member_epoch,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
+            assignment=_to_pb(answer.assignment),
+        )
 
     def _track_rebalance(self, entry: GroupEntry) -> None:
         if entry.group.state in (GroupState.STABLE, GroupState.EMPTY):
@@ -531,8 +580,9 @@ class GroupCoordinator:
         entry = shard.groups.get(request.group_id)
         if entry is None:
             if request.member_id or request.member_epoch >= 0:
-                raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member "
-                                                        f"{request.member_id!r}")
+                raise RaftlogError(
+                    "UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member {request.member_id!r}"
+                )
         else:
             entry.group.validate_commit(request.member_id, request.member_epoch)
         image = self._replicas.image
@@ -553,9 +603,13 @@ class GroupCoordinator:
             results.append(result)
         if writes:
             try:
-                await self._append(partition, [
-                    (rec.encode_offset_key(rec.OffsetKey(request.group_id, t, p)), rec.encode_offset_value(v))
-                    for (t, p), v in writes])
+                await self._append(
+                    partition,
+                    [
+                        (rec.encode_offset_key(rec.OffsetKey(request.group_id, t, p)), rec.encode_offset_value(v))
+                        for (t, p), v in writes
+                    ],
+                )
             except RaftlogError:
                 if self.metrics:
                     self.metrics.offset_commit_failed()
@@ -576,12 +630,20 @@ class GroupCoordinator:
         for topic, index in wanted:
             value = offsets.get((topic, index))
             if value is None:
-                response.offsets.append(group_pb2.CommittedOffset(topic=topic, partition=index, offset=-1,
-                                                                  leader_epoch=-1))
+                response.offsets.append(
+                    group_pb2.CommittedOffset(topic=topic, partition=index, offset=-1, leader_epoch=-1)
+                )
             else:
-                response.offsets.append(group_pb2.CommittedOffset(
-                    topic=topic, partition=index, offset=value.offset, leader_epoch=value.leader_epoch,
-                    metadata=value.metadata, commit_timestamp_ms=value.commit_timestamp_ms))
+                response.offsets.append(
+                    group_pb2.CommittedOffset(
+                        topic=topic,
+                        partition=index,
+                        offset=value.offset,
+                        leader_epoch=value.leader_epoch,
+                        metadata=value.metadata,
+                        commit_timestamp_ms=value.commit_timestamp_ms,
+                    )
+                )
         return response
 
     async def list_groups(self) -> group_pb2.ListGroupsResponse:
@@ -593,8 +655,9 @@ class GroupCoordinator:
             except RaftlogError:
                 continue  # not ours
             for group_id, entry in sorted(shard.groups.items()):
-                response.groups.append(group_pb2.ListedGroup(group_id=group_id, group_type="consumer",
-                                                             state=entry.group.state.value))
+                response.groups.append(
+                    group_pb2.ListedGroup(group_id=group_id, group_type="consumer", state=entry.group.state.value)
+                )
         return response
 
     async def describe(self, group_id: str) -> group_pb2.DescribeGroupsResponse:
@@ -604,14 +667,28 @@ class GroupCoordinator:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
         group = entry.group
         response = group_pb2.DescribeGroupsResponse(
-            group_id=group_id, state=group.state.value, group_epoch=group.group_epoch,
-            assignment_epoch=group.assignment_epoch, assignor=group.assignor, coordinator_id=self.broker_id)
+            group_id=group_id,
+            state=group.state.value,
+            group_epoch=group.group_epoch,
+            assignment_epoch=group.assignment_epoch,
+            assignor=group.assignor,
+            coordinator_id=self.broker_id,
+        )
         for m in sorted(group.members.values(), key=lambda m: m.member_id):
-            response.members.append(group_pb2.DescribedMember(
-                member_id=m.member_id, instance_id=m.instance_id or "", client_id=m.client_id,
-                client_host=m.client_host, member_epoch=m.member_epoch, member_state=m.state.value,
-                subscribed_topic_names=sorted(m.subscribed_topics), subscribed_regex=m.subscribed_regex or "",
-                assignment=_to_pb(m.assigned), target_assignment=_to_pb(group.target.get(m.member_id, ()))))
+            response.members.append(
+                group_pb2.DescribedMember(
+                    member_id=m.member_id,
+                    instance_id=m.instance_id or "",
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    member_epoch=m.member_epoch,
+                    member_state=m.state.value,
+                    subscribed_topic_names=sorted(m.subscribed_topics),
+                    subscribed_regex=m.subscribed_regex or "",
+                    assignment=_to_pb(m.assigned),
+                    target_assignment=_to_pb(group.target.get(m.member_id, ())),
+                )
+            )
         return response
 
     async def delete_group(self, group_id: str) -> None:
@@ -620,13 +697,15 @@ class GroupCoordinator:
         if entry is None:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
         if entry.group.members:
-            raise RaftlogError("NON_EMPTY_GROUP", f"group {group_id!r} has active members: "
-                                                  f"{', '.join(sorted(entry.group.members))}")
+            raise RaftlogError(
+                "NON_EMPTY_GROUP", f"group {group_id!r} has active members: {', '.join(sorted(entry.group.members))}"
+            )
         await self._delete_group(shard, partition, group_id, entry)
 
     async def _delete_group(self, shard: Shard, partition: Partition, group_id: str, entry: GroupEntry) -> None:
         tombstones: list[tuple[bytes, bytes | None]] = [
-            (rec.encode_offset_key(rec.OffsetKey(group_id, t, p)), None) for t, p in sorted(entry.offsets)]
+            (rec.encode_offset_key(rec.OffsetKey(group_id, t, p)), None) for t, p in sorted(entry.offsets)
+        ]
         tombstones.append((rec.encode_group_key(rec.GroupKey(group_id)), None))
         entry.group.deleted = True  # heartbeats arriving during the write find it gone (GROUP_ID_NOT_FOUND)
         try:
@@ -653,8 +732,9 @@ class GroupCoordinator:
                 deletes.append((topic, index))
             results.append(result)
         if deletes:
-            await self._append(partition, [(rec.encode_offset_key(rec.OffsetKey(request.group_id, t, p)), None)
-                                           for t, p in deletes])
+            await self._append(
+                partition, [(rec.encode_offset_key(rec.OffsetKey(request.group_id, t, p)), None) for t, p in deletes]
+            )
             for tp in deletes:
                 entry.offsets.pop(tp, None)
         return group_pb2.OffsetDeleteResponse(results=results)
@@ -693,8 +773,9 @@ class GroupCoordinator:
 
     @staticmethod
     def _read_timestamps(partition: Partition, offset: int):
-        data = partition.log.read(max(offset, partition.log.log_start_offset), 64 * 1024,
-                                  max_offset=partition.high_watermark)
+        data = partition.log.read(
+            max(offset, partition.log.log_start_offset), 64 * 1024, max_offset=partition.high_watermark
+        )
         for _, records in iter_batches(data):
             for record in records:
                 if record.offset >= offset:

@@ -129,8 +129,9 @@ class ConsumerGroup:
             return GroupState.EMPTY
         if self.assignment_epoch < self.group_epoch:
             return GroupState.ASSIGNING
-        if any(m.member_epoch != self.assignment_epoch or m.state is not MemberState.STABLE
-               for m in self.members.values()):
+        if any(
+            m.member_epoch != self.assignment_epoch or m.state is not MemberState.STABLE for m in self.members.values()
+        ):
             return GroupState.RECONCILING
         return GroupState.STABLE
 
@@ -153,14 +154,16 @@ class ConsumerGroup:
         if self.deleted:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {self.group_id!r} was deleted")
         if hb.server_assignor is not None and hb.server_assignor not in ASSIGNORS:
-            raise RaftlogError("UNSUPPORTED_ASSIGNOR",
-                               f"assignor {hb.server_assignor!r} is not one of {', '.join(sorted(ASSIGNORS))}")
+            raise RaftlogError(
+                "UNSUPPORTED_ASSIGNOR", f"assignor {hb.server_assignor!r} is not one of {', '.join(sorted(ASSIGNORS))}"
+            )
         if hb.subscribed_regex is not None:
             try:
                 re.compile(hb.subscribed_regex)
             except re.error as exc:
-                raise RaftlogError("INVALID_REGULAR_EXPRESSION",
-                                   f"subscription pattern {hb.subscribed_regex!r}: {exc}") from None
+                raise RaftlogError(
+                    "INVALID_REGULAR_EXPRESSION", f"subscription pattern {hb.subscribed_regex!r}: {exc}"
+                ) from None
         if hb.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             return self._leave(hb)
         member = self._member_for(hb, now_ms)
@@ -200,9 +203,13 @@ class ConsumerGroup:
                 # A member that rejoins (after a fencing on its side, or a lost answer) starts over.
                 self._remove(member_id)
             member = Member(
-                member_id=member_id, instance_id=hb.instance_id, client_id=hb.client_id,
-                client_host=hb.client_host, subscribed_topics=frozenset(hb.subscribed_topics or ()),
-                subscribed_regex=hb.subscribed_regex, rebalance_timeout_ms=hb.rebalance_timeout_ms,
+                member_id=member_id,
+                instance_id=hb.instance_id,
+                client_id=hb.client_id,
+                client_host=hb.client_host,
+                subscribed_topics=frozenset(hb.subscribed_topics or ()),
+                subscribed_regex=hb.subscribed_regex,
+                rebalance_timeout_ms=hb.rebalance_timeout_ms,
                 session_deadline_ms=now_ms + self.settings.session_timeout_ms,
             )
             self.members[member_id] = member
@@ -214,12 +221,14 @@ class ConsumerGroup:
         if hb.member_epoch != member.member_epoch:
             # A lost answer: the member may still be at its previous epoch, as long as it owns
             # nothing it was not given (Kafka accepts that case too).
-            lost_answer = (hb.member_epoch == member.previous_member_epoch and hb.owned is not None
-                           and hb.owned <= member.assigned)
+            lost_answer = (
+                hb.member_epoch == member.previous_member_epoch and hb.owned is not None and hb.owned <= member.assigned
+            )
             if not lost_answer:
-                raise RaftlogError("FENCED_MEMBER_EPOCH",
-                                   f"member {hb.member_id!r} sent epoch {hb.member_epoch}; "
-                                   f"its epoch is {member.member_epoch}")
+                raise RaftlogError(
+                    "FENCED_MEMBER_EPOCH",
+                    f"member {hb.member_id!r} sent epoch {hb.member_epoch}; its epoch is {member.member_epoch}",
+                )
         member.left_static = False
         return member
 
@@ -263,8 +272,11 @@ class ConsumerGroup:
         self.rebalances += 1
 
     def _subscribed_counts(self, partitions_per_topic: Mapping[str, int]) -> dict[str, int]:
-        return {t: partitions_per_topic[t] for t in self.subscribed_topic_names(partitions_per_topic)
-                if t in partitions_per_topic}
+        return {
+            t: partitions_per_topic[t]
+            for t in self.subscribed_topic_names(partitions_per_topic)
+            if t in partitions_per_topic
+        }
 
     def _compute_target(self, partitions_per_topic: Mapping[str, int]) -> None:
         subscriptions = {m.member_id: self._resolve(m, partitions_per_topic) for m in self.members.values()}
@@ -299,9 +311,12 @@ class ConsumerGroup:
     def expire(self, now_ms: int) -> list[str]:
         """Removes members whose session ran out or that did not revoke within their rebalance
         timeout (fenced); returns their ids."""
-        gone = [m.member_id for m in self.members.values()
-                if m.session_deadline_ms <= now_ms
-                or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)]
+        gone = [
+            m.member_id
+            for m in self.members.values()
+            if m.session_deadline_ms <= now_ms
+            or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)
+        ]
         for member_id in gone:
             self._remove(member_id)
         if gone:
@@ -315,28 +330,34 @@ class ConsumerGroup:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {self.group_id!r} was deleted")
         if member_epoch < 0 and not member_id:
             if self.members:
-                raise RaftlogError("UNKNOWN_MEMBER_ID",
-                                   f"group {self.group_id!r} has active members; a commit from outside the "
-                                   f"group needs it empty")
+                raise RaftlogError(
+                    "UNKNOWN_MEMBER_ID",
+                    f"group {self.group_id!r} has active members; a commit from outside the group needs it empty",
+                )
             return
         member = self.members.get(member_id)
         if member is None:
             raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {self.group_id!r} has no member {member_id!r}")
         if member_epoch != member.member_epoch:
-            raise RaftlogError("STALE_MEMBER_EPOCH", f"commit with member epoch {member_epoch}; "
-                                                      f"member {member_id!r} is at {member.member_epoch}")
+            raise RaftlogError(
+                "STALE_MEMBER_EPOCH",
+                f"commit with member epoch {member_epoch}; member {member_id!r} is at {member.member_epoch}",
+            )
 
     # -- invariants ---------------------------------------------------------------------------
 
     def check_invariants(self) -> None:
         seen: dict[TopicPartition, str] = {}
         for member in self.members.values():
-            assert not (member.assigned & member.revoking), \
+            assert not (member.assigned & member.revoking), (
                 f"member {member.member_id} both owns and revokes {sorted(member.assigned & member.revoking)}"
+            )
             for tp in member.owned():
                 other = seen.setdefault(tp, member.member_id)
-                assert other == member.member_id, \
+                assert other == member.member_id, (
                     f"group {self.group_id}: {tp} owned by {other} and {member.member_id} at once"
-            assert member.member_epoch <= self.assignment_epoch <= self.group_epoch, \
-                f"epochs out of order: member {member.member_epoch}, target {self.assignment_epoch}, " \
+                )
+            assert member.member_epoch <= self.assignment_epoch <= self.group_epoch, (
+                f"epochs out of order: member {member.member_epoch}, target {self.assignment_epoch}, "
                 f"group {self.group_epoch}"
+            )

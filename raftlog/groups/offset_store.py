@@ -47,14 +47,15 @@ class OffsetStore:
         # offset, and applying a record again gives each key its newest value once more).
         applied = self.applied_offset(partition)
         prefix = _row_prefix(partition)
-        rows = [(key[len(prefix):], value) for key, value in self._family.items(prefix, _row_prefix(partition + 1))]
+        rows = [(key[len(prefix) :], value) for key, value in self._family.items(prefix, _row_prefix(partition + 1))]
         return applied, rows
 
     def apply(self, partition: int, records: list[tuple[bytes, bytes | None]], applied_offset: int) -> None:
         """Applies records (in log order) and moves the applied offset, atomically."""
         previous = self.applied_offset(partition)
-        assert applied_offset >= previous, \
+        assert applied_offset >= previous, (
             f"offsets partition {partition}: applied offset would go back from {previous} to {applied_offset}"
+        )
         batch = WriteBatch()
         prefix = _row_prefix(partition)
         for key, value in records:

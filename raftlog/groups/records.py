@@ -82,6 +82,7 @@ class GroupValue:
 
 # -- primitives -----------------------------------------------------------------------------------
 
+
 def _string(value: str | None) -> bytes:
     if value is None:
         return _I16.pack(-1)
@@ -102,7 +103,7 @@ class _Reader:
     def _take(self, size: int) -> bytes:
         if size < 0 or self.pos + size > len(self.data):
             raise RecordFormatError(f"record ends at byte {len(self.data)}, {size} more needed at {self.pos}")
-        chunk = self.data[self.pos:self.pos + size]
+        chunk = self.data[self.pos : self.pos + size]
         self.pos += size
         return chunk
 
@@ -136,13 +137,19 @@ class _Reader:
 
 # -- keys and values ------------------------------------------------------------------------------
 
+
 def encode_offset_key(key: OffsetKey) -> bytes:
     return _I16.pack(OFFSET_COMMIT_KEY_VERSION) + _string(key.group) + _string(key.topic) + _I32.pack(key.partition)
 
 
 def encode_offset_value(value: OffsetValue) -> bytes:
-    return (_I16.pack(OFFSET_COMMIT_VALUE_VERSION) + _I64.pack(value.offset) + _I32.pack(value.leader_epoch)
-            + _string(value.metadata) + _I64.pack(value.commit_timestamp_ms))
+    return (
+        _I16.pack(OFFSET_COMMIT_VALUE_VERSION)
+        + _I64.pack(value.offset)
+        + _I32.pack(value.leader_epoch)
+        + _string(value.metadata)
+        + _I64.pack(value.commit_timestamp_ms)
+    )
 
 
 def encode_group_key(key: GroupKey) -> bytes:
@@ -167,13 +174,26 @@ def _assignment(member: MemberRecord) -> bytes:
 
 
 def encode_group_value(value: GroupValue) -> bytes:
-    parts = [_I16.pack(GROUP_METADATA_VALUE_VERSION), _string("consumer"), _I32.pack(value.group_epoch),
-             _string(value.assignor), _string(None), _I64.pack(value.state_timestamp_ms),
-             _I32.pack(len(value.members))]
+    parts = [
+        _I16.pack(GROUP_METADATA_VALUE_VERSION),
+        _string("consumer"),
+        _I32.pack(value.group_epoch),
+        _string(value.assignor),
+        _string(None),
+        _I64.pack(value.state_timestamp_ms),
+        _I32.pack(len(value.members)),
+    ]
     for m in value.members:
-        parts += [_string(m.member_id), _string(m.instance_id), _string(m.client_id), _string(m.client_host),
-                  _I32.pack(m.rebalance_timeout_ms), _I32.pack(m.session_timeout_ms),
-                  _bytes(_subscription(m)), _bytes(_assignment(m))]
+        parts += [
+            _string(m.member_id),
+            _string(m.instance_id),
+            _string(m.client_id),
+            _string(m.client_host),
+            _I32.pack(m.rebalance_timeout_ms),
+            _I32.pack(m.session_timeout_ms),
+            _bytes(_subscription(m)),
+            _bytes(_assignment(m)),
+        ]
     return b"".join(parts)
 
 
@@ -238,13 +258,26 @@ def decode_group_value(data: bytes) -> GroupValue:
         rebalance_timeout, session_timeout = reader.i32(), reader.i32()
         topics, regex = _decode_subscription(reader.bytes_() or b"")
         assigned, member_epoch = _decode_assignment(reader.bytes_() or b"")
-        members.append(MemberRecord(member_id, instance_id, client_id, client_host, rebalance_timeout,
-                                    session_timeout, topics, regex, member_epoch, assigned))
+        members.append(
+            MemberRecord(
+                member_id,
+                instance_id,
+                client_id,
+                client_host,
+                rebalance_timeout,
+                session_timeout,
+                topics,
+                regex,
+                member_epoch,
+                assigned,
+            )
+        )
     reader.done()
     return GroupValue(epoch, assignor, timestamp, tuple(members))
 
 
 # -- group -> partition ---------------------------------------------------------------------------
+
 
 def java_string_hash(text: str) -> int:
     """Java's String.hashCode (over UTF-16 code units, int32 overflow)."""
@@ -273,14 +306,19 @@ def describe_record(key: bytes | None, value: bytes | None) -> str:
             if value is None:
                 return f"{head} payload: <DELETE>"
             v = decode_offset_value(value)
-            return (f"{head} payload: offset={v.offset},leader_epoch={v.leader_epoch},metadata={v.metadata!r},"
-                    f"commit_timestamp={v.commit_timestamp_ms}")
+            return (
+                f"{head} payload: offset={v.offset},leader_epoch={v.leader_epoch},metadata={v.metadata!r},"
+                f"commit_timestamp={v.commit_timestamp_ms}"
+            )
         head = f"group_metadata::group={decoded.group}"
         if value is None:
             return f"{head} payload: <DELETE>"
         g = decode_group_value(value)
-        members = ";".join(f"{m.member_id}(epoch={m.member_epoch},instance={m.instance_id},"
-                           f"assigned={','.join(f'{t}-{p}' for t, p in m.assigned)})" for m in g.members)
+        members = ";".join(
+            f"{m.member_id}(epoch={m.member_epoch},instance={m.instance_id},"
+            f"assigned={','.join(f'{t}-{p}' for t, p in m.assigned)})"
+            for m in g.members
+        )
         return f"{head} payload: epoch={g.group_epoch},assignor={g.assignor},members=[{members}]"
     except (RecordFormatError, UnicodeDecodeError, struct.error) as exc:
         return f"undecodable offsets record: {exc}"

@@ -9,5 +9,15 @@ from raftlog.log.config import LogConfig, TopicSettings
 from raftlog.log.errors import CorruptRecordError, LogError, OffsetOutOfRangeError
 from raftlog.log.partition_log import AppendResult, GroupCommit, PartitionLog, partition_directory
 
-__all__ = ["AppendResult", "CorruptRecordError", "GroupCommit", "LogConfig", "LogError", "OffsetOutOfRangeError",
-           "PartitionLog", "TopicSettings", "partition_directory", "scrubber"]
+__all__ = [
+    "AppendResult",
+    "CorruptRecordError",
+    "GroupCommit",
+    "LogConfig",
+    "LogError",
+    "OffsetOutOfRangeError",
+    "PartitionLog",
+    "TopicSettings",
+    "partition_directory",
+    "scrubber",
+]

@@ -139,8 +139,7 @@ def _keep(record, latest: dict[bytes, int], drop_tombstones: bool) -> bool:
     return not (record.value is None and drop_tombstones)
 
 
-def _write_cleaned(path: Path, size: int, latest: dict[bytes, int], drop_tombstones: bool,
-                   stats: CleanStats) -> Path:
+def _write_cleaned(path: Path, size: int, latest: dict[bytes, int], drop_tombstones: bool, stats: CleanStats) -> Path:
     cleaned = path.with_name(path.name + CLEANED_SUFFIX)
     with open(cleaned, "wb") as out:
         for header, records in _file_batches(path, size):
@@ -182,8 +181,9 @@ def abandon(plan: CleanPlan) -> None:
 def _still_current(partition_log: PartitionLog, plan: CleanPlan) -> bool:
     """The sealed segments are the ones prepare read, unchanged, and still sealed."""
     segments = partition_log.segments
-    return (len(segments) > len(plan.segments)
-            and all(a is b and a.size == size for a, b, size in zip(segments, plan.segments, plan.sizes)))
+    return len(segments) > len(plan.segments) and all(
+        a is b and a.size == size for a, b, size in zip(segments, plan.segments, plan.sizes)
+    )
 
 
 def commit(partition_log: PartitionLog, plan: CleanPlan, crash_after: str | None = None) -> CleanStats:
@@ -202,8 +202,13 @@ def commit(partition_log: PartitionLog, plan: CleanPlan, crash_after: str | None
         partition_log.segments[i] = _reopened(segment, partition_log.config.index_interval_bytes)
         plan.stats.segments += 1
     _write_checkpoint(partition_log.directory, plan.first_dirty_offset)
-    log.info("%s: compacted %d segments, kept %d records, removed %d", partition_log.directory,
-             plan.stats.segments, plan.stats.records_kept, plan.stats.records_removed)
+    log.info(
+        "%s: compacted %d segments, kept %d records, removed %d",
+        partition_log.directory,
+        plan.stats.segments,
+        plan.stats.records_kept,
+        plan.stats.records_removed,
+    )
     return plan.stats
 
 
@@ -241,5 +246,3 @@ def _reopened(segment: LogSegment, index_interval_bytes: int) -> LogSegment:
     fresh = LogSegment(segment.directory, segment.base_offset, index_interval_bytes, segment.created_ms)
     fresh.recover(validate=False)
     return fresh
-
-

@@ -47,12 +47,13 @@ def compress(codec: int, data: bytes) -> bytes:
     if codec == SNAPPY:
         blocks = [_XERIAL_HEADER]
         for start in range(0, len(data), _XERIAL_BLOCK_BYTES):
-            block = bytes(cramjam.snappy.compress_raw(data[start:start + _XERIAL_BLOCK_BYTES]))
+            block = bytes(cramjam.snappy.compress_raw(data[start : start + _XERIAL_BLOCK_BYTES]))
             blocks.append(struct.pack(">i", len(block)) + block)
         return b"".join(blocks)
     if codec == LZ4:
-        return lz4.frame.compress(data, block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False,
-                                  content_checksum=False)
+        return lz4.frame.compress(
+            data, block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, content_checksum=False
+        )
     if codec == ZSTD:
         return _zstd_compressor.compress(data)
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
@@ -68,8 +69,15 @@ def decompress(codec: int, data: bytes) -> bytes:
             return lz4.frame.decompress(data)
         if codec == ZSTD:
             return _zstd_decompressor.decompressobj().decompress(data)
-    except (OSError, EOFError, zlib.error, RuntimeError, ValueError, zstandard.ZstdError,
-            cramjam.DecompressionError) as exc:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        RuntimeError,
+        ValueError,
+        zstandard.ZstdError,
+        cramjam.DecompressionError,
+    ) as exc:
         raise CorruptRecordError(f"{codec_name(codec)} data does not decompress: {exc}") from None
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
 
@@ -98,8 +106,15 @@ def decompressed_size_up_to(codec: int, data: bytes, limit_bytes: int) -> int:
                         break
                     total += len(chunk)
             return total
-    except (OSError, EOFError, zlib.error, RuntimeError, ValueError, zstandard.ZstdError,
-            cramjam.DecompressionError) as exc:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        RuntimeError,
+        ValueError,
+        zstandard.ZstdError,
+        cramjam.DecompressionError,
+    ) as exc:
         raise CorruptRecordError(f"{codec_name(codec)} data does not decompress: {exc}") from None
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
 
@@ -167,5 +182,6 @@ def _snappy_raw_length(data: bytes, pos: int) -> int:
 def _snappy_decompress(data: bytes) -> bytes:
     if not data.startswith(_XERIAL_MAGIC):
         return bytes(cramjam.snappy.decompress_raw(data))
-    return b"".join(bytes(cramjam.snappy.decompress_raw(data[pos:pos + length]))
-                    for pos, length in _xerial_blocks(data))
+    return b"".join(
+        bytes(cramjam.snappy.decompress_raw(data[pos : pos + length])) for pos, length in _xerial_blocks(data)
+    )

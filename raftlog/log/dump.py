@@ -28,8 +28,9 @@ def segment_files(path: Path) -> list[Path]:
     return [path]
 
 
-def dump_segment(path: Path, print_records: bool,
-                 record_decoder: Callable[[bytes | None, bytes | None], str] | None = None) -> Iterator[dict]:
+def dump_segment(
+    path: Path, print_records: bool, record_decoder: Callable[[bytes | None, bytes | None], str] | None = None
+) -> Iterator[dict]:
     """One dict per batch; a damaged tail ends the dump with an isvalid=false entry. A
     record_decoder (e.g. the __consumer_offsets one) turns each record's key and value into one
     readable payload line."""
@@ -81,8 +82,11 @@ def _text(value: bytes | None) -> str | None:
 
 def _record_entry(record, header: BatchHeader, record_decoder=None) -> dict:
     if record_decoder is not None:
-        return {"offset": record.offset, header.timestamp_type: record.timestamp,
-                "payload": record_decoder(record.key, record.value)}
+        return {
+            "offset": record.offset,
+            header.timestamp_type: record.timestamp,
+            "payload": record_decoder(record.key, record.value),
+        }
     return {
         "offset": record.offset,
         header.timestamp_type: record.timestamp,

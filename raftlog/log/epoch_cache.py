@@ -63,7 +63,7 @@ class LeaderEpochCache:
         if not earlier:
             return
         keep_from = earlier[-1]
-        entries = [(self.entries[keep_from][0], start_offset)] + self.entries[keep_from + 1:]
+        entries = [(self.entries[keep_from][0], start_offset)] + self.entries[keep_from + 1 :]
         if entries != self.entries:
             self.entries = entries
             self._write()
@@ -88,4 +88,4 @@ def _parse(text: str) -> list[tuple[int, int]]:
     lines = [line.split() for line in text.splitlines() if line.strip()]
     if len(lines) < 2:
         return []
-    return [(int(epoch), int(offset)) for epoch, offset in lines[2:2 + int(lines[1][0])]]
+    return [(int(epoch), int(offset)) for epoch, offset in lines[2 : 2 + int(lines[1][0])]]

@@ -106,7 +106,8 @@ class OffsetIndex(_SparseIndex):
 
     def is_sane(self, file_size: int) -> bool:
         return all(a < b for a, b in zip(self.keys, self.keys[1:])) and all(
-            0 <= p < max(file_size, 1) for p in self.values)
+            0 <= p < max(file_size, 1) for p in self.values
+        )
 
 
 class TimeIndex(_SparseIndex):

@@ -123,8 +123,9 @@ def _read_number(path: Path, default: int) -> int:
 
 
 class PartitionLog:
-    def __init__(self, directory: str | Path, config: LogConfig | None = None,
-                 clock_ms: Callable[[], float] = _wall_ms):
+    def __init__(
+        self, directory: str | Path, config: LogConfig | None = None, clock_ms: Callable[[], float] = _wall_ms
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config = config or LogConfig()
@@ -167,14 +168,16 @@ class PartitionLog:
         for i, segment in enumerate(self.segments):
             if not self._recover_segment(segment, is_last=i == len(self.segments) - 1):
                 CorruptionCounter.count += 1
-                log.error("%s: corrupt or torn data; the log now ends at offset %d", segment.log_path,
-                          segment.next_offset)
+                log.error(
+                    "%s: corrupt or torn data; the log now ends at offset %d", segment.log_path, segment.next_offset
+                )
                 if segment.next_offset < durable_end:
                     self.durable_data_lost_at = segment.next_offset
                 self._drop_segments_after(i)
                 break
-        self.log_start_offset = max(self.segments[0].base_offset,
-                                    _read_number(self.directory / LOG_START_FILE, self.segments[0].base_offset))
+        self.log_start_offset = max(
+            self.segments[0].base_offset, _read_number(self.directory / LOG_START_FILE, self.segments[0].base_offset)
+        )
         if self.epochs.damaged:
             log.warning("%s: unreadable %s, rebuilt from the batches", self.directory, self.epochs.path.name)
             self.epochs.entries = []  # recovery assigned the tail's epochs already: start over, in order
@@ -209,10 +212,10 @@ class PartitionLog:
         return self.segments[i + 1].base_offset if i + 1 < len(self.segments) else None
 
     def _drop_segments_after(self, index: int) -> None:
-        for segment in self.segments[index + 1:]:
+        for segment in self.segments[index + 1 :]:
             log.warning("%s: dropped, it follows a corrupt batch", segment.log_path)
             segment.delete()
-        del self.segments[index + 1:]
+        del self.segments[index + 1 :]
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -278,18 +281,24 @@ class PartitionLog:
         if not headers:
             raise CorruptRecordError("no record batch in the request", reason="INVALID_RECORD")
         if len(buf) > self.config.max_message_bytes and leader_epoch is not None:
-            raise LogError(f"{len(buf)} bytes exceed max.message.bytes={self.config.max_message_bytes}",
-                           "MESSAGE_TOO_LARGE")
+            raise LogError(
+                f"{len(buf)} bytes exceed max.message.bytes={self.config.max_message_bytes}", "MESSAGE_TOO_LARGE"
+            )
         self.check_online()
         headers = self._assign(buf, headers, leader_epoch)
         with self.failing_on_os_error("append"):
             self._maybe_roll(len(buf), headers[-1][1].last_offset)
             self.active.append(buf, headers)
-        return AppendResult(headers[0][1].base_offset, headers[-1][1].last_offset, [h for _, h in headers],
-                            max(h.max_timestamp for _, h in headers))
+        return AppendResult(
+            headers[0][1].base_offset,
+            headers[-1][1].last_offset,
+            [h for _, h in headers],
+            max(h.max_timestamp for _, h in headers),
+        )
 
-    def _assign(self, buf: bytearray, headers: list[tuple[int, BatchHeader]],
-                leader_epoch: int | None) -> list[tuple[int, BatchHeader]]:
+    def _assign(
+        self, buf: bytearray, headers: list[tuple[int, BatchHeader]], leader_epoch: int | None
+    ) -> list[tuple[int, BatchHeader]]:
         next_offset = self.log_end_offset
         assigned = []
         for position, header in headers:
@@ -304,7 +313,8 @@ class PartitionLog:
                 if header.base_offset < next_offset:
                     raise CorruptRecordError(
                         f"batch at offset {header.base_offset} does not continue the log at {next_offset}",
-                        reason="INVALID_RECORD")
+                        reason="INVALID_RECORD",
+                    )
                 self.epochs.assign(header.partition_leader_epoch, header.base_offset)
             assigned.append((position, header))
             next_offset = header.next_offset
@@ -328,8 +338,9 @@ class PartitionLog:
             sealed = self.active
             sealed.offset_index.close()  # written out to the OS; fsynced with the segment
             sealed.time_index.close()
-            segment = LogSegment(self.directory, self.log_end_offset, self.config.index_interval_bytes,
-                                 self._clock_ms())
+            segment = LogSegment(
+                self.directory, self.log_end_offset, self.config.index_interval_bytes, self._clock_ms()
+            )
         self.segments.append(segment)
         self._unflushed_sealed.append(sealed)
         self._directory_dirty = True
@@ -364,7 +375,8 @@ class PartitionLog:
         self._last_flush_ms = self._clock_ms()
         if plan.generation == self._generation:
             assert plan.end_offset <= self.log_end_offset, (
-                f"flushed up to {plan.end_offset} beyond the log end {self.log_end_offset} without a truncation")
+                f"flushed up to {plan.end_offset} beyond the log end {self.log_end_offset} without a truncation"
+            )
             self.flushed_offset = max(self.flushed_offset, plan.end_offset)
             if self.recovery_point < plan.end_offset:
                 self.recovery_point = plan.end_offset
@@ -409,8 +421,7 @@ class PartitionLog:
         every batch's CRC is checked first (CorruptLogError names the first bad one)."""
         self.check_online()
         if offset < self.log_start_offset or offset > self.log_end_offset:
-            raise OffsetOutOfRangeError(
-                f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]")
+            raise OffsetOutOfRangeError(f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]")
         for segment in self._segments_from(offset):
             data = segment.read(offset, max_bytes, max_offset)
             if data:
@@ -428,8 +439,9 @@ class PartitionLog:
                 header = read_header(data, position)
             except CorruptRecordError as exc:
                 CorruptionCounter.read += 1
-                raise CorruptLogError(f"{self.directory}: the stored batch holding offset {good_end} is corrupt: "
-                                      f"{exc.message}", good_end) from None
+                raise CorruptLogError(
+                    f"{self.directory}: the stored batch holding offset {good_end} is corrupt: {exc.message}", good_end
+                ) from None
             position += header.size
             good_end = max(good_end, header.next_offset)
 
@@ -555,8 +567,9 @@ class PartitionLog:
             self._unflushed_sealed.remove(oldest)
         return oldest
 
-    def apply_retention(self, now_ms: float | None = None, high_watermark: int | None = None,
-                        by_time: bool = True) -> int:
+    def apply_retention(
+        self, now_ms: float | None = None, high_watermark: int | None = None, by_time: bool = True
+    ) -> int:
         """Deletes whole sealed segments past retention.ms / retention.bytes; returns how many.
 
         Never the active segment, and (when given) never a segment holding offsets at or
@@ -573,8 +586,11 @@ class PartitionLog:
             oldest = self.segments[0]
             if high_watermark is not None and self.segments[1].base_offset > high_watermark:
                 break
-            expired = (by_time and self.config.retention_ms >= 0
-                       and 0 <= oldest.max_timestamp < now_ms - self.config.retention_ms)
+            expired = (
+                by_time
+                and self.config.retention_ms >= 0
+                and 0 <= oldest.max_timestamp < now_ms - self.config.retention_ms
+            )
             oversized = self.config.retention_bytes >= 0 and total - oldest.size >= self.config.retention_bytes
             if not (expired or oversized):
                 break
@@ -613,9 +629,21 @@ class PartitionLog:
 
 
 def _replace_header(header: BatchHeader, base_offset: int, epoch: int) -> BatchHeader:
-    return BatchHeader(base_offset, header.batch_length, epoch, header.magic, header.crc, header.attributes,
-                       header.last_offset_delta, header.base_timestamp, header.max_timestamp, header.producer_id,
-                       header.producer_epoch, header.base_sequence, header.record_count)
+    return BatchHeader(
+        base_offset,
+        header.batch_length,
+        epoch,
+        header.magic,
+        header.crc,
+        header.attributes,
+        header.last_offset_delta,
+        header.base_timestamp,
+        header.max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        header.record_count,
+    )
 
 
 def partition_directory(log_dir: str | Path, topic: str, partition: int) -> Path:

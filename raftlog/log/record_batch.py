@@ -57,6 +57,7 @@ def crc32c(data) -> int:
 
 # -- varints ----------------------------------------------------------------------------------
 
+
 def _encode_varint(value: int) -> bytes:
     """Zigzag varint (Kafka's ByteUtils.writeVarint/writeVarlong)."""
     zigzag = (value << 1) ^ (value >> 63)
@@ -97,6 +98,7 @@ def decode_varint(buf, pos: int) -> tuple[int, int]:
 
 # -- records ----------------------------------------------------------------------------------
 
+
 class Record(NamedTuple):
     """A decoded record (a tuple: decoding builds hundreds of thousands per second)."""
 
@@ -123,8 +125,16 @@ def _encode_record(offset_delta: int, timestamp_delta: int, key, value, headers)
         header_bytes = b"".join(parts)
     else:
         header_bytes = b"\x00"
-    body = b"".join((b"\x00", encode_varint(timestamp_delta), encode_varint(offset_delta), _bytes_field(key),
-                     _bytes_field(value), header_bytes))
+    body = b"".join(
+        (
+            b"\x00",
+            encode_varint(timestamp_delta),
+            encode_varint(offset_delta),
+            _bytes_field(key),
+            _bytes_field(value),
+            header_bytes,
+        )
+    )
     return encode_varint(len(body)) + body
 
 
@@ -150,10 +160,25 @@ def encode_batch(
         _encode_record(i, timestamp - base_timestamp, key, value, headers)
         for i, (key, value, headers, timestamp) in enumerate(records)
     )
-    attributes = codec | (TIMESTAMP_TYPE_MASK if log_append_time else 0) \
-        | (TRANSACTIONAL_MASK if transactional else 0) | (CONTROL_MASK if control else 0)
-    return _assemble(body, len(records), len(records) - 1, attributes, base_offset, partition_leader_epoch,
-                     base_timestamp, max_timestamp, producer_id, producer_epoch, base_sequence)
+    attributes = (
+        codec
+        | (TIMESTAMP_TYPE_MASK if log_append_time else 0)
+        | (TRANSACTIONAL_MASK if transactional else 0)
+        | (CONTROL_MASK if control else 0)
+    )
+    return _assemble(
+        body,
+        len(records),
+        len(records) - 1,
+        attributes,
+        base_offset,
+        partition_leader_epoch,
+        base_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+    )
 
 
 def encode_batch_with_offsets(original: BatchHeader, records: Sequence[Record]) -> bytes:
@@ -161,32 +186,71 @@ def encode_batch_with_offsets(original: BatchHeader, records: Sequence[Record]) 
     fields (compaction): base offset, last offset delta, epoch, producer, timestamps, codec."""
     append_time = original.attributes & TIMESTAMP_TYPE_MASK
     body = b"".join(
-        _encode_record(r.offset - original.base_offset, 0 if append_time else r.timestamp - original.base_timestamp,
-                       r.key, r.value, r.headers)
+        _encode_record(
+            r.offset - original.base_offset,
+            0 if append_time else r.timestamp - original.base_timestamp,
+            r.key,
+            r.value,
+            r.headers,
+        )
         for r in records
     )
-    return _assemble(body, len(records), original.last_offset_delta, original.attributes, original.base_offset,
-                     original.partition_leader_epoch, original.base_timestamp, original.max_timestamp,
-                     original.producer_id, original.producer_epoch, original.base_sequence)
+    return _assemble(
+        body,
+        len(records),
+        original.last_offset_delta,
+        original.attributes,
+        original.base_offset,
+        original.partition_leader_epoch,
+        original.base_timestamp,
+        original.max_timestamp,
+        original.producer_id,
+        original.producer_epoch,
+        original.base_sequence,
+    )
 
 
-def _assemble(body: bytes, count: int, last_offset_delta: int, attributes: int, base_offset: int,
-              partition_leader_epoch: int, base_timestamp: int, max_timestamp: int, producer_id: int,
-              producer_epoch: int, base_sequence: int) -> bytes:
+def _assemble(
+    body: bytes,
+    count: int,
+    last_offset_delta: int,
+    attributes: int,
+    base_offset: int,
+    partition_leader_epoch: int,
+    base_timestamp: int,
+    max_timestamp: int,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+) -> bytes:
     codec = attributes & COMPRESSION_MASK
     if codec:
         body = _compression.compress(codec, body)
     batch_length = HEADER_SIZE - LOG_OVERHEAD + len(body)
-    header = bytearray(HEADER.pack(
-        base_offset, batch_length, partition_leader_epoch, MAGIC, 0, attributes, last_offset_delta,
-        base_timestamp, max_timestamp, producer_id, producer_epoch, base_sequence, count,
-    ))
+    header = bytearray(
+        HEADER.pack(
+            base_offset,
+            batch_length,
+            partition_leader_epoch,
+            MAGIC,
+            0,
+            attributes,
+            last_offset_delta,
+            base_timestamp,
+            max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            count,
+        )
+    )
     crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[CRC_START:]))
     struct.pack_into(">I", header, 17, crc)
     return bytes(header) + body
 
 
 # -- the broker's view: header only -----------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class BatchHeader:
@@ -246,8 +310,9 @@ def read_header(buf, pos: int = 0, check_crc: bool = True) -> BatchHeader:
         raise CorruptRecordError(f"{available} bytes cannot hold a batch header ({HEADER_SIZE})")
     header = BatchHeader(*HEADER.unpack_from(buf, pos))
     if header.magic != MAGIC:
-        raise CorruptRecordError(f"unsupported magic {header.magic} (only 2 is supported)",
-                                 reason="UNSUPPORTED_VERSION")
+        raise CorruptRecordError(
+            f"unsupported magic {header.magic} (only 2 is supported)", reason="UNSUPPORTED_VERSION"
+        )
     if header.batch_length < MIN_BATCH_LENGTH:
         raise CorruptRecordError(f"batch length {header.batch_length} is below the minimum {MIN_BATCH_LENGTH}")
     if header.size > available:
@@ -257,11 +322,12 @@ def read_header(buf, pos: int = 0, check_crc: bool = True) -> BatchHeader:
         if not (header.record_count == 0 and header.is_control):
             raise CorruptRecordError(
                 f"inconsistent batch: {header.record_count} records, last offset delta {header.last_offset_delta}",
-                reason="INVALID_RECORD")
+                reason="INVALID_RECORD",
+            )
     if header.attributes & COMPRESSION_MASK > 4:
         raise UnsupportedCompressionError(f"unknown compression codec {header.attributes & COMPRESSION_MASK}")
     if check_crc:
-        actual = _crc32c.crc32c(memoryview(buf)[pos + CRC_START: pos + header.size])
+        actual = _crc32c.crc32c(memoryview(buf)[pos + CRC_START : pos + header.size])
         if actual != header.crc:
             raise CorruptRecordError(f"CRC mismatch: stored {header.crc:#010x}, computed {actual:#010x}")
     return header
@@ -285,11 +351,14 @@ def check_uncompressed_size(buf, max_bytes: int) -> None:
         codec = header.attributes & COMPRESSION_MASK
         if not codec:
             continue
-        body = bytes(buf[pos + HEADER_SIZE: pos + header.size])
+        body = bytes(buf[pos + HEADER_SIZE : pos + header.size])
         size = HEADER_SIZE + _compression.decompressed_size_up_to(codec, body, max_bytes - HEADER_SIZE)
         if size > max_bytes:
-            raise LogError(f"a {_compression.codec_name(codec)} batch of {header.size} bytes inflates beyond "
-                           f"max.message.bytes={max_bytes}", "MESSAGE_TOO_LARGE")
+            raise LogError(
+                f"a {_compression.codec_name(codec)} batch of {header.size} bytes inflates beyond "
+                f"max.message.bytes={max_bytes}",
+                "MESSAGE_TOO_LARGE",
+            )
 
 
 def set_base_offset(buf: bytearray, pos: int, base_offset: int) -> None:
@@ -302,6 +371,7 @@ def set_partition_leader_epoch(buf: bytearray, pos: int, epoch: int) -> None:
 
 
 # -- decoding ---------------------------------------------------------------------------------
+
 
 def _read_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
     length, pos = decode_varint(buf, pos)
@@ -326,8 +396,9 @@ def _read_headers(data: bytes, pos: int, count: int) -> tuple[tuple, int]:
     return tuple(items), pos
 
 
-def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: int,
-                    log_append_time: int | None) -> list[Record]:
+def _decode_records(
+    data: bytes, count: int, base_offset: int, base_timestamp: int, log_append_time: int | None
+) -> list[Record]:
     """The hot loop of every consumer. Varints of one or two bytes (lengths below 8 KiB,
     offset deltas below 8192: the common case) are decoded inline; longer ones by call."""
     records: list[Record] = []
@@ -373,7 +444,7 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: i
                 pos += 1
             elif b < 0x80 and not b & 1:  # odd zigzag: negative, i.e. null (as Kafka reads it)
                 size = b >> 1
-                key = data[pos + 1:pos + 1 + size]
+                key = data[pos + 1 : pos + 1 + size]
                 pos += 1 + size
             else:
                 key, pos = _read_bytes(data, pos)
@@ -383,11 +454,11 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: i
                 pos += 1
             elif b < 0x80 and not b & 1:  # odd zigzag: negative, i.e. null (as Kafka reads it)
                 size = b >> 1
-                value = data[pos + 1:pos + 1 + size]
+                value = data[pos + 1 : pos + 1 + size]
                 pos += 1 + size
             elif data[pos + 1] < 0x80 and not b & 1:
                 size = ((b & 0x7F) | (data[pos + 1] << 7)) >> 1
-                value = data[pos + 2:pos + 2 + size]
+                value = data[pos + 2 : pos + 2 + size]
                 pos += 2 + size
             else:
                 value, pos = _read_bytes(data, pos)
@@ -399,9 +470,15 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: i
                 headers, pos = _read_headers(data, pos, header_count)
             if pos != record_end:
                 raise CorruptRecordError("record length does not match its fields")
-            append(make(base_offset + offset_delta,
-                        base_timestamp + timestamp_delta if log_append_time is None else log_append_time,
-                        key, value, headers))
+            append(
+                make(
+                    base_offset + offset_delta,
+                    base_timestamp + timestamp_delta if log_append_time is None else log_append_time,
+                    key,
+                    value,
+                    headers,
+                )
+            )
     except IndexError:
         raise CorruptRecordError("record runs past the end of the batch") from None
     if pos != end:
@@ -412,15 +489,17 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_timestamp: i
 def decode_batch(buf, pos: int = 0) -> tuple[BatchHeader, list[Record]]:
     """Validates and fully decodes the batch at pos."""
     header = read_header(buf, pos)
-    body = bytes(buf[pos + HEADER_SIZE: pos + header.size])
+    body = bytes(buf[pos + HEADER_SIZE : pos + header.size])
     codec = header.attributes & COMPRESSION_MASK
     if codec:
         body = _compression.decompress(codec, body)
     append_time = header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK else None
     records = _decode_records(body, header.record_count, header.base_offset, header.base_timestamp, append_time)
     if records and records[-1].offset > header.last_offset:
-        raise CorruptRecordError(f"record offset {records[-1].offset} is beyond the batch's last offset "
-                                 f"{header.last_offset}", reason="INVALID_RECORD")
+        raise CorruptRecordError(
+            f"record offset {records[-1].offset} is beyond the batch's last offset {header.last_offset}",
+            reason="INVALID_RECORD",
+        )
     return header, records
 
 

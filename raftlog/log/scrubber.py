@@ -75,19 +75,34 @@ def scrub_step(partition_log: PartitionLog, cursor: ScrubCursor, max_bytes: int)
             head = os.pread(fd, HEADER_SIZE, position)
             header = BatchHeader(*HEADER.unpack(head)) if len(head) == HEADER_SIZE else None
             if header is None or header.batch_length <= 0 or position + header.size > size:
-                return ScrubStep(ScrubCursor(segment.base_offset, size), checked, segment, next_offset,
-                                 f"batch at byte {position} is cut off or its length is garbage")
+                return ScrubStep(
+                    ScrubCursor(segment.base_offset, size),
+                    checked,
+                    segment,
+                    next_offset,
+                    f"batch at byte {position} is cut off or its length is garbage",
+                )
             batch = os.pread(fd, header.size, position)
             try:
                 read_header(batch)
             except CorruptRecordError as exc:
                 # Its own base offset is outside the CRC: the log is cut where the good batches end.
-                return ScrubStep(ScrubCursor(segment.base_offset, size), checked, segment, next_offset,
-                                 f"batch at byte {position}: {exc.message}")
+                return ScrubStep(
+                    ScrubCursor(segment.base_offset, size),
+                    checked,
+                    segment,
+                    next_offset,
+                    f"batch at byte {position}: {exc.message}",
+                )
             if header.base_offset < next_offset:
                 # The base offset is outside the CRC: the previous batch's may be the one that rotted.
-                return ScrubStep(ScrubCursor(segment.base_offset, size), checked, segment, last_good_base,
-                                 f"offset {header.base_offset} at byte {position} goes backwards from {next_offset}")
+                return ScrubStep(
+                    ScrubCursor(segment.base_offset, size),
+                    checked,
+                    segment,
+                    last_good_base,
+                    f"offset {header.base_offset} at byte {position} goes backwards from {next_offset}",
+                )
             last_good_base = header.base_offset
             next_offset = header.next_offset
             position += header.size

@@ -43,8 +43,12 @@ class BrokerInfo:
     def to_registration(self, listener: str | None = None) -> pb.BrokerRegistration:
         host, port = self.endpoint_for(listener)
         return pb.BrokerRegistration(
-            broker_id=self.broker_id, incarnation_id=self.incarnation_id, broker_epoch=self.epoch,
-            endpoint=pb.Endpoint(host=host, port=port), rack=self.rack, fenced=self.fenced,
+            broker_id=self.broker_id,
+            incarnation_id=self.incarnation_id,
+            broker_epoch=self.epoch,
+            endpoint=pb.Endpoint(host=host, port=port),
+            rack=self.rack,
+            fenced=self.fenced,
             listeners=[pb.Endpoint(listener=name, host=h, port=p) for name, h, p in self.listeners],
         )
 
@@ -67,16 +71,28 @@ class PartitionInfo:
 
     def to_record(self) -> pb.PartitionRecord:
         return pb.PartitionRecord(
-            topic_id=self.topic_id, partition=self.partition, replicas=self.replicas, isr=self.isr,
-            leader=self.leader, leader_epoch=self.leader_epoch, partition_epoch=self.partition_epoch,
-            adding_replicas=self.adding_replicas, removing_replicas=self.removing_replicas,
+            topic_id=self.topic_id,
+            partition=self.partition,
+            replicas=self.replicas,
+            isr=self.isr,
+            leader=self.leader,
+            leader_epoch=self.leader_epoch,
+            partition_epoch=self.partition_epoch,
+            adding_replicas=self.adding_replicas,
+            removing_replicas=self.removing_replicas,
         )
 
     @classmethod
     def from_record(cls, record: pb.PartitionRecord) -> PartitionInfo:
         return cls(
-            record.topic_id, record.partition, tuple(record.replicas), tuple(record.isr), record.leader,
-            record.leader_epoch, record.partition_epoch, tuple(record.adding_replicas),
+            record.topic_id,
+            record.partition,
+            tuple(record.replicas),
+            tuple(record.isr),
+            record.leader,
+            record.leader_epoch,
+            record.partition_epoch,
+            tuple(record.adding_replicas),
             tuple(record.removing_replicas),
         )
 
@@ -215,7 +231,13 @@ class MetadataImage:
         image.offset = snapshot.offset
         for b in snapshot.brokers:
             image.brokers[b.broker_id] = BrokerInfo(
-                b.broker_id, b.incarnation_id, b.broker_epoch, b.endpoint.host, b.endpoint.port, b.rack, b.fenced,
+                b.broker_id,
+                b.incarnation_id,
+                b.broker_epoch,
+                b.endpoint.host,
+                b.endpoint.port,
+                b.rack,
+                b.fenced,
                 tuple((e.listener, e.host, e.port) for e in b.listeners),
             )
         for record in snapshot.configs:

@@ -15,8 +15,14 @@ def decode_batch(data: bytes) -> pb.MetadataBatch:
     return batch
 
 
-def register_broker(broker_id: int, incarnation_id: str, host: str, port: int, rack: str = "",
-                    listeners: tuple[tuple[str, str, int], ...] = ()) -> pb.MetadataRecord:
+def register_broker(
+    broker_id: int,
+    incarnation_id: str,
+    host: str,
+    port: int,
+    rack: str = "",
+    listeners: tuple[tuple[str, str, int], ...] = (),
+) -> pb.MetadataRecord:
     """`listeners` are (name, host, port) of every advertised listener; host:port is the inter-broker one."""
     return pb.MetadataRecord(
         register_broker=pb.RegisterBrokerRecord(
@@ -58,8 +64,13 @@ def partition(topic_id: bytes, index: int, replicas: list[int], leader: int) -> 
     """A new partition: every replica in the ISR, epochs at zero."""
     return pb.MetadataRecord(
         partition=pb.PartitionRecord(
-            topic_id=topic_id, partition=index, replicas=replicas, isr=replicas, leader=leader,
-            leader_epoch=0, partition_epoch=0,
+            topic_id=topic_id,
+            partition=index,
+            replicas=replicas,
+            isr=replicas,
+            leader=leader,
+            leader_epoch=0,
+            partition_epoch=0,
         )
     )
 
@@ -76,8 +87,12 @@ def partition_change(
     change = pb.PartitionChangeRecord(topic_id=topic_id, partition=index)
     if leader is not None:
         change.leader = leader
-    for name, values in (("isr", isr), ("replicas", replicas), ("adding_replicas", adding_replicas),
-                         ("removing_replicas", removing_replicas)):
+    for name, values in (
+        ("isr", isr),
+        ("replicas", replicas),
+        ("adding_replicas", adding_replicas),
+        ("removing_replicas", removing_replicas),
+    ):
         if values is not None:
             getattr(change, name).values.extend(values)
             getattr(change, name).SetInParent()  # an empty list is still "set"
@@ -86,6 +101,7 @@ def partition_change(
 
 def producer_ids(broker_id: int, broker_epoch: int, next_producer_id: int) -> pb.MetadataRecord:
     return pb.MetadataRecord(
-        producer_ids=pb.ProducerIdsRecord(broker_id=broker_id, broker_epoch=broker_epoch,
-                                          next_producer_id=next_producer_id)
+        producer_ids=pb.ProducerIdsRecord(
+            broker_id=broker_id, broker_epoch=broker_epoch, next_producer_id=next_producer_id
+        )
     )

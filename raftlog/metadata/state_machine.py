@@ -35,7 +35,8 @@ class MetadataStateMachine:
             batch = decode_batch(data)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the same divergence
             raise MetadataDivergenceError(
-                f"committed metadata entry {index} (term {term}) is not a MetadataBatch: {exc}") from exc
+                f"committed metadata entry {index} (term {term}) is not a MetadataBatch: {exc}"
+            ) from exc
         self.image.apply_batch(index, batch)
         self._tell(index, batch)
         return index

@@ -47,12 +47,17 @@ class NodeMetrics:
         PlatformCollector(registry=self.registry)
         self.requests = Counter("raftlog_requests", "Requests received, per API", ["api"], registry=self.registry)
         self.failed_requests = Counter(
-            "raftlog_failed_requests", "Requests that failed, per API and reason", ["api", "reason"],
+            "raftlog_failed_requests",
+            "Requests that failed, per API and reason",
+            ["api", "reason"],
             registry=self.registry,
         )
         self.request_latency = Histogram(
-            "raftlog_request_latency_seconds", "Request latency, per API", ["api"],
-            buckets=LATENCY_BUCKETS_S, registry=self.registry,
+            "raftlog_request_latency_seconds",
+            "Request latency, per API",
+            ["api"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
         self.request_queue_size = Gauge(
             "raftlog_request_queue_size", "Requests being handled right now", registry=self.registry
@@ -61,25 +66,39 @@ class NodeMetrics:
             "raftlog_raft_leader_changes", "Times this node saw the Raft leader change", registry=self.registry
         )
         self.bytes_in = Counter("raftlog_bytes_in", "Bytes produced, per topic", ["topic"], registry=self.registry)
-        self.bytes_out = Counter("raftlog_bytes_out", "Bytes fetched by consumers, per topic", ["topic"],
-                                 registry=self.registry)
-        self.messages_in = Counter("raftlog_messages_in", "Records produced, per topic", ["topic"],
-                                   registry=self.registry)
-        self.background_errors = Counter(
-            "raftlog_background_errors", "Unexpected errors that a survivable background loop logged and went on "
-            "after, per loop", ["loop"], registry=self.registry,
+        self.bytes_out = Counter(
+            "raftlog_bytes_out", "Bytes fetched by consumers, per topic", ["topic"], registry=self.registry
         )
-        self.group_rebalances = Counter("raftlog_group_rebalances", "Group epoch changes written by this coordinator",
-                                        registry=self.registry)
+        self.messages_in = Counter(
+            "raftlog_messages_in", "Records produced, per topic", ["topic"], registry=self.registry
+        )
+        self.background_errors = Counter(
+            "raftlog_background_errors",
+            "Unexpected errors that a survivable background loop logged and went on after, per loop",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.group_rebalances = Counter(
+            "raftlog_group_rebalances", "Group epoch changes written by this coordinator", registry=self.registry
+        )
         self.group_rebalance_seconds = Histogram(
-            "raftlog_group_rebalance_seconds", "From a group epoch change until the group is stable again",
-            registry=self.registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.offset_commits = Counter("raftlog_offset_commits", "Offsets committed (partitions)", registry=self.registry)
-        self.offset_commit_failures = Counter("raftlog_offset_commit_failures", "OffsetCommit requests that failed",
-                                              registry=self.registry)
+            "raftlog_group_rebalance_seconds",
+            "From a group epoch change until the group is stable again",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.offset_commits = Counter(
+            "raftlog_offset_commits", "Offsets committed (partitions)", registry=self.registry
+        )
+        self.offset_commit_failures = Counter(
+            "raftlog_offset_commit_failures", "OffsetCommit requests that failed", registry=self.registry
+        )
         self.offset_commit_latency = Histogram(
-            "raftlog_offset_commit_latency_seconds", "OffsetCommit on the coordinator, written with acks=all",
-            registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+            "raftlog_offset_commit_latency_seconds",
+            "OffsetCommit on the coordinator, written with acks=all",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
         self._server: Any = None  # prometheus-client's WSGI server once serving
 
     def group_rebalanced(self) -> None:
@@ -147,8 +166,11 @@ def raft_gauges(status_of: Callable[[], RaftStatusView]) -> Callable[[], Iterabl
             ("raftlog_raft_applied_index", "Raft index applied to the metadata image", status.applied_index),
             ("raftlog_raft_last_index", "Last index in the Raft log", status.last_index),
             ("raftlog_raft_snapshot_index", "Index of the latest Raft snapshot", status.snapshot_index),
-            ("raftlog_active_controller", "1 when this node is the active controller",
-             int(status.leader_id == status.node_id)),
+            (
+                "raftlog_active_controller",
+                "1 when this node is the active controller",
+                int(status.leader_id == status.node_id),
+            ),
         ]
         for name, doc, value in values:
             yield GaugeMetricFamily(name, doc, value=value)
@@ -169,8 +191,9 @@ def partition_gauges(manager) -> Callable[[], Iterable[MetricFamily]]:
         start = GaugeMetricFamily("raftlog_log_start_offset", "Log start offset", labels=labels)
         end = GaugeMetricFamily("raftlog_log_end_offset", "Log end offset", labels=labels)
         size = GaugeMetricFamily("raftlog_log_size_bytes", "Bytes on disk", labels=labels)
-        lag = GaugeMetricFamily("raftlog_follower_lag", "Records a follower is behind its leader",
-                                labels=labels + ["replica"])
+        lag = GaugeMetricFamily(
+            "raftlog_follower_lag", "Records a follower is behind its leader", labels=labels + ["replica"]
+        )
         under_replicated = under_min_isr = 0
         for partition in list(manager.partitions.values()):
             if partition.info is None:
@@ -188,28 +211,40 @@ def partition_gauges(manager) -> Callable[[], Iterable[MetricFamily]]:
         offline = sum(1 for _, p in manager.image.partitions() if p.leader < 0)
         from raftlog.log.partition_log import CorruptionCounter  # noqa: PLC0415
 
-        yield GaugeMetricFamily("raftlog_log_corruptions_detected", "Corrupt or torn log tails cut by recovery",
-                                value=CorruptionCounter.count)
-        found = CounterMetricFamily("raftlog_log_corruptions_found", "Corrupt stored batches found, by who found them",
-                                    labels=["source"])
+        yield GaugeMetricFamily(
+            "raftlog_log_corruptions_detected",
+            "Corrupt or torn log tails cut by recovery",
+            value=CorruptionCounter.count,
+        )
+        found = CounterMetricFamily(
+            "raftlog_log_corruptions_found", "Corrupt stored batches found, by who found them", labels=["source"]
+        )
         found.add_metric(["recovery"], CorruptionCounter.count)
         found.add_metric(["scrubber"], CorruptionCounter.scrubbed)
         found.add_metric(["read"], CorruptionCounter.read)
         yield found
-        yield CounterMetricFamily("raftlog_log_corruptions_repaired",
-                                  "Replicas cut before corrupt data that fetched past it again from the leader",
-                                  value=CorruptionCounter.repaired)
+        yield CounterMetricFamily(
+            "raftlog_log_corruptions_repaired",
+            "Replicas cut before corrupt data that fetched past it again from the leader",
+            value=CorruptionCounter.repaired,
+        )
         yield from (start, end, size, lag)
-        yield GaugeMetricFamily("raftlog_under_replicated_partitions", "Led partitions with ISR < replicas",
-                                value=under_replicated)
-        yield GaugeMetricFamily("raftlog_under_min_isr_partitions", "Led partitions with ISR < min.insync.replicas",
-                                value=under_min_isr)
+        yield GaugeMetricFamily(
+            "raftlog_under_replicated_partitions", "Led partitions with ISR < replicas", value=under_replicated
+        )
+        yield GaugeMetricFamily(
+            "raftlog_under_min_isr_partitions", "Led partitions with ISR < min.insync.replicas", value=under_min_isr
+        )
         yield GaugeMetricFamily("raftlog_offline_partitions", "Partitions without a leader", value=offline)
         brokers = list(manager.image.brokers.values())
-        yield GaugeMetricFamily("raftlog_registered_brokers", "Brokers registered in this node's metadata image",
-                                value=len(brokers))
-        yield GaugeMetricFamily("raftlog_fenced_brokers", "Registered brokers fenced in this node's metadata image",
-                                value=sum(1 for broker in brokers if broker.fenced))
+        yield GaugeMetricFamily(
+            "raftlog_registered_brokers", "Brokers registered in this node's metadata image", value=len(brokers)
+        )
+        yield GaugeMetricFamily(
+            "raftlog_fenced_brokers",
+            "Registered brokers fenced in this node's metadata image",
+            value=sum(1 for broker in brokers if broker.fenced),
+        )
 
     return produce
 
@@ -219,11 +254,16 @@ def clock_gauges(clock_skew) -> Callable[[], Iterable[MetricFamily]]:
 
     def produce() -> Iterable[MetricFamily]:
         skew_ms = clock_skew.skew_ms
-        yield GaugeMetricFamily("raftlog_clock_skew_ms", "The active controller's wall clock minus ours "
-                                "(NaN until a heartbeat answered)", value=float("nan") if skew_ms is None else skew_ms)
-        yield GaugeMetricFamily("raftlog_time_retention_suspended", "1 while our wall clock is not trusted: "
-                                "nothing is deleted by retention.ms",
-                                value=0.0 if clock_skew.time_retention_allowed else 1.0)
+        yield GaugeMetricFamily(
+            "raftlog_clock_skew_ms",
+            "The active controller's wall clock minus ours (NaN until a heartbeat answered)",
+            value=float("nan") if skew_ms is None else skew_ms,
+        )
+        yield GaugeMetricFamily(
+            "raftlog_time_retention_suspended",
+            "1 while our wall clock is not trusted: nothing is deleted by retention.ms",
+            value=0.0 if clock_skew.time_retention_allowed else 1.0,
+        )
 
     return produce
 
@@ -236,11 +276,16 @@ def group_gauges(coordinator) -> Callable[[], Iterable[GaugeMetricFamily]]:
     def produce() -> Iterable[GaugeMetricFamily]:
         members = GaugeMetricFamily("raftlog_group_members", "Members of a group", labels=["group"])
         state = GaugeMetricFamily("raftlog_group_state", "1 for the group's current state", labels=["group", "state"])
-        lag = GaugeMetricFamily("raftlog_group_lag", "Records between the committed offset and the high watermark",
-                                labels=["group", "topic", "partition"])
-        lag_seconds = GaugeMetricFamily("raftlog_group_lag_seconds",
-                                        "Age of the oldest record not yet committed by the group",
-                                        labels=["group", "topic", "partition"])
+        lag = GaugeMetricFamily(
+            "raftlog_group_lag",
+            "Records between the committed offset and the high watermark",
+            labels=["group", "topic", "partition"],
+        )
+        lag_seconds = GaugeMetricFamily(
+            "raftlog_group_lag_seconds",
+            "Age of the oldest record not yet committed by the group",
+            labels=["group", "topic", "partition"],
+        )
         for group_id, group_state, member_count, lags in coordinator.group_metrics():
             members.add_metric([group_id], member_count)
             state.add_metric([group_id, group_state], 1)

@@ -39,8 +39,9 @@ class ProduceReport:
         }
 
 
-async def run_produce(bootstrap: str, topic: str, num_records: int, record_size: int, throughput: int,
-                      producer_settings: dict) -> ProduceReport:
+async def run_produce(
+    bootstrap: str, topic: str, num_records: int, record_size: int, throughput: int, producer_settings: dict
+) -> ProduceReport:
     producer = AsyncProducer(bootstrap, **producer_settings)
     payload = os.urandom(record_size)
     send_times: list[float] = [0.0] * num_records
@@ -55,6 +56,7 @@ async def run_produce(bootstrap: str, topic: str, num_records: int, record_size:
                 errors += count
                 return
             latencies_ms.extend((finished - send_times[i]) * 1000.0 for i in range(first_index, first_index + count))
+
         return done
 
     await producer.start()
@@ -99,8 +101,9 @@ class ConsumeReport:
         }
 
 
-async def run_consume(bootstrap: str, topic: str, num_records: int, partitions: list[int],
-                      timeout_ms: int) -> ConsumeReport:
+async def run_consume(
+    bootstrap: str, topic: str, num_records: int, partitions: list[int], timeout_ms: int
+) -> ConsumeReport:
     consumer = AsyncConsumer(bootstrap, auto_offset_reset="earliest", max_poll_records=100_000)
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     records = total_bytes = 0

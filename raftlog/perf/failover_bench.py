@@ -37,8 +37,12 @@ class FailoverRun:
     failed_records: int
 
     def summary(self) -> dict:
-        return {"victim": self.victim, "was_controller": self.was_controller, "stall_s": round(self.stall_s, 3),
-                "failed_records": self.failed_records}
+        return {
+            "victim": self.victim,
+            "was_controller": self.was_controller,
+            "stall_s": round(self.stall_s, 3),
+            "failed_records": self.failed_records,
+        }
 
 
 @dataclass
@@ -47,16 +51,20 @@ class FailoverBenchResult:
 
     def summary(self) -> dict:
         stalls = [run.stall_s for run in self.runs]
-        return {"runs": [run.summary() for run in self.runs], "median_stall_s": round(median(stalls), 3),
-                "max_stall_s": round(max(stalls, default=0.0), 3)}
+        return {
+            "runs": [run.summary() for run in self.runs],
+            "median_stall_s": round(median(stalls), 3),
+            "max_stall_s": round(max(stalls, default=0.0), 3),
+        }
 
 
 class _SteadyProducer:
     """A thread sending one record every interval; remembers when each send was acknowledged."""
 
     def __init__(self, bootstrap: str, partition: int, interval_ms: int):
-        self._producer = Producer(bootstrap, acks="all", linger_ms=0, retry_backoff_ms=50,
-                                  delivery_timeout_ms=int(RECOVERY_TIMEOUT_S * 1000))
+        self._producer = Producer(
+            bootstrap, acks="all", linger_ms=0, retry_backoff_ms=50, delivery_timeout_ms=int(RECOVERY_TIMEOUT_S * 1000)
+        )
         self._partition = partition
         self._interval_s = interval_ms / 1000.0
         self._stop = threading.Event()
@@ -111,17 +119,20 @@ def run_failover_bench(runs: int, interval_ms: int, base_port: int, progress=pri
             cluster.wait_for_leader(timeout_s=60)
             cluster.wait_for_brokers(3, timeout_s=60)
             with cluster.admin(timeout_ms=30_000) as admin:
-                admin.create_topic(TOPIC, partitions=PARTITIONS, replication_factor=3,
-                                   config={"min.insync.replicas": "2"})
+                admin.create_topic(
+                    TOPIC, partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": "2"}
+                )
             _wait_for_full_isr(cluster)
             progress(f"cluster up on {cluster.bootstrap_servers}")
             result = FailoverBenchResult()
             for run in range(runs):
                 result.runs.append(_one_run(cluster, kill_controller=run % 2 == 1, interval_ms=interval_ms))
                 last = result.runs[-1]
-                progress(f"run {run + 1}: killed node {last.victim} "
-                         f"({'also' if last.was_controller else 'not'} the active controller): "
-                         f"produce stalled {last.stall_s:.3f} s")
+                progress(
+                    f"run {run + 1}: killed node {last.victim} "
+                    f"({'also' if last.was_controller else 'not'} the active controller): "
+                    f"produce stalled {last.stall_s:.3f} s"
+                )
             return result
         finally:
             cluster.stop()

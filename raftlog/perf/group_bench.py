@@ -71,7 +71,8 @@ class GroupBenchResult:
             "assigned_consume_records_per_sec": round(self.assigned_records_per_sec, 1),
             "group_consume_records_per_sec": round(self.group_records_per_sec, 1),
             "group_vs_assigned": round(self.group_records_per_sec / self.assigned_records_per_sec, 3)
-            if self.assigned_records_per_sec else 0.0,
+            if self.assigned_records_per_sec
+            else 0.0,
             "coordinator_failover_s": round(self.coordinator_failover_s, 3),
         }
 
@@ -81,8 +82,9 @@ class _Member:
     record (received minus its timestamp) since the last reset."""
 
     def __init__(self, bootstrap: str):
-        self.consumer = AsyncConsumer(bootstrap, group_id=GROUP, auto_offset_reset="latest", fetch_max_wait_ms=100,
-                                      auto_commit_interval_ms=1000)
+        self.consumer = AsyncConsumer(
+            bootstrap, group_id=GROUP, auto_offset_reset="latest", fetch_max_wait_ms=100, auto_commit_interval_ms=1000
+        )
         self.max_delay_ms: dict[int, float] = {}
         self.first_record_at: float | None = None
         self._task: asyncio.Task | None = None
@@ -135,16 +137,20 @@ async def _until_balanced(members: list[_Member], partitions: int) -> None:
     ceiling = -(-partitions // len(members))
     while time.monotonic() < deadline:
         owned = [m.owned() for m in members]
-        if sum(len(o) for o in owned) == partitions and all(len(o) <= ceiling for o in owned) \
-                and len(set().union(*owned)) == partitions:
+        if (
+            sum(len(o) for o in owned) == partitions
+            and all(len(o) <= ceiling for o in owned)
+            and len(set().union(*owned)) == partitions
+        ):
             return
         await asyncio.sleep(0.02)
     listed = [sorted(m.owned()) for m in members]
     raise TimeoutError(f"the group did not settle within {STABLE_TIMEOUT_S}s: members own {listed}")
 
 
-async def _joins(bootstrap: str, members_count: int, partitions: int, joins: int, rate: int,
-                 result: GroupBenchResult, progress) -> None:
+async def _joins(
+    bootstrap: str, members_count: int, partitions: int, joins: int, rate: int, result: GroupBenchResult, progress
+) -> None:
     stop = asyncio.Event()
     producing = asyncio.get_running_loop().create_task(_steady_producer(bootstrap, partitions, rate, stop))
     members = [_Member(bootstrap) for _ in range(members_count)]
@@ -172,13 +178,19 @@ async def _joins(bootstrap: str, members_count: int, partitions: int, joins: int
             result.join_to_first_record_s.append(newcomer.first_record_at - joined_at)
             await _until_balanced(members + [newcomer], partitions)
             await asyncio.sleep(0.3)
-            delays = [d for m, owned_before in zip(members, before)
-                      for p, d in m.max_delay_ms.items() if p in owned_before and p in m.owned()]
+            delays = [
+                d
+                for m, owned_before in zip(members, before)
+                for p, d in m.max_delay_ms.items()
+                if p in owned_before and p in m.owned()
+            ]
             result.kept_partition_max_gap_ms.append(max(0.0, max(delays, default=0.0) - baseline_ms))
             result.baseline_delay_ms.append(baseline_ms)
-            progress(f"join {i + 1}: first record after {result.join_to_first_record_s[-1]:.3f} s; existing members "
-                     f"paused at most {result.kept_partition_max_gap_ms[-1]:.0f} ms on kept partitions "
-                     f"(end-to-end delay {baseline_ms:.0f} ms before the join)")
+            progress(
+                f"join {i + 1}: first record after {result.join_to_first_record_s[-1]:.3f} s; existing members "
+                f"paused at most {result.kept_partition_max_gap_ms[-1]:.0f} ms on kept partitions "
+                f"(end-to-end delay {baseline_ms:.0f} ms before the join)"
+            )
             await newcomer.stop()
             await _until_balanced(members, partitions)
     finally:
@@ -224,8 +236,9 @@ async def _throughput(bootstrap: str, records: int, partitions: int, result: Gro
     await producer.close()
     assigned = await run_consume(bootstrap, THROUGHPUT_TOPIC, records, list(range(partitions)), 10_000)
     result.assigned_records_per_sec = assigned.records / assigned.elapsed_s
-    consumer = AsyncConsumer(bootstrap, group_id=GROUP + "-throughput", auto_offset_reset="earliest",
-                             max_poll_records=100_000)
+    consumer = AsyncConsumer(
+        bootstrap, group_id=GROUP + "-throughput", auto_offset_reset="earliest", max_poll_records=100_000
+    )
     consumer.subscribe([THROUGHPUT_TOPIC])
     started = time.perf_counter()
     got = 0
@@ -264,8 +277,17 @@ async def _failover(cluster: LocalCluster, bootstrap: str, result: GroupBenchRes
     await consumer.close()
 
 
-def run_group_bench(members: int, partitions: int, joins: int, rate: int, commit_rate: int, commit_seconds: float,
-                    throughput_records: int, base_port: int, progress=print) -> GroupBenchResult:
+def run_group_bench(
+    members: int,
+    partitions: int,
+    joins: int,
+    rate: int,
+    commit_rate: int,
+    commit_seconds: float,
+    throughput_records: int,
+    base_port: int,
+    progress=print,
+) -> GroupBenchResult:
     result = GroupBenchResult()
     with tempfile.TemporaryDirectory(prefix="raftlog-perf-group-") as tmp:
         cluster = LocalCluster(Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)
@@ -282,11 +304,14 @@ def run_group_bench(members: int, partitions: int, joins: int, rate: int, commit
             async def bench() -> None:
                 await _joins(bootstrap, members, partitions, joins, rate, result, progress)
                 await _commits(bootstrap, commit_rate, commit_seconds, result)
-                progress(f"commits: {result.summary()['commits_per_sec']}/s, "
-                         f"p99 {result.summary()['commit_p99_ms']} ms")
+                progress(
+                    f"commits: {result.summary()['commits_per_sec']}/s, p99 {result.summary()['commit_p99_ms']} ms"
+                )
                 await _throughput(bootstrap, throughput_records, 12, result)
-                progress(f"consume: assigned {result.assigned_records_per_sec:.0f} records/s, "
-                         f"group {result.group_records_per_sec:.0f} records/s")
+                progress(
+                    f"consume: assigned {result.assigned_records_per_sec:.0f} records/s, "
+                    f"group {result.group_records_per_sec:.0f} records/s"
+                )
                 await _failover(cluster, bootstrap, result)
                 progress(f"coordinator kill -9 -> commits again after {result.coordinator_failover_s:.3f} s")
 

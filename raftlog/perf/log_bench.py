@@ -44,8 +44,9 @@ def raw_disk_mb_per_s(directory: Path, total_bytes: int) -> float:
 
 
 async def _append_case(directory: Path, batch: bytes, count: int, total_bytes: int, durable: bool) -> dict:
-    log = PartitionLog(directory, LogConfig(flush_messages=1 if durable else 2**62, segment_bytes=256 * MIB,
-                                            max_message_bytes=8 * MIB))
+    log = PartitionLog(
+        directory, LogConfig(flush_messages=1 if durable else 2**62, segment_bytes=256 * MIB, max_message_bytes=8 * MIB)
+    )
     group = GroupCommit(log)
     appends = max(1, total_bytes // len(batch))
     started = time.perf_counter()
@@ -63,8 +64,11 @@ async def _append_case(directory: Path, batch: bytes, count: int, total_bytes: i
     read_elapsed = time.perf_counter() - read_started
     log.close()
     size = appends * len(batch)
-    return {"mb_per_s": size / MIB / elapsed, "records_per_s": appends * count / elapsed,
-            "read_mb_per_s": read_bytes / MIB / read_elapsed}
+    return {
+        "mb_per_s": size / MIB / elapsed,
+        "records_per_s": appends * count / elapsed,
+        "read_mb_per_s": read_bytes / MIB / read_elapsed,
+    }
 
 
 def codec_speed(record_size: int = 100, records: int = 1000, seconds: float = 1.0) -> dict:
@@ -97,8 +101,9 @@ def run_log_bench(directory: Path | None, total_mb: int) -> dict:
                 for durable in (True, False):
                     case_dir = base / f"case-{record_size}-{batch_bytes}-{durable}"
                     figures = asyncio.run(_append_case(case_dir, batch, count, total_bytes, durable))
-                    results["appends"].append({"record_bytes": record_size, "batch_bytes": batch_bytes,
-                                               "durable": durable, **figures})
+                    results["appends"].append(
+                        {"record_bytes": record_size, "batch_bytes": batch_bytes, "durable": durable, **figures}
+                    )
                     shutil.rmtree(case_dir)
         raw_after = raw_disk_mb_per_s(base, total_bytes)
         results["raw_fdatasync_1mib_mb_per_s"] = max(raw_before, raw_after)

@@ -39,7 +39,8 @@ class QuorumBenchResult:
         return {
             "pipelined_writes": self.pipelined_writes,
             "pipelined_writes_per_s": round(self.pipelined_writes / self.pipelined_elapsed_s, 1)
-            if self.pipelined_elapsed_s else 0.0,
+            if self.pipelined_elapsed_s
+            else 0.0,
             "concurrency": self.concurrency,
             "commit_latency_ms": _latency_summary(self.commit_latencies_ms),
             "client_round_trip_ms": _latency_summary(self.client_latencies_ms),
@@ -58,8 +59,13 @@ def _latency_summary(values: list[float]) -> dict:
 
 
 def run_quorum_bench(
-    writes: int, concurrency: int, single_writes: int, failover_runs: int, base_port: int,
-    data_dir: Path | None = None, progress=print,
+    writes: int,
+    concurrency: int,
+    single_writes: int,
+    failover_runs: int,
+    base_port: int,
+    data_dir: Path | None = None,
+    progress=print,
 ) -> QuorumBenchResult:
     with tempfile.TemporaryDirectory(prefix="raftlog-perf-quorum-") as tmp:
         cluster = LocalCluster(data_dir or Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)

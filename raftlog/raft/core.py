@@ -124,13 +124,16 @@ class _ReadRequest:
 
 
 class RaftNode:
-    def __init__(self, node_id: int, voters: Sequence[int], persisted: PersistedState, settings: RaftSettings,
-                 rng: random.Random):
+    def __init__(
+        self, node_id: int, voters: Sequence[int], persisted: PersistedState, settings: RaftSettings, rng: random.Random
+    ):
         if node_id not in voters:
             raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
         if settings.max_entry_bytes + RAFT_ENTRY_OVERHEAD_BYTES > settings.max_bytes_per_message:
-            raise ValueError(f"max_entry_bytes {settings.max_entry_bytes} does not fit in an append of "
-                             f"max_bytes_per_message {settings.max_bytes_per_message}")
+            raise ValueError(
+                f"max_entry_bytes {settings.max_entry_bytes} does not fit in an append of "
+                f"max_bytes_per_message {settings.max_bytes_per_message}"
+            )
         if min(voters) < 0:
             raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {sorted(voters)}")
         self.id = node_id
@@ -187,15 +190,17 @@ class RaftNode:
         self._randomized_timeout = low + self._rng.randrange(low)
 
     def _set_role(self, role: Role) -> None:
-        assert role in LEGAL_TRANSITIONS[self.role], \
+        assert role in LEGAL_TRANSITIONS[self.role], (
             f"node {self.id}: illegal transition {self.role.value} -> {role.value} in term {self.term}"
+        )
         self.role = role
 
     def _set_leader(self, leader_id: int) -> None:
         """Follows leader_id. A term has at most one leader: _term_leader remembers it for the
         whole term, even while leader_id is cleared (a pre-candidate follows nobody)."""
-        assert self._term_leader in (NO_NODE, leader_id), \
+        assert self._term_leader in (NO_NODE, leader_id), (
             f"node {self.id}: two leaders in term {self.term}: {self._term_leader} and {leader_id}"
+        )
         self._term_leader = self.leader_id = leader_id
 
     def _reset(self, term: int) -> None:
@@ -295,8 +300,17 @@ class RaftNode:
             self._won(kind)
             return
         for voter in self._others():
-            self._send(Message(kind, voter, self.id, term, log_term=self.log.last_term, index=self.log.last_index,
-                               transfer=transfer))
+            self._send(
+                Message(
+                    kind,
+                    voter,
+                    self.id,
+                    term,
+                    log_term=self.log.last_term,
+                    index=self.log.last_index,
+                    transfer=transfer,
+                )
+            )
 
     def _tally(self) -> int:
         return sum(1 for granted in self.votes.values() if granted)
@@ -314,13 +328,17 @@ class RaftNode:
             self._become_leader()
             return
         for voter in self._others():
-            self._send(Message(MsgType.VOTE, voter, self.id, self.term, log_term=self.log.last_term,
-                               index=self.log.last_index))
+            self._send(
+                Message(MsgType.VOTE, voter, self.id, self.term, log_term=self.log.last_term, index=self.log.last_index)
+            )
 
     def _in_lease(self) -> bool:
         """We heard from a live leader within the minimum election timeout (leader stickiness)."""
-        return (self.settings.check_quorum and self.leader_id != NO_NODE
-                and self._election_elapsed < self.settings.election_ticks)
+        return (
+            self.settings.check_quorum
+            and self.leader_id != NO_NODE
+            and self._election_elapsed < self.settings.election_ticks
+        )
 
     def _handle_vote_request(self, msg: Message) -> None:
         pre = msg.type == MsgType.PRE_VOTE
@@ -413,8 +431,18 @@ class RaftNode:
             return
         if not self.log.matches(msg.index, msg.log_term):
             hint_index, hint_term = self.log.conflict_hint(msg.index, msg.log_term)
-            self._send(Message(MsgType.APPEND_RESP, msg.frm, self.id, self.term, index=msg.index, reject=True,
-                               reject_hint=hint_index, log_term=hint_term))
+            self._send(
+                Message(
+                    MsgType.APPEND_RESP,
+                    msg.frm,
+                    self.id,
+                    self.term,
+                    index=msg.index,
+                    reject=True,
+                    reject_hint=hint_index,
+                    log_term=hint_term,
+                )
+            )
             return
         conflict = self.log.find_conflict(msg.entries)
         if conflict:
@@ -444,8 +472,9 @@ class RaftNode:
     # -- leader --------------------------------------------------------------------------------
 
     def _step_leader(self, msg: Message) -> None:
-        assert msg.type not in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT), \
+        assert msg.type not in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT), (
             f"node {self.id} leads term {self.term} and got {msg.type.name} of that term from node {msg.frm}"
+        )
         progress = self.progress.get(msg.frm)
         if progress is None:
             return
@@ -456,8 +485,10 @@ class RaftNode:
         elif msg.type == MsgType.HEARTBEAT_RESP:
             # The follower is reachable: unblock a probe or a full pipeline whose messages were lost.
             progress.probe_sent = False
-            if progress.state == ProgressState.REPLICATE and \
-                    len(progress.inflight) >= self.settings.max_inflight_messages:
+            if (
+                progress.state == ProgressState.REPLICATE
+                and len(progress.inflight) >= self.settings.max_inflight_messages
+            ):
                 progress.inflight.pop(0)
             if progress.match < self.log.last_index:
                 self._send_append(msg.frm, progress)
@@ -519,10 +550,23 @@ class RaftNode:
             self._send_snapshot(to, progress)
             return
         high = min(self.log.last_index + 1, progress.next + self.settings.max_entries_per_message)
-        entries = tuple(self._limit_bytes(self.log.slice(progress.next, high))) \
-            if progress.next <= self.log.last_index else ()
-        self._send(Message(MsgType.APPEND, to, self.id, self.term, log_term=prev_term, index=prev_index,
-                           entries=entries, commit=self.log.committed))
+        entries = (
+            tuple(self._limit_bytes(self.log.slice(progress.next, high)))
+            if progress.next <= self.log.last_index
+            else ()
+        )
+        self._send(
+            Message(
+                MsgType.APPEND,
+                to,
+                self.id,
+                self.term,
+                log_term=prev_term,
+                index=prev_index,
+                entries=entries,
+                commit=self.log.committed,
+            )
+        )
         if progress.state == ProgressState.REPLICATE and entries:
             progress.next = entries[-1].index + 1
             progress.inflight.append(entries[-1].index)
@@ -552,10 +596,20 @@ class RaftNode:
 
     def _broadcast_heartbeat(self, context: int) -> None:
         for voter, progress in self.progress.items():
-            self._send(Message(MsgType.HEARTBEAT, voter, self.id, self.term,
-                               commit=min(progress.match, self.log.committed), context=context))
-            if progress.state == ProgressState.SNAPSHOT and \
-                    self._ticks - progress.snapshot_sent_tick > 2 * self.settings.election_ticks:
+            self._send(
+                Message(
+                    MsgType.HEARTBEAT,
+                    voter,
+                    self.id,
+                    self.term,
+                    commit=min(progress.match, self.log.committed),
+                    context=context,
+                )
+            )
+            if (
+                progress.state == ProgressState.SNAPSHOT
+                and self._ticks - progress.snapshot_sent_tick > 2 * self.settings.election_ticks
+            ):
                 # The snapshot (or its answer) was lost on the way: probe again, which resends it.
                 progress.become_probe(progress.match + 1)
 
@@ -606,8 +660,10 @@ class RaftNode:
                 request.acks.add(voter)
                 if len(request.acks) >= self.quorum:
                     # Heartbeats are answered in order, so every earlier read is confirmed too.
-                    confirmed, self._pending_reads = self._pending_reads[: position + 1], \
-                        self._pending_reads[position + 1 :]
+                    confirmed, self._pending_reads = (
+                        self._pending_reads[: position + 1],
+                        self._pending_reads[position + 1 :],
+                    )
                     self._read_states.extend(ReadState(r.request_id, r.index) for r in confirmed)
                 return
 
@@ -652,8 +708,13 @@ class RaftNode:
 
     def has_ready(self) -> bool:
         return bool(
-            self._broadcast_pending or self._msgs or self._read_states or self._pending_snapshot
-            or self.hard_state != self._prev_hard_state or self.log.has_unstable() or self.log.has_to_apply()
+            self._broadcast_pending
+            or self._msgs
+            or self._read_states
+            or self._pending_snapshot
+            or self.hard_state != self._prev_hard_state
+            or self.log.has_unstable()
+            or self.log.has_to_apply()
             or self.log.truncated_from is not None
         )
 
@@ -689,8 +750,9 @@ class RaftNode:
             last = ready.entries[-1]
             # Still our entries (no truncation or snapshot replaced them meanwhile): persisted now.
             if self.log.matches(last.index, last.term):
-                assert self.log.stable_index <= last.index, \
+                assert self.log.stable_index <= last.index, (
                     f"stable index {self.log.stable_index} is past the entries just persisted (up to {last.index})"
+                )
                 self.log.stable_index = last.index
         if ready.committed_entries:
             self.log.applied_to(ready.committed_entries[-1].index)

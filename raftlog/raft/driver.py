@@ -102,8 +102,17 @@ class RaftStatus:
 
 
 class RaftDriver:
-    def __init__(self, *, node_id: int, voters: dict[int, str], cluster_id: str, store: Store,
-                 state_machine: StateMachine, settings: DriverSettings, tasks: TaskSupervisor):
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        voters: dict[int, str],
+        cluster_id: str,
+        store: Store,
+        state_machine: StateMachine,
+        settings: DriverSettings,
+        tasks: TaskSupervisor,
+    ):
         self.node_id = node_id
         self._supervisor = tasks
         self.settings = settings
@@ -203,8 +212,9 @@ class RaftDriver:
         self._transport.send(late)
         if ready.snapshot is not None:
             self._state_machine.restore(ready.snapshot.data, ready.snapshot.index, ready.snapshot.term)
-            log.info("installed snapshot at index %d (term %d) from the leader", ready.snapshot.index,
-                     ready.snapshot.term)
+            log.info(
+                "installed snapshot at index %d (term %d) from the leader", ready.snapshot.index, ready.snapshot.term
+            )
         for entry in ready.committed_entries:
             result = self._state_machine.apply(entry.index, entry.term, entry.data) if entry.data else None
             self._resolve_proposal(entry.index, entry.term, result)
@@ -256,8 +266,13 @@ class RaftDriver:
 
     def _notice_leader_change(self) -> None:
         if self.core.role != self._last_role:
-            log.info("node %d: %s -> %s in term %d", self.node_id, self._last_role.value, self.core.role.value,
-                     self.core.term)
+            log.info(
+                "node %d: %s -> %s in term %d",
+                self.node_id,
+                self._last_role.value,
+                self.core.role.value,
+                self.core.term,
+            )
             self._last_role = self.core.role
         current = (self.core.leader_id, self.core.term)
         if current[0] != self._last_leader[0]:
@@ -323,15 +338,23 @@ class RaftDriver:
     def status(self) -> RaftStatus:
         core = self.core
         status = RaftStatus(
-            node_id=self.node_id, role=core.role.value, term=core.term, leader_id=node_or_none(core.leader_id),
-            commit_index=core.log.committed, applied_index=core.log.applied, last_index=core.log.last_index,
-            last_log_term=core.log.last_term, snapshot_index=core.log.snapshot_index,
+            node_id=self.node_id,
+            role=core.role.value,
+            term=core.term,
+            leader_id=node_or_none(core.leader_id),
+            commit_index=core.log.committed,
+            applied_index=core.log.applied,
+            last_index=core.log.last_index,
+            last_log_term=core.log.last_term,
+            snapshot_index=core.log.snapshot_index,
         )
         if core.role == Role.LEADER:
             tick_ms = self.settings.tick_ms
             for voter, progress in core.progress.items():
                 status.progress[voter] = PeerProgress(
-                    match_index=progress.match, next_index=progress.next, state=progress.state.value,
+                    match_index=progress.match,
+                    next_index=progress.next,
+                    state=progress.state.value,
                     last_contact_ms_ago=_ago(core.ticks, progress.last_contact_tick, tick_ms),
                     last_caught_up_ms_ago=_ago(core.ticks, progress.last_caught_up_tick, tick_ms),
                 )

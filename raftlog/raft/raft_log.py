@@ -17,13 +17,15 @@ class RaftLog:
         self.snapshot_index = snapshot.index if snapshot else 0
         self.snapshot_term = snapshot.term if snapshot else 0
         self.entries: list[Entry] = list(entries)
-        assert not entries or entries[0].index == self.snapshot_index + 1, \
+        assert not entries or entries[0].index == self.snapshot_index + 1, (
             f"persisted entries start at {entries[0].index}, after snapshot {self.snapshot_index}"
+        )
         # A snapshot covers only applied, hence committed, entries; an older persisted commit
         # (the hard state is written only when it changes) is raised to it.
         self.committed = max(commit, self.snapshot_index)
-        assert self.committed <= self.last_index, \
+        assert self.committed <= self.last_index, (
             f"persisted commit {commit} is beyond the last persisted index {self.last_index}: log lost or truncated?"
+        )
         self.applied = self.snapshot_index
         self.stable_index = self.last_index  # everything loaded from disk is persisted
         self.truncated_from: int | None = None  # lowest index replaced since the last Ready
@@ -111,8 +113,9 @@ class RaftLog:
         """Moves the commit index forward to index (an older index is a stale message: no-op)."""
         if index <= self.committed:
             return False
-        assert index <= self.last_index, \
+        assert index <= self.last_index, (
             f"commit {index} is out of range [last index {self.last_index}]: was the log truncated or lost?"
+        )
         self.committed = index
         return True
 
@@ -124,8 +127,9 @@ class RaftLog:
 
     def restore(self, snapshot: Snapshot) -> None:
         """Replaces the whole log by a snapshot (InstallSnapshot)."""
-        assert snapshot.index > self.committed, \
+        assert snapshot.index > self.committed, (
             f"snapshot at {snapshot.index} would move the commit index {self.committed} back"
+        )
         self.snapshot_index, self.snapshot_term = snapshot.index, snapshot.term
         self.entries = []
         self.committed = snapshot.index

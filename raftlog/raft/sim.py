@@ -65,8 +65,9 @@ class Disk:
 
     def persisted(self) -> PersistedState:
         ordered = [self.entries[i] for i in sorted(self.entries)]
-        return PersistedState(HardState(self.hard_state.term, self.hard_state.vote, self.hard_state.commit),
-                              self.snapshot, ordered)
+        return PersistedState(
+            HardState(self.hard_state.term, self.hard_state.vote, self.hard_state.commit), self.snapshot, ordered
+        )
 
     def write(self, ready: Ready) -> None:
         if ready.snapshot is not None:
@@ -94,9 +95,14 @@ class Simulation:
     def __init__(self, seed: int, nodes: int, fault_steps: int = FAULT_STEPS, quiet_steps: int = QUIET_STEPS):
         self.seed = seed
         self.rng = random.Random(seed)
-        self.settings = RaftSettings(election_ticks=ELECTION_TICKS, heartbeat_ticks=1,
-                                     max_entries_per_message=self.rng.choice([1, 2, 8]),
-                                     max_inflight_messages=self.rng.choice([1, 4]), pre_vote=True, check_quorum=True)
+        self.settings = RaftSettings(
+            election_ticks=ELECTION_TICKS,
+            heartbeat_ticks=1,
+            max_entries_per_message=self.rng.choice([1, 2, 8]),
+            max_inflight_messages=self.rng.choice([1, 4]),
+            pre_vote=True,
+            check_quorum=True,
+        )
         self.ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.fault_steps = fault_steps
@@ -258,8 +264,10 @@ class Simulation:
     def _check_apply(self, node_id: int, entry: Entry) -> None:
         previous = self.applied.setdefault(entry.index, entry.data)
         if previous != entry.data:
-            self._fail(f"State Machine Safety: node {node_id} applied {entry.data!r} at {entry.index}, "
-                       f"another node applied {previous!r}")
+            self._fail(
+                f"State Machine Safety: node {node_id} applied {entry.data!r} at {entry.index}, "
+                f"another node applied {previous!r}"
+            )
 
     def _check(self) -> None:
         live = [n.raft for n in self.nodes.values() if n.raft is not None]
@@ -273,7 +281,7 @@ class Simulation:
             if raft.role == Role.LEADER:
                 self._check_leader_completeness(raft)
         for i, a in enumerate(live):
-            for b in live[i + 1:]:
+            for b in live[i + 1 :]:
                 self._check_log_matching(a, b)
 
     def _record_committed(self, raft: RaftNode) -> None:
@@ -292,8 +300,10 @@ class Simulation:
             if known is None:
                 committed[entry.index] = (entry.term, entry.data, raft.term)
             elif known[0] != entry.term or known[1] != entry.data:
-                self._fail(f"node {raft.id} committed ({entry.term}, {entry.data!r}) at {entry.index}, "
-                           f"but {known[:2]} was committed")
+                self._fail(
+                    f"node {raft.id} committed ({entry.term}, {entry.data!r}) at {entry.index}, "
+                    f"but {known[:2]} was committed"
+                )
         self.max_committed = max(self.max_committed, log.committed)
         self._recorded[raft.id] = (raft, log.committed)
 
@@ -313,12 +323,13 @@ class Simulation:
             if commit_term >= leader.term:
                 continue
             if index > log.last_index:
-                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks "
-                           f"committed {index}")
+                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} lacks committed {index}")
             entry = log.entries[index - log.snapshot_index - 1]
             if entry.term != term or entry.data != data:
-                self._fail(f"Leader Completeness: leader {leader.id} of term {leader.term} holds "
-                           f"({entry.term}, {entry.data!r}) at committed {index}, not ({term}, {data!r})")
+                self._fail(
+                    f"Leader Completeness: leader {leader.id} of term {leader.term} holds "
+                    f"({entry.term}, {entry.data!r}) at committed {index}, not ({term}, {data!r})"
+                )
         self._leader_checked[leader.id] = (leader, leader.term, self.max_committed)
 
     @staticmethod
@@ -337,8 +348,10 @@ class Simulation:
             return
         if ea[low - oa : index - oa + 1] != eb[low - ob : index - ob + 1]:
             first = next(i for i in range(low, index + 1) if ea[i - oa] != eb[i - ob])
-            raise SafetyViolation(f"Log Matching: nodes {a.id} and {b.id} agree at index {index} (term "
-                                  f"{ea[index - oa].term}) but differ at {first} ({ea[first - oa]} vs {eb[first - ob]})")
+            raise SafetyViolation(
+                f"Log Matching: nodes {a.id} and {b.id} agree at index {index} (term "
+                f"{ea[index - oa].term}) but differ at {first} ({ea[first - oa]} vs {eb[first - ob]})"
+            )
 
     # -- liveness ------------------------------------------------------------------------------
 
@@ -355,8 +368,7 @@ class Simulation:
             if self._leader() is not None and elected_at is None:
                 elected_at = self.step_no
         self._check_liveness(elected_at)
-        return {"seed": self.seed, "steps": self.step_no, "committed": len(self.committed),
-                "terms": len(self.leaders)}
+        return {"seed": self.seed, "steps": self.step_no, "committed": len(self.committed), "terms": len(self.leaders)}
 
     def _check_liveness(self, elected_at: int | None) -> None:
         bound = 8 * ELECTION_TICKS

@@ -49,8 +49,9 @@ def decode_hard_state(raw: bytes) -> HardState:
         term, vote, commit = _HARD_STATE_V0.unpack(raw)
         return HardState(term, NO_NODE if vote == 0 else vote, commit)
     if len(raw) != _HARD_STATE_V1.size or raw[0] != HARD_STATE_VERSION:
-        raise ValueError(f"raft hard state of {len(raw)} bytes, version {raw[:1].hex()}: not a format this "
-                         f"version reads")
+        raise ValueError(
+            f"raft hard state of {len(raw)} bytes, version {raw[:1].hex()}: not a format this version reads"
+        )
     _, term, vote, commit = _HARD_STATE_V1.unpack(raw)
     return HardState(term, vote, commit)
 
@@ -69,12 +70,12 @@ class RaftStorage:
         first = 1
         if raw is not None:
             index, term = _TWO_U64.unpack_from(raw)
-            state.snapshot = Snapshot(index, term, raw[_TWO_U64.size:])
+            state.snapshot = Snapshot(index, term, raw[_TWO_U64.size :])
             first = index + 1
         for key, value in self._cf.items(entry_key(first), entry_key(_MAX_INDEX)):
             index = _U64.unpack_from(key, 1)[0]
             (term,) = _U64.unpack_from(value)
-            state.entries.append(Entry(term, index, value[_U64.size:]))
+            state.entries.append(Entry(term, index, value[_U64.size :]))
         return state
 
     def persist(self, ready: Ready) -> None:

@@ -47,15 +47,23 @@ SNAPSHOT_CHUNK_FIELDS_BYTES = 256
 
 def to_proto(msg: Message) -> raft_pb2.RaftMessage:
     proto = raft_pb2.RaftMessage(
-        type=int(msg.type), to=msg.to, term=msg.term, log_term=msg.log_term, index=msg.index,
+        type=int(msg.type),
+        to=msg.to,
+        term=msg.term,
+        log_term=msg.log_term,
+        index=msg.index,
         entries=[raft_pb2.RaftEntry(term=e.term, index=e.index, data=e.data) for e in msg.entries],
-        commit=msg.commit, reject=msg.reject, reject_hint=msg.reject_hint, context=msg.context,
+        commit=msg.commit,
+        reject=msg.reject,
+        reject_hint=msg.reject_hint,
+        context=msg.context,
         transfer=msg.transfer,
     )
     setattr(proto, "from", msg.frm)
     if msg.snapshot is not None:
-        proto.snapshot.CopyFrom(raft_pb2.RaftSnapshot(index=msg.snapshot.index, term=msg.snapshot.term,
-                                                      data=msg.snapshot.data))
+        proto.snapshot.CopyFrom(
+            raft_pb2.RaftSnapshot(index=msg.snapshot.index, term=msg.snapshot.term, data=msg.snapshot.data)
+        )
     return proto
 
 
@@ -69,9 +77,15 @@ def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMes
     while True:
         chunk = bytes(data[offset : offset + chunk_bytes])
         more = offset + len(chunk) < len(data)
-        proto = raft_pb2.RaftMessage(type=int(msg.type), to=msg.to, term=msg.term, commit=msg.commit,
-                                     snapshot=raft_pb2.RaftSnapshot(index=snapshot.index, term=snapshot.term,
-                                                                    data=chunk, offset=offset, more=more))
+        proto = raft_pb2.RaftMessage(
+            type=int(msg.type),
+            to=msg.to,
+            term=msg.term,
+            commit=msg.commit,
+            snapshot=raft_pb2.RaftSnapshot(
+                index=snapshot.index, term=snapshot.term, data=chunk, offset=offset, more=more
+            ),
+        )
         setattr(proto, "from", msg.frm)
         yield proto
         if not more:
@@ -83,9 +97,19 @@ def from_proto(proto: raft_pb2.RaftMessage, snapshot: Snapshot | None = None) ->
     if snapshot is None and proto.HasField("snapshot"):
         snapshot = Snapshot(proto.snapshot.index, proto.snapshot.term, proto.snapshot.data)
     return Message(
-        MsgType(proto.type), proto.to, getattr(proto, "from"), proto.term, proto.log_term, proto.index,
-        tuple(Entry(e.term, e.index, e.data) for e in proto.entries), proto.commit, proto.reject,
-        proto.reject_hint, snapshot, proto.context, proto.transfer,
+        MsgType(proto.type),
+        proto.to,
+        getattr(proto, "from"),
+        proto.term,
+        proto.log_term,
+        proto.index,
+        tuple(Entry(e.term, e.index, e.data) for e in proto.entries),
+        proto.commit,
+        proto.reject,
+        proto.reject_hint,
+        snapshot,
+        proto.context,
+        proto.transfer,
     )
 
 
@@ -139,8 +163,11 @@ class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                 sender = batch.from_node
             problem = self._transport.check_batch(batch, sender)
             if problem is not None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"INVALID_REQUEST: {problem}",
-                                    trailing_metadata=((REASON_METADATA_KEY, "INVALID_REQUEST"),))
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"INVALID_REQUEST: {problem}",
+                    trailing_metadata=((REASON_METADATA_KEY, "INVALID_REQUEST"),),
+                )
             messages = []
             for proto in batch.messages:
                 if proto.type == MsgType.SNAPSHOT:
@@ -173,9 +200,15 @@ class _Peer:
 
 
 class RaftTransport:
-    def __init__(self, node_id: int, cluster_id: str, peers: dict[int, str],
-                 deliver: Callable[[list[Message]], None], tasks: TaskSupervisor,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES):
+    def __init__(
+        self,
+        node_id: int,
+        cluster_id: str,
+        peers: dict[int, str],
+        deliver: Callable[[list[Message]], None],
+        tasks: TaskSupervisor,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ):
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.peers = {peer_id: _Peer(peer_id, address) for peer_id, address in peers.items() if peer_id != node_id}
@@ -264,8 +297,10 @@ class RaftTransport:
                     peer.carry = proto
                     break
                 # The core sizes appends and we chunk snapshots: one message alone never exceeds it.
-                raise AssertionError(f"a {MsgType(proto.type).name} message of {size} bytes to node "
-                                     f"{peer.node_id} exceeds the {self._batch_budget_bytes}-byte budget")
+                raise AssertionError(
+                    f"a {MsgType(proto.type).name} message of {size} bytes to node "
+                    f"{peer.node_id} exceeds the {self._batch_budget_bytes}-byte budget"
+                )
             messages.append(proto)
             budget -= size
         return raft_pb2.RaftMessageBatch(cluster_id=self.cluster_id, from_node=self.node_id, messages=messages)
@@ -284,8 +319,12 @@ class RaftTransport:
                 stub = raft_pb2_grpc.RaftServiceStub(channel)
                 await stub.Send(self._batches(peer))
             except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
-                                  grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                if exc.code() in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                ):
                     log.error("node %d refused our messages: %s %s", peer.node_id, exc.code().name, exc.details())
                 else:
                     log.debug("stream to node %d broke: %s", peer.node_id, exc.code())

@@ -25,7 +25,6 @@ from raftlog.v1 import replication_pb2, replication_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-
 class ReplicaFetcher:
     def __init__(self, manager, leader_id: int, peers: Peers):
         self._manager = manager
@@ -46,8 +45,9 @@ class ReplicaFetcher:
 
     def start(self) -> None:
         # Critical: a dead fetcher would leave its partitions behind for good; its rounds survive errors.
-        self._task = self._manager.supervisor.spawn(self._run(), name=f"replica-fetcher-{self.leader_id}",
-                                                    critical=True)
+        self._task = self._manager.supervisor.spawn(
+            self._run(), name=f"replica-fetcher-{self.leader_id}", critical=True
+        )
 
     async def stop(self) -> None:
         if self._task:
@@ -89,15 +89,19 @@ class ReplicaFetcher:
             max_bytes=FETCH_MAX_BYTES,
             partitions=[
                 replication_pb2.ReplicaFetchPartition(
-                    topic_id=p.topic_id, partition=p.index, fetch_offset=p.log.log_end_offset,
-                    last_fetched_epoch=p.log.latest_epoch(), current_leader_epoch=p.leader_epoch,
+                    topic_id=p.topic_id,
+                    partition=p.index,
+                    fetch_offset=p.log.log_end_offset,
+                    last_fetched_epoch=p.log.latest_epoch(),
+                    current_leader_epoch=p.leader_epoch,
                 )
                 for p in sent.values()
             ],
         )
 
-    async def _handle(self, response, sent: dict[tuple[bytes, int], Partition],
-                      asked: dict[tuple[bytes, int], tuple[int, int]]) -> None:
+    async def _handle(
+        self, response, sent: dict[tuple[bytes, int], Partition], asked: dict[tuple[bytes, int], tuple[int, int]]
+    ) -> None:
         """Applies one response, partition by partition: an error in one (in the response, or in
         applying it here) backs off that partition only, never the others (Kafka's model)."""
         for result in response.results:
@@ -140,8 +144,9 @@ class ReplicaFetcher:
 
     async def _on_error(self, partition: Partition, result) -> bool:
         if result.error_reason == "OFFSET_OUT_OF_RANGE" and partition.log.log_end_offset < result.log_start_offset:
-            log.warning("%s: behind the leader's log start %d; restarting from there", partition.name,
-                        result.log_start_offset)
+            log.warning(
+                "%s: behind the leader's log start %d; restarting from there", partition.name, result.log_start_offset
+            )
             partition.truncate_fully_and_start_at(result.log_start_offset)
             await partition.log.persist()
             return False

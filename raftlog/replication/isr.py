@@ -45,23 +45,31 @@ class FollowerState:
         self.leader_end_at_last_fetch = 0
 
 
-def high_watermark(leader_id: int, leader_log_end: int, isr: tuple[int, ...],
-                   followers: dict[int, FollowerState]) -> int:
+def high_watermark(
+    leader_id: int, leader_log_end: int, isr: tuple[int, ...], followers: dict[int, FollowerState]
+) -> int:
     ends = [leader_log_end]
     ends += [followers[r].log_end_offset for r in isr if r != leader_id and r in followers]
     return min(ends)
 
 
-def out_of_sync(leader_id: int, isr: tuple[int, ...], followers: dict[int, FollowerState], now_ms: float,
-                lag_max_ms: int) -> set[int]:
+def out_of_sync(
+    leader_id: int, isr: tuple[int, ...], followers: dict[int, FollowerState], now_ms: float, lag_max_ms: int
+) -> set[int]:
     return {
-        r for r in isr
-        if r != leader_id and r in followers and now_ms - followers[r].last_caught_up_ms > lag_max_ms
+        r for r in isr if r != leader_id and r in followers and now_ms - followers[r].last_caught_up_ms > lag_max_ms
     }
 
 
-def ready_to_join(replica: int, isr: tuple[int, ...], followers: dict[int, FollowerState], high_wm: int,
-                  leader_epoch_start_offset: int, now_ms: float, lag_max_ms: int) -> bool:
+def ready_to_join(
+    replica: int,
+    isr: tuple[int, ...],
+    followers: dict[int, FollowerState],
+    high_wm: int,
+    leader_epoch_start_offset: int,
+    now_ms: float,
+    lag_max_ms: int,
+) -> bool:
     """Caught up in offsets AND recently (else a stalled follower whose old log end happens
     to equal the high watermark would be added and dropped again, over and over)."""
     state = followers.get(replica)
@@ -77,6 +85,7 @@ def ready_to_join(replica: int, isr: tuple[int, ...], followers: dict[int, Follo
 @dataclass(frozen=True)
 class CommittedIsr:
     """The ISR as the metadata image has it; no AlterPartition in flight."""
+
     isr: tuple[int, ...]
 
     def __post_init__(self) -> None:
@@ -95,14 +104,18 @@ class CommittedIsr:
 class PendingExpandIsr:
     """Asked to add `adding`. They count for the high watermark at once: the expansion may
     commit at any moment, and the leader must never have acknowledged records they lack."""
+
     committed: tuple[int, ...]
     adding: tuple[int, ...]
     requested: tuple[int, ...]
 
     def __post_init__(self) -> None:
         assert self.committed and self.adding, f"an expansion of {self.committed} adds someone: {self.adding}"
-        assert set(self.requested) == set(self.committed) | set(self.adding), (self.committed, self.adding,
-                                                                               self.requested)
+        assert set(self.requested) == set(self.committed) | set(self.adding), (
+            self.committed,
+            self.adding,
+            self.requested,
+        )
 
     @property
     def maximal_isr(self) -> tuple[int, ...]:
@@ -117,14 +130,18 @@ class PendingExpandIsr:
 class PendingShrinkIsr:
     """Asked to drop `removing`. They still count for the high watermark until the shrink
     commits: the controller may refuse it, and then they are in the ISR after all."""
+
     committed: tuple[int, ...]
     removing: tuple[int, ...]
     requested: tuple[int, ...]
 
     def __post_init__(self) -> None:
         assert self.requested, f"a shrink of {self.committed} never empties the ISR"
-        assert set(self.requested) == set(self.committed) - set(self.removing), (self.committed, self.removing,
-                                                                                 self.requested)
+        assert set(self.requested) == set(self.committed) - set(self.removing), (
+            self.committed,
+            self.removing,
+            self.requested,
+        )
 
     @property
     def maximal_isr(self) -> tuple[int, ...]:

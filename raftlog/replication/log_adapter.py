@@ -56,10 +56,12 @@ class ReplicaLog(Protocol):
     def log_end_offset(self) -> int: ...
 
     def parse_headers(self, records: bytes) -> list[BatchHeader]: ...
-    async def append_as_leader(self, records: bytes, leader_epoch: int,
-                               on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo: ...
-    async def append_as_follower(self, records: bytes,
-                                 on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo: ...
+    async def append_as_leader(
+        self, records: bytes, leader_epoch: int, on_written: Callable[[AppendInfo], None] | None = None
+    ) -> AppendInfo: ...
+    async def append_as_follower(
+        self, records: bytes, on_written: Callable[[AppendInfo], None] | None = None
+    ) -> AppendInfo: ...
     async def wait_durable(self, last_offset: int) -> None: ...
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes: ...
     def assign_epoch(self, epoch: int, start_offset: int) -> None: ...
@@ -155,8 +157,9 @@ class PartitionReplicaLog:
     def parse_headers(self, records: bytes) -> list[BatchHeader]:
         return [header for _, header in iter_headers(records)]
 
-    async def _append(self, records: bytes, leader_epoch: int | None,
-                      on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo:
+    async def _append(
+        self, records: bytes, leader_epoch: int | None, on_written: Callable[[AppendInfo], None] | None = None
+    ) -> AppendInfo:
         result = self._log.append(records, leader_epoch)
         info = AppendInfo(result.first_offset, result.last_offset, result.headers)
         if on_written is not None:
@@ -184,13 +187,15 @@ class PartitionReplicaLog:
         except Exception as exc:  # noqa: BLE001 - the log is out of service; every caller now sees it
             log.debug("%s: background flush failed: %s", self._log.directory, exc)
 
-    async def append_as_leader(self, records: bytes, leader_epoch: int,
-                               on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo:
+    async def append_as_leader(
+        self, records: bytes, leader_epoch: int, on_written: Callable[[AppendInfo], None] | None = None
+    ) -> AppendInfo:
         """Writes, calls on_written (before any fsync wait), then waits for the flush policy."""
         return await self._append(records, leader_epoch, on_written)
 
-    async def append_as_follower(self, records: bytes,
-                                 on_written: Callable[[AppendInfo], None] | None = None) -> AppendInfo:
+    async def append_as_follower(
+        self, records: bytes, on_written: Callable[[AppendInfo], None] | None = None
+    ) -> AppendInfo:
         """Writes, calls on_written (before any fsync wait), then waits for the flush policy."""
         return await self._append(records, None, on_written)
 
@@ -307,8 +312,13 @@ class PartitionReplicaLog:
         self._log.delete()
 
 
-def open_replica_log(log_dirs: list[Path], topic: str, partition: int, config: LogConfig,
-                     offline_dirs: set[Path] | frozenset[Path] = frozenset()) -> ReplicaLog:
+def open_replica_log(
+    log_dirs: list[Path],
+    topic: str,
+    partition: int,
+    config: LogConfig,
+    offline_dirs: set[Path] | frozenset[Path] = frozenset(),
+) -> ReplicaLog:
     """Opens (or creates) the partition's log in the log dir holding it, else the least loaded
     online one. A log in an offline dir (a write there failed) is not opened until a restart."""
     for log_dir in log_dirs:

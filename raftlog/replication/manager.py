@@ -66,8 +66,11 @@ class Repair:
     reason: str
     handing_over: Partition | None = None
     reported: bool = True
-PARTITION_RECORD_KINDS = frozenset({"topic", "remove_topic", "partition", "partition_change", "broker_fencing",
-                                    "register_broker", "config"})
+
+
+PARTITION_RECORD_KINDS = frozenset(
+    {"topic", "remove_topic", "partition", "partition_change", "broker_fencing", "register_broker", "config"}
+)
 
 LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
 
@@ -80,7 +83,7 @@ async def yield_every(index: int) -> None:
 
 def _chunks(items: list) -> list[list]:
     size = RECONCILE_CHUNK_PARTITIONS
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _delete_logs(partitions: list[Partition]) -> None:
@@ -94,10 +97,20 @@ def _delete_logs(partitions: list[Partition]) -> None:
 
 
 class ReplicaManager:
-    def __init__(self, broker_id: int, cluster_id: str, config: node_config.NodeConfig, state_machine,
-                 peers: Peers, controller: ControllerChannel, broker_epoch: Callable[[], int | None],
-                 log_factory: LogFactory, tasks: TaskSupervisor, metrics=None,
-                 time_retention_allowed: Callable[[], bool] = lambda: True):
+    def __init__(
+        self,
+        broker_id: int,
+        cluster_id: str,
+        config: node_config.NodeConfig,
+        state_machine,
+        peers: Peers,
+        controller: ControllerChannel,
+        broker_epoch: Callable[[], int | None],
+        log_factory: LogFactory,
+        tasks: TaskSupervisor,
+        metrics=None,
+        time_retention_allowed: Callable[[], bool] = lambda: True,
+    ):
         self.broker_id = broker_id
         self.supervisor = tasks
         self.cluster_id = cluster_id
@@ -219,8 +232,12 @@ class ReplicaManager:
             opened = await asyncio.to_thread(self._open_logs, specs)
             for (key, topic_name, info), replica_log in zip(chunk, opened):
                 if isinstance(replica_log, Exception):  # this replica only is offline, never the broker
-                    log.error("%s-%d: cannot open its log, not served here until restart: %s", topic_name,
-                              info.partition, replica_log)
+                    log.error(
+                        "%s-%d: cannot open its log, not served here until restart: %s",
+                        topic_name,
+                        info.partition,
+                        replica_log,
+                    )
                     self._offline[key] = f"cannot open the log: {replica_log}"
                     self.on_offline_change()
                     continue
@@ -237,8 +254,9 @@ class ReplicaManager:
                 opened.append(exc)
         return opened
 
-    def _adopt(self, key: tuple[bytes, int], topic_name: str, info: PartitionInfo,
-               replica_log: ReplicaLog) -> Partition:
+    def _adopt(
+        self, key: tuple[bytes, int], topic_name: str, info: PartitionInfo, replica_log: ReplicaLog
+    ) -> Partition:
         """Serves a newly opened log: failure and corruption listeners, and a repair if recovery cut
         data that was durable."""
         loop = asyncio.get_running_loop()
@@ -286,8 +304,12 @@ class ReplicaManager:
             # No in-sync replica to take over or to repair from: cutting the log would drop every
             # acknowledged record after the bad batch. It goes on leading; only reads of that batch
             # fail (verified reads), as they would in Kafka, and the error is logged for an operator.
-            log.error("%s: corrupt data at offset %d (%s) and no other in-sync replica: left as it is",
-                      partition.name, offset, reason)
+            log.error(
+                "%s: corrupt data at offset %d (%s) and no other in-sync replica: left as it is",
+                partition.name,
+                offset,
+                reason,
+            )
             return
         log.error("%s: corrupt data at offset %d (%s); repairing from the leader", partition.name, offset, reason)
         if partition.is_leader:
@@ -379,8 +401,7 @@ class ReplicaManager:
         if log_dir is None or log_dir in self.offline_log_dirs:
             return
         self.offline_log_dirs.add(log_dir)
-        log.error("log dir %s is offline until restart (%s); its partitions are no longer served here",
-                  log_dir, reason)
+        log.error("log dir %s is offline until restart (%s); its partitions are no longer served here", log_dir, reason)
         for key, partition in list(self.partitions.items()):
             if partition.log.log_dir == log_dir:
                 self.take_offline(key, f"log dir {log_dir} is offline: {reason}")
@@ -479,8 +500,10 @@ class ReplicaManager:
         broker = self.image.brokers.get(replica_id)
         if broker is None or broker.epoch != broker_epoch:
             registered = "not registered" if broker is None else f"registered with epoch {broker.epoch}"
-            raise RaftlogError("STALE_BROKER_EPOCH",
-                               f"replica fetch from broker {replica_id} with epoch {broker_epoch}; it is {registered}")
+            raise RaftlogError(
+                "STALE_BROKER_EPOCH",
+                f"replica fetch from broker {replica_id} with epoch {broker_epoch}; it is {registered}",
+            )
 
     # -- retention and compaction -----------------------------------------------------------
 
@@ -507,8 +530,11 @@ class ReplicaManager:
     def replica_lag_time_max_ms(self) -> int:
         """Read on every produce request: parsed once per metadata change, like topic settings."""
         if self._replica_lag_time_max_ms is None:
-            self._replica_lag_time_max_ms = int(self.image.dynamic_config("brokers", "").get(
-                "replica.lag.time.max.ms", self.config["replica.lag.time.max.ms"]))
+            self._replica_lag_time_max_ms = int(
+                self.image.dynamic_config("brokers", "").get(
+                    "replica.lag.time.max.ms", self.config["replica.lag.time.max.ms"]
+                )
+            )
         return self._replica_lag_time_max_ms
 
     # -- ISR changes ------------------------------------------------------------------------
@@ -527,8 +553,9 @@ class ReplicaManager:
         for partition in list(self.partitions.values()):
             state = partition.prepare_isr_change(lag_max_ms, unfenced)
             if state is not None:
-                self.supervisor.spawn(self._alter_isr(partition, state), name=f"alter-isr-{partition.name}",
-                                      critical=False)
+                self.supervisor.spawn(
+                    self._alter_isr(partition, state), name=f"alter-isr-{partition.name}", critical=False
+                )
 
     async def _alter_isr(self, partition: Partition, state) -> None:
         """Sends the AlterPartition for the partition's pending ISR state and reports how it ended."""
@@ -540,9 +567,14 @@ class ReplicaManager:
             if info is None or epoch is None:
                 raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no broker epoch yet")
             request = controller_pb2.AlterPartitionRequest(
-                cluster_id=self.cluster_id, broker_id=self.broker_id, broker_epoch=epoch,
-                topic_id=partition.topic_id, partition=partition.index, leader_epoch=info.leader_epoch,
-                partition_epoch=info.partition_epoch, new_isr=new_isr,
+                cluster_id=self.cluster_id,
+                broker_id=self.broker_id,
+                broker_epoch=epoch,
+                topic_id=partition.topic_id,
+                partition=partition.index,
+                leader_epoch=info.leader_epoch,
+                partition_epoch=info.partition_epoch,
+                new_isr=new_isr,
             )
             response = await self._controller.call("AlterPartition", request)
             log.info("%s: ISR %s -> %s", partition.name, list(info.isr), list(new_isr))
@@ -554,4 +586,3 @@ class ReplicaManager:
             log.log(level, "%s: AlterPartition to %s failed: %s", partition.name, list(new_isr), exc)
         finally:
             partition.isr_change_ended(state, ended_at)
-

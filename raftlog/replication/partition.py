@@ -56,8 +56,16 @@ def _monotonic_ms() -> float:
 
 
 class Partition:
-    def __init__(self, topic: str, topic_id: bytes, index: int, broker_id: int, replica_log: ReplicaLog,
-                 changed: ChangeNotifier, clock_ms=_monotonic_ms):
+    def __init__(
+        self,
+        topic: str,
+        topic_id: bytes,
+        index: int,
+        broker_id: int,
+        replica_log: ReplicaLog,
+        changed: ChangeNotifier,
+        clock_ms=_monotonic_ms,
+    ):
         self.topic = topic
         self.topic_id = topic_id
         self.index = index
@@ -103,7 +111,8 @@ class Partition:
 
     def _set_high_watermark(self, offset: int) -> None:
         assert offset <= self.log.log_end_offset, (
-            f"{self.name}: high watermark {offset} above the log end {self.log.log_end_offset}")
+            f"{self.name}: high watermark {offset} above the log end {self.log.log_end_offset}"
+        )
         self.high_watermark = offset
 
     # -- metadata ---------------------------------------------------------------------------
@@ -138,8 +147,13 @@ class Partition:
                 self.followers[replica] = state
         self._set_isr_state(isr_rules.CommittedIsr(info.isr))
         self._recompute_high_watermark()
-        log.info("%s: leader in epoch %d from offset %d, ISR %s", self.name, self.leader_epoch,
-                 self.leader_epoch_start_offset, list(self.isr))
+        log.info(
+            "%s: leader in epoch %d from offset %d, ISR %s",
+            self.name,
+            self.leader_epoch,
+            self.leader_epoch_start_offset,
+            list(self.isr),
+        )
 
     def _track_replicas(self) -> None:
         """Follower states for replicas that joined the replica set (not caught up yet); none for those that left."""
@@ -171,13 +185,15 @@ class Partition:
             reason = "FENCED_LEADER_EPOCH" if epoch < self.leader_epoch else "UNKNOWN_LEADER_EPOCH"
             raise RaftlogError(reason, f"{self.name} is in leader epoch {self.leader_epoch}, not {epoch}")
 
-    async def append_as_leader(self, records: bytes, acks: int, timeout_ms: int, min_isr: int,
-                               lag_max_ms: int | None = None) -> ProduceOutcome:
+    async def append_as_leader(
+        self, records: bytes, acks: int, timeout_ms: int, min_isr: int, lag_max_ms: int | None = None
+    ) -> ProduceOutcome:
         self._check_leader()
         in_sync = self.in_sync_count(lag_max_ms)
         if acks == ACKS_ALL and in_sync < min_isr:
-            raise RaftlogError("NOT_ENOUGH_REPLICAS",
-                               f"{self.name} has {in_sync} in-sync replicas, min.insync.replicas is {min_isr}")
+            raise RaftlogError(
+                "NOT_ENOUGH_REPLICAS", f"{self.name} has {in_sync} in-sync replicas, min.insync.replicas is {min_isr}"
+            )
         batches = self.log.parse_headers(records)
         duplicate = await self._check_sequences(batches)
         epoch = self.leader_epoch
@@ -218,8 +234,9 @@ class Partition:
             try:
                 return self._duplicate_of(batches)
             except RaftlogError as exc:
-                ahead = any(self.producer_state.is_ahead(h.producer_id, h.producer_epoch, h.base_sequence)
-                            for h in batches)
+                ahead = any(
+                    self.producer_state.is_ahead(h.producer_id, h.producer_epoch, h.base_sequence) for h in batches
+                )
                 if not exc.error.out_of_order_sequence or not ahead or loop.time() >= deadline:
                     raise
             await self.changed.wait(token, deadline - loop.time())
@@ -235,16 +252,23 @@ class Partition:
         """(first, last) offset of the original when the batches are a retried duplicate."""
         duplicate = None
         for header in batches:
-            found = self.producer_state.check(header.producer_id, header.producer_epoch, header.base_sequence,
-                                              header.last_sequence)
+            found = self.producer_state.check(
+                header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence
+            )
             if found is not None:
                 duplicate = (found.first_offset if duplicate is None else duplicate[0], found.last_offset)
         return duplicate
 
     def _record_producers(self, info: AppendInfo) -> None:
         for header in info.batches:
-            self.producer_state.record(header.producer_id, header.producer_epoch, header.base_sequence,
-                                       header.last_sequence, header.base_offset, header.last_offset)
+            self.producer_state.record(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                header.last_sequence,
+                header.base_offset,
+                header.last_offset,
+            )
 
     async def _await_replication(self, last_offset: int, timeout_ms: int, min_isr: int, epoch: int) -> None:
         def done() -> bool:
@@ -255,8 +279,10 @@ class Partition:
         if not self.is_leader or self.leader_epoch != epoch:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name}: leadership moved before replication")
         if len(self.isr) < min_isr:
-            raise RaftlogError("NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-                               f"{self.name}: written, but the ISR shrank below min.insync.replicas={min_isr}")
+            raise RaftlogError(
+                "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+                f"{self.name}: written, but the ISR shrank below min.insync.replicas={min_isr}",
+            )
 
     # -- leader: fetches --------------------------------------------------------------------
 
@@ -272,22 +298,28 @@ class Partition:
                 "OFFSET_OUT_OF_RANGE",
                 f"{self.name}: offset {offset} is outside [{self.log.log_start_offset}, {self.log.log_end_offset}]",
             )
-        records = self.log.read(offset, max_bytes, max_offset=self.high_watermark) if offset < self.high_watermark else b""
+        records = (
+            self.log.read(offset, max_bytes, max_offset=self.high_watermark) if offset < self.high_watermark else b""
+        )
         return records, self.high_watermark, self.log.log_start_offset
 
-    def read_for_follower(self, replica_id: int, fetch_offset: int, last_fetched_epoch: int,
-                          current_leader_epoch: int, max_bytes: int) -> FollowerFetchOutcome:
+    def read_for_follower(
+        self, replica_id: int, fetch_offset: int, last_fetched_epoch: int, current_leader_epoch: int, max_bytes: int
+    ) -> FollowerFetchOutcome:
         self._check_leader(current_leader_epoch)
         if replica_id not in self.followers:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {replica_id} is not a replica of {self.name}")
         diverging = self._divergence(fetch_offset, last_fetched_epoch)
         if diverging is not None:
-            return FollowerFetchOutcome(b"", self.high_watermark, self.log.log_start_offset, diverging,
-                                        self.leader_epoch)
+            return FollowerFetchOutcome(
+                b"", self.high_watermark, self.log.log_start_offset, diverging, self.leader_epoch
+            )
         if fetch_offset < self.log.log_start_offset or fetch_offset > self.log.log_end_offset:
-            raise RaftlogError("OFFSET_OUT_OF_RANGE",
-                               f"{self.name}: replica offset {fetch_offset} is outside "
-                               f"[{self.log.log_start_offset}, {self.log.log_end_offset}]")
+            raise RaftlogError(
+                "OFFSET_OUT_OF_RANGE",
+                f"{self.name}: replica offset {fetch_offset} is outside "
+                f"[{self.log.log_start_offset}, {self.log.log_end_offset}]",
+            )
         self.followers[replica_id].record_fetch(fetch_offset, self.log.log_end_offset, self._clock_ms())
         self._recompute_high_watermark()
         records = self.log.read(fetch_offset, max_bytes) if fetch_offset < self.log.log_end_offset else b""
@@ -321,9 +353,12 @@ class Partition:
         current = set(self.isr)
         shrink = isr_rules.out_of_sync(self.broker_id, self.isr, self.followers, now_ms, lag_max_ms)
         grow = {
-            r for r in self.followers
-            if r in unfenced and isr_rules.ready_to_join(r, self.isr, self.followers, self.high_watermark,
-                                       self.leader_epoch_start_offset, now_ms, lag_max_ms)
+            r
+            for r in self.followers
+            if r in unfenced
+            and isr_rules.ready_to_join(
+                r, self.isr, self.followers, self.high_watermark, self.leader_epoch_start_offset, now_ms, lag_max_ms
+            )
         }
         wanted = (current - shrink) | grow
         if wanted == current:
@@ -360,8 +395,9 @@ class Partition:
 
     # -- follower ---------------------------------------------------------------------------
 
-    async def append_as_follower(self, records: bytes, leader_high_watermark: int,
-                                 leader_log_start_offset: int = 0) -> None:
+    async def append_as_follower(
+        self, records: bytes, leader_high_watermark: int, leader_log_start_offset: int = 0
+    ) -> None:
         if records:
             # Producer state is recorded as soon as the batch is written, before the fsync, as on
             # the leader: a metadata update may make us leader while the fsync runs, and the new
@@ -397,8 +433,13 @@ class Partition:
         target = max(target, self.log.log_start_offset)
         cuts_records = target < self.log.log_end_offset
         if cuts_records:
-            log.warning("%s: truncating from %d to %d (diverged from the leader in epoch %d)", self.name,
-                        self.log.log_end_offset, target, epoch)
+            log.warning(
+                "%s: truncating from %d to %d (diverged from the leader in epoch %d)",
+                self.name,
+                self.log.log_end_offset,
+                target,
+                epoch,
+            )
         if target <= self.log.log_end_offset:
             # Even with no record to cut, an epoch of ours that starts at the target (a leadership
             # that wrote nothing) must go: the next fetch would name it again and never progress.
@@ -436,6 +477,12 @@ def _rebuild_producer_state(replica_log: ReplicaLog) -> ProducerStateTable:
     """Producer sequences as of the log end, read from batch headers (no record decoding)."""
     table = ProducerStateTable()
     for header in replica_log.batch_headers():
-        table.record(header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence,
-                     header.base_offset, header.last_offset)
+        table.record(
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            header.last_sequence,
+            header.base_offset,
+            header.last_offset,
+        )
     return table

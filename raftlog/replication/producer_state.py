@@ -85,8 +85,9 @@ class ProducerStateTable:
             return first_seq > 0
         return epoch == entry.epoch and first_seq > _next_seq(entry.last_seq)
 
-    def record(self, producer_id: int, epoch: int, first_seq: int, last_seq: int, first_offset: int,
-               last_offset: int) -> None:
+    def record(
+        self, producer_id: int, epoch: int, first_seq: int, last_seq: int, first_offset: int, last_offset: int
+    ) -> None:
         """Remembers an appended batch (on the leader after append, on followers and recovery while reading)."""
         if producer_id == NO_PRODUCER_ID:
             return
@@ -96,11 +97,15 @@ class ProducerStateTable:
         entry.batches.append(BatchMeta(first_seq, last_seq, first_offset, last_offset))
 
     def to_json(self) -> str:
-        return json.dumps({
-            str(pid): {"epoch": e.epoch, "batches": [[b.first_seq, b.last_seq, b.first_offset, b.last_offset]
-                                                     for b in e.batches]}
-            for pid, e in self.producers.items()
-        })
+        return json.dumps(
+            {
+                str(pid): {
+                    "epoch": e.epoch,
+                    "batches": [[b.first_seq, b.last_seq, b.first_offset, b.last_offset] for b in e.batches],
+                }
+                for pid, e in self.producers.items()
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ProducerStateTable:

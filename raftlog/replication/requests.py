@@ -25,8 +25,10 @@ VALID_ACKS = (-1, 0, 1)
 
 def _check_partition_count(what: str, count: int) -> None:
     if count > MAX_PARTITIONS_PER_DATA_REQUEST:
-        raise RaftlogError("INVALID_REQUEST", f"{what} names {count} partitions; at most "
-                                              f"{MAX_PARTITIONS_PER_DATA_REQUEST} are allowed in one request")
+        raise RaftlogError(
+            "INVALID_REQUEST",
+            f"{what} names {count} partitions; at most {MAX_PARTITIONS_PER_DATA_REQUEST} are allowed in one request",
+        )
 
 
 async def produce(manager: ReplicaManager, request: broker_pb2.ProduceRequest) -> broker_pb2.ProduceResponse:
@@ -38,8 +40,9 @@ async def produce(manager: ReplicaManager, request: broker_pb2.ProduceRequest) -
     return broker_pb2.ProduceResponse(results=results)
 
 
-async def _produce_one(manager: ReplicaManager, acks: int, timeout_ms: int,
-                       data: broker_pb2.PartitionRecords) -> broker_pb2.PartitionProduceResult:
+async def _produce_one(
+    manager: ReplicaManager, acks: int, timeout_ms: int, data: broker_pb2.PartitionRecords
+) -> broker_pb2.PartitionProduceResult:
     result = broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition, log_append_time_ms=-1)
     try:
         partition = manager.partition_by_name(data.topic, data.partition)
@@ -48,8 +51,9 @@ async def _produce_one(manager: ReplicaManager, acks: int, timeout_ms: int,
         if len(data.records) > max_bytes:
             raise RaftlogError("MESSAGE_TOO_LARGE", f"{len(data.records)} bytes exceed max.message.bytes={max_bytes}")
         check_uncompressed_size(data.records, max_bytes)  # consumers must not get a bomb to inflate
-        outcome = await partition.append_as_leader(data.records, acks, timeout_ms, settings.min_insync_replicas,
-                                                   manager.replica_lag_time_max_ms())
+        outcome = await partition.append_as_leader(
+            data.records, acks, timeout_ms, settings.min_insync_replicas, manager.replica_lag_time_max_ms()
+        )
         result.base_offset, result.log_start_offset = outcome.base_offset, outcome.log_start_offset
         if manager.metrics:
             manager.metrics.produced(data.topic, len(data.records), outcome.record_count)
@@ -70,15 +74,21 @@ async def _read_consumer(manager: ReplicaManager, request: broker_pb2.FetchReque
         try:
             partition = manager.partition_by_name(data.topic, data.partition)
             max_bytes = min(data.partition_max_bytes or budget, max(budget - total_bytes, 1))
-            records, high_wm, log_start = partition.read_for_consumer(data.fetch_offset, max_bytes,
-                                                                      data.current_leader_epoch)
+            records, high_wm, log_start = partition.read_for_consumer(
+                data.fetch_offset, max_bytes, data.current_leader_epoch
+            )
             total_bytes += len(records)
             if manager.metrics and records:
                 manager.metrics.fetched(data.topic, len(records))
-            results.append(broker_pb2.FetchPartitionResult(
-                topic=data.topic, partition=data.partition, high_watermark=high_wm, log_start_offset=log_start,
-                records=records,
-            ))
+            results.append(
+                broker_pb2.FetchPartitionResult(
+                    topic=data.topic,
+                    partition=data.partition,
+                    high_watermark=high_wm,
+                    log_start_offset=log_start,
+                    records=records,
+                )
+            )
         except RaftlogError as exc:
             errors = True
             results.append(_error_result(broker_pb2.FetchPartitionResult, data, exc))
@@ -87,8 +97,9 @@ async def _read_consumer(manager: ReplicaManager, request: broker_pb2.FetchReque
 
 async def fetch(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> broker_pb2.FetchResponse:
     _check_partition_count("Fetch", len(request.partitions))
-    results = await _long_poll(manager, request.max_wait_ms, max(1, request.min_bytes),
-                               lambda: _read_consumer(manager, request))
+    results = await _long_poll(
+        manager, request.max_wait_ms, max(1, request.min_bytes), lambda: _read_consumer(manager, request)
+    )
     return broker_pb2.FetchResponse(results=results)
 
 
@@ -104,8 +115,9 @@ async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, 
         await manager.changed.wait(token, remaining_s)
 
 
-async def _read_replica(manager: ReplicaManager,
-                        request: replication_pb2.ReplicaFetchRequest) -> tuple[list, int, bool]:
+async def _read_replica(
+    manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest
+) -> tuple[list, int, bool]:
     # Checked on every round of the long poll: the follower may re-register while we wait.
     manager.check_replica_epoch(request.replica_id, request.broker_epoch)
     results, total_bytes, stop = [], 0, False
@@ -114,8 +126,13 @@ async def _read_replica(manager: ReplicaManager,
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
-            outcome = partition.read_for_follower(request.replica_id, data.fetch_offset, data.last_fetched_epoch,
-                                                  data.current_leader_epoch, request.max_bytes or 16 * 1024 * 1024)
+            outcome = partition.read_for_follower(
+                request.replica_id,
+                data.fetch_offset,
+                data.last_fetched_epoch,
+                data.current_leader_epoch,
+                request.max_bytes or 16 * 1024 * 1024,
+            )
             result.high_watermark, result.log_start_offset = outcome.high_watermark, outcome.log_start_offset
             result.records, result.leader_epoch = outcome.records, outcome.leader_epoch
             total_bytes += len(outcome.records)
@@ -129,16 +146,18 @@ async def _read_replica(manager: ReplicaManager,
     return results, total_bytes, stop
 
 
-async def replica_fetch(manager: ReplicaManager,
-                        request: replication_pb2.ReplicaFetchRequest) -> replication_pb2.ReplicaFetchResponse:
+async def replica_fetch(
+    manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest
+) -> replication_pb2.ReplicaFetchResponse:
     if request.cluster_id != manager.cluster_id:
         raise RaftlogError("INCONSISTENT_CLUSTER_ID", f"fetch for cluster {request.cluster_id!r}")
     results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request))
     return replication_pb2.ReplicaFetchResponse(results=results)
 
 
-async def list_offsets(manager: ReplicaManager,
-                       request: broker_pb2.ListOffsetsRequest) -> broker_pb2.ListOffsetsResponse:
+async def list_offsets(
+    manager: ReplicaManager, request: broker_pb2.ListOffsetsRequest
+) -> broker_pb2.ListOffsetsResponse:
     _check_partition_count("ListOffsets", len(request.partitions))
     response = broker_pb2.ListOffsetsResponse()
     for index, data in enumerate(request.partitions):
@@ -154,8 +173,9 @@ def _list_offset(manager: ReplicaManager, data: broker_pb2.ListOffsetsPartition)
     partition = manager.partition_by_name(data.topic, data.partition)
     if not partition.is_leader:
         raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {manager.broker_id} does not lead {partition.name}")
-    result = broker_pb2.ListOffsetsResult(topic=data.topic, partition=data.partition, timestamp=-1,
-                                          leader_epoch=partition.leader_epoch)
+    result = broker_pb2.ListOffsetsResult(
+        topic=data.topic, partition=data.partition, timestamp=-1, leader_epoch=partition.leader_epoch
+    )
     if data.timestamp == EARLIEST_TIMESTAMP:
         result.offset = partition.log.log_start_offset
     elif data.timestamp == LATEST_TIMESTAMP:

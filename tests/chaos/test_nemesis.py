@@ -27,10 +27,16 @@ def run_faults(tmp_path, kinds: list[str], hold_s: float = 4.0):
 
 
 def test_acknowledged_records_survive_partitions_pauses_kills_and_restarts(tmp_path):
-    run, verdict = run_faults(tmp_path, ["isolate_leader", "partition_controller", "pause_leader", "kill_leader",
-                                         "restart_node"])
-    assert [f.name for f in run.faults] == ["isolate partition leader", "partition controller",
-                                            "pause partition leader", "kill -9 partition leader", "restart"]
+    run, verdict = run_faults(
+        tmp_path, ["isolate_leader", "partition_controller", "pause_leader", "kill_leader", "restart_node"]
+    )
+    assert [f.name for f in run.faults] == [
+        "isolate partition leader",
+        "partition controller",
+        "pause partition leader",
+        "kill -9 partition leader",
+        "restart",
+    ]
     assert verdict.acknowledged > 2000, verdict.summary()
     # Available through every fault: leaderships move within the hold (4 s), and a partition
     # whose leader is gone does not hold up the producer's other partitions.
@@ -96,6 +102,5 @@ def test_a_run_whose_cluster_does_not_recover_still_gives_its_verdict(tmp_path, 
     assert not verdict.ok
     assert any("did not recover" in problem for problem in verdict.problems), verdict.problems
     # What could be checked was: two nodes of three kept every acknowledged record.
-    assert verdict.acknowledged > 0 and not (verdict.lost or verdict.duplicated or verdict.reordered), \
-        verdict.summary()
+    assert verdict.acknowledged > 0 and not (verdict.lost or verdict.duplicated or verdict.reordered), verdict.summary()
     assert "0 lost" in lines[-1] and "unacknowledged at end" in lines[-1], lines[-1]

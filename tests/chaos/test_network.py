@@ -31,9 +31,10 @@ def test_two_networks_built_at_once_do_not_share_or_remove_each_others_namespace
         for network in (first, second):
             with socket.create_server((network.host_address, 0)) as server:
                 port = server.getsockname()[1]
-                connect = (f"import socket; socket.create_connection(({network.host_address!r}, {port}), 5)")
-                done = subprocess.run([*network.launcher(2), sys.executable, "-c", connect],
-                                      capture_output=True, text=True, timeout=30)
+                connect = f"import socket; socket.create_connection(({network.host_address!r}, {port}), 5)"
+                done = subprocess.run(
+                    [*network.launcher(2), sys.executable, "-c", connect], capture_output=True, text=True, timeout=30
+                )
                 assert done.returncode == 0, done.stderr
     finally:
         first.destroy()

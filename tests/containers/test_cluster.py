@@ -48,6 +48,7 @@ def test_the_nodes_are_healthy_and_serve_clients_on_the_host(cluster):
     def healthy() -> bool:
         states = [cluster.docker_container(n).attrs["State"].get("Health", {}).get("Status") for n in cluster.node_ids]
         return all(state == "healthy" for state in states)
+
     wait_until(healthy, 60, "docker to report every node healthy (gRPC health check)")
 
     create_topic(cluster, "plain", partitions=3)
@@ -74,10 +75,15 @@ def test_docker_kill_of_the_partition_leader_loses_and_duplicates_nothing(cluste
         killed_at = time.monotonic()
         cluster.kill_node(leader)
         workload.wait_for_progress(300, timeout_s=60)
-        resumed_at = wait_until(lambda: workload.first_ack_of_a_send_after(killed_at, 0), 60,
-                                "an acks=all record sent after the kill to be acknowledged")
-        print(f"\n[figure] docker kill of partition leader {leader} -> acks=all produce succeeds again "
-              f"after {resumed_at - killed_at:.2f} s")
+        resumed_at = wait_until(
+            lambda: workload.first_ack_of_a_send_after(killed_at, 0),
+            60,
+            "an acks=all record sent after the kill to be acknowledged",
+        )
+        print(
+            f"\n[figure] docker kill of partition leader {leader} -> acks=all produce succeeds again "
+            f"after {resumed_at - killed_at:.2f} s"
+        )
         cluster.start_node(leader)
         cluster.wait_for_brokers(3)
         cluster.wait_for_full_isr("kill")
@@ -105,8 +111,11 @@ def test_docker_pause_of_a_follower_takes_it_out_of_the_isr_and_back(cluster):
         cluster.pause(follower)
         others = [n for n in cluster.node_ids if n != follower]
         try:
-            wait_until(lambda: follower not in cluster.partitions("pause", others)[0]["isr"], 60,
-                       f"paused node {follower} to leave the ISR")
+            wait_until(
+                lambda: follower not in cluster.partitions("pause", others)[0]["isr"],
+                60,
+                f"paused node {follower} to leave the ISR",
+            )
             # acks=all writes go on with the two others (min.insync.replicas=2)
             workload.wait_for_progress(100, timeout_s=60)
         finally:
@@ -130,8 +139,11 @@ def test_a_container_cut_off_its_network_cannot_commit_and_rejoins(cluster):
         others = [n for n in cluster.node_ids if n != cut]
         cluster.disconnect(cut)
         try:
-            wait_until(lambda: cluster.partitions("cut", others)[0]["leader"] in others, 60,
-                       f"a new leader of cut-0 once node {cut} is cut off")
+            wait_until(
+                lambda: cluster.partitions("cut", others)[0]["leader"] in others,
+                60,
+                f"a new leader of cut-0 once node {cut} is cut off",
+            )
             workload.wait_for_progress(100, timeout_s=60)
             # The cut-off node still takes itself for the leader, but an acks=all write to it
             # cannot reach the ISR: it is refused or times out, never acknowledged.
@@ -190,7 +202,9 @@ def test_a_rolling_restart_under_acks_all_load_loses_nothing(cluster):
     except BaseException:
         workload.abort()
         raise
-    print(f"\n[figure] rolling restart of 3 containers: longest acks=all latency "
-          f"{workload.longest_ack_latency_s(started_at):.2f} s, failures {workload.failures}")
+    print(
+        f"\n[figure] rolling restart of 3 containers: longest acks=all latency "
+        f"{workload.longest_ack_latency_s(started_at):.2f} s, failures {workload.failures}"
+    )
     verdict, _ = verdict_of(cluster, workload, "roll", 3)
     assert verdict.ok, verdict.summary()

@@ -26,9 +26,37 @@ COMPOSE_TARGETS = '["raftlog-1:9100", "raftlog-2:9100", "raftlog-3:9100"]'
 
 # PromQL words that are not metric names: functions, aggregations, keywords.
 PROMQL_WORDS = {
-    "sum", "max", "min", "avg", "count", "by", "without", "rate", "irate", "increase", "delta", "histogram_quantile",
-    "topk", "bottomk", "abs", "clamp_min", "clamp_max", "on", "ignoring", "group_left", "group_right", "and", "or",
-    "unless", "offset", "bool", "avg_over_time", "max_over_time", "min_over_time", "deriv", "label_replace",
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "by",
+    "without",
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "histogram_quantile",
+    "topk",
+    "bottomk",
+    "abs",
+    "clamp_min",
+    "clamp_max",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "avg_over_time",
+    "max_over_time",
+    "min_over_time",
+    "deriv",
+    "label_replace",
 }
 # Series Prometheus makes itself for every target rather than reading them from /metrics.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -60,16 +88,25 @@ def prometheus(cluster, tmp_path_factory):
     [port] = free_ports(1)
     log = open(workdir / "prometheus.log", "wb")
     process = subprocess.Popen(
-        [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def all_targets_up() -> bool:
             try:
                 targets = get_json(f"{url}/api/v1/targets")["data"]["activeTargets"]
             except OSError:
                 return False
             return len(targets) == 3 and all(t["health"] == "up" for t in targets)
+
         wait_until(all_targets_up, 60, "Prometheus to scrape all three nodes")
         yield url
     finally:
@@ -89,8 +126,10 @@ def firing(prometheus_url: str) -> set[str]:
 
 def test_promtool_accepts_the_config_and_the_rules():
     promtool = require_tool("promtool")
-    for args in (["check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
-                 ["check", "rules", str(PROMETHEUS_DIR / "alerts.yml")]):
+    for args in (
+        ["check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
+        ["check", "rules", str(PROMETHEUS_DIR / "alerts.yml")],
+    ):
         result = subprocess.run([promtool, *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -105,8 +144,9 @@ def test_alerts_fire_when_a_container_is_killed_and_clear_when_it_returns(cluste
     cluster.kill_node(victim)
     try:
         expected = {"RaftlogBrokerDown", "RaftlogUnderReplicatedPartitions", "RaftlogBrokerFenced"}
-        wait_until(lambda: firing(prometheus) >= expected, 90,
-                   f"alerts {sorted(expected)} to fire with node {victim} killed")
+        wait_until(
+            lambda: firing(prometheus) >= expected, 90, f"alerts {sorted(expected)} to fire with node {victim} killed"
+        )
     finally:
         cluster.start_node(victim)
     cluster.wait_for_brokers(3)
@@ -116,12 +156,15 @@ def test_alerts_fire_when_a_container_is_killed_and_clear_when_it_returns(cluste
 
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects."""
-    text = re.sub(r'"[^"]*"', "", expr)              # label values, strings
-    text = re.sub(r"\{[^}]*\}", "", text)            # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)           # range selectors
+    text = re.sub(r'"[^"]*"', "", expr)  # label values, strings
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
     text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", text)  # grouping labels
-    return {word for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text)
-            if word not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhd]?", word)}
+    return {
+        word
+        for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text)
+        if word not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhd]?", word)
+    }
 
 
 def exported_names(cluster) -> set[str]:

@@ -17,8 +17,15 @@ class TimedWorkload:
     """Sends make_value(0), make_value(1), ... to partition i % partitions at a steady rate."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, records_per_s: int = 200):
-        self._producer = Producer(bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
-                                  delivery_timeout_ms=120_000, request_timeout_ms=3_000, retry_backoff_ms=50)
+        self._producer = Producer(
+            bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            delivery_timeout_ms=120_000,
+            request_timeout_ms=3_000,
+            retry_backoff_ms=50,
+        )
         self._topic = topic
         self._partitions = partitions
         self._interval_s = 1.0 / records_per_s
@@ -65,8 +72,10 @@ class TimedWorkload:
         deadline = time.monotonic() + timeout_s
         while self.acknowledged() < target:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the workload made no progress for {timeout_s}s "
-                                     f"({self.acknowledged()} acknowledged, failures {self.failures})")
+                raise AssertionError(
+                    f"the workload made no progress for {timeout_s}s "
+                    f"({self.acknowledged()} acknowledged, failures {self.failures})"
+                )
             time.sleep(0.05)
 
     def first_ack_of_a_send_after(self, moment: float, partition: int) -> float | None:
@@ -94,7 +103,9 @@ class TimedWorkload:
             pass
 
 
-def read_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60) -> dict[int, list[tuple[int, bytes]]]:
+def read_topic(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float = 60
+) -> dict[int, list[tuple[int, bytes]]]:
     """partition -> [(offset, value)], everything up to each partition's high watermark now."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     served: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(partitions)}

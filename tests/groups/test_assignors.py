@@ -75,8 +75,9 @@ def test_uniform_moves_only_what_must_move(case):
 
 
 @settings(max_examples=200, deadline=None)
-@given(counts=topics_st, subs=st.lists(st.sets(st.sampled_from(["a", "b", "c", "d"]), min_size=1), min_size=1,
-                                       max_size=8))
+@given(
+    counts=topics_st, subs=st.lists(st.sets(st.sampled_from(["a", "b", "c", "d"]), min_size=1), min_size=1, max_size=8)
+)
 def test_uniform_with_differing_subscriptions_covers_each_partition_once(counts, subs):
     subscriptions = {f"m{i}": frozenset(s) for i, s in enumerate(subs)}
     result = uniform.assign(subscriptions, counts, {})

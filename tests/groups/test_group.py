@@ -20,8 +20,17 @@ class Client:
         self.member_id, self.epoch, self.owned, self.alive = "", 0, frozenset(), True
 
     def heartbeat(self, now_ms, counts):
-        answer = self.group.heartbeat(Heartbeat(self.member_id, self.epoch, instance_id=self.instance_id,
-                                                subscribed_topics=self.topics, owned=self.owned), now_ms, counts)
+        answer = self.group.heartbeat(
+            Heartbeat(
+                self.member_id,
+                self.epoch,
+                instance_id=self.instance_id,
+                subscribed_topics=self.topics,
+                owned=self.owned,
+            ),
+            now_ms,
+            counts,
+        )
         self.member_id, self.epoch, self.owned = answer.member_id, answer.member_epoch, answer.assignment
         return answer
 
@@ -87,8 +96,11 @@ def test_rebalance_timeout_fences_a_member_that_does_not_revoke():
     a.heartbeat(0, counts)
     group.heartbeat(Heartbeat("", 0, subscribed_topics=("t",)), 1, counts)
     # a is asked to revoke two partitions; it heartbeats but never lets go.
-    answer = group.heartbeat(Heartbeat(a.member_id, a.epoch, rebalance_timeout_ms=500,
-                                       owned=frozenset(("t", p) for p in range(4))), 2, counts)
+    answer = group.heartbeat(
+        Heartbeat(a.member_id, a.epoch, rebalance_timeout_ms=500, owned=frozenset(("t", p) for p in range(4))),
+        2,
+        counts,
+    )
     assert len(answer.assignment) == 2 and len(group.members[a.member_id].revoking) == 2
     assert group.expire(2 + 499) == []
     assert group.expire(2 + 500) == [a.member_id]  # within its session, but it did not revoke in time
@@ -142,13 +154,19 @@ def test_regex_subscription_follows_new_topics():
     a = Client(group, topics=None)
     a.group.heartbeat(Heartbeat("", 0, subscribed_regex="orders-.*"), 0, {"orders-1": 2, "other": 3})
     member = next(iter(group.members.values()))
-    answer = group.heartbeat(Heartbeat(member.member_id, member.member_epoch, owned=frozenset()), 1,
-                             {"orders-1": 2, "orders-2": 1, "other": 3, "__consumer_offsets": 12})
+    answer = group.heartbeat(
+        Heartbeat(member.member_id, member.member_epoch, owned=frozenset()),
+        1,
+        {"orders-1": 2, "orders-2": 1, "other": 3, "__consumer_offsets": 12},
+    )
     assert answer.assignment == {("orders-1", 0), ("orders-1", 1), ("orders-2", 0)}
 
 
-ops = st.lists(st.tuples(st.sampled_from(["join", "hb", "hb", "hb", "leave", "kill", "grow"]),
-                         st.integers(0, 20)), min_size=1, max_size=80)
+ops = st.lists(
+    st.tuples(st.sampled_from(["join", "hb", "hb", "hb", "leave", "kill", "grow"]), st.integers(0, 20)),
+    min_size=1,
+    max_size=80,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -42,8 +42,11 @@ def make_cluster(tmp_path):
     def make(nodes: int = 3, extra_config: dict | None = None, metrics: bool = False) -> LocalCluster:
         base = free_port_block(nodes * 2 if metrics else nodes)
         cluster = LocalCluster(
-            tmp_path / f"cluster-{len(clusters)}", nodes=nodes, base_port=base,
-            metrics_base_port=base + nodes if metrics else 0, extra_config=extra_config,
+            tmp_path / f"cluster-{len(clusters)}",
+            nodes=nodes,
+            base_port=base,
+            metrics_base_port=base + nodes if metrics else 0,
+            extra_config=extra_config,
         )
         clusters.append(cluster)
         return cluster

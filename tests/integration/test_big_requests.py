@@ -47,8 +47,11 @@ def test_the_biggest_topic_one_request_may_create_and_delete_stalls_nothing(make
         with cluster.admin(timeout_ms=30_000) as admin:
             admin.create_topic("big", partitions=MAX_PARTITIONS_CREATED_PER_REQUEST, replication_factor=3)
         produce_some(producer, "during-create")  # while every broker opens its 1,000 logs
-        wait_until(lambda: all(e == 0 for e in leader_epochs(cluster, "big")), 120,
-                   "every partition of big led by its first leader")
+        wait_until(
+            lambda: all(e == 0 for e in leader_epochs(cluster, "big")),
+            120,
+            "every partition of big led by its first leader",
+        )
         with cluster.admin(timeout_ms=30_000) as admin:
             admin.delete_topic("big")
         produce_some(producer, "during-delete")

@@ -40,38 +40,82 @@ def test_cluster_up_serves_the_admin_commands_and_stops_on_sigterm(tmp_path):
     base = free_port_block(3)
     bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
     up = subprocess.Popen(
-        RAFTLOG + ["cluster", "up", "--data-dir", str(tmp_path / "data"), "--base-port", str(base),
-                   "--metrics-base-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        RAFTLOG
+        + ["cluster", "up", "--data-dir", str(tmp_path / "data"), "--base-port", str(base), "--metrics-base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         ready = up.stdout.readline()
         assert "ready" in ready and bootstrap in ready, ready + up.stderr.read() if up.poll() else ready
         status = cli_json("quorum", "describe", "--status", "--bootstrap-server", bootstrap)
-        assert set(status) == {"cluster_id", "leader_id", "leader_epoch", "high_watermark", "max_follower_lag",
-                               "current_voters"}
+        assert set(status) == {
+            "cluster_id",
+            "leader_id",
+            "leader_epoch",
+            "high_watermark",
+            "max_follower_lag",
+            "current_voters",
+        }
         assert status["leader_id"] in (1, 2, 3) and status["current_voters"] == [1, 2, 3]
         rows = cli_json("quorum", "describe", "--replication", "--bootstrap-server", bootstrap)
         assert sorted(r["node_id"] for r in rows) == [1, 2, 3]
         assert [r["status"] for r in rows].count("Leader") == 1
-        assert set(rows[0]) == {"node_id", "log_end_offset", "lag", "last_fetch_ms_ago", "last_caught_up_ms_ago",
-                                "status"}
+        assert set(rows[0]) == {
+            "node_id",
+            "log_end_offset",
+            "lag",
+            "last_fetch_ms_ago",
+            "last_caught_up_ms_ago",
+            "status",
+        }
 
-        altered = run_cli("configs", "alter", "--entity-type", "brokers", "--entity-default",
-                          "--add-config", "log.retention.hours=72,log.cleanup.policy=[delete,compact]",
-                          "--bootstrap-server", bootstrap)
+        altered = run_cli(
+            "configs",
+            "alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--add-config",
+            "log.retention.hours=72,log.cleanup.policy=[delete,compact]",
+            "--bootstrap-server",
+            bootstrap,
+        )
         assert altered.returncode == 0, altered.stderr
-        described = cli_json("configs", "describe", "--entity-type", "brokers", "--entity-default",
-                             "--bootstrap-server", bootstrap)
+        described = cli_json(
+            "configs", "describe", "--entity-type", "brokers", "--entity-default", "--bootstrap-server", bootstrap
+        )
         values = {c["name"]: (c["value"], c["source"]) for c in described["configs"]}
-        assert values == {"log.retention.hours": ("72", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
-                          "log.cleanup.policy": ("delete,compact", "DYNAMIC_DEFAULT_BROKER_CONFIG")}
-        deleted = run_cli("configs", "alter", "--entity-type", "brokers", "--entity-default",
-                          "--delete-config", "log.cleanup.policy", "--bootstrap-server", bootstrap)
+        assert values == {
+            "log.retention.hours": ("72", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
+            "log.cleanup.policy": ("delete,compact", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
+        }
+        deleted = run_cli(
+            "configs",
+            "alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--delete-config",
+            "log.cleanup.policy",
+            "--bootstrap-server",
+            bootstrap,
+        )
         assert deleted.returncode == 0, deleted.stderr
 
-        bad = run_cli("configs", "alter", "--entity-type", "brokers", "--entity-default",
-                      "--add-config", "log.retention.hours=soon", "--bootstrap-server", bootstrap)
+        bad = run_cli(
+            "configs",
+            "alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--add-config",
+            "log.retention.hours=soon",
+            "--bootstrap-server",
+            bootstrap,
+        )
         assert bad.returncode != 0 and "INVALID_CONFIG" in bad.stderr
 
         brokers = wait_for_unfenced(bootstrap, 3)
@@ -120,15 +164,26 @@ def test_bad_configuration_stops_the_node_with_one_line(tmp_path, sets, message)
 
 
 def test_a_data_dir_of_another_cluster_or_node_is_refused(tmp_path):
-    formatted = run_cli("storage", "format", "--set", "node.id=1", "--set", "controller.quorum.voters=1@127.0.0.1:1",
-                        "--set", f"log.dirs={tmp_path / 'd'}", "--cluster-id", "other")
+    formatted = run_cli(
+        "storage",
+        "format",
+        "--set",
+        "node.id=1",
+        "--set",
+        "controller.quorum.voters=1@127.0.0.1:1",
+        "--set",
+        f"log.dirs={tmp_path / 'd'}",
+        "--cluster-id",
+        "other",
+    )
     assert formatted.returncode == 0, formatted.stderr
     result = start_node(tmp_path, "node.id=1", "controller.quorum.voters=1@127.0.0.1:1")
     assert result.returncode != 0 and "belongs to cluster 'other', not 'abc'" in result.stderr
     result = start_node(tmp_path, "node.id=2", "controller.quorum.voters=2@127.0.0.1:1", "cluster.id=other")
     assert result.returncode != 0 and "belongs to node 1, not node 2" in result.stderr
-    unformatted = start_node(tmp_path / "fresh", "node.id=1", "controller.quorum.voters=1@127.0.0.1:1",
-                             format_if_empty=False)
+    unformatted = start_node(
+        tmp_path / "fresh", "node.id=1", "controller.quorum.voters=1@127.0.0.1:1", format_if_empty=False
+    )
     assert unformatted.returncode != 0 and "not formatted" in unformatted.stderr
 
 
@@ -139,7 +194,9 @@ def test_requests_for_another_cluster_are_refused(make_cluster):
     with grpc.insecure_channel(cluster.specs[leader].address) as channel:
         stub = controller_pb2_grpc.ControllerServiceStub(channel)
         request = controller_pb2.RegisterBrokerRequest(
-            cluster_id="someone-else", broker_id=9, incarnation_id="x",
+            cluster_id="someone-else",
+            broker_id=9,
+            incarnation_id="x",
             endpoint=metadata_pb2.Endpoint(host="127.0.0.1", port=1),
         )
         with pytest.raises(grpc.RpcError) as info:
@@ -154,8 +211,9 @@ def test_raft_messages_from_another_cluster_are_refused(make_cluster):
     leader = cluster.wait_for_leader()
     with grpc.insecure_channel(cluster.specs[leader].address) as channel:
         stub = raft_pb2_grpc.RaftServiceStub(channel)
-        batch = raft_pb2.RaftMessageBatch(cluster_id="someone-else", from_node=leader,
-                                          messages=[raft_pb2.RaftMessage(type=7, to=leader, term=99)])
+        batch = raft_pb2.RaftMessageBatch(
+            cluster_id="someone-else", from_node=leader, messages=[raft_pb2.RaftMessage(type=7, to=leader, term=99)]
+        )
         with pytest.raises(grpc.RpcError) as info:
             stub.Send(iter([batch]), timeout=5)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -172,12 +230,24 @@ def test_nodes_numbered_from_0_by_env_vars_elect_a_controller_and_alter_configs(
     processes = []
     try:
         for node_id in range(3):
-            env = {**os.environ, "RAFTLOG_NODE_ID": str(node_id), "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
-                   "RAFTLOG_LOG_DIRS": str(tmp_path / f"node-{node_id}"), "RAFTLOG_CLUSTER_ID": "zero-based",
-                   "RAFTLOG_METRICS_PORT": "0"}
+            env = {
+                **os.environ,
+                "RAFTLOG_NODE_ID": str(node_id),
+                "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
+                "RAFTLOG_LOG_DIRS": str(tmp_path / f"node-{node_id}"),
+                "RAFTLOG_CLUSTER_ID": "zero-based",
+                "RAFTLOG_METRICS_PORT": "0",
+            }
             with open(tmp_path / f"node-{node_id}.log", "wb") as log_file:
-                processes.append(subprocess.Popen(RAFTLOG + ["node", "start", "--format-if-empty"], env=env,
-                                                  stdout=log_file, stderr=log_file, start_new_session=True))
+                processes.append(
+                    subprocess.Popen(
+                        RAFTLOG + ["node", "start", "--format-if-empty"],
+                        env=env,
+                        stdout=log_file,
+                        stderr=log_file,
+                        start_new_session=True,
+                    )
+                )
         deadline = time.monotonic() + 30
         status = {"leader_id": -1}
         while status["leader_id"] < 0 and time.monotonic() < deadline:
@@ -188,11 +258,21 @@ def test_nodes_numbered_from_0_by_env_vars_elect_a_controller_and_alter_configs(
             time.sleep(0.1)
         assert status["leader_id"] in (0, 1, 2) and status["current_voters"] == [0, 1, 2], status
         assert cli_json("cluster", "describe", "--bootstrap-server", bootstrap)["controller_id"] in (0, 1, 2)
-        altered = run_cli("configs", "alter", "--entity-type", "brokers", "--entity-default",
-                          "--add-config", "log.retention.hours=72", "--bootstrap-server", bootstrap)
+        altered = run_cli(
+            "configs",
+            "alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--add-config",
+            "log.retention.hours=72",
+            "--bootstrap-server",
+            bootstrap,
+        )
         assert altered.returncode == 0, altered.stderr
-        described = cli_json("configs", "describe", "--entity-type", "brokers", "--entity-default",
-                             "--bootstrap-server", bootstrap)
+        described = cli_json(
+            "configs", "describe", "--entity-type", "brokers", "--entity-default", "--bootstrap-server", bootstrap
+        )
         assert {c["name"]: c["value"] for c in described["configs"]} == {"log.retention.hours": "72"}
     finally:
         for process in processes:

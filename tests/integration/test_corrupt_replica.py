@@ -23,7 +23,7 @@ def _flip_a_payload_byte(log_path) -> None:
     data = bytearray(log_path.read_bytes())
     position = 0
     for _ in range(2):  # the third batch of the segment
-        position += int.from_bytes(data[position + 8:position + 12], "big") + 12
+        position += int.from_bytes(data[position + 8 : position + 12], "big") + 12
     data[position + HEADER_SIZE + 5] ^= 0x10
     log_path.write_bytes(bytes(data))
 
@@ -46,8 +46,9 @@ def test_a_follower_with_a_rotten_sealed_segment_is_repaired_and_serves_every_re
     cluster.start()
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
-        admin.create_topic("rot", partitions=1, replication_factor=3,
-                           config={"min.insync.replicas": "2", "segment.bytes": "4096"})
+        admin.create_topic(
+            "rot", partitions=1, replication_factor=3, config={"min.insync.replicas": "2", "segment.bytes": "4096"}
+        )
     producer = Producer(cluster.bootstrap_servers, acks="all", linger_ms=0)
     try:
         for i in range(RECORDS):
@@ -80,8 +81,7 @@ def test_a_follower_with_a_rotten_sealed_segment_is_repaired_and_serves_every_re
             seen += [record.value for record in consumer.poll(timeout_ms=500)]
     assert seen == [b"value-%04d-" % i + b"x" * 40 for i in range(RECORDS)]
 
-    wait_until(lambda: sorted(describe_partition(cluster, "rot")["isr"]) == sorted(state["replicas"]), 30,
-               "a full ISR")
+    wait_until(lambda: sorted(describe_partition(cluster, "rot")["isr"]) == sorted(state["replicas"]), 30, "a full ISR")
     cluster.stop()
     healthy = cluster.data_dir / f"node-{others[0]}" / "data" / "rot-0"
     assert _stored_values(directory) == _stored_values(healthy), "the follower's files were repaired"

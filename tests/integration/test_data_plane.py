@@ -42,32 +42,72 @@ def test_topic_lifecycle_through_the_cli(make_cluster):
     cluster.start()
     cluster.wait_for_brokers(3)
     bootstrap = cluster.bootstrap_servers
-    created = cli("topics", "create", "--topic", "orders", "--partitions", "3", "--replication-factor", "3",
-                  "--config", "retention.ms=3600000", "--bootstrap-server", bootstrap)
+    created = cli(
+        "topics",
+        "create",
+        "--topic",
+        "orders",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+        "--config",
+        "retention.ms=3600000",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert created.returncode == 0, created.stderr
     again = cli("topics", "create", "--topic", "orders", "--partitions", "1", "--bootstrap-server", bootstrap)
     assert again.returncode == 1 and "TOPIC_ALREADY_EXISTS" in again.stderr
     bad = cli("topics", "create", "--topic", "bad name!", "--bootstrap-server", bootstrap)
     assert bad.returncode == 1 and "INVALID_TOPIC_EXCEPTION" in bad.stderr
     assert json.loads(cli("topics", "list", "--output", "json", "--bootstrap-server", bootstrap).stdout) == ["orders"]
-    [topic] = json.loads(cli("topics", "describe", "--topic", "orders", "--output", "json",
-                             "--bootstrap-server", bootstrap).stdout)
+    [topic] = json.loads(
+        cli("topics", "describe", "--topic", "orders", "--output", "json", "--bootstrap-server", bootstrap).stdout
+    )
     assert topic["partition_count"] == 3 and topic["replication_factor"] == 3
     assert topic["configs"] == {"retention.ms": "3600000"}
     assert sorted(p["leader"] for p in topic["partitions"]) == [1, 2, 3]
     assert all(sorted(p["isr"]) == [1, 2, 3] for p in topic["partitions"])
-    assert cli("topics", "alter", "--topic", "orders", "--partitions", "4", "--bootstrap-server",
-               bootstrap).returncode == 0
+    assert (
+        cli("topics", "alter", "--topic", "orders", "--partitions", "4", "--bootstrap-server", bootstrap).returncode
+        == 0
+    )
     shrink = cli("topics", "alter", "--topic", "orders", "--partitions", "2", "--bootstrap-server", bootstrap)
     assert shrink.returncode == 1 and "INVALID_PARTITIONS" in shrink.stderr
 
     # describe while a broker is down: its replicas are offline and leave the ISR
     cluster.kill_node(3)
-    wait_until(lambda: all(3 not in p["isr"] for p in json.loads(cli(
-        "topics", "describe", "--topic", "orders", "--output", "json", "--bootstrap-server",
-        cluster.specs[1].address).stdout)[0]["partitions"]), 20, "broker 3 to leave every ISR")
-    under = json.loads(cli("topics", "describe", "--under-replicated-partitions", "--output", "json",
-                           "--bootstrap-server", cluster.specs[1].address).stdout)
+    wait_until(
+        lambda: all(
+            3 not in p["isr"]
+            for p in json.loads(
+                cli(
+                    "topics",
+                    "describe",
+                    "--topic",
+                    "orders",
+                    "--output",
+                    "json",
+                    "--bootstrap-server",
+                    cluster.specs[1].address,
+                ).stdout
+            )[0]["partitions"]
+        ),
+        20,
+        "broker 3 to leave every ISR",
+    )
+    under = json.loads(
+        cli(
+            "topics",
+            "describe",
+            "--under-replicated-partitions",
+            "--output",
+            "json",
+            "--bootstrap-server",
+            cluster.specs[1].address,
+        ).stdout
+    )
     assert len(under[0]["partitions"]) == 4
     assert all(p["leader"] in (1, 2) and 3 in p["offline_replicas"] for p in under[0]["partitions"])
 
@@ -75,8 +115,11 @@ def test_topic_lifecycle_through_the_cli(make_cluster):
     assert any((d / "orders-0").exists() for d in data_dirs)
     deleted = cli("topics", "delete", "--topic", "orders", "--bootstrap-server", cluster.specs[1].address)
     assert deleted.returncode == 0, deleted.stderr
-    wait_until(lambda: not any((d / f"orders-{p}").exists() for d in data_dirs for p in range(4)), 15,
-               "the topic's data to be removed from disk")
+    wait_until(
+        lambda: not any((d / f"orders-{p}").exists() for d in data_dirs for p in range(4)),
+        15,
+        "the topic's data to be removed from disk",
+    )
 
 
 def test_acks_all_produce_and_consume_round_trip(make_cluster):
@@ -151,8 +194,12 @@ def test_a_compacted_topic_keeps_the_latest_value_per_key_on_every_replica(make_
     cluster.start()
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
-        admin.create_topic("profiles", partitions=1, replication_factor=3,
-                           config={"cleanup.policy": "compact", "segment.bytes": "2048"})
+        admin.create_topic(
+            "profiles",
+            partitions=1,
+            replication_factor=3,
+            config={"cleanup.policy": "compact", "segment.bytes": "2048"},
+        )
     latest: dict[bytes, bytes] = {}
     with Producer(cluster.bootstrap_servers, acks="all", linger_ms=0) as producer:
         for i in range(600):

@@ -21,8 +21,11 @@ RECORDS_PER_S = 300
 def move_leadership(cluster, topic: str, partition: int) -> int:
     """Makes another in-sync replica the preferred one (a reassignment that only reorders the
     replicas finishes at once) and elects it; returns the new leader."""
-    current = wait_until(lambda: (p := describe_partition(cluster, topic, partition=partition))
-                         and len(p["isr"]) == 3 and p, 30, f"the full ISR of {topic}-{partition}")
+    current = wait_until(
+        lambda: (p := describe_partition(cluster, topic, partition=partition)) and len(p["isr"]) == 3 and p,
+        30,
+        f"the full ISR of {topic}-{partition}",
+    )
     replicas = current["replicas"]
     successor = next(r for r in replicas[1:] + replicas[:1] if r != current["leader"])
     target = [successor] + [r for r in replicas if r != successor]
@@ -30,8 +33,11 @@ def move_leadership(cluster, topic: str, partition: int) -> int:
         admin.reassign_partition(topic, partition, target)
         [result] = admin.elect_leaders("preferred", [(topic, partition)])
     assert result["error"] is None, result
-    wait_until(lambda: describe_partition(cluster, topic, partition=partition)["leader"] == successor, 30,
-               f"{successor} to lead {topic}-{partition}")
+    wait_until(
+        lambda: describe_partition(cluster, topic, partition=partition)["leader"] == successor,
+        30,
+        f"{successor} to lead {topic}-{partition}",
+    )
     return successor
 
 
@@ -42,8 +48,9 @@ def test_an_election_storm_loses_duplicates_and_reorders_nothing(make_cluster):
     with cluster.admin() as admin:
         admin.create_topic("storm", partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": "2"})
     for partition in range(PARTITIONS):
-        wait_until(lambda: len(describe_partition(cluster, "storm", partition=partition)["isr"]) == 3, 30,
-                   "the full ISR")
+        wait_until(
+            lambda: len(describe_partition(cluster, "storm", partition=partition)["isr"]) == 3, 30, "the full ISR"
+        )
 
     workload = Workload(cluster.bootstrap_servers, "storm", PARTITIONS, records_per_s=RECORDS_PER_S)
     workload.start()

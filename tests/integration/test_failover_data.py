@@ -32,8 +32,9 @@ def test_acks_all_records_survive_repeated_leader_kills(make_cluster):
 
     def produce() -> None:
         nonlocal failed
-        producer = Producer(cluster.bootstrap_servers, acks="all", linger_ms=1, delivery_timeout_ms=20_000,
-                            retry_backoff_ms=50)
+        producer = Producer(
+            cluster.bootstrap_servers, acks="all", linger_ms=1, delivery_timeout_ms=20_000, retry_backoff_ms=50
+        )
         i = 0
         try:
             while not stop.is_set():
@@ -54,8 +55,13 @@ def test_acks_all_records_survive_repeated_leader_kills(make_cluster):
             time.sleep(1.5)
             victim = leader_of(cluster, "ledger")
             cluster.kill_node(victim)
-            wait_until(lambda: leader_of(cluster, "ledger", node_ids=[i for i in cluster.specs if i != victim])
-                       not in (victim, -1), 20, "a new partition leader")
+            wait_until(
+                lambda: (
+                    leader_of(cluster, "ledger", node_ids=[i for i in cluster.specs if i != victim]) not in (victim, -1)
+                ),
+                20,
+                "a new partition leader",
+            )
             time.sleep(1.0)
             cluster.start_node(victim)
             cluster.wait_for_rejoin(victim, timeout_s=30)
@@ -137,11 +143,15 @@ def test_a_follower_that_missed_many_megabytes_catches_up_and_rejoins(make_clust
     cluster.kill_node(follower)
     others = [n for n in cluster.specs if n != follower]
     wait_until(lambda: follower not in describe_partition(cluster, "backlog", others)["isr"], 20, "the ISR to shrink")
-    with Producer(",".join(cluster.specs[n].address for n in others), acks="all", batch_size=1 << 20,
-                  linger_ms=5) as producer:
+    with Producer(
+        ",".join(cluster.specs[n].address for n in others), acks="all", batch_size=1 << 20, linger_ms=5
+    ) as producer:
         for i in range(12_000):  # ~12 MiB
             producer.send("backlog", b"%06d" % i + b"x" * 1018)
         producer.flush(60)
     cluster.start_node(follower)
-    wait_until(lambda: sorted(describe_partition(cluster, "backlog")["isr"]) == [1, 2, 3], 60,
-               "the restarted follower to catch up and rejoin the ISR")
+    wait_until(
+        lambda: sorted(describe_partition(cluster, "backlog")["isr"]) == [1, 2, 3],
+        60,
+        "the restarted follower to catch up and rejoin the ISR",
+    )

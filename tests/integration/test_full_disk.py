@@ -30,8 +30,9 @@ class SmallDiskCluster(LocalCluster):
     def _write_config(self, spec) -> None:
         super()._write_config(spec)
         if spec.node_id == 1:
-            text = spec.config_path.read_text().replace(f'"log.dirs" = "{spec.home / "data"}"',
-                                                         f'"log.dirs" = "{self.small_dir}"')
+            text = spec.config_path.read_text().replace(
+                f'"log.dirs" = "{spec.home / "data"}"', f'"log.dirs" = "{self.small_dir}"'
+            )
             spec.config_path.write_text(text + f'"metadata.log.dir" = "{spec.home / "data"}"\n')
 
 
@@ -55,20 +56,26 @@ def test_a_full_disk_takes_the_node_out_of_leadership_and_the_isr_until_it_is_re
         pytest.skip("mounting a tmpfs needs root")
     small = tmp_path / "small-disk"
     small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(small)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(small)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
     cluster = None
     try:
-        cluster = SmallDiskCluster(tmp_path / "cluster", nodes=3, base_port=free_port_block(3), metrics_base_port=0,
-                                   extra_config=FAST)
+        cluster = SmallDiskCluster(
+            tmp_path / "cluster", nodes=3, base_port=free_port_block(3), metrics_base_port=0, extra_config=FAST
+        )
         cluster.small_dir = small
         cluster.start()
         cluster.wait_for_brokers(3)
         with cluster.admin() as admin:
-            admin.create_topic("fill", partitions=PARTITIONS, replication_factor=3,
-                               config={"min.insync.replicas": "2", "segment.bytes": "1048576"})
+            admin.create_topic(
+                "fill",
+                partitions=PARTITIONS,
+                replication_factor=3,
+                config={"min.insync.replicas": "2", "segment.bytes": "1048576"},
+            )
         assert any(p["leader"] == 1 for p in _partitions(cluster, "fill"))
 
         # ~3x the small disk in acks=all records: node 1 fills up early on.
@@ -93,8 +100,11 @@ def test_a_full_disk_takes_the_node_out_of_leadership_and_the_isr_until_it_is_re
         assert len(acknowledged) > 1000, f"only {len(acknowledged)} of 1200 acknowledged"
 
         # Node 1 leads nothing and is in no ISR; the other two serve every acknowledged record.
-        wait_until(lambda: all(p["leader"] in (2, 3) and 1 not in p["isr"] for p in _partitions(cluster, "fill")),
-                   30, "node 1 to give up leadership and leave every ISR")
+        wait_until(
+            lambda: all(p["leader"] in (2, 3) and 1 not in p["isr"] for p in _partitions(cluster, "fill")),
+            30,
+            "node 1 to give up leadership and leave every ISR",
+        )
         seen = _read_all(",".join(cluster.specs[i].address for i in (2, 3)), "fill", acknowledged)
         assert acknowledged <= seen, f"{len(acknowledged - seen)} acknowledged records missing"
         time.sleep(3)  # longer than replica.lag.time.max.ms: it must not creep back while broken
@@ -104,8 +114,11 @@ def test_a_full_disk_takes_the_node_out_of_leadership_and_the_isr_until_it_is_re
         cluster.stop_node(1)
         subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
         cluster.start_node(1)
-        wait_until(lambda: all(sorted(p["isr"]) == [1, 2, 3] for p in _partitions(cluster, "fill")),
-                   60, "node 1 to catch up and rejoin every ISR")
+        wait_until(
+            lambda: all(sorted(p["isr"]) == [1, 2, 3] for p in _partitions(cluster, "fill")),
+            60,
+            "node 1 to catch up and rejoin every ISR",
+        )
         with cluster.admin() as admin:
             admin.elect_leaders("preferred")
         wait_until(lambda: any(p["leader"] == 1 for p in _partitions(cluster, "fill")), 30, "node 1 to lead again")

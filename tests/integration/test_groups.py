@@ -18,8 +18,12 @@ from tests.integration.test_metrics import scrape, value
 
 pytestmark = pytest.mark.slow
 SESSION_MS = 3000
-GROUP_CONFIG = {"group.consumer.session.timeout.ms": SESSION_MS, "group.consumer.heartbeat.interval.ms": 200,
-                "replica.lag.time.max.ms": 1500, "broker.session.timeout.ms": 2500}
+GROUP_CONFIG = {
+    "group.consumer.session.timeout.ms": SESSION_MS,
+    "group.consumer.heartbeat.interval.ms": 200,
+    "replica.lag.time.max.ms": 1500,
+    "broker.session.timeout.ms": 2500,
+}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -78,8 +82,20 @@ class ConsumerThread:
 
 
 def group_consumer_process(bootstrap: str, group: str, topic: str, out_path, instance_id: str | None = None):
-    args = [sys.executable, "-m", "cli.main", "consume", topic, "--group", group, "--from-beginning",
-            "--output", "json", "--bootstrap-server", bootstrap]
+    args = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "consume",
+        topic,
+        "--group",
+        group,
+        "--from-beginning",
+        "--output",
+        "json",
+        "--bootstrap-server",
+        bootstrap,
+    ]
     if instance_id:
         args += ["--group-instance-id", instance_id]
     out = open(out_path, "a")
@@ -110,8 +126,11 @@ def test_a_fourth_member_takes_only_its_share(make_cluster):
         for m in members[:3]:
             assert sum(len(r) for r in m.revoked) == 1, m.revoked
         produce(bootstrap, "orders", 120, start=120)
-        wait_until(lambda: all(m.records > c for m, c in zip(members, counts_before)) and members[3].records > 0,
-                   30, "every member, old and new, consuming")
+        wait_until(
+            lambda: all(m.records > c for m, c in zip(members, counts_before)) and members[3].records > 0,
+            30,
+            "every member, old and new, consuming",
+        )
     finally:
         for m in members:
             m.close()
@@ -133,9 +152,17 @@ def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its
             a.send_signal(signal.SIGTERM)
             a.wait(15)
             a = group_consumer_process(bootstrap, "g", "events", tmp_path / "a.out", instance_id="host-a")
-            wait_until(lambda: stable_with(admin, "g", 2, 6) and any(
-                m["instance_id"] == "host-a" and m["member_id"] != by_instance["host-a"]["member_id"]
-                for m in admin.describe_group("g")["members"]), 20, "the static member back")
+            wait_until(
+                lambda: (
+                    stable_with(admin, "g", 2, 6)
+                    and any(
+                        m["instance_id"] == "host-a" and m["member_id"] != by_instance["host-a"]["member_id"]
+                        for m in admin.describe_group("g")["members"]
+                    )
+                ),
+                20,
+                "the static member back",
+            )
             back = {m["instance_id"]: m for m in admin.describe_group("g")["members"]}["host-a"]
             assert {tuple(tp) for tp in back["assignment"]} == static_owned
             assert admin.describe_group("g")["group_epoch"] == epoch
@@ -170,6 +197,7 @@ def test_coordinator_kill_keeps_committed_offsets(make_cluster, tmp_path):
 
     try:
         with cluster.admin(timeout_ms=15000) as admin:
+
             def all_committed(total):
                 offsets = committed_offsets(admin, "g")
                 check_monotonic(offsets)
@@ -186,8 +214,11 @@ def test_coordinator_kill_keeps_committed_offsets(make_cluster, tmp_path):
             assert new_coordinator != coordinator
         # The new coordinator loaded the group from its offset store (rows materialized while it
         # followed), replaying only the log beyond the applied offset.
-        loads = [line for line in cluster.specs[new_coordinator].log_path.read_text().splitlines()
-                 if "loaded 1 groups" in line]
+        loads = [
+            line
+            for line in cluster.specs[new_coordinator].log_path.read_text().splitlines()
+            if "loaded 1 groups" in line
+        ]
         assert loads and " 0 rows from the offset store" not in loads[0], loads
     finally:
         member.kill()
@@ -215,8 +246,18 @@ def test_describe_lag_reset_offsets_and_delete(make_cluster, tmp_path):
         assert no_partition.value.error is Errors.UNKNOWN_TOPIC_OR_PARTITION
         assert consumer.committed([tp]) == {tp: 60}
         # Refused while the member is there, naming it.
-        refused = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs", "--to-earliest", "--execute",
-                      "--bootstrap-server", bootstrap)
+        refused = cli(
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g",
+            "--topic",
+            "logs",
+            "--to-earliest",
+            "--execute",
+            "--bootstrap-server",
+            bootstrap,
+        )
         member_id = consumer._consumer._group.member_id
         assert refused.returncode == 1 and "NON_EMPTY_GROUP" in refused.stderr and member_id in refused.stderr
         delete = cli("groups", "delete", "--group", "g", "--bootstrap-server", bootstrap)
@@ -238,57 +279,157 @@ def test_describe_lag_reset_offsets_and_delete(make_cluster, tmp_path):
     assert (row["current_offset"], row["log_end_offset"], row["lag"]) == (60, 100, 40)
     assert row["lag_ms"] >= 0
     text = cli("groups", "describe", "--group", "g", "--bootstrap-server", bootstrap).stdout
-    assert text.splitlines()[0].split() == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-                                           "LAG-MS", "CONSUMER-ID", "HOST", "CLIENT-ID"]
-    state = json.loads(cli("groups", "describe", "--group", "g", "--state", "--output", "json",
-                           "--bootstrap-server", bootstrap).stdout)
+    assert text.splitlines()[0].split() == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "LAG-MS",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]
+    state = json.loads(
+        cli("groups", "describe", "--group", "g", "--state", "--output", "json", "--bootstrap-server", bootstrap).stdout
+    )
     assert state[0]["state"] == "Empty" and state[0]["members"] == 0
     listed = json.loads(cli("groups", "list", "--output", "json", "--bootstrap-server", bootstrap).stdout)
     assert listed == [{"group": "g", "type": "consumer", "state": "Empty"}]
     # Dry run (the default) prints and changes nothing; --execute applies.
-    dry = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs", "--to-earliest", "--output", "json",
-              "--bootstrap-server", bootstrap)
+    dry = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--topic",
+        "logs",
+        "--to-earliest",
+        "--output",
+        "json",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout) == [{"group": "g", "topic": "logs", "partition": 0, "new_offset": 0}]
     with Admin(bootstrap) as admin:
         assert admin.list_group_offsets("g") == {("logs", 0): 60}
-    beyond = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs:0", "--to-offset", "500", "--execute",
-                 "--bootstrap-server", bootstrap)
+    beyond = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--topic",
+        "logs:0",
+        "--to-offset",
+        "500",
+        "--execute",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert beyond.returncode == 1 and "OFFSET_OUT_OF_RANGE" in beyond.stderr
-    shifted = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs:0", "--shift-by", "-10", "--execute",
-                  "--bootstrap-server", bootstrap)
+    shifted = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--topic",
+        "logs:0",
+        "--shift-by",
+        "-10",
+        "--execute",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert shifted.returncode == 0, shifted.stderr
     with Admin(bootstrap) as admin:
         assert admin.list_group_offsets("g") == {("logs", 0): 50}
     # The other ways to name new offsets.
-    by_duration = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs", "--by-duration", "PT1H",
-                      "--output", "json", "--bootstrap-server", bootstrap)
+    by_duration = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--topic",
+        "logs",
+        "--by-duration",
+        "PT1H",
+        "--output",
+        "json",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert json.loads(by_duration.stdout)[0]["new_offset"] == 0  # every record is newer than an hour
-    future = cli("groups", "reset-offsets", "--group", "g", "--all-topics", "--to-datetime", "2999-01-01T00:00:00",
-                 "--output", "json", "--bootstrap-server", bootstrap)
+    future = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--all-topics",
+        "--to-datetime",
+        "2999-01-01T00:00:00",
+        "--output",
+        "json",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert json.loads(future.stdout)[0]["new_offset"] == 100
     plan = tmp_path / "plan.csv"
     plan.write_text("logs,0,33\n")
-    from_file = cli("groups", "reset-offsets", "--group", "g", "--from-file", str(plan), "--execute",
-                    "--bootstrap-server", bootstrap)
+    from_file = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--from-file",
+        str(plan),
+        "--execute",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert from_file.returncode == 0, from_file.stderr
     with Admin(bootstrap) as admin:
         assert admin.list_group_offsets("g") == {("logs", 0): 33}
-    bad_duration = cli("groups", "reset-offsets", "--group", "g", "--all-topics", "--by-duration", "1 hour",
-                       "--bootstrap-server", bootstrap)
+    bad_duration = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--all-topics",
+        "--by-duration",
+        "1 hour",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert bad_duration.returncode == 1 and "ISO-8601" in bad_duration.stderr
-    shifted = cli("groups", "reset-offsets", "--group", "g", "--topic", "logs:0", "--shift-by", "17", "--execute",
-                  "--bootstrap-server", bootstrap)
+    shifted = cli(
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--topic",
+        "logs:0",
+        "--shift-by",
+        "17",
+        "--execute",
+        "--bootstrap-server",
+        bootstrap,
+    )
     assert shifted.returncode == 0, shifted.stderr
     unknown = cli("groups", "describe", "--group", "nobody", "--bootstrap-server", bootstrap)
     assert unknown.returncode == 1 and "GROUP_ID_NOT_FOUND" in unknown.stderr
     # The offsets topic decodes readably, as kafka-dump-log's --offsets-decoder does.
-    dumps = [cli("log", "dump", str(path), "--offsets-decoder").stdout
-             for path in (cluster.data_dir / "node-1" / "data").glob("__consumer_offsets-*")]
+    dumps = [
+        cli("log", "dump", str(path), "--offsets-decoder").stdout
+        for path in (cluster.data_dir / "node-1" / "data").glob("__consumer_offsets-*")
+    ]
     assert any("offset_commit::group=g,topic=logs,partition=0 payload: offset=50" in d for d in dumps)
     assert any("group_metadata::group=g payload: epoch=" in d for d in dumps)
-    assert cli("groups", "delete-offsets", "--group", "g", "--topic", "logs", "--bootstrap-server",
-               bootstrap).returncode == 0
+    assert (
+        cli("groups", "delete-offsets", "--group", "g", "--topic", "logs", "--bootstrap-server", bootstrap).returncode
+        == 0
+    )
     with Admin(bootstrap) as admin:
         assert admin.list_group_offsets("g") == {}
     assert cli("groups", "delete", "--group", "g", "--bootstrap-server", bootstrap).returncode == 0

@@ -26,12 +26,14 @@ def test_metadata_answers_with_the_addresses_of_the_listener_the_client_came_in_
     external_port = external_base
     # INTERNAL is where peers and in-network clients connect; EXTERNAL is advertised under another
     # name (as a published port is on a Docker host), so the two answers can be told apart.
-    cluster.extra_config.update({
-        "listeners": f"INTERNAL://127.0.0.1:{internal_port},EXTERNAL://127.0.0.1:{external_port}",
-        "advertised.listeners": f"INTERNAL://127.0.0.1:{internal_port},EXTERNAL://localhost:{external_port}",
-        "listener.security.protocol.map": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
-        "inter.broker.listener.name": "INTERNAL",
-    })
+    cluster.extra_config.update(
+        {
+            "listeners": f"INTERNAL://127.0.0.1:{internal_port},EXTERNAL://127.0.0.1:{external_port}",
+            "advertised.listeners": f"INTERNAL://127.0.0.1:{internal_port},EXTERNAL://localhost:{external_port}",
+            "listener.security.protocol.map": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+            "inter.broker.listener.name": "INTERNAL",
+        }
+    )
     cluster.start()
     cluster.wait_for_brokers(1)
     node_id = spec.node_id

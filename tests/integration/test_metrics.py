@@ -12,7 +12,7 @@ from tests.integration.conftest import wait_until
 from tests.integration.test_data_plane import FAST_ISR, read_all
 
 pytestmark = pytest.mark.slow
-SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
+SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 
 def scrape(cluster, node_id: int) -> list[tuple[str, dict[str, str], float]]:
@@ -41,8 +41,14 @@ def test_traffic_replication_and_a_lost_follower_show_in_the_metrics(make_cluste
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("metered", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
-        leader = wait_until(lambda: admin.describe_topics(["metered"])[0]["partitions"][0]["leader"] > 0
-                            and admin.describe_topics(["metered"])[0]["partitions"][0]["leader"], 20, "a leader")
+        leader = wait_until(
+            lambda: (
+                admin.describe_topics(["metered"])[0]["partitions"][0]["leader"] > 0
+                and admin.describe_topics(["metered"])[0]["partitions"][0]["leader"]
+            ),
+            20,
+            "a leader",
+        )
     controllers = [value(scrape(cluster, n), "raftlog_active_controller") for n in cluster.specs]
     assert sorted(controllers) == [0.0, 0.0, 1.0], "exactly one active controller across the cluster"
     for node_id in cluster.specs:  # heartbeats carry the controller's clock: every node's agrees with it
@@ -60,8 +66,11 @@ def test_traffic_replication_and_a_lost_follower_show_in_the_metrics(make_cluste
     assert value(on_leader, "raftlog_requests_total", api="Produce") >= 1
     assert value(on_leader, "raftlog_request_latency_seconds_count", api="Produce") >= 1
     for node_id in cluster.specs:  # every replica reports the same log end, and a log on disk
-        wait_until(lambda: value(scrape(cluster, node_id), "raftlog_log_end_offset", topic="metered",
-                                 partition="0") == 500, 10, f"node {node_id} to replicate")
+        wait_until(
+            lambda: value(scrape(cluster, node_id), "raftlog_log_end_offset", topic="metered", partition="0") == 500,
+            10,
+            f"node {node_id} to replicate",
+        )
         assert value(scrape(cluster, node_id), "raftlog_log_size_bytes", topic="metered", partition="0") > 500 * 50
     assert value(on_leader, "raftlog_under_replicated_partitions") == 0
 
@@ -70,8 +79,11 @@ def test_traffic_replication_and_a_lost_follower_show_in_the_metrics(make_cluste
 
     follower = next(n for n in cluster.specs if n != leader)
     cluster.kill_node(follower)
-    wait_until(lambda: value(scrape(cluster, leader), "raftlog_under_replicated_partitions") == 1, 20,
-               "the leader to report the partition under-replicated")
+    wait_until(
+        lambda: value(scrape(cluster, leader), "raftlog_under_replicated_partitions") == 1,
+        20,
+        "the leader to report the partition under-replicated",
+    )
     after = scrape(cluster, leader)
     assert value(after, "raftlog_under_min_isr_partitions") == 0  # ISR 2 of min.insync.replicas 2
     assert value(after, "raftlog_offline_partitions") == 0

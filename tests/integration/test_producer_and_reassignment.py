@@ -103,8 +103,12 @@ class DropProduceResponses(grpc.aio.UnaryUnaryClientInterceptor):
                 for key, result in zip(keys, response.results):
                     if not result.error_reason:
                         self.dropped_offsets.setdefault(key, result.base_offset)
-            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       details="test: Produce response dropped")
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="test: Produce response dropped",
+            )
         for key, result in zip(keys, response.results):
             if not result.error_reason:
                 self.answered_offsets[key] = result.base_offset
@@ -129,15 +133,23 @@ def test_idempotent_retries_after_lost_responses_never_duplicate(make_cluster, m
     original_channel = grpc.aio.insecure_channel
 
     def channel_with_dropper(target, options=None, compression=None, interceptors=None):
-        return original_channel(target, options=options, compression=compression,
-                                interceptors=[*(interceptors or []), dropper])
+        return original_channel(
+            target, options=options, compression=compression, interceptors=[*(interceptors or []), dropper]
+        )
 
     values = [b"idem-%05d" % i for i in range(2000)]
     # The producer's channels are made lazily on its loop; they keep the interceptor after the context.
     with monkeypatch.context() as patch:
         patch.setattr(grpc.aio, "insecure_channel", channel_with_dropper)
-        producer = Producer(cluster.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=2,
-                            batch_size=1024, retry_backoff_ms=20, delivery_timeout_ms=60_000)
+        producer = Producer(
+            cluster.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            batch_size=1024,
+            retry_backoff_ms=20,
+            delivery_timeout_ms=60_000,
+        )
         try:
             futures = [producer.send("idem", value, partition=0) for value in values]
             producer.flush(90)
@@ -148,11 +160,15 @@ def test_idempotent_retries_after_lost_responses_never_duplicate(make_cluster, m
     assert dropper.requests >= 60, f"only {dropper.requests} Produce requests: batches are too big to matter"
     assert dropper.dropped_after_append > 0, "no response of an appended batch was dropped"
     assert dropper.resent >= dropper.dropped, (
-        f"{dropper.dropped} responses dropped but only {dropper.resent} batches resent")
+        f"{dropper.dropped} responses dropped but only {dropper.resent} batches resent"
+    )
     # Every batch whose answer was lost was acknowledged later, by a retry, with the original offset.
     assert set(dropper.dropped_offsets) <= set(dropper.answered_offsets)
-    moved = {k: (v, dropper.answered_offsets[k]) for k, v in dropper.dropped_offsets.items()
-             if dropper.answered_offsets[k] != v}
+    moved = {
+        k: (v, dropper.answered_offsets[k])
+        for k, v in dropper.dropped_offsets.items()
+        if dropper.answered_offsets[k] != v
+    }
     assert not moved, f"retries acknowledged at other offsets than the first append: {moved}"
 
     assert acked == list(range(len(values))), "acknowledged offsets are the send order"
@@ -174,7 +190,9 @@ def test_reassignment_moves_a_partition_onto_the_third_node(make_cluster):
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("moving", partitions=1, replication_factor=2)
-    before = wait_until(lambda: (p := describe_partition(cluster, "moving")) and len(p["isr"]) == 2 and p, 20, "the ISR")
+    before = wait_until(
+        lambda: (p := describe_partition(cluster, "moving")) and len(p["isr"]) == 2 and p, 20, "the ISR"
+    )
     old_leader, kept = before["leader"], next(r for r in before["replicas"] if r != before["leader"])
     [newcomer] = [i for i in cluster.specs if i not in before["replicas"]]
     moved_dir = cluster.specs[newcomer].home / "data" / "moving-0"
@@ -187,18 +205,38 @@ def test_reassignment_moves_a_partition_onto_the_third_node(make_cluster):
 
         # The newcomer first, so it is the preferred leader; the current leader leaves the replica set.
         target = [newcomer, kept]
-        result = cli("partitions", "reassign", "--topic", "moving", "--partition", "0",
-                     "--replicas", ",".join(map(str, target)), "--output", "json",
-                     "--bootstrap-server", cluster.bootstrap_servers)
+        result = cli(
+            "partitions",
+            "reassign",
+            "--topic",
+            "moving",
+            "--partition",
+            "0",
+            "--replicas",
+            ",".join(map(str, target)),
+            "--output",
+            "json",
+            "--bootstrap-server",
+            cluster.bootstrap_servers,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["replicas"] == target
         during = [b"during-%04d" % i for i in range(200)]  # while the newcomer catches up and leadership moves
         produce(producer, "moving", during)
         values += during
 
-        after = wait_until(lambda: (p := describe_partition(cluster, "moving")) and p["replicas"] == target
-                           and sorted(p["isr"]) == sorted(target) and not p["adding_replicas"]
-                           and not p["removing_replicas"] and p, 30, "the reassignment to complete")
+        after = wait_until(
+            lambda: (
+                (p := describe_partition(cluster, "moving"))
+                and p["replicas"] == target
+                and sorted(p["isr"]) == sorted(target)
+                and not p["adding_replicas"]
+                and not p["removing_replicas"]
+                and p
+            ),
+            30,
+            "the reassignment to complete",
+        )
         assert after["leader"] == newcomer, after  # the old leader was removed: the first of the new ISR leads
         assert after["leader_epoch"] > before["leader_epoch"]
         assert moved_dir.exists()
@@ -231,7 +269,9 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("pref", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
-    initial = wait_until(lambda: (p := describe_partition(cluster, "pref")) and len(p["isr"]) == 3 and p, 20, "the full ISR")
+    initial = wait_until(
+        lambda: (p := describe_partition(cluster, "pref")) and len(p["isr"]) == 3 and p, 20, "the full ISR"
+    )
     preferred = initial["replicas"][0]
     assert initial["leader"] == preferred
     others = [i for i in cluster.specs if i != preferred]
@@ -243,29 +283,64 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
         produce(producer, "pref", values)
 
         cluster.kill_node(preferred)
-        failover = wait_until(lambda: (p := describe_partition(cluster, "pref", others))["leader"] not in (preferred, -1)
-                              and preferred not in p["isr"] and p, 20, "a new leader without the killed one")
+        failover = wait_until(
+            lambda: (
+                (p := describe_partition(cluster, "pref", others))["leader"] not in (preferred, -1)
+                and preferred not in p["isr"]
+                and p
+            ),
+            20,
+            "a new leader without the killed one",
+        )
         outage = [b"outage-%04d" % i for i in range(300)]
         produce(producer, "pref", outage)
         values += outage
 
         cluster.start_node(preferred)
         cluster.wait_for_rejoin(preferred, timeout_s=30)
-        back = wait_until(lambda: (p := describe_partition(cluster, "pref")) and preferred in p["isr"] and p, 30,
-                          "the restarted preferred replica to rejoin the ISR")
+        back = wait_until(
+            lambda: (p := describe_partition(cluster, "pref")) and preferred in p["isr"] and p,
+            30,
+            "the restarted preferred replica to rejoin the ISR",
+        )
         assert back["leader"] == failover["leader"], "nothing moves leadership back on its own"
 
-        result = cli("partitions", "elect-leaders", "--election-type", "preferred", "--topic", "pref",
-                     "--partition", "0", "--output", "json", "--bootstrap-server", cluster.bootstrap_servers)
+        result = cli(
+            "partitions",
+            "elect-leaders",
+            "--election-type",
+            "preferred",
+            "--topic",
+            "pref",
+            "--partition",
+            "0",
+            "--output",
+            "json",
+            "--bootstrap-server",
+            cluster.bootstrap_servers,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert json.loads(result.stdout) == [{"topic": "pref", "partition": 0, "error": None, "message": None}]
-        elected = wait_until(lambda: (p := describe_partition(cluster, "pref")) and p["leader"] == preferred and p, 20,
-                             "the preferred replica to lead again")
+        elected = wait_until(
+            lambda: (p := describe_partition(cluster, "pref")) and p["leader"] == preferred and p,
+            20,
+            "the preferred replica to lead again",
+        )
         assert elected["leader_epoch"] > back["leader_epoch"]
         assert elected["replicas"] == initial["replicas"]
 
-        again = cli("partitions", "elect-leaders", "--topic", "pref", "--partition", "0", "--output", "json",
-                    "--bootstrap-server", cluster.bootstrap_servers)
+        again = cli(
+            "partitions",
+            "elect-leaders",
+            "--topic",
+            "pref",
+            "--partition",
+            "0",
+            "--output",
+            "json",
+            "--bootstrap-server",
+            cluster.bootstrap_servers,
+        )
         assert again.returncode == 0 and json.loads(again.stdout)[0]["error"] == "ELECTION_NOT_NEEDED", again.stdout
 
         last = [b"last-%04d" % i for i in range(300)]

@@ -42,8 +42,11 @@ def test_kill_9_of_the_leader_elects_a_new_one_that_commits(make_cluster):
         assert quorum["leader_id"] == new_leader
         assert quorum["current_voters"] == [1, 2, 3]
         # the dead node is fenced once its session expires
-        wait_until(lambda: next(b for b in admin.describe_cluster()["brokers"] if b["id"] == old_leader)["fenced"],
-                   15, "the killed broker to be fenced")
+        wait_until(
+            lambda: next(b for b in admin.describe_cluster()["brokers"] if b["id"] == old_leader)["fenced"],
+            15,
+            "the killed broker to be fenced",
+        )
 
 
 def test_configs_survive_a_restart_of_all_three(make_cluster):
@@ -61,7 +64,8 @@ def test_configs_survive_a_restart_of_all_three(make_cluster):
         with node_admin(cluster, node_id) as admin:
             assert wait_until(
                 lambda: dynamic_default(admin) == {"log.retention.hours": "42", "num.partitions": "6"},
-                15, f"node {node_id} to replay its configs",
+                15,
+                f"node {node_id} to replay its configs",
             )
 
 
@@ -83,8 +87,9 @@ def test_a_paused_leader_cannot_commit_and_catches_up_after_sigcont(make_cluster
     finally:
         cluster.signal_node(paused, signal.SIGCONT)
     with node_admin(cluster, paused) as admin:
-        wait_until(lambda: dynamic_default(admin).get("log.retention.hours") == "77", 15,
-                   "the resumed node to catch up")
+        wait_until(
+            lambda: dynamic_default(admin).get("log.retention.hours") == "77", 15, "the resumed node to catch up"
+        )
         cluster_view = admin.describe_cluster()
         assert cluster_view["controller_id"] != paused or cluster_view["controller_id"] in others
     with cluster.admin() as admin:
@@ -106,12 +111,14 @@ def test_a_node_that_was_down_during_compaction_comes_back_by_snapshot(make_clus
         for hours in range(1, 121):
             set_retention(admin, hours)
     for node_id in others:
-        assert wait_until(lambda: scrape(cluster, node_id, "raftlog_raft_snapshot_index") >= 100, 15,
-                          f"node {node_id} to snapshot")
+        assert wait_until(
+            lambda: scrape(cluster, node_id, "raftlog_raft_snapshot_index") >= 100, 15, f"node {node_id} to snapshot"
+        )
     cluster.start_node(lagging)
     with node_admin(cluster, lagging) as admin:
-        wait_until(lambda: dynamic_default(admin).get("log.retention.hours") == "120", 20,
-                   "the lagging node to catch up")
+        wait_until(
+            lambda: dynamic_default(admin).get("log.retention.hours") == "120", 20, "the lagging node to catch up"
+        )
     # It could only have caught up by InstallSnapshot: the others dropped those entries.
     assert scrape(cluster, lagging, "raftlog_raft_snapshot_index") >= 100
 

@@ -43,8 +43,11 @@ def latest(writes):
     return result
 
 
-WRITES = [(b"k%d" % (i % 7), b"v%d" % i) for i in range(60)] + [(b"k3", None)] + \
-         [(b"k%d" % (i % 7), b"w%d" % i) for i in range(60, 64)]
+WRITES = (
+    [(b"k%d" % (i % 7), b"v%d" % i) for i in range(60)]
+    + [(b"k3", None)]
+    + [(b"k%d" % (i % 7), b"w%d" % i) for i in range(60, 64)]
+)
 
 
 def test_compaction_keeps_exactly_the_latest_value_per_key_in_order(tmp_path):

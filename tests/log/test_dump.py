@@ -7,8 +7,9 @@ from raftlog.log.record_batch import encode_batch
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", "log", "dump", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "log", "dump", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_dump_prints_batches_and_records_like_kafka_dump_log(tmp_path):

@@ -24,8 +24,9 @@ PRODUCER = {"producer_id": 4242, "producer_epoch": 7, "base_sequence": 1000}
 
 
 def kafka_python_encode(records, compression: str | None) -> bytes:
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=CODECS[compression], is_transactional=False,
-                                        batch_size=1 << 24, **PRODUCER)
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=CODECS[compression], is_transactional=False, batch_size=1 << 24, **PRODUCER
+    )
     for offset, (key, value, headers, timestamp) in enumerate(records):
         builder.append(offset, timestamp=timestamp, key=key, value=value, headers=list(headers))
     return bytes(builder.build())
@@ -40,8 +41,9 @@ def test_kafka_python_reads_what_we_write(records, compression):
     assert (theirs.producer_id, theirs.producer_epoch, theirs.base_sequence) == tuple(PRODUCER.values())
     assert theirs.compression_type == CODECS[compression]
     assert theirs.last_offset_delta == len(records) - 1
-    assert [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in theirs] == \
-        [(i, ts, k, v, list(h)) for i, (k, v, h, ts) in enumerate(records)]
+    assert [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in theirs] == [
+        (i, ts, k, v, list(h)) for i, (k, v, h, ts) in enumerate(records)
+    ]
 
 
 @settings(max_examples=120, deadline=None)
@@ -51,8 +53,9 @@ def test_we_read_what_kafka_python_writes(records, compression):
     assert (header.producer_id, header.producer_epoch, header.base_sequence) == tuple(PRODUCER.values())
     # kafka-python leaves a batch uncompressed when compression would make it larger.
     assert header.compression in (compression or "none", "none") and header.record_count == len(records)
-    assert [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in decoded] == \
-        [(i, ts, k, v, list(h)) for i, (k, v, h, ts) in enumerate(records)]
+    assert [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in decoded] == [
+        (i, ts, k, v, list(h)) for i, (k, v, h, ts) in enumerate(records)
+    ]
 
 
 @settings(max_examples=120, deadline=None)

@@ -42,16 +42,19 @@ HEADER_BEFORE_CRC = bytes.fromhex(
     "ffffffff"  # partitionLeaderEpoch -1
     "02"  # magic
 )
-AFTER_CRC = bytes.fromhex(
-    "0000"  # attributes: no compression, CreateTime
-    "00000000"  # lastOffsetDelta 0
-    "00000000000003e8"  # baseTimestamp 1000
-    "00000000000003e8"  # maxTimestamp 1000
-    "ffffffffffffffff"  # producerId -1
-    "ffff"  # producerEpoch -1
-    "ffffffff"  # baseSequence -1
-    "00000001"  # one record
-) + RECORD
+AFTER_CRC = (
+    bytes.fromhex(
+        "0000"  # attributes: no compression, CreateTime
+        "00000000"  # lastOffsetDelta 0
+        "00000000000003e8"  # baseTimestamp 1000
+        "00000000000003e8"  # maxTimestamp 1000
+        "ffffffffffffffff"  # producerId -1
+        "ffff"  # producerEpoch -1
+        "ffffffff"  # baseSequence -1
+        "00000001"  # one record
+    )
+    + RECORD
+)
 
 
 def test_byte_exact_single_record_batch():
@@ -69,8 +72,9 @@ def test_byte_exact_null_key_header_and_producer_fields():
     second = bytes.fromhex("00 0a 02 01 00 02 02 68 01")
     first = bytes.fromhex("00 00 00 02 61 02 62 00")
     records_part = bytes([len(first) * 2]) + first + bytes([len(second) * 2]) + second
-    batch = encode_batch([(b"a", b"b", None, 100), (None, b"", [("h", None)], 105)],
-                         producer_id=7, producer_epoch=2, base_sequence=40)
+    batch = encode_batch(
+        [(b"a", b"b", None, 100), (None, b"", [("h", None)], 105)], producer_id=7, producer_epoch=2, base_sequence=40
+    )
     assert batch[HEADER_SIZE:] == records_part
     assert batch[23:27] == (1).to_bytes(4, "big")  # lastOffsetDelta
     assert batch[43:51] == (7).to_bytes(8, "big") and batch[51:53] == (2).to_bytes(2, "big")
@@ -78,7 +82,7 @@ def test_byte_exact_null_key_header_and_producer_fields():
     assert int.from_bytes(batch[17:21], "big") == crc32c_reference(batch[21:])
 
 
-@pytest.mark.parametrize("value", [0, 1, -1, 63, -64, 64, 300, -300, 2**31 - 1, -2**31, 2**62, -2**63])
+@pytest.mark.parametrize("value", [0, 1, -1, 63, -64, 64, 300, -300, 2**31 - 1, -(2**31), 2**62, -(2**63)])
 def test_zigzag_varints(value):
     encoded = encode_varint(value)
     assert decode_varint(encoded, 0) == (value, len(encoded))
@@ -93,20 +97,25 @@ records_strategy = st.lists(
         st.lists(st.tuples(st.text(max_size=8), st.one_of(st.none(), st.binary(max_size=16))), max_size=3),
         st.integers(min_value=0, max_value=2**41),
     ),
-    min_size=1, max_size=40,
+    min_size=1,
+    max_size=40,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(records=records_strategy, compression=st.sampled_from([None, "gzip", "snappy", "lz4", "zstd"]),
-       producer=st.booleans())
+@given(
+    records=records_strategy,
+    compression=st.sampled_from([None, "gzip", "snappy", "lz4", "zstd"]),
+    producer=st.booleans(),
+)
 def test_round_trip_every_codec(records, compression, producer):
     fields = dict(producer_id=99, producer_epoch=3, base_sequence=12) if producer else {}
     batch = encode_batch(records, compression, **fields)
     header, decoded = decode_batch(batch)
     assert header.record_count == len(records) and header.compression == (compression or "none")
-    assert [(r.key, r.value, list(r.headers), r.timestamp) for r in decoded] == \
-        [(k, v, [(hk, hv) for hk, hv in h], ts) for k, v, h, ts in records]
+    assert [(r.key, r.value, list(r.headers), r.timestamp) for r in decoded] == [
+        (k, v, [(hk, hv) for hk, hv in h], ts) for k, v, h, ts in records
+    ]
     assert [r.offset for r in decoded] == list(range(len(records)))
     assert header.max_timestamp == max(r[3] for r in records)
 
@@ -123,10 +132,11 @@ def test_broker_rewrites_offset_and_epoch_without_touching_the_crc():
 def test_any_negative_key_or_value_length_reads_as_null_like_kafka():
     """Kafka's DefaultRecord reads a negative key/value size as null; the inline fast path must agree."""
     import crc32c
+
     batch = bytearray(encode_batch([(None, None, None, 5)]))
     record_start = HEADER_SIZE + 1  # after the record's length varint
     key_at = record_start + 3  # attributes, timestamp delta, offset delta: one byte each here
-    assert batch[key_at:key_at + 2] == b"\x01\x01"  # both null (-1)
+    assert batch[key_at : key_at + 2] == b"\x01\x01"  # both null (-1)
     batch[key_at], batch[key_at + 1] = 0x03, 0x05  # -2 and -3
     batch[17:21] = crc32c.crc32c(bytes(batch[21:])).to_bytes(4, "big")
     [record] = decode_batch(bytes(batch))[1]
@@ -139,12 +149,15 @@ def corrupt(batch: bytes, position: int, value: int) -> bytes:
     return bytes(mutated)
 
 
-@pytest.mark.parametrize("mutation, reason", [
-    (lambda b: corrupt(b, len(b) - 1, b[-1] ^ 0xFF), "CORRUPT_MESSAGE"),  # payload byte: CRC
-    (lambda b: corrupt(b, 16, 1), "UNSUPPORTED_VERSION"),  # magic 1
-    (lambda b: b[:-3], "CORRUPT_MESSAGE"),  # cut short
-    (lambda b: b[:8] + (10).to_bytes(4, "big") + b[12:], "CORRUPT_MESSAGE"),  # length below minimum
-])
+@pytest.mark.parametrize(
+    "mutation, reason",
+    [
+        (lambda b: corrupt(b, len(b) - 1, b[-1] ^ 0xFF), "CORRUPT_MESSAGE"),  # payload byte: CRC
+        (lambda b: corrupt(b, 16, 1), "UNSUPPORTED_VERSION"),  # magic 1
+        (lambda b: b[:-3], "CORRUPT_MESSAGE"),  # cut short
+        (lambda b: b[:8] + (10).to_bytes(4, "big") + b[12:], "CORRUPT_MESSAGE"),  # length below minimum
+    ],
+)
 def test_bad_batches_are_refused_with_a_reason(mutation, reason):
     batch = encode_batch([(b"key", b"value", None, 1)])
     with pytest.raises(LogError) as info:
@@ -193,8 +206,11 @@ def test_fuzz_arbitrary_bytes_give_a_clear_error_or_a_valid_batch(data):
 
 def test_fuzz_mutated_valid_batches_never_crash():
     rng = random.Random(7)
-    batches = [encode_batch([(b"k%d" % i, b"v" * rng.randrange(200), [("h", b"x")], i) for i in range(n)], c)
-               for n in (1, 5, 30) for c in (None, "gzip", "lz4", "zstd", "snappy")]
+    batches = [
+        encode_batch([(b"k%d" % i, b"v" * rng.randrange(200), [("h", b"x")], i) for i in range(n)], c)
+        for n in (1, 5, 30)
+        for c in (None, "gzip", "lz4", "zstd", "snappy")
+    ]
     for _ in range(3000):
         batch = bytearray(rng.choice(batches))
         for _ in range(rng.randint(1, 4)):
@@ -225,5 +241,7 @@ def test_a_compressed_batch_that_inflates_beyond_the_limit_is_refused(codec):
     check_uncompressed_size(bomb, 9 * limit)  # within a larger limit it passes
     fits = encode_batch([(b"k", b"v" * 1000, None, 0)] * 50, compression=codec)
     check_uncompressed_size(fits, 100_000)
-    assert compression.decompressed_size_up_to(compression.codec_id(codec), fits[HEADER_SIZE:], 10**6) == \
-        len(encode_batch([(b"k", b"v" * 1000, None, 0)] * 50)) - HEADER_SIZE
+    assert (
+        compression.decompressed_size_up_to(compression.codec_id(codec), fits[HEADER_SIZE:], 10**6)
+        == len(encode_batch([(b"k", b"v" * 1000, None, 0)] * 50)) - HEADER_SIZE
+    )

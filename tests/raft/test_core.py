@@ -136,8 +136,11 @@ def test_figure_8_an_old_term_entry_is_not_committed_by_counting_replicas():
     # one entry per message, S2 first acknowledges entry 2 alone: a majority (S1, S2) holds it,
     # but it is from an old term, so it must stay uncommitted until the new term's entry is
     # on a majority too (Figure 8 of the Raft paper).
-    s1 = make_node(1, persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a"), Entry(2, 2, b"old")]),
-                   max_entries_per_message=1)
+    s1 = make_node(
+        1,
+        persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a"), Entry(2, 2, b"old")]),
+        max_entries_per_message=1,
+    )
     s2 = make_node(2, persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a")]))
     s3 = make_node(3, persisted=PersistedState(HardState(3, 0, 1), entries=[Entry(1, 1, b"a")]))
     nodes = {1: s1, 2: s2, 3: s3}
@@ -165,11 +168,12 @@ def test_figure_8_an_old_term_entry_is_not_committed_by_counting_replicas():
 
 
 def test_a_follower_truncates_a_conflicting_suffix():
-    persisted = PersistedState(HardState(term=2, vote=NO_NODE, commit=1),
-                               entries=[Entry(1, 1, b"a"), Entry(2, 2, b"stale"), Entry(2, 3, b"stale")])
+    persisted = PersistedState(
+        HardState(term=2, vote=NO_NODE, commit=1),
+        entries=[Entry(1, 1, b"a"), Entry(2, 2, b"stale"), Entry(2, 3, b"stale")],
+    )
     follower = make_node(2, persisted=persisted)
-    follower.step(Message(MsgType.APPEND, 2, 1, term=3, log_term=1, index=1,
-                          entries=(Entry(3, 2, b"new"),), commit=2))
+    follower.step(Message(MsgType.APPEND, 2, 1, term=3, log_term=1, index=1, entries=(Entry(3, 2, b"new"),), commit=2))
     ready = follower.ready()
     assert ready.truncate_from == 2 and [e.data for e in ready.entries] == [b"new"]
     follower.advance(ready)
@@ -258,7 +262,8 @@ def test_a_second_leader_in_one_term_stops_the_node_loudly():
 
 
 def test_a_commit_index_beyond_the_log_is_an_invariant_failure_not_a_clamp():
-    follower = make_node(2, persisted=PersistedState(HardState(term=1, vote=NO_NODE, commit=0),
-                                                     entries=[Entry(1, 1, b"a")]))
+    follower = make_node(
+        2, persisted=PersistedState(HardState(term=1, vote=NO_NODE, commit=0), entries=[Entry(1, 1, b"a")])
+    )
     with pytest.raises(AssertionError, match=r"commit 7 is out of range \[last index 1\]"):
         follower.step(Message(MsgType.HEARTBEAT, 2, 1, term=1, commit=7))

@@ -7,8 +7,15 @@ from raftlog.store import Store, WriteBatch
 
 
 def ready(**fields) -> Ready:
-    base = dict(hard_state=None, truncate_from=None, entries=[], snapshot=None, messages=[], committed_entries=[],
-                read_states=[])
+    base = dict(
+        hard_state=None,
+        truncate_from=None,
+        entries=[],
+        snapshot=None,
+        messages=[],
+        committed_entries=[],
+        read_states=[],
+    )
     base.update(fields)
     return Ready(**base)
 
@@ -16,8 +23,9 @@ def ready(**fields) -> Ready:
 def test_persisted_state_survives_a_reopen(tmp_path):
     store = Store(tmp_path)
     storage = RaftStorage(store)
-    storage.persist(ready(hard_state=HardState(3, 2, 2), entries=[Entry(1, 1, b"a"), Entry(3, 2, b"b"),
-                                                                 Entry(3, 3, b"c")]))
+    storage.persist(
+        ready(hard_state=HardState(3, 2, 2), entries=[Entry(1, 1, b"a"), Entry(3, 2, b"b"), Entry(3, 3, b"c")])
+    )
     storage.persist(ready(truncate_from=3, entries=[Entry(4, 3, b"C")]))
     store.close()
     loaded = RaftStorage(Store(tmp_path)).load()

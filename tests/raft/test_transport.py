@@ -29,8 +29,9 @@ async def send_batches(batches: list[raft_pb2.RaftMessageBatch]) -> tuple[list[M
     """Streams the batches to a transport of node 1 (voters 1, 2, 3); returns what reached its
     core and the error the stream ended with."""
     delivered: list[Message] = []
-    transport = RaftTransport(1, CLUSTER, {1: "", 2: "127.0.0.1:1", 3: "127.0.0.1:1"}, delivered.extend,
-                              TaskSupervisor())
+    transport = RaftTransport(
+        1, CLUSTER, {1: "", 2: "127.0.0.1:1", 3: "127.0.0.1:1"}, delivered.extend, TaskSupervisor()
+    )
     server = grpc.aio.server()
     transport.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -48,15 +49,17 @@ async def send_batches(batches: list[raft_pb2.RaftMessageBatch]) -> tuple[list[M
 
 
 def test_good_messages_reach_the_core():
-    batch = raft_pb2.RaftMessageBatch(cluster_id=CLUSTER, from_node=2,
-                                      messages=[raft_message(MsgType.HEARTBEAT, frm=2)])
+    batch = raft_pb2.RaftMessageBatch(
+        cluster_id=CLUSTER, from_node=2, messages=[raft_message(MsgType.HEARTBEAT, frm=2)]
+    )
     delivered, error = asyncio.run(send_batches([batch]))
     assert error is None and [(m.type, m.frm) for m in delivered] == [(MsgType.HEARTBEAT, 2)]
 
 
 def test_an_unknown_message_type_is_a_refused_request():
-    batch = raft_pb2.RaftMessageBatch(cluster_id=CLUSTER, from_node=2,
-                                      messages=[raft_message(MsgType.HEARTBEAT, frm=2), raft_message(42, frm=2)])
+    batch = raft_pb2.RaftMessageBatch(
+        cluster_id=CLUSTER, from_node=2, messages=[raft_message(MsgType.HEARTBEAT, frm=2), raft_message(42, frm=2)]
+    )
     delivered, error = asyncio.run(send_batches([batch]))
     assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "INVALID_REQUEST: unknown Raft message type 42" in error.details()
@@ -64,15 +67,22 @@ def test_an_unknown_message_type_is_a_refused_request():
     assert delivered == [], "nothing of a refused batch reaches the core"
 
 
-@pytest.mark.parametrize("batches, problem", [
-    # node 2's stream carries a message claiming to come from node 3 (a voter too)
-    ([[2, 3]], "a message from node 3 on the stream of node 2"),
-    # the second batch of node 2's stream claims to be node 3's
-    ([[2, 2], [3, 3]], "a batch from node 3 on the stream of node 2"),
-])
+@pytest.mark.parametrize(
+    "batches, problem",
+    [
+        # node 2's stream carries a message claiming to come from node 3 (a voter too)
+        ([[2, 3]], "a message from node 3 on the stream of node 2"),
+        # the second batch of node 2's stream claims to be node 3's
+        ([[2, 2], [3, 3]], "a batch from node 3 on the stream of node 2"),
+    ],
+)
 def test_a_message_not_from_the_streams_sender_is_refused(batches, problem):
-    protos = [raft_pb2.RaftMessageBatch(cluster_id=CLUSTER, from_node=b[0],
-                                        messages=[raft_message(MsgType.HEARTBEAT, frm=b[1])]) for b in batches]
+    protos = [
+        raft_pb2.RaftMessageBatch(
+            cluster_id=CLUSTER, from_node=b[0], messages=[raft_message(MsgType.HEARTBEAT, frm=b[1])]
+        )
+        for b in batches
+    ]
     delivered, error = asyncio.run(send_batches(protos))
     assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert problem in error.details()
@@ -81,8 +91,9 @@ def test_a_message_not_from_the_streams_sender_is_refused(batches, problem):
 
 def test_batches_fit_the_limit_and_a_snapshot_is_reassembled_from_chunks():
     max_message_bytes = 8 * 1024
-    transport = RaftTransport(1, CLUSTER, {1: "", 2: "127.0.0.1:1"}, lambda _: None, TaskSupervisor(),
-                              max_message_bytes)
+    transport = RaftTransport(
+        1, CLUSTER, {1: "", 2: "127.0.0.1:1"}, lambda _: None, TaskSupervisor(), max_message_bytes
+    )
     peer: _Peer = transport.peers[2]
     appends = [Message(MsgType.APPEND, 2, 1, 3, entries=(Entry(3, i, b"x" * 1500),)) for i in range(1, 9)]
     snapshot = Snapshot(40, 3, bytes(range(256)) * 200)  # 51,200 bytes: seven chunks at least
@@ -97,8 +108,15 @@ def test_batches_fit_the_limit_and_a_snapshot_is_reassembled_from_chunks():
         for proto in batch.messages:
             msg = assembly.add(proto) if proto.type == MsgType.SNAPSHOT else None
             if proto.type != MsgType.SNAPSHOT:
-                received.append(Message(MsgType(proto.type), proto.to, getattr(proto, "from"), proto.term,
-                                        entries=tuple(Entry(e.term, e.index, e.data) for e in proto.entries)))
+                received.append(
+                    Message(
+                        MsgType(proto.type),
+                        proto.to,
+                        getattr(proto, "from"),
+                        proto.term,
+                        entries=tuple(Entry(e.term, e.index, e.data) for e in proto.entries),
+                    )
+                )
             elif msg is not None:
                 received.append(msg)
     assert batches >= 7 + 2
@@ -122,15 +140,23 @@ class BulkyStateMachine:
     def restore(self, data: bytes, index: int, term: int) -> None:
         self.entries, position = {}, 0
         while position < len(data):
-            at, size = int.from_bytes(data[position:position + 8], "big"), int.from_bytes(data[position + 8:position + 12], "big")
-            self.entries[at] = data[position + 12:position + 12 + size]
+            at, size = (
+                int.from_bytes(data[position : position + 8], "big"),
+                int.from_bytes(data[position + 8 : position + 12], "big"),
+            )
+            self.entries[at] = data[position + 12 : position + 12 + size]
             position += 12 + size
 
 
 def test_a_follower_far_behind_catches_up_by_a_snapshot_larger_than_one_message(tmp_path):
     max_message_bytes = 16 * 1024
-    settings = DriverSettings(tick_ms=10, election_timeout_ms=200, heartbeat_interval_ms=20,
-                              snapshot_interval_entries=20, max_message_bytes=max_message_bytes)
+    settings = DriverSettings(
+        tick_ms=10,
+        election_timeout_ms=200,
+        heartbeat_interval_ms=20,
+        snapshot_interval_entries=20,
+        max_message_bytes=max_message_bytes,
+    )
 
     async def scenario() -> None:
         servers, ports = {}, {}
@@ -141,8 +167,18 @@ def test_a_follower_far_behind_catches_up_by_a_snapshot_larger_than_one_message(
         stores = {i: Store(tmp_path / f"node-{i}") for i in voters}
         machines = {i: BulkyStateMachine() for i in voters}
         supervisor = TaskSupervisor()
-        drivers = {i: RaftDriver(node_id=i, voters=voters, cluster_id=CLUSTER, store=stores[i],
-                                 state_machine=machines[i], settings=settings, tasks=supervisor) for i in voters}
+        drivers = {
+            i: RaftDriver(
+                node_id=i,
+                voters=voters,
+                cluster_id=CLUSTER,
+                store=stores[i],
+                state_machine=machines[i],
+                settings=settings,
+                tasks=supervisor,
+            )
+            for i in voters
+        }
         for i in voters:
             drivers[i].add_to_server(servers[i])
         started = [1, 2]  # node 3 stays down while the others commit and compact
@@ -150,8 +186,10 @@ def test_a_follower_far_behind_catches_up_by_a_snapshot_larger_than_one_message(
             for i in started:
                 await servers[i].start()
                 await drivers[i].start()
-            leader = await wait_for(lambda: next((d for i, d in drivers.items() if i in started
-                                                  and d.status().leader_id == i), None), "a leader")
+            leader = await wait_for(
+                lambda: next((d for i, d in drivers.items() if i in started and d.status().leader_id == i), None),
+                "a leader",
+            )
             for n in range(120):
                 await leader.propose(b"%05d" % n + b"v" * 1000)
             assert leader.core.log.snapshot_index > 1, "the leader compacted the entries node 3 lacks"
@@ -162,8 +200,9 @@ def test_a_follower_far_behind_catches_up_by_a_snapshot_larger_than_one_message(
             commit = leader.core.log.committed
             await wait_for(lambda: drivers[3].core.log.applied >= commit, "node 3 to catch up")
             assert drivers[3].core.log.snapshot_index > 1, "node 3 caught up by installing a snapshot"
-            assert {i: d for i, d in machines[3].entries.items() if i <= commit} == \
-                {i: d for i, d in machines[leader.node_id].entries.items() if i <= commit}
+            assert {i: d for i, d in machines[3].entries.items() if i <= commit} == {
+                i: d for i, d in machines[leader.node_id].entries.items() if i <= commit
+            }
         finally:
             for i in started:
                 await drivers[i].stop(transfer_leadership=False)

@@ -121,6 +121,7 @@ class FakeReplicaLog:
 
     async def scrub(self, cursor, max_bytes):
         from raftlog.log.scrubber import ScrubCursor, ScrubStep
+
         return ScrubStep(ScrubCursor(), 0, None)
 
     async def maintain(self, high_watermark: int, retention: bool = True, by_time: bool = True) -> None:

@@ -33,22 +33,42 @@ class FakeStateMachine:
 
 def register(state_machine: FakeStateMachine, broker_id: int) -> int:
     """Registers and unfences a broker; returns its broker epoch."""
-    epoch = state_machine.apply(records.register_broker(broker_id, f"incarnation-{state_machine.next_offset}",
-                                                        "127.0.0.1", 9000 + broker_id))
+    epoch = state_machine.apply(
+        records.register_broker(broker_id, f"incarnation-{state_machine.next_offset}", "127.0.0.1", 9000 + broker_id)
+    )
     state_machine.apply(records.broker_fencing(broker_id, epoch, False))
     return epoch
 
 
-def make_manager(broker_id: int, state_machine: FakeStateMachine, logs: dict | None = None,
-                 log_factory=None, environ: dict[str, str] | None = None) -> ReplicaManager:
-    config = load_config(None, environ={"RAFTLOG_NODE_ID": str(broker_id),
-                                        "RAFTLOG_CONTROLLER_QUORUM_VOTERS": VOTERS,
-                                        "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test", **(environ or {})})
+def make_manager(
+    broker_id: int,
+    state_machine: FakeStateMachine,
+    logs: dict | None = None,
+    log_factory=None,
+    environ: dict[str, str] | None = None,
+) -> ReplicaManager:
+    config = load_config(
+        None,
+        environ={
+            "RAFTLOG_NODE_ID": str(broker_id),
+            "RAFTLOG_CONTROLLER_QUORUM_VOTERS": VOTERS,
+            "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test",
+            **(environ or {}),
+        },
+    )
     logs = {} if logs is None else logs
 
     def fake_log_factory(topic: str, partition: int, configs) -> FakeReplicaLog:
         return logs.setdefault((topic, partition), FakeReplicaLog())
 
-    return ReplicaManager(broker_id, CLUSTER_ID, config, state_machine, peers=None, broker_epoch=lambda: None,
-                          controller=None, log_factory=log_factory or fake_log_factory,
-                          tasks=TaskSupervisor())
+    return ReplicaManager(
+        broker_id,
+        CLUSTER_ID,
+        config,
+        state_machine,
+        peers=None,
+        broker_epoch=lambda: None,
+        controller=None,
+        log_factory=log_factory or fake_log_factory,
+        tasks=TaskSupervisor(),
+    )

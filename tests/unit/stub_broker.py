@@ -50,11 +50,18 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
         return broker_pb2.MetadataResponse(
             brokers=[broker_pb2.BrokerEndpoint(broker_id=BROKER_ID, host="127.0.0.1", port=self.port)],
             topics=[
-                broker_pb2.TopicMetadata(name=name, topic_id=name.encode().ljust(16, b"-")[:16], partitions=[
-                    broker_pb2.PartitionMetadata(partition=i, leader=BROKER_ID, leader_epoch=0, replicas=[BROKER_ID],
-                                                 isr=[BROKER_ID])
-                    for i in range(count)])
-                for name, count in self.topics.items() if not request.topics or name in request.topics
+                broker_pb2.TopicMetadata(
+                    name=name,
+                    topic_id=name.encode().ljust(16, b"-")[:16],
+                    partitions=[
+                        broker_pb2.PartitionMetadata(
+                            partition=i, leader=BROKER_ID, leader_epoch=0, replicas=[BROKER_ID], isr=[BROKER_ID]
+                        )
+                        for i in range(count)
+                    ],
+                )
+                for name, count in self.topics.items()
+                if not request.topics or name in request.topics
             ],
         )
 
@@ -64,10 +71,16 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
             if isinstance(failure, RaftlogError):
                 await abort(context, failure)
             await context.abort(failure, "injected")
-        return broker_pb2.ListOffsetsResponse(results=[
-            broker_pb2.ListOffsetsResult(topic=p.topic, partition=p.partition,
-                                         offset=0 if p.timestamp == -2 else self._log_end[(p.topic, p.partition)])
-            for p in request.partitions])
+        return broker_pb2.ListOffsetsResponse(
+            results=[
+                broker_pb2.ListOffsetsResult(
+                    topic=p.topic,
+                    partition=p.partition,
+                    offset=0 if p.timestamp == -2 else self._log_end[(p.topic, p.partition)],
+                )
+                for p in request.partitions
+            ]
+        )
 
     async def Produce(self, request, context):
         self.produce_requests.append(request)
@@ -81,17 +94,23 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
                 set_base_offset(records, pos, self._log_end[key])
                 self._log_end[key] += header.record_count
             self.stored[key].append(bytes(records))
-            results.append(broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition,
-                                                             base_offset=base))
+            results.append(
+                broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition, base_offset=base)
+            )
         return broker_pb2.ProduceResponse(results=results)
 
     async def Fetch(self, request, context):
         results = []
         for p in request.partitions:
             key = (p.topic, p.partition)
-            results.append(broker_pb2.FetchPartitionResult(
-                topic=p.topic, partition=p.partition, high_watermark=self._log_end[key],
-                records=b"".join(self.stored[key])))
+            results.append(
+                broker_pb2.FetchPartitionResult(
+                    topic=p.topic,
+                    partition=p.partition,
+                    high_watermark=self._log_end[key],
+                    records=b"".join(self.stored[key]),
+                )
+            )
         if not any(r.records for r in results):
             await asyncio.sleep(request.max_wait_ms / 1000.0)
         return broker_pb2.FetchResponse(results=results)
@@ -100,5 +119,6 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
         return broker_pb2.InitProducerIdResponse(producer_id=1, producer_epoch=0)
 
     def records_per_request(self) -> list[int]:
-        return [sum(h.record_count for p in r.partitions for _, h in iter_headers(p.records))
-                for r in self.produce_requests]
+        return [
+            sum(h.record_count for p in r.partitions for _, h in iter_headers(p.records)) for r in self.produce_requests
+        ]

@@ -40,8 +40,9 @@ class StubController(controller_pb2_grpc.ControllerServiceServicer):
         if self.error is not None:
             await abort(context, self.error)
         if not self.active:
-            await abort(context, RaftlogError("NOT_CONTROLLER", f"node {self.node_id} is not the controller",
-                                              self.leader_hint))
+            await abort(
+                context, RaftlogError("NOT_CONTROLLER", f"node {self.node_id} is not the controller", self.leader_hint)
+            )
 
     async def AllocateProducerIds(self, request, context):
         await self._answer("AllocateProducerIds", context)

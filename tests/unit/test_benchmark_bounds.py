@@ -34,8 +34,17 @@ class NoLeaderDriver:
     """A node that knows no controller: a request that passes validation ends in NOT_CONTROLLER."""
 
     def status(self) -> RaftStatus:
-        return RaftStatus(node_id=0, role="Follower", term=1, leader_id=None, commit_index=0, applied_index=0,
-                          last_index=0, last_log_term=0, snapshot_index=0)
+        return RaftStatus(
+            node_id=0,
+            role="Follower",
+            term=1,
+            leader_id=None,
+            commit_index=0,
+            applied_index=0,
+            last_index=0,
+            last_log_term=0,
+            snapshot_index=0,
+        )
 
 
 def benchmark(count: int, concurrency: int, payload_bytes: int) -> FakeContext:
@@ -47,13 +56,16 @@ def benchmark(count: int, concurrency: int, payload_bytes: int) -> FakeContext:
     return context
 
 
-@pytest.mark.parametrize("count, concurrency, payload_bytes, problem", [
-    (10, MAX_BENCHMARK_CONCURRENCY + 1, 64, "concurrency must be 1..1024, got 1025"),
-    (10, 0, 64, "concurrency must be 1..1024, got 0"),
-    (10, 8, MAX_BENCHMARK_PAYLOAD_BYTES + 1, "payload_bytes must be 0..1048576, got 1048577"),
-    (10, 8, -1, "payload_bytes must be 0..1048576, got -1"),
-    (0, 8, 64, "count must be 1..1000000, got 0"),
-])
+@pytest.mark.parametrize(
+    "count, concurrency, payload_bytes, problem",
+    [
+        (10, MAX_BENCHMARK_CONCURRENCY + 1, 64, "concurrency must be 1..1024, got 1025"),
+        (10, 0, 64, "concurrency must be 1..1024, got 0"),
+        (10, 8, MAX_BENCHMARK_PAYLOAD_BYTES + 1, "payload_bytes must be 0..1048576, got 1048577"),
+        (10, 8, -1, "payload_bytes must be 0..1048576, got -1"),
+        (0, 8, 64, "count must be 1..1000000, got 0"),
+    ],
+)
 def test_out_of_range_benchmarks_are_invalid_requests(count, concurrency, payload_bytes, problem):
     context = benchmark(count, concurrency, payload_bytes)
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT

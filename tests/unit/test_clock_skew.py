@@ -37,14 +37,24 @@ def test_the_skew_verdict_follows_heartbeat_answers():
 def test_a_broker_learns_its_skew_from_heartbeat_answers():
     async def scenario():
         real_ms = time.time() * 1000
+
         class AnsweringController:
             async def call(self, method, request):
                 return controller_pb2.BrokerHeartbeatResponse(is_fenced=False, controller_time_ms=int(real_ms))
 
-        lifecycle = BrokerLifecycle("c", 1, "127.0.0.1", 9, controller=AnsweringController(),
-                                    metadata_offset=lambda: 0, heartbeat_interval_ms=250, session_timeout_ms=2000,
-                                    tasks=TaskSupervisor(), clock_skew_max_ms=BOUND_MS,
-                                    wall_clock_ms=lambda: real_ms + 8 * DAY_MS)
+        lifecycle = BrokerLifecycle(
+            "c",
+            1,
+            "127.0.0.1",
+            9,
+            controller=AnsweringController(),
+            metadata_offset=lambda: 0,
+            heartbeat_interval_ms=250,
+            session_timeout_ms=2000,
+            tasks=TaskSupervisor(),
+            clock_skew_max_ms=BOUND_MS,
+            wall_clock_ms=lambda: real_ms + 8 * DAY_MS,
+        )
         lifecycle.broker_epoch = 5
         await lifecycle._heartbeat()
         assert not lifecycle.clock_skew.time_retention_allowed
@@ -83,8 +93,9 @@ def test_time_retention_is_the_leaders_and_only_with_a_trusted_clock(tmp_path, m
         await asyncio.gather(task, return_exceptions=True)
 
     async def fetch_round(follower: Partition, leader: Partition) -> None:
-        outcome = leader.read_for_follower(2, follower.log.log_end_offset, follower.log.latest_epoch(),
-                                           follower.leader_epoch, 1 << 20)
+        outcome = leader.read_for_follower(
+            2, follower.log.log_end_offset, follower.log.latest_epoch(), follower.leader_epoch, 1 << 20
+        )
         await follower.append_as_follower(outcome.records, outcome.high_watermark, outcome.log_start_offset)
 
     async def scenario():

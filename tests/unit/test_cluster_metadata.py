@@ -6,8 +6,11 @@ from raftlog.v1 import broker_pb2
 
 
 def topic(leader: int, epoch: int, topic_id: bytes = b"A" * 16) -> broker_pb2.TopicMetadata:
-    return broker_pb2.TopicMetadata(name="t", topic_id=topic_id, partitions=[
-        broker_pb2.PartitionMetadata(partition=0, leader=leader, leader_epoch=epoch)])
+    return broker_pb2.TopicMetadata(
+        name="t",
+        topic_id=topic_id,
+        partitions=[broker_pb2.PartitionMetadata(partition=0, leader=leader, leader_epoch=epoch)],
+    )
 
 
 def test_stale_metadata_does_not_move_a_leader_back():

@@ -15,7 +15,7 @@ def test_file_then_env_then_flags_in_rising_priority(tmp_path):
     config_file = tmp_path / "node.toml"
     config_file.write_text(
         f'"node.id" = 2\n"controller.quorum.voters" = "{VOTERS}"\n"log.dirs" = "/data/a,/data/b"\n'
-        '[log.retention]\nhours = 10\n'
+        "[log.retention]\nhours = 10\n"
     )
     config = load_config(config_file, environ={"RAFTLOG_LOG_RETENTION_HOURS": "20"}, overrides=["node.id=3"])
     assert config.node_id == 3
@@ -46,14 +46,20 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         (["listeners=A://0.0.0.0:9092,B://0.0.0.0:9093"], "no entry for listener A"),
         (["listeners=INTERNAL://0.0.0.0:9092", "listener.security.protocol.map=INTERNAL:SSL"], "SSL is not supported"),
         (["listeners=INTERNAL://n1:9092,INTERNAL://n1:9093"], "listener name INTERNAL appears twice"),
-        (["listeners=A://n1:9092,B://n1:9092", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],
-         "port 9092 is used by more than one listener"),
+        (
+            ["listeners=A://n1:9092,B://n1:9092", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],
+            "port 9092 is used by more than one listener",
+        ),
         (["listeners=0.0.0.0:9092"], "would advertise 0.0.0.0"),
         (["listeners=n1:9092", "advertised.listeners=EXTERNAL://localhost:29092"], "EXTERNAL is not one of listeners"),
-        (["listeners=A://n1:9092,B://n1:9093", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],
-         "inter.broker.listener.name is required"),
-        (["listeners=A://n1:9092", "listener.security.protocol.map=A:PLAINTEXT", "inter.broker.listener.name=B"],
-         "inter.broker.listener.name B is not one of listeners"),
+        (
+            ["listeners=A://n1:9092,B://n1:9093", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],
+            "inter.broker.listener.name is required",
+        ),
+        (
+            ["listeners=A://n1:9092", "listener.security.protocol.map=A:PLAINTEXT", "inter.broker.listener.name=B"],
+            "inter.broker.listener.name B is not one of listeners",
+        ),
         (["node.id=abc"], "is not a valid int"),
         (["process.roles=broker,zookeeper"], "is not a subset of broker,controller"),
         (["controller.quorum.heartbeat.interval.ms=600"], "must be below"),
@@ -68,15 +74,20 @@ def test_bad_configuration_is_one_clear_line(overrides, message):
 
 
 def test_named_listeners_as_kafka_writes_them():
-    config = load_config(None, environ=base_env(
-        RAFTLOG_LISTENERS="INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:29092",
-        RAFTLOG_ADVERTISED_LISTENERS="INTERNAL://raftlog-1:9092,EXTERNAL://localhost:29092",
-        RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP="INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
-        RAFTLOG_INTER_BROKER_LISTENER_NAME="INTERNAL",
-    ))
+    config = load_config(
+        None,
+        environ=base_env(
+            RAFTLOG_LISTENERS="INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:29092",
+            RAFTLOG_ADVERTISED_LISTENERS="INTERNAL://raftlog-1:9092,EXTERNAL://localhost:29092",
+            RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP="INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+            RAFTLOG_INTER_BROKER_LISTENER_NAME="INTERNAL",
+        ),
+    )
     assert [str(listener) for listener in config.listeners] == ["INTERNAL://0.0.0.0:9092", "EXTERNAL://0.0.0.0:29092"]
     assert [str(listener) for listener in config.advertised_listeners] == [
-        "INTERNAL://raftlog-1:9092", "EXTERNAL://localhost:29092"]
+        "INTERNAL://raftlog-1:9092",
+        "EXTERNAL://localhost:29092",
+    ]
     # the broker registers the inter-broker listener's advertised address as its own
     assert str(config.advertised) == "raftlog-1:9092"
     assert str(config.listener) == "0.0.0.0:9092"
@@ -121,8 +132,14 @@ def test_dynamic_values_are_validated_and_canonical():
 
 def test_node_ids_start_at_0_as_kafka_numbers_them():
     voters = "0@127.0.0.1:19091,1@127.0.0.1:19092,2@127.0.0.1:19093"
-    config = load_config(None, environ={"RAFTLOG_NODE_ID": "0", "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
-                                        "RAFTLOG_LOG_DIRS": "/tmp/raftlog-x"})
+    config = load_config(
+        None,
+        environ={
+            "RAFTLOG_NODE_ID": "0",
+            "RAFTLOG_CONTROLLER_QUORUM_VOTERS": voters,
+            "RAFTLOG_LOG_DIRS": "/tmp/raftlog-x",
+        },
+    )
     assert config.node_id == 0 and sorted(config.voters) == [0, 1, 2]
     with pytest.raises(ConfigError, match="node.id -1"):
         load_config(None, environ=base_env(RAFTLOG_NODE_ID="-1"), overrides=["controller.quorum.voters=" + voters])

@@ -11,11 +11,15 @@ from raftlog.errors import RaftlogError
 from tests.unit.stub_broker import StubBroker
 
 
-@pytest.mark.parametrize("failure", [
-    grpc.StatusCode.DEADLINE_EXCEEDED,  # the client sees REQUEST_TIMED_OUT
-    grpc.StatusCode.CANCELLED,  # NETWORK_EXCEPTION: the call was cut off
-    RaftlogError("REQUEST_TIMED_OUT", "this node has not applied the metadata asked for yet"),
-], ids=["deadline", "cancelled", "request-timed-out"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        grpc.StatusCode.DEADLINE_EXCEEDED,  # the client sees REQUEST_TIMED_OUT
+        grpc.StatusCode.CANCELLED,  # NETWORK_EXCEPTION: the call was cut off
+        RaftlogError("REQUEST_TIMED_OUT", "this node has not applied the metadata asked for yet"),
+    ],
+    ids=["deadline", "cancelled", "request-timed-out"],
+)
 def test_list_offsets_failures_that_are_retriable_are_retried(failure):
     async def scenario():
         broker = StubBroker({"t": 1})

@@ -98,24 +98,38 @@ def test_a_replica_reported_offline_loses_leadership_and_leaves_the_isr():
     for broker in (1, 2, 3):
         epochs[broker] = offset
         image.apply_batch(offset, metadata_pb2.MetadataBatch(records=[records.register_broker(broker, "i", "h", 9)]))
-        image.apply_batch(offset + 1, metadata_pb2.MetadataBatch(records=[records.broker_fencing(broker, offset, False)]))
+        image.apply_batch(
+            offset + 1, metadata_pb2.MetadataBatch(records=[records.broker_fencing(broker, offset, False)])
+        )
         offset += 2
     shared, alone = b"A" * 16, b"B" * 16
-    image.apply_batch(offset, metadata_pb2.MetadataBatch(records=[
-        records.topic("shared", shared), records.partition(shared, 0, [1, 2, 3], 1),
-        records.topic("alone", alone), records.partition(alone, 0, [1, 2], 1),
-        records.partition_change(alone, 0, isr=[1]),
-    ]))
+    image.apply_batch(
+        offset,
+        metadata_pb2.MetadataBatch(
+            records=[
+                records.topic("shared", shared),
+                records.partition(shared, 0, [1, 2, 3], 1),
+                records.topic("alone", alone),
+                records.partition(alone, 0, [1, 2], 1),
+                records.partition_change(alone, 0, isr=[1]),
+            ]
+        ),
+    )
     offline = frozenset({(shared, 0), (alone, 0)})
-    new_records = decisions.broker_heartbeat(image, 1, epochs[1], metadata_offset=offset, want_fence=False,
-                                             offline_replicas=offline)
+    new_records = decisions.broker_heartbeat(
+        image, 1, epochs[1], metadata_offset=offset, want_fence=False, offline_replicas=offline
+    )
     image.apply_batch(offset + 1, metadata_pb2.MetadataBatch(records=new_records))
     shared_now = image.topic("shared").partitions[0]
     alone_now = image.topic("alone").partitions[0]
     assert (shared_now.leader, shared_now.isr) == (2, (2, 3))
     assert (alone_now.leader, alone_now.isr) == (-1, (1,))
-    assert decisions.broker_heartbeat(image, 1, epochs[1], metadata_offset=offset + 1, want_fence=False,
-                                      offline_replicas=offline) == [], "nothing more to do"
+    assert (
+        decisions.broker_heartbeat(
+            image, 1, epochs[1], metadata_offset=offset + 1, want_fence=False, offline_replicas=offline
+        )
+        == []
+    ), "nothing more to do"
 
 
 def test_a_replica_reported_offline_is_not_elected_when_another_broker_returns():
@@ -124,19 +138,37 @@ def test_a_replica_reported_offline_is_not_elected_when_another_broker_returns()
     the broker that cannot serve it."""
     image = MetadataImage()
     for broker in (1, 2):
-        image.apply_batch(broker * 2 - 1, metadata_pb2.MetadataBatch(records=[records.register_broker(broker, "i", "h", 9)]))
-        image.apply_batch(broker * 2, metadata_pb2.MetadataBatch(records=[records.broker_fencing(broker, broker * 2 - 1, False)]))
+        image.apply_batch(
+            broker * 2 - 1, metadata_pb2.MetadataBatch(records=[records.register_broker(broker, "i", "h", 9)])
+        )
+        image.apply_batch(
+            broker * 2, metadata_pb2.MetadataBatch(records=[records.broker_fencing(broker, broker * 2 - 1, False)])
+        )
     topic_id = b"P" * 16
-    image.apply_batch(5, metadata_pb2.MetadataBatch(records=[
-        records.topic("p", topic_id), records.partition(topic_id, 0, [1, 2], 1),
-        records.partition_change(topic_id, 0, isr=[1]), records.broker_fencing(2, 3, True),
-    ]))
+    image.apply_batch(
+        5,
+        metadata_pb2.MetadataBatch(
+            records=[
+                records.topic("p", topic_id),
+                records.partition(topic_id, 0, [1, 2], 1),
+                records.partition_change(topic_id, 0, isr=[1]),
+                records.broker_fencing(2, 3, True),
+            ]
+        ),
+    )
     offline = decisions.OfflineReplicas()
     offline.report(1, frozenset({(topic_id, 0)}))
-    image.apply_batch(6, metadata_pb2.MetadataBatch(records=decisions.broker_heartbeat(
-        image, 1, 1, 6, False, offline_replicas=frozenset({(topic_id, 0)}), offline=offline)))
+    image.apply_batch(
+        6,
+        metadata_pb2.MetadataBatch(
+            records=decisions.broker_heartbeat(
+                image, 1, 1, 6, False, offline_replicas=frozenset({(topic_id, 0)}), offline=offline
+            )
+        ),
+    )
     assert (image.topic("p").partitions[0].leader, image.topic("p").partitions[0].isr) == (-1, (1,))
-    image.apply_batch(7, metadata_pb2.MetadataBatch(records=decisions.broker_heartbeat(
-        image, 2, 3, 7, False, offline=offline)))  # broker 2 comes back and is unfenced
+    image.apply_batch(
+        7, metadata_pb2.MetadataBatch(records=decisions.broker_heartbeat(image, 2, 3, 7, False, offline=offline))
+    )  # broker 2 comes back and is unfenced
     assert image.brokers[2].fenced is False
     assert image.topic("p").partitions[0].leader == -1, "not broker 1: it reported it cannot serve the partition"

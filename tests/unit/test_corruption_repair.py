@@ -30,8 +30,8 @@ def flip_a_byte_in_batch(log_path, batch_index: int) -> int:
     data = bytearray(log_path.read_bytes())
     position = 0
     for _ in range(batch_index):
-        position += int.from_bytes(data[position + 8:position + 12], "big") + 12
-    base_offset = int.from_bytes(data[position:position + 8], "big")
+        position += int.from_bytes(data[position + 8 : position + 12], "big") + 12
+    base_offset = int.from_bytes(data[position : position + 8], "big")
     data[position + HEADER_SIZE + 3] ^= 0x40
     log_path.write_bytes(bytes(data))
     return base_offset
@@ -87,12 +87,20 @@ def _leader_and_follower(tmp_path):
     state_machine = FakeStateMachine()
     register(state_machine, 1)
     register(state_machine, 2)
-    state_machine.apply(records.topic("c", topic_id), records.partition(topic_id, 0, [1, 2], 1),
-                        records.config("topics", "c", "segment.bytes", "600"))
+    state_machine.apply(
+        records.topic("c", topic_id),
+        records.partition(topic_id, 0, [1, 2], 1),
+        records.config("topics", "c", "segment.bytes", "600"),
+    )
 
     def manager(broker_id: int):
-        return make_manager(broker_id, state_machine, log_factory=lambda topic, index, config: open_replica_log(
-            [tmp_path / f"broker-{broker_id}"], topic, index, config))
+        return make_manager(
+            broker_id,
+            state_machine,
+            log_factory=lambda topic, index, config: open_replica_log(
+                [tmp_path / f"broker-{broker_id}"], topic, index, config
+            ),
+        )
 
     return state_machine, topic_id, manager(1), manager(2)
 
@@ -100,14 +108,16 @@ def _leader_and_follower(tmp_path):
 async def _write_values(leader: Partition, count: int) -> None:
     """count one-record batches value-000, value-001, ... through the leader (acks=1)."""
     for i in range(count):
-        await leader.append_as_leader(encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1,
-                                      timeout_ms=1000, min_isr=1)
+        await leader.append_as_leader(
+            encode_batch([(None, b"value-%03d" % i, None, 0)]), acks=1, timeout_ms=1000, min_isr=1
+        )
 
 
 async def _sync(follower: Partition, leader: Partition, rounds: int = 10) -> None:
     for _ in range(rounds):
-        outcome = leader.read_for_follower(follower.broker_id, follower.log.log_end_offset,
-                                           follower.log.latest_epoch(), follower.leader_epoch, 1 << 20)
+        outcome = leader.read_for_follower(
+            follower.broker_id, follower.log.log_end_offset, follower.log.latest_epoch(), follower.leader_epoch, 1 << 20
+        )
         assert outcome.diverging_epoch is None
         await follower.append_as_follower(outcome.records, outcome.high_watermark)
 
@@ -141,6 +151,7 @@ def test_a_follower_repairs_a_corrupt_sealed_segment_from_the_leader(tmp_path):
         assert values(follower_log) == values(leader.log.partition_log)
         # The controller takes it out of the ISR (as it does for a reported replica): repaired.
         from raftlog.metadata import records
+
         state_machine.apply(records.partition_change(topic_id, 0, isr=[1]))
         await follower_manager.reconcile()
         assert follower_manager.offline_replicas() == []
@@ -195,9 +206,11 @@ def test_a_leader_that_meets_corrupt_data_hands_over_then_repairs_as_a_follower(
 def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetcher(monkeypatch):
     """Partition a's records cannot be applied (a bad batch) in every response; partition b,
     behind it in the same responses, must still replicate."""
+
     def follower(topic: str) -> Partition:
-        partition = Partition(topic, topic.encode() * 16, 0, 2, FakeReplicaLog(), ChangeNotifier(),
-                              clock_ms=lambda: 0.0)
+        partition = Partition(
+            topic, topic.encode() * 16, 0, 2, FakeReplicaLog(), ChangeNotifier(), clock_ms=lambda: 0.0
+        )
         partition.apply_metadata(PartitionInfo(topic.encode() * 16, 0, (1, 2), (1, 2), 1, 0, 0))
         partition.become_follower()
         return partition
@@ -215,12 +228,18 @@ def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetch
             results = []
             for p in request.partitions:
                 if p.topic_id == a.topic_id:
-                    results.append(replication_pb2.ReplicaFetchResult(
-                        topic_id=p.topic_id, partition=0, high_watermark=3, records=b"a bad batch"))
+                    results.append(
+                        replication_pb2.ReplicaFetchResult(
+                            topic_id=p.topic_id, partition=0, high_watermark=3, records=b"a bad batch"
+                        )
+                    )
                 else:
                     records = b"%d|0|b%d" % (p.fetch_offset, p.fetch_offset) if p.fetch_offset < 3 else b""
-                    results.append(replication_pb2.ReplicaFetchResult(
-                        topic_id=p.topic_id, partition=0, high_watermark=3, records=records))
+                    results.append(
+                        replication_pb2.ReplicaFetchResult(
+                            topic_id=p.topic_id, partition=0, high_watermark=3, records=records
+                        )
+                    )
             return replication_pb2.ReplicaFetchResponse(results=results)
 
     monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
@@ -276,8 +295,9 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
     from raftlog.replication.log_adapter import PartitionReplicaLog
 
     topic_id = b"F" * 16
-    follower = Partition("f", topic_id, 0, 2, PartitionReplicaLog(tmp_path / "f-0", LogConfig()), ChangeNotifier(),
-                         clock_ms=lambda: 0.0)
+    follower = Partition(
+        "f", topic_id, 0, 2, PartitionReplicaLog(tmp_path / "f-0", LogConfig()), ChangeNotifier(), clock_ms=lambda: 0.0
+    )
     follower.apply_metadata(PartitionInfo(topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
     follower.become_follower()
 
@@ -299,8 +319,13 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
             if len(calls) == 3:  # the log holds offsets 0 and 1
                 follower.truncate_before_corruption(1)  # a repair cuts the log while this fetch is out
             records = batch_at(p.fetch_offset) if p.fetch_offset < 4 else b""
-            return replication_pb2.ReplicaFetchResponse(results=[replication_pb2.ReplicaFetchResult(
-                topic_id=topic_id, partition=0, high_watermark=4, records=records)])
+            return replication_pb2.ReplicaFetchResponse(
+                results=[
+                    replication_pb2.ReplicaFetchResult(
+                        topic_id=topic_id, partition=0, high_watermark=4, records=records
+                    )
+                ]
+            )
 
     monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
     manager = SimpleNamespace(_broker_epoch=lambda: 7, cluster_id="c", broker_id=2, supervisor=TaskSupervisor())
@@ -345,8 +370,12 @@ def test_a_replica_whose_recovery_cut_fsynced_data_does_not_lead_or_count_for_th
         state_machine.apply(records.partition_change(topic_id, 0, leader=2))
         from raftlog.replication.log_adapter import open_replica_log
         from tests.unit.replica_manager_harness import make_manager
-        manager_2 = make_manager(2, state_machine, log_factory=lambda topic, index, config: open_replica_log(
-            [tmp_path / "broker-2"], topic, index, config))
+
+        manager_2 = make_manager(
+            2,
+            state_machine,
+            log_factory=lambda topic, index, config: open_replica_log([tmp_path / "broker-2"], topic, index, config),
+        )
         await manager_2.reconcile()
         with pytest.raises(RaftlogError) as failure:
             manager_2.partition_by_name("c", 0)
@@ -380,8 +409,11 @@ def test_a_garbled_batch_length_below_the_recovery_point_does_not_keep_the_broke
     async def scenario():
         state_machine, topic_id, manager_1, manager_2 = _leader_and_follower(tmp_path)
         other_id = b"O" * 16
-        state_machine.apply(records.topic("other", other_id), records.partition(other_id, 0, [1, 2], 1),
-                            records.config("topics", "c", "index.interval.bytes", "0"))  # every batch indexed
+        state_machine.apply(
+            records.topic("other", other_id),
+            records.partition(other_id, 0, [1, 2], 1),
+            records.config("topics", "c", "index.interval.bytes", "0"),
+        )  # every batch indexed
         await manager_1.reconcile()
         await manager_2.reconcile()
         leader, follower = manager_1.partition_by_name("c", 0), manager_2.partition_by_name("c", 0)
@@ -391,13 +423,17 @@ def test_a_garbled_batch_length_below_the_recovery_point_does_not_keep_the_broke
         await manager_2.stop()
         data = bytearray(sealed.log_path.read_bytes())
         second = int.from_bytes(data[8:12], "big") + 12  # the second batch of the segment
-        data[second + 8:second + 12] = (10**6).to_bytes(4, "big")
+        data[second + 8 : second + 12] = (10**6).to_bytes(4, "big")
         sealed.log_path.write_bytes(bytes(data))
 
         from raftlog.replication.log_adapter import open_replica_log
         from tests.unit.replica_manager_harness import make_manager
-        manager_2 = make_manager(2, state_machine, log_factory=lambda topic, index, config: open_replica_log(
-            [tmp_path / "broker-2"], topic, index, config))
+
+        manager_2 = make_manager(
+            2,
+            state_machine,
+            log_factory=lambda topic, index, config: open_replica_log([tmp_path / "broker-2"], topic, index, config),
+        )
         await manager_2.reconcile()
         manager_2.partition_by_name("other", 0)  # hosted
         repaired = manager_2.partition_by_name("c", 0)
@@ -414,6 +450,7 @@ def test_a_garbled_batch_length_below_the_recovery_point_does_not_keep_the_broke
 def test_the_scrubber_finds_a_garbled_batch_length_and_the_follower_cuts_before_it(tmp_path):
     """A length field that rotted (outside the CRC) makes the batch unreadable: the repair must
     still cut there, not fail on reading it."""
+
     async def scenario():
         state_machine, topic_id, leader_manager, follower_manager = _leader_and_follower(tmp_path)
         await leader_manager.reconcile()
@@ -424,7 +461,7 @@ def test_the_scrubber_finds_a_garbled_batch_length_and_the_follower_cuts_before_
         sealed = follower.log.partition_log.segments[1]
         data = bytearray(sealed.log_path.read_bytes())
         second = int.from_bytes(data[8:12], "big") + 12
-        data[second + 8:second + 12] = (10**6).to_bytes(4, "big")
+        data[second + 8 : second + 12] = (10**6).to_bytes(4, "big")
         sealed.log_path.write_bytes(bytes(data))
         sealed.size = len(data)  # what the broker believes: the file did not change size
 

@@ -29,8 +29,9 @@ def replica(broker_id: int, log: FakeReplicaLog, state: PartitionInfo) -> Partit
 
 async def sync_once(follower: Partition, leader: Partition) -> None:
     """One fetch round of the follower against the leader, as the ReplicaFetcher does it."""
-    outcome = leader.read_for_follower(follower.broker_id, follower.log.log_end_offset, follower.log.latest_epoch(),
-                                       follower.leader_epoch, 1 << 20)
+    outcome = leader.read_for_follower(
+        follower.broker_id, follower.log.log_end_offset, follower.log.latest_epoch(), follower.leader_epoch, 1 << 20
+    )
     if outcome.diverging_epoch is not None:
         follower.truncate_for_divergence(*outcome.diverging_epoch)
     else:
@@ -125,6 +126,7 @@ def test_acks_all_waits_for_the_isr_and_fails_below_min_isr():
 def test_a_caught_up_but_fenced_follower_is_not_proposed_for_the_isr():
     """A killed follower's last fetch may still look caught up (no new writes); once the
     controller has fenced it and shrunk the ISR, the leader must not ask to add it back."""
+
     async def scenario():
         log_a, log_b = FakeReplicaLog(), FakeReplicaLog()
         a, b = replica(1, log_a, info(1, 0)), replica(2, log_b, info(1, 0))
@@ -141,6 +143,7 @@ def test_a_leadership_that_wrote_nothing_does_not_stop_the_replica_from_followin
     """B led epoch 1 briefly and wrote nothing (its epoch cache still says epoch 1 starts at its
     log end); A then leads epoch 2. B's fetches carry last epoch 1, which A never had: B must
     drop that empty epoch and catch up, not be told to diverge at its own end forever."""
+
     async def scenario():
         log_a, log_b = FakeReplicaLog(), FakeReplicaLog()
         a, b = replica(1, log_a, info(1, 0)), replica(2, log_b, info(1, 0))
@@ -158,6 +161,7 @@ def test_a_leadership_that_wrote_nothing_does_not_stop_the_replica_from_followin
 
 def test_a_consumer_between_the_high_watermark_and_the_log_end_waits_instead_of_resetting():
     """A new leader's high watermark may trail the position a consumer reached on the old one."""
+
     async def scenario():
         a = replica(1, FakeReplicaLog(), info(1, 0))
         for payload in (b"m1", b"m2"):

@@ -34,26 +34,35 @@ class FailedCall(grpc.RpcError):
         return self._metadata
 
 
-@pytest.mark.parametrize("code, error", [
-    (grpc.StatusCode.UNAVAILABLE, Errors.BROKER_NOT_AVAILABLE),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, Errors.REQUEST_TIMED_OUT),
-    (grpc.StatusCode.CANCELLED, Errors.NETWORK_EXCEPTION),
-])
+@pytest.mark.parametrize(
+    "code, error",
+    [
+        (grpc.StatusCode.UNAVAILABLE, Errors.BROKER_NOT_AVAILABLE),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, Errors.REQUEST_TIMED_OUT),
+        (grpc.StatusCode.CANCELLED, Errors.NETWORK_EXCEPTION),
+    ],
+)
 def test_transport_failures_are_retriable_errors(code, error):
     failure = error_from_rpc(FailedCall(code, "boom"))
     assert failure.error is error and failure.retriable and retried_by_admin(failure)
 
 
 def test_a_server_reason_travels_in_the_trailing_metadata():
-    error = error_from_rpc(FailedCall(grpc.StatusCode.NOT_FOUND, "UNKNOWN_TOPIC_OR_PARTITION: no such topic",
-                                      ((REASON_METADATA_KEY, "UNKNOWN_TOPIC_OR_PARTITION"),)))
+    error = error_from_rpc(
+        FailedCall(
+            grpc.StatusCode.NOT_FOUND,
+            "UNKNOWN_TOPIC_OR_PARTITION: no such topic",
+            ((REASON_METADATA_KEY, "UNKNOWN_TOPIC_OR_PARTITION"),),
+        )
+    )
     assert (error.error, error.message) == (Errors.UNKNOWN_TOPIC_OR_PARTITION, "no such topic")
     assert error_from_rpc(FailedCall(grpc.StatusCode.INTERNAL, "?")).error is Errors.UNKNOWN_SERVER_ERROR
 
 
 def test_a_name_this_client_does_not_know_fails_and_keeps_the_name():
-    error = error_from_rpc(FailedCall(grpc.StatusCode.UNAVAILABLE, "SOME_NEW_ERROR: later",
-                                      ((REASON_METADATA_KEY, "SOME_NEW_ERROR"),)))
+    error = error_from_rpc(
+        FailedCall(grpc.StatusCode.UNAVAILABLE, "SOME_NEW_ERROR: later", ((REASON_METADATA_KEY, "SOME_NEW_ERROR"),))
+    )
     assert error.error is Errors.UNKNOWN_SERVER_ERROR and not error.retriable
     assert "SOME_NEW_ERROR" in str(error)
 
@@ -114,7 +123,7 @@ def _reasons_in_source() -> dict[str, str]:
                 if names & {"reason", "error_reason"} and node.value is not None:
                     values.append(node.value)
             elif isinstance(node, ast.FunctionDef):
-                params = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                params = node.args.args[len(node.args.args) - len(node.args.defaults) :]
                 values += [d for p, d in zip(params, node.args.defaults) if p.arg == "reason"]
             for value in values:
                 for constant in constants(value):

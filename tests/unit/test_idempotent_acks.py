@@ -18,8 +18,15 @@ TOPIC_ID = b"T" * 16
 
 def test_a_retried_duplicate_is_acknowledged_only_once_the_isr_has_it(tmp_path):
     async def scenario():
-        leader = Partition("t", TOPIC_ID, 0, 1, PartitionReplicaLog(tmp_path / "t-0", LogConfig()),
-                           ChangeNotifier(), clock_ms=lambda: 0.0)
+        leader = Partition(
+            "t",
+            TOPIC_ID,
+            0,
+            1,
+            PartitionReplicaLog(tmp_path / "t-0", LogConfig()),
+            ChangeNotifier(),
+            clock_ms=lambda: 0.0,
+        )
         leader.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
         leader.become_leader()
         batch = encode_batch([(b"k", b"v", None, 0)], producer_id=7, producer_epoch=0, base_sequence=0)
@@ -43,8 +50,9 @@ def test_a_truncated_replica_still_knows_the_producer_from_its_earlier_batches(t
     from tests.unit.test_divergence import sync
 
     def batch(sequence: int) -> bytes:
-        return encode_batch([(b"k", b"v%d" % sequence, None, 0)], producer_id=7, producer_epoch=0,
-                            base_sequence=sequence)
+        return encode_batch(
+            [(b"k", b"v%d" % sequence, None, 0)], producer_id=7, producer_epoch=0, base_sequence=sequence
+        )
 
     def switch(partition: Partition, leader: int, epoch: int) -> Partition:
         """A leadership change as the broker applies it: the same Partition object goes on."""
@@ -53,8 +61,9 @@ def test_a_truncated_replica_still_knows_the_producer_from_its_earlier_batches(t
         return partition
 
     def replica(broker_id: int, log: PartitionReplicaLog, leader: int, epoch: int) -> Partition:
-        return switch(Partition("t", TOPIC_ID, 0, broker_id, log, ChangeNotifier(), clock_ms=lambda: 0.0),
-                      leader, epoch)
+        return switch(
+            Partition("t", TOPIC_ID, 0, broker_id, log, ChangeNotifier(), clock_ms=lambda: 0.0), leader, epoch
+        )
 
     async def scenario():
         log_a = PartitionReplicaLog(tmp_path / "a", LogConfig())
@@ -100,9 +109,11 @@ def test_a_follower_made_leader_during_its_fsync_answers_the_retry_as_a_duplicat
 
         # Hold B's next fsync until the test lets it go.
         release, flush = threading.Event(), log_b.partition_log.flush
+
         def held_flush():
             release.wait(10)
             return flush()
+
         log_b.partition_log.flush = held_flush
 
         fetched = a.read_for_follower(2, 0, -1, 0, 1 << 20)
@@ -120,8 +131,9 @@ def test_a_follower_made_leader_during_its_fsync_answers_the_retry_as_a_duplicat
         release.set()
         await follower_append
         outcome = await retry
-        assert (outcome.base_offset, outcome.record_count, log_b.log_end_offset) == (0, 0, 1), \
+        assert (outcome.base_offset, outcome.record_count, log_b.log_end_offset) == (0, 0, 1), (
             "the retry was written again instead of being answered as a duplicate"
+        )
         log_a.close()
         log_b.close()
 

@@ -37,5 +37,4 @@ def test_slow_followers_leave_and_caught_up_ones_rejoin():
     followers[2].log_end_offset = 8
     assert ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8, **now)
     # a stalled follower whose old log end equals the high watermark must not rejoin
-    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8, now_ms=5000,
-                             lag_max_ms=1000)
+    assert not ready_to_join(2, (1, 3), followers, high_wm=6, leader_epoch_start_offset=8, now_ms=5000, lag_max_ms=1000)

@@ -115,6 +115,7 @@ def test_isr_states_refuse_what_cannot_be():
 def test_a_leader_alone_in_its_isr_advances_the_high_watermark_on_its_own_writes():
     """With the followers out of the ISR (or replication factor 1), acks=all timed out and
     consumers saw nothing: only a follower's fetch recomputed the high watermark."""
+
     async def scenario():
         leader = leader_of((1,))
         outcome = await leader.append_as_leader(b"m", acks=-1, timeout_ms=300, min_isr=1)

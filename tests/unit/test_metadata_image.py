@@ -27,8 +27,13 @@ def test_fencing_with_a_stale_epoch_is_ignored():
 
 def test_configs_set_and_delete():
     image = MetadataImage()
-    image.apply_batch(1, batch(records.config("brokers", "", "log.retention.hours", "72"),
-                               records.config("brokers", "2", "num.partitions", "3")))
+    image.apply_batch(
+        1,
+        batch(
+            records.config("brokers", "", "log.retention.hours", "72"),
+            records.config("brokers", "2", "num.partitions", "3"),
+        ),
+    )
     image.apply_batch(2, batch(records.config("brokers", "2", "num.partitions", None)))
     assert image.dynamic_config("brokers", "") == {"log.retention.hours": "72"}
     assert image.dynamic_config("brokers", "2") == {}
@@ -38,13 +43,16 @@ def test_configs_set_and_delete():
 def test_snapshot_round_trip_restores_everything():
     machine = MetadataStateMachine()
     machine.apply(5, 1, records.encode_batch(records.register_broker(2, "i", "h", 9, rack="r1")))
-    machine.apply(6, 1, records.encode_batch(records.broker_fencing(2, 5, False),
-                                             records.config("brokers", "", "min.insync.replicas", "2")))
+    machine.apply(
+        6,
+        1,
+        records.encode_batch(
+            records.broker_fencing(2, 5, False), records.config("brokers", "", "min.insync.replicas", "2")
+        ),
+    )
     data = machine.snapshot()
     other = MetadataStateMachine()
     other.restore(data, 6, 1)
     assert other.image.brokers == machine.image.brokers
     assert other.image.configs == machine.image.configs
     assert other.snapshot() == data
-
-

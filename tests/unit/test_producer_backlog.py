@@ -71,8 +71,9 @@ def test_send_waits_for_room_in_buffer_memory_then_fails_with_max_block_ms():
     thread.start()
     asyncio.run_coroutine_threadsafe(broker.start(), loop).result(10)
     loop.call_soon_threadsafe(broker.produce_open.clear)
-    producer = Producer(broker.address, acks="all", linger_ms=1, batch_size=4096, buffer_memory=20_000,
-                        max_block_ms=300)
+    producer = Producer(
+        broker.address, acks="all", linger_ms=1, batch_size=4096, buffer_memory=20_000, max_block_ms=300
+    )
     try:
         accepted = []
         with pytest.raises(RaftlogError) as info:
@@ -104,8 +105,9 @@ def test_async_send_waits_then_fails_when_buffer_memory_stays_full():
         broker = StubBroker({"t": 1})
         await broker.start()
         broker.produce_open.clear()
-        producer = AsyncProducer(broker.address, acks="all", linger_ms=1, batch_size=4096, buffer_memory=20_000,
-                                 max_block_ms=200)
+        producer = AsyncProducer(
+            broker.address, acks="all", linger_ms=1, batch_size=4096, buffer_memory=20_000, max_block_ms=200
+        )
         try:
             with pytest.raises(RaftlogError) as info:
                 for _ in range(100):

@@ -21,9 +21,16 @@ TOPIC_ID = b"E" * 16
 
 def fetch_request(replica_id: int, broker_epoch: int, fetch_offset: int) -> replication_pb2.ReplicaFetchRequest:
     return replication_pb2.ReplicaFetchRequest(
-        cluster_id=CLUSTER_ID, replica_id=replica_id, broker_epoch=broker_epoch, max_wait_ms=0, max_bytes=1 << 20,
-        partitions=[replication_pb2.ReplicaFetchPartition(topic_id=TOPIC_ID, partition=0, fetch_offset=fetch_offset,
-                                                          last_fetched_epoch=0, current_leader_epoch=0)],
+        cluster_id=CLUSTER_ID,
+        replica_id=replica_id,
+        broker_epoch=broker_epoch,
+        max_wait_ms=0,
+        max_bytes=1 << 20,
+        partitions=[
+            replication_pb2.ReplicaFetchPartition(
+                topic_id=TOPIC_ID, partition=0, fetch_offset=fetch_offset, last_fetched_epoch=0, current_leader_epoch=0
+            )
+        ],
     )
 
 

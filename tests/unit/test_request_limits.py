@@ -43,8 +43,9 @@ async def cluster_with_topic(partitions: int):
     state_machine = FakeStateMachine()
     for broker_id in (1, 2):
         register(state_machine, broker_id)
-    state_machine.apply(records.topic("t", TOPIC_ID),
-                        *(records.partition(TOPIC_ID, i, [1], 1) for i in range(partitions)))
+    state_machine.apply(
+        records.topic("t", TOPIC_ID), *(records.partition(TOPIC_ID, i, [1], 1) for i in range(partitions))
+    )
     return state_machine, make_manager(1, state_machine)
 
 
@@ -55,11 +56,14 @@ def test_a_request_naming_too_many_partitions_is_refused(call):
         count = MAX_PARTITIONS_PER_DATA_REQUEST + 1
         request = {
             "produce": lambda: broker_pb2.ProduceRequest(
-                acks=1, partitions=[broker_pb2.PartitionRecords(topic="t", partition=i) for i in range(count)]),
+                acks=1, partitions=[broker_pb2.PartitionRecords(topic="t", partition=i) for i in range(count)]
+            ),
             "fetch": lambda: broker_pb2.FetchRequest(
-                partitions=[broker_pb2.FetchPartition(topic="t", partition=i) for i in range(count)]),
+                partitions=[broker_pb2.FetchPartition(topic="t", partition=i) for i in range(count)]
+            ),
             "list_offsets": lambda: broker_pb2.ListOffsetsRequest(
-                partitions=[broker_pb2.ListOffsetsPartition(topic="t", partition=i) for i in range(count)]),
+                partitions=[broker_pb2.ListOffsetsPartition(topic="t", partition=i) for i in range(count)]
+            ),
         }[call]()
         with pytest.raises(RaftlogError) as refused:
             await getattr(requests, call)(manager, request)
@@ -74,8 +78,10 @@ def test_a_fetch_of_many_partitions_gives_the_event_loop_turns():
         count = MAX_PARTITIONS_PER_DATA_REQUEST
         _, manager = await cluster_with_topic(count)
         await manager.reconcile()
-        request = broker_pb2.FetchRequest(max_wait_ms=0, partitions=[
-            broker_pb2.FetchPartition(topic="t", partition=i, fetch_offset=0) for i in range(count)])
+        request = broker_pb2.FetchRequest(
+            max_wait_ms=0,
+            partitions=[broker_pb2.FetchPartition(topic="t", partition=i, fetch_offset=0) for i in range(count)],
+        )
         with LoopTurns() as others:
             response = await requests.fetch(manager, request)
         assert len(response.results) == count and not any(r.error_reason for r in response.results)
@@ -86,6 +92,7 @@ def test_a_fetch_of_many_partitions_gives_the_event_loop_turns():
 
 def test_reconciling_a_big_topic_gives_the_event_loop_turns():
     """Creating (opening the logs of) and deleting thousands of partitions is done in chunks."""
+
     async def scenario():
         count = 3_000
         state_machine, manager = await cluster_with_topic(count)
@@ -111,8 +118,12 @@ def test_a_compressed_batch_inflating_beyond_max_message_bytes_is_refused_on_pro
         await manager.reconcile()
         max_bytes = manager.topic_settings("t").log.max_message_bytes
         bomb = encode_batch([(None, bytes(4 * max_bytes), None, 0)], compression="zstd")
-        response = await requests.produce(manager, broker_pb2.ProduceRequest(
-            acks=1, partitions=[broker_pb2.PartitionRecords(topic="t", partition=0, records=bomb)]))
+        response = await requests.produce(
+            manager,
+            broker_pb2.ProduceRequest(
+                acks=1, partitions=[broker_pb2.PartitionRecords(topic="t", partition=0, records=bomb)]
+            ),
+        )
         assert response.results[0].error_reason == "MESSAGE_TOO_LARGE", response.results[0]
         assert manager.partition_by_name("t", 0).log.log_end_offset == 0, "nothing was written"
 

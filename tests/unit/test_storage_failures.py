@@ -19,22 +19,29 @@ TOPIC_ID = b"T" * 16
 
 
 def leader_of(tmp_path, config: LogConfig | None = None) -> Partition:
-    partition = Partition("t", TOPIC_ID, 0, 1, PartitionReplicaLog(tmp_path / "t-0", config or LogConfig()),
-                          ChangeNotifier(), clock_ms=lambda: 0.0)
+    partition = Partition(
+        "t",
+        TOPIC_ID,
+        0,
+        1,
+        PartitionReplicaLog(tmp_path / "t-0", config or LogConfig()),
+        ChangeNotifier(),
+        clock_ms=lambda: 0.0,
+    )
     partition.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1,), (1,), 1, 0, 0))
     partition.become_leader()
     return partition
 
 
 def producer_batch(sequence: int) -> bytes:
-    return encode_batch([(b"k", b"v%d" % sequence, None, 0)], producer_id=7, producer_epoch=0,
-                        base_sequence=sequence)
+    return encode_batch([(b"k", b"v%d" % sequence, None, 0)], producer_id=7, producer_epoch=0, base_sequence=sequence)
 
 
 def test_a_failed_fsync_is_never_retried_and_no_retry_of_its_batch_is_acknowledged(tmp_path, monkeypatch):
     """PostgreSQL's fsyncgate: after a failed fsync the kernel may have dropped the dirty pages,
     so a second fsync that succeeds proves nothing. The retry of the batch must not be answered
     as a duplicate of data that may not be on disk."""
+
     async def scenario():
         leader = leader_of(tmp_path)
         fsyncs = []
@@ -117,7 +124,9 @@ def test_a_short_write_takes_the_log_out_of_service_and_recovery_keeps_every_who
     size_after_failure = log.active.log_path.stat().st_size
     for attempt in ("append", "flush"):
         with pytest.raises(RaftlogError) as failure:
-            log.append(encode_batch([(None, b"later", None, 0)]), leader_epoch=0) if attempt == "append" else log.flush()
+            log.append(
+                encode_batch([(None, b"later", None, 0)]), leader_epoch=0
+            ) if attempt == "append" else log.flush()
         assert failure.value.reason == "KAFKA_STORAGE_ERROR", attempt
     assert log.active.log_path.stat().st_size == size_after_failure, "nothing written after the failed write"
     log.close()
@@ -125,6 +134,7 @@ def test_a_short_write_takes_the_log_out_of_service_and_recovery_keeps_every_who
     assert reopened.log_end_offset == 1
     reopened.append(encode_batch([(None, b"after", None, 0)]), leader_epoch=0)
     from raftlog.log.record_batch import iter_batches
+
     values = [r.value for _, records in iter_batches(reopened.read(0, 1 << 20)) for r in records]
     assert values == [b"kept", b"after"]
     reopened.close()
@@ -145,6 +155,7 @@ def test_no_fsync_runs_on_the_event_loop(tmp_path, monkeypatch):
         def call(fd):
             on_loop_thread.append(threading.current_thread() is threading.main_thread())
             return real(fd)
+
         return call
 
     async def scenario():
@@ -169,7 +180,11 @@ def test_no_fsync_runs_on_the_event_loop(tmp_path, monkeypatch):
     assert partition_log.log_start_offset > 0  # retention ran
     assert int((partition_log.directory / RECOVERY_POINT_FILE).read_text()) == partition_log.log_end_offset
     epochs_on_disk = (partition_log.directory / "leader-epoch-checkpoint").read_text().splitlines()[2:]
-    assert epochs_on_disk == [f"{e} {o}" for e, o in partition_log.epochs.entries] == [f"2 {partition_log.log_start_offset}"]
+    assert (
+        epochs_on_disk
+        == [f"{e} {o}" for e, o in partition_log.epochs.entries]
+        == [f"2 {partition_log.log_start_offset}"]
+    )
     assert int((partition_log.directory / "log-start-offset-checkpoint").read_text()) == partition_log.log_start_offset
     replica_log.close()
 
@@ -181,8 +196,9 @@ def _cluster_with_topics(*topics: tuple[str, bytes, int]):
     state_machine = FakeStateMachine()
     register(state_machine, 1)
     for name, topic_id, count in topics:
-        state_machine.apply(records.topic(name, topic_id),
-                            *[records.partition(topic_id, i, [1], 1) for i in range(count)])
+        state_machine.apply(
+            records.topic(name, topic_id), *[records.partition(topic_id, i, [1], 1) for i in range(count)]
+        )
     return state_machine
 
 
@@ -212,7 +228,8 @@ def test_a_failed_write_takes_its_log_dir_offline_and_the_broker_keeps_serving_t
         await manager.reconcile()
         for name, index in (("t", 0), ("t", 1), ("u", 0)):
             await manager.partition_by_name(name, index).append_as_leader(
-                encode_batch([(None, b"before", None, 0)]), acks=1, timeout_ms=1000, min_isr=1)
+                encode_batch([(None, b"before", None, 0)]), acks=1, timeout_ms=1000, min_isr=1
+            )
         real_fdatasync = os.fdatasync
 
         def failing_fdatasync(fd):
@@ -221,7 +238,8 @@ def test_a_failed_write_takes_its_log_dir_offline_and_the_broker_keeps_serving_t
         monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
         with pytest.raises(RaftlogError) as failure:
             await manager.partition_by_name("t", 0).append_as_leader(
-                encode_batch([(None, b"lost", None, 0)]), acks=1, timeout_ms=1000, min_isr=1)
+                encode_batch([(None, b"lost", None, 0)]), acks=1, timeout_ms=1000, min_isr=1
+            )
         assert failure.value.reason == "KAFKA_STORAGE_ERROR"
         monkeypatch.setattr(os, "fdatasync", real_fdatasync)
         await asyncio.sleep(0)  # the failure is handled on the event loop
@@ -233,7 +251,8 @@ def test_a_failed_write_takes_its_log_dir_offline_and_the_broker_keeps_serving_t
                 manager.partition_by_name("t", index)
             assert failure.value.reason == "KAFKA_STORAGE_ERROR"
         await manager.partition_by_name("u", 0).append_as_leader(
-            encode_batch([(None, b"after", None, 0)]), acks=1, timeout_ms=1000, min_isr=1)
+            encode_batch([(None, b"after", None, 0)]), acks=1, timeout_ms=1000, min_isr=1
+        )
         await manager.reconcile()  # a metadata change meanwhile: dir A stays offline
         assert sorted(manager.offline_replicas()) == [(t_id, 0), (t_id, 1)]
         assert {p: p.stat().st_size for p in dir_a.rglob("*") if p.is_file()} == sizes, "dir A was written"
@@ -268,7 +287,8 @@ def test_a_log_that_cannot_be_opened_does_not_keep_the_broker_from_hosting_the_o
         assert manager.offline_replicas() == [(t_id, 1)]
         for index in (0, 2):
             await manager.partition_by_name("t", index).append_as_leader(
-                encode_batch([(None, b"v", None, 0)]), acks=1, timeout_ms=1000, min_isr=1)
+                encode_batch([(None, b"v", None, 0)]), acks=1, timeout_ms=1000, min_isr=1
+            )
         with pytest.raises(RaftlogError) as failure:
             manager.partition_by_name("t", 1)
         assert failure.value.reason == "KAFKA_STORAGE_ERROR"
@@ -329,10 +349,19 @@ def test_a_new_offline_replica_is_reported_at_once_not_after_the_heartbeat_inter
             return controller_pb2.BrokerHeartbeatResponse(is_fenced=False)
 
     async def scenario():
-        lifecycle = BrokerLifecycle("c", 1, "127.0.0.1", 9092, FakeController(), lambda: 0,
-                                    heartbeat_interval_ms=600_000, session_timeout_ms=900_000,
-                                    tasks=TaskSupervisor(), clock_skew_max_ms=300_000,
-                                    offline_replicas=lambda: list(offline))
+        lifecycle = BrokerLifecycle(
+            "c",
+            1,
+            "127.0.0.1",
+            9092,
+            FakeController(),
+            lambda: 0,
+            heartbeat_interval_ms=600_000,
+            session_timeout_ms=900_000,
+            tasks=TaskSupervisor(),
+            clock_skew_max_ms=300_000,
+            offline_replicas=lambda: list(offline),
+        )
         await lifecycle.start()
         for _ in range(200):
             if heartbeats:

@@ -42,10 +42,16 @@ def test_create_topic_spreads_replicas_and_leaders_evenly():
     assert image.dynamic_config("topics", "orders") == {"cleanup.policy": "compact"}
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("", "INVALID_TOPIC_EXCEPTION"), ("..", "INVALID_TOPIC_EXCEPTION"), ("a b", "INVALID_TOPIC_EXCEPTION"),
-    ("x" * 250, "INVALID_TOPIC_EXCEPTION"), ("caf\u00e9", "INVALID_TOPIC_EXCEPTION"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("", "INVALID_TOPIC_EXCEPTION"),
+        ("..", "INVALID_TOPIC_EXCEPTION"),
+        ("a b", "INVALID_TOPIC_EXCEPTION"),
+        ("x" * 250, "INVALID_TOPIC_EXCEPTION"),
+        ("caf\u00e9", "INVALID_TOPIC_EXCEPTION"),
+    ],
+)
 def test_topic_names_follow_kafka_rules(name, reason):
     assert reason_of(lambda: topics.create_topic(cluster(), name, 1, 1, {})) == reason
 
@@ -161,4 +167,6 @@ def test_partitions_created_per_request_are_bounded():
     assert reason_of(lambda: topics.create_partitions(image, "big", 2 * PER_REQUEST + 1)) == "INVALID_PARTITIONS"
     apply(image, topics.create_partitions(image, "big", 2 * PER_REQUEST))
     assert len(image.topic("big").partitions) == 2 * PER_REQUEST
-    assert reason_of(lambda: topics.create_partitions(image, "big", MAX_PARTITIONS_PER_TOPIC + 1)) == "INVALID_PARTITIONS"
+    assert (
+        reason_of(lambda: topics.create_partitions(image, "big", MAX_PARTITIONS_PER_TOPIC + 1)) == "INVALID_PARTITIONS"
+    )
