@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftlog.durable_file import fsync_directory, write_durable
+from raftlog.limits import RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
 from raftlog.log.cleaner import finish_interrupted_swaps
 from raftlog.log.config import LogConfig
 from raftlog.log.epoch_cache import LeaderEpochCache
@@ -138,6 +139,8 @@ class PartitionLog:
         # so "how much is unflushed" is a difference of offsets, never a counter two threads touch.
         self.flushed_offset = 0
         self._last_flush_ms = clock_ms()
+        self._recovery_point_written_ms = clock_ms()
+        self._recovery_point_queued = -1  # the value last queued for the checkpoint file
         self._generation = 0  # truncations so far: a flush planned before one must not count after it
         self._unflushed_sealed: list[LogSegment] = []  # sealed by roll, fsynced by the next flush round
         self._directory_dirty = True  # a segment file was created since the directory was last fsynced
@@ -370,17 +373,25 @@ class PartitionLog:
                 plan.directory, self._directory_dirty = self.directory, False
         return plan
 
-    def end_flush(self, plan: FlushPlan) -> int:
-        """Applies a completed flush round (owning thread); returns the flushed offset."""
-        self._last_flush_ms = self._clock_ms()
+    def end_flush(self, plan: FlushPlan, checkpoint: bool = False) -> int:
+        """Applies a completed flush round (owning thread); returns the flushed offset.
+
+        The recovery point moves with every round, but its checkpoint is rewritten only when
+        segments were sealed, when `checkpoint` asks, or once RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+        has passed (Kafka's log.flush.offset.checkpoint.interval.ms): a crash-safe file write per
+        round would cost every durable append a temp file, an fsync, a rename and a directory fsync.
+        A checkpoint that lags only makes recovery re-validate more; it never claims too much."""
+        now_ms = self._clock_ms()
+        self._last_flush_ms = now_ms
         if plan.generation == self._generation:
             assert plan.end_offset <= self.log_end_offset, (
                 f"flushed up to {plan.end_offset} beyond the log end {self.log_end_offset} without a truncation"
             )
             self.flushed_offset = max(self.flushed_offset, plan.end_offset)
-            if self.recovery_point < plan.end_offset:
-                self.recovery_point = plan.end_offset
-                self._checkpoint_recovery_point()
+            self.recovery_point = max(self.recovery_point, plan.end_offset)
+        due = now_ms - self._recovery_point_written_ms >= RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+        if self.recovery_point != self._recovery_point_queued and (checkpoint or plan.sealed or due):
+            self._checkpoint_recovery_point()
         return self.flushed_offset
 
     def flush(self) -> int:
@@ -389,7 +400,7 @@ class PartitionLog:
         plan = self.begin_flush()
         with self.failing_on_os_error("fsync"):
             plan.run()
-        flushed = self.end_flush(plan)
+        flushed = self.end_flush(plan, checkpoint=True)
         with self.failing_on_os_error("checkpoint"):
             write_checkpoints(self.take_checkpoints())
         return flushed
@@ -410,6 +421,8 @@ class PartitionLog:
     def _checkpoint_recovery_point(self) -> None:
         self._pending_files.pop(RECOVERY_POINT_FILE, None)  # keep it last
         self._pending_files[RECOVERY_POINT_FILE] = b"%d\n" % self.recovery_point
+        self._recovery_point_queued = self.recovery_point
+        self._recovery_point_written_ms = self._clock_ms()
 
     def _checkpoint_log_start(self) -> None:
         self._pending_files[LOG_START_FILE] = b"%d\n" % self.log_start_offset

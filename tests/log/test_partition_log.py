@@ -195,3 +195,38 @@ def test_offset_for_timestamp(tmp_path):
     assert log.offset_for_timestamp(420) == (9, 450)
     assert log.offset_for_timestamp(451) == (10, 500)
     assert log.offset_for_timestamp(10_000) is None
+
+
+def test_the_recovery_point_checkpoint_is_rewritten_by_interval_roll_or_close_not_every_flush(tmp_path):
+    """A crash-safe rewrite of the checkpoint per flush round cost every durable append a temp file,
+    an fsync, a rename and a directory fsync; it lags now, but never claims more than is fsynced."""
+    from raftlog.limits import RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+    from raftlog.log.partition_log import RECOVERY_POINT_FILE, write_checkpoints
+
+    clock = Clock(10_000)
+    log = PartitionLog(tmp_path, LogConfig(segment_bytes=1 << 20), clock_ms=clock)
+    checkpoint = tmp_path / RECOVERY_POINT_FILE
+    log.append(batch(b"a"), leader_epoch=0)
+    clock.now_ms += RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+    log.flush()
+    written = checkpoint.stat().st_mtime_ns, int(checkpoint.read_text())
+    for value in (b"b", b"c", b"d"):  # rounds within the interval, through the group-commit path
+        log.append(batch(value), leader_epoch=0)
+        plan = log.begin_flush()
+        plan.run()
+        log.end_flush(plan)
+        assert not log.take_checkpoints(), "a round within the interval queued the recovery point"
+    assert (checkpoint.stat().st_mtime_ns, int(checkpoint.read_text())) == written
+    assert written[1] <= log.flushed_offset  # lagging, never ahead of the disk
+    clock.now_ms += RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+    log.append(batch(b"e"), leader_epoch=0)
+    plan = log.begin_flush()
+    plan.run()
+    log.end_flush(plan)
+    files = log.take_checkpoints()
+    assert [path.name for path, _ in files] == [RECOVERY_POINT_FILE]
+    write_checkpoints(files)
+    assert int(checkpoint.read_text()) == 5
+    log.append(batch(b"f"), leader_epoch=0)
+    log.close()
+    assert int(checkpoint.read_text()) == log.log_end_offset == 6
