@@ -122,8 +122,11 @@ class RecordAccumulator:
         self.space_listeners: list = []  # called (on the completing thread) when bytes are freed
 
     def record_size(self, key: bytes | None, value: bytes | None, headers: list) -> int:
-        header_bytes = sum(len(k) + len(v or b"") for k, v in headers)
-        return len(key or b"") + len(value or b"") + header_bytes + self.RECORD_OVERHEAD_BYTES
+        # Called for every record: no generator when there are no headers (the common case).
+        size = self.RECORD_OVERHEAD_BYTES + (len(key) if key else 0) + (len(value) if value else 0)
+        if headers:
+            size += sum(len(k) + len(v or b"") for k, v in headers)
+        return size
 
     def try_append(
         self, topic: str, partition: int, key, value, headers, timestamp_ms: int
@@ -602,7 +605,8 @@ class AsyncProducer(_ProducerBase):
             self._sender.start()
 
     async def _started(self) -> tuple[ClusterMetadata, _Sender]:
-        await self.start()
+        if self._sender is None:  # once; send() calls this for every record
+            await self.start()
         assert self._metadata is not None and self._sender is not None, "start() sets both"
         return self._metadata, self._sender
 
