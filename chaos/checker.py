@@ -16,6 +16,11 @@ partition gets its records in sequence order), and remembers every acknowledgeme
   cluster has converged);
 - unacknowledged at end: records the producer had sent but got no answer for when the run
   stopped waiting (their fate is unknown, as for an unacknowledged value);
+- not consumed by the group: acknowledged records that a consumer group (consuming throughout
+  the faults, committing after each poll) had not processed when it stopped catching up;
+- group commits back: places where a partition's committed offset went below an earlier one;
+- group commits ahead: committed offsets beyond what the group had processed (a commit must
+  only ever cover processed records, or a restart would skip some);
 - problems: what kept the run from checking everything (a recovery wait that timed out, a
   read-back that could not finish, a replica's files that could not be read). Any problem
   fails the run, but the counts above are still given for what could be checked.
@@ -60,6 +65,11 @@ class Verdict:
     vanished: list[tuple[int, int, bytes]] = field(default_factory=list)  # (partition, offset, value)
     divergent: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
     unacknowledged_at_end: int = 0
+    group_processed: int = 0
+    group_commits: int = 0
+    not_consumed_by_group: list[bytes] = field(default_factory=list)
+    group_commits_back: list[tuple[int, int, int]] = field(default_factory=list)  # (partition, before, after)
+    group_commits_ahead: list[tuple[int, int]] = field(default_factory=list)  # (partition, committed offset)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -71,6 +81,9 @@ class Verdict:
             or self.reordered
             or self.vanished
             or self.divergent
+            or self.not_consumed_by_group
+            or self.group_commits_back
+            or self.group_commits_ahead
             or self.problems
         )
 
@@ -80,7 +93,9 @@ class Verdict:
             f"{len(self.duplicated)} duplicated, {len(self.moved)} moved, {len(self.reordered)} reordered, "
             f"{len(self.vanished)} of {self.read_live} read during the faults vanished, "
             f"{len(self.divergent)} divergent replica offsets, {self.unacknowledged} served unacknowledged, "
-            f"unacknowledged at end: {self.unacknowledged_at_end}"
+            f"unacknowledged at end: {self.unacknowledged_at_end}; group: {self.group_processed} processed, "
+            f"not consumed by the group: {len(self.not_consumed_by_group)}, {self.group_commits} commits, "
+            f"{len(self.group_commits_back)} going back, {len(self.group_commits_ahead)} beyond what was processed"
         )
         if self.problems:
             text += f"; {len(self.problems)} problem(s): " + "; ".join(self.problems)
@@ -122,6 +137,34 @@ def check(
             verdict.moved.append((ack.value, (ack.partition, ack.offset), found))
     verdict.unacknowledged = sum(1 for value in counts if value not in acked_values)
     return verdict
+
+
+def check_group(
+    verdict: Verdict,
+    acks: Iterable[Ack],
+    processed: Iterable[tuple[int, int, bytes]],
+    commits: dict[int, list[int]],
+) -> None:
+    """Adds the consumer group's checks to verdict. processed: (partition, offset, value) the
+    group's consumers handed to the application (repeats allowed: after a rebalance a
+    partition is read again from its committed offset); commits: partition -> the offsets
+    committed for it, in the order the commits succeeded (the next offset to read, as in Kafka)."""
+    processed_values: set[bytes] = set()
+    highest: dict[int, int] = {}
+    for partition, offset, value in processed:
+        verdict.group_processed += 1
+        processed_values.add(value)
+        highest[partition] = max(highest.get(partition, -1), offset)
+    verdict.not_consumed_by_group = [ack.value for ack in acks if ack.value not in processed_values]
+    for partition, offsets in sorted(commits.items()):
+        previous = None
+        for offset in offsets:
+            verdict.group_commits += 1
+            if previous is not None and offset < previous:
+                verdict.group_commits_back.append((partition, previous, offset))
+            if offset > highest.get(partition, -1) + 1:
+                verdict.group_commits_ahead.append((partition, offset))
+            previous = offset if previous is None else max(previous, offset)
 
 
 def divergent_offsets(replicas: dict[int, dict[int, list[tuple[int, bytes]]]]) -> list[tuple[int, int]]:

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos.checker import Verdict, check, divergent_offsets
+from chaos.checker import Verdict, check, check_group, divergent_offsets
 from chaos.disk import FILLER_NAME, DiskFaultError, TmpfsMount, damaged_batches, flip_byte, sealed_segments
 from chaos.network import ChaosNetwork
 from chaos.schedule import PlannedFault
-from chaos.workload import FLUSH_TIMEOUT_S, LiveReader, Workload, read_topic, stored_records
+from chaos.workload import FLUSH_TIMEOUT_S, GroupReaders, LiveReader, Workload, read_topic, stored_records
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
 from raftlog.node_ids import NO_NODE
@@ -35,6 +35,10 @@ PARTITIONS = 3
 BASE_PORT = 19500
 RECOVERY_TIMEOUT_S = 60.0
 STOPPED_EARLY_FLUSH_TIMEOUT_S = 30.0
+GROUP_ID = "chaos-group"
+GROUP_MEMBERS = 2
+# After the last fault the group gets this long to process every acknowledged record.
+GROUP_CATCH_UP_S = 60.0
 # Quick ISR changes, so that faults show within the hold times below.
 CLUSTER_CONFIG = {"replica.lag.time.max.ms": 1500}
 # Small segments, so that a run of a minute has sealed segments (for the byte flip, and for
@@ -83,6 +87,7 @@ class ChaosRun:
     skewed: set[int] = field(init=False, default_factory=set)  # nodes started under CLOCK_SKEW
     workload: Workload | None = field(init=False, default=None)
     reader: LiveReader | None = field(init=False, default=None)
+    group: GroupReaders | None = field(init=False, default=None)
     faults: list[FaultRecord] = field(init=False, default_factory=list)
     problems: list[str] = field(init=False, default_factory=list)
 
@@ -131,6 +136,8 @@ class ChaosRun:
         self.workload.start()
         self.reader = LiveReader(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
         self.reader.start()
+        self.group = GroupReaders(self.cluster.bootstrap_servers, TOPIC, GROUP_ID, GROUP_MEMBERS)
+        self.group.start()
         self.workload.wait_for_progress(100, RECOVERY_TIMEOUT_S)
 
     def run(self, faults: Iterable[PlannedFault]) -> Verdict:
@@ -156,6 +163,8 @@ class ChaosRun:
         try:
             if self.reader:
                 self.reader.stop()
+            if self.group:
+                self.group.stop()
             if self.workload:
                 self.workload.abort()
             self.network.heal()
@@ -490,8 +499,14 @@ class ChaosRun:
             served, incomplete = read_topic(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
             if incomplete:
                 problems.append(f"read-back incomplete: {incomplete}")
-        verdict = check(self.workload.acks if self.workload else [], served, self.reader.read if self.reader else [])
+        acks = self.workload.acks if self.workload else []
+        verdict = check(acks, served, self.reader.read if self.reader else [])
         verdict.unacknowledged_at_end = unacknowledged_at_end
+        if self.group:
+            if not self.group.wait_caught_up([ack.value for ack in acks], GROUP_CATCH_UP_S if not problems else 5.0):
+                self.log(f"the group did not process every acknowledged record within {GROUP_CATCH_UP_S}s")
+            self.group.stop()
+            check_group(verdict, acks, self.group.processed, self.group.commits)
         self.cluster.stop()
         replicas: dict[int, dict[int, list[tuple[int, bytes]]]] = {}
         for node_id, spec in self.cluster.specs.items():
@@ -511,7 +526,9 @@ class ChaosRun:
         verdict.problems = problems
         producer_failures = (self.workload.failures if self.workload else None) or "none"
         reader_errors = (self.reader.errors if self.reader else None) or "none"
+        group_errors = (self.group.errors if self.group else None) or "none"
         self.log(
-            f"verdict: {verdict.summary()}; producer failures: {producer_failures}; reader errors: {reader_errors}"
+            f"verdict: {verdict.summary()}; producer failures: {producer_failures}; reader errors: {reader_errors}; "
+            f"group errors: {group_errors}"
         )
         return verdict

@@ -142,6 +142,95 @@ class LiveReader:
         self._consumer.close()
 
 
+class GroupReaders:
+    """A consumer group of `members` consumers (subscribe, manual sync commits) consuming the
+    topic while the faults go on: each one polls, remembers what it processed, then commits the
+    offsets after it and remembers each commit that succeeded (per partition, in order)."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str, members: int = 2):
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._group_id = group_id
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.processed: list[tuple[int, int, bytes]] = []  # (partition, offset, value)
+        self._processed_values: set[bytes] = set()
+        self.commits: dict[int, list[int]] = {}  # partition -> committed offsets, in order
+        self.errors: dict[str, int] = {}
+        self._threads = [
+            threading.Thread(target=self._run, name=f"chaos-group-{i}", daemon=True) for i in range(members)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def _error(self, reason: str) -> None:
+        with self._lock:
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def _run(self) -> None:
+        consumer = Consumer(
+            self._bootstrap,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=2000,
+            request_timeout_ms=5_000,
+        )
+        try:
+            consumer.subscribe([self._topic])
+            while not self._stop.is_set():
+                try:
+                    records = consumer.poll(timeout_ms=200)
+                except RaftlogError as exc:  # e.g. no leader or coordinator for a moment: try again
+                    self._error(exc.reason)
+                    self._stop.wait(0.1)
+                    continue
+                if not records:
+                    continue
+                offsets: dict[TopicPartition, int] = {}
+                with self._lock:
+                    for r in records:
+                        self.processed.append((r.partition, r.offset, r.value))
+                        self._processed_values.add(r.value)
+                        tp = TopicPartition(r.topic, r.partition)
+                        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+                try:
+                    consumer.commit(offsets)
+                except RaftlogError as exc:  # e.g. a rebalance took the partition: it is read again
+                    self._error(f"commit {exc.reason}")
+                    continue
+                with self._lock:
+                    for tp, offset in offsets.items():
+                        self.commits.setdefault(tp.partition, []).append(offset)
+        except Exception as exc:  # noqa: BLE001 - counted: a consumer that died shows as records not consumed
+            self._error(f"{type(exc).__name__}: {exc}")
+        finally:
+            try:
+                consumer.close()
+            except Exception as exc:  # noqa: BLE001 - a close that fails must not hide the counts
+                self._error(f"close {type(exc).__name__}")
+
+    def wait_caught_up(self, values: list[bytes], timeout_s: float) -> bool:
+        """Waits, up to timeout_s, until the group has processed every one of values."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                missing = any(value not in self._processed_values for value in values)
+            if not missing:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive() or thread.ident is not None:
+                thread.join(30)
+
+
 def read_topic(
     bootstrap: str, topic: str, partitions: int, timeout_s: float = 60
 ) -> tuple[dict[int, list[tuple[int, bytes]]], str | None]:
