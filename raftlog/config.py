@@ -129,6 +129,14 @@ _KEYS = [
         1,
     ),
     ConfigKey(
+        "offsets.retention.check.interval.ms",
+        int,
+        600000,
+        "How often the coordinator looks for groups past offsets.retention.minutes.",
+        False,
+        1,
+    ),
+    ConfigKey(
         "group.consumer.session.timeout.ms",
         int,
         10000,

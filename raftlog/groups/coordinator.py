@@ -12,7 +12,8 @@
   with the history of the topic.
 - Membership rules are the pure ``ConsumerGroup``; this module runs them against the clock (a
   loop expires members whose session or rebalance timeout ran out) and persists what changed.
-- Offsets of a group that has been empty for ``offsets.retention.minutes`` are deleted.
+- Offsets of a group that has been empty for ``offsets.retention.minutes`` are deleted (the rule
+  is ``group.offsets_expired``), looked for every ``offsets.retention.check.interval.ms``.
 
 A group restored by a new coordinator keeps its members and their assignments; its epoch is
 bumped, so the target assignment is computed anew (partitions that were being handed over when the
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
 from raftlog.groups import records as rec
-from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat, Member
+from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat, Member, offsets_expired
 from raftlog.groups.offset_store import OffsetStore
 from raftlog.log.record_batch import encode_batch, iter_batches
 from raftlog.metadata.image import NO_LEADER
@@ -44,7 +45,6 @@ OFFSETS_TOPIC = "__consumer_offsets"
 ACKS_ALL = -1
 WRITE_TIMEOUT_MS = 5000
 EXPIRY_INTERVAL_S = 0.05
-RETENTION_CHECK_INTERVAL_S = 60.0
 MATERIALIZE_INTERVAL_S = 0.2
 READ_CHUNK_BYTES = 1 << 20
 MATERIALIZE_ROUND_BYTES_MAX = 8 << 20  # one round applies at most this much per partition, then yields
@@ -372,7 +372,7 @@ class GroupCoordinator:
             await asyncio.sleep(EXPIRY_INTERVAL_S)
             try:
                 await self._expire_once()
-                if time.monotonic() - last_retention >= RETENTION_CHECK_INTERVAL_S:
+                if (time.monotonic() - last_retention) * 1000 >= self._config["offsets.retention.check.interval.ms"]:
                     last_retention = time.monotonic()
                     await self._retention_once()
             except RaftlogError as exc:
@@ -409,10 +409,8 @@ class GroupCoordinator:
         now = _wall_ms()
         for shard, partition in self._live_shards():
             for group_id, entry in list(shard.groups.items()):
-                if entry.group.members or now - entry.empty_since_ms < retention_ms:
-                    continue
                 newest = max((v.commit_timestamp_ms for v in entry.offsets.values()), default=0)
-                if now - newest >= retention_ms:
+                if offsets_expired(bool(entry.group.members), entry.empty_since_ms, newest, now, retention_ms):
                     log.info("group %s: empty for offsets.retention.minutes; deleting it", group_id)
                     await self._delete_group(shard, partition, group_id, entry)
 

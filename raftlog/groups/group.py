@@ -35,6 +35,19 @@ from dataclasses import dataclass, field
 from raftlog.errors import RaftlogError
 from raftlog.groups.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, TopicPartition
 
+
+def offsets_expired(
+    has_members: bool, empty_since_ms: int, newest_commit_ms: int, now_ms: int, retention_ms: int
+) -> bool:
+    """Whether a group's committed offsets are past offsets.retention (Kafka's rule for a group
+    of the consumer protocol): never while it has members; once it has been empty for the
+    retention and no offset was committed within it (e.g. by an admin's reset-offsets)."""
+    assert retention_ms > 0, f"retention_ms must be positive, got {retention_ms}"
+    if has_members:
+        return False
+    return now_ms - empty_since_ms >= retention_ms and now_ms - newest_commit_ms >= retention_ms
+
+
 JOIN_EPOCH = 0  # a member joining (or re-joining) sends member epoch 0
 LEAVE_EPOCH = -1  # a member leaving for good
 STATIC_LEAVE_EPOCH = -2  # a static member leaving for a while (group.instance.id): its partitions wait for it

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftlog.errors import Errors, RaftlogError
-from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat
+from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat, offsets_expired
 
 SESSION_MS = 10_000
 
@@ -203,3 +203,15 @@ def test_never_two_owners_and_converges_balanced(script):
     assert group.state is GroupState.STABLE
     owned = [len(c.owned) for c in alive]
     assert sum(owned) == sum(counts.values()) and max(owned) - min(owned) <= 1
+
+
+def test_offsets_expire_only_for_a_group_empty_past_the_retention_with_no_recent_commit():
+    minute = 60_000
+    # empty for exactly the retention, last commit older: expired
+    assert offsets_expired(False, empty_since_ms=0, newest_commit_ms=0, now_ms=minute, retention_ms=minute)
+    # a group with members keeps its offsets however old they are
+    assert not offsets_expired(True, empty_since_ms=0, newest_commit_ms=0, now_ms=100 * minute, retention_ms=minute)
+    # empty, but not for long enough yet
+    assert not offsets_expired(False, empty_since_ms=1, newest_commit_ms=0, now_ms=minute, retention_ms=minute)
+    # empty for long, but an offset was committed (an admin's reset-offsets) within the retention
+    assert not offsets_expired(False, empty_since_ms=0, newest_commit_ms=30_000, now_ms=minute, retention_ms=minute)

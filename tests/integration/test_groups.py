@@ -536,3 +536,51 @@ def test_at_least_once_through_member_and_coordinator_kills(make_cluster, tmp_pa
             except ValueError:
                 continue
     assert set(values) == set(range(total)), f"never processed: {sorted(set(range(total)) - set(values))[:20]}"
+
+
+def test_offsets_of_an_empty_group_expire_after_the_retention_while_an_active_groups_stay(make_cluster):
+    """offsets.retention.minutes is at least a minute (Kafka's unit): the check runs every 200 ms
+    here, so the empty group's offsets go about a minute after its last commit."""
+    cluster = make_cluster(
+        extra_config={**GROUP_CONFIG, "offsets.retention.minutes": 1, "offsets.retention.check.interval.ms": 200}
+    )
+    cluster.start()
+    cluster.wait_for_brokers(3)
+    with cluster.admin(timeout_ms=15000) as admin:
+        admin.create_topic("ret", 2, 3)
+        produce(cluster.bootstrap_servers, "ret", 10)
+        admin.alter_group_offsets("idle", {("ret", 0): 3, ("ret", 1): 4})
+        # The active group commits once and then only heartbeats: its commit grows as old as
+        # the idle group's, so only its members keep its offsets.
+        active = Consumer(cluster.bootstrap_servers, group_id="busy", enable_auto_commit=False)
+        active.subscribe(["ret"])
+        stop = threading.Event()
+        poller = threading.Thread(target=lambda: keep_polling(), daemon=True)
+
+        def keep_polling() -> None:
+            while not stop.is_set():
+                active.poll(100)
+
+        try:
+            wait_until(
+                lambda: len(active.poll(200)) > 0 and active.assignment() == {TopicPartition("ret", p) for p in (0, 1)},
+                60,
+                "the busy group owning both partitions",
+            )
+            active.commit({TopicPartition("ret", 0): 5, TopicPartition("ret", 1): 5})
+            poller.start()
+            assert admin.list_group_offsets("idle") == {("ret", 0): 3, ("ret", 1): 4}
+            wait_until(lambda: admin.list_group_offsets("idle") == {}, 150, "the idle group's offsets expiring")
+            assert admin.list_group_offsets("busy") == {("ret", 0): 5, ("ret", 1): 5}
+            bootstrap = cluster.bootstrap_servers
+            listed = json.loads(cli("groups", "list", "--output", "json", "--bootstrap-server", bootstrap).stdout)
+            assert [row["group"] for row in listed] == ["busy"], listed
+            described = cli(
+                "groups", "describe", "--group", "busy", "--output", "json", "--bootstrap-server", bootstrap
+            )
+            assert sorted(row["current_offset"] for row in json.loads(described.stdout)) == [5, 5], described.stdout
+        finally:
+            stop.set()
+            if poller.is_alive():
+                poller.join(10)
+            active.close()
