@@ -546,33 +546,30 @@ def test_offsets_of_an_empty_group_expire_after_the_retention_while_an_active_gr
     )
     cluster.start()
     cluster.wait_for_brokers(3)
+    bootstrap = cluster.bootstrap_servers
+    both = {TopicPartition("ret", p) for p in (0, 1)}
     with cluster.admin(timeout_ms=15000) as admin:
         admin.create_topic("ret", 2, 3)
-        produce(cluster.bootstrap_servers, "ret", 10)
-        admin.alter_group_offsets("idle", {("ret", 0): 3, ("ret", 1): 4})
-        # The active group commits once and then only heartbeats: its commit grows as old as
-        # the idle group's, so only its members keep its offsets.
-        active = Consumer(cluster.bootstrap_servers, group_id="busy", enable_auto_commit=False)
+        produce(bootstrap, "ret", 10)
+        # The active group commits once, before the idle group, and then only heartbeats: its
+        # commit is older than the idle group's, so only its members keep its offsets.
+        active = Consumer(bootstrap, group_id="busy", enable_auto_commit=False)
         active.subscribe(["ret"])
         stop = threading.Event()
-        poller = threading.Thread(target=lambda: keep_polling(), daemon=True)
 
         def keep_polling() -> None:
             while not stop.is_set():
                 active.poll(100)
 
+        poller = threading.Thread(target=keep_polling, daemon=True)
         try:
-            wait_until(
-                lambda: len(active.poll(200)) > 0 and active.assignment() == {TopicPartition("ret", p) for p in (0, 1)},
-                60,
-                "the busy group owning both partitions",
-            )
-            active.commit({TopicPartition("ret", 0): 5, TopicPartition("ret", 1): 5})
+            wait_until(lambda: active.poll(100) is not None and active.assignment() == both, 60, "busy owning both")
+            active.commit({tp: 5 for tp in both})
             poller.start()
+            admin.alter_group_offsets("idle", {("ret", 0): 3, ("ret", 1): 4})
             assert admin.list_group_offsets("idle") == {("ret", 0): 3, ("ret", 1): 4}
             wait_until(lambda: admin.list_group_offsets("idle") == {}, 150, "the idle group's offsets expiring")
             assert admin.list_group_offsets("busy") == {("ret", 0): 5, ("ret", 1): 5}
-            bootstrap = cluster.bootstrap_servers
             listed = json.loads(cli("groups", "list", "--output", "json", "--bootstrap-server", bootstrap).stdout)
             assert [row["group"] for row in listed] == ["busy"], listed
             described = cli(
