@@ -1,5 +1,5 @@
 """The chaos run on containers (`python -m chaos --backend docker`): the same faults, workload,
-live reader and checker as the namespace backend (chaos/nemesis.py), against three containers of
+live reader, consumer group and checker as the namespace backend (chaos/nemesis.py), against three containers of
 the raftlog image on a Docker network (chaos/containers.py), clients on the host.
 
 What a fault does to a container: a kill is `docker kill` (then `docker start`), a pause is
@@ -59,6 +59,8 @@ class DockerChaosRun(ChaosRun):
         try:
             if self.reader:
                 self.reader.stop()
+            if self.group:
+                self.group.stop()
             if self.workload:
                 self.workload.abort()
         finally:

@@ -6,9 +6,11 @@ faults (chaos/schedule.py) one after another. Each fault hits the node that matt
 that moment (the leader of partition 0, a follower of it, or the active controller), holds
 for a while, is undone, and the run waits until the cluster has recovered (every partition
 led, full ISR, the workload acknowledging again) before the next one. `finish` stops the
-workload, reads the topic back, stops the nodes and compares their files: the checker's
-verdict, which is given whatever happened before (a recovery that timed out, a node that
-never came back): what kept the run from checking something is one of its problems.
+workload, reads the topic back, gives the consumer group (which consumes and commits
+throughout) GROUP_CATCH_UP_S to process every acknowledged record, stops the nodes and
+compares their files: the checker's verdict, which is given whatever happened before (a
+recovery that timed out, a node that never came back): what kept the run from checking
+something is one of its problems.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ GROUP_ID = "chaos-group"
 GROUP_MEMBERS = 2
 # After the last fault the group gets this long to process every acknowledged record.
 GROUP_CATCH_UP_S = 60.0
+STOPPED_EARLY_GROUP_CATCH_UP_S = 5.0
 # Quick ISR changes, so that faults show within the hold times below.
 CLUSTER_CONFIG = {"replica.lag.time.max.ms": 1500}
 # Small segments, so that a run of a minute has sealed segments (for the byte flip, and for
@@ -503,8 +506,10 @@ class ChaosRun:
         verdict = check(acks, served, self.reader.read if self.reader else [])
         verdict.unacknowledged_at_end = unacknowledged_at_end
         if self.group:
-            if not self.group.wait_caught_up([ack.value for ack in acks], GROUP_CATCH_UP_S if not problems else 5.0):
-                self.log(f"the group did not process every acknowledged record within {GROUP_CATCH_UP_S}s")
+            # After a run stopped early the cluster may not answer: the count says what was missed.
+            catch_up_s = GROUP_CATCH_UP_S if not problems else STOPPED_EARLY_GROUP_CATCH_UP_S
+            if not self.group.wait_caught_up([ack.value for ack in acks], catch_up_s):
+                self.log(f"the group did not process every acknowledged record within {catch_up_s}s")
             self.group.stop()
             check_group(verdict, acks, self.group.processed, self.group.commits)
         self.cluster.stop()

@@ -1,5 +1,6 @@
 """The chaos workload: an idempotent acks=all producer that remembers every acknowledgement,
-and the two ways of reading back (through a consumer, and from the replicas' files)."""
+a consumer group that consumes and commits throughout, and the two ways of reading back
+(through a consumer, and from the replicas' files)."""
 
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ class GroupReaders:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            if thread.is_alive() or thread.ident is not None:
+            if thread.ident is not None:  # started
                 thread.join(30)
 
 
