@@ -55,6 +55,10 @@ CLOCK_SKEW = "+8d"  # beyond the default retention.ms (7 days)
 FAKETIME_LIBRARY_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
 # The broker applies retention every 5 s (MAINTENANCE_INTERVAL_S): a skew must last longer.
 SKEW_HOLD_MIN_S = 6.0
+# An election storm runs at least this many rounds (each moves every partition's leader), and
+# stops after STORM_MAX_S whatever it reached.
+STORM_MIN_ROUNDS = 8
+STORM_MAX_S = 60.0
 
 
 def faketime_library() -> str:
@@ -353,9 +357,16 @@ class ChaosRun:
         tally = {"rounds": 0, "elected": 0, "refused": 0}
 
         def storm(hold_s: float) -> None:
-            deadline = time.monotonic() + hold_s
+            # Bound by work as well as by time: at least STORM_MIN_ROUNDS rounds however slow the
+            # machine (a busy one managed 4 in 5 s), and never past STORM_MAX_S.
+            started = time.monotonic()
+
+            def going_on() -> bool:
+                elapsed_s = time.monotonic() - started
+                return elapsed_s < STORM_MAX_S and (elapsed_s < hold_s or tally["rounds"] < STORM_MIN_ROUNDS)
+
             with self.cluster.admin(timeout_ms=5000) as admin:
-                while time.monotonic() < deadline:
+                while going_on():
                     tally["rounds"] += 1
                     shift = tally["rounds"] % len(self.cluster.specs)
                     for partition, replicas in original.items():
