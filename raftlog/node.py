@@ -182,7 +182,7 @@ class Node:
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
         replication = ReplicationServicer(self.replicas, self.metrics)
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
-        group_pb2_grpc.add_GroupServiceServicer_to_server(GroupServicer(self.groups, self.metrics), server)
+        group_pb2_grpc.add_GroupServiceServicer_to_server(GroupServicer(self.groups, self.metrics, listener), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = (
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,

@@ -14,13 +14,16 @@ def _peer_host(context) -> str:
 
 
 class GroupServicer(group_pb2_grpc.GroupServiceServicer):
-    def __init__(self, coordinator: GroupCoordinator, metrics=None):
+    def __init__(self, coordinator: GroupCoordinator, metrics=None, listener: str | None = None):
         self._coordinator = coordinator
         self.metrics = metrics
+        # The listener this servicer's server binds: the coordinator's address is given on it, as
+        # Metadata gives brokers' (a client on the host cannot resolve an inter-broker hostname).
+        self._listener = listener
 
     @rpc("FindCoordinator")
     async def FindCoordinator(self, request, context):
-        return await self._coordinator.find_coordinator(request.group_id)
+        return await self._coordinator.find_coordinator(request.group_id, self._listener)
 
     @rpc("ConsumerGroupHeartbeat")
     async def ConsumerGroupHeartbeat(self, request, context):

@@ -158,7 +158,8 @@ class GroupCoordinator:
             self._counts_cache = (image.offset, counts)
         return self._counts_cache[1]
 
-    async def find_coordinator(self, group_id: str) -> group_pb2.FindCoordinatorResponse:
+    async def find_coordinator(self, group_id: str, listener: str | None = None) -> group_pb2.FindCoordinatorResponse:
+        """The coordinator's address on `listener` (the one the client came in on)."""
         check_group_id(group_id)
         count = self._offsets_partition_count()
         if count is None:
@@ -173,9 +174,8 @@ class GroupCoordinator:
         broker = self._replicas.image.brokers.get(info.leader)
         if info.leader == NO_LEADER or broker is None or broker.fenced:
             raise RaftlogError("COORDINATOR_NOT_AVAILABLE", f"{OFFSETS_TOPIC}-{index} has no leader right now")
-        return group_pb2.FindCoordinatorResponse(
-            node_id=info.leader, host=broker.host, port=broker.port, partition=index
-        )
+        host, port = broker.endpoint_for(listener)
+        return group_pb2.FindCoordinatorResponse(node_id=info.leader, host=host, port=port, partition=index)
 
     async def _create_offsets_topic(self) -> None:
         image = self._replicas.image

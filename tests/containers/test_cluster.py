@@ -10,6 +10,7 @@ import pytest
 
 from chaos.checker import check
 from chaos.containers import INTERNAL_PORT, wait_until
+from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
 from tests.containers.workload import TimedWorkload, read_topic
 
@@ -63,6 +64,30 @@ def test_the_nodes_are_healthy_and_serve_clients_on_the_host(cluster):
     with cluster.admin() as admin:
         hosts = {b["host"] for b in admin.describe_cluster()["brokers"]}
     assert hosts == {"127.0.0.1"}
+
+
+def test_a_group_consumer_on_the_host_reaches_its_coordinator_through_the_published_listener(cluster):
+    """FindCoordinator answers with the coordinator's address on the listener the client came in
+    on: it gave the inter-broker one (raftlog-N:9092), which the host cannot resolve, so every
+    group consumer outside the Docker network failed with BROKER_NOT_AVAILABLE."""
+    create_topic(cluster, "grouped", partitions=3)
+    with Producer(cluster.bootstrap, acks="all") as producer:
+        for i in range(30):
+            producer.send("grouped", b"%d" % i, partition=i % 3)
+        producer.flush(60)
+    consumer = Consumer(cluster.bootstrap, group_id="on-the-host", enable_auto_commit=False)
+    try:
+        consumer.subscribe(["grouped"])
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(seen) < 30 and time.monotonic() < deadline:
+            seen += [record.value for record in consumer.poll(1000)]
+        assert sorted(seen, key=int) == [b"%d" % i for i in range(30)]
+        consumer.commit()
+        partitions = [TopicPartition("grouped", p) for p in range(3)]
+        assert consumer.committed(partitions) == {tp: 10 for tp in partitions}
+    finally:
+        consumer.close()
 
 
 def test_docker_kill_of_the_partition_leader_loses_and_duplicates_nothing(cluster):
