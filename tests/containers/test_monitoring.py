@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from chaos.containers import REPO, free_ports, wait_until
+from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
 from tests.containers.workload import read_topic
@@ -129,6 +130,8 @@ def test_promtool_accepts_the_config_and_the_rules():
     for args in (
         ["check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
         ["check", "rules", str(PROMETHEUS_DIR / "alerts.yml")],
+        # The consumer-lag rule needs minutes of growing lag: its unit test feeds it synthetic series.
+        ["test", "rules", str(PROMETHEUS_DIR / "alerts_test.yml")],
     ):
         result = subprocess.run([promtool, *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -167,13 +170,21 @@ def metric_names(expr: str) -> set[str]:
     }
 
 
-def exported_names(cluster) -> set[str]:
-    names: set[str] = set()
+def scrape_all(cluster) -> list[str]:
+    """The /metrics text of every node."""
+    texts = []
     for n in cluster.node_ids:
         with urllib.request.urlopen(f"http://127.0.0.1:{cluster.ports[n].metrics}/metrics", timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line and not line.startswith("#"):
-                    names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+            texts.append(response.read().decode())
+    return texts
+
+
+def exported_names(cluster) -> set[str]:
+    names: set[str] = set()
+    for text in scrape_all(cluster):
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
     return names
 
 
@@ -188,6 +199,21 @@ def test_every_dashboard_query_names_metrics_the_nodes_export_and_parses(cluster
             producer.send("dashboard", b"%d" % i)
         producer.flush(60)
     read_topic(cluster.bootstrap, "dashboard", 1)
+    # The group gauges exist only for groups with committed offsets: a group 20 records behind.
+    committer = Consumer(cluster.bootstrap, group_id="dashboard-readers", enable_auto_commit=False)
+    try:
+        committer.assign([TopicPartition("dashboard", 0)])
+        committer.commit({TopicPartition("dashboard", 0): 30})
+    finally:
+        committer.close()
+    wait_until(
+        lambda: any(
+            'raftlog_group_lag{group="dashboard-readers",partition="0",topic="dashboard"} 20.0' in text
+            for text in scrape_all(cluster)
+        ),
+        30,
+        "the group's coordinator to export its lag of 20 records",
+    )
 
     exported = exported_names(cluster)
     panels = json.loads(DASHBOARD.read_text())["panels"]
