@@ -14,7 +14,8 @@ from pathlib import Path
 
 from chaos.docker_run import DOCKER_FAULT_KINDS, BackendUnavailable, DockerChaosRun
 from chaos.nemesis import ChaosRun
-from chaos.schedule import FAULT_KINDS, plan
+from chaos.report import REPORT_NAME, TIMELINE_NAME
+from chaos.schedule import FAULT_KINDS, KNOWN_FAULT_KINDS, plan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kinds",
         default=None,
-        help=f"comma-separated fault kinds to choose from (default: all the backend has, of {','.join(FAULT_KINDS)})",
+        help=f"comma-separated fault kinds to choose from (default: all the backend has, of {','.join(KNOWN_FAULT_KINDS)})",
     )
     parser.add_argument("--hold-s", type=float, default=5.0, help="how long each fault lasts")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the nodes' data and logs here")
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{len(run.faults)} of {len(schedule)} faults applied; data in {data_dir}")
     print("PASS" if verdict.ok else "FAIL", verdict.summary())
+    print(f"report: {data_dir / REPORT_NAME}, timeline: {data_dir / TIMELINE_NAME}")
     return 0 if verdict.ok else 1
 
 

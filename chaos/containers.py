@@ -7,12 +7,14 @@ removed by `ContainerCluster.remove` (which the fixtures and the chaos run call 
 something failed): there is no testcontainers reaper (its image cannot be pulled here). Nodes
 have two listeners, as in deploy/compose.yaml: INTERNAL (raftlog-N:9092 on the network) and
 EXTERNAL (published on 127.0.0.1, advertised with the host port), so clients run on the host.
-Faults: docker kill/stop/start/pause, disconnecting a container from the network, and iptables
-rules inside a container's network namespace (nsenter) for a partition between nodes only.
+Faults: docker kill/stop/start/pause, disconnecting a container from the network, iptables
+rules inside a container's network namespace (nsenter) for a partition between nodes only, and a
+tc tbf token bucket there for a bandwidth limit.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -92,6 +94,7 @@ class ContainerCluster:
         self.labels = {LABEL: self.run_id}
         self.node_ids = list(range(1, nodes + 1))
         self.extra_env = dict(extra_env or {})
+        self.node_env: dict[int, dict[str, str]] = {}  # per node, on top of extra_env (e.g. libfaketime)
         ports = free_ports(2 * nodes)
         self.ports = {n: NodePorts(ports[2 * i], ports[2 * i + 1]) for i, n in enumerate(self.node_ids)}
         self.network = Network(docker_network_kw={"labels": self.labels})
@@ -107,6 +110,7 @@ class ContainerCluster:
         }
         self._cut_off: set[int] = set()  # disconnected from the network
         self._firewalled: set[int] = set()  # with DROP rules in their network namespace
+        self._throttled: set[int] = set()  # with a tbf qdisc on their eth0
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class ContainerCluster:
             "RAFTLOG_INTER_BROKER_LISTENER_NAME": "INTERNAL",
             "RAFTLOG_METRICS_PORT": str(METRICS_PORT),
             **self.extra_env,
+            **self.node_env.get(node_id, {}),
         }
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -264,6 +269,7 @@ class ContainerCluster:
             self._firewalled.add(n)
 
     def heal(self) -> None:
+        self.unlimit_bandwidth()
         for n in sorted(self._firewalled):
             if self.is_running(n):
                 self._iptables(n, "-F", "INPUT")
@@ -274,8 +280,40 @@ class ContainerCluster:
         self._cut_off.clear()
 
     def _iptables(self, node_id: int, *rule: str) -> None:
+        self._in_netns(node_id, "iptables", *rule)
+
+    def limit_bandwidth(self, node_id: int, rate_kbit: int) -> None:
+        """Everything the container sends (to nodes and clients alike) goes through a token bucket
+        (tc tbf on its eth0; netem is not in every kernel, tbf is) of rate_kbit."""
+        # burst: a few full-size packets, so the rate holds over short windows too; latency: how
+        # long a packet may wait for tokens before the queue drops it.
+        self._in_netns(
+            node_id, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
+            "rate", f"{rate_kbit}kbit", "burst", "16kb", "latency", "400ms",
+        )  # fmt: skip
+        self._throttled.add(node_id)
+
+    def bandwidth_stats(self, node_id: int) -> dict[str, int]:
+        """Bytes sent, packets dropped and overlimits (packets that waited for tokens) of the
+        node's token bucket."""
+        output = self._in_netns(node_id, "tc", "-s", "qdisc", "show", "dev", "eth0")
+        found = re.search(r"Sent (\d+) bytes \d+ pkt \(dropped (\d+), overlimits (\d+)", output)
+        assert found is not None, f"no tbf statistics in {output!r}"
+        return {"sent_bytes": int(found[1]), "dropped": int(found[2]), "overlimits": int(found[3])}
+
+    def unlimit_bandwidth(self) -> None:
+        for n in sorted(self._throttled):
+            if self.is_running(n):
+                self._in_netns(n, "tc", "qdisc", "del", "dev", "eth0", "root")
+        self._throttled.clear()
+
+    def _in_netns(self, node_id: int, *command: str) -> str:
+        """Runs a host tool (iptables, tc) in the container's network namespace (nsenter)."""
         pid = self.docker_container(node_id).attrs["State"]["Pid"]
-        subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", *rule], check=True, capture_output=True)
+        result = subprocess.run(["nsenter", "-t", str(pid), "-n", *command], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"node {node_id}: {' '.join(command)} failed: {result.stderr.strip()}")
+        return result.stdout
 
     def remove(self) -> None:
         """Removes every container, the network and every volume of this run (by label)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from chaos.checker import Verdict, check, check_group, divergent_offsets
 from chaos.disk import FILLER_NAME, DiskFaultError, TmpfsMount, damaged_batches, flip_byte, sealed_segments
 from chaos.network import ChaosNetwork
+from chaos.report import write_report
 from chaos.schedule import PlannedFault
 from chaos.workload import FLUSH_TIMEOUT_S, GroupReaders, LiveReader, Workload, read_topic, stored_records
 from raftlog.cluster.local import LocalCluster
@@ -81,6 +82,8 @@ class FaultRecord:
     recovered_s: float | None  # None: the cluster did not recover within RECOVERY_TIMEOUT_S
     acknowledged_while_held: int  # the workload's acknowledgements while the fault held
     effect: dict[str, int] = field(default_factory=dict)  # what the injection did, e.g. {"elections": 40}
+    injected_at: float = 0.0  # monotonic s: the window the timeline report shades
+    undone_at: float = 0.0
 
 
 @dataclass
@@ -97,6 +100,7 @@ class ChaosRun:
     group: GroupReaders | None = field(init=False, default=None)
     faults: list[FaultRecord] = field(init=False, default_factory=list)
     problems: list[str] = field(init=False, default_factory=list)
+    started_at: float = field(init=False, default_factory=time.monotonic)  # time 0 of the report's timeline
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -133,6 +137,7 @@ class ChaosRun:
         self.cluster.start()
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self._start_nodes()
         self.cluster.wait_for_leader(timeout_s=60)
         self.cluster.wait_for_brokers(3, timeout_s=60)
@@ -419,12 +424,15 @@ class ChaosRun:
         condition (and what it waits for) that recovery from this fault also needs."""
         held_s = self.hold_s if hold_s is None else hold_s
         self.log(f"{name}: node {victim} for {held_s:.1f} s")
-        inject()
+        injected_at = time.monotonic()
+        # Counted from before inject: some faults act in it (a rolling restart is all inject).
         acknowledged_before = self.workload.acknowledged()
+        inject()
         try:
             during(held_s)
         finally:
             undo()
+        undone_at = time.monotonic()
         acknowledged_while_held = self.workload.acknowledged() - acknowledged_before
         started = time.monotonic()
         try:
@@ -433,10 +441,16 @@ class ChaosRun:
             self._wait_recovered()
             self.workload.wait_for_progress(50, RECOVERY_TIMEOUT_S)
         except TimeoutError:
-            self.faults.append(FaultRecord(name, victim, held_s, None, acknowledged_while_held, effect or {}))
+            self.faults.append(
+                FaultRecord(name, victim, held_s, None, acknowledged_while_held, effect or {}, injected_at, undone_at)
+            )
             raise
         recovered_s = time.monotonic() - started
-        self.faults.append(FaultRecord(name, victim, held_s, recovered_s, acknowledged_while_held, effect or {}))
+        self.faults.append(
+            FaultRecord(
+                name, victim, held_s, recovered_s, acknowledged_while_held, effect or {}, injected_at, undone_at
+            )
+        )
         self.log(
             f"  {acknowledged_while_held} acknowledged while it held; recovered in {recovered_s:.1f} s after; "
             f"{self.workload.acknowledged()} acknowledged so far"
@@ -547,4 +561,16 @@ class ChaosRun:
             f"verdict: {verdict.summary()}; producer failures: {producer_failures}; reader errors: {reader_errors}; "
             f"group errors: {group_errors}"
         )
+        try:
+            written = write_report(
+                self.data_dir,
+                verdict,
+                self.faults,
+                self.workload.latencies if self.workload else [],
+                self.started_at,
+                extra_lines=[f"producer failures: {producer_failures}", f"reader errors: {reader_errors}"],
+            )
+            self.log(f"report: {', '.join(str(p) for p in written)}")
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn must not hide the verdict
+            self.log(f"could not write the report: {type(exc).__name__}: {exc}")
         return verdict

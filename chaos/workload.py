@@ -37,6 +37,8 @@ class Workload:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.acks: list[Ack] = []
+        # (acknowledged at, latency from send to acknowledgement), monotonic s, for the report
+        self.latencies: list[tuple[float, float]] = []
         self.failures: dict[str, int] = {}
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="chaos-workload", daemon=True)
@@ -48,13 +50,15 @@ class Workload:
         next_send = time.monotonic()
         while not self._stop.is_set():
             value = make_value(self.sent)
+            sent_at = time.monotonic()
             future = self._producer.send(self._topic, value, partition=self.sent % self._partitions)
-            future.add_done_callback(lambda f, v=value: self._done(f, v))
+            future.add_done_callback(lambda f, v=value, t=sent_at: self._done(f, v, t))
             self.sent += 1
             next_send += self._interval_s
             self._stop.wait(max(0.0, next_send - time.monotonic()))
 
-    def _done(self, future, value: bytes) -> None:
+    def _done(self, future, value: bytes, sent_at: float) -> None:
+        acknowledged_at = time.monotonic()
         try:
             metadata = future.result(0)
         except RaftlogError as exc:
@@ -63,6 +67,7 @@ class Workload:
             return
         with self._lock:
             self.acks.append(Ack(metadata.partition, metadata.offset, value))
+            self.latencies.append((acknowledged_at, acknowledged_at - sent_at))
 
     def acknowledged(self) -> int:
         with self._lock:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the raftlog container image without reaching a registry.
 #
-#   1. A Debian base image (raftlog-base:bookworm) made from Debian's packages with mmdebstrap
+#   1. A Debian base image (raftlog-base:bookworm-2) made from Debian's packages with mmdebstrap
 #      and `docker import`, only when it is not present (it is the cache: remove it to rebuild).
+#      Its tag's number goes up whenever the package list below changes, so that every machine
+#      builds the new base instead of reusing an old one (2: faketime, for the chaos clock skew).
 #   2. Wheels for raftlog and its pinned dependencies (constraints.txt), built on this host with
 #      pip, because HTTPS from inside a `docker build` goes through a proxy whose CA the build
 #      does not trust.
@@ -11,13 +13,13 @@
 # A user with a registry can skip all of this: `docker build -f deploy/Dockerfile .` builds from
 # python:3.11-slim (the Dockerfile's default BASE_IMAGE) once wheels are in deploy/.build/wheels.
 #
-# Environment: FORCE=1 (rebuild the raftlog image even when its sources are unchanged), IMAGE (raftlog:latest), BASE_IMAGE (raftlog-base:bookworm), SUITE (bookworm),
+# Environment: FORCE=1 (rebuild the raftlog image even when its sources are unchanged), IMAGE (raftlog:latest), BASE_IMAGE (raftlog-base:bookworm-2), SUITE (bookworm),
 # PYTHON (python3 on this host; must be the same minor version as the base's python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${IMAGE:-raftlog:latest}
-BASE_IMAGE=${BASE_IMAGE:-raftlog-base:bookworm}
+BASE_IMAGE=${BASE_IMAGE:-raftlog-base:bookworm-2}
 SUITE=${SUITE:-bookworm}
 PYTHON=${PYTHON:-python3}
 CONTEXT=deploy/.build
@@ -32,7 +34,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     # Documentation, man pages and locales are left out: nothing in the image reads them.
     mmdebstrap --mode=root --variant=minbase \
         --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-        --include=python3,python3-venv,ca-certificates,iproute2,iptables,procps \
+        --include=python3,python3-venv,ca-certificates,iproute2,iptables,procps,faketime \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \

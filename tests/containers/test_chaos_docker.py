@@ -1,12 +1,15 @@
 """One short chaos run on containers (`python -m chaos --backend docker`): each fault kind of the
-docker backend once, under the acks=all workload and the live reader, judged by the checker."""
+docker backend once, under the acks=all workload and the live reader, judged by the checker, and
+the report it leaves (the verdict and a timeline PNG)."""
 
 from __future__ import annotations
 
 import pytest
 
 from chaos.docker_run import DOCKER_FAULT_KINDS, DockerChaosRun
+from chaos.report import REPORT_NAME, TIMELINE_NAME
 from chaos.schedule import PlannedFault
+from tests.unit.test_chaos_report import png_size
 
 pytestmark = pytest.mark.slow
 
@@ -21,3 +24,15 @@ def test_every_docker_fault_once_loses_nothing(docker_client, tmp_path):
     assert all(f.recovered_s is not None for f in run.faults), run.faults
     assert verdict.ok, verdict.summary()
     assert verdict.acknowledged > 1000
+    effects = {f.name: f.effect for f in run.faults}
+    throttled = next(effect for name, effect in effects.items() if name.startswith("bandwidth"))
+    assert throttled["overlimits"] > 0, f"the token bucket never held a packet back: {throttled}"
+    assert effects["rolling restart"] == {"restarts": 3}
+    assert effects["clock +8d"] == {"skewed": 1}, "the skewed container's clock was not 8 days ahead"
+
+    report = (tmp_path / REPORT_NAME).read_text()
+    assert report.startswith(f"verdict: PASS {verdict.summary()}\n"), report
+    assert all(f"{f.name} (" in report for f in run.faults), report
+    timeline = (tmp_path / TIMELINE_NAME).read_bytes()
+    assert png_size(timeline) == (1200, 650)
+    assert len(timeline) > 20_000, len(timeline)
