@@ -568,7 +568,11 @@ class ChaosRun:
                 self.faults,
                 self.workload.latencies if self.workload else [],
                 self.started_at,
-                extra_lines=[f"producer failures: {producer_failures}", f"reader errors: {reader_errors}"],
+                extra_lines=[
+                    f"producer failures: {producer_failures}",
+                    f"reader errors: {reader_errors}",
+                    f"group errors: {group_errors}",
+                ],
             )
             self.log(f"report: {', '.join(str(p) for p in written)}")
         except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn must not hide the verdict
