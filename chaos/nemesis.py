@@ -25,6 +25,7 @@ from pathlib import Path
 
 from chaos.checker import Verdict, check, check_group, divergent_offsets
 from chaos.disk import FILLER_NAME, DiskFaultError, TmpfsMount, damaged_batches, flip_byte, sealed_segments
+from chaos.fault_record import FaultRecord
 from chaos.network import ChaosNetwork
 from chaos.report import write_report
 from chaos.schedule import PlannedFault
@@ -72,18 +73,6 @@ def faketime_library() -> str:
         f"libfaketime not found ({', '.join(FAKETIME_LIBRARY_GLOBS)}): "
         "run `make netns-tools` (apt-get install faketime)"
     )
-
-
-@dataclass
-class FaultRecord:
-    name: str
-    target: int
-    held_s: float
-    recovered_s: float | None  # None: the cluster did not recover within RECOVERY_TIMEOUT_S
-    acknowledged_while_held: int  # the workload's acknowledgements while the fault held
-    effect: dict[str, int] = field(default_factory=dict)  # what the injection did, e.g. {"elections": 40}
-    injected_at: float = 0.0  # monotonic s: the window the timeline report shades
-    undone_at: float = 0.0
 
 
 @dataclass

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chaos.fault_record import FaultRecord
+
 if TYPE_CHECKING:
     from chaos.checker import Verdict
-    from chaos.nemesis import FaultRecord
 
 REPORT_NAME = "report.txt"
 TIMELINE_NAME = "timeline.png"

@@ -37,8 +37,9 @@ class Workload:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.acks: list[Ack] = []
-        # (acknowledged at, latency from send to acknowledgement), monotonic s, for the report
-        self.latencies: list[tuple[float, float]] = []
+        # (partition, sent at, acknowledged at), monotonic s: the report's latencies, the container
+        # tests' failover and unavailability figures
+        self.timings: list[tuple[int, float, float]] = []
         self.failures: dict[str, int] = {}
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="chaos-workload", daemon=True)
@@ -49,15 +50,15 @@ class Workload:
     def _run(self) -> None:
         next_send = time.monotonic()
         while not self._stop.is_set():
-            value = make_value(self.sent)
+            value, partition = make_value(self.sent), self.sent % self._partitions
             sent_at = time.monotonic()
-            future = self._producer.send(self._topic, value, partition=self.sent % self._partitions)
-            future.add_done_callback(lambda f, v=value, t=sent_at: self._done(f, v, t))
+            future = self._producer.send(self._topic, value, partition=partition)
+            future.add_done_callback(lambda f, v=value, p=partition, t=sent_at: self._done(f, v, p, t))
             self.sent += 1
             next_send += self._interval_s
             self._stop.wait(max(0.0, next_send - time.monotonic()))
 
-    def _done(self, future, value: bytes, sent_at: float) -> None:
+    def _done(self, future, value: bytes, partition: int, sent_at: float) -> None:
         acknowledged_at = time.monotonic()
         try:
             metadata = future.result(0)
@@ -67,11 +68,28 @@ class Workload:
             return
         with self._lock:
             self.acks.append(Ack(metadata.partition, metadata.offset, value))
-            self.latencies.append((acknowledged_at, acknowledged_at - sent_at))
+            self.timings.append((partition, sent_at, acknowledged_at))
 
     def acknowledged(self) -> int:
         with self._lock:
             return len(self.acks)
+
+    @property
+    def latencies(self) -> list[tuple[float, float]]:
+        """(acknowledged at, latency from send to acknowledgement) of every acknowledged record."""
+        with self._lock:
+            return [(acked, acked - sent) for _, sent, acked in self.timings]
+
+    def first_ack_of_a_send_after(self, moment: float, partition: int) -> float | None:
+        """When the first record sent to `partition` at or after `moment` was acknowledged."""
+        with self._lock:
+            after = [(sent, acked) for p, sent, acked in self.timings if p == partition and sent >= moment]
+        return min(after)[1] if after else None
+
+    def longest_ack_latency_s(self, since: float) -> float:
+        """The longest send-to-acknowledgement time of the records sent at or after `since`."""
+        with self._lock:
+            return max((acked - sent for _, sent, acked in self.timings if sent >= since), default=0.0)
 
     def wait_for_progress(self, more: int, timeout_s: float) -> None:
         """Blocks until `more` further records have been acknowledged."""

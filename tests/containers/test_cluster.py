@@ -12,7 +12,7 @@ from chaos.checker import check
 from chaos.containers import INTERNAL_PORT, wait_until
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
-from tests.containers.workload import TimedWorkload, read_topic
+from tests.containers.workload import Workload, read_back
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +40,8 @@ def create_topic(cluster, name: str, partitions: int) -> None:
     cluster.wait_for_full_isr(name)
 
 
-def verdict_of(cluster, workload: TimedWorkload, topic: str, partitions: int):
-    served = read_topic(cluster.bootstrap, topic, partitions)
+def verdict_of(cluster, workload: Workload, topic: str, partitions: int):
+    served = read_back(cluster.bootstrap, topic, partitions)
     return check(workload.acks, served), served
 
 
@@ -58,7 +58,7 @@ def test_the_nodes_are_healthy_and_serve_clients_on_the_host(cluster):
         for value in values:
             producer.send("plain", value)
         producer.flush(60)
-    served = read_topic(cluster.bootstrap, "plain", 3)
+    served = read_back(cluster.bootstrap, "plain", 3)
     assert sorted(v for records in served.values() for _, v in records) == sorted(values)
     # the host was given the published (EXTERNAL) addresses, not the in-network ones
     with cluster.admin() as admin:
@@ -92,7 +92,7 @@ def test_a_group_consumer_on_the_host_reaches_its_coordinator_through_the_publis
 
 def test_docker_kill_of_the_partition_leader_loses_and_duplicates_nothing(cluster):
     create_topic(cluster, "kill", partitions=3)
-    workload = TimedWorkload(cluster.bootstrap, "kill", partitions=3)
+    workload = Workload(cluster.bootstrap, "kill", partitions=3, records_per_s=200)
     workload.start()
     try:
         workload.wait_for_progress(300, timeout_s=60)
@@ -129,7 +129,7 @@ def test_docker_pause_of_a_follower_takes_it_out_of_the_isr_and_back(cluster):
         controller = admin.describe_cluster()["controller_id"]
     followers = [r for r in partition["replicas"] if r != partition["leader"]]
     follower = next((r for r in followers if r != controller), followers[0])
-    workload = TimedWorkload(cluster.bootstrap, "pause", partitions=1, records_per_s=100)
+    workload = Workload(cluster.bootstrap, "pause", partitions=1, records_per_s=100)
     workload.start()
     try:
         workload.wait_for_progress(50, timeout_s=60)
@@ -156,7 +156,7 @@ def test_docker_pause_of_a_follower_takes_it_out_of_the_isr_and_back(cluster):
 
 def test_a_container_cut_off_its_network_cannot_commit_and_rejoins(cluster):
     create_topic(cluster, "cut", partitions=1)
-    workload = TimedWorkload(cluster.bootstrap, "cut", partitions=1, records_per_s=100)
+    workload = Workload(cluster.bootstrap, "cut", partitions=1, records_per_s=100)
     workload.start()
     try:
         workload.wait_for_progress(50, timeout_s=60)
@@ -184,7 +184,7 @@ def test_a_container_cut_off_its_network_cannot_commit_and_rejoins(cluster):
     except BaseException:
         workload.abort()
         raise
-    served = read_topic(cluster.bootstrap, "cut", 1)
+    served = read_back(cluster.bootstrap, "cut", 1)
     assert b"cut-off" not in [value for _, value in served[0]], "a write the cut-off node took was served"
     verdict = check(workload.acks, served)
     assert verdict.ok, verdict.summary()
@@ -205,13 +205,13 @@ def test_containers_recreated_on_their_old_volumes_keep_the_data(cluster):
     assert all(cluster.docker_container(n).id != old_ids[n] for n in cluster.node_ids)
     cluster.wait_for_brokers(3)
     cluster.wait_for_full_isr("keep")
-    served = read_topic(cluster.bootstrap, "keep", 1)
+    served = read_back(cluster.bootstrap, "keep", 1)
     assert [value for _, value in served[0]] == values
 
 
 def test_a_rolling_restart_under_acks_all_load_loses_nothing(cluster):
     create_topic(cluster, "roll", partitions=3)
-    workload = TimedWorkload(cluster.bootstrap, "roll", partitions=3)
+    workload = Workload(cluster.bootstrap, "roll", partitions=3, records_per_s=200)
     workload.start()
     started_at = time.monotonic()
     try:

@@ -17,7 +17,7 @@ from chaos.containers import REPO, free_ports, wait_until
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
-from tests.containers.workload import read_topic
+from tests.containers.workload import read_back
 
 pytestmark = pytest.mark.slow
 
@@ -198,7 +198,7 @@ def test_every_dashboard_query_names_metrics_the_nodes_export_and_parses(cluster
         for i in range(50):
             producer.send("dashboard", b"%d" % i)
         producer.flush(60)
-    read_topic(cluster.bootstrap, "dashboard", 1)
+    read_back(cluster.bootstrap, "dashboard", 1)
     # The group gauges exist only for groups with committed offsets: a group 20 records behind.
     committer = Consumer(cluster.bootstrap, group_id="dashboard-readers", enable_auto_commit=False)
     try:

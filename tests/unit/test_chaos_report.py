@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 from chaos.checker import Verdict
-from chaos.nemesis import FaultRecord
+from chaos.fault_record import FaultRecord
 from chaos.report import per_second, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
