@@ -90,6 +90,16 @@ RAFT_MAX_QUEUED_MESSAGES = 10_000
 # hear its leader before its election timeout (500 ms) runs out.
 RAFT_RECONNECT_BACKOFF_S = 0.05
 
+# HTTP/2 keepalive of the Raft streams (raftlog/channels.py): a ping every this often notices a
+# peer that vanished without a FIN. A Raft stream is client-streaming, so the server writes nothing
+# on it between answers and counts each ping as one "without data": every server accepts a ping
+# without data this often (half the clients' interval, room for timer jitter); gRPC's default (one
+# per 5 minutes, GOAWAY too_many_pings on the third early one) broke every Raft stream about every
+# 30 s, dropping its queued heartbeats.
+GRPC_KEEPALIVE_TIME_MS = 10_000
+GRPC_KEEPALIVE_TIMEOUT_MS = 5_000
+GRPC_MIN_RECV_PING_INTERVAL_MS = GRPC_KEEPALIVE_TIME_MS // 2
+
 # A Ready whose entries (and snapshot) add up to at most this is persisted on the event loop: one
 # synced RocksDB write of that size takes ~0.2 ms, cheaper than a hop to a worker thread; larger
 # writes go to a thread so proposals keep arriving meanwhile (and share the next fsync).
@@ -99,6 +109,8 @@ RAFT_INLINE_WRITE_MAX_BYTES = 64 * 1024
 # MaxSizePerMsg / MaxInflightMsgs): together they bound what a slow follower can have queued.
 RAFT_MAX_ENTRIES_PER_MESSAGE = 4096
 RAFT_MAX_INFLIGHT_MESSAGES = 256
+
+assert GRPC_MIN_RECV_PING_INTERVAL_MS < GRPC_KEEPALIVE_TIME_MS, "servers must accept every keepalive ping"
 
 
 # -- partition storage --------------------------------------------------------------------------
