@@ -152,6 +152,29 @@ _KEYS = [
         False,
         1,
     ),
+    # -- leader balance (Kafka's names and defaults; raftlog/controller/leader_balance.py) ----------
+    ConfigKey(
+        "auto.leader.rebalance.enable",
+        bool,
+        True,
+        "The active controller moves leaderships back to preferred replicas by itself.",
+    ),
+    ConfigKey(
+        "leader.imbalance.per.broker.percentage",
+        int,
+        10,
+        "A broker not leading more than this percentage of the partitions it is preferred for gets them back.",
+        False,
+        0,
+    ),
+    ConfigKey(
+        "leader.imbalance.check.interval.seconds",
+        int,
+        300,
+        "How often the active controller checks the leader balance.",
+        False,
+        1,
+    ),
 ]
 SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
 _ENV_TO_KEY = {key.env_name: key for key in _KEYS}
@@ -456,6 +479,10 @@ def _check_ranges(values: Mapping[str, Any]) -> None:
             lambda: "broker.heartbeat.interval.ms must be below broker.session.timeout.ms",
         ),
         (0 <= values["metrics.port"] < 65536, lambda: f"metrics.port {values['metrics.port']} is out of range"),
+        (
+            values["leader.imbalance.per.broker.percentage"] <= 100,
+            lambda: "leader.imbalance.per.broker.percentage must be <= 100",
+        ),
     ]
 
     def positive(name: str) -> Callable[[], str]:

@@ -74,6 +74,11 @@ YIELD_EVERY_PARTITIONS = 100
 # leader-epoch checkpoint (a few ms on a busy disk), so a chunk stays well under a heartbeat.
 RECONCILE_CHUNK_PARTITIONS = 16
 
+# Preferred-leader elections one automatic leader-balance round commits (one Raft entry); the
+# next round, an interval later, goes on. Each is a small PartitionChangeRecord, and each moves a
+# partition's leadership, which its clients notice as a short NOT_LEADER_OR_FOLLOWER retry.
+LEADER_BALANCE_MAX_ELECTIONS_PER_ROUND = 1_000
+
 assert MAX_PARTITIONS_CREATED_PER_REQUEST <= MAX_PARTITIONS_PER_TOPIC, "one request may not exceed a whole topic"
 assert YIELD_EVERY_PARTITIONS < MAX_PARTITIONS_CREATED_PER_REQUEST, "creating a topic must yield at least once"
 assert RECONCILE_CHUNK_PARTITIONS <= YIELD_EVERY_PARTITIONS, "reconciliation does slower work per partition"
