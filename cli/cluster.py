@@ -56,8 +56,11 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
         cluster = LocalCluster(
             data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id, exit_with_parent=True
         )
+        warnings = cluster.check_configs()
     except (ClusterLayoutError, ConfigError) as exc:
         fail(str(exc))
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:

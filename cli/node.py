@@ -92,6 +92,8 @@ def start(config_path, overrides, format_if_empty, log_level, parent_pid) -> Non
         exit_with_parent(parent_pid)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     config = load_or_fail(config_path, overrides)
+    for warning in config.warnings:
+        logging.getLogger("raftlog.config").warning("%s", warning)
     try:
         cluster_id = prepare_storage(config, format_if_empty)
     except StorageError as exc:

@@ -130,11 +130,13 @@ RECOVERY_POINT_CHECKPOINT_INTERVAL_MS = 10_000
 
 # -- replication (follower fetches) -------------------------------------------------------------
 
-# A follower's long poll waits at most this long for new data (Kafka's replica.fetch.wait.max.ms).
+# Default of replica.fetch.wait.max.ms (raftlog/config.py): a follower's long poll waits at most
+# this long for new data.
 REPLICA_FETCH_MAX_WAIT_MS = 500
 
-# Bytes one ReplicaFetch answer may carry: a follower far behind catches up in steps this size,
-# well under MAX_MESSAGE_BYTES.
+# Default of replica.fetch.max.bytes (raftlog/config.py): bytes one ReplicaFetch answer may carry;
+# a follower far behind catches up in steps this size, well under MAX_MESSAGE_BYTES (config.py
+# refuses more than half of it).
 REPLICA_FETCH_MAX_BYTES = 16 * MIB
 
 # A partition whose fetch failed waits this long before it is fetched again (the others go on).

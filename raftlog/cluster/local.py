@@ -225,14 +225,17 @@ class LocalCluster:
                 "use another --data-dir"
             )
 
-    def check_configs(self) -> None:
-        """Writes every node's config and validates it as the node will, before any node starts."""
+    def check_configs(self) -> list[str]:
+        """Writes every node's config and validates it as the node will, before any node starts;
+        returns the warnings (Kafka settings that mean nothing here), the same for every node."""
+        warnings: list[str] = []
         for spec in self.specs.values():
             self._write_config(spec)
             try:
-                load_config(spec.config_path, environ={})
+                warnings = load_config(spec.config_path, environ={}).warnings
             except ConfigError as exc:
                 raise ClusterLayoutError(f"invalid configuration: {exc}") from None
+        return warnings
 
     def start_node(self, node_id: int) -> subprocess.Popen:
         spec = self.specs[node_id]
