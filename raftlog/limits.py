@@ -194,6 +194,10 @@ CONSUMER_RETRY_BACKOFF_S = 0.05
 # routing errors after a leader change costs one refresh, not one per partition).
 CLIENT_METADATA_TIMEOUT_S = 5.0
 CLIENT_MIN_METADATA_REFRESH_S = 0.05
+# The CLI's console and admin commands first wait this long for a connection to any bootstrap
+# server; when none connects they fail at once, saying so, instead of retrying for the whole
+# call timeout (Kafka's socket.connection.setup.timeout.ms is 10 s; a local cluster connects in ms).
+CLI_BOOTSTRAP_CONNECT_TIMEOUT_S = 3.0
 
 assert REPLICA_FETCH_MAX_BYTES < MAX_MESSAGE_BYTES, "a fetch answer fits in one gRPC message"
 assert REPLICA_FETCH_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the long poll ends before its call times out"
