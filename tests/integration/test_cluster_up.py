@@ -59,7 +59,15 @@ def _stop(up: subprocess.Popen) -> None:
 def test_settings_reach_every_node_and_ready_means_registered_with_metrics_named(tmp_path):
     base = free_port_block(6)
     data_dir = tmp_path / "data"
-    up = _cluster_up(data_dir, base, "--set", "min.insync.replicas=1", env={"RAFTLOG_NUM_PARTITIONS": "5"})
+    up = _cluster_up(
+        data_dir,
+        base,
+        "--set",
+        "min.insync.replicas=1",
+        "--set",
+        "num.network.threads=4",
+        env={"RAFTLOG_NUM_PARTITIONS": "5", "RAFTLOG_LOG_RETENTION_MINUTES": "30"},
+    )
     try:
         ready = up.stdout.readline()
         assert "ready" in ready, ready + (up.stderr.read() if up.poll() is not None else "")
@@ -75,8 +83,21 @@ def test_settings_reach_every_node_and_ready_means_registered_with_metrics_named
                     c["name"]: c["value"] for c in admin.describe_configs("brokers", str(node_id), include_static=True)
                 }
                 assert static["num.partitions"] == "5" and static["min.insync.replicas"] == "1", static
+                assert static["log.retention.ms"] == str(30 * 60_000), static
+        altered = subprocess.run(
+            RAFTLOG
+            + ["configs", "alter", "--entity-type", "brokers", "--entity-default", "--add-config", "num.io.threads=8"]
+            + ["--bootstrap-server", bootstrap],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert altered.returncode == 0, altered.stderr
+        assert "warning: num.io.threads: ignored: raftlog serves every connection" in altered.stderr, altered.stderr
     finally:
         _stop(up)
+    err = up.stderr.read()
+    assert "warning: num.network.threads: ignored: raftlog serves every connection on one asyncio loop" in err, err
 
 
 def test_a_second_cluster_up_on_a_running_data_dir_refuses_naming_it(tmp_path):
