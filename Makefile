@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# `make run SET='num.partitions=6 min.insync.replicas=1'` passes each as --set to every node,
+# `ARGS='--base-port 29091'` any other `raftlog cluster up` flags; RAFTLOG_* variables reach the nodes.
 run: $(STAMP)
-	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data}
+	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data} $(foreach s,$(SET),--set '$(s)') $(ARGS)
 
 test: $(STAMP) proto-check lint netns-tools image monitoring-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

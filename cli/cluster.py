@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -10,6 +11,7 @@ import click
 
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
 from raftlog.cluster.local import ClusterLayoutError, LocalCluster
+from raftlog.config import ConfigError, parse_set_flags, read_env
 
 NODE_CHECK_INTERVAL_S = 0.5
 
@@ -45,26 +47,27 @@ def _raise_stop(signum, frame) -> None:
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
 def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) -> None:
-    """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM."""
-    extra = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--set {item!r}: expected key=value")
-        extra[key.strip()] = value
+    """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+    Settings for every node: RAFTLOG_* environment variables (RAFTLOG_NUM_PARTITIONS=6), then
+    --set key=value (which wins); `make run SET='key=value ...'` passes them on."""
     try:
-        cluster = LocalCluster(data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id)
-    except ClusterLayoutError as exc:
+        extra: dict[str, object] = {**read_env(os.environ), **parse_set_flags(overrides)}
+        cluster = LocalCluster(
+            data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id, exit_with_parent=True
+        )
+        warnings = cluster.check_configs()
+    except (ClusterLayoutError, ConfigError) as exc:
         fail(str(exc))
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
         cluster.start()
         leader = cluster.wait_for_leader(timeout_s=60)
-        click.echo(
-            f"raftlog cluster {cluster.cluster_id} ready: {nodes} nodes, leader {leader}, "
-            f"bootstrap servers {cluster.bootstrap_servers} (logs in {cluster.data_dir}/node-*/node.log)",
-        )
+        cluster.wait_for_brokers(nodes, timeout_s=60)
+        click.echo(_ready_line(cluster, leader))
         sys.stdout.flush()
         _watch(cluster)
     except _Stop:
@@ -77,6 +80,21 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         cluster.stop()
     click.echo("cluster stopped", err=True)
+
+
+def _ready_line(cluster: LocalCluster, leader: int) -> str:
+    specs = list(cluster.specs.values())
+    metrics = ", ".join(
+        f"node {s.node_id} http://{s.host}:{s.metrics_port}/metrics" if s.metrics_port else f"node {s.node_id} off"
+        for s in specs
+    )
+    settings = " ".join(f"{k}={v}" for k, v in cluster.extra_config.items())
+    return (
+        f"raftlog cluster {cluster.cluster_id} ready: {len(specs)} nodes, leader {leader}, every broker registered "
+        f"and unfenced, bootstrap servers {cluster.bootstrap_servers}, metrics {metrics}"
+        + (f", settings {settings}" if settings else "")
+        + f" (logs in {cluster.data_dir}/node-*/node.log)"
+    )
 
 
 def _watch(cluster: LocalCluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
+from raftlog import config as node_config
 
 
 def _entity_options(func):
@@ -98,6 +99,23 @@ def alter(
         bootstrap_server, lambda admin: admin.alter_configs(entity_type, name, to_set, to_delete, validate_only)
     )
     label = f"{entity_type[:-1]} {name}" if name else f"{entity_type[:-1]}-default"
-    result = {"entity": label, "set": to_set, "deleted": to_delete, "validate_only": validate_only, "offset": offset}
+    warnings = _ignored_kafka_settings(entity_type, to_set)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    result = {
+        "entity": label,
+        "set": to_set,
+        "deleted": to_delete,
+        "validate_only": validate_only,
+        "offset": offset,
+        "warnings": warnings,
+    }
     verb = "Validated" if validate_only else "Completed updating"
     emit(output_format, result, lambda r: f"{verb} config for {r['entity']}.")
+
+
+def _ignored_kafka_settings(entity_type: str, to_set: dict[str, str]) -> list[str]:
+    """Kafka broker settings the cluster accepted that have no meaning here, one line each."""
+    if entity_type != "brokers":
+        return []
+    return [node_config.ignored_warning(key) for key in to_set if key in node_config.KAFKA_IGNORED]

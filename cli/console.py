@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 
 import click
 
-from cli.output import bootstrap_option, fail, parse_bootstrap
+from cli.output import bootstrap_option, fail, output_option, reachable_bootstrap
 
 
 def _properties(items: tuple[str, ...], known: set[str]) -> dict[str, str]:
@@ -21,15 +22,50 @@ def _properties(items: tuple[str, ...], known: set[str]) -> dict[str, str]:
     return props
 
 
+# While a retriable error holds a batch back, the console producer says so at most this often.
+RETRY_NOTICE_INTERVAL_S = 5.0
+
+
+class _RetryNotices:
+    """on_retry for the Producer: one line on stderr per partition and reason, then again every
+    RETRY_NOTICE_INTERVAL_S while it lasts, so a long wait is never silent."""
+
+    def __init__(self, delivery_timeout_ms: int):
+        self._delivery_timeout_ms = delivery_timeout_ms
+        self._last: dict[tuple[str, int, str], float] = {}
+
+    def __call__(self, topic: str, partition: int, error, seconds_left: float) -> None:
+        key = (topic, partition, error.reason)
+        now = time.monotonic()
+        if now - self._last.get(key, -RETRY_NOTICE_INTERVAL_S) < RETRY_NOTICE_INTERVAL_S:
+            return
+        self._last[key] = now
+        click.echo(
+            f"waiting: {topic}-{partition}: {error.reason} ({error.message}); retrying for up to "
+            f"{max(0.0, seconds_left):.0f} s more (--delivery-timeout-ms {self._delivery_timeout_ms})",
+            err=True,
+        )
+
+
 @click.command(name="produce")
 @click.argument("topic")
 @click.option("--acks", type=click.Choice(["all", "-1", "1", "0"]), default="all", show_default=True)
 @click.option("--property", "properties", multiple=True, help="parse.key=true, key.separator=:")
 @click.option("--partition", type=int, default=None, help="Send every record to this partition.")
 @click.option("--compression-type", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]), default="none")
+@click.option(
+    "--delivery-timeout-ms",
+    type=click.IntRange(min=1),
+    default=120_000,
+    show_default=True,
+    help="How long a record is retried (NOT_ENOUGH_REPLICAS, no leader, ...) before it fails.",
+)
 @bootstrap_option
-def produce(topic, acks, properties, partition, compression_type, bootstrap_server) -> None:
-    """Send each line of stdin as a record."""
+@output_option
+def produce(
+    topic, acks, properties, partition, compression_type, delivery_timeout_ms, bootstrap_server, output_format
+) -> None:
+    """Send each line of stdin as a record (with --output json: one line per record, its partition and offset)."""
     from raftlog.client.producer import Producer
     from raftlog.errors import RaftlogError
 
@@ -39,7 +75,11 @@ def produce(topic, acks, properties, partition, compression_type, bootstrap_serv
     compression = None if compression_type == "none" else compression_type
     try:
         producer = Producer(
-            parse_bootstrap(bootstrap_server), acks=acks if acks == "all" else int(acks), compression_type=compression
+            reachable_bootstrap(bootstrap_server),
+            acks=acks if acks == "all" else int(acks),
+            compression_type=compression,
+            delivery_timeout_ms=delivery_timeout_ms,
+            on_retry=_RetryNotices(delivery_timeout_ms),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -54,12 +94,14 @@ def produce(topic, acks, properties, partition, compression_type, bootstrap_serv
                 key, line = line.split(separator, 1)
             futures.append(producer.send(topic, line, key=key, partition=partition))
         producer.flush()
-        for future in futures:
-            future.result()
+        acknowledged = [future.result() for future in futures]
     except RaftlogError as exc:
         fail(f"{exc.reason}: {exc.message}")
     finally:
         producer.close()
+    if output_format == "json":
+        for metadata in acknowledged:
+            click.echo(json.dumps({"topic": topic, "partition": metadata.partition, "offset": metadata.offset}))
     click.echo(f"Produced {len(futures)} records to {topic}.", err=True)
 
 
@@ -131,7 +173,7 @@ def consume(
         # committed only once it is out), so auto-commit, which would also commit records of a
         # poll cut short by --max-messages, is off.
         consumer = Consumer(
-            parse_bootstrap(bootstrap_server),
+            reachable_bootstrap(bootstrap_server),
             group_id=group,
             group_instance_id=group_instance_id,
             auto_offset_reset="earliest" if from_beginning else "latest",
@@ -146,7 +188,12 @@ def consume(
         if group is not None:
             consumer.subscribe([topic])
         else:
-            partitions = _partitions_of(bootstrap_server, topic) if partition is None else [partition]
+            # A topic or partition the metadata does not have is an error no retry fixes: say so now.
+            partitions = _partitions_of(bootstrap_server, topic)
+            if partition is not None:
+                if partition not in partitions:
+                    fail(f"UNKNOWN_TOPIC_OR_PARTITION: {topic} has no partition {partition} (it has {len(partitions)})")
+                partitions = [partition]
             consumer.assign([TopicPartition(topic, p) for p in partitions])
             if offset is not None:
                 consumer.seek(TopicPartition(topic, partition), offset)
@@ -198,7 +245,7 @@ def _interrupt(signum, frame) -> None:
 def _partitions_of(bootstrap_server: str, topic: str) -> list[int]:
     from raftlog.client.admin import Admin
 
-    with Admin(parse_bootstrap(bootstrap_server)) as admin:
+    with Admin(reachable_bootstrap(bootstrap_server)) as admin:
         [described] = admin.describe_topics([topic])
     return [p["partition"] for p in described["partitions"]]
 

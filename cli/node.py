@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import os
+import signal
+import sys
 
 import click
 
@@ -47,6 +51,19 @@ async def _run_node(config: NodeConfig, cluster_id: str) -> str | None:
     return await Node(config, cluster_id).run()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Asks the kernel for SIGTERM (a clean shutdown) when the parent dies; exits now if it already did."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            fail(f"--exit-with-parent: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
+    if os.getppid() != parent_pid:  # it died before the request was in place
+        fail(f"--exit-with-parent: process {parent_pid} is gone; not starting")
+
+
 @click.group(name="node")
 def command() -> None:
     """Run a raftlog node."""
@@ -61,10 +78,22 @@ def command() -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def start(config_path, overrides, format_if_empty, log_level) -> None:
+@click.option(
+    "--exit-with-parent",
+    "parent_pid",
+    type=int,
+    default=None,
+    metavar="PID",
+    help="Stop cleanly when process PID (this node's parent, e.g. `raftlog cluster up`) dies.",
+)
+def start(config_path, overrides, format_if_empty, log_level, parent_pid) -> None:
     """Start one node in the foreground (SIGTERM or Ctrl-C stops it cleanly)."""
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     config = load_or_fail(config_path, overrides)
+    for warning in config.warnings:
+        logging.getLogger("raftlog.config").warning("%s", warning)
     try:
         cluster_id = prepare_storage(config, format_if_empty)
     except StorageError as exc:

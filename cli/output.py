@@ -39,6 +39,36 @@ def parse_bootstrap(value: str) -> list[str]:
     return servers
 
 
+def reachable_bootstrap(value: str) -> list[str]:
+    """parse_bootstrap, then fails at once (exit 1) when no server accepts a connection within
+    CLI_BOOTSTRAP_CONNECT_TIMEOUT_S: nothing a retry of the call could fix in its timeout."""
+    import threading
+
+    import grpc
+
+    from raftlog.channels import sync_channel
+    from raftlog.limits import CLI_BOOTSTRAP_CONNECT_TIMEOUT_S
+
+    servers = parse_bootstrap(value)
+    channels = [sync_channel(server) for server in servers]
+    futures = [grpc.channel_ready_future(channel) for channel in channels]
+    ready = threading.Event()
+    for future in futures:
+        future.add_done_callback(lambda f: ready.set() if not f.cancelled() and f.exception() is None else None)
+    try:
+        if not ready.wait(CLI_BOOTSTRAP_CONNECT_TIMEOUT_S):
+            fail(
+                f"BROKER_NOT_AVAILABLE: no bootstrap server ({','.join(servers)}) accepted a connection within "
+                f"{CLI_BOOTSTRAP_CONNECT_TIMEOUT_S:.0f} s; is the cluster running and --bootstrap-server right?"
+            )
+    finally:
+        for future in futures:
+            future.cancel()
+        for channel in channels:
+            channel.close()
+    return servers
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -66,7 +96,7 @@ def admin_call(bootstrap_server: str, action: Callable[[Any], Any]) -> Any:
     from raftlog.errors import RaftlogError
 
     try:
-        with Admin(parse_bootstrap(bootstrap_server)) as admin:
+        with Admin(reachable_bootstrap(bootstrap_server)) as admin:
             return action(admin)
     except RaftlogError as exc:
         fail(f"{exc.reason}: {exc.message}")

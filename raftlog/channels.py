@@ -6,6 +6,10 @@ gRPC's default reconnect backoff starts at 1 s and grows to 2 minutes: after a n
 for a few seconds its peers could go on failing fast for longer than a broker session, and a
 healthy broker would be fenced for not reaching a restarted controller. Reconnects here start
 at 100 ms and never wait more than 1 s.
+
+Keepalive has two sides that must agree (see ``GRPC_KEEPALIVE_TIME_MS`` in raftlog/limits.py):
+``KEEPALIVE_OPTIONS`` for channels that ping (the Raft transport's), ``SERVER_KEEPALIVE_OPTIONS`` for
+every server, which accepts those pings even on a stream it writes nothing to.
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from raftlog.errors import (
     Errors,
     RaftlogError,
 )
-from raftlog.limits import MAX_MESSAGE_BYTES
+from raftlog.limits import (
+    GRPC_KEEPALIVE_TIME_MS,
+    GRPC_KEEPALIVE_TIMEOUT_MS,
+    GRPC_MIN_RECV_PING_INTERVAL_MS,
+    MAX_MESSAGE_BYTES,
+)
 
 DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the one limit, explained in raftlog/limits.py
 RECONNECT_OPTIONS = [
@@ -26,6 +35,30 @@ RECONNECT_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+def keepalive_options(time_ms: int = GRPC_KEEPALIVE_TIME_MS) -> list[tuple[str, int]]:
+    """A channel that pings every time_ms, with or without calls, without a cap on pings."""
+    return [
+        ("grpc.keepalive_time_ms", time_ms),
+        ("grpc.keepalive_timeout_ms", GRPC_KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # 0: no cap (gRPC's default stops after 2)
+    ]
+
+
+def server_keepalive_options(min_ping_interval_ms: int = GRPC_MIN_RECV_PING_INTERVAL_MS) -> list[tuple[str, int]]:
+    """A server that accepts a ping (without data, and without calls) every min_ping_interval_ms."""
+    return [
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", min_ping_interval_ms),
+        ("grpc.http2.min_ping_interval_without_data_ms", min_ping_interval_ms),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+KEEPALIVE_OPTIONS = keepalive_options()
+SERVER_KEEPALIVE_OPTIONS = server_keepalive_options()
 
 
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, extra: list | tuple = ()) -> list:

@@ -18,6 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raftlog.limits import (
+    MAX_MESSAGE_BYTES,
+    REPLICA_FETCH_MAX_BYTES,
+    REPLICA_FETCH_MAX_WAIT_MS,
+    REPLICA_FETCH_TIMEOUT_S,
+)
+from raftlog.topic_config import TOPIC_SCHEMA, TopicConfigError, validate_topic_config
+
 ENV_PREFIX = "RAFTLOG_"
 
 
@@ -28,7 +36,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ConfigKey:
     name: str
-    kind: type  # int, str, bool or list (comma-separated strings)
+    kind: type  # int, float, str, bool or list (comma-separated strings)
     default: Any
     doc: str
     dynamic: bool = False  # may be changed at run time with `raftlog configs alter --entity-type brokers`
@@ -36,7 +44,7 @@ class ConfigKey:
 
     @property
     def env_name(self) -> str:
-        return ENV_PREFIX + self.name.upper().replace(".", "_").replace("-", "_")
+        return _env_name(self.name)
 
 
 _KEYS = [
@@ -74,8 +82,11 @@ _KEYS = [
     ConfigKey("metrics.host", str, "127.0.0.1", "Address the Prometheus endpoint binds to."),
     ConfigKey("cluster.id", str, None, "Cluster id used by --format-if-empty when the data dir is not formatted."),
     ConfigKey("controller.quorum.election.timeout.ms", int, 500, "Raft election timeout (randomized up to 2x)."),
-    ConfigKey("controller.quorum.heartbeat.interval.ms", int, 50, "Raft leader heartbeat interval."),
-    ConfigKey("controller.quorum.tick.ms", int, 10, "Resolution of the Raft timers."),
+    # An idle three-node cluster used 0.19 cores with 50 ms heartbeats and 10 ms ticks (heartbeats,
+    # their answers and the Ready rounds they cause were most of it), 0.13 with these; a leader
+    # still sends five heartbeats per election timeout, and failover is bounded by that timeout.
+    ConfigKey("controller.quorum.heartbeat.interval.ms", int, 100, "Raft leader heartbeat interval."),
+    ConfigKey("controller.quorum.tick.ms", int, 20, "Resolution of the Raft timers."),
     ConfigKey("metadata.snapshot.interval.records", int, 10000, "Committed metadata records between snapshots."),
     ConfigKey("broker.heartbeat.interval.ms", int, 250, "How often a broker heartbeats to the controller."),
     ConfigKey("broker.session.timeout.ms", int, 2000, "A broker silent this long is fenced."),
@@ -152,9 +163,93 @@ _KEYS = [
         False,
         1,
     ),
+    # -- leader balance (Kafka's names and defaults; raftlog/controller/leader_balance.py) ----------
+    ConfigKey(
+        "auto.leader.rebalance.enable",
+        bool,
+        True,
+        "The active controller moves leaderships back to preferred replicas by itself.",
+    ),
+    ConfigKey(
+        "leader.imbalance.per.broker.percentage",
+        int,
+        10,
+        "A broker not leading more than this percentage of the partitions it is preferred for gets them back.",
+        False,
+        0,
+    ),
+    # -- Kafka broker defaults of topic configs and replica fetching (Kafka's names and meaning; the
+    # defaults are raftlog's own where they differ, e.g. every write fsynced before it counts) ------
+    ConfigKey(
+        "log.flush.interval.messages",
+        int,
+        1,
+        "Default flush.messages: records appended between fsyncs (1: every write is fsynced before acks).",
+        True,
+        1,
+    ),
+    ConfigKey(
+        "log.flush.interval.ms", int, 0, "Default flush.ms: the longest a write waits unflushed (0: none).", True, 0
+    ),
+    ConfigKey(
+        "compression.type",
+        str,
+        "producer",
+        "Default compression.type of topics (producer: keep the producer's).",
+        True,
+    ),
+    ConfigKey("log.roll.ms", int, 604800000, "Default segment.ms: a segment older than this rolls.", True, 1),
+    ConfigKey(
+        "log.index.interval.bytes", int, 4096, "Default index.interval.bytes: bytes between index entries.", True, 0
+    ),
+    ConfigKey(
+        "log.message.timestamp.type",
+        str,
+        "CreateTime",
+        "Default message.timestamp.type: CreateTime or LogAppendTime.",
+        True,
+    ),
+    ConfigKey(
+        "log.cleaner.delete.retention.ms",
+        int,
+        86400000,
+        "Default delete.retention.ms: how long compaction keeps tombstones.",
+        True,
+        0,
+    ),
+    ConfigKey(
+        "log.cleaner.min.cleanable.ratio",
+        float,
+        0.5,
+        "Default min.cleanable.dirty.ratio: the dirty share of a log before it is compacted.",
+        True,
+    ),
+    ConfigKey(
+        "replica.fetch.max.bytes",
+        int,
+        REPLICA_FETCH_MAX_BYTES,
+        "Bytes a follower's fetch asks for (a follower far behind catches up in steps this size).",
+        False,
+        1,
+    ),
+    ConfigKey(
+        "replica.fetch.wait.max.ms",
+        int,
+        REPLICA_FETCH_MAX_WAIT_MS,
+        "The longest a follower's fetch waits at the leader for new data.",
+        False,
+        0,
+    ),
+    ConfigKey(
+        "leader.imbalance.check.interval.seconds",
+        int,
+        300,
+        "How often the active controller checks the leader balance.",
+        False,
+        1,
+    ),
 ]
 SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
-_ENV_TO_KEY = {key.env_name: key for key in _KEYS}
 
 
 def _parse_value(key: ConfigKey, raw: Any) -> Any:
@@ -174,6 +269,10 @@ def _parse_value(key: ConfigKey, raw: Any) -> Any:
             if isinstance(raw, bool):
                 raise ValueError(raw)
             return int(raw)
+        if key.kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{key.name}: {raw!r} is not a valid {key.kind.__name__}") from None
@@ -200,9 +299,15 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def _env_name(key_name: str) -> str:
+    return ENV_PREFIX + key_name.upper().replace(".", "_").replace("-", "_")
+
+
 def read_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """RAFTLOG_* variables that name a known key; other RAFTLOG_* variables belong to the CLI."""
-    return {_ENV_TO_KEY[name].name: value for name, value in environ.items() if name in _ENV_TO_KEY}
+    """RAFTLOG_* variables that name a known key (or a Kafka setting of the table at the end of
+    this module); other RAFTLOG_* variables belong to the CLI."""
+    names = {**{key.env_name: key.name for key in _KEYS}, **{_env_name(name): name for name in _KAFKA_NAMES}}
+    return {names[name]: value for name, value in environ.items() if name in names}
 
 
 def parse_set_flags(flags: Iterable[str]) -> dict[str, str]:
@@ -351,8 +456,9 @@ def parse_voters(entries: list[str]) -> dict[int, Address]:
 class NodeConfig:
     """A validated node configuration; ``values`` maps every schema key to its value."""
 
-    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str] = ()):
+    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str] = (), warnings: Iterable[str] = ()):
         self.values = dict(values)
+        self.warnings = list(warnings)  # one line per Kafka setting accepted without a meaning here
         self.explicit = frozenset(explicit)  # keys set by file, environment or flag (not defaults)
         self.node_id: int = values["node.id"]
         self.roles: list[str] = values["process.roles"]
@@ -394,13 +500,11 @@ def load_config(
         read_env(os.environ if environ is None else environ),
         parse_set_flags(overrides),
     ]
-    raw: dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     for layer in layers:
-        for name, value in layer.items():
-            if name not in SCHEMA:
-                raise ConfigError(f"unknown configuration key {name!r}")
-            raw[name] = value
-    return NodeConfig(_resolve(raw), explicit=raw)
+        merged.update(layer)
+    raw, warnings = translate_kafka_settings(merged)
+    return NodeConfig(_resolve(raw), explicit=raw, warnings=warnings)
 
 
 def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -456,6 +560,22 @@ def _check_ranges(values: Mapping[str, Any]) -> None:
             lambda: "broker.heartbeat.interval.ms must be below broker.session.timeout.ms",
         ),
         (0 <= values["metrics.port"] < 65536, lambda: f"metrics.port {values['metrics.port']} is out of range"),
+        (
+            values["replica.fetch.max.bytes"] <= MAX_MESSAGE_BYTES // 2,
+            lambda: f"replica.fetch.max.bytes must be <= {MAX_MESSAGE_BYTES // 2} (half the gRPC message limit)",
+        ),
+        (
+            values["replica.fetch.wait.max.ms"] < REPLICA_FETCH_TIMEOUT_S * 1000,
+            lambda: f"replica.fetch.wait.max.ms must be below the fetch deadline, {REPLICA_FETCH_TIMEOUT_S * 1000:.0f}",
+        ),
+        (
+            0 <= values["log.cleaner.min.cleanable.ratio"] <= 1,
+            lambda: "log.cleaner.min.cleanable.ratio must be 0..1",
+        ),
+        (
+            values["leader.imbalance.per.broker.percentage"] <= 100,
+            lambda: "leader.imbalance.per.broker.percentage must be <= 100",
+        ),
     ]
 
     def positive(name: str) -> Callable[[], str]:
@@ -464,11 +584,27 @@ def _check_ranges(values: Mapping[str, Any]) -> None:
     def at_least(key: ConfigKey) -> Callable[[], str]:
         return lambda: f"{key.name} must be >= {key.minimum}, got {values[key.name]}"
 
+    for topic_key in TOPIC_SCHEMA.values():
+        if topic_key.broker_key is not None:
+            _check_as_topic_default(topic_key.broker_key, values[topic_key.broker_key])
     checks += [(values[name] > 0, positive(name)) for name in _POSITIVE]
     checks += [(values[key.name] >= key.minimum, at_least(key)) for key in _KEYS if key.minimum is not None]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message())
+
+
+_TOPIC_KEY_OF = {key.broker_key: key.name for key in TOPIC_SCHEMA.values() if key.broker_key}
+
+
+def _check_as_topic_default(name: str, value: Any) -> None:
+    """A broker key that is a topic config's default passes that topic config's check."""
+    topic_key = _TOPIC_KEY_OF.get(name)
+    if topic_key is not None:
+        try:
+            validate_topic_config(topic_key, format_value(value))
+        except TopicConfigError as exc:
+            raise ConfigError(f"{name} (the default of topic config {exc})") from None
 
 
 def parse_dynamic_value(name: str, raw: str) -> str:
@@ -482,6 +618,7 @@ def parse_dynamic_value(name: str, raw: str) -> str:
         raise ConfigError(f"{name} must be >= {key.minimum}, got {value}")
     if name == "log.cleanup.policy" and (not value or set(value) - {"delete", "compact"}):
         raise ConfigError(f"log.cleanup.policy: {raw!r} is not a subset of delete,compact")
+    _check_as_topic_default(name, value)
     return format_value(value)
 
 
@@ -491,3 +628,151 @@ def format_value(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(value)
     return "" if value is None else str(value)
+
+
+# -- Kafka broker settings that are not raftlog keys of the same name -------------------------------
+#
+# The one table of them: an operator's Kafka server.properties (or a tuning guide) carries over.
+# A setting with a meaning here is another name of a raftlog key (`alias`, with the value converted
+# where the unit differs); one without is accepted with a one-line warning that says why it has
+# none (`ignored`), never silently. A name in neither table nor the schema is an error. Kafka's
+# settings that are the same here are schema keys under their own name (num.partitions,
+# message.max.bytes, log.flush.interval.messages, replica.fetch.max.bytes, ...).
+
+
+@dataclass(frozen=True)
+class KafkaAlias:
+    name: str
+    target: str  # the raftlog key it sets
+    scale: int = 1  # the target's value is the value times this (a unit change)
+    dynamic: bool = False  # Kafka lets `configs alter --entity-type brokers` change it
+
+
+@dataclass(frozen=True)
+class KafkaIgnored:
+    name: str
+    why: str
+    dynamic: bool = False  # accepted by `configs alter --entity-type brokers` (as Kafka does), and stored
+
+
+_ONE_LOOP = "raftlog serves every connection on one asyncio loop per node"
+_KAFKA_ALIASES = [
+    KafkaAlias("broker.id", "node.id"),
+    KafkaAlias("log.dir", "log.dirs"),
+    KafkaAlias("log.retention.minutes", "log.retention.ms", 60_000, True),
+    KafkaAlias("log.roll.hours", "log.roll.ms", 3_600_000, True),
+]
+_KAFKA_IGNORED = [
+    KafkaIgnored("num.network.threads", _ONE_LOOP, True),
+    KafkaIgnored("num.io.threads", f"{_ONE_LOOP}; disk writes and fsyncs go to a worker thread", True),
+    KafkaIgnored("background.threads", f"{_ONE_LOOP}; background work runs as tasks on it", True),
+    KafkaIgnored("queued.max.requests", "there is no request queue: gRPC hands every call to the node's loop"),
+    KafkaIgnored(
+        "num.replica.fetchers", "each broker runs one fetcher per leader broker, all partitions in one call", True
+    ),
+    KafkaIgnored("log.cleaner.threads", "compaction runs as one task per node", True),
+    KafkaIgnored("log.cleaner.enable", "compaction always runs for cleanup.policy=compact topics"),
+    KafkaIgnored("log.cleaner.dedupe.buffer.size", "compaction keeps the latest offset per key in memory, unbounded"),
+    KafkaIgnored("log.cleaner.io.max.bytes.per.second", "compaction is not throttled", True),
+    KafkaIgnored("num.recovery.threads.per.data.dir", "logs are recovered one at a time on a worker thread", True),
+    KafkaIgnored("log.flush.scheduler.interval.ms", "every partition schedules its own flush by flush.ms"),
+    KafkaIgnored(
+        "log.flush.offset.checkpoint.interval.ms", "the recovery-point checkpoint interval is fixed at 10 s (limits.py)"
+    ),
+    KafkaIgnored("log.retention.check.interval.ms", "retention is checked by each partition's maintenance loop"),
+    KafkaIgnored(
+        "socket.send.buffer.bytes", "gRPC (HTTP/2) sizes its own socket buffers and flow-control windows", True
+    ),
+    KafkaIgnored(
+        "socket.receive.buffer.bytes", "gRPC (HTTP/2) sizes its own socket buffers and flow-control windows", True
+    ),
+    KafkaIgnored(
+        "socket.request.max.bytes", f"every request is bounded by the {MAX_MESSAGE_BYTES} byte gRPC message limit"
+    ),
+    KafkaIgnored("socket.listen.backlog.size", "gRPC sets the listen backlog"),
+    KafkaIgnored(
+        "replica.socket.timeout.ms",
+        f"a replica fetch's deadline is fixed at {REPLICA_FETCH_TIMEOUT_S:.0f} s (limits.py)",
+    ),
+    KafkaIgnored("replica.socket.receive.buffer.bytes", "gRPC (HTTP/2) sizes its own socket buffers"),
+    KafkaIgnored("replica.fetch.min.bytes", "a follower's fetch answers as soon as any data is there"),
+    KafkaIgnored("replica.fetch.backoff.ms", "a failed partition fetch backs off 100 ms (limits.py)"),
+    KafkaIgnored("replica.high.watermark.checkpoint.interval.ms", "the high watermark is not checkpointed"),
+    KafkaIgnored("connections.max.idle.ms", "gRPC keeps connections open with keepalive pings"),
+    KafkaIgnored("max.connections", "connections are not limited", True),
+    KafkaIgnored("max.connections.per.ip", "connections are not limited", True),
+    KafkaIgnored("request.timeout.ms", "a client setting; every call carries its own gRPC deadline"),
+    KafkaIgnored(
+        "zookeeper.connect", "raftlog has no ZooKeeper: metadata lives in its Raft quorum (controller.quorum.voters)"
+    ),
+    KafkaIgnored("zookeeper.connection.timeout.ms", "raftlog has no ZooKeeper"),
+    KafkaIgnored("zookeeper.session.timeout.ms", "raftlog has no ZooKeeper"),
+    KafkaIgnored("controller.listener.names", "controllers are reached at controller.quorum.voters on every listener"),
+    KafkaIgnored("controller.quorum.fetch.timeout.ms", "followers time out by controller.quorum.election.timeout.ms"),
+    KafkaIgnored("inter.broker.protocol.version", "one protocol version: raftlog.v1"),
+    KafkaIgnored("log.message.format.version", "one format: RecordBatch v2"),
+    KafkaIgnored("delete.topic.enable", "topics can always be deleted"),
+    KafkaIgnored("group.initial.rebalance.delay.ms", "consumer groups use the KIP-848 protocol; no join delay"),
+    KafkaIgnored("transaction.state.log.replication.factor", "transactions are not supported"),
+    KafkaIgnored("transaction.state.log.min.isr", "transactions are not supported"),
+    KafkaIgnored("transaction.state.log.num.partitions", "transactions are not supported"),
+    KafkaIgnored("broker.rack", "rack-aware placement is not built"),
+    KafkaIgnored("log.preallocate", "segments are not preallocated"),
+]
+KAFKA_ALIASES: dict[str, KafkaAlias] = {alias.name: alias for alias in _KAFKA_ALIASES}
+KAFKA_IGNORED: dict[str, KafkaIgnored] = {ignored.name: ignored for ignored in _KAFKA_IGNORED}
+_KAFKA_NAMES = frozenset(KAFKA_ALIASES) | frozenset(KAFKA_IGNORED)
+assert not (set(KAFKA_ALIASES) | set(KAFKA_IGNORED)) & set(SCHEMA), "a Kafka name in the table shadows a schema key"
+assert not set(KAFKA_ALIASES) & set(KAFKA_IGNORED), "a Kafka name is either mapped or ignored"
+assert all(alias.target in SCHEMA for alias in _KAFKA_ALIASES), "an alias names a key the schema lacks"
+assert all(SCHEMA[alias.target].dynamic for alias in _KAFKA_ALIASES if alias.dynamic), "a dynamic alias of a static key"
+
+
+def ignored_warning(name: str) -> str:
+    return f"{name}: ignored: {KAFKA_IGNORED[name].why}"
+
+
+def _alias_value(alias: KafkaAlias, raw: Any) -> Any:
+    if alias.scale == 1:
+        return raw
+    try:
+        return int(raw) * alias.scale
+    except (TypeError, ValueError):
+        raise ConfigError(f"{alias.name}: {raw!r} is not a valid int") from None
+
+
+def translate_kafka_settings(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Merged settings by name -> raftlog keys and values, and one warning per ignored Kafka setting.
+
+    An alias never overrides its target when both are given (Kafka's precedence: log.retention.ms
+    over log.retention.minutes, log.roll.ms over log.roll.hours, node.id over broker.id)."""
+    values: dict[str, Any] = {}
+    warnings: list[str] = []
+    for name, value in raw.items():
+        if name in SCHEMA:
+            values[name] = value
+        elif name in KAFKA_IGNORED:
+            warnings.append(ignored_warning(name))
+        elif name not in KAFKA_ALIASES:
+            raise ConfigError(f"unknown configuration key {name!r}")
+    for name, value in raw.items():
+        alias = KAFKA_ALIASES.get(name)
+        if alias is not None and alias.target not in values:
+            values[alias.target] = _alias_value(alias, value)
+    return values, warnings
+
+
+def resolve_dynamic_setting(name: str, raw: str) -> tuple[str, str, str | None]:
+    """A dynamic broker setting as `configs alter --entity-type brokers` gives it -> the name it is
+    stored under, its canonical value, and a warning when it has no meaning here."""
+    alias = KAFKA_ALIASES.get(name)
+    if alias is not None:
+        if not alias.dynamic:
+            raise ConfigError(f"{name!r} ({alias.target} here) is not a dynamic broker config")
+        return alias.target, parse_dynamic_value(alias.target, str(_alias_value(alias, raw))), None
+    ignored = KAFKA_IGNORED.get(name)
+    if ignored is not None:
+        if not ignored.dynamic:
+            raise ConfigError(f"{name!r} is not a dynamic broker config in Kafka ({ignored_warning(name)})")
+        return name, raw.strip(), ignored_warning(name)
+    return name, parse_dynamic_value(name, raw), None

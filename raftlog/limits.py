@@ -74,6 +74,11 @@ YIELD_EVERY_PARTITIONS = 100
 # leader-epoch checkpoint (a few ms on a busy disk), so a chunk stays well under a heartbeat.
 RECONCILE_CHUNK_PARTITIONS = 16
 
+# Preferred-leader elections one automatic leader-balance round commits (one Raft entry); the
+# next round, an interval later, goes on. Each is a small PartitionChangeRecord, and each moves a
+# partition's leadership, which its clients notice as a short NOT_LEADER_OR_FOLLOWER retry.
+LEADER_BALANCE_MAX_ELECTIONS_PER_ROUND = 1_000
+
 assert MAX_PARTITIONS_CREATED_PER_REQUEST <= MAX_PARTITIONS_PER_TOPIC, "one request may not exceed a whole topic"
 assert YIELD_EVERY_PARTITIONS < MAX_PARTITIONS_CREATED_PER_REQUEST, "creating a topic must yield at least once"
 assert RECONCILE_CHUNK_PARTITIONS <= YIELD_EVERY_PARTITIONS, "reconciliation does slower work per partition"
@@ -90,6 +95,16 @@ RAFT_MAX_QUEUED_MESSAGES = 10_000
 # hear its leader before its election timeout (500 ms) runs out.
 RAFT_RECONNECT_BACKOFF_S = 0.05
 
+# HTTP/2 keepalive of the Raft streams (raftlog/channels.py): a ping every this often notices a
+# peer that vanished without a FIN. A Raft stream is client-streaming, so the server writes nothing
+# on it between answers and counts each ping as one "without data": every server accepts a ping
+# without data this often (half the clients' interval, room for timer jitter); gRPC's default (one
+# per 5 minutes, GOAWAY too_many_pings on the third early one) broke every Raft stream about every
+# 30 s, dropping its queued heartbeats.
+GRPC_KEEPALIVE_TIME_MS = 10_000
+GRPC_KEEPALIVE_TIMEOUT_MS = 5_000
+GRPC_MIN_RECV_PING_INTERVAL_MS = GRPC_KEEPALIVE_TIME_MS // 2
+
 # A Ready whose entries (and snapshot) add up to at most this is persisted on the event loop: one
 # synced RocksDB write of that size takes ~0.2 ms, cheaper than a hop to a worker thread; larger
 # writes go to a thread so proposals keep arriving meanwhile (and share the next fsync).
@@ -99,6 +114,8 @@ RAFT_INLINE_WRITE_MAX_BYTES = 64 * 1024
 # MaxSizePerMsg / MaxInflightMsgs): together they bound what a slow follower can have queued.
 RAFT_MAX_ENTRIES_PER_MESSAGE = 4096
 RAFT_MAX_INFLIGHT_MESSAGES = 256
+
+assert GRPC_MIN_RECV_PING_INTERVAL_MS < GRPC_KEEPALIVE_TIME_MS, "servers must accept every keepalive ping"
 
 
 # -- partition storage --------------------------------------------------------------------------
@@ -113,11 +130,13 @@ RECOVERY_POINT_CHECKPOINT_INTERVAL_MS = 10_000
 
 # -- replication (follower fetches) -------------------------------------------------------------
 
-# A follower's long poll waits at most this long for new data (Kafka's replica.fetch.wait.max.ms).
+# Default of replica.fetch.wait.max.ms (raftlog/config.py): a follower's long poll waits at most
+# this long for new data.
 REPLICA_FETCH_MAX_WAIT_MS = 500
 
-# Bytes one ReplicaFetch answer may carry: a follower far behind catches up in steps this size,
-# well under MAX_MESSAGE_BYTES.
+# Default of replica.fetch.max.bytes (raftlog/config.py): bytes one ReplicaFetch answer may carry;
+# a follower far behind catches up in steps this size, well under MAX_MESSAGE_BYTES (config.py
+# refuses more than half of it).
 REPLICA_FETCH_MAX_BYTES = 16 * MIB
 
 # A partition whose fetch failed waits this long before it is fetched again (the others go on).
@@ -175,6 +194,10 @@ CONSUMER_RETRY_BACKOFF_S = 0.05
 # routing errors after a leader change costs one refresh, not one per partition).
 CLIENT_METADATA_TIMEOUT_S = 5.0
 CLIENT_MIN_METADATA_REFRESH_S = 0.05
+# The CLI's console and admin commands first wait this long for a connection to any bootstrap
+# server; when none connects they fail at once, saying so, instead of retrying for the whole
+# call timeout (Kafka's socket.connection.setup.timeout.ms is 10 s; a local cluster connects in ms).
+CLI_BOOTSTRAP_CONNECT_TIMEOUT_S = 3.0
 
 assert REPLICA_FETCH_MAX_BYTES < MAX_MESSAGE_BYTES, "a fetch answer fits in one gRPC message"
 assert REPLICA_FETCH_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the long poll ends before its call times out"

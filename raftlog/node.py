@@ -23,7 +23,7 @@ from raftlog.api.group_service import GroupServicer
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
-from raftlog.channels import Peers
+from raftlog.channels import SERVER_KEEPALIVE_OPTIONS, Peers
 from raftlog.config import NodeConfig
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    *SERVER_KEEPALIVE_OPTIONS,
 ]
 
 

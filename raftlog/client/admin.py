@@ -11,6 +11,7 @@ from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.connection import Connection, retried_by_admin
 from raftlog.errors import RaftlogError
+from raftlog.limits import ADMIN_RETRY_BACKOFF_S
 from raftlog.v1 import admin_pb2, admin_pb2_grpc, broker_pb2, broker_pb2_grpc, group_pb2, group_pb2_grpc
 
 ENTITY_TYPES = ("brokers", "topics")
@@ -52,7 +53,9 @@ class Admin:
     ) -> str:
         """Creates a topic; None takes the broker default (num.partitions, default.replication.factor).
 
-        Returns the topic id (hex).
+        Returns the topic id (hex) once every partition has a leader in the metadata of the node
+        that answers (as Kafka's tools wait for metadata after CreateTopics), or at this client's
+        timeout if the controller could not give every partition one (the topic exists either way).
         """
         request = admin_pb2.CreateTopicRequest(
             name=name,
@@ -61,7 +64,18 @@ class Admin:
             configs={k: str(v) for k, v in (config or {}).items()},
             validate_only=validate_only,
         )
-        return self._write("CreateTopic", request).topic_id.hex()
+        topic_id = self._write("CreateTopic", request).topic_id.hex()
+        if not validate_only:
+            self._wait_for_leaders(name)
+        return topic_id
+
+    def _wait_for_leaders(self, name: str) -> None:
+        deadline = time.monotonic() + self._connection.timeout_s
+        while time.monotonic() < deadline:
+            topics = [t for t in self.metadata([name]).topics if t.name == name and not t.error_reason]
+            if topics and topics[0].partitions and all(p.leader >= 0 for p in topics[0].partitions):
+                return
+            time.sleep(ADMIN_RETRY_BACKOFF_S)
 
     def delete_topic(self, name: str) -> None:
         self._write("DeleteTopic", admin_pb2.DeleteTopicRequest(name=name))

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -373,14 +374,29 @@ class _Sender:
         try:
             deadline = batch.created_s + self._settings["delivery_timeout_ms"] / 1000.0
             attempts = 1
+            topic_missing = 0  # metadata answers in a row without the batch's topic or partition
             while (
                 self._retriable(batch, error) and attempts <= self._settings["retries"] and time.monotonic() <= deadline
             ):
                 if error.refresh_metadata:
                     self._metadata.invalidate()
+                on_retry = self._settings.get("on_retry")
+                if on_retry is not None:
+                    on_retry(batch.topic, batch.partition, error, deadline - time.monotonic())
                 await asyncio.sleep(self._settings["retry_backoff_ms"] / 1000.0 * random.uniform(0.8, 1.2))
                 try:
-                    leader = await self._metadata.leader_for(batch.topic, batch.partition)
+                    try:
+                        leader = await self._metadata.leader_for(batch.topic, batch.partition)
+                    except RaftlogError as exc:
+                        # Fresh metadata says the topic (or partition) does not exist: like Kafka's
+                        # producer, fail now rather than at delivery.timeout.ms. Twice in a row, so a
+                        # broker that has not applied a just-created topic yet is not taken at its word.
+                        topic_missing = topic_missing + 1 if exc.error is Errors.UNKNOWN_TOPIC_OR_PARTITION else 0
+                        if topic_missing >= 2:
+                            self._complete(batch, exc)
+                            return
+                        raise
+                    topic_missing = 0
                     if leader.address is None:
                         raise RaftlogError(
                             Errors.LEADER_NOT_AVAILABLE, f"{batch.topic}-{batch.partition} has no leader"
@@ -529,7 +545,10 @@ class _ProducerBase:
         retry_backoff_ms: int = 100,
         buffer_memory: int = 32 * 1024 * 1024,
         max_block_ms: int = 60_000,
+        on_retry: Callable[[str, int, RaftlogError, float], None] | None = None,
     ):
+        """on_retry(topic, partition, error, seconds_left): called on the sender's loop before each
+        retry of a batch, so a caller (the console producer) can say what it is waiting for."""
         self._settings = _settings(
             acks,
             linger_ms,
@@ -544,6 +563,7 @@ class _ProducerBase:
             buffer_memory,
             max_block_ms,
         )
+        self._settings["on_retry"] = on_retry
         self._bootstrap = bootstrap_servers
         self._accumulator = RecordAccumulator(batch_size, linger_ms, buffer_memory)
         self._sticky = StickyPartitioner()

@@ -6,12 +6,16 @@ Layout of the data dir::
                                     the same cluster)
     <data-dir>/node-<id>/node.toml  the node's configuration
     <data-dir>/node-<id>/node.log   the node's log (stderr)
+    <data-dir>/node-<id>/node.pid   the pid of its running process (advisory: a pidfile whose
+                                    process is gone is stale and removed; one whose process runs
+                                    makes start() refuse, naming the cluster that runs)
     <data-dir>/node-<id>/data/      its log.dirs and metadata dir (log.dirs elsewhere if given)
 
 Nodes are numbered first_node_id, first_node_id + 1, ... (default 1; Kafka operators often start
 at 0, which works too); the node in position k listens on base_port + k whatever its id, so the
 bootstrap addresses do not depend on the numbering. Every process is started by this object and
-stopped by its pid.
+stopped by its pid. With exit_with_parent (what `raftlog cluster up` uses), each node stops when
+the process that started it dies, so a supervisor killed with -9 leaves no node behind.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlog.client.admin import Admin
+from raftlog.config import ConfigError, load_config
 from raftlog.durable_file import write_durable
 from raftlog.errors import RaftlogError
 from raftlog.storage_format import random_cluster_id
@@ -35,8 +40,18 @@ HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0
 
 
+# Keys LocalCluster writes into each node's config itself; a setting for every node cannot name them.
+PER_NODE_KEYS = frozenset(
+    ["node.id", "cluster.id", "controller.quorum.voters", "listeners", "log.dirs", "metadata.log.dir", "metrics.port"]
+)
+
+
 class ClusterLayoutError(RuntimeError):
-    """The data dir holds a different cluster than the one asked for."""
+    """The data dir holds a different cluster than the one asked for, or settings it cannot use."""
+
+
+class ClusterRunningError(RuntimeError):
+    """The data dir's nodes are already running (their pidfiles name live processes)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,30 @@ class NodeSpec:
     def log_path(self) -> Path:
         return self.home / "node.log"
 
+    @property
+    def pid_path(self) -> Path:
+        return self.home / "node.pid"
+
+    def running_pid(self) -> int | None:
+        """The pid in the pidfile if that process runs this node's config; a stale pidfile is removed."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            pid = -1
+        try:
+            # The config path on its command line guards against a pid reused by another process.
+            alive = pid > 0 and str(self.config_path) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
+                errors="replace"
+            )
+        except OSError:
+            alive = False
+        if alive:
+            return pid
+        self.pid_path.unlink(missing_ok=True)
+        return None
+
 
 def _toml_value(value) -> str:
     if isinstance(value, bool):
@@ -91,17 +130,25 @@ class LocalCluster:
         launcher: Callable[[int], list[str]] | None = None,
         first_node_id: int = 1,
         log_dirs: dict[int, Path] | None = None,
+        exit_with_parent: bool = False,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
         a command prefix to start it with (the chaos suite runs nodes in network namespaces);
         log_dirs: node id -> its log.dirs, apart from its metadata (the chaos suite puts them on
-        small mounts it can fill)."""
+        small mounts it can fill); exit_with_parent: each node stops (SIGTERM) when this process dies."""
+        extra = dict(extra_config or {})
+        owned = sorted(PER_NODE_KEYS & set(extra))
+        if owned:
+            raise ClusterLayoutError(
+                f"{owned[0]}: set per node by the cluster itself; it cannot be given for every node"
+            )
         if not 1 <= nodes <= 9:
             raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
         if first_node_id < 0:
             raise ClusterLayoutError(f"--first-node-id must be >= 0, got {first_node_id}")
         self.data_dir = Path(data_dir).resolve()
-        self.extra_config = dict(extra_config or {})
+        self.extra_config = extra
+        self.exit_with_parent = exit_with_parent
         self.cluster_id = self._load_or_create_layout(nodes, base_port, first_node_id)
         metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
         self.specs = {
@@ -164,8 +211,35 @@ class LocalCluster:
         lines = [f'"{name}" = {_toml_value(value)}' for name, value in values.items()]
         spec.config_path.write_text("# written by raftlog cluster up\n" + "\n".join(lines) + "\n")
 
+    def running_nodes(self, node_ids: list[int] | None = None) -> dict[int, int]:
+        """Node id -> pid of this data dir's nodes (default: all) running now, from their pidfiles."""
+        ids = list(self.specs) if node_ids is None else node_ids
+        return {i: pid for i in ids if (pid := self.specs[i].running_pid()) is not None}
+
+    def check_not_running(self, node_ids: list[int] | None = None) -> None:
+        running = self.running_nodes(node_ids)
+        if running:
+            nodes = ", ".join(f"node {i} (pid {pid})" for i, pid in sorted(running.items()))
+            raise ClusterRunningError(
+                f"cluster {self.cluster_id} in {self.data_dir} is already running: {nodes}; stop it first or "
+                "use another --data-dir"
+            )
+
+    def check_configs(self) -> list[str]:
+        """Writes every node's config and validates it as the node will, before any node starts;
+        returns the warnings (Kafka settings that mean nothing here), the same for every node."""
+        warnings: list[str] = []
+        for spec in self.specs.values():
+            self._write_config(spec)
+            try:
+                warnings = load_config(spec.config_path, environ={}).warnings
+            except ConfigError as exc:
+                raise ClusterLayoutError(f"invalid configuration: {exc}") from None
+        return warnings
+
     def start_node(self, node_id: int) -> subprocess.Popen:
         spec = self.specs[node_id]
+        self.check_not_running([node_id])
         self._write_config(spec)
         command = [
             *(self._launcher(node_id) if self._launcher else []),
@@ -177,16 +251,27 @@ class LocalCluster:
             "--config",
             str(spec.config_path),
             "--format-if-empty",
+            *(["--exit-with-parent", str(os.getpid())] if self.exit_with_parent else []),
         ]
+        # The node's settings are all in its config file (RAFTLOG_* settings the caller wants reach
+        # the nodes through extra_config: `cluster up` folds them in).
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAFTLOG_")}
         with open(spec.log_path, "ab") as log_file:
             process = subprocess.Popen(command, stdout=log_file, stderr=log_file, env=env, start_new_session=True)
         self.processes[node_id] = process
+        # Advisory (not crash-safe on purpose): a torn or stale pidfile is recognised and removed.
+        spec.pid_path.write_text(f"{process.pid}\n")
         return process
 
     def start(self) -> None:
+        """Refuses when this data dir's nodes already run; checks every config; starts every node."""
+        self.check_not_running()
+        self.check_configs()
         for node_id in self.specs:
             self.start_node(node_id)
+
+    def _reaped(self, node_id: int) -> None:
+        self.specs[node_id].pid_path.unlink(missing_ok=True)
 
     def is_running(self, node_id: int) -> bool:
         process = self.processes.get(node_id)
@@ -201,6 +286,7 @@ class LocalCluster:
         """kill -9, then reap."""
         self.signal_node(node_id, signal.SIGKILL)
         self.processes[node_id].wait(timeout=STOP_TIMEOUT_S)
+        self._reaped(node_id)
 
     def stop_node(self, node_id: int, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM (a clean shutdown), SIGKILL if it has not exited in time; returns the exit code."""
@@ -215,6 +301,7 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=timeout_s)
+        self._reaped(node_id)
         return process.returncode
 
     def stop(self) -> None:

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 
 from raftlog import config as node_config
-from raftlog.controller import decisions, topics
+from raftlog.controller import decisions, leader_balance, topics
 from raftlog.controller import partitions as partition_rules
 from raftlog.errors import RaftlogError
+from raftlog.limits import LEADER_BALANCE_MAX_ELECTIONS_PER_ROUND
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.metadata.records import encode_batch, no_op
 from raftlog.metadata.state_machine import MetadataStateMachine
@@ -57,6 +58,7 @@ class ActiveController:
         self._offline = decisions.OfflineReplicas()  # replicas brokers report they cannot serve
         self._decision_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._balance_task: asyncio.Task | None = None
         self._sessions_term = -1  # the Raft term in which this node last started broker sessions
 
     @property
@@ -69,11 +71,16 @@ class ActiveController:
 
     async def start(self) -> None:
         self._task = self._supervisor.spawn(self._fence_expired_loop(), name="controller-session-expiry", critical=True)
+        if self._config["auto.leader.rebalance.enable"]:
+            self._balance_task = self._supervisor.spawn(
+                self.leader_balance_loop(), name="controller-leader-balance", critical=True
+            )
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._balance_task) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -292,3 +299,37 @@ class ActiveController:
             ids = [r.broker_fencing.broker_id for r in expired if r.HasField("broker_fencing")]
             log.warning("fencing brokers %s: no heartbeat for %d ms", ids, self._session_timeout_ms)
         return expired
+
+    # -- automatic leader balance (Kafka's auto.leader.rebalance.enable) ----------------------
+
+    async def leader_balance_loop(self) -> None:
+        """Every leader.imbalance.check.interval.seconds, while active: preferred-leader elections for
+        brokers above leader.imbalance.per.broker.percentage (raftlog/controller/leader_balance.py)."""
+        interval_s = float(self._config["leader.imbalance.check.interval.seconds"])
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self.is_active() or not leader_balance.rebalance(
+                self.image, self._config["leader.imbalance.per.broker.percentage"], self._usable_for, 1
+            ):
+                continue  # balanced (seen on the local image): no quorum round trip
+            try:
+                await self._decide(self._balance_decision)
+            except RaftlogError as exc:
+                log.debug("leader balance round skipped: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - the balance must keep being checked
+                self._supervisor.survived("controller-leader-balance", exc)
+
+    def _usable_for(self, partition: PartitionInfo) -> set[int]:
+        """Brokers that may lead this partition: unfenced, and not reporting its replica offline."""
+        return self._offline.usable_for(partition, decisions.usable_brokers(self.image))
+
+    def _balance_decision(self, image: MetadataImage) -> list[metadata_pb2.MetadataRecord]:
+        elections = leader_balance.rebalance(
+            image,
+            self._config["leader.imbalance.per.broker.percentage"],
+            self._usable_for,
+            LEADER_BALANCE_MAX_ELECTIONS_PER_ROUND,
+        )
+        if elections:
+            log.info("leader balance: %d preferred-leader elections", len(elections))
+        return elections

@@ -251,19 +251,28 @@ def _config_record(resource: admin_pb2.ConfigResource, op: admin_pb2.AlterConfig
         [(name, value)] = validated_configs({op.name: op.value}).items()
         return records.config(resource.type, resource.name, name, value)
     if op.op == admin_pb2.AlterConfigOp.DELETE:
-        _check_known_name(op.name)
-        return records.config(resource.type, resource.name, op.name, None)
+        return records.config(resource.type, resource.name, _known_dynamic_name(op.name), None)
     try:
-        value = node_config.parse_dynamic_value(op.name, op.value)
+        # A Kafka setting with another name here is stored under that name; one without a meaning
+        # here is stored as given (describe shows it) and does nothing: the CLI warns the operator.
+        name, value, _ = node_config.resolve_dynamic_setting(op.name, op.value)
     except node_config.ConfigError as exc:
         raise RaftlogError("INVALID_CONFIG", str(exc)) from None
-    return records.config(resource.type, resource.name, op.name, value)
+    return records.config(resource.type, resource.name, name, value)
 
 
-def _check_known_name(name: str) -> None:
+def _known_dynamic_name(name: str) -> str:
+    """The name a dynamic broker config is stored under (a Kafka alias's target)."""
+    alias = node_config.KAFKA_ALIASES.get(name)
+    if alias is not None and alias.dynamic:
+        return alias.target
+    ignored = node_config.KAFKA_IGNORED.get(name)
+    if ignored is not None and ignored.dynamic:
+        return name
     key = node_config.SCHEMA.get(name)
     if key is None or not key.dynamic:
         raise RaftlogError("INVALID_CONFIG", f"{name!r} is not a dynamic broker config")
+    return name
 
 
 def _check_topic_key(name: str) -> None:

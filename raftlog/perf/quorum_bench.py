@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftlog.client.admin import Admin
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
 from raftlog.node_ids import NO_NODE
@@ -45,7 +46,8 @@ class QuorumBenchResult:
             "commit_latency_ms": _latency_summary(self.commit_latencies_ms),
             "client_round_trip_ms": _latency_summary(self.client_latencies_ms),
             "failover_s": [round(s, 3) for s in self.failover_s],
-            "failover_median_s": round(median(self.failover_s), 3),
+            # None: not measured (against an existing cluster, which the bench does not kill)
+            "failover_median_s": round(median(self.failover_s), 3) if self.failover_s else None,
         }
 
 
@@ -79,28 +81,62 @@ def run_quorum_bench(
             cluster.stop()
 
 
+def run_quorum_bench_against(
+    bootstrap_servers: str, writes: int, concurrency: int, single_writes: int, progress=print
+) -> QuorumBenchResult:
+    """The write rows against an existing cluster (its active controller commits the no-ops);
+    the failover row needs a cluster of its own to kill and is not measured."""
+    result = QuorumBenchResult(concurrency=concurrency)
+    with Admin(bootstrap_servers, timeout_ms=600_000) as admin:
+        _measure_writes(admin, result, writes, concurrency, single_writes, progress)
+    return result
+
+
+def _measure_writes(admin, result: QuorumBenchResult, writes, concurrency, single_writes, progress) -> None:
+    admin.benchmark_quorum(min(writes, 2000), concurrency)  # warm-up
+    response = admin.benchmark_quorum(writes, concurrency)
+    result.pipelined_writes, result.pipelined_elapsed_s = response.committed, response.elapsed_s
+    progress(f"pipelined: {response.committed} writes in {response.elapsed_s:.2f} s")
+    result.commit_latencies_ms = list(admin.benchmark_quorum(single_writes, 1).latencies_ms)
+    result.client_latencies_ms = _client_round_trips(admin, single_writes)
+    progress("single writes measured")
+
+
 def _measure(cluster, writes, concurrency, single_writes, failover_runs, progress) -> QuorumBenchResult:
     result = QuorumBenchResult(concurrency=concurrency)
     with cluster.admin(timeout_ms=600_000) as admin:
-        admin.benchmark_quorum(min(writes, 2000), concurrency)  # warm-up
-        response = admin.benchmark_quorum(writes, concurrency)
-        result.pipelined_writes, result.pipelined_elapsed_s = response.committed, response.elapsed_s
-        progress(f"pipelined: {response.committed} writes in {response.elapsed_s:.2f} s")
-        result.commit_latencies_ms = list(admin.benchmark_quorum(single_writes, 1).latencies_ms)
-        result.client_latencies_ms = _client_round_trips(admin, single_writes)
-        progress("single writes measured")
+        _measure_writes(admin, result, writes, concurrency, single_writes, progress)
     for run in range(failover_runs):
         result.failover_s.append(_one_failover(cluster))
         progress(f"failover run {run + 1}: {result.failover_s[-1]:.3f} s")
     return result
 
 
+ROUND_TRIP_KEY = "log.retention.hours"
+
+
 def _client_round_trips(admin, count: int) -> list[float]:
+    """AlterConfigs round trips on the cluster-wide broker default of ROUND_TRIP_KEY, which is put
+    back as it was afterwards (the cluster may be an operator's)."""
+    before = next(
+        (
+            e
+            for e in admin.describe_configs("brokers", "")
+            if e["name"] == ROUND_TRIP_KEY and e["source"].startswith("DYNAMIC")
+        ),
+        None,
+    )
     latencies_ms = []
-    for i in range(count):
-        started = time.perf_counter()
-        admin.alter_configs("brokers", "", {"log.retention.hours": str(100 + i % 50)})
-        latencies_ms.append((time.perf_counter() - started) * 1000.0)
+    try:
+        for i in range(count):
+            started = time.perf_counter()
+            admin.alter_configs("brokers", "", {ROUND_TRIP_KEY: str(100 + i % 50)})
+            latencies_ms.append((time.perf_counter() - started) * 1000.0)
+    finally:
+        if before is not None:
+            admin.alter_configs("brokers", "", {ROUND_TRIP_KEY: before["value"]})
+        elif latencies_ms:
+            admin.alter_configs("brokers", "", {}, [ROUND_TRIP_KEY])
     return latencies_ms
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from raftlog.channels import aio_channel
+from raftlog.channels import KEEPALIVE_OPTIONS, aio_channel
 from raftlog.errors import REASON_METADATA_KEY
 from raftlog.limits import MAX_MESSAGE_BYTES, raft_payload_bytes
 from raftlog.limits import RAFT_MAX_QUEUED_MESSAGES as MAX_QUEUED_MESSAGES
@@ -36,7 +36,6 @@ from raftlog.v1 import raft_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 10_000)]
 KNOWN_TYPES = frozenset(int(t) for t in MsgType)
 # A message's own framing inside a batch: its field tag and length prefix.
 MESSAGE_FRAMING_BYTES = 6

@@ -16,8 +16,7 @@ import grpc
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.limits import REPLICA_FETCH_ERROR_BACKOFF_S as ERROR_BACKOFF_S
-from raftlog.limits import REPLICA_FETCH_MAX_BYTES as FETCH_MAX_BYTES
-from raftlog.limits import REPLICA_FETCH_MAX_WAIT_MS as FETCH_MAX_WAIT_MS
+from raftlog.limits import REPLICA_FETCH_MAX_BYTES, REPLICA_FETCH_MAX_WAIT_MS
 from raftlog.limits import REPLICA_FETCH_TIMEOUT_S as RPC_TIMEOUT_S
 from raftlog.replication.partition import Partition
 from raftlog.v1 import replication_pb2, replication_pb2_grpc
@@ -26,8 +25,18 @@ log = logging.getLogger(__name__)
 
 
 class ReplicaFetcher:
-    def __init__(self, manager, leader_id: int, peers: Peers):
+    def __init__(
+        self,
+        manager,
+        leader_id: int,
+        peers: Peers,
+        max_wait_ms: int = REPLICA_FETCH_MAX_WAIT_MS,
+        max_bytes: int = REPLICA_FETCH_MAX_BYTES,
+    ):
+        """max_wait_ms, max_bytes: replica.fetch.wait.max.ms and replica.fetch.max.bytes."""
         self._manager = manager
+        self._max_wait_ms = max_wait_ms
+        self._max_bytes = max_bytes
         self.leader_id = leader_id
         self._peers = peers
         self.partitions: dict[tuple[bytes, int], Partition] = {}
@@ -85,8 +94,8 @@ class ReplicaFetcher:
             cluster_id=self._manager.cluster_id,
             replica_id=self._manager.broker_id,
             broker_epoch=broker_epoch,
-            max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_bytes=FETCH_MAX_BYTES,
+            max_wait_ms=self._max_wait_ms,
+            max_bytes=self._max_bytes,
             partitions=[
                 replication_pb2.ReplicaFetchPartition(
                     topic_id=p.topic_id,

@@ -457,7 +457,13 @@ class ReplicaManager:
 
     def _fetcher_for(self, leader_id: int) -> ReplicaFetcher:
         if leader_id not in self._fetchers:
-            fetcher = ReplicaFetcher(self, leader_id, self._peers)
+            fetcher = ReplicaFetcher(
+                self,
+                leader_id,
+                self._peers,
+                self.config["replica.fetch.wait.max.ms"],
+                self.config["replica.fetch.max.bytes"],
+            )
             fetcher.start()
             self._fetchers[leader_id] = fetcher
         return self._fetchers[leader_id]

@@ -264,7 +264,8 @@ def test_reassignment_moves_a_partition_onto_the_third_node(make_cluster):
 
 
 def test_preferred_leader_election_after_the_preferred_leader_returns(make_cluster):
-    cluster = make_cluster(extra_config=FAST_ISR)
+    # The operator's election; the automatic one is tested in test_leader_balance.py.
+    cluster = make_cluster(extra_config={**FAST_ISR, "auto.leader.rebalance.enable": False})
     cluster.start()
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
@@ -303,7 +304,7 @@ def test_preferred_leader_election_after_the_preferred_leader_returns(make_clust
             30,
             "the restarted preferred replica to rejoin the ISR",
         )
-        assert back["leader"] == failover["leader"], "nothing moves leadership back on its own"
+        assert back["leader"] == failover["leader"], "with auto.leader.rebalance.enable=false nothing moves it back"
 
         result = cli(
             "partitions",
