@@ -44,7 +44,13 @@ def _raise_stop(signum, frame) -> None:
     "--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100)."
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
-def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS everywhere: a local CA and certificates in DATA_DIR/tls, mutual TLS between nodes, "
+    "SSL client listeners at base-port+50.., and DATA_DIR/client.properties for --command-config.",
+)
+def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides, secure) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM."""
     extra = {}
     for item in overrides:
@@ -53,7 +59,9 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
             fail(f"--set {item!r}: expected key=value")
         extra[key.strip()] = value
     try:
-        cluster = LocalCluster(data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id)
+        cluster = LocalCluster(
+            data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id, secure=secure
+        )
     except ClusterLayoutError as exc:
         fail(str(exc))
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -65,6 +73,11 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
             f"raftlog cluster {cluster.cluster_id} ready: {nodes} nodes, leader {leader}, "
             f"bootstrap servers {cluster.bootstrap_servers} (logs in {cluster.data_dir}/node-*/node.log)",
         )
+        if cluster.secure is not None:
+            click.echo(
+                f"TLS: certificates in {cluster.secure.tls_dir}; connect with "
+                f"--bootstrap-server {cluster.bootstrap_servers} --command-config {cluster.secure.properties_path}"
+            )
         sys.stdout.flush()
         _watch(cluster)
     except _Stop:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from cli.output import bootstrap_option, fail, parse_bootstrap
+from cli.output import bootstrap_option, client_security, fail, parse_bootstrap
 
 
 def _properties(items: tuple[str, ...], known: set[str]) -> dict[str, str]:
@@ -39,7 +39,10 @@ def produce(topic, acks, properties, partition, compression_type, bootstrap_serv
     compression = None if compression_type == "none" else compression_type
     try:
         producer = Producer(
-            parse_bootstrap(bootstrap_server), acks=acks if acks == "all" else int(acks), compression_type=compression
+            parse_bootstrap(bootstrap_server),
+            acks=acks if acks == "all" else int(acks),
+            compression_type=compression,
+            **client_security(),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -136,6 +139,7 @@ def consume(
             group_instance_id=group_instance_id,
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False,
+            **client_security(),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -198,7 +202,7 @@ def _interrupt(signum, frame) -> None:
 def _partitions_of(bootstrap_server: str, topic: str) -> list[int]:
     from raftlog.client.admin import Admin
 
-    with Admin(parse_bootstrap(bootstrap_server)) as admin:
+    with Admin(parse_bootstrap(bootstrap_server), **client_security()) as admin:
         [described] = admin.describe_topics([topic])
     return [p["partition"] for p in described["partitions"]]
 

@@ -326,10 +326,9 @@ def probe_protocol(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | No
         return None
 
 
-def mismatch_error(address: str, security: ClientSecurity, timeout_s: float = PROBE_TIMEOUT_S) -> RaftlogError | None:
-    """After a connection failure: SSL_AUTHENTICATION_FAILED naming the fix when the server speaks
-    the other protocol than this client, else None (the failure is something else)."""
-    spoken = probe_protocol(address, timeout_s)
+def mismatch_error(address: str, security: ClientSecurity, spoken: str | None) -> RaftlogError | None:
+    """SSL_AUTHENTICATION_FAILED naming the fix when the server at ``address`` speaks (``spoken``,
+    from ``probe_protocol``) the other protocol than this client, else None."""
     if spoken == SSL and not security.tls:
         return RaftlogError(
             Errors.SSL_AUTHENTICATION_FAILED,
@@ -342,3 +341,25 @@ def mismatch_error(address: str, security: ClientSecurity, timeout_s: float = PR
             f"TLS handshake failed: the server at {address} speaks plaintext; set security.protocol=PLAINTEXT",
         )
     return None
+
+
+class ProtocolCheck:
+    """Probes a server once a connection to it failed; remembers servers found to speak this
+    client's protocol (their failures are something else: down, overloaded), so a client retrying
+    a down broker does not probe it on every attempt once it has answered."""
+
+    def __init__(self, security: ClientSecurity):
+        self.security = security
+        self._matching: set[str] = set()
+        self._lock = threading.Lock()
+
+    def after_failure(self, address: str) -> RaftlogError | None:
+        with self._lock:
+            if address in self._matching:
+                return None
+        spoken = probe_protocol(address)
+        if spoken == self.security.protocol:
+            with self._lock:
+                self._matching.add(address)
+            return None
+        return mismatch_error(address, self.security, spoken)

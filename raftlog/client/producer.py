@@ -37,6 +37,7 @@ from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
 from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import PRODUCE_RESPONSE_MARGIN_S as RESPONSE_MARGIN_S
+from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
 
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
@@ -529,7 +530,12 @@ class _ProducerBase:
         retry_backoff_ms: int = 100,
         buffer_memory: int = 32 * 1024 * 1024,
         max_block_ms: int = 60_000,
+        security_protocol: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ):
+        self._security = ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
         self._settings = _settings(
             acks,
             linger_ms,
@@ -600,7 +606,7 @@ class AsyncProducer(_ProducerBase):
 
     async def start(self) -> None:
         if self._sender is None:
-            self._metadata = ClusterMetadata(self._bootstrap)
+            self._metadata = ClusterMetadata(self._bootstrap, self._security)
             self._sender = _Sender(self._metadata, self._accumulator, self._settings)
             self._sender.start()
 
@@ -667,7 +673,7 @@ class Producer(_ProducerBase):
     def __init__(self, bootstrap_servers, **settings):
         super().__init__(bootstrap_servers, **settings)
         self._background = BackgroundLoop("raftlog-producer")
-        self._metadata = ClusterMetadata(bootstrap_servers)
+        self._metadata = ClusterMetadata(bootstrap_servers, self._security)
         self._sender = _Sender(self._metadata, self._accumulator, self._settings)
         self._background.run(self._start_sender())
 
