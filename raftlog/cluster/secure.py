@@ -27,8 +27,9 @@ class SecureLayout:
         for node_id in node_ids:
             if not self.ca.node(node_id).certificate.exists():
                 self.ca.issue_node(node_id)
-        self.admin = self.ca.issue(ADMIN_NAME, ADMIN_NAME) if not (self.tls_dir / "admin.pem").exists() else None
-        self.admin_certificate, self.admin_key = self.tls_dir / "admin.pem", self.tls_dir / "admin.key"
+        self.admin_certificate, self.admin_key = self.tls_dir / f"{ADMIN_NAME}.pem", self.tls_dir / f"{ADMIN_NAME}.key"
+        if not self.admin_certificate.exists():  # a re-run keeps the certificates it made
+            self.ca.issue(ADMIN_NAME, ADMIN_NAME)
         self.properties_path.write_text(
             "# written by raftlog cluster up --secure: raftlog <command> --command-config "
             f"{self.properties_path}\n" + "".join(f"{key}={value}\n" for key, value in self.client_properties().items())
