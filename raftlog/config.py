@@ -512,7 +512,17 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"node.id {node_id} is not one of controller.quorum.voters {sorted(voters)}")
     if values["listeners"] is None:
         values["listeners"] = str(voters[node_id])
-    _resolve_listeners(values)  # checked here so that every contradiction is a ConfigError before start
+    bound, _, inter_broker = _resolve_listeners(values)  # here, so that every contradiction fails before start
+    internal = _internal_listeners(values, inter_broker)
+    client_ports = {b.port: b.name for b in bound if b.name not in internal}
+    if node_id in voters and voters[node_id].port in client_ports:
+        # Peers reach this node at its voter address; a client listener there would not serve them.
+        # (A port that no listener binds may be forwarded, as in containers: not checked.)
+        raise ConfigError(
+            f"controller.quorum.voters gives node {node_id} port {voters[node_id].port}, the port of client "
+            f"listener {client_ports[voters[node_id].port]}; it must be an internal listener's "
+            f"({', '.join(sorted(internal))})"
+        )
     if values["metadata.log.dir"] is None:
         values["metadata.log.dir"] = values["log.dirs"][0]
     _check_ranges(values)

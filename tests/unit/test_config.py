@@ -84,6 +84,14 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         ),
         (
             [
+                "listeners=INTERNAL://127.0.0.1:9092,CLIENT://127.0.0.1:19091",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT,CLIENT:PLAINTEXT",
+                "inter.broker.listener.name=INTERNAL",
+            ],
+            "port 19091, the port of client listener CLIENT; it must be an internal listener.s",
+        ),
+        (
+            [
                 "listeners=INTERNAL://n1:9092",
                 "listener.security.protocol.map=INTERNAL:PLAINTEXT",
                 "controller.listener.names=X",
