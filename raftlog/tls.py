@@ -2,10 +2,15 @@
 
 Owns: the ``ssl.*`` settings in PEM form (``TlsFiles``), server credentials that pick up
 certificates replaced on disk for new connections (``ServerTls``), channel credentials for nodes
-and clients (``ClientSecurity``), the principal a certificate maps to (``PrincipalMapper``, Kafka's
-``ssl.principal.mapping.rules``, in raftlog/principals.py), the node ids a certificate names (``certificate_node_ids``) and
-the check that a peer is the node it claims to be (``PeerAuthenticator.check_node``). It does not
-decide what a principal may do (ACLs come later and start from ``PeerAuthenticator.identity``).
+and clients (``ClientSecurity``), reading a peer's certificate into its principal (the naming
+rules, Kafka's ``ssl.principal.mapping.rules``, are raftlog/principals.py) and the node ids it
+names (``certificate_node_ids``), and the check that a peer is the node it claims to be
+(``PeerAuthenticator.check_node``). It does not decide what a principal may do: ACLs come later
+and start from ``PeerAuthenticator.identity``.
+
+Outbound credentials are read from the files when a channel is opened: the Raft transport opens a
+new channel on every reconnect; ``Peers`` keeps its channels (controller calls, replica fetches),
+so a node's own renewed client certificate is used there only after a restart.
 
 A node's certificate names its node id as a SAN URI ``raftlog:node:<id>``; a certificate without
 such URIs names the node ``<id>`` by a common name ``node-<id>``. ``raftlog cluster up --secure``

@@ -173,6 +173,17 @@ def test_client_listeners_do_not_serve_internal_services(cluster):
             assert refused(call).code() == grpc.StatusCode.UNIMPLEMENTED
 
 
+def test_server_reflection_is_off_unless_enabled(cluster):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    for address in (internal(cluster, 1), client_listener(cluster, 1)):
+        with channel_as(cluster, address, "admin") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            error = refused(lambda: list(stub.ServerReflectionInfo(iter([request]), timeout=CALL_TIMEOUT_S)))
+            assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_a_node_serves_a_replaced_certificate_to_new_connections_without_a_restart(cluster):
     assert cluster.secure is not None
     spec = cluster.specs[3]
