@@ -10,6 +10,7 @@ request claims to come from.
 from __future__ import annotations
 
 import os
+import signal
 import ssl
 
 import grpc
@@ -198,6 +199,10 @@ def test_a_node_serves_a_replaced_certificate_to_new_connections_without_a_resta
     after = served()
     assert after == serial_number(current.certificate.read_bytes()) and after != before
     assert cluster.is_running(3)
+    # SIGHUP reloads too (and does not end the node, as SIGHUP's default would).
+    cluster.signal_node(3, signal.SIGHUP)
+    wait_until(lambda: "reloading TLS certificates" in spec.log_path.read_text(), 10, "SIGHUP logged")
+    assert served() == after and cluster.is_running(3)
     # Its peers accept the renewed certificate too (same CA): node 3 is still a live broker.
     with cluster.admin() as admin:
         admin.create_topic("after-renewal", partitions=1, replication_factor=3)
