@@ -46,7 +46,13 @@ def _raise_stop(signum, frame) -> None:
     "--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100)."
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
-def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS everywhere: a local CA and certificates in DATA_DIR/tls, mutual TLS between nodes, "
+    "SSL client listeners at base-port+50.., and DATA_DIR/client.properties for --command-config.",
+)
+def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides, secure) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM.
 
     Settings for every node: RAFTLOG_* environment variables (RAFTLOG_NUM_PARTITIONS=6), then
@@ -54,7 +60,14 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
     try:
         extra: dict[str, object] = {**read_env(os.environ), **parse_set_flags(overrides)}
         cluster = LocalCluster(
-            data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id, exit_with_parent=True
+            data_dir,
+            nodes,
+            base_port,
+            metrics_base_port,
+            extra,
+            first_node_id=first_node_id,
+            exit_with_parent=True,
+            secure=secure,
         )
         warnings = cluster.check_configs()
     except (ClusterLayoutError, ConfigError) as exc:
@@ -68,6 +81,11 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
         leader = cluster.wait_for_leader(timeout_s=60)
         cluster.wait_for_brokers(nodes, timeout_s=60)
         click.echo(_ready_line(cluster, leader))
+        if cluster.secure is not None:
+            click.echo(
+                f"TLS: certificates in {cluster.secure.tls_dir}; connect with "
+                f"--bootstrap-server {cluster.bootstrap_servers} --command-config {cluster.secure.properties_path}"
+            )
         sys.stdout.flush()
         _watch(cluster)
     except _Stop:

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from cli.output import bootstrap_option, fail, output_option, reachable_bootstrap
+from cli.output import bootstrap_option, client_security, fail, output_option, reachable_bootstrap
 
 
 def _properties(items: tuple[str, ...], known: set[str]) -> dict[str, str]:
@@ -80,6 +80,7 @@ def produce(
             compression_type=compression,
             delivery_timeout_ms=delivery_timeout_ms,
             on_retry=_RetryNotices(delivery_timeout_ms),
+            **client_security(),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -178,6 +179,7 @@ def consume(
             group_instance_id=group_instance_id,
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False,
+            **client_security(),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -245,7 +247,7 @@ def _interrupt(signum, frame) -> None:
 def _partitions_of(bootstrap_server: str, topic: str) -> list[int]:
     from raftlog.client.admin import Admin
 
-    with Admin(reachable_bootstrap(bootstrap_server)) as admin:
+    with Admin(reachable_bootstrap(bootstrap_server), **client_security()) as admin:
         [described] = admin.describe_topics([topic])
     return [p["partition"] for p in described["partitions"]]
 

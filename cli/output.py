@@ -18,7 +18,7 @@ output_option = click.option(
     help="Human table or machine-readable JSON.",
 )
 
-bootstrap_option = click.option(
+_bootstrap_server_option = click.option(
     "--bootstrap-server",
     "bootstrap_server",
     default="127.0.0.1:19091",
@@ -26,6 +26,48 @@ bootstrap_option = click.option(
     envvar="RAFTLOG_BOOTSTRAP_SERVER",
     help="host:port[,host:port...] of any node(s).",
 )
+_SECURITY_KEY = "raftlog.client_security"  # click context meta: the --command-config settings as client kwargs
+
+
+def _read_command_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from raftlog.tls import ClientSecurity, TlsError, read_properties
+
+    settings: dict[str, str | None] = {}
+    if value is not None:
+        try:
+            properties = read_properties(value)
+            ClientSecurity.from_properties(properties)  # checked now: a bad file is one line and exit 1
+        except TlsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--command-config") from None
+        settings = {
+            "security_protocol": properties.get("security.protocol"),
+            "ssl_cafile": properties.get("ssl.truststore.location"),
+            "ssl_certfile": properties.get("ssl.certificate.location"),
+            "ssl_keyfile": properties.get("ssl.key.location"),
+        }
+    ctx.meta[_SECURITY_KEY] = settings
+
+
+_command_config_option = click.option(
+    "--command-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="RAFTLOG_COMMAND_CONFIG",
+    expose_value=False,
+    callback=_read_command_config,
+    help="Client properties file (security.protocol, ssl.truststore.location, ssl.certificate.location, "
+    "ssl.key.location), as Kafka's tools take.",
+)
+
+
+def bootstrap_option(command):
+    """--bootstrap-server and --command-config: where the cluster is and how to connect to it."""
+    return _bootstrap_server_option(_command_config_option(command))
+
+
+def client_security() -> dict[str, Any]:
+    """The --command-config settings as keyword arguments of Admin, Producer and Consumer."""
+    return dict(click.get_current_context().meta.get(_SECURITY_KEY, {}))
 
 
 def parse_bootstrap(value: str) -> list[str]:
@@ -48,15 +90,21 @@ def reachable_bootstrap(value: str) -> list[str]:
 
     from raftlog.channels import sync_channel
     from raftlog.limits import CLI_BOOTSTRAP_CONNECT_TIMEOUT_S
+    from raftlog.tls import ClientSecurity, ProtocolCheck
 
     servers = parse_bootstrap(value)
-    channels = [sync_channel(server) for server in servers]
+    security = ClientSecurity.from_settings(**client_security())
+    channels = [sync_channel(server, security) for server in servers]
     futures = [grpc.channel_ready_future(channel) for channel in channels]
     ready = threading.Event()
     for future in futures:
         future.add_done_callback(lambda f: ready.set() if not f.cancelled() and f.exception() is None else None)
     try:
         if not ready.wait(CLI_BOOTSTRAP_CONNECT_TIMEOUT_S):
+            for server in servers:  # a TLS client on a plaintext port (or the reverse) says so
+                mismatch = ProtocolCheck(security).after_failure(server)
+                if mismatch is not None:
+                    fail(f"{mismatch.reason}: {mismatch.message}")
             fail(
                 f"BROKER_NOT_AVAILABLE: no bootstrap server ({','.join(servers)}) accepted a connection within "
                 f"{CLI_BOOTSTRAP_CONNECT_TIMEOUT_S:.0f} s; is the cluster running and --bootstrap-server right?"
@@ -96,7 +144,7 @@ def admin_call(bootstrap_server: str, action: Callable[[Any], Any]) -> Any:
     from raftlog.errors import RaftlogError
 
     try:
-        with Admin(reachable_bootstrap(bootstrap_server)) as admin:
+        with Admin(reachable_bootstrap(bootstrap_server), **client_security()) as admin:
             return action(admin)
     except RaftlogError as exc:
         fail(f"{exc.reason}: {exc.message}")

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from cli.output import bootstrap_option, emit, fail, output_option, parse_bootstrap
+from cli.output import bootstrap_option, client_security, emit, fail, output_option, parse_bootstrap
 
 
 def _produce_text(s: dict) -> str:
@@ -53,6 +53,7 @@ def produce(
         "batch_size": batch_size,
         "linger_ms": linger_ms,
         "compression_type": None if compression_type == "none" else compression_type,
+        **client_security(),
     }
     report = asyncio.run(
         run_produce(",".join(parse_bootstrap(bootstrap_server)), topic, num_records, record_size, throughput, settings)
@@ -84,12 +85,12 @@ def consume(topic, num_records, timeout_ms, bootstrap_server, output_format) -> 
 
     servers = parse_bootstrap(bootstrap_server)
     try:
-        with Admin(servers) as admin:
+        with Admin(servers, **client_security()) as admin:
             [described] = admin.describe_topics([topic])
     except RaftlogError as exc:
         fail(f"{exc.reason}: {exc.message}")
     partitions = [p["partition"] for p in described["partitions"]]
-    report = asyncio.run(run_consume(",".join(servers), topic, num_records, partitions, timeout_ms))
+    report = asyncio.run(run_consume(",".join(servers), topic, num_records, partitions, timeout_ms, client_security()))
     emit(output_format, report.summary(), _consume_text)
 
 

@@ -28,6 +28,7 @@ from raftlog.limits import (
     GRPC_MIN_RECV_PING_INTERVAL_MS,
     MAX_MESSAGE_BYTES,
 )
+from raftlog.tls import ClientSecurity
 
 DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the one limit, explained in raftlog/limits.py
 RECONNECT_OPTIONS = [
@@ -70,26 +71,37 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, extra: l
     ]
 
 
-def aio_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, extra=()) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes, extra))
+def aio_channel(
+    address: str,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    extra=(),
+    security: ClientSecurity | None = None,
+) -> grpc.aio.Channel:
+    options = channel_options(max_message_bytes, extra)
+    if security is not None and security.tls:  # TLS: raftlog/tls.py; credentials read from disk now
+        return grpc.aio.secure_channel(address, security.channel_credentials(), options=options)
+    return grpc.aio.insecure_channel(address, options=options)
 
 
-def sync_channel(address: str) -> grpc.Channel:
+def sync_channel(address: str, security: ClientSecurity | None = None) -> grpc.Channel:
+    if security is not None and security.tls:
+        return grpc.secure_channel(address, security.channel_credentials(), options=channel_options())
     return grpc.insecure_channel(address, options=channel_options())
 
 
 class Peers:
     """gRPC channels to the other nodes, by node id, opened on first use and kept."""
 
-    def __init__(self, addresses: dict[int, str]):
+    def __init__(self, addresses: dict[int, str], security: ClientSecurity | None = None):
         self._addresses = dict(addresses)
+        self._security = security  # the node's own certificate, for mutual TLS with its peers
         self._channels: dict[int, grpc.aio.Channel] = {}
 
     def channel(self, node_id: int) -> grpc.aio.Channel:
         if node_id not in self._addresses:
             raise RaftlogError(Errors.BROKER_NOT_AVAILABLE, f"node {node_id} has no known address")
         if node_id not in self._channels:
-            self._channels[node_id] = aio_channel(self._addresses[node_id])
+            self._channels[node_id] = aio_channel(self._addresses[node_id], security=self._security)
         return self._channels[node_id]
 
     async def close(self) -> None:

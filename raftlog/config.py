@@ -24,6 +24,7 @@ from raftlog.limits import (
     REPLICA_FETCH_MAX_WAIT_MS,
     REPLICA_FETCH_TIMEOUT_S,
 )
+from raftlog.principals import DEFAULT_MAPPING_RULES, PrincipalMapper, PrincipalRuleError
 from raftlog.topic_config import TOPIC_SCHEMA, TopicConfigError, validate_topic_config
 
 ENV_PREFIX = "RAFTLOG_"
@@ -68,7 +69,7 @@ _KEYS = [
         "listener.security.protocol.map",
         list,
         ["PLAINTEXT:PLAINTEXT"],
-        "NAME:PROTOCOL of every listener name; only PLAINTEXT is supported.",
+        "NAME:PROTOCOL of every listener name; PROTOCOL is PLAINTEXT or SSL.",
     ),
     ConfigKey(
         "inter.broker.listener.name",
@@ -76,6 +77,30 @@ _KEYS = [
         None,
         "The listener brokers register as their own address (default: the only listener, or PLAINTEXT).",
     ),
+    # -- security (raftlog/tls.py): internal services and TLS ---------------------------------
+    ConfigKey(
+        "controller.listener.names",
+        list,
+        [],
+        "Listeners that carry the Raft and controller services besides inter.broker.listener.name.",
+    ),
+    ConfigKey("ssl.certificate.location", str, None, "PEM certificate chain of this node (SSL listeners)."),
+    ConfigKey("ssl.key.location", str, None, "PEM private key of ssl.certificate.location."),
+    ConfigKey("ssl.truststore.location", str, None, "PEM CA bundle that client and peer certificates must chain to."),
+    ConfigKey(
+        "ssl.client.auth",
+        str,
+        "none",
+        "Client certificates on SSL client listeners: none or required (internal listeners always require one).",
+    ),
+    ConfigKey(
+        "ssl.principal.mapping.rules",
+        str,
+        DEFAULT_MAPPING_RULES,
+        "Kafka's RULE:regex/replacement/[LU] list applied to a certificate's DN; the default takes the CN.",
+    ),
+    ConfigKey("grpc.reflection.enable", bool, False, "Serve gRPC server reflection on every listener."),
+    # ------------------------------------------------------------------------------------------
     ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
     ConfigKey("metadata.log.dir", str, None, "Directory for the Raft state and metadata (default: first of log.dirs)."),
     ConfigKey("metrics.port", int, 0, "Port of the Prometheus endpoint; 0 disables it."),
@@ -365,7 +390,9 @@ class Listener:
 
 
 DEFAULT_LISTENER_NAME = "PLAINTEXT"  # the name of a listener written as plain host:port, as in Kafka
-SUPPORTED_SECURITY_PROTOCOLS = ("PLAINTEXT",)
+PLAINTEXT, SSL = "PLAINTEXT", "SSL"
+SECURITY_PROTOCOLS = (PLAINTEXT, SSL)  # Kafka's; SASL_* come with SCRAM (issue 12, item 3)
+CLIENT_AUTH_MODES = ("none", "requested", "required")
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
@@ -398,17 +425,15 @@ def _resolve_listeners(values: Mapping[str, Any]) -> tuple[list[Listener], list[
     duplicate_ports = sorted({port for port in ports if ports.count(port) > 1})
     if duplicate_ports:
         raise ConfigError(f"listeners: port {duplicate_ports[0]} is used by more than one listener")
-    protocols: dict[str, str] = {}
-    for entry in values["listener.security.protocol.map"]:
-        name, sep, protocol = entry.partition(":")
-        if not sep or not name.strip() or not protocol.strip():
-            raise ConfigError(f"listener.security.protocol.map: {entry!r} is not NAME:PROTOCOL")
-        protocols[name.strip().upper()] = protocol.strip().upper()
+    protocols = _protocol_map(values)
     for name in names:
         if name not in protocols:
             raise ConfigError(f"listener.security.protocol.map has no entry for listener {name}")
-        if protocols[name] not in SUPPORTED_SECURITY_PROTOCOLS:
-            raise ConfigError(f"listener {name}: security protocol {protocols[name]} is not supported (only PLAINTEXT)")
+        if protocols[name] not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"listener {name}: security protocol {protocols[name]} is not supported "
+                f"({' or '.join(SECURITY_PROTOCOLS)})"
+            )
     advertised = {listener.name: listener for listener in bound}
     if values["advertised.listeners"] is not None:
         for listener in parse_listeners(values["advertised.listeners"], "advertised.listeners"):
@@ -435,7 +460,68 @@ def _resolve_listeners(values: Mapping[str, Any]) -> tuple[list[Listener], list[
     inter_broker = inter_broker.strip().upper()
     if inter_broker not in names:
         raise ConfigError(f"inter.broker.listener.name {inter_broker} is not one of listeners ({', '.join(names)})")
+    _check_security(values, names, protocols, inter_broker)
     return bound, [advertised[name] for name in names], inter_broker
+
+
+def _protocol_map(values: Mapping[str, Any]) -> dict[str, str]:
+    protocols: dict[str, str] = {}
+    for entry in values["listener.security.protocol.map"]:
+        name, sep, protocol = entry.partition(":")
+        if not sep or not name.strip() or not protocol.strip():
+            raise ConfigError(f"listener.security.protocol.map: {entry!r} is not NAME:PROTOCOL")
+        protocols[name.strip().upper()] = protocol.strip().upper()
+    return protocols
+
+
+@dataclass(frozen=True)
+class ListenerSecurity:
+    """Which listeners carry the internal services (Raft, controller, replication) and how each is
+    secured. Internal listeners carry the client services too (as Kafka's inter-broker listener
+    does), so a single-listener cluster works; client listeners carry only client services."""
+
+    protocols: dict[str, str]  # listener name -> PLAINTEXT or SSL
+    internal: frozenset[str]
+
+    @property
+    def peer_protocol(self) -> str:
+        """How this node connects to its peers (all internal listeners share one protocol)."""
+        return next(self.protocols[name] for name in sorted(self.internal))
+
+
+def _internal_listeners(values: Mapping[str, Any], inter_broker: str) -> frozenset[str]:
+    return frozenset([inter_broker, *(name.strip().upper() for name in values["controller.listener.names"])])
+
+
+def _check_security(values: Mapping[str, Any], names: list[str], protocols: dict[str, str], inter_broker: str) -> None:
+    internal = _internal_listeners(values, inter_broker)
+    unknown = sorted(internal - set(names))
+    if unknown:
+        raise ConfigError(f"controller.listener.names: {unknown[0]} is not one of listeners ({', '.join(names)})")
+    internal_protocols = {protocols[name] for name in internal}
+    if len(internal_protocols) > 1:
+        raise ConfigError(
+            f"internal listeners {', '.join(sorted(internal))} must share one security protocol "
+            "(peers connect to each other with one)"
+        )
+    ssl_listeners = [name for name in names if protocols[name] == SSL]
+    if not ssl_listeners:
+        return
+    for key in ("ssl.certificate.location", "ssl.key.location"):
+        if values[key] is None:
+            raise ConfigError(f"listener {ssl_listeners[0]} is SSL: {key} is required")
+    if values["ssl.client.auth"] not in CLIENT_AUTH_MODES:
+        raise ConfigError(f"ssl.client.auth: {values['ssl.client.auth']!r} is not none or required")
+    if values["ssl.client.auth"] == "requested":
+        # grpc's Python server offers "do not ask" or "require and verify", nothing between.
+        raise ConfigError("ssl.client.auth=requested is not supported by the gRPC server; use none or required")
+    needs_truststore = values["ssl.client.auth"] == "required" or SSL in internal_protocols
+    if needs_truststore and values["ssl.truststore.location"] is None:
+        raise ConfigError("ssl.truststore.location is required: internal SSL listeners verify peer certificates")
+    try:
+        PrincipalMapper(values["ssl.principal.mapping.rules"])
+    except PrincipalRuleError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_voters(entries: list[str]) -> dict[int, Address]:
@@ -467,6 +553,14 @@ class NodeConfig:
         # of the listener it came in on. Brokers register the inter-broker listener's advertised
         # address as their own (peers themselves reach each other at controller.quorum.voters).
         self.listeners, self.advertised_listeners, self.inter_broker_listener = _resolve_listeners(values)
+        self.security = ListenerSecurity(
+            {
+                name: protocol
+                for name, protocol in _protocol_map(values).items()
+                if name in {b.name for b in self.listeners}
+            },
+            _internal_listeners(values, self.inter_broker_listener),
+        )
         inter_broker = next(bound for bound in self.listeners if bound.name == self.inter_broker_listener)
         self.listener: Address = inter_broker.address
         self.advertised: Address = self.advertised_listener(self.inter_broker_listener).address
@@ -521,7 +615,17 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"node.id {node_id} is not one of controller.quorum.voters {sorted(voters)}")
     if values["listeners"] is None:
         values["listeners"] = str(voters[node_id])
-    _resolve_listeners(values)  # checked here so that every contradiction is a ConfigError before start
+    bound, _, inter_broker = _resolve_listeners(values)  # here, so that every contradiction fails before start
+    internal = _internal_listeners(values, inter_broker)
+    client_ports = {b.port: b.name for b in bound if b.name not in internal}
+    if node_id in voters and voters[node_id].port in client_ports:
+        # Peers reach this node at its voter address; a client listener there would not serve them.
+        # (A port that no listener binds may be forwarded, as in containers: not checked.)
+        raise ConfigError(
+            f"controller.quorum.voters gives node {node_id} port {voters[node_id].port}, the port of client "
+            f"listener {client_ports[voters[node_id].port]}; it must be an internal listener's "
+            f"({', '.join(sorted(internal))})"
+        )
     if values["metadata.log.dir"] is None:
         values["metadata.log.dir"] = values["log.dirs"][0]
     _check_ranges(values)
@@ -707,7 +811,6 @@ _KAFKA_IGNORED = [
     ),
     KafkaIgnored("zookeeper.connection.timeout.ms", "raftlog has no ZooKeeper"),
     KafkaIgnored("zookeeper.session.timeout.ms", "raftlog has no ZooKeeper"),
-    KafkaIgnored("controller.listener.names", "controllers are reached at controller.quorum.voters on every listener"),
     KafkaIgnored("controller.quorum.fetch.timeout.ms", "followers time out by controller.quorum.election.timeout.ms"),
     KafkaIgnored("inter.broker.protocol.version", "one protocol version: raftlog.v1"),
     KafkaIgnored("log.message.format.version", "one format: RecordBatch v2"),

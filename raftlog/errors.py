@@ -103,6 +103,9 @@ class Errors(enum.Enum):
     STALE_BROKER_EPOCH = (_FAIL, _RESOURCE, "the broker epoch is not the broker's current one")
     DUPLICATE_BROKER_REGISTRATION = (_FAIL, _RESOURCE, "another live incarnation holds this broker id")
     INCONSISTENT_CLUSTER_ID = (_FAIL, _CALL, "the request is for another cluster")
+    # -- security ------------------------------------------------------------------------------
+    CLUSTER_AUTHORIZATION_FAILED = (_FAIL, _CALL, "the caller may not act as the node (or on the cluster) it names")
+    SSL_AUTHENTICATION_FAILED = (_FAIL, _CALL, "the TLS handshake failed (wrong protocol, untrusted certificate)")
     UNKNOWN_SERVER_ERROR = (_FAIL, _CALL, "an unexpected error on the server")
 
     def __init__(self, policy: Policy, scope: Scope, meaning: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,7 +25,7 @@ from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.channels import SERVER_KEEPALIVE_OPTIONS, Peers
-from raftlog.config import NodeConfig
+from raftlog.config import SSL, NodeConfig
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
 from raftlog.groups.coordinator import GroupCoordinator
@@ -38,11 +39,13 @@ from raftlog.metrics.registry import (
     partition_gauges,
     raft_gauges,
 )
+from raftlog.principals import PrincipalMapper
 from raftlog.raft import DriverSettings, RaftDriver
 from raftlog.replication.log_adapter import open_replica_log
 from raftlog.replication.manager import ReplicaManager
 from raftlog.store import Store
 from raftlog.tasks import TaskSupervisor
+from raftlog.tls import ClientSecurity, PeerAuthenticator, ServerTls, TlsError, TlsFiles
 from raftlog.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -52,6 +55,7 @@ from raftlog.v1 import (
     controller_pb2_grpc,
     group_pb2,
     group_pb2_grpc,
+    raft_pb2,
     replication_pb2,
     replication_pb2_grpc,
 )
@@ -78,6 +82,27 @@ def _driver_settings(config: NodeConfig) -> DriverSettings:
     )
 
 
+def _security(config: NodeConfig) -> tuple[ClientSecurity, dict[str, ServerTls]]:
+    """How this node reaches its peers, and the TLS credentials of each SSL listener (by name).
+    Internal SSL listeners always require a client certificate: the node id check reads it."""
+    files = TlsFiles(
+        *(
+            Path(config[key]) if config[key] is not None else None
+            for key in ("ssl.certificate.location", "ssl.key.location", "ssl.truststore.location")
+        )
+    )
+    servers = {}
+    for name, protocol in config.security.protocols.items():
+        if protocol == SSL:
+            client_auth = "required" if name in config.security.internal else config["ssl.client.auth"]
+            try:
+                servers[name] = ServerTls(files, client_auth)
+            except TlsError as exc:
+                raise NodeStartError(f"listener {name}: {exc}") from None
+    peer_protocol = config.security.peer_protocol
+    return ClientSecurity(peer_protocol, files if peer_protocol == SSL else TlsFiles(None, None, None)), servers
+
+
 class Node:
     def __init__(self, config: NodeConfig, cluster_id: str):
         self.config = config
@@ -85,7 +110,8 @@ class Node:
         self.metrics = NodeMetrics()
         self.tasks = TaskSupervisor(count_error=lambda loop: self.metrics.background_errors.labels(loop).inc())
         voter_addresses = {voter_id: str(address) for voter_id, address in config.voters.items()}
-        self.peers = Peers(voter_addresses)
+        self.peer_security, self.server_tls = _security(config)  # TLS: raftlog/tls.py
+        self.peers = Peers(voter_addresses, self.peer_security)
         self.store = Store(config.metadata_dir / "rocksdb")
         self.state_machine = MetadataStateMachine()
         self.driver = RaftDriver(
@@ -96,6 +122,7 @@ class Node:
             state_machine=self.state_machine,
             settings=_driver_settings(config),
             tasks=self.tasks,
+            security=self.peer_security,
         )
         self.driver.on_leader_change(self._leader_changed)
         self.controller = ActiveController(self.driver, self.state_machine, config, self.tasks)
@@ -144,8 +171,9 @@ class Node:
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
-        # One gRPC server per named listener, all carrying every service: a servicer knows the
-        # listener its calls came in on (gRPC does not tell a handler which local port it was).
+        # One gRPC server per named listener: a servicer knows the listener its calls came in on
+        # (gRPC does not tell a handler which local port it was). Internal listeners carry every
+        # service, client listeners only the client ones (_build_server).
         self.servers = {listener.name: self._build_server(listener.name) for listener in config.listeners}
 
     async def _create_internal_topic(
@@ -170,38 +198,51 @@ class Node:
 
     def _build_server(self, listener: str) -> grpc.aio.Server:
         server = grpc.aio.server(options=GRPC_OPTIONS)
-        self.driver.add_to_server(server)
+        internal = listener in self.config.security.internal
+        services = [
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+            broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
+            group_pb2.DESCRIPTOR.services_by_name["GroupService"].full_name,
+            health.SERVICE_NAME,
+        ]
         admin = AdminServicer(
             self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics, listener
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
-        controller = ControllerServicer(self.cluster_id, self.controller, self.metrics)
-        controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
         broker = BrokerServicer(
             self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids, self.metrics, listener
         )
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
-        replication = ReplicationServicer(self.replicas, self.metrics)
-        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
         group_pb2_grpc.add_GroupServiceServicer_to_server(GroupServicer(self.groups, self.metrics, listener), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        services = (
-            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-            controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
-            broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
-            replication_pb2.DESCRIPTOR.services_by_name["ReplicationService"].full_name,
-            group_pb2.DESCRIPTOR.services_by_name["GroupService"].full_name,
-            health.SERVICE_NAME,
-            reflection.SERVICE_NAME,
-        )
-        reflection.enable_server_reflection(services, server)
+        if internal:  # Raft, controller and replica traffic: only here, and from the node it claims to be
+            authenticator = PeerAuthenticator(
+                PrincipalMapper(self.config["ssl.principal.mapping.rules"]),
+                require_node_certificate=self.config.security.protocols[listener] == SSL,
+            )
+            self.driver.add_to_server(server, authenticator)
+            controller = ControllerServicer(self.cluster_id, self.controller, self.metrics, authenticator)
+            controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
+            replication = ReplicationServicer(self.replicas, self.metrics, authenticator)
+            replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, server)
+            services += [
+                controller_pb2.DESCRIPTOR.services_by_name["ControllerService"].full_name,
+                replication_pb2.DESCRIPTOR.services_by_name["ReplicationService"].full_name,
+                raft_pb2.DESCRIPTOR.services_by_name["RaftService"].full_name,
+            ]
+        if self.config["grpc.reflection.enable"]:
+            reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
         return server
 
     async def start(self) -> None:
         for listener in self.config.listeners:
             address = str(listener.address)
+            server_tls = self.server_tls.get(listener.name)
             try:
-                port = self.servers[listener.name].add_insecure_port(address)
+                if server_tls is not None:
+                    port = self.servers[listener.name].add_secure_port(address, server_tls.credentials())
+                else:
+                    port = self.servers[listener.name].add_insecure_port(address)
             except RuntimeError as exc:
                 raise NodeStartError(f"cannot listen on {address} ({listener.name}): {exc}") from None
             if port == 0:
@@ -239,12 +280,13 @@ class Node:
         loop = asyncio.get_running_loop()
         for sig in stop_signals:
             loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_certificates)
         stop_requested = asyncio.ensure_future(stopping.wait())
         failed = asyncio.ensure_future(self.tasks.wait_failed())
         try:
             await asyncio.wait({stop_requested, failed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for sig in stop_signals:
+            for sig in (*stop_signals, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             stop_requested.cancel()
             failed.cancel()
@@ -256,6 +298,12 @@ class Node:
         except TimeoutError:
             log.warning("node %d: clean shutdown took too long; exiting anyway", self.config.node_id)
         return failure
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: new connections load the TLS files again (they are also reloaded when they change)."""
+        log.info("node %d: reloading TLS certificates on the next handshake", self.config.node_id)
+        for server_tls in self.server_tls.values():
+            server_tls.request_reload()
 
     async def stop(self) -> None:
         """Clean shutdown: fence this broker, hand leadership over, then close everything."""

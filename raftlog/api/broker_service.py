@@ -9,6 +9,7 @@ from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.node_ids import NO_NODE
 from raftlog.replication import requests
 from raftlog.replication.manager import ReplicaManager
+from raftlog.tls import PeerAuthenticator
 from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
 
 
@@ -103,10 +104,15 @@ def _partition_metadata(partition: PartitionInfo, live: set[int]) -> broker_pb2.
 
 
 class ReplicationServicer(replication_pb2_grpc.ReplicationServiceServicer):
-    def __init__(self, replicas: ReplicaManager, metrics=None):
+    def __init__(self, replicas: ReplicaManager, metrics=None, authenticator: PeerAuthenticator | None = None):
         self._replicas = replicas
         self.metrics = metrics
+        self._authenticator = authenticator  # on mutual TLS: a fetch counts only from the replica it names
 
     @rpc("ReplicaFetch")
     async def ReplicaFetch(self, request, context):
+        if self._authenticator is not None:
+            self._authenticator.check_node(
+                context, request.replica_id, f"a replica fetch for replica {request.replica_id}"
+            )
         return await requests.replica_fetch(self._replicas, request)

@@ -1,4 +1,8 @@
-"""ControllerService: broker registration and heartbeats, answered by the active controller only."""
+"""ControllerService: broker registration and heartbeats, answered by the active controller only.
+
+On a mutual-TLS listener every request must come from the broker it names (``broker_id``), else
+CLUSTER_AUTHORIZATION_FAILED: a node's certificate cannot register, heartbeat, shrink an ISR or
+take producer ids for another broker."""
 
 from __future__ import annotations
 
@@ -8,14 +12,27 @@ from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.controller.partitions import AlterPartitionRequest
 from raftlog.errors import RaftlogError
+from raftlog.tls import PeerAuthenticator
 from raftlog.v1 import controller_pb2, controller_pb2_grpc
 
 
 class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
-    def __init__(self, cluster_id: str, controller: ActiveController, metrics=None):
+    def __init__(
+        self,
+        cluster_id: str,
+        controller: ActiveController,
+        metrics=None,
+        authenticator: PeerAuthenticator | None = None,
+    ):
         self._cluster_id = cluster_id
         self._controller = controller
         self.metrics = metrics
+        self._authenticator = authenticator  # on mutual TLS: the caller must be the broker it names
+
+    def _check(self, request, context, api: str) -> None:
+        self._check_cluster(request.cluster_id)
+        if self._authenticator is not None:
+            self._authenticator.check_node(context, request.broker_id, f"{api} for broker {request.broker_id}")
 
     def _check_cluster(self, cluster_id: str) -> None:
         if cluster_id != self._cluster_id:
@@ -25,19 +42,19 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
 
     @rpc("RegisterBroker")
     async def RegisterBroker(self, request, context):
-        self._check_cluster(request.cluster_id)
+        self._check(request, context, "RegisterBroker")
         epoch = await self._controller.register_broker(request)
         return controller_pb2.RegisterBrokerResponse(broker_epoch=epoch)
 
     @rpc("BrokerHeartbeat")
     async def BrokerHeartbeat(self, request, context):
-        self._check_cluster(request.cluster_id)
+        self._check(request, context, "BrokerHeartbeat")
         fenced = await self._controller.broker_heartbeat(request)
         return controller_pb2.BrokerHeartbeatResponse(is_fenced=fenced, controller_time_ms=int(time.time() * 1000))
 
     @rpc("AlterPartition")
     async def AlterPartition(self, request, context):
-        self._check_cluster(request.cluster_id)
+        self._check(request, context, "AlterPartition")
         change = AlterPartitionRequest(
             broker_id=request.broker_id,
             leader_epoch=request.leader_epoch,
@@ -56,6 +73,6 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
 
     @rpc("AllocateProducerIds")
     async def AllocateProducerIds(self, request, context):
-        self._check_cluster(request.cluster_id)
+        self._check(request, context, "AllocateProducerIds")
         first, count = await self._controller.allocate_producer_ids(request.broker_id, request.broker_epoch)
         return controller_pb2.AllocateProducerIdsResponse(first_producer_id=first, count=count)

@@ -12,14 +12,24 @@ from raftlog.client import records as record_codec
 from raftlog.client.connection import Connection, retried_by_admin
 from raftlog.errors import RaftlogError
 from raftlog.limits import ADMIN_RETRY_BACKOFF_S
+from raftlog.tls import ClientSecurity
 from raftlog.v1 import admin_pb2, admin_pb2_grpc, broker_pb2, broker_pb2_grpc, group_pb2, group_pb2_grpc
 
 ENTITY_TYPES = ("brokers", "topics")
 
 
 class Admin:
-    def __init__(self, bootstrap_servers: str | list[str], timeout_ms: int = 15000):
-        self._connection = Connection(bootstrap_servers, timeout_ms)
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        timeout_ms: int = 15000,
+        security_protocol: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ):
+        security = ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
+        self._connection = Connection(bootstrap_servers, timeout_ms, security)
         # Highest metadata offset this client has written at; reads ask to see at least it.
         self._seen_offset = 0
 

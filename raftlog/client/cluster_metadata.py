@@ -10,9 +10,10 @@ import grpc
 
 from raftlog.channels import aio_channel, error_from_rpc
 from raftlog.client.connection import parse_servers
-from raftlog.errors import RaftlogError
+from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import CLIENT_METADATA_TIMEOUT_S as METADATA_TIMEOUT_S
 from raftlog.limits import CLIENT_MIN_METADATA_REFRESH_S as MIN_REFRESH_INTERVAL_S
+from raftlog.tls import ClientSecurity, ProtocolCheck
 from raftlog.v1 import broker_pb2, broker_pb2_grpc
 
 
@@ -32,8 +33,10 @@ def _newer(known: PartitionLeader | None, fresh: PartitionLeader) -> PartitionLe
 
 
 class ClusterMetadata:
-    def __init__(self, bootstrap_servers: str | list[str]):
+    def __init__(self, bootstrap_servers: str | list[str], security: ClientSecurity | None = None):
         self._bootstrap = parse_servers(bootstrap_servers)
+        self.security = security or ClientSecurity()
+        self._protocol_check = ProtocolCheck(self.security)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._brokers: dict[int, str] = {}
         self._partitions: dict[str, list[PartitionLeader]] = {}
@@ -46,7 +49,7 @@ class ClusterMetadata:
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = aio_channel(address)
+            self._channels[address] = aio_channel(address, security=self.security)
         return self._channels[address]
 
     def stub(self, address: str) -> broker_pb2_grpc.BrokerServiceStub:
@@ -100,6 +103,10 @@ class ClusterMetadata:
                 return response
             except grpc.RpcError as exc:
                 last_error = error_from_rpc(exc)
+                if last_error.error is Errors.BROKER_NOT_AVAILABLE:  # not reached: maybe TLS vs plaintext
+                    mismatch = await asyncio.to_thread(self._protocol_check.after_failure, address)
+                    if mismatch is not None:
+                        raise mismatch from None
         raise last_error or RaftlogError("BROKER_NOT_AVAILABLE", "no broker answered")
 
     async def partitions_for(self, topic: str) -> list[PartitionLeader]:

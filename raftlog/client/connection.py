@@ -9,8 +9,9 @@ from typing import Any
 import grpc
 
 from raftlog.channels import error_from_rpc, sync_channel
-from raftlog.errors import RaftlogError, Scope
+from raftlog.errors import Errors, RaftlogError, Scope
 from raftlog.limits import ADMIN_RETRY_BACKOFF_S as RETRY_BACKOFF_S
+from raftlog.tls import ClientSecurity, ProtocolCheck
 
 
 def retried_by_admin(error: RaftlogError) -> bool:
@@ -31,15 +32,19 @@ def parse_servers(bootstrap_servers: str | list[str]) -> list[str]:
 class Connection:
     """Channels to the bootstrap servers; calls go to the last server that answered."""
 
-    def __init__(self, bootstrap_servers: str | list[str], timeout_ms: int = 15000):
+    def __init__(
+        self, bootstrap_servers: str | list[str], timeout_ms: int = 15000, security: ClientSecurity | None = None
+    ):
         self.servers = parse_servers(bootstrap_servers)
         self.timeout_s = timeout_ms / 1000.0
+        self.security = security or ClientSecurity()
+        self._protocol_check = ProtocolCheck(self.security)
         self._channels: dict[str, grpc.Channel] = {}
         self._preferred = 0
 
     def channel(self, server: str) -> grpc.Channel:
         if server not in self._channels:
-            self._channels[server] = sync_channel(server)
+            self._channels[server] = sync_channel(server, self.security)
         return self._channels[server]
 
     def call(self, stub_factory: Callable[[grpc.Channel], Any], method: str, request, server: str | None = None):
@@ -57,6 +62,10 @@ class Connection:
                 return response
             except grpc.RpcError as exc:
                 last_error = error_from_rpc(exc)
+                if last_error.error is Errors.BROKER_NOT_AVAILABLE:  # not reached: maybe TLS vs plaintext
+                    mismatch = self._protocol_check.after_failure(target)
+                    if mismatch is not None:
+                        raise mismatch from None
                 if not retried_by_admin(last_error):
                     raise last_error from None
             attempt += 1

@@ -35,6 +35,7 @@ from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.group_membership import GroupMembership
 from raftlog.errors import RaftlogError
 from raftlog.limits import CONSUMER_RETRY_BACKOFF_S as RETRY_BACKOFF_S
+from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class AsyncConsumer:
         client_id: str = "raftlog-consumer",
         rebalance_timeout_ms: int = 60_000,
         group_remote_assignor: str | None = None,
+        security_protocol: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ):
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be earliest, latest or none")
@@ -87,7 +92,9 @@ class AsyncConsumer:
             raise ValueError("group_instance_id needs a group_id")
         if auto_commit_interval_ms <= 0:
             raise ValueError("auto_commit_interval_ms must be > 0")
-        self._metadata = ClusterMetadata(bootstrap_servers)
+        self._metadata = ClusterMetadata(
+            bootstrap_servers, ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
+        )
         self._reset = auto_offset_reset
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._fetch_min_bytes = fetch_min_bytes

@@ -38,6 +38,7 @@ from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
 from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import PRODUCE_RESPONSE_MARGIN_S as RESPONSE_MARGIN_S
+from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
 
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
@@ -546,9 +547,14 @@ class _ProducerBase:
         buffer_memory: int = 32 * 1024 * 1024,
         max_block_ms: int = 60_000,
         on_retry: Callable[[str, int, RaftlogError, float], None] | None = None,
+        security_protocol: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ):
         """on_retry(topic, partition, error, seconds_left): called on the sender's loop before each
         retry of a batch, so a caller (the console producer) can say what it is waiting for."""
+        self._security = ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
         self._settings = _settings(
             acks,
             linger_ms,
@@ -620,7 +626,7 @@ class AsyncProducer(_ProducerBase):
 
     async def start(self) -> None:
         if self._sender is None:
-            self._metadata = ClusterMetadata(self._bootstrap)
+            self._metadata = ClusterMetadata(self._bootstrap, self._security)
             self._sender = _Sender(self._metadata, self._accumulator, self._settings)
             self._sender.start()
 
@@ -687,7 +693,7 @@ class Producer(_ProducerBase):
     def __init__(self, bootstrap_servers, **settings):
         super().__init__(bootstrap_servers, **settings)
         self._background = BackgroundLoop("raftlog-producer")
-        self._metadata = ClusterMetadata(bootstrap_servers)
+        self._metadata = ClusterMetadata(bootstrap_servers, self._security)
         self._sender = _Sender(self._metadata, self._accumulator, self._settings)
         self._background.run(self._start_sender())
 

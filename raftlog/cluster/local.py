@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlog.client.admin import Admin
+from raftlog.cluster.secure import CLIENT_PORT_OFFSET, SecureLayout
 from raftlog.config import ConfigError, load_config
 from raftlog.durable_file import write_durable
 from raftlog.errors import RaftlogError
@@ -131,11 +132,13 @@ class LocalCluster:
         first_node_id: int = 1,
         log_dirs: dict[int, Path] | None = None,
         exit_with_parent: bool = False,
+        secure: bool = False,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
         a command prefix to start it with (the chaos suite runs nodes in network namespaces);
         log_dirs: node id -> its log.dirs, apart from its metadata (the chaos suite puts them on
-        small mounts it can fill); exit_with_parent: each node stops (SIGTERM) when this process dies."""
+        small mounts it can fill); exit_with_parent: each node stops (SIGTERM) when this process dies;
+        secure: TLS and mutual TLS between nodes (raftlog/cluster/secure.py)."""
         extra = dict(extra_config or {})
         owned = sorted(PER_NODE_KEYS & set(extra))
         if owned:
@@ -162,6 +165,8 @@ class LocalCluster:
             )
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
+        # -- secure (TLS): certificates in <data-dir>/tls, an SSL client listener per node --
+        self.secure = SecureLayout(self.data_dir, list(self.specs)) if secure else None
         self._launcher = launcher
         self.processes: dict[int, subprocess.Popen] = {}
         self._epochs_seen: dict[int, int] = {}
@@ -192,7 +197,14 @@ class LocalCluster:
 
     @property
     def bootstrap_servers(self) -> str:
+        if self.secure is not None:  # clients go to the CLIENT listeners
+            return ",".join(f"{spec.host}:{spec.port + CLIENT_PORT_OFFSET}" for spec in self.specs.values())
         return ",".join(spec.address for spec in self.specs.values())
+
+    @property
+    def client_settings(self) -> dict[str, str]:
+        """Keyword arguments for Admin, Producer and Consumer: the admin's TLS files, or none."""
+        return self.secure.client_settings() if self.secure is not None else {}
 
     def _write_config(self, spec: NodeSpec) -> None:
         voters = ",".join(f"{s.node_id}@{s.address}" for s in self.specs.values())
@@ -203,6 +215,7 @@ class LocalCluster:
             "listeners": spec.address,
             "log.dirs": str(spec.partitions_dir),
             "metrics.port": spec.metrics_port,
+            **(self.secure.node_config(spec.node_id, spec.host, spec.port) if self.secure is not None else {}),
             **self.extra_config,
         }
         if spec.log_dir is not None:
@@ -314,6 +327,9 @@ class LocalCluster:
 
     def admin(self, node_ids: list[int] | None = None, timeout_ms: int = 5000) -> Admin:
         ids = node_ids or list(self.specs)
+        if self.secure is not None:
+            addresses = [f"{self.specs[i].host}:{self.specs[i].port + CLIENT_PORT_OFFSET}" for i in ids]
+            return Admin(",".join(addresses), timeout_ms=timeout_ms, **self.client_settings)
         return Admin(",".join(self.specs[i].address for i in ids), timeout_ms=timeout_ms)
 
     def wait_for_leader(

@@ -102,9 +102,14 @@ class ConsumeReport:
 
 
 async def run_consume(
-    bootstrap: str, topic: str, num_records: int, partitions: list[int], timeout_ms: int
+    bootstrap: str,
+    topic: str,
+    num_records: int,
+    partitions: list[int],
+    timeout_ms: int,
+    security: dict | None = None,  # security_protocol, ssl_* keyword arguments of the consumer
 ) -> ConsumeReport:
-    consumer = AsyncConsumer(bootstrap, auto_offset_reset="earliest", max_poll_records=100_000)
+    consumer = AsyncConsumer(bootstrap, auto_offset_reset="earliest", max_poll_records=100_000, **(security or {}))
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     records = total_bytes = 0
     started = time.perf_counter()

@@ -36,6 +36,7 @@ from raftlog.raft.storage import RaftStorage
 from raftlog.raft.transport import RaftTransport
 from raftlog.store import Store
 from raftlog.tasks import TaskSupervisor
+from raftlog.tls import ClientSecurity, PeerAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class RaftDriver:
         state_machine: StateMachine,
         settings: DriverSettings,
         tasks: TaskSupervisor,
+        security: ClientSecurity | None = None,
     ):
         self.node_id = node_id
         self._supervisor = tasks
@@ -124,7 +126,9 @@ class RaftDriver:
         self.core = RaftNode(node_id, list(voters), persisted, settings.raft_settings(), random.Random())
         if persisted.snapshot is not None:
             self.core.set_snapshot(persisted.snapshot)
-        self._transport = RaftTransport(node_id, cluster_id, voters, self._deliver, tasks, settings.max_message_bytes)
+        self._transport = RaftTransport(
+            node_id, cluster_id, voters, self._deliver, tasks, settings.max_message_bytes, security
+        )
         self._wake = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
         self._reads: dict[int, asyncio.Future] = {}
@@ -139,8 +143,8 @@ class RaftDriver:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def add_to_server(self, server: grpc.aio.Server) -> None:
-        self._transport.add_to_server(server)
+    def add_to_server(self, server: grpc.aio.Server, authenticator: PeerAuthenticator | None = None) -> None:
+        self._transport.add_to_server(server, authenticator)
 
     async def start(self) -> None:
         self._transport.start()

@@ -11,7 +11,8 @@ InstallSnapshot as in the Raft paper) that the receiving side of the stream asse
 it hands the whole snapshot to the core, which stays unaware of chunks.
 
 Refused batches: another cluster's (FAILED_PRECONDITION, INCONSISTENT_CLUSTER_ID); a sender that
-is not a voter (PERMISSION_DENIED); a batch or message whose sender is not the node that opened
+is not a voter (PERMISSION_DENIED); on a mutual-TLS listener, a stream whose first batch names a
+node the caller's certificate does not (PERMISSION_DENIED, CLUSTER_AUTHORIZATION_FAILED); a batch or message whose sender is not the node that opened
 the stream, a message for another node, an unknown message type (INVALID_ARGUMENT,
 INVALID_REQUEST). The stream ends; nothing of the refused batch reaches the core.
 """
@@ -26,12 +27,13 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from raftlog.channels import KEEPALIVE_OPTIONS, aio_channel
-from raftlog.errors import REASON_METADATA_KEY
+from raftlog.errors import REASON_METADATA_KEY, RaftlogError
 from raftlog.limits import MAX_MESSAGE_BYTES, raft_payload_bytes
 from raftlog.limits import RAFT_MAX_QUEUED_MESSAGES as MAX_QUEUED_MESSAGES
 from raftlog.limits import RAFT_RECONNECT_BACKOFF_S as RECONNECT_BACKOFF_S
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
 from raftlog.tasks import TaskSupervisor
+from raftlog.tls import ClientSecurity, PeerAuthenticator
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -142,8 +144,9 @@ class SnapshotAssembly:
 
 
 class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
-    def __init__(self, transport: RaftTransport):
+    def __init__(self, transport: RaftTransport, authenticator: PeerAuthenticator | None):
         self._transport = transport
+        self._authenticator = authenticator
 
     async def Send(self, request_iterator, context):
         sender: int | None = None  # the node that opened this stream: its first batch names it
@@ -160,6 +163,15 @@ class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {batch.from_node} is not a voter")
             if sender is None:
                 sender = batch.from_node
+                if self._authenticator is not None:
+                    try:
+                        self._authenticator.check_node(context, sender, "a Raft stream")
+                    except RaftlogError as exc:  # a certificate that is not the sender's: nothing reaches the core
+                        await context.abort(
+                            grpc.StatusCode.PERMISSION_DENIED,
+                            f"{exc.reason}: {exc.message}",
+                            trailing_metadata=((REASON_METADATA_KEY, exc.reason),),
+                        )
             problem = self._transport.check_batch(batch, sender)
             if problem is not None:
                 await context.abort(
@@ -207,8 +219,10 @@ class RaftTransport:
         deliver: Callable[[list[Message]], None],
         tasks: TaskSupervisor,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        security: ClientSecurity | None = None,
     ):
         self.node_id = node_id
+        self.security = security  # how to reach peers (mutual TLS: this node's certificate)
         self.cluster_id = cluster_id
         self.peers = {peer_id: _Peer(peer_id, address) for peer_id, address in peers.items() if peer_id != node_id}
         self.deliver = deliver
@@ -221,8 +235,8 @@ class RaftTransport:
         self.snapshot_chunk_bytes = self._batch_budget_bytes - SNAPSHOT_CHUNK_FIELDS_BYTES
         assert self.snapshot_chunk_bytes > 0, f"max_message_bytes {max_message_bytes} leaves no room for data"
 
-    def add_to_server(self, server: grpc.aio.Server) -> None:
-        raft_pb2_grpc.add_RaftServiceServicer_to_server(_RaftServicer(self), server)
+    def add_to_server(self, server: grpc.aio.Server, authenticator: PeerAuthenticator | None = None) -> None:
+        raft_pb2_grpc.add_RaftServiceServicer_to_server(_RaftServicer(self, authenticator), server)
 
     def check_batch(self, batch: raft_pb2.RaftMessageBatch, sender: int) -> str | None:
         """Why a batch on the stream opened by `sender` is refused, or None."""
@@ -313,7 +327,7 @@ class RaftTransport:
 
     async def _stream_to(self, peer: _Peer) -> None:
         while True:
-            channel = aio_channel(peer.address, self.max_message_bytes, KEEPALIVE_OPTIONS)
+            channel = aio_channel(peer.address, self.max_message_bytes, KEEPALIVE_OPTIONS, self.security)
             try:
                 stub = raft_pb2_grpc.RaftServiceStub(channel)
                 await stub.Send(self._batches(peer))

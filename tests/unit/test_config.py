@@ -44,7 +44,60 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         (["listeners=127.0.0.1:99999"], "is not host:port"),
         (["no.such.key=1"], "unknown configuration key"),
         (["listeners=A://0.0.0.0:9092,B://0.0.0.0:9093"], "no entry for listener A"),
-        (["listeners=INTERNAL://0.0.0.0:9092", "listener.security.protocol.map=INTERNAL:SSL"], "SSL is not supported"),
+        (
+            ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:SASL_SSL"],
+            "SASL_SSL is not supported",
+        ),
+        (
+            ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:SSL"],
+            "listener INTERNAL is SSL: ssl.certificate.location is required",
+        ),
+        (
+            [
+                "listeners=INTERNAL://n1:9092",
+                "listener.security.protocol.map=INTERNAL:SSL",
+                "ssl.certificate.location=/c.pem",
+                "ssl.key.location=/c.key",
+            ],
+            "ssl.truststore.location is required: internal SSL listeners verify peer certificates",
+        ),
+        (
+            [
+                "listeners=INTERNAL://n1:9092,CLIENT://n1:9093",
+                "listener.security.protocol.map=INTERNAL:SSL,CLIENT:SSL",
+                "inter.broker.listener.name=INTERNAL",
+                "ssl.certificate.location=/c.pem",
+                "ssl.key.location=/c.key",
+                "ssl.truststore.location=/ca.pem",
+                "ssl.client.auth=requested",
+            ],
+            "ssl.client.auth=requested is not supported",
+        ),
+        (
+            [
+                "listeners=INTERNAL://n1:9092,CONTROLLER://n1:9093",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT,CONTROLLER:SSL",
+                "inter.broker.listener.name=INTERNAL",
+                "controller.listener.names=CONTROLLER",
+            ],
+            "must share one security protocol",
+        ),
+        (
+            [
+                "listeners=INTERNAL://127.0.0.1:9092,CLIENT://127.0.0.1:19091",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT,CLIENT:PLAINTEXT",
+                "inter.broker.listener.name=INTERNAL",
+            ],
+            "port 19091, the port of client listener CLIENT; it must be an internal listener.s",
+        ),
+        (
+            [
+                "listeners=INTERNAL://n1:9092",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT",
+                "controller.listener.names=X",
+            ],
+            "controller.listener.names: X is not one of listeners",
+        ),
         (["listeners=INTERNAL://n1:9092,INTERNAL://n1:9093"], "listener name INTERNAL appears twice"),
         (
             ["listeners=A://n1:9092,B://n1:9092", "listener.security.protocol.map=A:PLAINTEXT,B:PLAINTEXT"],

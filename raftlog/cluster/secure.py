@@ -1,0 +1,65 @@
+"""The TLS side of a local cluster (``raftlog cluster up --secure``): certificates and listeners.
+
+Each node gets two listeners, both SSL: ``INTERNAL`` on its cluster port (Raft, controller and
+replica traffic, mutual TLS with node certificates; it is the node's voter address) and
+``CLIENT`` on the cluster port + ``CLIENT_PORT_OFFSET`` (client APIs only; a client certificate is
+required, ``ssl.client.auth=required``, so every caller has a principal). ``<data-dir>/tls/`` holds
+the CA and the certificates (raftlog/cluster/certificates.py), ``<data-dir>/client.properties``
+what a client needs (``--command-config``: the CA and the admin certificate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raftlog.cluster.certificates import LocalCA
+
+CLIENT_PORT_OFFSET = 50  # below the metrics ports (cluster port + 100)
+ADMIN_NAME = "admin"
+
+
+class SecureLayout:
+    def __init__(self, data_dir: Path, node_ids: list[int]):
+        self.tls_dir = data_dir / "tls"
+        self.properties_path = data_dir / "client.properties"
+        self.ca = LocalCA(self.tls_dir)
+        self.ca.ensure()
+        for node_id in node_ids:
+            if not self.ca.node(node_id).certificate.exists():
+                self.ca.issue_node(node_id)
+        self.admin_certificate, self.admin_key = self.tls_dir / f"{ADMIN_NAME}.pem", self.tls_dir / f"{ADMIN_NAME}.key"
+        if not self.admin_certificate.exists():  # a re-run keeps the certificates it made
+            self.ca.issue(ADMIN_NAME, ADMIN_NAME)
+        self.properties_path.write_text(
+            "# written by raftlog cluster up --secure: raftlog <command> --command-config "
+            f"{self.properties_path}\n" + "".join(f"{key}={value}\n" for key, value in self.client_properties().items())
+        )
+
+    def client_properties(self) -> dict[str, str]:
+        return {
+            "security.protocol": "SSL",
+            "ssl.truststore.location": str(self.ca.ca.certificate),
+            "ssl.certificate.location": str(self.admin_certificate),
+            "ssl.key.location": str(self.admin_key),
+        }
+
+    def client_settings(self) -> dict[str, str]:
+        """The admin's keyword arguments for Admin, Producer and Consumer."""
+        return {
+            "security_protocol": "SSL",
+            "ssl_cafile": str(self.ca.ca.certificate),
+            "ssl_certfile": str(self.admin_certificate),
+            "ssl_keyfile": str(self.admin_key),
+        }
+
+    def node_config(self, node_id: int, host: str, port: int) -> dict[str, object]:
+        issued = self.ca.node(node_id)
+        return {
+            "listeners": f"INTERNAL://{host}:{port},CLIENT://{host}:{port + CLIENT_PORT_OFFSET}",
+            "listener.security.protocol.map": "INTERNAL:SSL,CLIENT:SSL",
+            "inter.broker.listener.name": "INTERNAL",
+            "ssl.certificate.location": str(issued.certificate),
+            "ssl.key.location": str(issued.key),
+            "ssl.truststore.location": str(self.ca.ca.certificate),
+            "ssl.client.auth": "required",
+        }

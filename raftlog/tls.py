@@ -1,0 +1,370 @@
+"""TLS for raftlog's gRPC listeners and channels, and who is on the other end of a call.
+
+Owns: the ``ssl.*`` settings in PEM form (``TlsFiles``), server credentials that pick up
+certificates replaced on disk for new connections (``ServerTls``), channel credentials for nodes
+and clients (``ClientSecurity``), reading a peer's certificate into its principal (the naming
+rules, Kafka's ``ssl.principal.mapping.rules``, are raftlog/principals.py) and the node ids it
+names (``certificate_node_ids``), and the check that a peer is the node it claims to be
+(``PeerAuthenticator.check_node``). It does not decide what a principal may do: ACLs come later
+and start from ``PeerAuthenticator.identity``.
+
+Outbound credentials are read from the files when a channel is opened: the Raft transport opens a
+new channel on every reconnect; ``Peers`` keeps its channels (controller calls, replica fetches),
+so a node's own renewed client certificate is used there only after a restart.
+
+A node's certificate names its node id as a SAN URI ``raftlog:node:<id>``; a certificate without
+such URIs names the node ``<id>`` by a common name ``node-<id>``. ``raftlog cluster up --secure``
+writes both.
+
+Certificate reload: grpc asks the ``ServerTls`` fetcher for the certificate before every TLS
+handshake; the fetcher compares the files' (inode, size, mtime) with what it loaded, and loads
+them again when they differ or after ``request_reload`` (the node calls it on SIGHUP). Connections
+open already keep their session; new ones get the new certificate.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+
+from raftlog.config import CLIENT_AUTH_MODES, PLAINTEXT, SECURITY_PROTOCOLS, SSL
+from raftlog.errors import Errors, RaftlogError
+from raftlog.principals import ANONYMOUS, PrincipalMapper
+
+log = logging.getLogger(__name__)
+
+NODE_URI_PREFIX = "raftlog:node:"
+NODE_CN_PATTERN = re.compile(r"node-(\d+)")
+
+
+class TlsError(ValueError):
+    """Unusable TLS settings or files; the message is one line for an operator."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files: ``ssl.certificate.location`` (this side's certificate chain, leaf first),
+    ``ssl.key.location`` (its private key), ``ssl.truststore.location`` (CA bundle to verify peers)."""
+
+    certificate: Path | None
+    key: Path | None
+    truststore: Path | None
+
+    def _read(self, path: Path | None, what: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise TlsError(f"{what} {path}: {exc.strerror or exc}") from None
+
+    def read(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """(certificate chain, key, CA bundle) as bytes, None where no file is set."""
+        return (
+            self._read(self.certificate, "ssl.certificate.location"),
+            self._read(self.key, "ssl.key.location"),
+            self._read(self.truststore, "ssl.truststore.location"),
+        )
+
+    def stamp(self) -> tuple:
+        """Changes when any of the files is replaced or rewritten."""
+        stamps = []
+        for path in (self.certificate, self.key, self.truststore):
+            try:
+                st = os.stat(path) if path is not None else None
+            except OSError:
+                st = None
+            stamps.append(None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamps)
+
+
+class ServerTls:
+    """Server credentials of one SSL listener, re-read from disk when the files change."""
+
+    def __init__(self, files: TlsFiles, client_auth: str):
+        if client_auth not in CLIENT_AUTH_MODES:
+            raise TlsError(f"ssl.client.auth: {client_auth!r} is not one of {', '.join(CLIENT_AUTH_MODES)}")
+        if files.certificate is None or files.key is None:
+            raise TlsError("an SSL listener needs ssl.certificate.location and ssl.key.location")
+        if client_auth != "none" and files.truststore is None:
+            raise TlsError(
+                f"ssl.client.auth={client_auth} needs ssl.truststore.location (the CA of client certificates)"
+            )
+        self.files = files
+        self.client_auth = client_auth
+        self._lock = threading.Lock()
+        self._stamp = files.stamp()
+        self._reload_requested = False
+        self.reloads = 0  # certificate configurations loaded after the first (for logs and tests)
+        self._initial = self._configuration()
+
+    def _configuration(self) -> grpc.ServerCertificateConfiguration:
+        chain, key, ca = self.files.read()
+        assert chain is not None and key is not None, "checked in __init__"
+        return grpc.ssl_server_certificate_configuration(
+            [(key, chain)], root_certificates=ca if self.client_auth != "none" else None
+        )
+
+    def request_reload(self) -> None:
+        """The next handshake loads the files again (SIGHUP)."""
+        with self._lock:
+            self._reload_requested = True
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """Called by grpc before each handshake: None keeps the current certificate."""
+        with self._lock:
+            stamp = self.files.stamp()
+            if stamp == self._stamp and not self._reload_requested:
+                return None
+            try:
+                configuration = self._configuration()
+            except TlsError as exc:  # a half-written file: keep serving the old certificate
+                log.warning("TLS certificate not reloaded: %s", exc)
+                return None
+            self._stamp, self._reload_requested = stamp, False
+            self.reloads += 1
+            log.info("TLS certificate reloaded from %s", self.files.certificate)
+            return configuration
+
+    def credentials(self) -> grpc.ServerCredentials:
+        # "requested" asks for a certificate but lets a client without one in; grpc's Python API has
+        # no such mode, so the handshake is "none" or "required" and "requested" is refused at
+        # config time (raftlog/config.py) until grpc offers it.
+        return grpc.dynamic_ssl_server_credentials(
+            self._initial, self._fetch, require_client_authentication=self.client_auth == "required"
+        )
+
+
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How a client or a node connects: Kafka's ``security.protocol`` and ``ssl.*`` client settings."""
+
+    protocol: str = PLAINTEXT
+    files: TlsFiles = TlsFiles(None, None, None)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in SECURITY_PROTOCOLS:
+            raise TlsError(f"security.protocol: {self.protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
+        if (self.files.certificate is None) != (self.files.key is None):
+            raise TlsError("ssl.certificate.location and ssl.key.location go together")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol == SSL
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """Read from disk each time, so a new channel uses the files as they are now."""
+        assert self.tls, "a PLAINTEXT client has no channel credentials"
+        chain, key, ca = self.files.read()
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=chain)
+
+    @classmethod
+    def from_settings(
+        cls,
+        security_protocol: str | None = None,
+        ssl_cafile: str | Path | None = None,
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
+    ) -> ClientSecurity:
+        """kafka-python's keyword names; SSL is implied by any ssl_* file."""
+        any_file = any(f is not None for f in (ssl_cafile, ssl_certfile, ssl_keyfile))
+        protocol = (security_protocol or (SSL if any_file else PLAINTEXT)).upper()
+        files = TlsFiles(*(Path(f) if f is not None else None for f in (ssl_certfile, ssl_keyfile, ssl_cafile)))
+        if protocol == PLAINTEXT and any_file:
+            raise TlsError("ssl_* files given with security_protocol=PLAINTEXT")
+        return cls(protocol, files)
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str]) -> ClientSecurity:
+        """A ``client.properties`` file's keys (Kafka's names)."""
+        return cls.from_settings(
+            properties.get("security.protocol"),
+            properties.get("ssl.truststore.location"),
+            properties.get("ssl.certificate.location"),
+            properties.get("ssl.key.location"),
+        )
+
+
+CLIENT_PROPERTY_KEYS = ("security.protocol", "ssl.truststore.location", "ssl.certificate.location", "ssl.key.location")
+
+
+def read_properties(path: str | Path) -> dict[str, str]:
+    """A Java-style properties file: ``key=value`` lines, ``#`` comments; unknown keys are an error."""
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TlsError(f"--command-config {path}: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise TlsError(f"{path}:{number}: expected key=value, got {line!r}")
+        key = key.strip()
+        if key not in CLIENT_PROPERTY_KEYS:
+            raise TlsError(f"{path}:{number}: unknown key {key!r} (known: {', '.join(CLIENT_PROPERTY_KEYS)})")
+        values[key] = value.strip()
+    return values
+
+
+# -- who is calling ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What raftlog reads from a peer's certificate."""
+
+    distinguished_name: str
+    node_ids: frozenset[int]
+
+
+@functools.lru_cache(maxsize=1024)
+def read_certificate(pem: bytes) -> Certificate:
+    cert = x509.load_pem_x509_certificate(pem)
+    return Certificate(cert.subject.rfc4514_string(), certificate_node_ids(cert))
+
+
+def certificate_node_ids(cert: x509.Certificate) -> frozenset[int]:
+    """The node ids a certificate names: SAN URIs raftlog:node:<id>, else a CN node-<id>."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    ids = {int(uri[len(NODE_URI_PREFIX) :]) for uri in uris if re.fullmatch(r"raftlog:node:\d+", uri)}
+    if ids:
+        return frozenset(ids)
+    common_names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    matches = [NODE_CN_PATTERN.fullmatch(str(cn.value)) for cn in common_names]
+    return frozenset(int(m.group(1)) for m in matches if m is not None)
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """Who is on the other end of a call: the principal (``User:<name>``, ``User:ANONYMOUS`` without
+    a certificate) and the node ids its certificate names (empty for clients)."""
+
+    principal: str
+    node_ids: frozenset[int]
+    certificate: Certificate | None
+
+
+ANONYMOUS_PEER = PeerIdentity(ANONYMOUS, frozenset(), None)
+
+
+class PeerAuthenticator:
+    """Reads a call's peer certificate. ``require_node_certificate`` is set on listeners that carry
+    internal services over SSL: there a call naming a node id must come from that node's certificate.
+    On a PLAINTEXT listener nothing can be checked (a development cluster)."""
+
+    def __init__(self, mapper: PrincipalMapper, require_node_certificate: bool):
+        self.mapper = mapper
+        self.require_node_certificate = require_node_certificate
+
+    def identity(self, context) -> PeerIdentity:
+        """The principal of a call: the hook for authorization (ACLs) and SASL principals later."""
+        auth = context.auth_context() or {}
+        pems = auth.get("x509_pem_cert") or []
+        if not pems:
+            return ANONYMOUS_PEER
+        cert = read_certificate(bytes(pems[0]))
+        name = self.mapper.name(cert.distinguished_name)
+        return PeerIdentity(ANONYMOUS if name is None else f"User:{name}", cert.node_ids, cert)
+
+    def check_node(self, context, node_id: int, what: str) -> None:
+        """Raises CLUSTER_AUTHORIZATION_FAILED unless the caller's certificate names ``node_id``."""
+        if not self.require_node_certificate:
+            return
+        identity = self.identity(context)
+        if node_id not in identity.node_ids:
+            named = ",".join(str(i) for i in sorted(identity.node_ids)) or "no node"
+            raise RaftlogError(
+                Errors.CLUSTER_AUTHORIZATION_FAILED,
+                f"{what} claims to come from node {node_id}, but the caller's certificate "
+                f"({identity.principal}) names {named}",
+            )
+
+
+# -- a clear error for a client that speaks the wrong protocol -------------------------------
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+PROBE_TIMEOUT_S = 1.0
+
+
+def probe_protocol(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """PLAINTEXT if the server at host:port answers an HTTP/2 preface with a SETTINGS frame, SSL if it
+    completes (or alerts in) a TLS handshake, None if it cannot be told (down, or something else)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            sock.sendall(_H2_PREFACE)
+            head = sock.recv(9)
+            if len(head) == 9 and head[3] == 0x04:
+                return PLAINTEXT
+    except (OSError, ValueError):
+        pass
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            with context.wrap_socket(sock, server_hostname=host or None):
+                return SSL
+    except ssl.SSLError as exc:
+        return SSL if "ALERT" in str(exc).upper() else None
+    except (OSError, ValueError):
+        return None
+
+
+def mismatch_error(address: str, security: ClientSecurity, spoken: str | None) -> RaftlogError | None:
+    """SSL_AUTHENTICATION_FAILED naming the fix when the server at ``address`` speaks (``spoken``,
+    from ``probe_protocol``) the other protocol than this client, else None."""
+    if spoken == SSL and not security.tls:
+        return RaftlogError(
+            Errors.SSL_AUTHENTICATION_FAILED,
+            f"TLS handshake failed: the server at {address} speaks TLS; set security.protocol=SSL "
+            "and ssl.truststore.location (CLI: --command-config FILE; Python: security_protocol='SSL', ssl_cafile=...)",
+        )
+    if spoken == PLAINTEXT and security.tls:
+        return RaftlogError(
+            Errors.SSL_AUTHENTICATION_FAILED,
+            f"TLS handshake failed: the server at {address} speaks plaintext; set security.protocol=PLAINTEXT",
+        )
+    return None
+
+
+class ProtocolCheck:
+    """Probes a server once a connection to it failed; remembers servers found to speak this
+    client's protocol (their failures are something else: down, overloaded), so a client retrying
+    a down broker does not probe it on every attempt once it has answered."""
+
+    def __init__(self, security: ClientSecurity):
+        self.security = security
+        self._matching: set[str] = set()
+        self._lock = threading.Lock()
+
+    def after_failure(self, address: str) -> RaftlogError | None:
+        with self._lock:
+            if address in self._matching:
+                return None
+        spoken = probe_protocol(address)
+        if spoken == self.security.protocol:
+            with self._lock:
+                self._matching.add(address)
+            return None
+        return mismatch_error(address, self.security, spoken)
