@@ -167,7 +167,13 @@ class AsyncConsumer:
         if group is None or not self._subscribed:
             return
         if group.error is not None:
+            # Out of the group for good: what it owned is someone else's now (Kafka's
+            # onPartitionsLost on a fatal heartbeat error), then the error goes to the user.
             error, group.error = group.error, None
+            lost = set(self._positions)
+            self._drop(lost)
+            group.owned = frozenset()
+            await self._callback("lost", lost)
             raise error
         if group.lost:
             lost = set(self._positions)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 
 import grpc
@@ -63,7 +64,10 @@ class GroupMembership:
         self.client_id = client_id
         self.rebalance_timeout_ms = rebalance_timeout_ms
         self.assignor = assignor
-        self.member_id = ""
+        # Chosen by the client and kept for the consumer's life (KIP-1082), so a join whose answer
+        # was lost, or a rejoin after a fencing, is recognised as this member and not as a second
+        # process holding the same group.instance.id (UNRELEASED_INSTANCE_ID).
+        self.member_id = uuid.uuid4().hex
         self.member_epoch = 0
         self.heartbeat_interval_s = 0.5
         self.topics: list[str] = []
@@ -136,11 +140,15 @@ class GroupMembership:
                         "group %s: member %s fenced (%s); joining again", self.group_id, self.member_id, exc.reason
                     )
                     self.lost = True
-                    self.member_id, self.member_epoch, self.subscription_sent = "", 0, False
+                    self.member_epoch, self.subscription_sent = 0, False
                     self.assignment = None
                     continue
                 if not exc.retriable:
-                    self.error = exc  # handed to the user by the next poll
+                    # Fatal (FENCED_INSTANCE_ID, UNRELEASED_INSTANCE_ID, a bad pattern...): the
+                    # member is out of the group; the next poll drops its partitions and raises.
+                    log.error("group %s: member %s: %s", self.group_id, self.member_id, exc)
+                    self.error = exc
+                    self.member_epoch, self.assignment = 0, None
                     return
                 self._coordinator = None
                 await asyncio.sleep(RETRY_BACKOFF_S)
@@ -192,8 +200,8 @@ class GroupMembership:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if not self.member_id:
-            return
+        if self.member_epoch <= 0:
+            return  # never joined, or already out of the group (its session runs out on its own)
         epoch = -2 if self.instance_id else -1
         request = group_pb2.ConsumerGroupHeartbeatRequest(
             group_id=self.group_id, member_id=self.member_id, member_epoch=epoch, instance_id=self.instance_id or ""
@@ -202,7 +210,7 @@ class GroupMembership:
             await self.call("ConsumerGroupHeartbeat", request, timeout_s=3.0)
         except RaftlogError as exc:  # the session runs out on its own
             log.info("group %s: leaving failed (%s); the session timeout will remove the member", self.group_id, exc)
-        self.member_id, self.member_epoch = "", 0
+        self.member_epoch = 0
 
     # -- offsets ------------------------------------------------------------------------------
 

@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
 from raftlog.groups import records as rec
-from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat, Member, offsets_expired
+from raftlog.groups.group import (
+    STATIC_LEAVE_EPOCH,
+    ConsumerGroup,
+    GroupSettings,
+    GroupState,
+    Heartbeat,
+    Member,
+    offsets_expired,
+)
 from raftlog.groups.offset_store import OffsetStore
 from raftlog.log.record_batch import encode_batch, iter_batches
 from raftlog.metadata.image import NO_LEADER
@@ -301,8 +309,11 @@ class GroupCoordinator:
                 subscribed_regex=m.subscribed_regex,
                 rebalance_timeout_ms=m.rebalance_timeout_ms,
                 session_deadline_ms=0,
-                member_epoch=min(m.member_epoch, value.group_epoch),
+                # A static member that left with -2 waits for its next incarnation, which
+                # reconciles from epoch 0 to the target (its partitions are already its own).
+                member_epoch=0 if m.member_epoch == STATIC_LEAVE_EPOCH else min(m.member_epoch, value.group_epoch),
                 assigned=frozenset(m.assigned),
+                left_static=m.member_epoch == STATIC_LEAVE_EPOCH,
             )
             group.members[m.member_id] = member
             group.target[m.member_id] = member.assigned
@@ -486,7 +497,7 @@ class GroupCoordinator:
                 self.settings.session_timeout_ms,
                 tuple(sorted(m.subscribed_topics)),
                 m.subscribed_regex,
-                m.member_epoch,
+                STATIC_LEAVE_EPOCH if m.left_static else m.member_epoch,  # Kafka stores -2 as the epoch
                 tuple(sorted(m.assigned)),
             )
             for m in sorted(group.members.values(), key=lambda m: m.member_id)

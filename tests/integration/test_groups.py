@@ -166,6 +166,15 @@ def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its
             back = {m["instance_id"]: m for m in admin.describe_group("g")["members"]}["host-a"]
             assert {tuple(tp) for tp in back["assignment"]} == static_owned
             assert admin.describe_group("g")["group_epoch"] == epoch
+            # A second live process with the same group.instance.id is refused (KIP-848's
+            # UNRELEASED_INSTANCE_ID) and exits; the holder keeps its member id and partitions.
+            twin = group_consumer_process(bootstrap, "g", "events", tmp_path / "twin.out", instance_id="host-a")
+            assert twin.wait(30) == 1
+            assert "UNRELEASED_INSTANCE_ID" in (tmp_path / "twin.out.err").read_text()
+            still = {m["instance_id"]: m for m in admin.describe_group("g")["members"]}["host-a"]
+            assert still["member_id"] == back["member_id"]
+            assert {tuple(tp) for tp in still["assignment"]} == static_owned
+            assert admin.describe_group("g")["group_epoch"] == epoch
             # kill -9 of the dynamic member: its partitions move once its session has run out.
             b.kill()
             b.wait(10)
