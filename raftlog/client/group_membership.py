@@ -78,6 +78,7 @@ class GroupMembership:
         self.lost = False  # fenced: the consumer must drop everything (on_lost) and join again
         self.error: RaftlogError | None = None  # a fatal error (bad pattern...) for the next poll
         self._coordinator: str | None = None
+        self._stubs: dict[str, group_pb2_grpc.GroupServiceStub] = {}
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._fast_until = 0.0
@@ -105,7 +106,9 @@ class GroupMembership:
         while True:
             try:
                 address = await self._find_coordinator()
-                stub = group_pb2_grpc.GroupServiceStub(self.metadata.channel(address))
+                stub = self._stubs.get(address)
+                if stub is None:  # built once per address: a stub is 15 method objects
+                    stub = self._stubs[address] = group_pb2_grpc.GroupServiceStub(self.metadata.channel(address))
                 return await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
