@@ -214,6 +214,7 @@ class AsyncConsumer:
             return
         if self._revoke_task is not None and self._revoke_task.done():
             revoked, self._revoking, self._revoke_task = self._revoking, set(), None
+            log.info("group %s: %d partitions committed and released", self.group_id, len(revoked))
             await self._callback("revoke", revoked)
             self._drop(revoked)
             group.owned = self._owned()
@@ -223,6 +224,7 @@ class AsyncConsumer:
             if task.exception() is None:
                 committed = task.result()
                 added = {tp for tp in added if (tp.topic, tp.partition) in target}
+                log.info("group %s: fetching %d new partitions from their committed offsets", self.group_id, len(added))
                 for tp in added:
                     self._positions[tp] = committed[(tp.topic, tp.partition)]
                 group.owned = self._owned()

@@ -191,6 +191,14 @@ class GroupMembership:
             assignment = _from_pb(response.assignment)
             if assignment != self.assignment or changed:
                 self._fast_until = time.monotonic() + FAST_HEARTBEAT_WINDOW_S
+                log.info(
+                    "group %s: member %s at epoch %d is given %d partitions (owns %d)",
+                    self.group_id,
+                    self.member_id,
+                    self.member_epoch,
+                    len(assignment),
+                    len(self.owned),
+                )
             self.assignment = assignment
 
     def lost_handled(self) -> None:

@@ -22,6 +22,7 @@ core in gRPC calls) and its backlog, not the group protocol, was what the figure
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -130,6 +131,12 @@ class _Member:
 def _member_process(bootstrap: str, conn: Connection) -> None:
     """One member in a process of its own, driven by commands over conn: start (join), reset,
     report (owned partitions, delays, join and first-record times), stop."""
+
+    log_path = os.environ.get("RAFTLOG_PERF_GROUP_LOG")  # a step-by-step timeline of the hand-overs
+    if log_path:
+        logging.basicConfig(
+            filename=log_path, level=logging.INFO, format=f"%(asctime)s {os.getpid()} %(name)s %(message)s"
+        )
 
     async def main() -> None:
         member = _Member(bootstrap)
@@ -295,15 +302,18 @@ async def _joins(
         await asyncio.gather(*(m.stop() for m in members))
 
 
-def _committer_process(bootstrap: str, partition: int, rate: float, count: int, start_at: float, conn) -> None:
-    """Commits `count` offsets of one partition at `rate` per second from wall time start_at;
-    sends back the latencies (ms)."""
+def _committer_process(bootstrap: str, partition: int, rate: float, count: int, conn: Connection) -> None:
+    """Commits `count` offsets of one partition at `rate` per second, from the wall time the
+    bench sends once every committer is warm; sends back the latencies (ms) and the wall times
+    of the first send and the last answer."""
 
-    async def main() -> list[float]:
+    async def main() -> tuple[list[float], float, float]:
         consumer = AsyncConsumer(bootstrap, group_id=COMMIT_GROUP, enable_auto_commit=False)
         tp = TopicPartition(TOPIC, partition)
         consumer.assign([tp])
         await consumer.commit({tp: 0})  # warm: coordinator found, channel open
+        conn.send("ready")
+        start_at = await asyncio.to_thread(conn.recv)
         latencies: list[float] = []
 
         async def one(offset: int) -> None:
@@ -312,51 +322,63 @@ def _committer_process(bootstrap: str, partition: int, rate: float, count: int, 
             latencies.append((time.perf_counter() - started) * 1000.0)
 
         await asyncio.sleep(max(0.0, start_at - time.time()))
+        first_sent = time.time()
         started = time.perf_counter()
         tasks = []
         for i in range(count):
             await asyncio.sleep(max(i / rate - (time.perf_counter() - started), 0))
             tasks.append(asyncio.get_running_loop().create_task(one(i + 1)))
         await asyncio.gather(*tasks)
+        last_answered = time.time()
         await consumer.close()
-        return latencies
+        return latencies, first_sent, last_answered
 
     conn.send(asyncio.run(main()))
 
 
 async def _commits(bootstrap: str, rate: int, seconds: float, result: GroupBenchResult) -> None:
     """Commits from COMMITTER_PROCESSES client processes (each its own partition): one Python
-    client process cannot issue a thousand commit RPCs a second here, so a single one measures
-    its own queueing, not the coordinator."""
+    client process cannot issue a thousand commit RPCs a second here (profiled: it saturated a
+    core at ~300/s), so a single one measures its own queueing, not the coordinator."""
     processes = min(COMMITTER_PROCESSES, rate)
-    per_process = [
-        int(rate * seconds) // processes + (1 if i < int(rate * seconds) % processes else 0) for i in range(processes)
-    ]
-    start_at = time.time() + 10.0  # after every process has started and warmed up
+    total = int(rate * seconds)
+    per_process = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
     context = mp.get_context("spawn")
     pipes, workers = [], []
     for i, count in enumerate(per_process):
         parent, child = context.Pipe()
         worker = context.Process(
-            target=_committer_process, args=(bootstrap, i, rate / processes, count, start_at, child), daemon=True
+            target=_committer_process, args=(bootstrap, i, rate / processes, count, child), daemon=True
         )
         worker.start()
         child.close()
         pipes.append(parent)
         workers.append(worker)
+
+    async def receive(parent: Connection, timeout_s: float):
+        if not await asyncio.to_thread(parent.poll, timeout_s):
+            raise TimeoutError("a committer process did not answer")
+        return parent.recv()
+
     latencies: list[float] = []
     try:
         for parent in pipes:
-            if not await asyncio.to_thread(parent.poll, 10.0 + seconds + REPORT_TIMEOUT_S * 2):
-                raise TimeoutError("a committer process did not finish")
-            latencies.extend(parent.recv())
+            assert await receive(parent, REPORT_TIMEOUT_S * 2) == "ready"
+        start_at = time.time() + 0.2
+        for parent in pipes:
+            parent.send(start_at)
+        firsts, lasts = [], []
+        for parent in pipes:
+            got, first, last = await receive(parent, seconds + REPORT_TIMEOUT_S * 2)
+            latencies.extend(got)
+            firsts.append(first)
+            lasts.append(last)
     finally:
         for worker in workers:
             await asyncio.to_thread(worker.join, 10)
             if worker.is_alive():
                 worker.kill()
-    ended = time.time()
-    result.commits, result.commit_elapsed_s = len(latencies), max(ended - start_at, 1e-9)
+    result.commits, result.commit_elapsed_s = len(latencies), max(max(lasts) - min(firsts), 1e-9)
     result.commit_latencies_ms = latencies
 
 
