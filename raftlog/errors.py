@@ -93,6 +93,12 @@ class Errors(enum.Enum):
     UNKNOWN_MEMBER_ID = (_FAIL, _RESOURCE, "the group has no member of that id; rejoin")
     FENCED_MEMBER_EPOCH = (_FAIL, _RESOURCE, "the member's epoch is not its current one; rejoin")
     STALE_MEMBER_EPOCH = (_FAIL, _RESOURCE, "an offset commit with a member epoch that is not the member's")
+    UNRELEASED_INSTANCE_ID = (
+        _FAIL,
+        _RESOURCE,
+        "a live member holds this group.instance.id (it has not left with epoch -2 and its session has not run out)",
+    )
+    FENCED_INSTANCE_ID = (_FAIL, _RESOURCE, "another member took over this group.instance.id; this one is fenced")
     GROUP_ID_NOT_FOUND = (_FAIL, _RESOURCE, "no group of that id")
     NON_EMPTY_GROUP = (_FAIL, _RESOURCE, "the group has active members")
     INVALID_GROUP_ID = (_FAIL, _RESOURCE, "the group id is not valid")

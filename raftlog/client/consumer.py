@@ -7,9 +7,10 @@ records before the position (a batch may start earlier than the offset asked for
 
 With a group_id, ``subscribe`` joins the group (KIP-848; ``group_membership.py`` heartbeats in
 the background) and ``poll`` reconciles the assignment the coordinator gave: partitions to give
-up are committed (auto-commit), passed to ``on_revoke`` and dropped before the coordinator hears
-that they are free; new ones start at their committed offset (else auto_offset_reset) and are
-passed to ``on_assign``. A fenced member loses everything (``on_lost``, no commit) and joins
+up stop being fetched, are committed (auto-commit, in a task), passed to ``on_revoke`` and
+dropped before the coordinator hears that they are free; new ones start at their committed
+offset (looked up in a task; else auto_offset_reset) and are passed to ``on_assign``; the
+partitions that stay are fetched throughout. A fenced member loses everything (``on_lost``, no commit) and joins
 again. Auto-commit is at least once: a poll commits (in the background, one commit at a time)
 what earlier polls returned, and close() commits what the last one returned; a synchronous commit
 waits for an auto-commit in flight first, so committed offsets never move back.
@@ -41,6 +42,7 @@ from raftlog.v1 import broker_pb2
 log = logging.getLogger(__name__)
 
 EARLIEST, LATEST = -2, -1
+RECONCILE_FETCH_WAIT_MS = 20  # fetch long-poll cap while partitions are being handed over
 RebalanceCallback = Callable[[set["TopicPartition"]], object]
 
 
@@ -119,6 +121,13 @@ class AsyncConsumer:
         self._consumed: dict[TopicPartition, int] = {}  # next offset after what poll() handed out
         self._subscribed = False
         self._callbacks: dict[str, RebalanceCallback | None] = {}
+        # Reconciliation runs beside the fetching of the partitions that stay (see _reconcile):
+        # partitions being given up (no longer fetched; their commit in flight) and partitions
+        # being taken (their committed offsets being looked up).
+        self._revoking: set[TopicPartition] = set()
+        self._revoke_task: asyncio.Task | None = None
+        self._assigning: set[TopicPartition] = set()
+        self._assign_task: asyncio.Task | None = None
 
     # -- groups -----------------------------------------------------------------------------
 
@@ -168,39 +177,90 @@ class AsyncConsumer:
             self._consumed.pop(tp, None)
         self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
 
+    def _owned(self) -> frozenset[tuple[str, int]]:
+        """What the member owns for the coordinator: fetched, being given up, being taken."""
+        return frozenset((tp.topic, tp.partition) for tp in (*self._positions, *self._revoking, *self._assigning))
+
+    async def _lose_everything(self) -> set[TopicPartition]:
+        for task in (self._revoke_task, self._assign_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        lost = set(self._positions) | self._revoking | self._assigning
+        self._revoke_task = self._assign_task = None
+        self._revoking, self._assigning = set(), set()
+        self._drop(lost)
+        return lost
+
     async def _reconcile(self) -> None:
-        """Brings the owned partitions to the coordinator's latest assignment (see module doc)."""
+        """Brings the owned partitions to the coordinator's latest assignment (see module doc).
+
+        Neither step holds up the partitions that stay, as in Kafka's consumer: partitions to give
+        up stop being fetched at once and their commit (auto-commit) runs in a task; once it is
+        done a later poll runs on_revoke, drops them and heartbeats at once. New partitions get
+        their committed offsets looked up in a task too; a later poll starts fetching them and
+        runs on_assign."""
         group = self._group
         if group is None or not self._subscribed:
             return
         if group.error is not None:
+            # Out of the group for good: what it owned is someone else's now (Kafka's
+            # onPartitionsLost on a fatal heartbeat error), then the error goes to the user.
             error, group.error = group.error, None
+            lost = await self._lose_everything()
+            group.owned = frozenset()
+            await self._callback("lost", lost)
             raise error
         if group.lost:
-            lost = set(self._positions)
-            self._drop(lost)
+            lost = await self._lose_everything()
             group.lost_handled()
             await self._callback("lost", lost)
             return
         target = group.assignment
         if target is None:
             return
-        current = set(self._positions)
-        revoked = {tp for tp in current if (tp.topic, tp.partition) not in target}
-        added = {TopicPartition(t, p) for t, p in target} - current
-        if revoked:
-            if self._auto_commit:
-                await self._commit_quietly({tp: o for tp, o in self._consumed.items() if tp in revoked})
+        if self._revoke_task is not None and self._revoke_task.done():
+            revoked, self._revoking, self._revoke_task = self._revoking, set(), None
+            log.info("group %s: %d partitions committed and released", self.group_id, len(revoked))
             await self._callback("revoke", revoked)
             self._drop(revoked)
-            group.owned = frozenset((tp.topic, tp.partition) for tp in self._positions)
+            group.owned = self._owned()
             group.wake()  # tell the coordinator now: the new owner is waiting for these
-        if added:
-            committed = await group.committed([(tp.topic, tp.partition) for tp in added])
-            for tp in added:
-                self._positions[tp] = committed[(tp.topic, tp.partition)]
-            group.owned = frozenset((tp.topic, tp.partition) for tp in self._positions)
-            await self._callback("assign", added)
+        if self._assign_task is not None and self._assign_task.done():
+            task, added, self._assign_task, self._assigning = self._assign_task, self._assigning, None, set()
+            if task.exception() is None:
+                committed = task.result()
+                added = {tp for tp in added if (tp.topic, tp.partition) in target}
+                log.info("group %s: fetching %d new partitions from their committed offsets", self.group_id, len(added))
+                for tp in added:
+                    self._positions[tp] = committed[(tp.topic, tp.partition)]
+                group.owned = self._owned()
+                await self._callback("assign", added)
+            else:  # looked up again below
+                log.warning("group %s: committed offsets not fetched: %s", self.group_id, task.exception())
+        if self._revoke_task is None:
+            revoked = {tp for tp in self._positions if (tp.topic, tp.partition) not in target}
+            if revoked:
+                offsets = {tp: o for tp, o in self._consumed.items() if tp in revoked} if self._auto_commit else {}
+                for tp in revoked:
+                    del self._positions[tp]  # no longer fetched; still owned until released
+                self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
+                self._revoking = revoked
+                self._revoke_task = asyncio.get_running_loop().create_task(self._commit_revoked(offsets))
+        if self._assign_task is None:
+            added = {TopicPartition(t, p) for t, p in target} - set(self._positions) - self._revoking
+            if added:
+                self._assigning = added
+                self._assign_task = asyncio.get_running_loop().create_task(
+                    group.committed([(tp.topic, tp.partition) for tp in added])
+                )
+
+    async def _commit_revoked(self, offsets: dict[TopicPartition, int]) -> None:
+        # An auto-commit in flight may carry these partitions: it lands before they are released,
+        # so it cannot move the new owner's commits back.
+        if self._auto_commit_task is not None:
+            await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        await self._commit_quietly(offsets)
 
     async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> None:
         if not offsets:
@@ -220,9 +280,8 @@ class AsyncConsumer:
         if self._auto_commit_task is not None and not self._auto_commit_task.done():
             return
         self._last_auto_commit = time.monotonic()
-        self._auto_commit_task = asyncio.get_running_loop().create_task(
-            self._commit_quietly(dict(self._consumed), background=True)
-        )
+        fetched = {tp: o for tp, o in self._consumed.items() if tp in self._positions}  # not what is being revoked
+        self._auto_commit_task = asyncio.get_running_loop().create_task(self._commit_quietly(fetched, background=True))
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commits offsets (default: the position after what poll() returned, for every partition
@@ -337,11 +396,16 @@ class AsyncConsumer:
         await self._reconcile()
         while not self._buffer:
             await self._reconcile()
+            reconciling = [t for t in (self._revoke_task, self._assign_task) if t is not None]
             if self._subscribed and not self._positions:
                 remaining_s = deadline - time.monotonic()
                 if remaining_s <= 0:
                     break
-                await asyncio.sleep(min(RETRY_BACKOFF_S, remaining_s))  # nothing assigned yet
+                # Nothing to fetch yet: wake as soon as a lookup of new partitions is done.
+                if reconciling:
+                    await asyncio.wait(reconciling, timeout=min(RETRY_BACKOFF_S, remaining_s))
+                else:
+                    await asyncio.sleep(min(RETRY_BACKOFF_S, remaining_s))
                 continue
             for tp, position in list(self._positions.items()):
                 if position is None:
@@ -349,7 +413,10 @@ class AsyncConsumer:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if not self._positions or remaining_ms <= 0:
                 break
-            await self._fetch_once(min(remaining_ms, self._fetch_max_wait_ms))
+            # While a hand-over is under way, short fetches: the poll that finishes it (releases
+            # the partitions, starts fetching new ones) comes soon, not a long poll later.
+            wait_ms = min(remaining_ms, self._fetch_max_wait_ms)
+            await self._fetch_once(min(wait_ms, RECONCILE_FETCH_WAIT_MS) if reconciling else wait_ms)
             if time.monotonic() >= deadline:
                 break
         count = min(len(self._buffer), self._max_poll_records)
@@ -426,7 +493,12 @@ class AsyncConsumer:
                     await self._commit_quietly({tp: o for tp, o in self._consumed.items() if tp in self._positions})
                 if self._subscribed:
                     try:
-                        await self._callback("revoke", set(self._positions))
+                        if self._assign_task is not None:  # never handed out: not revoked either
+                            self._assign_task.cancel()
+                            await asyncio.gather(self._assign_task, return_exceptions=True)
+                        if self._revoke_task is not None:
+                            await asyncio.gather(self._revoke_task, return_exceptions=True)
+                        await self._callback("revoke", set(self._positions) | self._revoking)
                     finally:
                         await self._group.leave()
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 
 import grpc
@@ -63,7 +64,10 @@ class GroupMembership:
         self.client_id = client_id
         self.rebalance_timeout_ms = rebalance_timeout_ms
         self.assignor = assignor
-        self.member_id = ""
+        # Chosen by the client and kept for the consumer's life (KIP-1082), so a join whose answer
+        # was lost, or a rejoin after a fencing, is recognised as this member and not as a second
+        # process holding the same group.instance.id (UNRELEASED_INSTANCE_ID).
+        self.member_id = uuid.uuid4().hex
         self.member_epoch = 0
         self.heartbeat_interval_s = 0.5
         self.topics: list[str] = []
@@ -74,6 +78,7 @@ class GroupMembership:
         self.lost = False  # fenced: the consumer must drop everything (on_lost) and join again
         self.error: RaftlogError | None = None  # a fatal error (bad pattern...) for the next poll
         self._coordinator: str | None = None
+        self._stubs: dict[str, group_pb2_grpc.GroupServiceStub] = {}
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._fast_until = 0.0
@@ -101,7 +106,9 @@ class GroupMembership:
         while True:
             try:
                 address = await self._find_coordinator()
-                stub = group_pb2_grpc.GroupServiceStub(self.metadata.channel(address))
+                stub = self._stubs.get(address)
+                if stub is None:  # built once per address: a stub is 15 method objects
+                    stub = self._stubs[address] = group_pb2_grpc.GroupServiceStub(self.metadata.channel(address))
                 return await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
@@ -136,11 +143,15 @@ class GroupMembership:
                         "group %s: member %s fenced (%s); joining again", self.group_id, self.member_id, exc.reason
                     )
                     self.lost = True
-                    self.member_id, self.member_epoch, self.subscription_sent = "", 0, False
+                    self.member_epoch, self.subscription_sent = 0, False
                     self.assignment = None
                     continue
                 if not exc.retriable:
-                    self.error = exc  # handed to the user by the next poll
+                    # Fatal (FENCED_INSTANCE_ID, UNRELEASED_INSTANCE_ID, a bad pattern...): the
+                    # member is out of the group; the next poll drops its partitions and raises.
+                    log.error("group %s: member %s: %s", self.group_id, self.member_id, exc)
+                    self.error = exc
+                    self.member_epoch, self.assignment = 0, None
                     return
                 self._coordinator = None
                 await asyncio.sleep(RETRY_BACKOFF_S)
@@ -180,6 +191,14 @@ class GroupMembership:
             assignment = _from_pb(response.assignment)
             if assignment != self.assignment or changed:
                 self._fast_until = time.monotonic() + FAST_HEARTBEAT_WINDOW_S
+                log.info(
+                    "group %s: member %s at epoch %d is given %d partitions (owns %d)",
+                    self.group_id,
+                    self.member_id,
+                    self.member_epoch,
+                    len(assignment),
+                    len(self.owned),
+                )
             self.assignment = assignment
 
     def lost_handled(self) -> None:
@@ -192,8 +211,8 @@ class GroupMembership:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if not self.member_id:
-            return
+        if self.member_epoch <= 0:
+            return  # never joined, or already out of the group (its session runs out on its own)
         epoch = -2 if self.instance_id else -1
         request = group_pb2.ConsumerGroupHeartbeatRequest(
             group_id=self.group_id, member_id=self.member_id, member_epoch=epoch, instance_id=self.instance_id or ""
@@ -202,7 +221,7 @@ class GroupMembership:
             await self.call("ConsumerGroupHeartbeat", request, timeout_s=3.0)
         except RaftlogError as exc:  # the session runs out on its own
             log.info("group %s: leaving failed (%s); the session timeout will remove the member", self.group_id, exc)
-        self.member_id, self.member_epoch = "", 0
+        self.member_epoch = 0
 
     # -- offsets ------------------------------------------------------------------------------
 

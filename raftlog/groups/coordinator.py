@@ -23,6 +23,7 @@ old coordinator died are placed again) and members get fresh sessions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,7 +31,15 @@ from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
 from raftlog.groups import records as rec
-from raftlog.groups.group import ConsumerGroup, GroupSettings, GroupState, Heartbeat, Member, offsets_expired
+from raftlog.groups.group import (
+    STATIC_LEAVE_EPOCH,
+    ConsumerGroup,
+    GroupSettings,
+    GroupState,
+    Heartbeat,
+    Member,
+    offsets_expired,
+)
 from raftlog.groups.offset_store import OffsetStore
 from raftlog.log.record_batch import encode_batch, iter_batches
 from raftlog.metadata.image import NO_LEADER
@@ -50,6 +59,7 @@ READ_CHUNK_BYTES = 1 << 20
 MATERIALIZE_ROUND_BYTES_MAX = 8 << 20  # one round applies at most this much per partition, then yields
 MAX_GROUP_ID_LENGTH = 255
 MAX_RECORDS_PER_APPEND = 2000  # coalesced commits per append: bounded, well under max.message.bytes
+MAX_APPENDS_IN_FLIGHT = 8  # appends to one offsets partition written and awaiting replication at once
 TOPIC_WAIT_S = 5.0
 
 CreateTopic = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
@@ -76,11 +86,10 @@ def check_group_id(group_id: str) -> None:
 class GroupEntry:
     group: ConsumerGroup
     offsets: dict[tuple[str, int], rec.OffsetValue] = field(default_factory=dict)
-    written: rec.GroupValue | None = None  # the group metadata last appended, its timestamp 0
+    written: rec.GroupValue | None = None  # the group metadata last committed, its timestamp 0
+    queued: rec.GroupValue | None = None  # the group metadata last handed to _append, its timestamp 0
+    queued_write: asyncio.Future | None = None  # that append
     empty_since_ms: int = field(default_factory=_wall_ms)
-    changes: int = 0  # mutations of the group that need writing, counted
-    persisted_changes: int = 0  # how many of them the last completed write covered
-    writing: asyncio.Future | None = None  # the group's one metadata write in flight
     unstable_since: float | None = None  # monotonic time of the epoch change the group is reconciling
 
 
@@ -90,6 +99,7 @@ class _PartitionWriter:
 
     pending: list[tuple[list[tuple[bytes, bytes | None]], asyncio.Future]] = field(default_factory=list)
     running: bool = False
+    in_flight: set[asyncio.Future] = field(default_factory=set)  # written, awaiting replication
 
 
 @dataclass
@@ -110,6 +120,19 @@ def _to_pb(tps) -> list[group_pb2.TopicPartitions]:
     for topic, partition in sorted(tps):
         by_topic.setdefault(topic, []).append(partition)
     return [group_pb2.TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+def _answer(round_: list[tuple[list, asyncio.Future]], append: asyncio.Future) -> None:
+    """Hands an append's outcome to every request it carried."""
+    for _, done in round_:
+        if done.done():
+            continue
+        if append.cancelled():
+            done.cancel()
+        elif (error := append.exception()) is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(None)
 
 
 class GroupCoordinator:
@@ -283,7 +306,7 @@ class GroupCoordinator:
             return
         entry = self._entry(shard, decoded.group)
         self._restore(entry, rec.decode_group_value(value))
-        entry.written = None  # restored groups get a new epoch (see _load): written again
+        entry.written = entry.queued = None  # restored groups get a new epoch (see _load): written again
 
     def _restore(self, entry: GroupEntry, value: rec.GroupValue) -> None:
         group = entry.group
@@ -301,8 +324,11 @@ class GroupCoordinator:
                 subscribed_regex=m.subscribed_regex,
                 rebalance_timeout_ms=m.rebalance_timeout_ms,
                 session_deadline_ms=0,
-                member_epoch=min(m.member_epoch, value.group_epoch),
+                # A static member that left with -2 waits for its next incarnation, which
+                # reconciles from epoch 0 to the target (its partitions are already its own).
+                member_epoch=0 if m.member_epoch == STATIC_LEAVE_EPOCH else min(m.member_epoch, value.group_epoch),
                 assigned=frozenset(m.assigned),
+                left_static=m.member_epoch == STATIC_LEAVE_EPOCH,
             )
             group.members[m.member_id] = member
             group.target[m.member_id] = member.assigned
@@ -419,10 +445,12 @@ class GroupCoordinator:
     async def _append(self, partition: Partition, records: list[tuple[bytes, bytes | None]]) -> None:
         """Appends records to an offsets partition with acks=all; returns once they are committed.
 
-        Writes to one partition are coalesced, as Kafka's coordinator batches a shard's records:
-        one append is in flight per partition, and everything that arrives meanwhile goes out
-        together in the next one (at most MAX_RECORDS_PER_APPEND records), in arrival order. So
-        a thousand commits a second cost a few appends (and fsyncs) a second, not a thousand."""
+        As Kafka's coordinator runtime does, writes to one partition are coalesced and pipelined:
+        whatever arrives within one turn of the event loop goes out in one append (at most
+        MAX_RECORDS_PER_APPEND records), written at once and in arrival order, and up to
+        MAX_APPENDS_IN_FLIGHT appends await their replication together. So a commit waits for
+        one acks=all round trip, not also for the append before it; and a thousand commits a
+        second cost a few appends a second."""
         writer = self._writers.get(partition)
         if writer is None:
             writer = self._writers[partition] = _PartitionWriter()
@@ -437,7 +465,11 @@ class GroupCoordinator:
 
     async def _drain(self, partition: Partition, writer: _PartitionWriter) -> None:
         try:
+            await asyncio.sleep(0)  # requests arriving in this turn of the loop share the append
             while writer.pending:
+                if len(writer.in_flight) >= MAX_APPENDS_IN_FLIGHT:
+                    await asyncio.wait(writer.in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 taken, count = 0, 0
                 while taken < len(writer.pending) and (
                     count == 0 or count + len(writer.pending[taken][0]) <= MAX_RECORDS_PER_APPEND
@@ -445,18 +477,19 @@ class GroupCoordinator:
                     count += len(writer.pending[taken][0])
                     taken += 1
                 round_, writer.pending = writer.pending[:taken], writer.pending[taken:]
-                try:
-                    await self._append_now(partition, [r for records, _ in round_ for r in records])
-                except BaseException as exc:  # noqa: BLE001 - handed to every request of the round
-                    for _, done in round_:
-                        if not done.done():
-                            done.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    continue
-                for _, done in round_:
-                    if not done.done():
-                        done.set_result(None)
+                end_before = partition.log.log_end_offset
+                append = asyncio.ensure_future(
+                    self._append_now(partition, [r for records, _ in round_ for r in records])
+                )
+                writer.in_flight.add(append)
+                append.add_done_callback(writer.in_flight.discard)
+                append.add_done_callback(functools.partial(_answer, round_))
+                # The append's first step writes the batch to the log (it was scheduled before this
+                # one resumes), so the next round is written after it: the log keeps arrival order.
+                await asyncio.sleep(0)
+                assert append.done() or partition.log.log_end_offset > end_before, (
+                    f"{OFFSETS_TOPIC}-{partition.index}: an append did not write before the next one"
+                )
         finally:
             writer.running = False
             if not writer.pending and self._writers.get(partition) is writer:
@@ -486,7 +519,7 @@ class GroupCoordinator:
                 self.settings.session_timeout_ms,
                 tuple(sorted(m.subscribed_topics)),
                 m.subscribed_regex,
-                m.member_epoch,
+                STATIC_LEAVE_EPOCH if m.left_static else m.member_epoch,  # Kafka stores -2 as the epoch
                 tuple(sorted(m.assigned)),
             )
             for m in sorted(group.members.values(), key=lambda m: m.member_id)
@@ -494,38 +527,38 @@ class GroupCoordinator:
         return rec.GroupValue(group.group_epoch, group.assignor, _wall_ms(), members)
 
     async def _persist_group(self, partition: Partition, entry: GroupEntry) -> None:
-        """Returns once the group's state as of this call is written (acks=all). Concurrent
-        callers share appends: one write per group is in flight, and whoever comes while it is
-        out waits for the next one, which covers every change made before it started; so N
-        members joining at once cost about two appends, not N one after the other."""
-        entry.changes += 1
-        wanted = entry.changes
-        while entry.persisted_changes < wanted:
-            if entry.writing is None:
-                # Not a supervised background task: it lives as long as the requests awaiting it.
-                entry.writing = asyncio.ensure_future(self._write_group(partition, entry))
-                entry.writing.add_done_callback(lambda f: f.cancelled() or f.exception())
-            await asyncio.shield(entry.writing)  # a failed write fails every request waiting on it
-
-    async def _write_group(self, partition: Partition, entry: GroupEntry) -> None:
-        covered = entry.changes
+        """Returns once the group's state as of this call is committed (acks=all), so no answer
+        tells a member what a new coordinator would not know. A state already on its way (a
+        plain heartbeat: session deadlines are not persisted) waits for that append only; a new
+        one is appended at once, behind the earlier ones (appends keep their order), instead of
+        waiting for them to finish first."""
+        value = self._group_value(entry.group)
+        comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
+        if comparable == entry.queued:
+            if entry.queued_write is not None:
+                await asyncio.shield(entry.queued_write)  # a failed append fails every request waiting on it
+            return
+        if not entry.group.members:
+            entry.empty_since_ms = _wall_ms()
+        write = asyncio.ensure_future(
+            self._append(
+                partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)), rec.encode_group_value(value))]
+            )
+        )
+        write.add_done_callback(lambda f: f.cancelled() or f.exception())
+        entry.queued, entry.queued_write = comparable, write
         try:
-            value = self._group_value(entry.group)
-            comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
-            if comparable != entry.written:  # session deadlines are not persisted: a plain heartbeat writes nothing
-                if not entry.group.members:
-                    entry.empty_since_ms = _wall_ms()
-                await self._append(
-                    partition,
-                    [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)), rec.encode_group_value(value))],
-                )
-                epoch_moved = entry.written is None or entry.written.group_epoch != value.group_epoch
-                entry.written = comparable
-                if self.metrics and epoch_moved:
-                    self.metrics.group_rebalanced()
-            entry.persisted_changes = max(entry.persisted_changes, covered)
-        finally:
-            entry.writing = None
+            await asyncio.shield(write)
+        except BaseException:
+            if entry.queued is comparable:
+                entry.queued = entry.queued_write = None  # not known to be written: the next change writes again
+            raise
+        if entry.queued_write is write:
+            entry.queued_write = None
+        epoch_moved = entry.written is None or entry.written.group_epoch != comparable.group_epoch
+        entry.written = comparable
+        if self.metrics and epoch_moved:
+            self.metrics.group_rebalanced()
 
     # -- the API ------------------------------------------------------------------------------
 

@@ -19,6 +19,12 @@ time (reconciliation):
 Invariant (checked after every change): no partition is owned (assigned or being revoked) by two
 members at once.
 
+Static members (``group.instance.id``), Kafka's rules: a member joining with an instance id
+that a live member holds (it has not left with epoch -2 and its session has not run out) is
+refused with UNRELEASED_INSTANCE_ID; one that left with -2 is replaced by the newcomer, which
+takes over its partitions and epoch; a heartbeat or leave from the replaced incarnation (its
+member id no longer holds the instance id) is FENCED_INSTANCE_ID.
+
 Offset commits are fenced by member epoch (``validate_commit``): STALE_MEMBER_EPOCH for an epoch
 that is not the member's, UNKNOWN_MEMBER_ID for a member the group does not have; a commit from
 outside the protocol (manual ``assign()``, admin) is allowed while the group has no members.
@@ -204,12 +210,39 @@ class ConsumerGroup:
         self.check_invariants()
         return HeartbeatAnswer(member.member_id, member.member_epoch, member.assigned)
 
+    def static_member(self, instance_id: str) -> Member | None:
+        """The member that holds this group.instance.id, if any (at most one does)."""
+        return next((m for m in self.members.values() if m.instance_id == instance_id), None)
+
+    def _check_instance_holder(self, hb: Heartbeat) -> None:
+        """Kafka's throwIfInstanceIdIsFenced: a heartbeat or leave that names an instance id held
+        by another member comes from an incarnation that was replaced (a zombie)."""
+        if hb.instance_id is None:
+            return
+        holder = self.static_member(hb.instance_id)
+        if holder is not None and holder.member_id != hb.member_id:
+            raise RaftlogError(
+                "FENCED_INSTANCE_ID",
+                f"member {hb.member_id!r} with instance id {hb.instance_id!r} was replaced by member "
+                f"{holder.member_id!r}",
+            )
+
     def _member_for(self, hb: Heartbeat, now_ms: int) -> Member:
         if hb.member_epoch == JOIN_EPOCH:
             if hb.instance_id is not None:
-                previous = next((m for m in self.members.values() if m.instance_id == hb.instance_id), None)
-                if previous is not None:
+                previous = self.static_member(hb.instance_id)
+                if previous is not None and previous.member_id != hb.member_id:
+                    if not previous.left_static:
+                        # Kafka's throwIfInstanceIdIsUnreleased: two live processes with one
+                        # instance id; the one already in the group keeps it.
+                        raise RaftlogError(
+                            "UNRELEASED_INSTANCE_ID",
+                            f"instance id {hb.instance_id!r} is held by member {previous.member_id!r}, which has "
+                            "not left with epoch -2 and whose session has not run out",
+                        )
                     return self._replace_static(previous, hb)
+                # previous is this very member joining again (fenced, or its answer was lost):
+                # it starts over below, as a dynamic member does.
             member_id = hb.member_id or uuid.uuid4().hex
             member = self.members.get(member_id)
             if member is not None:
@@ -228,6 +261,7 @@ class ConsumerGroup:
             self.members[member_id] = member
             self._bump_epoch()
             return member
+        self._check_instance_holder(hb)
         member = self.members.get(hb.member_id)
         if member is None:
             raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {self.group_id!r} has no member {hb.member_id!r}")
@@ -262,6 +296,7 @@ class ConsumerGroup:
         return previous
 
     def _leave(self, hb: Heartbeat) -> HeartbeatAnswer:
+        self._check_instance_holder(hb)
         member = self.members.get(hb.member_id)
         if member is None:
             if hb.member_epoch == LEAVE_EPOCH:

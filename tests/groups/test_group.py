@@ -117,6 +117,66 @@ def test_static_member_back_within_its_session_keeps_its_partitions():
     assert answer.assignment == owned and group.group_epoch == epoch
 
 
+def static_client(group, member_id, instance_id="host-a"):
+    client = Client(group, instance_id=instance_id)
+    client.member_id = member_id  # client-chosen member ids (KIP-1082), as the consumer sends them
+    return client
+
+
+def test_a_second_live_process_with_the_same_instance_id_is_refused_and_moves_nothing():
+    group, counts = new_group(), {"t": 6}
+    a, b = static_client(group, "a"), Client(group)
+    converge([a, b], 0, counts)
+    epoch, owned = group.group_epoch, {m.member_id: m.assigned for m in group.members.values()}
+    twin = static_client(group, "twin")
+    with pytest.raises(RaftlogError) as refused:
+        twin.heartbeat(1, counts)
+    assert refused.value.error is Errors.UNRELEASED_INSTANCE_ID
+    assert "held by member 'a'" in refused.value.message
+    assert group.group_epoch == epoch and {m.member_id: m.assigned for m in group.members.values()} == owned
+    a.heartbeat(2, counts)  # the holder goes on as before
+    assert a.owned == owned["a"] and group.state is GroupState.STABLE
+
+
+def test_the_same_member_joining_again_is_not_an_unreleased_instance_id():
+    group, counts = new_group(), {"t": 4}
+    a = static_client(group, "a")
+    a.heartbeat(0, counts)
+    a.epoch = 0  # the answer was lost, or a was fenced: it joins again with its own member id
+    converge([a], 1, counts)
+    assert list(group.members) == ["a"] and len(a.owned) == 4
+
+
+def test_an_instance_id_is_free_again_once_its_holders_session_runs_out():
+    group, counts = new_group(), {"t": 4}
+    a = static_client(group, "a")
+    a.heartbeat(0, counts)  # then a is killed -9: no leave
+    with pytest.raises(RaftlogError) as refused:
+        static_client(group, "a2").heartbeat(SESSION_MS - 1, counts)
+    assert refused.value.error is Errors.UNRELEASED_INSTANCE_ID
+    assert group.expire(SESSION_MS) == ["a"]
+    again = static_client(group, "a2")
+    converge([again], SESSION_MS + 1, counts)
+    assert len(again.owned) == 4
+
+
+def test_the_replaced_incarnation_is_fenced_by_instance_id():
+    group, counts = new_group(), {"t": 6}
+    a, b = static_client(group, "a"), Client(group)
+    converge([a, b], 0, counts)
+    old = (a.member_id, a.epoch, a.owned)
+    a.leave(1, counts, epoch=-2)
+    successor = static_client(group, "a-restarted")
+    assert successor.heartbeat(2, counts).assignment == old[2]
+    # The old incarnation was not dead after all (paused, cut off): it heartbeats, then leaves.
+    for epoch in (old[1], -2, -1):
+        with pytest.raises(RaftlogError) as fenced:
+            group.heartbeat(Heartbeat(old[0], epoch, instance_id="host-a", owned=old[2]), 3, counts)
+        assert fenced.value.error is Errors.FENCED_INSTANCE_ID
+    assert group.static_member("host-a").member_id == "a-restarted"
+    assert successor.heartbeat(4, counts).assignment == old[2]
+
+
 def test_commit_fencing():
     group, counts = new_group(), {"t": 2}
     group.validate_commit("", -1)  # empty group: a manual assign() consumer may commit

@@ -30,8 +30,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=60)
 
 
-def start_cluster(make_cluster, topic: str, partitions: int, metrics: bool = False):
-    cluster = make_cluster(extra_config=GROUP_CONFIG, metrics=metrics)
+def start_cluster(make_cluster, topic: str, partitions: int, metrics: bool = False, session_ms: int = SESSION_MS):
+    cluster = make_cluster(
+        extra_config={**GROUP_CONFIG, "group.consumer.session.timeout.ms": session_ms}, metrics=metrics
+    )
     cluster.start()
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
@@ -136,8 +138,13 @@ def test_a_fourth_member_takes_only_its_share(make_cluster):
             m.close()
 
 
+STATIC_SESSION_MS = 10_000  # longer than a consumer process takes to start on a loaded machine
+
+
 def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its_partitions(make_cluster, tmp_path):
-    cluster = start_cluster(make_cluster, "events", 6)
+    # With a 3 s session, a restart under load (load average 25-40) came back after the session
+    # had run out, and the static member rightly lost its partitions.
+    cluster = start_cluster(make_cluster, "events", 6, session_ms=STATIC_SESSION_MS)
     bootstrap = cluster.bootstrap_servers
     produce(bootstrap, "events", 60)
     a = group_consumer_process(bootstrap, "g", "events", tmp_path / "a.out", instance_id="host-a")
@@ -166,12 +173,23 @@ def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its
             back = {m["instance_id"]: m for m in admin.describe_group("g")["members"]}["host-a"]
             assert {tuple(tp) for tp in back["assignment"]} == static_owned
             assert admin.describe_group("g")["group_epoch"] == epoch
+            # A second live process with the same group.instance.id is refused (KIP-848's
+            # UNRELEASED_INSTANCE_ID) and exits; the holder keeps its member id and partitions.
+            twin = group_consumer_process(bootstrap, "g", "events", tmp_path / "twin.out", instance_id="host-a")
+            assert twin.wait(30) == 1
+            assert "UNRELEASED_INSTANCE_ID" in (tmp_path / "twin.out.err").read_text()
+            still = {m["instance_id"]: m for m in admin.describe_group("g")["members"]}["host-a"]
+            assert still["member_id"] == back["member_id"]
+            assert {tuple(tp) for tp in still["assignment"]} == static_owned
+            assert admin.describe_group("g")["group_epoch"] == epoch
             # kill -9 of the dynamic member: its partitions move once its session has run out.
             b.kill()
             b.wait(10)
             killed_at = time.monotonic()
-            wait_until(lambda: stable_with(admin, "g", 1, 6), SESSION_MS / 1000 + 20, "the survivor owning all six")
-            assert time.monotonic() - killed_at >= SESSION_MS / 1000 * 0.8
+            wait_until(
+                lambda: stable_with(admin, "g", 1, 6), STATIC_SESSION_MS / 1000 + 20, "the survivor owning all six"
+            )
+            assert time.monotonic() - killed_at >= STATIC_SESSION_MS / 1000 * 0.8
     finally:
         for process in (a, b):
             if process.poll() is None:
