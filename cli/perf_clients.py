@@ -61,10 +61,15 @@ def produce(
 
 
 def _consume_text(s: dict) -> str:
+    how = (
+        "records decoded; MB = key and value bytes"
+        if s["decoded"]
+        else f"records counted from {s['batches']} batch headers, not decoded (--decode to decode); MB = batch bytes"
+    )
     return (
         "data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, elapsed.sec\n"
         f"{s['data_consumed_mb']:.4f}, {s['mb_per_sec']:.4f}, {s['records']}, {s['records_per_sec']:.1f}, "
-        f"{s['elapsed_s']:.3f}"
+        f"{s['elapsed_s']:.3f}\n({how})"
     )
 
 
@@ -74,10 +79,24 @@ def _consume_text(s: dict) -> str:
 @click.option(
     "--timeout-ms", type=int, default=10_000, show_default=True, help="Give up after this long without records."
 )
+@click.option(
+    "--fetch-size",
+    type=int,
+    default=1024 * 1024,
+    show_default=True,
+    help="Bytes to fetch from the partition per request (max_partition_fetch_bytes).",
+)
+@click.option(
+    "--decode/--no-decode",
+    default=False,
+    show_default=True,
+    help="Decode every record (as an application reading values does) instead of counting from batch headers.",
+)
 @bootstrap_option
 @output_option
-def consume(topic, num_records, timeout_ms, bootstrap_server, output_format) -> None:
-    """Consumer throughput from the beginning of a topic (like kafka-consumer-perf-test)."""
+def consume(topic, num_records, timeout_ms, fetch_size, decode, bootstrap_server, output_format) -> None:
+    """Consumer throughput from the beginning of a topic (like kafka-consumer-perf-test); stops at
+    exactly --messages records."""
     from raftlog.client.admin import Admin
     from raftlog.errors import RaftlogError
     from raftlog.perf.client_bench import run_consume
@@ -89,7 +108,9 @@ def consume(topic, num_records, timeout_ms, bootstrap_server, output_format) -> 
     except RaftlogError as exc:
         fail(f"{exc.reason}: {exc.message}")
     partitions = [p["partition"] for p in described["partitions"]]
-    report = asyncio.run(run_consume(",".join(servers), topic, num_records, partitions, timeout_ms))
+    if num_records < 1 or fetch_size < 1:
+        fail("--messages and --fetch-size must be >= 1")
+    report = asyncio.run(run_consume(",".join(servers), topic, num_records, partitions, timeout_ms, decode, fetch_size))
     emit(output_format, report.summary(), _consume_text)
 
 

@@ -90,10 +90,16 @@ class ConsumeReport:
     records: int
     bytes: int
     elapsed_s: float
+    decoded: bool
+    batches: int
 
     def summary(self) -> dict:
         return {
             "records": self.records,
+            "decoded": self.decoded,
+            # decoded: key and value bytes of the records counted; else the bytes of the batches they came in
+            "bytes_counted": "key+value" if self.decoded else "batches",
+            "batches": self.batches,
             "data_consumed_mb": round(self.bytes / 1e6, 3),
             "mb_per_sec": round(self.bytes / 1e6 / self.elapsed_s, 2) if self.elapsed_s else 0.0,
             "records_per_sec": round(self.records / self.elapsed_s, 1) if self.elapsed_s else 0.0,
@@ -102,20 +108,42 @@ class ConsumeReport:
 
 
 async def run_consume(
-    bootstrap: str, topic: str, num_records: int, partitions: list[int], timeout_ms: int
+    bootstrap: str,
+    topic: str,
+    num_records: int,
+    partitions: list[int],
+    timeout_ms: int,
+    decode: bool = False,
+    fetch_bytes: int = 1024 * 1024,
 ) -> ConsumeReport:
-    consumer = AsyncConsumer(bootstrap, auto_offset_reset="earliest", max_poll_records=100_000)
+    """Reads num_records records (exactly: the last batch is counted only as far as needed) from
+    the beginning. Without decode, records are counted from batch headers (poll_batches: no
+    per-record work); with decode, every record is decoded and handed out (poll, as an
+    application reading values does)."""
+    consumer = AsyncConsumer(
+        bootstrap, auto_offset_reset="earliest", max_poll_records=100_000, max_partition_fetch_bytes=fetch_bytes
+    )
     consumer.assign([TopicPartition(topic, p) for p in partitions])
-    records = total_bytes = 0
+    records = total_bytes = batches = 0
     started = time.perf_counter()
     last_progress = started
     try:
         while records < num_records and (time.perf_counter() - last_progress) * 1000 < timeout_ms:
-            batch = await consumer.poll(timeout_ms=500)
-            if batch:
+            wanted = num_records - records
+            if decode:
+                polled = (await consumer.poll(timeout_ms=500))[:wanted]
+                total_bytes += sum(len(r.value or b"") + len(r.key or b"") for r in polled)
+                got = len(polled)
+            else:
+                got = 0
+                for batch in await consumer.poll_batches(timeout_ms=500, max_records=wanted):
+                    got += min(batch.record_count, wanted - got)
+                    total_bytes += batch.size_bytes
+                    batches += 1
+            if got:
                 last_progress = time.perf_counter()
-            records += len(batch)
-            total_bytes += sum(len(r.value or b"") + len(r.key or b"") for r in batch)
+            records += got
     finally:
         await consumer.close()
-    return ConsumeReport(records, total_bytes, time.perf_counter() - started)
+    assert records <= num_records, f"counted {records} records, more than the {num_records} asked for"
+    return ConsumeReport(records, total_bytes, time.perf_counter() - started, decode, batches)
