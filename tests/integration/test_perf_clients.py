@@ -1,0 +1,105 @@
+"""`raftlog perf latency|produce|consume` against a real cluster: every figure is there, the
+percentiles are ordered and the record counts are exactly what was asked (never their speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from raftlog.client import Producer
+from raftlog.cluster.local import LocalCluster
+from tests.integration.conftest import free_port_block
+
+pytestmark = pytest.mark.slow
+
+RAFTLOG = [sys.executable, "-m", "cli.main"]
+
+
+def perf(*args: str, timeout_s: float = 240) -> dict:
+    result = subprocess.run(
+        RAFTLOG + ["perf", *args, "--output", "json"], capture_output=True, text=True, timeout=timeout_s
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = LocalCluster(tmp_path_factory.mktemp("perf"), nodes=3, base_port=free_port_block(3))
+    try:
+        cluster.start()
+        cluster.wait_for_brokers(3)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def assert_ordered(figures: dict) -> None:
+    assert 0 < figures["p50_ms"] <= figures["p90_ms"] <= figures["p99_ms"] <= figures["p99_9_ms"]
+    assert figures["p99_9_ms"] <= figures["max_ms"]
+
+
+def test_perf_latency_creates_its_topic_and_reports_each_phase_for_exactly_the_records_asked(cluster):
+    report = perf(
+        "latency",
+        "--topic",
+        "lat",
+        "--num-records",
+        "30",
+        "--throughput",
+        "200",
+        "--rate-records",
+        "50",
+        "--e2e-records",
+        "20",
+        "--bootstrap-server",
+        cluster.bootstrap_servers,
+    )
+    assert report["topic"] == "lat" and len(report["replicas"]) == 3 and report["leader"] in report["replicas"]
+    phases = {p["phase"]: p for p in report["phases"]}
+    assert set(phases) == {"one-at-a-time", "fixed-rate 200/s", "end-to-end"}
+    for phase, count in (("one-at-a-time", 30), ("fixed-rate 200/s", 50), ("end-to-end", 20)):
+        figures = phases[phase]
+        assert (figures["records"], figures["measured"], figures["errors"]) == (count, count, 0)
+        assert_ordered(figures)
+    with cluster.admin() as admin:
+        [described] = admin.describe_topics(["lat"])
+        assert len(described["partitions"]) == 1
+        # Every write of the three phases is in the log, once.
+        assert admin.list_offsets([("lat", 0)], -1)[("lat", 0)] == 30 + 50 + 20
+
+
+def test_perf_consume_stops_at_exactly_the_records_asked_with_and_without_decoding(cluster):
+    with cluster.admin() as admin:
+        admin.create_topic("consumed", partitions=1, replication_factor=3)
+    with Producer(cluster.bootstrap_servers, acks="all") as producer:  # 16 KiB batches: ~130 records each
+        for i in range(3000):
+            producer.send("consumed", b"%099d" % i)
+        producer.flush()
+    for decode in ("--decode", "--no-decode"):
+        report = perf(
+            "consume",
+            "--topic",
+            "consumed",
+            "--messages",
+            "1000",
+            decode,
+            "--bootstrap-server",
+            cluster.bootstrap_servers,
+        )
+        assert report["records"] == 1000 and report["decoded"] == (decode == "--decode")
+    everything = perf(
+        "consume",
+        "--topic",
+        "consumed",
+        "--messages",
+        "5000",
+        "--timeout-ms",
+        "2000",
+        "--bootstrap-server",
+        cluster.bootstrap_servers,
+    )
+    assert everything["records"] == 3000 and everything["batches"] > 1  # all there is, counted from headers
