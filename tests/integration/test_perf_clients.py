@@ -28,7 +28,8 @@ def perf(*args: str, timeout_s: float = 240) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = LocalCluster(tmp_path_factory.mktemp("perf"), nodes=3, base_port=free_port_block(3))
+    base = free_port_block(6)
+    cluster = LocalCluster(tmp_path_factory.mktemp("perf"), nodes=3, base_port=base, metrics_base_port=base + 3)
     try:
         cluster.start()
         cluster.wait_for_brokers(3)
@@ -103,3 +104,31 @@ def test_perf_consume_stops_at_exactly_the_records_asked_with_and_without_decodi
         cluster.bootstrap_servers,
     )
     assert everything["records"] == 3000 and everything["batches"] > 1  # all there is, counted from headers
+
+
+def test_perf_produce_uses_the_producer_defaults_and_reports_what_its_figure_depends_on(cluster):
+    with cluster.admin() as admin:
+        admin.create_topic("produced", partitions=1, replication_factor=3)
+        leader = admin.describe_topics(["produced"])[0]["partitions"][0]["leader"]
+    report = perf(
+        "produce",
+        "--topic",
+        "produced",
+        "--num-records",
+        "2000",
+        "--warmup-records",
+        "300",
+        "--bootstrap-server",
+        cluster.bootstrap_servers,
+    )
+    assert (report["records"], report["warmup_records"], report["errors"]) == (2000, 300, 0)
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] <= report["max_latency_ms"]
+    assert report["settings"]["batch_size"] == 16384 and report["settings"]["linger_ms"] == 5  # the Producer's
+    assert report["leaders"] == {"0": leader}
+    # Only the measured records are in the producer's counts: 100-byte records, so several batches.
+    assert report["requests"] >= 2000 * 100 // 16384
+    assert report["records_per_request"] * report["requests"] == pytest.approx(2000, abs=1)
+    assert 0 < report["avg_batch_bytes"] <= 16384 + 200 and report["client_cpu_s"] > 0
+    assert set(report["node_cpu_s"]) == {"1", "2", "3"} and report["node_cpu_s"][str(leader)] > 0
+    with cluster.admin() as admin:
+        assert admin.list_offsets([("produced", 0)], -1)[("produced", 0)] == 2300
