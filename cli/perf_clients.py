@@ -26,7 +26,9 @@ def _produce_text(s: dict) -> str:
         + f"\nleader (partition->node): {leaders}; {s['requests']} requests, "
         f"{s['records_per_request']} records/request, {s['records_per_batch']} records/batch, "
         f"{s['avg_batch_bytes']} bytes/batch"
-        + f"\nCPU over the measured records: client {s['client_cpu_s']:.2f} s; servers {nodes or 'unknown'}"
+        + f"\nCPU over the measured records: client {s['client_cpu_s']:.2f} s ({s['client_cpu_share']:.2f} of a core); "
+        f"servers {nodes or 'unknown'}; this host's load average {s['load_average_1m']['before']:.2f} before, "
+        f"{s['load_average_1m']['after']:.2f} after"
     )
 
 

@@ -30,6 +30,7 @@ class ProduceReport:
     client_cpu_s: float = 0.0
     node_cpu_s: dict[int, float | None] = field(default_factory=dict)
     leaders: dict[int, int] = field(default_factory=dict)  # partition -> leader node id
+    load_average: tuple[float, float] = (0.0, 0.0)  # this host's 1-minute load average before and after
 
     def summary(self) -> dict:
         lat = self.latencies_ms
@@ -53,6 +54,10 @@ class ProduceReport:
             "records_per_batch": round(sent["records"] / sent["batches"], 1) if sent.get("batches") else 0.0,
             "records_per_request": round(sent["records"] / sent["requests"], 1) if sent.get("requests") else 0.0,
             "client_cpu_s": round(self.client_cpu_s, 3),
+            # CPU seconds per second of the run: well below 1 while the host is busy means the
+            # client waited for a core (or for the cluster), so the figure is the machine's too.
+            "client_cpu_share": round(self.client_cpu_s / self.elapsed_s, 2) if self.elapsed_s else 0.0,
+            "load_average_1m": {"before": self.load_average[0], "after": self.load_average[1]},
             "node_cpu_s": {str(n): None if c is None else round(c, 3) for n, c in sorted(self.node_cpu_s.items())},
         }
 
@@ -162,12 +167,14 @@ async def run_produce(
             await _send_records(producer, topic, warmup_records, payload, throughput, [])
         sent_before = producer.stats()
         nodes_before = await nodes_cpu_seconds(metrics_urls or {})
+        load_before = os.getloadavg()[0]
         cpu_before = time.process_time()
         latencies_ms: list[float] = []
         started = time.perf_counter()
         errors = await _send_records(producer, topic, num_records, payload, throughput, latencies_ms)
         elapsed_s = time.perf_counter() - started
         client_cpu_s = time.process_time() - cpu_before
+        load_after = os.getloadavg()[0]
         nodes_after = await nodes_cpu_seconds(metrics_urls or {})
         sent_after = producer.stats()
         settings = producer.settings
@@ -184,6 +191,7 @@ async def run_produce(
         {k: sent_after[k] - sent_before[k] for k in sent_after},
         client_cpu_s,
         cpu_delta(nodes_before, nodes_after),
+        load_average=(round(load_before, 2), round(load_after, 2)),
     )
 
 
