@@ -11,7 +11,16 @@ from cli.output import bootstrap_option, emit, fail, output_option, parse_bootst
 
 def _produce_text(s: dict) -> str:
     settings = s["settings"]
-    nodes = ", ".join(f"node {n} {'?' if c is None else f'{c:.2f}'} s" for n, c in s["node_cpu_s"].items())
+    idle = s["node_idle_cpu_per_s"]
+    nodes = ", ".join(
+        f"node {n} {'?' if c is None else f'{c:.2f}'} s"
+        + (
+            ""
+            if idle.get(n) is None
+            else f" (idle rate {idle[n]:.3f}/s, {s['node_cpu_above_idle_s'][n]:.2f} s above it)"
+        )
+        for n, c in s["node_cpu_s"].items()
+    )
     leaders = ", ".join(f"{p}->{n}" for p, n in s["leaders"].items())
     return (
         f"{s['records']} records sent, {s['records_per_sec']:.1f} records/sec ({s['mb_per_sec']:.2f} MB/sec), "

@@ -31,6 +31,7 @@ class ProduceReport:
     node_cpu_s: dict[int, float | None] = field(default_factory=dict)
     leaders: dict[int, int] = field(default_factory=dict)  # partition -> leader node id
     load_average: tuple[float, float] = (0.0, 0.0)  # this host's 1-minute load average before and after
+    node_idle_cpu_per_s: dict[int, float | None] = field(default_factory=dict)  # sampled before the run
 
     def summary(self) -> dict:
         lat = self.latencies_ms
@@ -59,6 +60,17 @@ class ProduceReport:
             "client_cpu_share": round(self.client_cpu_s / self.elapsed_s, 2) if self.elapsed_s else 0.0,
             "load_average_1m": {"before": self.load_average[0], "after": self.load_average[1]},
             "node_cpu_s": {str(n): None if c is None else round(c, 3) for n, c in sorted(self.node_cpu_s.items())},
+            # A node burns CPU while idle (timers, heartbeats, long polls): at that rate a slow run
+            # accrues more, so the CPU the records cost is what is above it.
+            "node_idle_cpu_per_s": {
+                str(n): None if c is None else round(c, 3) for n, c in sorted(self.node_idle_cpu_per_s.items())
+            },
+            "node_cpu_above_idle_s": {
+                str(n): None
+                if c is None or self.node_idle_cpu_per_s.get(n) is None
+                else round(c - self.node_idle_cpu_per_s[n] * self.elapsed_s, 3)  # type: ignore[operator]
+                for n, c in sorted(self.node_cpu_s.items())
+            },
         }
 
 
@@ -155,12 +167,17 @@ async def run_produce(
     producer_settings: dict,
     warmup_records: int = 0,
     metrics_urls: dict[int, str] | None = None,
+    idle_sample_s: float = 2.0,
 ) -> ProduceReport:
     """warmup_records first (connections, metadata, producer id, the interpreter's caches), not
-    counted; then num_records measured: throughput, latency, the producer's requests and
+    counted; then num_records measured (before both, each node's idle CPU rate over idle_sample_s): throughput, latency, the producer's requests and
     batches, this process's CPU and each node's (from its metrics) over the measured part."""
     producer = AsyncProducer(bootstrap, **producer_settings)
     payload = os.urandom(record_size)
+    idle_before = await nodes_cpu_seconds(metrics_urls or {})
+    await asyncio.sleep(idle_sample_s if metrics_urls else 0)
+    idle = cpu_delta(idle_before, await nodes_cpu_seconds(metrics_urls or {}))
+    idle_per_s = {n: None if c is None else c / idle_sample_s for n, c in idle.items()} if idle_sample_s else {}
     await producer.start()
     try:
         if warmup_records:
@@ -192,6 +209,7 @@ async def run_produce(
         client_cpu_s,
         cpu_delta(nodes_before, nodes_after),
         load_average=(round(load_before, 2), round(load_after, 2)),
+        node_idle_cpu_per_s=idle_per_s,
     )
 
 

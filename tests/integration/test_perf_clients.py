@@ -130,6 +130,7 @@ def test_perf_produce_uses_the_producer_defaults_and_reports_what_its_figure_dep
     assert report["records_per_request"] * report["requests"] == pytest.approx(2000, abs=1)
     assert 0 < report["avg_batch_bytes"] <= 16384 + 200 and report["client_cpu_s"] > 0
     assert set(report["load_average_1m"]) == {"before", "after"}
+    assert set(report["node_idle_cpu_per_s"]) == set(report["node_cpu_above_idle_s"]) == {"1", "2", "3"}
     assert set(report["node_cpu_s"]) == {"1", "2", "3"} and report["node_cpu_s"][str(leader)] > 0
     with cluster.admin() as admin:
         assert admin.list_offsets([("produced", 0)], -1)[("produced", 0)] == 2300
