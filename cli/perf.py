@@ -9,6 +9,7 @@ import click
 PERF_MODULES: list[str] = [
     "cli.perf_quorum",
     "cli.perf_clients",
+    "cli.perf_latency",
     "cli.perf_log",
     "cli.perf_failover",
     "cli.perf_group",

@@ -4,6 +4,7 @@ from raftlog.client.admin import Admin
 from raftlog.client.consumer import (
     AsyncConsumer,
     Consumer,
+    ConsumerBatch,
     ConsumerRecord,
     TopicPartition,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "AsyncConsumer",
     "AsyncProducer",
     "Consumer",
+    "ConsumerBatch",
     "ConsumerRecord",
     "Producer",
     "RaftlogError",

@@ -1,9 +1,12 @@
 """Consumer and AsyncConsumer: assign or subscribe (consumer groups), seek, poll, commit (Kafka's consumer).
 
 Each poll first hands out records buffered by the previous fetch (up to max_poll_records);
-otherwise it resolves missing positions with ListOffsets (auto_offset_reset), sends one Fetch
-per partition leader (long poll, fetch_max_wait_ms) and decodes the batches, dropping
-records before the position (a batch may start earlier than the offset asked for).
+otherwise it resolves missing positions with ListOffsets (auto_offset_reset) and sends one Fetch
+per partition leader (long poll, fetch_max_wait_ms). A fetched batch is kept as a lazy view
+(header and CRC checked, records not decoded): ``poll()`` decodes a batch when it hands out its
+first record, ``poll_batches()`` hands out whole batches whose counts and offsets come from the
+header and whose records decode only if iterated. A batch that starts before the position (a
+fetch may return one) is decoded at once and trimmed to the records from the position on.
 
 With a group_id, ``subscribe`` joins the group (KIP-848; ``group_membership.py`` heartbeats in
 the background) and ``poll`` reconciles the assignment the coordinator gave: partitions to give
@@ -24,7 +27,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -36,6 +39,7 @@ from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.group_membership import GroupMembership
 from raftlog.errors import RaftlogError
 from raftlog.limits import CONSUMER_RETRY_BACKOFF_S as RETRY_BACKOFF_S
+from raftlog.log.record_batch import BatchView, Record
 from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
 
@@ -61,6 +65,68 @@ class ConsumerRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
+
+
+def _consumer_records(tp: TopicPartition, records: list[Record]) -> list[ConsumerRecord]:
+    topic, partition = tp.topic, tp.partition
+    return [ConsumerRecord(topic, partition, r[0], r[1], r[2], r[3], list(r[4])) for r in records]
+
+
+class _Fetched:
+    """A fetched batch not yet handed out in full: a lazy view, or (once decoded) its records
+    with the index of the next one to hand out."""
+
+    __slots__ = ("index", "next_offset", "records", "tp", "view")
+
+    def __init__(self, tp: TopicPartition, view: BatchView, records: list[ConsumerRecord] | None):
+        self.tp = tp
+        self.view = view
+        self.records = records  # None until decoded
+        self.index = 0
+        self.next_offset = view.header.next_offset  # the position after the whole batch
+
+    def decoded(self) -> list[ConsumerRecord]:
+        if self.records is None:
+            self.records = _consumer_records(self.tp, self.view.records())
+        return self.records
+
+    @property
+    def remaining(self) -> int:
+        if self.records is None:
+            return self.view.header.record_count
+        return len(self.records) - self.index
+
+
+class ConsumerBatch:
+    """One batch (or what poll() left of one) from poll_batches(): record_count, the offsets and
+    size_bytes come from the batch header; iterating decodes the records (once)."""
+
+    __slots__ = ("_fetched", "first_offset", "last_offset", "partition", "record_count", "size_bytes", "topic")
+
+    def __init__(self, fetched: _Fetched):
+        header = fetched.view.header
+        self._fetched = fetched
+        self.topic = fetched.tp.topic
+        self.partition = fetched.tp.partition
+        self.record_count = fetched.remaining
+        self.first_offset = header.base_offset if fetched.records is None else fetched.records[fetched.index].offset
+        self.last_offset = header.last_offset  # the next position is last_offset + 1 (compaction may leave gaps)
+        self.size_bytes = header.size
+
+    def __len__(self) -> int:
+        return self.record_count
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        fetched = self._fetched
+        records = fetched.decoded()
+        start = len(records) - self.record_count
+        return iter(records[start:])
+
+    def __repr__(self) -> str:
+        return (
+            f"ConsumerBatch({self.topic}-{self.partition} offsets {self.first_offset}..{self.last_offset}, "
+            f"{self.record_count} records, {self.size_bytes} bytes)"
+        )
 
 
 class AsyncConsumer:
@@ -105,7 +171,7 @@ class AsyncConsumer:
         self._max_poll_records = max_poll_records
         self._request_timeout_s = request_timeout_ms / 1000.0
         self._positions: dict[TopicPartition, int | None] = {}
-        self._buffer: deque[ConsumerRecord] = deque()
+        self._buffer: deque[_Fetched] = deque()  # fetched batches not yet handed out, in fetch order
         self.group_id = group_id
         self._group = (
             GroupMembership(
@@ -175,7 +241,7 @@ class AsyncConsumer:
         for tp in tps:
             self._positions.pop(tp, None)
             self._consumed.pop(tp, None)
-        self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
+        self._buffer = deque(f for f in self._buffer if f.tp in self._positions)
 
     def _owned(self) -> frozenset[tuple[str, int]]:
         """What the member owns for the coordinator: fetched, being given up, being taken."""
@@ -244,7 +310,7 @@ class AsyncConsumer:
                 offsets = {tp: o for tp, o in self._consumed.items() if tp in revoked} if self._auto_commit else {}
                 for tp in revoked:
                     del self._positions[tp]  # no longer fetched; still owned until released
-                self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
+                self._buffer = deque(f for f in self._buffer if f.tp in self._positions)
                 self._revoking = revoked
                 self._revoke_task = asyncio.get_running_loop().create_task(self._commit_revoked(offsets))
         if self._assign_task is None:
@@ -318,7 +384,7 @@ class AsyncConsumer:
             raise ValueError("the consumer is subscribed to a group; it cannot also assign()")
         self._consumed = {tp: o for tp, o in self._consumed.items() if tp in partitions}
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
-        self._buffer = deque(r for r in self._buffer if TopicPartition(r.topic, r.partition) in self._positions)
+        self._buffer = deque(f for f in self._buffer if f.tp in self._positions)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._positions)
@@ -330,7 +396,7 @@ class AsyncConsumer:
             raise ValueError("offset must be >= 0")
         self._positions[tp] = offset
         self._consumed.pop(tp, None)
-        self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) != (tp.topic, tp.partition))
+        self._buffer = deque(f for f in self._buffer if f.tp != tp)
 
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.seek(tp, await self._list_offset(tp, EARLIEST))
@@ -343,9 +409,9 @@ class AsyncConsumer:
         not yet handed out come first, as in Kafka)."""
         if self._positions.get(tp) is None:
             await self._reset_position(tp)
-        for record in self._buffer:
-            if record.partition == tp.partition and record.topic == tp.topic:
-                return record.offset
+        for fetched in self._buffer:
+            if fetched.tp == tp:
+                return fetched.decoded()[fetched.index].offset
         position = self._positions[tp]
         assert position is not None, f"{tp}: no position after a reset"
         return position
@@ -391,6 +457,40 @@ class AsyncConsumer:
 
     async def poll(self, timeout_ms: int = 1000) -> list[ConsumerRecord]:
         """Records from the assigned partitions, waiting up to timeout_ms for some to arrive."""
+        await self._fill(timeout_ms)
+        records: list[ConsumerRecord] = []
+        wanted = self._max_poll_records
+        while self._buffer and wanted > 0:
+            fetched = self._buffer[0]
+            decoded = fetched.decoded()
+            taken = decoded[fetched.index : fetched.index + wanted]
+            fetched.index += len(taken)
+            records.extend(taken)
+            wanted -= len(taken)
+            if fetched.index == len(decoded):
+                self._buffer.popleft()
+                self._consumed[fetched.tp] = fetched.next_offset
+            else:
+                self._consumed[fetched.tp] = taken[-1].offset + 1
+        return records
+
+    async def poll_batches(self, timeout_ms: int = 1000, max_records: int | None = None) -> list[ConsumerBatch]:
+        """Like poll(), in whole batches (see ConsumerBatch): no per-record work unless the caller
+        iterates a batch. Hands out every buffered batch, or with max_records, whole batches until
+        they hold at least max_records records. The position moves past each batch handed out."""
+        await self._fill(timeout_ms)
+        batches: list[ConsumerBatch] = []
+        counted = 0
+        while self._buffer and (max_records is None or counted < max_records):
+            fetched = self._buffer.popleft()
+            batch = ConsumerBatch(fetched)
+            batches.append(batch)
+            counted += batch.record_count
+            self._consumed[fetched.tp] = fetched.next_offset
+        return batches
+
+    async def _fill(self, timeout_ms: int) -> None:
+        """Fetches until some batch is buffered or timeout_ms has passed (groups reconciled first)."""
         deadline = time.monotonic() + timeout_ms / 1000.0
         await self._maybe_auto_commit()
         await self._reconcile()
@@ -419,11 +519,6 @@ class AsyncConsumer:
             await self._fetch_once(min(wait_ms, RECONCILE_FETCH_WAIT_MS) if reconciling else wait_ms)
             if time.monotonic() >= deadline:
                 break
-        count = min(len(self._buffer), self._max_poll_records)
-        records = [self._buffer.popleft() for _ in range(count)]
-        for record in records:
-            self._consumed[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        return records
 
     async def _fetch_once(self, max_wait_ms: int) -> None:
         by_leader: dict[str, list[TopicPartition]] = {}
@@ -478,10 +573,18 @@ class AsyncConsumer:
             return
         position = self._positions[tp]
         assert position is not None, f"{tp}: fetched without a position"
-        for offset, timestamp, key, value, headers in record_codec.decode_records(result.records):
-            if offset >= position:
-                self._buffer.append(ConsumerRecord(tp.topic, tp.partition, offset, timestamp, key, value, headers))
-                position = offset + 1
+        for view in record_codec.data_batches(result.records):
+            header = view.header
+            if header.last_offset < position:
+                continue
+            if not header.is_control:
+                if header.base_offset >= position:
+                    self._buffer.append(_Fetched(tp, view, None))
+                else:  # the batch starts before the position: keep the records from it on
+                    records = [r for r in _consumer_records(tp, view.records()) if r.offset >= position]
+                    if records:
+                        self._buffer.append(_Fetched(tp, view, records))
+            position = header.next_offset
         self._positions[tp] = position
 
     async def close(self) -> None:
@@ -569,6 +672,10 @@ class Consumer:
 
     def poll(self, timeout_ms: int = 1000) -> list[ConsumerRecord]:
         return self._background.run(self._consumer.poll(timeout_ms))
+
+    def poll_batches(self, timeout_ms: int = 1000, max_records: int | None = None) -> list[ConsumerBatch]:
+        """See AsyncConsumer.poll_batches; iterating a batch decodes it on the calling thread."""
+        return self._background.run(self._consumer.poll_batches(timeout_ms, max_records))
 
     def close(self) -> None:
         try:

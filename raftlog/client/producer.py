@@ -251,6 +251,8 @@ class _Sender:
         # The outcomes of each partition's latest max_in_flight batches sent, oldest first.
         self._window: dict[tuple[str, int], deque[concurrent.futures.Future]] = defaultdict(deque)
         self._requests: set[asyncio.Task] = set()
+        # Read-only counters for stats() (perf produce): Produce requests sent and what they carried.
+        self.sent = {"requests": 0, "batches": 0, "records": 0, "bytes": 0}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -462,6 +464,11 @@ class _Sender:
                 broker_pb2.PartitionRecords(topic=b.topic, partition=b.partition, records=b.encoded) for b in batches
             ],
         )
+        sent = self.sent
+        sent["requests"] += 1
+        sent["batches"] += len(batches)
+        sent["records"] += sum(len(b.records) for b in batches)
+        sent["bytes"] += sum(len(b.encoded or b"") for b in batches)
         try:
             response = await self._metadata.stub(address).Produce(
                 request, timeout=timeout_ms / 1000.0 + RESPONSE_MARGIN_S
@@ -576,6 +583,11 @@ class _ProducerBase:
         self._partition_counts: dict[str, int] = {}
         self._closed = False
 
+    @property
+    def settings(self) -> dict:
+        """The settings in force (defaults filled in), read-only; callbacks left out."""
+        return {name: value for name, value in self._settings.items() if not callable(value)}
+
     def _choose_partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
         count = self._partition_counts[topic]
         if partition is not None:
@@ -679,6 +691,10 @@ class AsyncProducer(_ProducerBase):
     async def flush(self) -> None:
         if self._sender:
             await self._sender.flush()
+
+    def stats(self) -> dict[str, int]:
+        """Produce requests sent so far (retries included) and the batches, records and bytes they carried."""
+        return dict(self._sender.sent) if self._sender else {"requests": 0, "batches": 0, "records": 0, "bytes": 0}
 
     async def close(self) -> None:
         if self._sender and self._metadata and not self._closed:

@@ -12,7 +12,9 @@ from raftlog.log.record_batch import (
     HEADER,
     NO_PRODUCER_EPOCH,
     NO_SEQUENCE,
+    BatchView,
     crc32c,
+    iter_batch_views,
     iter_batches,
 )
 from raftlog.log.record_batch import (
@@ -63,3 +65,9 @@ def decode_records(data: bytes) -> Iterator[tuple[int, int, bytes | None, bytes 
             continue
         for record in records:
             yield record.offset, record.timestamp, record.key, record.value, list(record.headers)
+
+
+def data_batches(data: bytes) -> Iterator[BatchView]:
+    """Every whole batch in data as a lazy view, control batches included (the caller skips their
+    records but moves past their offsets)."""
+    return iter_batch_views(data)

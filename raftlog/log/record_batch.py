@@ -1,7 +1,8 @@
 """Kafka's RecordBatch v2 (magic 2), byte for byte, in three faces.
 
 - `encode_batch` for clients: records -> batch bytes (with compression);
-- `decode_batch` / `iter_batches` for consumers and tools: batch bytes -> records;
+- `decode_batch` / `iter_batches` for consumers and tools: batch bytes -> records, and
+  `iter_batch_views` for consumers that read headers now and records only when asked;
 - `BatchHeader` for the broker: validate length and CRC, read the header fields and
   rewrite base offset and partition leader epoch in place (both outside the CRC range),
   never touching the records.
@@ -486,9 +487,7 @@ def _decode_records(
     return records
 
 
-def decode_batch(buf, pos: int = 0) -> tuple[BatchHeader, list[Record]]:
-    """Validates and fully decodes the batch at pos."""
-    header = read_header(buf, pos)
+def _decode_body(buf, pos: int, header: BatchHeader) -> list[Record]:
     body = bytes(buf[pos + HEADER_SIZE : pos + header.size])
     codec = header.attributes & COMPRESSION_MASK
     if codec:
@@ -500,16 +499,53 @@ def decode_batch(buf, pos: int = 0) -> tuple[BatchHeader, list[Record]]:
             f"record offset {records[-1].offset} is beyond the batch's last offset {header.last_offset}",
             reason="INVALID_RECORD",
         )
-    return header, records
+    return records
 
 
-def iter_batches(buf) -> Iterator[tuple[BatchHeader, list[Record]]]:
-    """Every batch in buf, decoded; a partial batch at the end (a fetch cut) is ignored."""
+def decode_batch(buf, pos: int = 0) -> tuple[BatchHeader, list[Record]]:
+    """Validates and fully decodes the batch at pos."""
+    header = read_header(buf, pos)
+    return header, _decode_body(buf, pos, header)
+
+
+class BatchView:
+    """A batch whose header is validated (length, CRC) and whose records are decoded only when
+    records() is first called: a consumer that needs counts and offsets reads the header alone.
+    records() returns what decode_batch would (and raises what it would, on first call)."""
+
+    __slots__ = ("_buf", "_pos", "_records", "header")
+
+    def __init__(self, buf, pos: int, header: BatchHeader):
+        self._buf = buf
+        self._pos = pos
+        self.header = header
+        self._records: list[Record] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.header.size
+
+    def records(self) -> list[Record]:
+        if self._records is None:
+            self._records = _decode_body(self._buf, self._pos, self.header)
+        return self._records
+
+
+def iter_batch_views(buf) -> Iterator[BatchView]:
+    """Every whole batch in buf as a lazy view (header checked now, records on demand); a partial
+    batch at the end (a fetch cut) is ignored."""
     pos = 0
     end = len(buf)
     while end - pos >= HEADER_SIZE:
         size = _I32.unpack_from(buf, pos + 8)[0] + LOG_OVERHEAD
         if pos + size > end:
             return
-        yield decode_batch(buf, pos)
+        view = BatchView(buf, pos, read_header(buf, pos))
+        yield view
         pos += size
+
+
+def iter_batches(buf) -> Iterator[tuple[BatchHeader, list[Record]]]:
+    """Every batch in buf, decoded; a partial batch at the end (a fetch cut) is ignored."""
+    for view in iter_batch_views(buf):
+        yield view.header, view.records()

@@ -15,6 +15,8 @@ from raftlog.log.record_batch import (
     decode_varint,
     encode_batch,
     encode_varint,
+    iter_batch_views,
+    iter_batches,
     iter_headers,
     read_header,
     set_base_offset,
@@ -118,6 +120,42 @@ def test_round_trip_every_codec(records, compression, producer):
     ]
     assert [r.offset for r in decoded] == list(range(len(records)))
     assert header.max_timestamp == max(r[3] for r in records)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batches=st.lists(
+        st.tuples(records_strategy, st.sampled_from([None, "gzip", "lz4", "zstd"]), st.integers(0, 2**40)),
+        min_size=1,
+        max_size=4,
+    ),
+    cut=st.integers(min_value=0, max_value=60),
+)
+def test_lazy_batch_views_agree_with_decode_batch(batches, cut):
+    """A fetch's bytes (several batches, the last one possibly cut off): each view's header and
+    records are exactly what decode_batch gives, and the cut batch is left out as iter_batches does."""
+    encoded = []
+    for records, compression, base_offset in batches:
+        batch = bytearray(encode_batch(records, compression))
+        set_base_offset(batch, 0, base_offset)
+        encoded.append(bytes(batch))
+    data = b"".join(encoded)
+    data = data[: len(data) - cut] if cut else data
+    views = list(iter_batch_views(data))
+    whole = [b for i, b in enumerate(encoded) if sum(map(len, encoded[: i + 1])) <= len(data)]
+    assert len(views) == len(whole)
+    for view, batch in zip(views, whole):
+        header, records = decode_batch(batch)
+        assert view.header == header and view.size == len(batch)
+        assert view.records() == records and view.records() is view.records()  # decoded once
+    assert [(h, r) for h, r in iter_batches(data)] == [decode_batch(b) for b in whole]
+
+
+def test_a_lazy_view_of_a_corrupt_body_fails_on_access_like_decode_batch():
+    batch = bytearray(encode_batch([(b"k", b"v", None, 5)] * 3))
+    batch[-3] ^= 0x40  # inside the records: the CRC check on the header catches it at once
+    with pytest.raises(CorruptRecordError):
+        list(iter_batch_views(bytes(batch)))
 
 
 def test_broker_rewrites_offset_and_epoch_without_touching_the_crc():
