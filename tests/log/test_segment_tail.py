@@ -32,17 +32,21 @@ def append_random(segment: LogSegment, rng: random.Random) -> None:
 
 def test_positions_from_the_tail_match_a_full_scan_through_appends_gaps_truncations_and_recovery(tmp_path):
     rng = random.Random(15)
-    segment = LogSegment(tmp_path, 0, index_interval_bytes=256, created_ms=0)
-    for step in range(120):
+    segment = LogSegment(tmp_path, 0, index_interval_bytes=512, created_ms=0)
+    for step in range(300):
         append_random(segment, rng)
         if step % 7 == 0:
             check_every_offset(segment)
-        if step % 40 == 39:
-            segment.truncate_to(rng.randrange(segment.base_offset, segment.next_offset))
+        if step % 50 == 49:
+            cut = rng.randrange(segment.base_offset, segment.next_offset)  # inside a batch, often
+            kept = [h for _, h in segment.scan(0) if h.last_offset < cut]
+            segment.truncate_to(cut)
+            # The batch holding the cut goes whole; the log ends after the last batch kept.
+            assert segment.next_offset == (kept[-1].next_offset if kept else segment.base_offset)
             check_every_offset(segment)
     assert len(segment.offset_index.keys) > 10, "the test must cross many index entries"
     segment.close()
-    reopened = LogSegment(tmp_path, 0, index_interval_bytes=256, created_ms=0)
+    reopened = LogSegment(tmp_path, 0, index_interval_bytes=512, created_ms=0)
     assert reopened.recover(validate=True)
     check_every_offset(reopened)
     append_random(reopened, rng)
