@@ -2,8 +2,9 @@
 
 Records go into a thread-safe accumulator: a queue of batches per partition, the last one
 taking records until it holds batch_size bytes. A sender task on an asyncio loop takes a
-partition's oldest batch once it is full or has waited linger_ms and the partition has an
-in-flight slot (up to max_in_flight batches per partition are out at once), encodes it
+partition's oldest batch once it is full, or has waited linger_ms, or nothing of its partition
+is in flight (then there is no answer to batch behind: a lone record goes at once), and the
+partition has an in-flight slot (up to max_in_flight batches per partition are out at once), encodes it
 (RecordBatch v2, with the producer id and sequence when idempotent) and sends the batches
 drained together for one leader in one Produce request. Because batches wait in the
 accumulator, not in the sender, a backlog (a stalled leader) goes out in full batches.
@@ -132,8 +133,10 @@ class RecordAccumulator:
 
     def try_append(
         self, topic: str, partition: int, key, value, headers, timestamp_ms: int
-    ) -> tuple[RecordFuture, bool] | None:
-        """Adds a record; returns its future and whether a batch filled up (the sender should wake),
+    ) -> tuple[RecordFuture, bool, bool] | None:
+        """Adds a record; returns its future, whether a batch filled up (the sticky partitioner
+        moves on) and whether the sender should wake (a batch filled up, or the record started
+        its partition's only batch, which goes at once if nothing of the partition is in flight),
         or None when buffer_memory has no room for it now."""
         size = self.record_size(key, value, headers)
         if size > self._buffer_memory:
@@ -146,7 +149,7 @@ class RecordAccumulator:
 
     def append(
         self, topic: str, partition: int, key, value, headers, timestamp_ms: int, max_block_s: float
-    ) -> tuple[RecordFuture, bool]:
+    ) -> tuple[RecordFuture, bool, bool]:
         """try_append, waiting up to max_block_s for room (Kafka's max.block.ms); then fails.
 
         Blocks the calling thread: never call it on the thread that completes batches."""
@@ -178,13 +181,14 @@ class RecordAccumulator:
         if queue is None:
             queue = self._queues[(topic, partition)] = deque()
         batch = queue[-1] if queue else None
-        filled = False
+        filled = wake = False
         if batch is not None and batch.records and batch.size_bytes + size > self._batch_size:
             if batch.size_bytes < self._batch_size:  # (one that reached batch_size was reported then)
                 self._filled.append(batch)
             batch, filled = None, True  # the last batch takes no more: start another
         if batch is None:
             batch = _Batch(topic, partition, time.monotonic())
+            wake = not queue  # the partition's only batch: ready at once if the partition is idle
             queue.append(batch)
             self.unfinished += 1
         batch.records.append((key, value, headers, timestamp_ms))
@@ -193,7 +197,7 @@ class RecordAccumulator:
         if batch.size_bytes >= self._batch_size:
             self._filled.append(batch)
             filled = True
-        return RecordFuture(batch, len(batch.records) - 1, timestamp_ms), filled
+        return RecordFuture(batch, len(batch.records) - 1, timestamp_ms), filled, wake or filled
 
     def take_filled(self) -> list[_Batch]:
         """Batches that will take no more records since the last call (they may have left already)."""
@@ -201,9 +205,11 @@ class RecordAccumulator:
             filled, self._filled = self._filled, []
         return filled
 
-    def drain(self, now_s: float, flush: bool, has_room) -> list[_Batch]:
-        """At most one batch per partition: the oldest, if it is ready (full, lingered long enough,
-        or flushing) and has_room(topic, partition) says the sender may send it now."""
+    def drain(self, now_s: float, flush: bool, has_room, idle) -> list[_Batch]:
+        """At most one batch per partition: the oldest, if it is ready and has_room(topic,
+        partition) says the sender may send it now. Ready: full, flushing, lingered long enough,
+        or idle(topic, partition): nothing of the partition is in flight, so there is no answer
+        to batch behind and waiting would only add latency (linger applies while one is out)."""
         ready = []
         with self._lock:
             for key, queue in list(self._queues.items()):
@@ -212,9 +218,22 @@ class RecordAccumulator:
                     continue
                 oldest = queue[0]
                 full = len(queue) > 1 or oldest.size_bytes >= self._batch_size
-                if (full or flush or now_s - oldest.created_s >= self._linger_s) and has_room(key):
+                lingered = now_s - oldest.created_s >= self._linger_s
+                if (full or flush or lingered or idle(key)) and has_room(key):
                     ready.append(queue.popleft())
         return ready
+
+    def linger_remaining_s(self, now_s: float) -> float | None:
+        """How long until the next oldest batch still lingering is ready by linger alone; None when
+        none is (the sender then waits for a wake-up: a new batch, a filled one, a completion)."""
+        remaining = None
+        with self._lock:
+            for queue in self._queues.values():
+                if queue:
+                    left_s = queue[0].created_s + self._linger_s - now_s
+                    if left_s > 0 and (remaining is None or left_s < remaining):
+                        remaining = left_s
+        return remaining
 
     def finished(self, batch: _Batch) -> None:
         with self._lock:
@@ -279,15 +298,20 @@ class _Sender:
             await self._task
 
     async def _run(self) -> None:
-        linger_s = max(self._settings["linger_ms"] / 1000.0, 0.001)
         while not self._closing:
-            try:
-                await asyncio.wait_for(self._wake.wait(), linger_s)
-            except TimeoutError:
-                pass
+            # No polling: the sender sleeps until a wake-up (a record that starts a partition's
+            # only batch, a filled batch, a completion, a flush) or the next linger deadline.
+            remaining_s = self._accumulator.linger_remaining_s(time.monotonic())
+            if remaining_s is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining_s)
+                except TimeoutError:
+                    pass
             self._wake.clear()
             while True:
-                batches = self._accumulator.drain(time.monotonic(), self._flushing > 0, self._has_room)
+                batches = self._accumulator.drain(time.monotonic(), self._flushing > 0, self._has_room, self._idle)
                 if not batches:
                     break
                 await self._send_new(batches)
@@ -298,6 +322,10 @@ class _Sender:
                     batch.encoded = record_codec.encode_batch(
                         batch.records, self._settings["compression_type"], -1, -1, -1
                     )
+
+    def _idle(self, key: tuple[str, int]) -> bool:
+        """Nothing of the partition is in flight (every batch sent has completed)."""
+        return all(outcome.done() for outcome in self._window[key])
 
     def _has_room(self, key: tuple[str, int]) -> bool:
         """The broker remembers a producer's last 5 batches per partition. A batch goes out only
@@ -542,6 +570,10 @@ class _ProducerBase:
         self,
         bootstrap_servers,
         acks="all",
+        # 5 ms, as Kafka 4.0 (KIP-1030) and librdkafka. It holds a batch back only while a request
+        # of its partition is in flight, so it costs a lone record nothing (before, every batch
+        # waited out its linger: 5-10 ms added to each record sent one at a time) and still
+        # gathers records into larger batches under load, while they wait for an answer anyway.
         linger_ms: int = 5,
         batch_size: int = 16384,
         compression_type: str | None = None,
@@ -664,13 +696,13 @@ class AsyncProducer(_ProducerBase):
         appended = self._accumulator.try_append(*record)
         if appended is None:
             appended = await self._wait_for_room(record)
-        future, filled = appended
+        future, filled, wake = appended
         self._appended(topic, key is None and partition is None, filled)
-        if filled:
+        if wake:
             sender.wake()
         return future
 
-    async def _wait_for_room(self, record: tuple) -> tuple[RecordFuture, bool]:
+    async def _wait_for_room(self, record: tuple) -> tuple[RecordFuture, bool, bool]:
         """buffer.memory is full: waits (max.block.ms at most) for acknowledged batches to free room."""
         max_block_s = self._settings["max_block_ms"] / 1000.0
         deadline = time.monotonic() + max_block_s
@@ -731,9 +763,9 @@ class Producer(_ProducerBase):
         record = self._record(topic, value, key, headers, partition, timestamp_ms)
         # Blocks while buffer.memory is full, up to max.block.ms (so never call send() from a
         # RecordFuture callback: those run on the thread that frees the room).
-        future, filled = self._accumulator.append(*record, max_block_s=self._settings["max_block_ms"] / 1000.0)
+        future, filled, wake = self._accumulator.append(*record, max_block_s=self._settings["max_block_ms"] / 1000.0)
         self._appended(topic, key is None and partition is None, filled)
-        if filled:
+        if wake:
             self._background.loop.call_soon_threadsafe(self._sender.wake)
         return future
 

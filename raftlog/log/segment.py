@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from pathlib import Path
@@ -34,6 +35,15 @@ class LogSegment:
         self.next_offset = base_offset
         self.max_timestamp = -1
         self._bytes_since_index = 0
+        # The tail: every batch from the last offset-index entry to the end of the file (base
+        # offset, last offset, position), so the reads at the log end that every follower fetch
+        # and caught-up consumer makes find their batch by bisection instead of reading each
+        # header from the indexed position on (up to index.interval.bytes of them). In memory
+        # only, bounded by index.interval.bytes; rebuilt with the indexes by recovery.
+        # Invariant: the tail's batches are consecutive and the last one ends at `size`.
+        self._tail_bases: list[int] = []
+        self._tail_lasts: list[int] = []
+        self._tail_positions: list[int] = []
 
     # -- reading the file ------------------------------------------------------------------
 
@@ -67,6 +77,12 @@ class LogSegment:
 
     def position_of(self, offset: int) -> int | None:
         """Position of the first batch whose last offset is >= offset; None past the end."""
+        bases = self._tail_bases
+        if bases and offset >= bases[0]:
+            i = bisect.bisect_right(bases, offset) - 1
+            if self._tail_lasts[i] < offset:  # in a gap a compaction left: the next batch holds it
+                i += 1
+            return self._tail_positions[i] if i < len(bases) else None
         for position, header in self.scan(self.offset_index.lookup(offset)):
             if header.last_offset >= offset:
                 return position
@@ -103,6 +119,13 @@ class LogSegment:
         if self._bytes_since_index >= self.index_interval_bytes or position == 0:
             self.offset_index.append(header.base_offset, position)
             self._bytes_since_index = 0
+            del self._tail_bases[:], self._tail_lasts[:], self._tail_positions[:]
+        assert not self._tail_positions or position > self._tail_positions[-1], (
+            f"{self.log_path}: batch at {position} does not follow the tail ending at {self._tail_positions[-1]}"
+        )
+        self._tail_bases.append(header.base_offset)
+        self._tail_lasts.append(header.last_offset)
+        self._tail_positions.append(position)
         self._bytes_since_index += header.size
         if header.max_timestamp > self.max_timestamp:
             self.max_timestamp = header.max_timestamp
@@ -130,6 +153,7 @@ class LogSegment:
         at the first invalid batch. Returns False when something was cut off."""
         self.offset_index.reset()
         self.time_index.reset()
+        self._clear_tail()
         self._bytes_since_index = 0
         self.next_offset = self.base_offset
         self.max_timestamp = -1
@@ -164,6 +188,12 @@ class LogSegment:
     def truncate_bytes(self, position: int) -> None:
         os.ftruncate(self._fd, position)
         self.size = position
+        # Batches end where the cut is (a batch boundary), so what is left of the tail still ends at size.
+        keep = bisect.bisect_left(self._tail_positions, position)
+        del self._tail_bases[keep:], self._tail_lasts[keep:], self._tail_positions[keep:]
+
+    def _clear_tail(self) -> None:
+        del self._tail_bases[:], self._tail_lasts[:], self._tail_positions[:]
 
     def truncate_to(self, offset: int, damaged: bool = False) -> None:
         """Drops every batch whose last offset is >= offset. damaged: a batch there cannot even
@@ -172,9 +202,18 @@ class LogSegment:
         position = self._position_before_damage(offset) if damaged else self.position_of(offset)
         if position is None:
             return
+        # Index entries go from the first cut batch on, not just from offset: an offset inside a
+        # batch cuts the whole batch, and an entry left pointing at it (at or past the new end)
+        # made the log end fall back to the segment's base offset.
+        cut_offset = offset
+        if not damaged and position < self.size:
+            cut_offset = min(cut_offset, self._read_header_loose(position).base_offset)
+        first_cut_entry = bisect.bisect_left(self.offset_index.values, position)
+        if first_cut_entry < len(self.offset_index.keys):
+            cut_offset = min(cut_offset, self.base_offset + self.offset_index.keys[first_cut_entry])
         self.truncate_bytes(position)
-        self.offset_index.truncate_to(offset)
-        self.time_index.truncate_to(offset)
+        self.offset_index.truncate_to(cut_offset)
+        self.time_index.truncate_to(cut_offset)
         remaining = list(self.scan(self.offset_index.lookup(offset))) if self.size else []
         self.next_offset = remaining[-1][1].next_offset if remaining else self.base_offset
         self.max_timestamp = self.time_index.max_timestamp

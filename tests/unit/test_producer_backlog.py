@@ -135,3 +135,42 @@ def test_a_record_larger_than_buffer_memory_fails_at_once():
             await broker.stop()
 
     asyncio.run(scenario())
+
+
+async def _answered(future, timeout_s: float = 30.0):
+    """The record's metadata; a TimeoutError if it is not answered within timeout_s (shielded:
+    giving up must not cancel the producer's own future)."""
+    return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+
+
+def test_a_record_for_an_idle_partition_goes_at_once_and_linger_batches_only_behind_a_request_in_flight():
+    """linger.ms holds a batch back only while a request of its partition is in flight: with nothing
+    out there is no answer to batch behind, so a lone record goes at once (issue 15). The linger
+    here is a minute, so the old rule (every batch waits out its linger) never answers in time."""
+
+    async def scenario():
+        broker = StubBroker({"t": 1})
+        await broker.start()
+        producer = AsyncProducer(broker.address, acks="all", linger_ms=60_000)
+        try:
+            first = await producer.send("t", b"first", partition=0)
+            assert (await _answered(first)).offset == 0  # no flush, no linger
+            broker.produce_open.clear()  # the next request stays in flight
+            second = await producer.send("t", b"second", partition=0)
+            while len(broker.produce_requests) < 2:  # it went at once: the partition was idle
+                await asyncio.sleep(0.01)
+            behind = [await producer.send("t", b"behind-%d" % i, partition=0) for i in range(8)]
+            await asyncio.sleep(0.2)
+            assert len(broker.produce_requests) == 2, "records behind a request in flight linger"
+            broker.produce_open.set()
+            assert (await _answered(second)).offset == 1
+            # The answer leaves the partition idle: the lingering batch goes at once, whole.
+            offsets = [(await _answered(f)).offset for f in behind]
+            assert offsets == list(range(2, 10))
+            assert broker.records_per_request() == [1, 1, 8]
+        finally:
+            broker.produce_open.set()
+            await producer.close()
+            await broker.stop()
+
+    asyncio.run(scenario())
