@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from raftlog.channels import aio_channel
 from raftlog.perf.stats import percentile
 from raftlog.v1 import admin_pb2, admin_pb2_grpc, controller_pb2, controller_pb2_grpc
@@ -137,9 +139,15 @@ async def _probe(address: str, request: controller_pb2.BrokerHeartbeatRequest, s
     latencies_ms: list[float] = []
     async with aio_channel(address) as channel:
         stub = controller_pb2_grpc.ControllerServiceStub(channel)
+        unanswered_since: float | None = None
         while not stop.is_set():
             started = time.perf_counter()
-            await stub.BrokerHeartbeat(request, timeout=CALL_TIMEOUT_S)
-            latencies_ms.append((time.perf_counter() - started) * 1000.0)
+            try:
+                await stub.BrokerHeartbeat(request, timeout=CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError:
+                unanswered_since = unanswered_since or started  # counted in the next answer's wait
+            else:
+                latencies_ms.append((time.perf_counter() - (unanswered_since or started)) * 1000.0)
+                unanswered_since = None
             await asyncio.sleep(HEARTBEAT_PROBE_INTERVAL_S)
     return latencies_ms
