@@ -74,6 +74,7 @@ class _Entry:
     records: list[metadata_pb2.MetadataRecord] = field(default_factory=list)
     size_bytes: int = 0
     applied: asyncio.Future | None = None  # the driver's future, once proposed
+    deadline: asyncio.TimerHandle | None = None  # REQUEST_TIMED_OUT for its waiters unless it commits first
 
 
 class ActiveController:
@@ -212,10 +213,9 @@ class ActiveController:
                 f"nothing pending, yet the view is at offset {view.offset} and the image at {self.image.offset}"
             )
             return self.image.offset, value
-        try:
-            return await asyncio.wait_for(asyncio.shield(entry.committed), self._commit_timeout_s), value
-        except TimeoutError:
-            raise RaftlogError("REQUEST_TIMED_OUT", "the metadata quorum did not commit in time") from None
+        # One timer per entry, not per request; shielded, so a cancelled request (its client went
+        # away) does not cancel the answer of the others in its entry.
+        return await asyncio.shield(entry.committed), value
 
     def _latest_entry(self) -> _Entry | None:
         if self._open is not None:
@@ -232,10 +232,14 @@ class ActiveController:
             )
         if self._open is not None and (alone or self._open.size_bytes + size_bytes > self._entry_limit_bytes):
             self._flush()
+            if self._view is not view:  # the proposal was refused: leadership is gone with the view
+                raise self._not_controller(self._driver.status().leader_id)
         if self._open is None:
             index = self._driver.last_index + 1
             assert index > view.offset, f"entry {index} would apply to a view at offset {view.offset}"
-            self._open = _Entry(index, asyncio.get_running_loop().create_future())
+            loop = asyncio.get_running_loop()
+            self._open = _Entry(index, loop.create_future())
+            self._open.deadline = loop.call_later(self._commit_timeout_s, self._expire, self._open)
             if len(self._pending) < CONTROLLER_MAX_PENDING_ENTRIES:
                 asyncio.get_running_loop().call_soon(self._flush_if_room)
         entry = self._open
@@ -289,7 +293,16 @@ class ActiveController:
                 f"{self.image.offset}"
             )
 
+    def _expire(self, entry: _Entry) -> None:
+        if not entry.committed.done():
+            entry.committed.set_exception(
+                RaftlogError("REQUEST_TIMED_OUT", "the metadata quorum did not commit in time")
+            )
+            entry.committed.exception()  # retrieved: its waiters may be gone
+
     def _settle(self, entry: _Entry, error: RaftlogError | None) -> None:
+        if entry.deadline is not None:
+            entry.deadline.cancel()
         if entry.committed.done():
             return
         applied = entry.applied
@@ -478,10 +491,7 @@ class ActiveController:
             for _ in remaining:
                 started = time.perf_counter()
                 entry = self._join_entry(await self._active_view(), [record], alone=True)
-                try:
-                    await asyncio.wait_for(asyncio.shield(entry.committed), self._commit_timeout_s)
-                except TimeoutError:
-                    raise RaftlogError("REQUEST_TIMED_OUT", "the metadata quorum did not commit in time") from None
+                await asyncio.shield(entry.committed)
                 latencies_ms.append((time.perf_counter() - started) * 1000.0)
 
         started = time.perf_counter()

@@ -123,7 +123,7 @@ class StubDriver:
             callback(self.node_id, self.term)
 
 
-def _controller() -> tuple[ActiveController, StubDriver, MetadataStateMachine]:
+def _controller(commit_timeout_s: float = 5.0) -> tuple[ActiveController, StubDriver, MetadataStateMachine]:
     state_machine = MetadataStateMachine()
     driver = StubDriver(state_machine)
     # Committed before the test starts: the brokers registered (epochs 1..3), then unfenced.
@@ -139,7 +139,8 @@ def _controller() -> tuple[ActiveController, StubDriver, MetadataStateMachine]:
             "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test",
         },
     )
-    return ActiveController(driver, state_machine, config, TaskSupervisor()), driver, state_machine
+    controller = ActiveController(driver, state_machine, config, TaskSupervisor(), commit_timeout_s=commit_timeout_s)
+    return controller, driver, state_machine
 
 
 def _set_config(value: str) -> tuple[admin_pb2.ConfigResource, list[admin_pb2.AlterConfigOp]]:
@@ -287,5 +288,27 @@ def test_a_heartbeat_that_fences_waits_for_its_commit_and_sees_pending_fencing()
         assert driver.uncommitted == 1, "the second sees the pending fencing and proposes nothing"
         driver.commit()
         assert await fencing is True
+
+    asyncio.run(scenario())
+
+
+def test_a_request_whose_entry_does_not_commit_in_time_times_out_and_a_cancelled_one_leaves_the_others():
+    async def scenario():
+        controller, driver, state_machine = _controller(commit_timeout_s=0.2)
+        first, second = (asyncio.create_task(controller.alter_configs(*_set_config(v), False)) for v in ("1", "2"))
+        await _turns()
+        assert driver.uncommitted == 1, "both decisions share one entry"
+        first.cancel()  # its client went away
+        await _turns()
+        assert not second.done(), "cancelling one request does not answer the other"
+        with pytest.raises(RaftlogError) as late:
+            await second
+        assert late.value.reason == "REQUEST_TIMED_OUT"
+        driver.commit()  # it commits after all: the next request goes on from there
+        third = asyncio.create_task(controller.alter_configs(*_set_config("3"), False))
+        await _turns()
+        driver.commit()
+        assert await third == state_machine.image.offset
+        assert state_machine.image.dynamic_config("brokers", "") == {"log.retention.hours": "3"}
 
     asyncio.run(scenario())
