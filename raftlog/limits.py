@@ -13,7 +13,8 @@ asserted below, so a change that breaks one fails at import.
 
 from __future__ import annotations
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 
 # Largest gRPC message any raftlog server accepts and any channel sends, Raft included. It bounds
 # the memory one call can pin; gRPC refuses anything larger (RESOURCE_EXHAUSTED) on either side,
@@ -162,9 +163,18 @@ PRODUCER_MAX_INFLIGHT_BATCHES = 5
 SEQUENCE_WAIT_S = 0.5
 
 # A metadata read that names a metadata offset this node has not applied yet waits at most this
-# long for it (read-your-writes for the admin client), polling at the interval below.
+# long for it (read-your-writes for the admin client).
 METADATA_OFFSET_WAIT_S = 5.0
-METADATA_OFFSET_POLL_S = 0.005
+
+# The active controller's group commit: the records of decisions taken while an entry is open go
+# into that one Raft entry (one MetadataBatch), up to this many bytes (well below
+# MAX_RAFT_ENTRY_BYTES, so one large decision still fits an entry of its own), and a decision
+# waits at most this long for its entry to commit before REQUEST_TIMED_OUT.
+CONTROLLER_GROUP_COMMIT_MAX_BYTES = 256 * KIB
+# Entries of the controller's proposed and not yet committed, beyond which decisions wait in the
+# open entry for one of them to commit (so a burst of requests shares few entries).
+CONTROLLER_MAX_PENDING_ENTRIES = 2
+CONTROLLER_COMMIT_TIMEOUT_S = 5.0
 
 # A BenchmarkQuorum request forwarded to the active controller may run this long (a million
 # writes at the quorum's rate on a slow disk).
@@ -202,3 +212,4 @@ CLI_BOOTSTRAP_CONNECT_TIMEOUT_S = 3.0
 assert REPLICA_FETCH_MAX_BYTES < MAX_MESSAGE_BYTES, "a fetch answer fits in one gRPC message"
 assert REPLICA_FETCH_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the long poll ends before its call times out"
 assert CONTROLLER_CALL_RETRY_BACKOFF_S < CONTROLLER_CALL_MAX_TIMEOUT_S, "a controller call can be tried twice"
+assert CONTROLLER_GROUP_COMMIT_MAX_BYTES < MAX_RAFT_ENTRY_BYTES, "a full group-commit entry is a legal Raft entry"

@@ -118,11 +118,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         forwarded = await self._forward_to_controller("CreateTopic", request, context)
         if forwarded is not None:
             return forwarded
-        offset = await self._controller.create_topic(
+        offset, topic_id = await self._controller.create_topic(
             request.name, request.partitions, request.replication_factor, dict(request.configs), request.validate_only
         )
-        topic = self._controller.image.topic(request.name)
-        return admin_pb2.CreateTopicResponse(topic_id=topic.topic_id if topic else b"", offset=offset)
+        return admin_pb2.CreateTopicResponse(topic_id=topic_id, offset=offset)
 
     @rpc("DeleteTopic")
     async def DeleteTopic(self, request, context):

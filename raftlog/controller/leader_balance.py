@@ -8,7 +8,7 @@ leader.imbalance.check.interval.seconds, per broker, the share of the partitions
 that it does not lead (its imbalance ratio); for a broker whose ratio is above
 leader.imbalance.per.broker.percentage it elects the preferred replica of each such partition
 where that replica is in the ISR and its broker is unfenced. This module decides which; the
-active controller (`ActiveController.leader_balance_loop`) runs it and commits the records.
+active controller (`ActiveController._balance_decision`, a periodic decision) runs it and commits the records.
 
 Partitions being reassigned are left alone (their replica list is about to change), as Kafka does.
 """

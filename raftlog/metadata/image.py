@@ -125,9 +125,29 @@ class MetadataImage:
                 yield name, topic.partitions[index]
 
     def apply_batch(self, offset: int, batch: pb.MetadataBatch) -> None:
-        for record in batch.records:
+        self.apply_records(offset, batch.records)
+
+    def apply_records(self, offset: int, records) -> None:
+        """Applies the records of the entry at `offset`, in order (a batch's records, or the
+        controller's uncommitted ones, which it applies to its own copy as it proposes them)."""
+        assert offset >= self.offset, f"metadata offset {offset} applied after {self.offset}: the log went backwards"
+        for record in records:
             self._apply_record(offset, record)
         self.offset = offset
+
+    def copy(self) -> MetadataImage:
+        """An independent image equal to this one (records applied to one do not show in the other)."""
+        image = MetadataImage()
+        image.offset = self.offset
+        image.brokers = dict(self.brokers)
+        image.configs = {key: dict(entries) for key, entries in self.configs.items()}
+        image.topics_by_id = {
+            topic_id: TopicInfo(topic.name, topic_id, dict(topic.partitions))
+            for topic_id, topic in self.topics_by_id.items()
+        }
+        image.topic_ids = dict(self.topic_ids)
+        image.next_producer_id = self.next_producer_id
+        return image
 
     def _apply_record(self, offset: int, record: pb.MetadataRecord) -> None:
         kind = record.WhichOneof("record")

@@ -5,7 +5,10 @@ It starts its own local cluster (it must kill -9 the leader to time failover):
    so the figure is the quorum's (Raft, transport, fsync), not the client's RPC stack;
 2. single writes: the same with one in flight (commit latency as the leader sees it), and
    AlterConfigs round trips from this process (what a client sees);
-3. failover: kill -9 the leader, time until another node has been elected and commits a
+3. AlterConfigs with many in flight, sent to the active controller from worker processes
+   (ops/s, p50/p99, server CPU per operation, and how long broker heartbeats wait meanwhile;
+   raftlog.perf.metadata_ops_bench), and the same one at a time;
+4. failover: kill -9 the leader, time until another node has been elected and commits a
    write; then restart the killed node and wait until all brokers are back.
 """
 
@@ -21,7 +24,9 @@ from raftlog.client.admin import Admin
 from raftlog.cluster.local import LocalCluster
 from raftlog.errors import RaftlogError
 from raftlog.node_ids import NO_NODE
+from raftlog.perf.metadata_ops_bench import MetadataOpsResult, run_alter_configs
 from raftlog.perf.stats import median, percentile
+from raftlog.v1 import controller_pb2
 
 FAILOVER_POLL_S = 0.01
 FAILOVER_TIMEOUT_S = 30.0
@@ -35,9 +40,13 @@ class QuorumBenchResult:
     commit_latencies_ms: list[float] = field(default_factory=list)
     client_latencies_ms: list[float] = field(default_factory=list)
     failover_s: list[float] = field(default_factory=list)
+    alter_configs: MetadataOpsResult | None = None
+    alter_configs_single: MetadataOpsResult | None = None
 
     def summary(self) -> dict:
         return {
+            "alter_configs_in_flight": self.alter_configs.summary() if self.alter_configs else None,
+            "alter_configs_one_at_a_time": self.alter_configs_single.summary() if self.alter_configs_single else None,
             "pipelined_writes": self.pipelined_writes,
             "pipelined_writes_per_s": round(self.pipelined_writes / self.pipelined_elapsed_s, 1)
             if self.pipelined_elapsed_s
@@ -68,6 +77,8 @@ def run_quorum_bench(
     base_port: int,
     data_dir: Path | None = None,
     progress=print,
+    alter_ops: int = 0,
+    in_flight: int = 256,
 ) -> QuorumBenchResult:
     with tempfile.TemporaryDirectory(prefix="raftlog-perf-quorum-") as tmp:
         cluster = LocalCluster(data_dir or Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)
@@ -76,7 +87,10 @@ def run_quorum_bench(
             cluster.wait_for_leader(timeout_s=60)
             cluster.wait_for_brokers(3, timeout_s=60)
             progress(f"cluster up on {cluster.bootstrap_servers}")
-            return _measure(cluster, writes, concurrency, single_writes, failover_runs, progress)
+            result = QuorumBenchResult(concurrency=concurrency)
+            if alter_ops:
+                _measure_alter_configs(cluster, result, alter_ops, in_flight, single_writes, progress)
+            return _measure(cluster, result, writes, single_writes, failover_runs, progress)
         finally:
             cluster.stop()
 
@@ -85,7 +99,8 @@ def run_quorum_bench_against(
     bootstrap_servers: str, writes: int, concurrency: int, single_writes: int, progress=print
 ) -> QuorumBenchResult:
     """The write rows against an existing cluster (its active controller commits the no-ops);
-    the failover row needs a cluster of its own to kill and is not measured."""
+    the failover row needs a cluster of its own to kill, and the AlterConfigs row the node
+    processes' CPU, so neither is measured."""
     result = QuorumBenchResult(concurrency=concurrency)
     with Admin(bootstrap_servers, timeout_ms=600_000) as admin:
         _measure_writes(admin, result, writes, concurrency, single_writes, progress)
@@ -102,8 +117,37 @@ def _measure_writes(admin, result: QuorumBenchResult, writes, concurrency, singl
     progress("single writes measured")
 
 
-def _measure(cluster, writes, concurrency, single_writes, failover_runs, progress) -> QuorumBenchResult:
-    result = QuorumBenchResult(concurrency=concurrency)
+def _measure_alter_configs(
+    cluster: LocalCluster, result: QuorumBenchResult, ops: int, in_flight: int, single_ops: int, progress
+) -> None:
+    leader = cluster.wait_for_leader()
+    address = cluster.specs[leader].address
+    pids = [process.pid for process in cluster.processes.values()]
+    heartbeat = _heartbeat_probe(cluster, leader)
+    run_alter_configs(address, pids, heartbeat, min(ops, 2000), in_flight)  # warm-up
+    result.alter_configs = run_alter_configs(address, pids, heartbeat, ops, in_flight)
+    summary = result.alter_configs.summary()
+    progress(f"AlterConfigs, {in_flight} in flight: {summary['ops_per_s']:.0f} ops/s")
+    if single_ops:
+        result.alter_configs_single = run_alter_configs(address, pids, heartbeat, single_ops, 1, client_processes=1)
+        progress("AlterConfigs one at a time measured")
+
+
+def _heartbeat_probe(cluster: LocalCluster, leader: int) -> controller_pb2.BrokerHeartbeatRequest:
+    """A heartbeat of a registered, unfenced broker other than the leader, as that broker sends it."""
+    with cluster.admin(timeout_ms=10_000) as admin:
+        described = admin.describe_cluster()
+    broker = next(b for b in described["brokers"] if b["id"] != leader and not b["fenced"])
+    return controller_pb2.BrokerHeartbeatRequest(
+        cluster_id=described["cluster_id"],
+        broker_id=broker["id"],
+        broker_epoch=broker["epoch"],
+        metadata_offset=broker["epoch"],
+    )
+
+
+def _measure(cluster, result: QuorumBenchResult, writes, single_writes, failover_runs, progress) -> QuorumBenchResult:
+    concurrency = result.concurrency
     with cluster.admin(timeout_ms=600_000) as admin:
         _measure_writes(admin, result, writes, concurrency, single_writes, progress)
     for run in range(failover_runs):

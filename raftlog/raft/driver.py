@@ -2,14 +2,17 @@
 
 The Ready loop, one at a time and in this order: persist (one synced write batch, on a
 worker thread so proposals keep arriving and share the next fsync: group commit), send,
-apply committed entries to the state machine, hand out read states, advance. Proposers
-wait on a future resolved when their entry is applied here. A snapshot of the state
-machine is taken every `snapshot_interval_entries` applied entries.
+apply committed entries to the state machine, hand out read states, advance. Nothing waits
+by polling: proposers wait on a future resolved when their entry is applied here, readers on a
+future per read index, and `wait_applied` on a future per waited index (a heap, released as
+entries are applied); a leadership transfer waits on the next leader change. A snapshot of the
+state machine is taken every `snapshot_interval_entries` applied entries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import random
@@ -134,6 +137,10 @@ class RaftDriver:
         self._reads: dict[int, asyncio.Future] = {}
         self._confirmed_reads: list[tuple[int, asyncio.Future]] = []  # (read index, future) awaiting apply
         self._read_ids = itertools.count(1)
+        # (index, sequence, future) of wait_applied callers; a heap, so the lowest is released first.
+        self._applied_waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._waiter_ids = itertools.count()
+        self._leader_change_waiters: list[asyncio.Future] = []
         self._leader_callbacks: list[Callable[[int | None, int], None]] = []
         self._last_leader = (NO_NODE, 0)
         # (node id, monotonic ms): the last leader we followed and when it last spoke to us.
@@ -187,7 +194,14 @@ class RaftDriver:
         next_tick = time.monotonic()
         while True:
             next_tick += interval_s
-            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            now = time.monotonic()
+            if next_tick < now - interval_s:
+                # The process stalled (CPU starved, a slow synced write): missed ticks are dropped,
+                # not replayed in a burst, which would count the peers' answers still waiting in
+                # the sockets as silence and make a healthy leader step down (CheckQuorum). Time
+                # in Raft only stretches; no safety property rests on a timer.
+                next_tick = now
+            await asyncio.sleep(max(0.0, next_tick - now))
             self.core.tick()
             self._wake.set()
 
@@ -228,6 +242,7 @@ class RaftDriver:
                 self._confirmed_reads.append((read.index, future))
         self.core.advance(ready)
         self._release_reads()
+        self._release_applied_waiters()
         await self._maybe_snapshot()
 
     def _resolve_proposal(self, index: int, term: int, result: Any) -> None:
@@ -241,6 +256,14 @@ class RaftDriver:
             future.set_result(result)
         else:
             future.set_exception(NotLeaderError(self.core.leader_id))  # another leader's entry took the index
+
+    def _release_applied_waiters(self) -> None:
+        applied = self.core.log.applied
+        waiters = self._applied_waiters
+        while waiters and waiters[0][0] <= applied:
+            _, _, future = heapq.heappop(waiters)
+            if not future.done():
+                future.set_result(None)
 
     def _release_reads(self) -> None:
         applied = self.core.log.applied
@@ -284,6 +307,10 @@ class RaftDriver:
                 self._fail_reads(NotLeaderError(self.core.leader_id))
             for callback in self._leader_callbacks:
                 callback(node_or_none(current[0]), current[1])
+            waiters, self._leader_change_waiters = self._leader_change_waiters, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
         self._last_leader = current
 
     def _fail_reads(self, error: Exception) -> None:
@@ -302,16 +329,53 @@ class RaftDriver:
 
     # -- API -----------------------------------------------------------------------------------
 
-    async def propose(self, data: bytes, timeout_ms: int = 5000) -> Any:
+    def leader_term(self) -> int | None:
+        """The current term while this node leads it, else None."""
+        return self.core.term if self.core.role == Role.LEADER else None
+
+    @property
+    def last_index(self) -> int:
+        return self.core.log.last_index
+
+    @property
+    def max_entry_bytes(self) -> int:
+        return self.core.settings.max_entry_bytes
+
+    def propose_entry(self, data: bytes) -> tuple[int, asyncio.Future]:
+        """Appends one entry now; returns its index and a future resolved with the state machine's
+        result once it is applied here (NotLeaderError if another leader's entry takes the index).
+        The caller bounds its own wait."""
+        term = self.core.term
         index = self.core.propose(data)
         future = asyncio.get_running_loop().create_future()
-        self._proposals[index] = (self.core.term, future)
+        replaced = self._proposals.get(index)
+        if replaced is not None and not replaced[1].done():
+            # An entry of an earlier term of ours that a later leader overwrote before we saw it applied.
+            assert replaced[0] < term, f"two proposals of term {term} at index {index}"
+            replaced[1].set_exception(NotLeaderError(self.core.leader_id))
+        self._proposals[index] = (term, future)
         self._wake.set()
+        return index, future
+
+    async def propose(self, data: bytes, timeout_ms: int = 5000) -> Any:
+        index, future = self.propose_entry(data)
         try:
             return await asyncio.wait_for(future, timeout_ms / 1000.0)
         except TimeoutError:
             self._proposals.pop(index, None)
             raise TimeoutError(f"entry {index} was not committed within {timeout_ms} ms") from None
+
+    async def wait_applied(self, index: int, timeout_s: float) -> bool:
+        """True once this node has applied the entry at `index`; False after timeout_s."""
+        if self.core.log.applied >= index:
+            return True
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._applied_waiters, (index, next(self._waiter_ids), future))
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return False  # the future stays in the heap until its index is applied (done: skipped)
+        return True
 
     async def read_index(self, timeout_ms: int = 5000) -> None:
         request_id = next(self._read_ids)
@@ -332,12 +396,19 @@ class RaftDriver:
             target_id = max(self.core.progress, key=lambda v: self.core.progress[v].match)
         self.core.transfer_leadership(target_id)
         self._wake.set()
-        deadline = time.monotonic() + timeout_ms / 1000.0
-        while time.monotonic() < deadline:
-            if self.core.leader_id not in (NO_NODE, self.node_id):
-                return self.core.leader_id
-            await asyncio.sleep(self.settings.tick_ms / 1000.0)
-        raise TimeoutError(f"leadership did not move to {target_id} within {timeout_ms} ms")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000.0
+        while self.core.leader_id in (NO_NODE, self.node_id):
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                raise TimeoutError(f"leadership did not move to {target_id} within {timeout_ms} ms")
+            changed = loop.create_future()
+            self._leader_change_waiters.append(changed)
+            try:
+                await asyncio.wait_for(changed, remaining_s)
+            except TimeoutError:
+                pass
+        return self.core.leader_id
 
     def status(self) -> RaftStatus:
         core = self.core
