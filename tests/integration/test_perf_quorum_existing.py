@@ -30,7 +30,7 @@ def test_perf_quorum_measures_the_write_rows_of_an_existing_cluster(make_cluster
     assert summary["pipelined_writes"] == 300 and summary["commit_latency_ms"]["count"] == 20
     assert summary["client_round_trip_ms"]["count"] == 20
     assert summary["failover_s"] == [] and summary["failover_median_s"] is None
-    assert "the failover row needs its own cluster and is skipped" in result.stderr
+    assert "the failover and AlterConfigs rows need their own cluster and are skipped" in result.stderr
     with cluster.admin() as admin:
         retention = {e["name"]: e["value"] for e in admin.describe_configs("brokers", "")}["log.retention.hours"]
     assert retention == "77", "the round-trip row put the operator's value back"
