@@ -9,7 +9,7 @@ import time
 import click
 
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
-from raftlog.cluster.local import ClusterLayoutError, LocalCluster
+from raftlog.cluster.local import KAFKA_PORT_OFFSET, ClusterLayoutError, LocalCluster
 
 NODE_CHECK_INTERVAL_S = 0.5
 
@@ -43,8 +43,14 @@ def _raise_stop(signum, frame) -> None:
 @click.option(
     "--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100)."
 )
+@click.option(
+    "--kafka-base-port",
+    default=None,
+    type=int,
+    help=f"Kafka protocol port of the first node (default base-port+{KAFKA_PORT_OFFSET}; 0: no Kafka listeners).",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
-def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) -> None:
+def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_port, overrides) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM."""
     extra = {}
     for item in overrides:
@@ -53,7 +59,15 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
             fail(f"--set {item!r}: expected key=value")
         extra[key.strip()] = value
     try:
-        cluster = LocalCluster(data_dir, nodes, base_port, metrics_base_port, extra, first_node_id=first_node_id)
+        cluster = LocalCluster(
+            data_dir,
+            nodes,
+            base_port,
+            metrics_base_port,
+            extra,
+            first_node_id=first_node_id,
+            kafka_base_port=base_port + KAFKA_PORT_OFFSET if kafka_base_port is None else kafka_base_port,
+        )
     except ClusterLayoutError as exc:
         fail(str(exc))
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -63,7 +77,9 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides) 
         leader = cluster.wait_for_leader(timeout_s=60)
         click.echo(
             f"raftlog cluster {cluster.cluster_id} ready: {nodes} nodes, leader {leader}, "
-            f"bootstrap servers {cluster.bootstrap_servers} (logs in {cluster.data_dir}/node-*/node.log)",
+            f"bootstrap servers {cluster.bootstrap_servers}"
+            + (f", Kafka protocol on {cluster.kafka_bootstrap_servers}" if cluster.kafka_bootstrap_servers else "")
+            + f" (logs in {cluster.data_dir}/node-*/node.log)",
         )
         sys.stdout.flush()
         _watch(cluster)

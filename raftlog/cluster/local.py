@@ -33,6 +33,9 @@ from raftlog.storage_format import random_cluster_id
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0
+# `cluster up` gives the k-th node a Kafka protocol listener on base port + 800 + k (19891 for
+# `make run`), well clear of the gRPC (base + k) and metrics (base + 100 + k) ports.
+KAFKA_PORT_OFFSET = 800
 
 
 class ClusterLayoutError(RuntimeError):
@@ -47,6 +50,7 @@ class NodeSpec:
     home: Path
     host: str = HOST
     log_dir: Path | None = None  # None: home/data, with the metadata
+    kafka_port: int = 0  # its Kafka protocol listener (kafka.listeners); 0: none
 
     @property
     def data_dir(self) -> Path:
@@ -91,11 +95,13 @@ class LocalCluster:
         launcher: Callable[[int], list[str]] | None = None,
         first_node_id: int = 1,
         log_dirs: dict[int, Path] | None = None,
+        kafka_base_port: int = 0,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
         a command prefix to start it with (the chaos suite runs nodes in network namespaces);
         log_dirs: node id -> its log.dirs, apart from its metadata (the chaos suite puts them on
-        small mounts it can fill)."""
+        small mounts it can fill); kafka_base_port: the k-th node's Kafka listener is on
+        kafka_base_port + k (0: no Kafka listeners)."""
         if not 1 <= nodes <= 9:
             raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
         if first_node_id < 0:
@@ -112,6 +118,7 @@ class LocalCluster:
                 self.data_dir / f"node-{i}",
                 (hosts or {}).get(i, HOST),
                 (log_dirs or {}).get(i),
+                kafka_base_port + k if kafka_base_port else 0,
             )
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
@@ -147,6 +154,11 @@ class LocalCluster:
     def bootstrap_servers(self) -> str:
         return ",".join(spec.address for spec in self.specs.values())
 
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        """The nodes' Kafka listeners, for a Kafka client's bootstrap.servers ("" when none)."""
+        return ",".join(f"{spec.host}:{spec.kafka_port}" for spec in self.specs.values() if spec.kafka_port)
+
     def _write_config(self, spec: NodeSpec) -> None:
         voters = ",".join(f"{s.node_id}@{s.address}" for s in self.specs.values())
         values: dict[str, object] = {
@@ -160,6 +172,8 @@ class LocalCluster:
         }
         if spec.log_dir is not None:
             values["metadata.log.dir"] = str(spec.data_dir)
+        if spec.kafka_port:
+            values["kafka.listeners"] = f"{spec.host}:{spec.kafka_port}"
         spec.home.mkdir(parents=True, exist_ok=True)
         lines = [f'"{name}" = {_toml_value(value)}' for name, value in values.items()]
         spec.config_path.write_text("# written by raftlog cluster up\n" + "\n".join(lines) + "\n")
