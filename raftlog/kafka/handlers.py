@@ -24,7 +24,7 @@ from raftlog.api.reads import await_applied
 from raftlog.errors import RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from raftlog.kafka.errors import code_of, code_of_error
-from raftlog.kafka.protocol import NO_THROTTLE, build, has_field, response_types
+from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
 from raftlog.replication import requests
 from raftlog.replication.manager import ReplicaManager
 from raftlog.v1 import admin_pb2, broker_pb2
@@ -157,8 +157,11 @@ async def produce(broker: KafkaBroker, request, version: int):
             )
             for p in pb.partitions
         ]
-    if request.acks == 0:
-        return None  # Kafka sends no response to acks=0
+    if request.acks == 0:  # Kafka sends no response to acks=0, and closes the connection on an error
+        failed = next((r for r in results if r.error_reason), None)
+        if failed is not None:
+            raise CloseConnection(f"acks=0 produce to {failed.topic}-{failed.partition}: {failed.error_reason}")
+        return None
     types = response_types(0, version)
     by_topic: dict[str, list] = {}
     for r in results:

@@ -14,6 +14,7 @@ import datetime
 import io
 import struct
 import sys
+import uuid
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +34,11 @@ NO_THROTTLE = datetime.timedelta(0)
 
 class MalformedRequest(ValueError):
     """A frame that is not a Kafka request: the connection it came on is closed."""
+
+
+class CloseConnection(Exception):
+    """Raised by a handler whose answer is to close the connection: a Produce with acks=0 that
+    failed (it has no response, so closing is how Kafka tells the client to refresh its metadata)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +108,15 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: A
     return bytes(data)
 
 
+_EMPTY: dict[str, Any] = {
+    "string": "",
+    "bytes": b"",
+    "records": b"",
+    "uuid": uuid.UUID(int=0),
+    "datetime_i64": datetime.datetime.fromtimestamp(0, datetime.UTC),
+}
+
+
 def _zero_value(field: dataclasses.Field, code: ErrorCode) -> Any:
     kafka_type = field.metadata.get("kafka_type")
     if kafka_type == "error_code":
@@ -112,21 +127,26 @@ def _zero_value(field: dataclasses.Field, code: ErrorCode) -> Any:
         return -1
     if kafka_type == "bool":
         return False
-    if kafka_type in ("string", "bytes", "records", "uuid", "datetime_i64"):
-        return None
-    return ()  # an array of entities
+    if kafka_type in _EMPTY:
+        return None if "None" in str(field.type) else _EMPTY[kafka_type]  # nullable, or the empty value
+    if isinstance(field.type, type) and dataclasses.is_dataclass(field.type):
+        return _zero_entity(field.type, code)  # a nested entity
+    return ()  # an array
 
 
-def error_response(api_key: int, api_version: int, code: ErrorCode) -> Any:
-    """A response to a request that cannot be served: the top-level error code set where the
-    response has one, every list empty (Kafka's getErrorResponse does the same)."""
-    cls = load_response_schema(api_key, api_version)
+def _zero_entity(cls: type, code: ErrorCode) -> Any:
     values = {
         field.name: _zero_value(field, code)
         for field in dataclasses.fields(cls)
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
     }
     return cls(**values)
+
+
+def error_response(api_key: int, api_version: int, code: ErrorCode) -> Any:
+    """A response to a request that cannot be served: the top-level error code set where the
+    response has one, every list empty (Kafka's getErrorResponse does the same)."""
+    return _zero_entity(load_response_schema(api_key, api_version), code)
 
 
 def can_answer(api_key: int, api_version: int) -> bool:

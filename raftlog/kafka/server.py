@@ -23,6 +23,7 @@ from raftlog.kafka.errors import code_of_error
 from raftlog.kafka.protocol import (
     API_VERSIONS_KEY,
     SIZE,
+    CloseConnection,
     MalformedRequest,
     RequestFrame,
     can_answer,
@@ -91,12 +92,22 @@ class KafkaServer:
                 except MalformedRequest as exc:
                     log.warning("kafka: closing %s: malformed request: %s", peer, exc)
                     return
+                except CloseConnection as exc:
+                    log.info("kafka: closing %s: %s", peer, exc)
+                    return
                 if response is None:
                     continue  # Produce with acks=0 has no response
                 writer.write(response)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return  # the client went away mid-frame or mid-answer
+        except asyncio.CancelledError:
+            # stop() cancels open connections. Ended quietly: asyncio's stream callback (3.11)
+            # logs a cancelled connection task as an error.
+            return
+        except Exception:  # noqa: BLE001 - a bug in answering one connection closes it, not the listener
+            log.exception("kafka: closing %s after an unexpected error", peer)
+            return
         finally:
             self._connections.discard(task)
             writer.close()
@@ -114,6 +125,9 @@ class KafkaServer:
             self._metrics.request_started(name)
         try:
             body = await handler(self._broker, request.body, version)
+        except CloseConnection:
+            failure = "CLOSED"
+            raise
         except RaftlogError as exc:
             failure = exc.reason
             body = error_response(key, version, code_of_error(exc))
