@@ -27,7 +27,7 @@ from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
 from raftlog.replication import requests
 from raftlog.replication.manager import ReplicaManager
-from raftlog.v1 import admin_pb2, broker_pb2
+from raftlog.v1 import admin_pb2, broker_pb2, group_pb2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,6 +432,87 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
     return build(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, **{"error_message": None, **found[0]})
 
 
+# -- offsets of groups ---------------------------------------------------------------------------
+
+
+async def offset_commit(broker: KafkaBroker, request, version: int):
+    """Commits through the GroupCoordinator. A consumer outside the group protocol (assign(),
+    generation -1 and no member id) commits as over gRPC; a classic group member's commit names a
+    member the coordinator does not know (JoinGroup is not served yet): UNKNOWN_MEMBER_ID."""
+    types = response_types(8, version)
+    pb = group_pb2.OffsetCommitRequest(
+        group_id=request.group_id,
+        member_id=request.member_id or "",
+        member_epoch=request.generation_id_or_member_epoch,
+    )
+    for topic in request.topics:
+        for p in topic.partitions:
+            pb.offsets.append(
+                group_pb2.OffsetCommitPartition(
+                    topic=topic.name,
+                    partition=p.partition_index,
+                    offset=p.committed_offset,
+                    leader_epoch=getattr(p, "committed_leader_epoch", -1),
+                    metadata=p.committed_metadata or "",
+                )
+            )
+    try:
+        codes = {(r.topic, r.partition): code_of(r.error_reason) for r in (await broker.groups.commit(pb)).results}
+    except RaftlogError as exc:  # the group's error (NOT_COORDINATOR, UNKNOWN_MEMBER_ID, ...): every partition's
+        codes = {(o.topic, o.partition): code_of_error(exc) for o in pb.offsets}
+    topics = tuple(
+        build(
+            types.OffsetCommitResponseTopic,
+            name=topic.name,
+            partitions=tuple(
+                build(
+                    types.OffsetCommitResponsePartition,
+                    partition_index=p.partition_index,
+                    error_code=codes[(topic.name, p.partition_index)],
+                )
+                for p in topic.partitions
+            ),
+        )
+        for topic in request.topics
+    )
+    return build(types.OffsetCommitResponse, throttle_time=NO_THROTTLE, topics=topics)
+
+
+async def offset_fetch(broker: KafkaBroker, request, version: int):
+    types = response_types(9, version)
+    pb = group_pb2.OffsetFetchRequest(group_id=request.group_id)
+    for topic in request.topics or ():
+        pb.partitions.append(group_pb2.TopicPartitions(topic=topic.name, partitions=list(topic.partition_indexes)))
+    try:
+        answer = await broker.groups.fetch_offsets(pb)
+        error = ErrorCode.none
+        offsets = list(answer.offsets)
+    except RaftlogError as exc:
+        error = code_of_error(exc)
+        offsets = [
+            group_pb2.CommittedOffset(topic=t.topic, partition=p, offset=-1, leader_epoch=-1)
+            for t in pb.partitions
+            for p in t.partitions
+        ]
+    by_topic: dict[str, list] = {}
+    for o in offsets:
+        by_topic.setdefault(o.topic, []).append(
+            build(
+                types.OffsetFetchResponsePartition,
+                partition_index=o.partition,
+                committed_offset=o.offset,
+                committed_leader_epoch=o.leader_epoch,
+                metadata=o.metadata,
+                # Before v2 the group's error is only in the partitions.
+                error_code=error if version < 2 else ErrorCode.none,
+            )
+        )
+    topics = tuple(
+        build(types.OffsetFetchResponseTopic, name=name, partitions=tuple(parts)) for name, parts in by_topic.items()
+    )
+    return build(types.OffsetFetchResponse, throttle_time=NO_THROTTLE, topics=topics, error_code=error)
+
+
 # What is served, and ApiVersions advertises: api key -> (min version, max version, handler).
 # The ranges are those whose messages these handlers fill completely (fields of later versions,
 # such as topic ids in Fetch v13+ and Produce v13+, are not served yet).
@@ -440,6 +521,8 @@ HANDLERS: dict[int, tuple[int, int, Handler]] = {
     1: (4, 12, fetch),
     2: (1, 6, list_offsets),
     3: (1, 12, metadata),
+    8: (2, 8, offset_commit),
+    9: (1, 7, offset_fetch),
     10: (0, 4, find_coordinator),
     18: (0, 3, api_versions),
     19: (2, 7, create_topics),
@@ -454,6 +537,8 @@ API_NAMES = {
     1: "Fetch",
     2: "ListOffsets",
     3: "Metadata",
+    8: "OffsetCommit",
+    9: "OffsetFetch",
     10: "FindCoordinator",
     18: "ApiVersions",
     19: "CreateTopics",

@@ -307,3 +307,57 @@ def test_a_malformed_frame_closes_that_connection_only(cluster):
         assert huge.recv(1) == b""
         good.sendall(request_frame(18, 3, 5, api_versions_body(3)))
         assert decode_api_versions(read_frame(good), 3)[0] == 5
+
+
+def test_confluent_kafka_commits_offsets_of_assigned_partitions_and_resumes_from_them(cluster):
+    """OffsetCommit/OffsetFetch for a consumer outside the group protocol (assign + commit), on
+    the same coordinator and offsets topic as gRPC groups: raftlog's Admin sees the commits."""
+    bootstrap = cluster.kafka_bootstrap_servers
+    create_topic(cluster, "rdkafka-commits", 2)
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(40):
+        producer.produce("rdkafka-commits", value=f"c{i}".encode(), partition=i % 2)
+    assert producer.flush(30) == 0
+
+    settings = {"bootstrap.servers": bootstrap, "group.id": "rdkafka-committer", "enable.auto.commit": False}
+    first = confluent_kafka.Consumer({**settings, "auto.offset.reset": "earliest"})
+    try:
+        first.assign([confluent_kafka.TopicPartition("rdkafka-commits", p) for p in (0, 1)])
+        read = 0
+        deadline = time.monotonic() + 30
+        while read < 40 and time.monotonic() < deadline:
+            read += len([m for m in first.consume(100, 1.0) if m.error() is None])
+        assert read == 40, f"read {read} of 40"
+        done = first.commit(
+            offsets=[
+                confluent_kafka.TopicPartition("rdkafka-commits", 0, 15),
+                confluent_kafka.TopicPartition("rdkafka-commits", 1, 7),
+            ],
+            asynchronous=False,
+        )
+        assert [(tp.partition, tp.offset, tp.error) for tp in done] == [(0, 15, None), (1, 7, None)]
+    finally:
+        first.close()
+
+    with cluster.admin() as admin:
+        committed = admin.list_group_offsets("rdkafka-committer")
+    assert committed == {
+        ("rdkafka-commits", 0): 15,
+        ("rdkafka-commits", 1): 7,
+    }
+
+    again = confluent_kafka.Consumer({**settings, "auto.offset.reset": "latest"})
+    try:
+        fetched = again.committed([confluent_kafka.TopicPartition("rdkafka-commits", p) for p in (0, 1)], timeout=10)
+        assert [(tp.partition, tp.offset) for tp in fetched] == [(0, 15), (1, 7)]
+        # Assigned without an offset, it starts from the committed one (not "latest").
+        again.assign([confluent_kafka.TopicPartition("rdkafka-commits", p) for p in (0, 1)])
+        firsts: dict[int, int] = {}
+        deadline = time.monotonic() + 30
+        while len(firsts) < 2 and time.monotonic() < deadline:
+            for message in again.consume(100, 1.0):
+                if message.error() is None:
+                    firsts.setdefault(message.partition(), message.offset())
+        assert firsts == {0: 15, 1: 7}
+    finally:
+        again.close()
