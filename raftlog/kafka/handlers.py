@@ -63,6 +63,14 @@ def _topic_uuid(topic_id: bytes) -> uuid.UUID | None:
     return uuid.UUID(bytes=topic_id) if len(topic_id) == 16 else None
 
 
+def _by_topic(results, entry: Callable[[Any], Any]) -> dict[str, list]:
+    """topic -> its partitions' kio entries, in the order of `results` (protobuf per-partition answers)."""
+    grouped: dict[str, list] = {}
+    for result in results:
+        grouped.setdefault(result.topic, []).append(entry(result))
+    return grouped
+
+
 def _ms(delta) -> int:
     return int(delta.total_seconds() * 1000)
 
@@ -163,19 +171,18 @@ async def produce(broker: KafkaBroker, request, version: int):
             raise CloseConnection(f"acks=0 produce to {failed.topic}-{failed.partition}: {failed.error_reason}")
         return None
     types = response_types(0, version)
-    by_topic: dict[str, list] = {}
-    for r in results:
-        by_topic.setdefault(r.topic, []).append(
-            build(
-                types.PartitionProduceResponse,
-                index=r.partition,
-                error_code=code_of(r.error_reason),
-                base_offset=r.base_offset if not r.error_reason else -1,
-                log_start_offset=r.log_start_offset if not r.error_reason else -1,
-                record_errors=(),
-                error_message=r.error_message or None,
-            )
-        )
+    by_topic = _by_topic(
+        results,
+        lambda r: build(
+            types.PartitionProduceResponse,
+            index=r.partition,
+            error_code=code_of(r.error_reason),
+            base_offset=r.base_offset if not r.error_reason else -1,
+            log_start_offset=r.log_start_offset if not r.error_reason else -1,
+            record_errors=(),
+            error_message=r.error_message or None,
+        ),
+    )
     responses = tuple(
         build(types.TopicProduceResponse, name=name, partition_responses=tuple(parts))
         for name, parts in by_topic.items()
@@ -202,22 +209,22 @@ async def fetch(broker: KafkaBroker, request, version: int):
                 )
             )
     answer = await requests.fetch(broker.replicas, pb)
-    by_topic: dict[str, list] = {}
-    for r in answer.results:
+
+    def entry(r):
         ok = not r.error_reason
-        by_topic.setdefault(r.topic, []).append(
-            build(
-                types.PartitionData,
-                partition_index=r.partition,
-                error_code=code_of(r.error_reason),
-                high_watermark=r.high_watermark if ok else -1,
-                # No transactions: everything below the high watermark is stable.
-                last_stable_offset=r.high_watermark if ok else -1,
-                log_start_offset=r.log_start_offset if ok else -1,
-                aborted_transactions=None,
-                records=r.records,
-            )
+        return build(
+            types.PartitionData,
+            partition_index=r.partition,
+            error_code=code_of(r.error_reason),
+            high_watermark=r.high_watermark if ok else -1,
+            # No transactions: everything below the high watermark is stable.
+            last_stable_offset=r.high_watermark if ok else -1,
+            log_start_offset=r.log_start_offset if ok else -1,
+            aborted_transactions=None,
+            records=r.records,
         )
+
+    by_topic = _by_topic(answer.results, entry)
     responses = tuple(
         build(types.FetchableTopicResponse, topic=name, partitions=tuple(parts)) for name, parts in by_topic.items()
     )
@@ -237,19 +244,19 @@ async def list_offsets(broker: KafkaBroker, request, version: int):
         ]
     )
     answer = await requests.list_offsets(broker.replicas, pb)
-    by_topic: dict[str, list] = {}
-    for r in answer.results:
+
+    def entry(r):
         ok = not r.error_reason
-        by_topic.setdefault(r.topic, []).append(
-            build(
-                types.ListOffsetsPartitionResponse,
-                partition_index=r.partition,
-                error_code=code_of(r.error_reason),
-                timestamp=r.timestamp if ok else -1,
-                offset=r.offset if ok else -1,
-                leader_epoch=r.leader_epoch if ok else -1,
-            )
+        return build(
+            types.ListOffsetsPartitionResponse,
+            partition_index=r.partition,
+            error_code=code_of(r.error_reason),
+            timestamp=r.timestamp if ok else -1,
+            offset=r.offset if ok else -1,
+            leader_epoch=r.leader_epoch if ok else -1,
         )
+
+    by_topic = _by_topic(answer.results, entry)
     topics = tuple(
         build(types.ListOffsetsTopicResponse, name=name, partitions=tuple(parts)) for name, parts in by_topic.items()
     )
@@ -494,19 +501,18 @@ async def offset_fetch(broker: KafkaBroker, request, version: int):
             for t in pb.partitions
             for p in t.partitions
         ]
-    by_topic: dict[str, list] = {}
-    for o in offsets:
-        by_topic.setdefault(o.topic, []).append(
-            build(
-                types.OffsetFetchResponsePartition,
-                partition_index=o.partition,
-                committed_offset=o.offset,
-                committed_leader_epoch=o.leader_epoch,
-                metadata=o.metadata,
-                # Before v2 the group's error is only in the partitions.
-                error_code=error if version < 2 else ErrorCode.none,
-            )
-        )
+    by_topic = _by_topic(
+        offsets,
+        lambda o: build(
+            types.OffsetFetchResponsePartition,
+            partition_index=o.partition,
+            committed_offset=o.offset,
+            committed_leader_epoch=o.leader_epoch,
+            metadata=o.metadata,
+            # Before v2 the group's error is only in the partitions.
+            error_code=error if version < 2 else ErrorCode.none,
+        ),
+    )
     topics = tuple(
         build(types.OffsetFetchResponseTopic, name=name, partitions=tuple(parts)) for name, parts in by_topic.items()
     )

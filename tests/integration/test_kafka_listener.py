@@ -40,7 +40,7 @@ def cluster(tmp_path_factory):
     )
     try:
         cluster.start()
-        cluster.wait_for_brokers(3)
+        cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
         yield cluster
     finally:
         cluster.stop()
