@@ -21,7 +21,7 @@ from kio.schema.errors import ErrorCode
 from raftlog.api.admin_service import AdminServicer
 from raftlog.api.broker_service import BrokerServicer
 from raftlog.api.reads import await_applied
-from raftlog.errors import RaftlogError
+from raftlog.errors import Errors, Policy, RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
@@ -430,7 +430,13 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
             answer = await broker.groups.find_coordinator(key, broker.listener)
             return dict(node_id=answer.node_id, host=answer.host, port=answer.port, error_code=ErrorCode.none)
         except RaftlogError as exc:
-            return dict(node_id=-1, host="", port=-1, error_code=code_of_error(exc), error_message=exc.message)
+            # Kafka's FindCoordinator answers a passing failure (no active controller to create the
+            # offsets topic, a leader moving) as COORDINATOR_NOT_AVAILABLE, which clients retry
+            # quietly; librdkafka hands any other code, NOT_CONTROLLER included, to the application.
+            code = code_of_error(exc)
+            if exc.error.policy is not Policy.FAIL and exc.error is not Errors.NOT_COORDINATOR:
+                code = ErrorCode.coordinator_not_available
+            return dict(node_id=-1, host="", port=-1, error_code=code, error_message=exc.message)
 
     found = [await find(key) for key in keys]
     if has_field(request, "coordinator_keys"):
