@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint proto proto-check netns-tools image image-tools monitoring-tools up down sim-long clean
+.PHONY: run test lint proto proto-check netns-tools kafka-tools image image-tools monitoring-tools up down sim-long clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/raftlog cluster up --nodes 3 --data-dir $${DATA_DIR:-./data} $(foreach s,$(SET),--set '$(s)') $(ARGS)
 
-test: $(STAMP) proto-check lint netns-tools image monitoring-tools
+test: $(STAMP) proto-check lint netns-tools kafka-tools image monitoring-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Code checks (settings in pyproject.toml): layering (pure modules import no grpc/asyncio/rocksdict,
@@ -36,6 +36,10 @@ netns-tools:
 	@command -v ip >/dev/null && command -v iptables >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq iproute2 iptables; }
 	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
+
+# The Kafka listener's tests run kcat (Debian's package) against it.
+kafka-tools:
+	@command -v kcat >/dev/null || { apt-get update -qq && apt-get install -y -qq kcat; }
 
 # The raftlog container image (deploy/build-image.sh): a Debian base made with mmdebstrap when
 # none is present, then the image from wheels built here; both are reused while still current.

@@ -10,7 +10,7 @@ import time
 import click
 
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
-from raftlog.cluster.local import ClusterLayoutError, LocalCluster
+from raftlog.cluster.local import KAFKA_PORT_OFFSET, ClusterLayoutError, LocalCluster
 from raftlog.config import ConfigError, parse_set_flags, read_env
 
 NODE_CHECK_INTERVAL_S = 0.5
@@ -45,18 +45,29 @@ def _raise_stop(signum, frame) -> None:
 @click.option(
     "--metrics-base-port", default=None, type=int, help="Metrics port of the first node (default base-port+100)."
 )
+@click.option(
+    "--kafka-base-port",
+    default=None,
+    type=int,
+    help=f"Kafka protocol port of the first node (default base-port+{KAFKA_PORT_OFFSET}; 0: no Kafka listeners).",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config key for every node.")
 @click.option(
     "--secure",
     is_flag=True,
     help="TLS everywhere: a local CA and certificates in DATA_DIR/tls, mutual TLS between nodes, "
-    "SSL client listeners at base-port+50.., and DATA_DIR/client.properties for --command-config.",
+    "SSL client listeners at base-port+50.., and DATA_DIR/client.properties for --command-config "
+    "(no Kafka protocol listeners: they speak plaintext only so far).",
 )
-def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides, secure) -> None:
+def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_port, overrides, secure) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM.
 
     Settings for every node: RAFTLOG_* environment variables (RAFTLOG_NUM_PARTITIONS=6), then
     --set key=value (which wins); `make run SET='key=value ...'` passes them on."""
+    if secure and kafka_base_port:
+        fail("--secure: the Kafka protocol listeners speak plaintext only so far; leave --kafka-base-port out")
+    if kafka_base_port is None:
+        kafka_base_port = 0 if secure else base_port + KAFKA_PORT_OFFSET
     try:
         extra: dict[str, object] = {**read_env(os.environ), **parse_set_flags(overrides)}
         cluster = LocalCluster(
@@ -68,6 +79,7 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, overrides, 
             first_node_id=first_node_id,
             exit_with_parent=True,
             secure=secure,
+            kafka_base_port=kafka_base_port,
         )
         warnings = cluster.check_configs()
     except (ClusterLayoutError, ConfigError) as exc:
@@ -109,7 +121,9 @@ def _ready_line(cluster: LocalCluster, leader: int) -> str:
     settings = " ".join(f"{k}={v}" for k, v in cluster.extra_config.items())
     return (
         f"raftlog cluster {cluster.cluster_id} ready: {len(specs)} nodes, leader {leader}, every broker registered "
-        f"and unfenced, bootstrap servers {cluster.bootstrap_servers}, metrics {metrics}"
+        f"and unfenced, bootstrap servers {cluster.bootstrap_servers}"
+        + (f", Kafka protocol on {cluster.kafka_bootstrap_servers}" if cluster.kafka_bootstrap_servers else "")
+        + f", metrics {metrics}"
         + (f", settings {settings}" if settings else "")
         + f" (logs in {cluster.data_dir}/node-*/node.log)"
     )

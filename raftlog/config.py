@@ -274,6 +274,67 @@ _KEYS = [
         1,
     ),
 ]
+
+# ---- Kafka protocol listener (raftlog/kafka/) -------------------------------------------------
+# Kept apart from the gRPC listeners: these sockets speak Kafka's binary protocol. A plain
+# host:port is one listener named KAFKA; NAME://host:port names it (names and ports must differ
+# from the gRPC listeners'). Brokers register the advertised addresses under these names, so a
+# Kafka Metadata answer gives every broker's Kafka address.
+KAFKA_DEFAULT_LISTENER_NAME = "KAFKA"
+_KEYS += [
+    ConfigKey(
+        "kafka.listeners",
+        str,
+        None,
+        "Where the node speaks Kafka's protocol: host:port (e.g. 127.0.0.1:9092) or NAME://host:port,...; "
+        "unset: no Kafka listener.",
+    ),
+    ConfigKey(
+        "kafka.advertised.listeners",
+        str,
+        None,
+        "Kafka addresses given to clients in Metadata, per Kafka listener name (default: kafka.listeners).",
+    ),
+]
+
+
+def _kafka_listener_text(text: str) -> str:
+    return ",".join(
+        part if "://" in part else f"{KAFKA_DEFAULT_LISTENER_NAME}://{part.strip()}"
+        for part in text.split(",")
+        if part.strip()
+    )
+
+
+def resolve_kafka_listeners(values: Mapping[str, Any], grpc: list[Listener]) -> tuple[list[Listener], list[Listener]]:
+    """The Kafka listeners bound, and the address advertised for each (same order)."""
+    if values["kafka.listeners"] is None:
+        if values["kafka.advertised.listeners"] is not None:
+            raise ConfigError("kafka.advertised.listeners is set but kafka.listeners is not")
+        return [], []
+    bound = parse_listeners(_kafka_listener_text(values["kafka.listeners"]), "kafka.listeners")
+    for listener in bound:
+        if any(g.name == listener.name for g in grpc):
+            raise ConfigError(f"kafka.listeners: {listener.name} is also the name of a gRPC listener")
+        if any(g.port == listener.port and listener.port != 0 for g in grpc):
+            raise ConfigError(f"kafka.listeners: port {listener.port} is also a gRPC listener's")
+    advertised = {listener.name: listener for listener in bound}
+    if values["kafka.advertised.listeners"] is not None:
+        text = _kafka_listener_text(values["kafka.advertised.listeners"])
+        for listener in parse_listeners(text, "kafka.advertised.listeners"):
+            if listener.name not in advertised:
+                raise ConfigError(f"kafka.advertised.listeners: {listener.name} is not one of kafka.listeners")
+            advertised[listener.name] = listener
+    for listener in advertised.values():
+        if listener.host in _WILDCARD_HOSTS:
+            raise ConfigError(
+                f"kafka.advertised.listeners: {listener.name} would advertise {listener.host}; set its address"
+            )
+    return bound, [advertised[listener.name] for listener in bound]
+
+
+# ---- end of the Kafka protocol listener's keys -------------------------------------------------
+
 SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
 
 
@@ -564,6 +625,7 @@ class NodeConfig:
         inter_broker = next(bound for bound in self.listeners if bound.name == self.inter_broker_listener)
         self.listener: Address = inter_broker.address
         self.advertised: Address = self.advertised_listener(self.inter_broker_listener).address
+        self.kafka_listeners, self.kafka_advertised_listeners = resolve_kafka_listeners(values, self.listeners)
         self.log_dirs: list[Path] = [Path(d) for d in values["log.dirs"]]
         self.metadata_dir: Path = Path(values["metadata.log.dir"])
 
@@ -616,6 +678,7 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     if values["listeners"] is None:
         values["listeners"] = str(voters[node_id])
     bound, _, inter_broker = _resolve_listeners(values)  # here, so that every contradiction fails before start
+    resolve_kafka_listeners(values, bound)
     internal = _internal_listeners(values, inter_broker)
     client_ports = {b.port: b.name for b in bound if b.name not in internal}
     if node_id in voters and voters[node_id].port in client_ports:

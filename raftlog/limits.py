@@ -213,3 +213,11 @@ assert REPLICA_FETCH_MAX_BYTES < MAX_MESSAGE_BYTES, "a fetch answer fits in one 
 assert REPLICA_FETCH_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the long poll ends before its call times out"
 assert CONTROLLER_CALL_RETRY_BACKOFF_S < CONTROLLER_CALL_MAX_TIMEOUT_S, "a controller call can be tried twice"
 assert CONTROLLER_GROUP_COMMIT_MAX_BYTES < MAX_RAFT_ENTRY_BYTES, "a full group-commit entry is a legal Raft entry"
+
+# The Kafka protocol listener (raftlog/kafka/). One request frame is read whole into memory
+# before it is decoded, so its size prefix is checked against this first: a larger frame (or a
+# negative one) closes that connection. The same bound as a gRPC message: a Produce that gRPC
+# would take is taken here too (Kafka's socket.request.max.bytes is 100 MiB).
+KAFKA_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
+
+assert KAFKA_MAX_FRAME_BYTES <= MAX_MESSAGE_BYTES, "a Kafka Produce frame carries what a gRPC Produce may"

@@ -30,6 +30,8 @@ from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
 from raftlog.groups.coordinator import GroupCoordinator
 from raftlog.groups.offset_store import OffsetStore
+from raftlog.kafka.handlers import KafkaBroker
+from raftlog.kafka.server import KafkaServer
 from raftlog.limits import MAX_MESSAGE_BYTES
 from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.metrics.registry import (
@@ -141,7 +143,9 @@ class Node:
             tasks=self.tasks,
             offline_replicas=lambda: self.replicas.offline_replicas(),
             clock_skew_max_ms=config["broker.clock.skew.max.ms"],
-            advertised_listeners=tuple((a.name, a.host, a.port) for a in config.advertised_listeners),
+            advertised_listeners=tuple(
+                (a.name, a.host, a.port) for a in (*config.advertised_listeners, *config.kafka_advertised_listeners)
+            ),
         )
         broker_epoch = lambda: self.lifecycle.broker_epoch  # noqa: E731
         self.replicas = ReplicaManager(
@@ -175,6 +179,7 @@ class Node:
         # (gRPC does not tell a handler which local port it was). Internal listeners carry every
         # service, client listeners only the client ones (_build_server).
         self.servers = {listener.name: self._build_server(listener.name) for listener in config.listeners}
+        self.kafka_servers = [self._build_kafka_server(listener) for listener in config.kafka_listeners]
 
     async def _create_internal_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
@@ -234,6 +239,24 @@ class Node:
             reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
         return server
 
+    def _build_kafka_server(self, listener) -> KafkaServer:
+        """A Kafka protocol listener over the same objects as the gRPC servers, its servicers built
+        for its name (so Metadata and FindCoordinator give Kafka addresses)."""
+        broker = KafkaBroker(
+            cluster_id=self.cluster_id,
+            listener=listener.name,
+            driver=self.driver,
+            broker=BrokerServicer(
+                self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids, None, listener.name
+            ),
+            admin=AdminServicer(
+                self.cluster_id, self.config, self.driver, self.controller, self.peers, None, listener.name
+            ),
+            replicas=self.replicas,
+            groups=self.groups,
+        )
+        return KafkaServer(broker, listener.host, listener.port, self.metrics)
+
     async def start(self) -> None:
         for listener in self.config.listeners:
             address = str(listener.address)
@@ -249,6 +272,12 @@ class Node:
                 raise NodeStartError(f"cannot listen on {address} ({listener.name}): address in use or not available")
         for server in self.servers.values():
             await server.start()
+        for kafka, listener in zip(self.kafka_servers, self.config.kafka_listeners):
+            try:
+                await kafka.start()
+            except OSError as exc:
+                raise NodeStartError(f"cannot listen on {listener.address} ({listener.name}, Kafka): {exc}") from None
+            self.tasks.spawn(kafka.serve(), name=f"kafka-listener-{listener.name}", critical=True)
         await self.replicas.start()
         await self.driver.start()
         await self.controller.start()
@@ -264,7 +293,7 @@ class Node:
         log.info(
             "node %d serving on %s (cluster %s)",
             self.config.node_id,
-            ", ".join(str(listener) for listener in self.config.listeners),
+            ", ".join(str(listener) for listener in (*self.config.listeners, *self.config.kafka_listeners)),
             self.cluster_id,
         )
 
@@ -315,6 +344,7 @@ class Node:
         await self.controller.stop()
         await self.driver.stop(transfer_leadership=self.tasks.failure is None)
         await asyncio.gather(*(server.stop(grace=0.5) for server in self.servers.values()))
+        await asyncio.gather(*(kafka.stop() for kafka in self.kafka_servers))
         await self.tasks.stop()
         await self.peers.close()
         self.metrics.stop()

@@ -47,11 +47,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.metrics = metrics
 
     async def _forward_to_controller(self, method: str, request, context, timeout_s: float = 10.0):
-        """The active controller's answer when this node is not it; None when it is."""
+        """The active controller's answer when this node is not it; None when it is. `context` is
+        the gRPC call's (a call forwarded to us is never forwarded again), or None for a request
+        that came in on another protocol (the Kafka listener)."""
         status = self._driver.status()
         if status.leader_id == status.node_id:
             return None
-        if status.leader_id is None or was_forwarded(context):
+        if status.leader_id is None or (context is not None and was_forwarded(context)):
             raise RaftlogError("NOT_CONTROLLER", "no active controller is known; retry", status.leader_id)
         stub = admin_pb2_grpc.AdminServiceStub(self._peers.channel(status.leader_id))
         return await forward(getattr(stub, method), request, timeout_s)
@@ -76,6 +78,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DescribeCluster")
     async def DescribeCluster(self, request, context):
+        return await self.describe_cluster(request)
+
+    async def describe_cluster(self, request: admin_pb2.DescribeClusterRequest) -> admin_pb2.DescribeClusterResponse:
+        """DescribeCluster's answer for this servicer's listener (the gRPC and Kafka edges both call it)."""
         await await_applied(self._driver, request.min_metadata_offset)
         status = self._driver.status()
         image = self._controller.image
@@ -92,6 +98,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DescribeConfigs")
     async def DescribeConfigs(self, request, context):
+        return await self.describe_configs(request)
+
+    async def describe_configs(self, request: admin_pb2.DescribeConfigsRequest) -> admin_pb2.DescribeConfigsResponse:
         resource = request.resource
         await await_applied(self._driver, request.min_metadata_offset)
         image = self._controller.image
@@ -115,6 +124,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("CreateTopic")
     async def CreateTopic(self, request, context):
+        return await self.create_topic(request, context)
+
+    async def create_topic(self, request: admin_pb2.CreateTopicRequest, context=None) -> admin_pb2.CreateTopicResponse:
+        """Creates a topic on the active controller, forwarded there when this node is not it."""
         forwarded = await self._forward_to_controller("CreateTopic", request, context)
         if forwarded is not None:
             return forwarded
@@ -125,6 +138,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DeleteTopic")
     async def DeleteTopic(self, request, context):
+        return await self.delete_topic(request, context)
+
+    async def delete_topic(self, request: admin_pb2.DeleteTopicRequest, context=None) -> admin_pb2.DeleteTopicResponse:
         forwarded = await self._forward_to_controller("DeleteTopic", request, context)
         if forwarded is not None:
             return forwarded

@@ -48,10 +48,17 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
 
     @rpc("InitProducerId")
     async def InitProducerId(self, request, context):
+        return await self.init_producer_id()
+
+    async def init_producer_id(self) -> broker_pb2.InitProducerIdResponse:
         return broker_pb2.InitProducerIdResponse(producer_id=await self._producer_ids.next_id(), producer_epoch=0)
 
     @rpc("Metadata")
     async def Metadata(self, request, context):
+        return await self.metadata(request)
+
+    async def metadata(self, request: broker_pb2.MetadataRequest) -> broker_pb2.MetadataResponse:
+        """Metadata with every broker's address on this servicer's listener (gRPC and Kafka edges)."""
         await await_applied(self._driver, request.min_metadata_offset)
         image: MetadataImage = self._state_machine.image
         leader_id = self._driver.status().leader_id

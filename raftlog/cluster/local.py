@@ -39,11 +39,23 @@ from raftlog.storage_format import random_cluster_id
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0
+# `cluster up` gives the k-th node a Kafka protocol listener on base port + 800 + k (19891 for
+# `make run`), well clear of the gRPC (base + k) and metrics (base + 100 + k) ports.
+KAFKA_PORT_OFFSET = 800
 
 
 # Keys LocalCluster writes into each node's config itself; a setting for every node cannot name them.
 PER_NODE_KEYS = frozenset(
-    ["node.id", "cluster.id", "controller.quorum.voters", "listeners", "log.dirs", "metadata.log.dir", "metrics.port"]
+    [
+        "node.id",
+        "cluster.id",
+        "controller.quorum.voters",
+        "listeners",
+        "kafka.listeners",
+        "log.dirs",
+        "metadata.log.dir",
+        "metrics.port",
+    ]
 )
 
 
@@ -63,6 +75,7 @@ class NodeSpec:
     home: Path
     host: str = HOST
     log_dir: Path | None = None  # None: home/data, with the metadata
+    kafka_port: int = 0  # its Kafka protocol listener (kafka.listeners); 0: none
 
     @property
     def data_dir(self) -> Path:
@@ -133,12 +146,14 @@ class LocalCluster:
         log_dirs: dict[int, Path] | None = None,
         exit_with_parent: bool = False,
         secure: bool = False,
+        kafka_base_port: int = 0,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
         a command prefix to start it with (the chaos suite runs nodes in network namespaces);
         log_dirs: node id -> its log.dirs, apart from its metadata (the chaos suite puts them on
         small mounts it can fill); exit_with_parent: each node stops (SIGTERM) when this process dies;
-        secure: TLS and mutual TLS between nodes (raftlog/cluster/secure.py)."""
+        secure: TLS and mutual TLS between nodes (raftlog/cluster/secure.py); kafka_base_port: the k-th
+        node's Kafka listener is on kafka_base_port + k (0: no Kafka listeners)."""
         extra = dict(extra_config or {})
         owned = sorted(PER_NODE_KEYS & set(extra))
         if owned:
@@ -162,6 +177,7 @@ class LocalCluster:
                 self.data_dir / f"node-{i}",
                 (hosts or {}).get(i, HOST),
                 (log_dirs or {}).get(i),
+                kafka_base_port + k if kafka_base_port else 0,
             )
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
@@ -206,6 +222,11 @@ class LocalCluster:
         """Keyword arguments for Admin, Producer and Consumer: the admin's TLS files, or none."""
         return self.secure.client_settings() if self.secure is not None else {}
 
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        """The nodes' Kafka listeners, for a Kafka client's bootstrap.servers ("" when none)."""
+        return ",".join(f"{spec.host}:{spec.kafka_port}" for spec in self.specs.values() if spec.kafka_port)
+
     def _write_config(self, spec: NodeSpec) -> None:
         voters = ",".join(f"{s.node_id}@{s.address}" for s in self.specs.values())
         values: dict[str, object] = {
@@ -220,6 +241,8 @@ class LocalCluster:
         }
         if spec.log_dir is not None:
             values["metadata.log.dir"] = str(spec.data_dir)
+        if spec.kafka_port:
+            values["kafka.listeners"] = f"{spec.host}:{spec.kafka_port}"
         spec.home.mkdir(parents=True, exist_ok=True)
         lines = [f'"{name}" = {_toml_value(value)}' for name, value in values.items()]
         spec.config_path.write_text("# written by raftlog cluster up\n" + "\n".join(lines) + "\n")

@@ -222,10 +222,21 @@ class GroupCoordinator:
         try:
             partition = self._replicas.partition_by_name(OFFSETS_TOPIC, index)
         except RaftlogError as exc:
-            raise RaftlogError("NOT_COORDINATOR", f"broker {self.broker_id}: {exc.message}") from None
+            raise self._not_led(index, f"broker {self.broker_id}: {exc.message}") from None
         if not partition.is_leader:
-            raise RaftlogError("NOT_COORDINATOR", f"broker {self.broker_id} does not lead {OFFSETS_TOPIC}-{index}")
+            raise self._not_led(index, f"broker {self.broker_id} does not lead {OFFSETS_TOPIC}-{index}")
         return partition
+
+    def _not_led(self, index: int, message: str) -> RaftlogError:
+        """NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while the metadata already names this
+        broker the leader and its replica is still taking the leadership up (a new offsets topic):
+        Kafka's clients retry the latter here, but after NOT_COORDINATOR they ask FindCoordinator
+        again, get this broker again, and librdkafka then never retries its OffsetFetch."""
+        topic = self._replicas.image.topic(OFFSETS_TOPIC)
+        info = topic.partitions.get(index) if topic is not None else None
+        if info is not None and info.leader == self.broker_id:
+            return RaftlogError("COORDINATOR_LOAD_IN_PROGRESS", f"{message} yet; retry")
+        return RaftlogError("NOT_COORDINATOR", message)
 
     async def _shard(self, group_id: str) -> tuple[Shard, Partition]:
         check_group_id(group_id)
