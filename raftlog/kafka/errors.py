@@ -12,6 +12,9 @@ from raftlog.errors import Errors, RaftlogError
 _BY_HAND: dict[Errors, ErrorCode] = {
     # A broker the metadata does not know: what Kafka answers for a node it cannot reach.
     Errors.UNKNOWN_BROKER: ErrorCode.broker_not_available,
+    # A TLS handshake fails before any request, so Kafka has no wire code for it (its client raises
+    # SslAuthenticationException locally); raftlog's clients name it after a probe. The nearest code.
+    Errors.SSL_AUTHENTICATION_FAILED: ErrorCode.sasl_authentication_failed,
 }
 
 ERROR_CODES: dict[Errors, ErrorCode] = {
