@@ -57,6 +57,9 @@ CLOCK_SKEW = "+8d"  # beyond the default retention.ms (7 days)
 FAKETIME_LIBRARY_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
 # The broker applies retention every 5 s (MAINTENANCE_INTERVAL_S): a skew must last longer.
 SKEW_HOLD_MIN_S = 6.0
+# How many times skew_clock on the controller pauses the active controller to get the skewed
+# node elected (each pause elects one of the other two: 1 in 2 chances).
+CONTROLLER_MOVES_MAX = 6
 # An election storm runs at least this many rounds (each moves every partition's leader), and
 # stops after STORM_MAX_S whatever it reached.
 STORM_MIN_ROUNDS = 8
@@ -312,9 +315,15 @@ class ChaosRun:
         return False
 
     def skew_clock(self, draw: int = 0) -> None:
-        """The leader of partition 0 is restarted with its clock CLOCK_SKEW ahead (libfaketime),
-        given back its leaderships once in sync, and after the hold restarted on the true time."""
-        victim = self._leader()
+        """A node is restarted with its clock CLOCK_SKEW ahead (libfaketime), given back its
+        leaderships once in sync, and after the hold restarted on the true time. An even draw
+        skews the leader of partition 0; an odd one the active controller, whose own restart hands
+        the controller over: once the node is in sync, whichever node then leads the quorum is
+        paused until another is elected, until the skewed node leads (a bounded number of
+        times; effect["controller"] says whether it did). A controller must not take its own
+        clock's word for it."""
+        on_controller = draw % 2 == 1
+        victim = self.cluster.wait_for_leader() if on_controller else self._leader()
         effect: dict[str, int] = {}
 
         def restart(skewed: bool) -> None:
@@ -330,17 +339,36 @@ class ChaosRun:
             effect["skewed"] = int(self._runs_skewed(self.cluster.processes[victim].pid))
             try:
                 self._wait_recovered()  # in sync again, and leading what it led
+                if on_controller:
+                    effect["controller"] = int(self._move_controller_to(victim))
             except TimeoutError as exc:
                 self.log(f"  node {victim} did not recover under the skew: {exc}")
 
         self._hold(
-            f"clock {CLOCK_SKEW}",
+            f"clock {CLOCK_SKEW}" + (" on the controller" if on_controller else ""),
             victim,
             inject,
             lambda: restart(skewed=False),
             hold_s=max(self.hold_s, SKEW_HOLD_MIN_S),
             effect=effect,
         )
+
+    def _move_controller_to(self, target: int) -> bool:
+        """Pauses the active controller until another node is elected, until `target` leads the
+        quorum, at most CONTROLLER_MOVES_MAX times; whether it does."""
+        for _ in range(CONTROLLER_MOVES_MAX):
+            leader = self.cluster.wait_for_leader(RECOVERY_TIMEOUT_S)
+            if leader == target:
+                return True
+            others = [n for n in self.cluster.specs if n != leader]
+            self.cluster.signal_node(leader, signal.SIGSTOP)
+            try:
+                self.cluster.wait_for_leader(RECOVERY_TIMEOUT_S, node_ids=others, exclude=leader)
+            finally:
+                self.cluster.signal_node(leader, signal.SIGCONT)
+        leader = self.cluster.wait_for_leader(RECOVERY_TIMEOUT_S)
+        self.log(f"  node {leader} leads the quorum")
+        return leader == target
 
     def election_storm(self, draw: int = 0) -> None:
         """Leaders of every partition move as fast as the active controller lets them: each

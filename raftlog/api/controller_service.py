@@ -6,8 +6,6 @@ take producer ids for another broker."""
 
 from __future__ import annotations
 
-import time
-
 from raftlog.api.status import rpc
 from raftlog.controller.active import ActiveController
 from raftlog.controller.partitions import AlterPartitionRequest
@@ -49,8 +47,12 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
     @rpc("BrokerHeartbeat")
     async def BrokerHeartbeat(self, request, context):
         self._check(request, context, "BrokerHeartbeat")
-        fenced = await self._controller.broker_heartbeat(request)
-        return controller_pb2.BrokerHeartbeatResponse(is_fenced=fenced, controller_time_ms=int(time.time() * 1000))
+        answer = await self._controller.broker_heartbeat(request)
+        return controller_pb2.BrokerHeartbeatResponse(
+            is_fenced=answer.fenced,
+            controller_time_ms=answer.controller_time_ms,
+            controller_clock_trusted=answer.controller_clock_trusted,
+        )
 
     @rpc("AlterPartition")
     async def AlterPartition(self, request, context):

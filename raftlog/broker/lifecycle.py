@@ -109,18 +109,21 @@ class BrokerLifecycle:
             ],
         )
         sent_ms = self._wall_clock_ms()
+        request.broker_time_ms = int(sent_ms)
         response = await self._controller.call("BrokerHeartbeat", request)
         if response.controller_time_ms > 0:  # 0: a controller that does not send its clock
-            self._observe_clock(sent_ms, self._wall_clock_ms(), response.controller_time_ms)
+            self._observe_clock(
+                sent_ms, self._wall_clock_ms(), response.controller_time_ms, response.controller_clock_trusted
+            )
         if self.fenced and not response.is_fenced:
             log.info("broker %d is unfenced", self._broker_id)
         self.fenced = response.is_fenced
 
-    def _observe_clock(self, sent_ms: float, received_ms: float, controller_ms: int) -> None:
-        verdict = self.clock_skew.observe(sent_ms, received_ms, controller_ms)
+    def _observe_clock(self, sent_ms: float, received_ms: float, controller_ms: int, controller_trusted: bool) -> None:
+        verdict = self.clock_skew.observe(sent_ms, received_ms, controller_ms, controller_trusted)
         skew_ms = self.clock_skew.skew_ms
         assert skew_ms is not None, "an observation sets the skew"
-        if verdict is False:
+        if verdict is False and not self.clock_skew.agrees:
             log.error(
                 "broker %d: wall clock is %.0f ms off the controller's (bound %d ms): deleting nothing by "
                 "time until they agree",
@@ -128,9 +131,16 @@ class BrokerLifecycle:
                 -skew_ms,
                 self.clock_skew.max_skew_ms,
             )
+        elif verdict is False:
+            log.error(
+                "broker %d: the controller's wall clock is not trusted (most brokers' clocks disagree with "
+                "it): deleting nothing by time until they agree",
+                self._broker_id,
+            )
         elif verdict is True:
             log.info(
-                "broker %d: wall clock agrees with the controller's (%.0f ms off): time-based retention on",
+                "broker %d: wall clock agrees with the controller's (%.0f ms off), whose clock most brokers "
+                "agree with: time-based retention on",
                 self._broker_id,
                 -skew_ms,
             )

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftlog import config as node_config
+from raftlog.broker.clock_skew import BrokerClocks
 from raftlog.controller import decisions, leader_balance, topics
 from raftlog.controller import partitions as partition_rules
 from raftlog.errors import RaftlogError
@@ -66,6 +67,17 @@ def _monotonic_ms() -> float:
     return time.monotonic() * 1000.0
 
 
+def _wall_ms() -> float:
+    return time.time() * 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAnswer:
+    fenced: bool
+    controller_time_ms: int  # our wall clock when answering
+    controller_clock_trusted: bool  # a majority of the unfenced brokers' clocks agree with ours
+
+
 @dataclass(eq=False)
 class _Entry:
     """Records of decisions taken on the view, proposed together as the Raft entry at `index`."""
@@ -87,6 +99,7 @@ class ActiveController:
         tasks: TaskSupervisor,
         clock_ms: Callable[[], float] = _monotonic_ms,
         commit_timeout_s: float = CONTROLLER_COMMIT_TIMEOUT_S,
+        wall_clock_ms: Callable[[], float] = _wall_ms,
     ):
         self._driver = driver
         self._supervisor = tasks
@@ -95,9 +108,11 @@ class ActiveController:
         self._session_timeout_ms = config["broker.session.timeout.ms"]
         self._election_timeout_ms = config["controller.quorum.election.timeout.ms"]
         self._clock_ms = clock_ms
+        self._wall_clock_ms = wall_clock_ms  # only to compare with the brokers' wall clocks
         self._commit_timeout_s = commit_timeout_s
         self._sessions = decisions.BrokerSessions()
         self._offline = decisions.OfflineReplicas()  # replicas brokers report they cannot serve
+        self._clocks = BrokerClocks(config["broker.clock.skew.max.ms"])  # the brokers' wall clocks against ours
         self._tasks: list[asyncio.Task] = []
         self._sessions_term = -1  # the Raft term in which this node last started broker sessions
         # The uncommitted view, valid while this node leads _view_term. Invariant: view = the
@@ -178,6 +193,7 @@ class ActiveController:
         previous, heard_ms = self._driver.previous_leader_contact()
         recent = now_ms - heard_ms <= PREVIOUS_LEADER_WINDOW_ELECTIONS * self._election_timeout_ms
         self._sessions.reset(list(self.image.brokers), now_ms, {previous: heard_ms} if recent else None)
+        self._clocks.reset()
         self._sessions_term = term
 
     def _leader_changed(self, leader_id: int | None, term: int) -> None:
@@ -373,10 +389,12 @@ class ActiveController:
         )
         return offset
 
-    async def broker_heartbeat(self, request) -> bool:
-        """Returns whether the broker is fenced after this heartbeat: as committed, so a fencing
-        change still pending reads as the state before it (the broker hears of it next time).
-        A heartbeat that changes nothing proposes nothing and answers at once."""
+    async def broker_heartbeat(self, request) -> HeartbeatAnswer:
+        """Whether the broker is fenced after this heartbeat: as committed, so a fencing change
+        still pending reads as the state before it (the broker hears of it next time); and whether
+        this controller's wall clock is trusted (raftlog/broker/clock_skew.py), this broker's
+        clock included. A heartbeat that changes nothing proposes nothing and answers at once."""
+        received_ms = self._wall_clock_ms()
         if not request.want_fence:
             self._sessions.touch(request.broker_id, self._clock_ms())
         offline = frozenset((r.topic_id, r.partition) for r in request.offline_replicas)
@@ -395,8 +413,13 @@ class ActiveController:
             ),
             wait_if_unchanged=False,
         )
+        if request.broker_time_ms > 0:  # 0: a broker that does not send its clock
+            # After the decision: the first one of a term starts the samples afresh.
+            self._clocks.observe(request.broker_id, request.broker_time_ms, received_ms)
         broker = self.image.brokers.get(request.broker_id)
-        return broker is None or broker.epoch != request.broker_epoch or broker.fenced
+        trusted = self._clocks.trusted(self._driver.node_id, decisions.usable_brokers(self.image))
+        fenced = broker is None or broker.epoch != request.broker_epoch or broker.fenced
+        return HeartbeatAnswer(fenced, int(self._wall_clock_ms()), trusted)
 
     async def allocate_producer_ids(self, broker_id: int, broker_epoch: int) -> tuple[int, int]:
         """(first id, count) of a block of producer ids now owned by the broker."""

@@ -261,7 +261,8 @@ def clock_gauges(clock_skew) -> Callable[[], Iterable[MetricFamily]]:
         )
         yield GaugeMetricFamily(
             "raftlog_time_retention_suspended",
-            "1 while our wall clock is not trusted: nothing is deleted by retention.ms",
+            "1 while time-based retention is suspended (our wall clock is off the controller's, or the "
+            "controller's is not trusted: most brokers' clocks disagree with it): nothing is deleted by retention.ms",
             value=0.0 if clock_skew.time_retention_allowed else 1.0,
         )
 

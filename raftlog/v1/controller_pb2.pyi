@@ -80,20 +80,22 @@ class RegisterBrokerResponse(_message.Message):
     def __init__(self, broker_epoch: _Optional[int] = ...) -> None: ...
 
 class BrokerHeartbeatRequest(_message.Message):
-    __slots__ = ("cluster_id", "broker_id", "broker_epoch", "metadata_offset", "want_fence", "offline_replicas")
+    __slots__ = ("cluster_id", "broker_id", "broker_epoch", "metadata_offset", "want_fence", "offline_replicas", "broker_time_ms")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     BROKER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     METADATA_OFFSET_FIELD_NUMBER: _ClassVar[int]
     WANT_FENCE_FIELD_NUMBER: _ClassVar[int]
     OFFLINE_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    BROKER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     broker_id: int
     broker_epoch: int
     metadata_offset: int
     want_fence: bool
     offline_replicas: _containers.RepeatedCompositeFieldContainer[ReplicaRef]
-    def __init__(self, cluster_id: _Optional[str] = ..., broker_id: _Optional[int] = ..., broker_epoch: _Optional[int] = ..., metadata_offset: _Optional[int] = ..., want_fence: _Optional[bool] = ..., offline_replicas: _Optional[_Iterable[_Union[ReplicaRef, _Mapping]]] = ...) -> None: ...
+    broker_time_ms: int
+    def __init__(self, cluster_id: _Optional[str] = ..., broker_id: _Optional[int] = ..., broker_epoch: _Optional[int] = ..., metadata_offset: _Optional[int] = ..., want_fence: _Optional[bool] = ..., offline_replicas: _Optional[_Iterable[_Union[ReplicaRef, _Mapping]]] = ..., broker_time_ms: _Optional[int] = ...) -> None: ...
 
 class ReplicaRef(_message.Message):
     __slots__ = ("topic_id", "partition")
@@ -104,9 +106,11 @@ class ReplicaRef(_message.Message):
     def __init__(self, topic_id: _Optional[bytes] = ..., partition: _Optional[int] = ...) -> None: ...
 
 class BrokerHeartbeatResponse(_message.Message):
-    __slots__ = ("is_fenced", "controller_time_ms")
+    __slots__ = ("is_fenced", "controller_time_ms", "controller_clock_trusted")
     IS_FENCED_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_CLOCK_TRUSTED_FIELD_NUMBER: _ClassVar[int]
     is_fenced: bool
     controller_time_ms: int
-    def __init__(self, is_fenced: _Optional[bool] = ..., controller_time_ms: _Optional[int] = ...) -> None: ...
+    controller_clock_trusted: bool
+    def __init__(self, is_fenced: _Optional[bool] = ..., controller_time_ms: _Optional[int] = ..., controller_clock_trusted: _Optional[bool] = ...) -> None: ...

@@ -123,7 +123,7 @@ class StubDriver:
             callback(self.node_id, self.term)
 
 
-def _controller(commit_timeout_s: float = 5.0) -> tuple[ActiveController, StubDriver, MetadataStateMachine]:
+def _controller(commit_timeout_s: float = 5.0, **options) -> tuple[ActiveController, StubDriver, MetadataStateMachine]:
     state_machine = MetadataStateMachine()
     driver = StubDriver(state_machine)
     # Committed before the test starts: the brokers registered (epochs 1..3), then unfenced.
@@ -139,7 +139,9 @@ def _controller(commit_timeout_s: float = 5.0) -> tuple[ActiveController, StubDr
             "RAFTLOG_LOG_DIRS": "/nonexistent-raftlog-test",
         },
     )
-    controller = ActiveController(driver, state_machine, config, TaskSupervisor(), commit_timeout_s=commit_timeout_s)
+    controller = ActiveController(
+        driver, state_machine, config, TaskSupervisor(), commit_timeout_s=commit_timeout_s, **options
+    )
     return controller, driver, state_machine
 
 
@@ -263,8 +265,8 @@ def test_a_heartbeat_is_answered_while_admin_requests_are_pending():
         heartbeat = controller_pb2.BrokerHeartbeatRequest(
             broker_id=2, broker_epoch=broker.epoch, metadata_offset=broker.epoch
         )
-        fenced = await asyncio.wait_for(controller.broker_heartbeat(heartbeat), timeout=1.0)
-        assert fenced is False
+        answer = await asyncio.wait_for(controller.broker_heartbeat(heartbeat), timeout=1.0)
+        assert answer.fenced is False
         assert driver.uncommitted == 1, "a heartbeat that changes nothing proposes nothing"
         assert not admin.done()
         driver.commit()
@@ -284,10 +286,10 @@ def test_a_heartbeat_that_fences_waits_for_its_commit_and_sees_pending_fencing()
         await _turns()
         assert driver.uncommitted == 1 and not fencing.done()
         again = await asyncio.wait_for(controller.broker_heartbeat(request), timeout=1.0)
-        assert again is False, "the fencing is pending: the answer is the committed state"
+        assert again.fenced is False, "the fencing is pending: the answer is the committed state"
         assert driver.uncommitted == 1, "the second sees the pending fencing and proposes nothing"
         driver.commit()
-        assert await fencing is True
+        assert (await fencing).fenced is True
 
     asyncio.run(scenario())
 
