@@ -391,7 +391,8 @@ async def _throughput(bootstrap: str, records: int, partitions: int, result: Gro
             await asyncio.sleep(0)
     await producer.flush()
     await producer.close()
-    assigned = await run_consume(bootstrap, THROUGHPUT_TOPIC, records, list(range(partitions)), 10_000)
+    # decode=True: the group member below decodes every record (poll), so the assigned consumer must too
+    assigned = await run_consume(bootstrap, THROUGHPUT_TOPIC, records, list(range(partitions)), 10_000, decode=True)
     result.assigned_records_per_sec = assigned.records / assigned.elapsed_s
     consumer = AsyncConsumer(
         bootstrap, group_id=GROUP + "-throughput", auto_offset_reset="earliest", max_poll_records=100_000
