@@ -864,7 +864,10 @@ _KAFKA_IGNORED = [
     KafkaIgnored("replica.socket.receive.buffer.bytes", "gRPC (HTTP/2) sizes its own socket buffers"),
     KafkaIgnored("replica.fetch.min.bytes", "a follower's fetch answers as soon as any data is there"),
     KafkaIgnored("replica.fetch.backoff.ms", "a failed partition fetch backs off 100 ms (limits.py)"),
-    KafkaIgnored("replica.high.watermark.checkpoint.interval.ms", "the high watermark is not checkpointed"),
+    KafkaIgnored(
+        "replica.high.watermark.checkpoint.interval.ms",
+        "the advisory high-watermark checkpoint is rewritten at most every 0.5 s (replication/log_adapter.py)",
+    ),
     KafkaIgnored("connections.max.idle.ms", "gRPC keeps connections open with keepalive pings"),
     KafkaIgnored("max.connections", "connections are not limited", True),
     KafkaIgnored("max.connections.per.ip", "connections are not limited", True),
