@@ -78,6 +78,7 @@ def describe(group, all_groups, members, verbose, state_view, bootstrap_server, 
                 result.append(
                     {
                         "group": group_id,
+                        "type": d["type"],
                         "coordinator": d["coordinator"],
                         "assignor": d["assignor"],
                         "state": d["state"],
@@ -114,8 +115,8 @@ def describe(group, all_groups, members, verbose, state_view, bootstrap_server, 
             output_format,
             rows,
             lambda rs: format_table(
-                ("GROUP", "COORDINATOR (ID)", "ASSIGNOR", "STATE", "#MEMBERS"),
-                [(r["group"], r["coordinator"], r["assignor"], r["state"], r["members"]) for r in rs],
+                ("GROUP", "TYPE", "COORDINATOR (ID)", "ASSIGNOR", "STATE", "#MEMBERS"),
+                [(r["group"], r["type"], r["coordinator"], r["assignor"], r["state"], r["members"]) for r in rs],
             ),
         )
     elif members:

@@ -188,6 +188,31 @@ _KEYS = [
         False,
         1,
     ),
+    # Classic groups (JoinGroup/SyncGroup, raftlog/groups/classic.py): Kafka's names and defaults.
+    ConfigKey(
+        "group.initial.rebalance.delay.ms",
+        int,
+        3000,
+        "A classic group's first rebalance waits this long (at most its rebalance timeout) for more members.",
+        False,
+        0,
+    ),
+    ConfigKey(
+        "group.min.session.timeout.ms",
+        int,
+        6000,
+        "The shortest session timeout a classic group member may ask for (INVALID_SESSION_TIMEOUT below).",
+        False,
+        1,
+    ),
+    ConfigKey(
+        "group.max.session.timeout.ms",
+        int,
+        1800000,
+        "The longest session timeout a classic group member may ask for (INVALID_SESSION_TIMEOUT above).",
+        False,
+        1,
+    ),
     # -- leader balance (Kafka's names and defaults; raftlog/controller/leader_balance.py) ----------
     ConfigKey(
         "auto.leader.rebalance.enable",
@@ -881,7 +906,6 @@ _KAFKA_IGNORED = [
     KafkaIgnored("inter.broker.protocol.version", "one protocol version: raftlog.v1"),
     KafkaIgnored("log.message.format.version", "one format: RecordBatch v2"),
     KafkaIgnored("delete.topic.enable", "topics can always be deleted"),
-    KafkaIgnored("group.initial.rebalance.delay.ms", "consumer groups use the KIP-848 protocol; no join delay"),
     KafkaIgnored("transaction.state.log.replication.factor", "transactions are not supported"),
     KafkaIgnored("transaction.state.log.min.isr", "transactions are not supported"),
     KafkaIgnored("transaction.state.log.num.partitions", "transactions are not supported"),

@@ -104,6 +104,17 @@ class Errors(enum.Enum):
     INVALID_GROUP_ID = (_FAIL, _RESOURCE, "the group id is not valid")
     INVALID_REGULAR_EXPRESSION = (_FAIL, _RESOURCE, "the subscription pattern is not a valid regular expression")
     UNSUPPORTED_ASSIGNOR = (_FAIL, _RESOURCE, "the group has no assignor of that name")
+    # -- classic groups (JoinGroup/SyncGroup/Heartbeat/LeaveGroup, raftlog/groups/classic.py) --------
+    MEMBER_ID_REQUIRED = (_FAIL, _RESOURCE, "a first JoinGroup (v4+) gets a member id this way; join again with it")
+    REBALANCE_IN_PROGRESS = (_FAIL, _RESOURCE, "the classic group is rebalancing; join it again")
+    ILLEGAL_GENERATION = (_FAIL, _RESOURCE, "the request's generation is not the classic group's current one")
+    INCONSISTENT_GROUP_PROTOCOL = (
+        _FAIL,
+        _RESOURCE,
+        "the member's protocol type or protocols do not match the group's, or the group is of the other type",
+    )
+    INVALID_SESSION_TIMEOUT = (_FAIL, _RESOURCE, "the session timeout is outside group.min/max.session.timeout.ms")
+    GROUP_SUBSCRIBED_TO_TOPIC = (_FAIL, _RESOURCE, "the group's members are subscribed to the topic")
     # -- brokers and the controller -----------------------------------------------------------
     UNKNOWN_BROKER = (_FAIL, _RESOURCE, "no broker of that id is registered")
     STALE_BROKER_EPOCH = (_FAIL, _RESOURCE, "the broker epoch is not the broker's current one")

@@ -271,6 +271,7 @@ class Admin:
         r = self._group_call(group_id, "DescribeGroups", group_pb2.DescribeGroupsRequest(group_id=group_id))
         return {
             "group": r.group_id,
+            "type": r.group_type or "consumer",
             "state": r.state,
             "group_epoch": r.group_epoch,
             "assignment_epoch": r.assignment_epoch,

@@ -18,11 +18,21 @@
 A group restored by a new coordinator keeps its members and their assignments; its epoch is
 bumped, so the target assignment is computed anew (partitions that were being handed over when the
 old coordinator died are placed again) and members get fresh sessions.
+
+Classic groups (JoinGroup/SyncGroup/Heartbeat/LeaveGroup, Kafka's protocol with the assignment
+computed by the leader client) share the shards, the offsets and the writer: their rules are the
+pure ``ClassicGroup``; here a held JoinGroup or SyncGroup is a future answered when the barrier
+lets it go, after the group's state (as of its last Stable or Empty, Kafka's GroupMetadataValue)
+is committed. A group id is one type at a time, as in Kafka 4.0: a JoinGroup for a consumer-type
+group with members is INCONSISTENT_GROUP_PROTOCOL, a ConsumerGroupHeartbeat for a classic group
+with members GROUP_ID_NOT_FOUND; an empty group of either type becomes the other on its first
+request. A restored classic group is Stable with its members and assignments (fresh sessions).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -31,6 +41,16 @@ from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
 from raftlog.groups import records as rec
+from raftlog.groups.classic import (
+    ClassicGroup,
+    ClassicSettings,
+    ClassicState,
+    Held,
+    JoinAnswer,
+    JoinRequest,
+    LeaveAnswer,
+    SyncAnswer,
+)
 from raftlog.groups.group import (
     STATIC_LEAVE_EPOCH,
     ConsumerGroup,
@@ -82,15 +102,44 @@ def check_group_id(group_id: str) -> None:
         )
 
 
+StoredGroup = rec.GroupValue | rec.ClassicGroupValue
+CLASSIC_WAIT_MARGIN_S = 5.0  # a held JoinGroup/SyncGroup gives up this long after its barrier's timeout
+
+
 @dataclass
 class GroupEntry:
-    group: ConsumerGroup
+    group: ConsumerGroup  # the consumer-type group (empty while the group is classic)
+    classic: ClassicGroup | None = None  # set while the group is of the classic type
     offsets: dict[tuple[str, int], rec.OffsetValue] = field(default_factory=dict)
-    written: rec.GroupValue | None = None  # the group metadata last committed, its timestamp 0
-    queued: rec.GroupValue | None = None  # the group metadata last handed to _append, its timestamp 0
+    written: StoredGroup | None = None  # the group metadata last committed, its timestamp 0
+    queued: StoredGroup | None = None  # the group metadata last handed to _append, its timestamp 0
     queued_write: asyncio.Future | None = None  # that append
     empty_since_ms: int = field(default_factory=_wall_ms)
     unstable_since: float | None = None  # monotonic time of the epoch change the group is reconciling
+    # Held classic JoinGroups and SyncGroups: member id -> the futures their requests wait on.
+    join_waiters: dict[str, list[asyncio.Future]] = field(default_factory=dict)
+    sync_waiters: dict[str, list[asyncio.Future]] = field(default_factory=dict)
+
+    @property
+    def group_type(self) -> str:
+        return "classic" if self.classic is not None else "consumer"
+
+    @property
+    def state_name(self) -> str:
+        return self.classic.state.value if self.classic is not None else self.group.state.value
+
+    @property
+    def member_count(self) -> int:
+        return len(self.classic.members) if self.classic is not None else len(self.group.members)
+
+    def abandon_waiters(self, error: RaftlogError) -> None:
+        """Held classic requests of a group this broker no longer coordinates get `error`."""
+        for waiters in (self.join_waiters, self.sync_waiters):
+            for futures in waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            waiters.clear()
 
 
 @dataclass
@@ -109,6 +158,10 @@ class Shard:
     partition: int
     leader_epoch: int
     groups: dict[str, GroupEntry] = field(default_factory=dict)
+
+
+def _epoch_of(value: StoredGroup) -> int:
+    return value.generation if isinstance(value, rec.ClassicGroupValue) else value.group_epoch
 
 
 def _tps(items) -> frozenset[tuple[str, int]]:
@@ -156,6 +209,11 @@ class GroupCoordinator:
         self.settings = GroupSettings(
             session_timeout_ms=config["group.consumer.session.timeout.ms"],
             heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"],
+        )
+        self.classic_settings = ClassicSettings(
+            initial_delay_ms=config["group.initial.rebalance.delay.ms"],
+            min_session_timeout_ms=config["group.min.session.timeout.ms"],
+            max_session_timeout_ms=config["group.max.session.timeout.ms"],
         )
         self._shards: dict[int, Shard] = {}
         self._load_locks: dict[int, asyncio.Lock] = {}
@@ -277,6 +335,9 @@ class GroupCoordinator:
                 entry.group.group_epoch += 1  # recompute the target from what members own
         if partition.leader_epoch != epoch or not partition.is_leader:
             raise RaftlogError("NOT_COORDINATOR", f"lost {OFFSETS_TOPIC}-{index} while loading it")
+        old = self._shards.get(index)
+        if old is not None:
+            self._abandon(old, f"{OFFSETS_TOPIC}-{index} was loaded again for leader epoch {epoch}")
         self._shards[index] = shard
         log.info(
             "%s-%d: loaded %d groups (%d rows from the offset store, %d records replayed from offset %d) in %.0f ms",
@@ -316,7 +377,14 @@ class GroupCoordinator:
             shard.groups.pop(decoded.group, None)
             return
         entry = self._entry(shard, decoded.group)
-        self._restore(entry, rec.decode_group_value(value))
+        stored = rec.decode_any_group_value(value)
+        if isinstance(stored, rec.ClassicGroupValue):
+            entry.group = ConsumerGroup(decoded.group, self.settings)
+            entry.classic = ClassicGroup.restore(decoded.group, self.classic_settings, stored, _monotonic_ms())
+            entry.written = entry.queued = entry.classic.stored  # nothing to write again
+            return
+        entry.classic = None
+        self._restore(entry, stored)
         entry.written = entry.queued = None  # restored groups get a new epoch (see _load): written again
 
     def _restore(self, entry: GroupEntry, value: rec.GroupValue) -> None:
@@ -426,14 +494,26 @@ class GroupCoordinator:
                 partition = None
             if partition is None or partition.leader_epoch != shard.leader_epoch:
                 del self._shards[index]  # no longer ours: a later leadership loads it anew
+                self._abandon(shard, f"broker {self.broker_id} no longer leads {OFFSETS_TOPIC}-{index}")
                 continue
             live.append((shard, partition))
         return live
+
+    def _abandon(self, shard: Shard, why: str) -> None:
+        for entry in shard.groups.values():
+            entry.abandon_waiters(RaftlogError("NOT_COORDINATOR", why))
 
     async def _expire_once(self) -> None:
         now_ms = _monotonic_ms()
         for shard, partition in self._live_shards():
             for entry in list(shard.groups.values()):
+                if entry.classic is not None:
+                    gone = entry.classic.tick(now_ms)
+                    if gone:
+                        log.info("classic group %s: members %s timed out", entry.classic.group_id, gone)
+                    if entry.classic.join_answers or entry.classic.sync_answers or entry.classic.stored != entry.queued:
+                        await self._settle_classic(partition, entry)
+                    continue
                 if not entry.group.members:
                     continue
                 gone = entry.group.expire(now_ms)
@@ -447,7 +527,7 @@ class GroupCoordinator:
         for shard, partition in self._live_shards():
             for group_id, entry in list(shard.groups.items()):
                 newest = max((v.commit_timestamp_ms for v in entry.offsets.values()), default=0)
-                if offsets_expired(bool(entry.group.members), entry.empty_since_ms, newest, now, retention_ms):
+                if offsets_expired(entry.member_count > 0, entry.empty_since_ms, newest, now, retention_ms):
                     log.info("group %s: empty for offsets.retention.minutes; deleting it", group_id)
                     await self._delete_group(shard, partition, group_id, entry)
 
@@ -543,18 +623,24 @@ class GroupCoordinator:
         plain heartbeat: session deadlines are not persisted) waits for that append only; a new
         one is appended at once, behind the earlier ones (appends keep their order), instead of
         waiting for them to finish first."""
-        value = self._group_value(entry.group)
-        comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
+        comparable: StoredGroup
+        if entry.classic is not None:
+            if entry.classic.stored is None:
+                return  # nothing settled to write yet (a first rebalance under way)
+            comparable = entry.classic.stored
+            encoded = rec.encode_classic_group_value(dataclasses.replace(comparable, state_timestamp_ms=_wall_ms()))
+        else:
+            value = self._group_value(entry.group)
+            comparable = rec.GroupValue(value.group_epoch, value.assignor, 0, value.members)
+            encoded = rec.encode_group_value(value)
         if comparable == entry.queued:
             if entry.queued_write is not None:
                 await asyncio.shield(entry.queued_write)  # a failed append fails every request waiting on it
             return
-        if not entry.group.members:
+        if not comparable.members:
             entry.empty_since_ms = _wall_ms()
         write = asyncio.ensure_future(
-            self._append(
-                partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)), rec.encode_group_value(value))]
-            )
+            self._append(partition, [(rec.encode_group_key(rec.GroupKey(entry.group.group_id)), encoded)])
         )
         write.add_done_callback(lambda f: f.cancelled() or f.exception())
         entry.queued, entry.queued_write = comparable, write
@@ -566,7 +652,7 @@ class GroupCoordinator:
             raise
         if entry.queued_write is write:
             entry.queued_write = None
-        epoch_moved = entry.written is None or entry.written.group_epoch != comparable.group_epoch
+        epoch_moved = entry.written is None or _epoch_of(entry.written) != _epoch_of(comparable)
         entry.written = comparable
         if self.metrics and epoch_moved:
             self.metrics.group_rebalanced()
@@ -584,6 +670,12 @@ class GroupCoordinator:
         if request.member_epoch > 0 and request.group_id not in shard.groups:
             raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member {request.member_id!r}")
         entry = self._entry(shard, request.group_id)
+        if entry.classic is not None:
+            if entry.classic.members or request.member_epoch != 0:
+                raise RaftlogError(
+                    "GROUP_ID_NOT_FOUND", f"group {request.group_id!r} is a classic group, not a consumer group"
+                )
+            entry.classic = None  # an empty classic group becomes a consumer group (its offsets stay)
         hb = Heartbeat(
             member_id=request.member_id,
             member_epoch=request.member_epoch,
@@ -616,11 +708,17 @@ class GroupCoordinator:
         elif entry.unstable_since is None:
             entry.unstable_since = time.monotonic()
 
-    async def commit(self, request: group_pb2.OffsetCommitRequest) -> group_pb2.OffsetCommitResponse:
+    async def commit(
+        self, request: group_pb2.OffsetCommitRequest, instance_id: str | None = None
+    ) -> group_pb2.OffsetCommitResponse:
+        """member_epoch is a classic group's generation (fenced by it) and instance_id its
+        member's group.instance.id (Kafka's OffsetCommit v7+)."""
         started = time.perf_counter()
         shard, partition = await self._shard(request.group_id)
         entry = shard.groups.get(request.group_id)
-        if entry is None:
+        if entry is not None and entry.classic is not None:
+            entry.classic.validate_commit(request.member_id, instance_id, request.member_epoch, _monotonic_ms())
+        elif entry is None:
             if request.member_id or request.member_epoch >= 0:
                 raise RaftlogError(
                     "UNKNOWN_MEMBER_ID", f"group {request.group_id!r} has no member {request.member_id!r}"
@@ -698,7 +796,7 @@ class GroupCoordinator:
                 continue  # not ours
             for group_id, entry in sorted(shard.groups.items()):
                 response.groups.append(
-                    group_pb2.ListedGroup(group_id=group_id, group_type="consumer", state=entry.group.state.value)
+                    group_pb2.ListedGroup(group_id=group_id, group_type=entry.group_type, state=entry.state_name)
                 )
         return response
 
@@ -707,6 +805,8 @@ class GroupCoordinator:
         entry = shard.groups.get(group_id)
         if entry is None:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
+        if entry.classic is not None:
+            return self._describe_classic(entry.classic)
         group = entry.group
         response = group_pb2.DescribeGroupsResponse(
             group_id=group_id,
@@ -715,6 +815,7 @@ class GroupCoordinator:
             assignment_epoch=group.assignment_epoch,
             assignor=group.assignor,
             coordinator_id=self.broker_id,
+            group_type="consumer",
         )
         for m in sorted(group.members.values(), key=lambda m: m.member_id):
             response.members.append(
@@ -738,9 +839,10 @@ class GroupCoordinator:
         entry = shard.groups.get(group_id)
         if entry is None:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {group_id!r} does not exist")
-        if entry.group.members:
+        members = entry.classic.members if entry.classic is not None else entry.group.members
+        if members:
             raise RaftlogError(
-                "NON_EMPTY_GROUP", f"group {group_id!r} has active members: {', '.join(sorted(entry.group.members))}"
+                "NON_EMPTY_GROUP", f"group {group_id!r} has active members: {', '.join(sorted(members))}"
             )
         await self._delete_group(shard, partition, group_id, entry)
 
@@ -750,10 +852,15 @@ class GroupCoordinator:
         ]
         tombstones.append((rec.encode_group_key(rec.GroupKey(group_id)), None))
         entry.group.deleted = True  # heartbeats arriving during the write find it gone (GROUP_ID_NOT_FOUND)
+        if entry.classic is not None:
+            entry.classic.mark_dead()  # requests arriving during the write: COORDINATOR_NOT_AVAILABLE
+            self._deliver_classic(entry)
         try:
             await self._append(partition, tombstones)
         except RaftlogError:
             entry.group.deleted = False
+            if entry.classic is not None:
+                entry.classic.state = ClassicState.EMPTY
             raise
         shard.groups.pop(group_id, None)
 
@@ -762,13 +869,21 @@ class GroupCoordinator:
         entry = shard.groups.get(request.group_id)
         if entry is None:
             raise RaftlogError("GROUP_ID_NOT_FOUND", f"group {request.group_id!r} does not exist")
-        counts = self.partition_counts()
-        subscribed = entry.group.subscribed_topic_names(counts)
+        if entry.classic is not None:
+            # Kafka's rule for a classic group: offsets of topics its members do not subscribe to
+            # go while it is Stable (consumer protocol) or Empty; while it rebalances, none do.
+            if entry.classic.state not in (ClassicState.EMPTY, ClassicState.STABLE) or (
+                entry.classic.state is ClassicState.STABLE and entry.classic.protocol_type != "consumer"
+            ):
+                raise RaftlogError("NON_EMPTY_GROUP", f"group {request.group_id!r} is {entry.classic.state.value}")
+            subscribed, reason = entry.classic.subscribed_topics(), "GROUP_SUBSCRIBED_TO_TOPIC"
+        else:
+            subscribed, reason = entry.group.subscribed_topic_names(self.partition_counts()), "NON_EMPTY_GROUP"
         results, deletes = [], []
         for topic, index in sorted(_tps(request.partitions)):
             result = group_pb2.PartitionError(topic=topic, partition=index)
             if topic in subscribed:
-                result.error_reason = "NON_EMPTY_GROUP"
+                result.error_reason = reason
                 result.error_message = f"group {request.group_id!r} has active members subscribed to {topic}"
             elif (topic, index) in entry.offsets:
                 deletes.append((topic, index))
@@ -780,6 +895,147 @@ class GroupCoordinator:
             for tp in deletes:
                 entry.offsets.pop(tp, None)
         return group_pb2.OffsetDeleteResponse(results=results)
+
+    # -- the classic protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) -------------------
+
+    def _classic_entry(self, shard: Shard, group_id: str, joining: bool) -> tuple[GroupEntry, ClassicGroup]:
+        entry = shard.groups.get(group_id)
+        if entry is not None and entry.classic is not None:
+            return entry, entry.classic
+        if not joining:
+            raise RaftlogError("UNKNOWN_MEMBER_ID", f"group {group_id!r} has no classic group members")
+        if entry is not None and (entry.group.members or entry.group.deleted):
+            raise RaftlogError(
+                "INCONSISTENT_GROUP_PROTOCOL",
+                f"group {group_id!r} is a consumer group (KIP-848) with members; a classic member cannot join it",
+            )
+        entry = self._entry(shard, group_id)
+        entry.classic = ClassicGroup(group_id, self.classic_settings)  # offsets of an empty group stay
+        return entry, entry.classic
+
+    async def join_classic(self, group_id: str, request: JoinRequest) -> JoinAnswer:
+        shard, partition = await self._shard(group_id)
+        entry, group = self._classic_entry(shard, group_id, joining=True)
+        answer = group.join(request, _monotonic_ms())
+        if not isinstance(answer, Held):
+            await self._settle_classic(partition, entry)  # a static member's new id is written first
+            return answer
+        waiter = self._hold(entry.join_waiters, answer.member_id)
+        await self._settle_classic(partition, entry)
+        return await self._await_held(waiter, request.rebalance_timeout_ms, f"JoinGroup of {answer.member_id}")
+
+    async def sync_classic(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: dict[str, bytes],
+    ) -> SyncAnswer:
+        shard, partition = await self._shard(group_id)
+        entry, group = self._classic_entry(shard, group_id, joining=False)
+        answer = group.sync(
+            member_id, instance_id, generation, protocol_type, protocol_name, assignments, _monotonic_ms()
+        )
+        if answer is not None:
+            return answer
+        waiter = self._hold(entry.sync_waiters, member_id)
+        await self._settle_classic(partition, entry)
+        timeout_ms = group.members[member_id].rebalance_timeout_ms if member_id in group.members else 0
+        return await self._await_held(waiter, timeout_ms, f"SyncGroup of {member_id}")
+
+    async def heartbeat_classic(self, group_id: str, member_id: str, instance_id: str | None, generation: int) -> None:
+        shard, _ = await self._shard(group_id)
+        _, group = self._classic_entry(shard, group_id, joining=False)
+        group.heartbeat(member_id, instance_id, generation, _monotonic_ms())
+
+    async def leave_classic(self, group_id: str, members: list[tuple[str, str | None]]) -> list[LeaveAnswer]:
+        shard, partition = await self._shard(group_id)
+        _, group = self._classic_entry(shard, group_id, joining=False)
+        answers = group.leave(members, _monotonic_ms())
+        entry = shard.groups[group_id]
+        await self._settle_classic(partition, entry)
+        return answers
+
+    async def classic_group(self, group_id: str) -> tuple[GroupEntry | None, int]:
+        """The group's entry (None: no such group) and this coordinator's id, for DescribeGroups."""
+        shard, _ = await self._shard(group_id)
+        return shard.groups.get(group_id), self.broker_id
+
+    @staticmethod
+    def _hold(waiters: dict[str, list[asyncio.Future]], member_id: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        waiters.setdefault(member_id, []).append(future)
+        return future
+
+    @staticmethod
+    async def _await_held(future: asyncio.Future, timeout_ms: int, what: str):
+        """A held request's answer. The barrier's own timeout answers it; this bound is only for
+        a request whose group went away some other way."""
+        try:
+            return await asyncio.wait_for(future, timeout_ms / 1000 + CLASSIC_WAIT_MARGIN_S)
+        except TimeoutError:
+            raise RaftlogError("REBALANCE_IN_PROGRESS", f"{what} was held past its rebalance timeout") from None
+
+    async def _settle_classic(self, partition: Partition, entry: GroupEntry) -> None:
+        """Writes the group's settled state if it moved, then answers the held requests it let go
+        (a SyncGroup's assignment goes out only once it is committed)."""
+        assert entry.classic is not None, f"group {entry.group.group_id} is not classic"
+        try:
+            await self._persist_group(partition, entry)
+        except RaftlogError as exc:
+            entry.classic.write_failed(_monotonic_ms(), f"writing the group failed: {exc.message}")
+            self._deliver_classic(entry, exc)
+            raise
+        self._deliver_classic(entry)
+
+    @staticmethod
+    def _deliver_classic(entry: GroupEntry, failure: RaftlogError | None = None) -> None:
+        """Hands held requests their answers; with `failure`, held SyncGroups get it instead
+        (their assignment was not committed)."""
+        assert entry.classic is not None
+        joins, syncs = entry.classic.take_answers()
+        for waiters, answers, fail in ((entry.join_waiters, joins, None), (entry.sync_waiters, syncs, failure)):
+            for member_id, answer in answers:
+                for future in waiters.pop(member_id, []):
+                    if future.done():
+                        continue
+                    if fail is not None and not answer.error:
+                        future.set_exception(fail)
+                    else:
+                        future.set_result(answer)
+
+    def _describe_classic(self, group: ClassicGroup) -> group_pb2.DescribeGroupsResponse:
+        response = group_pb2.DescribeGroupsResponse(
+            group_id=group.group_id,
+            state=group.state.value,
+            group_epoch=group.generation,
+            assignment_epoch=group.generation,
+            assignor=group.protocol_name or "",
+            coordinator_id=self.broker_id,
+            group_type="classic",
+        )
+        consumer = group.protocol_type == "consumer"
+        for m in sorted(group.members.values(), key=lambda m: m.member_id):
+            assigned = rec.consumer_protocol_partitions(m.assignment) if consumer else ()
+            response.members.append(
+                group_pb2.DescribedMember(
+                    member_id=m.member_id,
+                    instance_id=m.instance_id or "",
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    member_epoch=group.generation,
+                    member_state="stable" if group.state is ClassicState.STABLE else "rebalancing",
+                    subscribed_topic_names=sorted(rec.consumer_protocol_topics(m.metadata(group.protocol_name)))
+                    if consumer
+                    else [],
+                    assignment=_to_pb(assigned),
+                    target_assignment=_to_pb(assigned),
+                )
+            )
+        return response
 
     # -- metrics ------------------------------------------------------------------------------
 
@@ -802,7 +1058,7 @@ class GroupCoordinator:
                         timestamp = self._timestamp_at(partition, value.offset)
                         seconds = max(0.0, (now_ms - timestamp) / 1000.0) if timestamp is not None else 0.0
                     lags.append((topic, index, records, seconds))
-                result.append((group_id, entry.group.state.value, len(entry.group.members), lags))
+                result.append((group_id, entry.state_name, entry.member_count, lags))
         return result
 
     def _timestamp_at(self, partition: Partition, offset: int) -> int | None:

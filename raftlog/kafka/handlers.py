@@ -23,6 +23,7 @@ from raftlog.api.broker_service import BrokerServicer
 from raftlog.api.reads import await_applied
 from raftlog.errors import Errors, Policy, RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from raftlog.kafka import group_handlers
 from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
 from raftlog.replication import requests
@@ -449,9 +450,9 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
 
 
 async def offset_commit(broker: KafkaBroker, request, version: int):
-    """Commits through the GroupCoordinator. A consumer outside the group protocol (assign(),
-    generation -1 and no member id) commits as over gRPC; a classic group member's commit names a
-    member the coordinator does not know (JoinGroup is not served yet): UNKNOWN_MEMBER_ID."""
+    """Commits through the GroupCoordinator: a classic group member's commit is fenced by its
+    generation (and group.instance.id); a consumer outside the group protocol (assign(),
+    generation -1 and no member id) commits as over gRPC."""
     types = response_types(8, version)
     pb = group_pb2.OffsetCommitRequest(
         group_id=request.group_id,
@@ -470,7 +471,8 @@ async def offset_commit(broker: KafkaBroker, request, version: int):
                 )
             )
     try:
-        codes = {(r.topic, r.partition): code_of(r.error_reason) for r in (await broker.groups.commit(pb)).results}
+        answer = await broker.groups.commit(pb, getattr(request, "group_instance_id", None))
+        codes = {(r.topic, r.partition): code_of(r.error_reason) for r in answer.results}
     except RaftlogError as exc:  # the group's error (NOT_COORDINATOR, UNKNOWN_MEMBER_ID, ...): every partition's
         codes = {(o.topic, o.partition): code_of_error(exc) for o in pb.offsets}
     topics = tuple(
@@ -543,6 +545,7 @@ HANDLERS: dict[int, tuple[int, int, Handler]] = {
     32: (1, 4, describe_configs),
     60: (0, 1, describe_cluster),
 }
+HANDLERS.update(group_handlers.HANDLERS)  # the group APIs (raftlog/kafka/group_handlers.py)
 API_VERSIONS: dict[int, tuple[int, int]] = {key: (low, high) for key, (low, high, _) in HANDLERS.items()}
 API_NAMES = {
     0: "Produce",
@@ -558,5 +561,6 @@ API_NAMES = {
     22: "InitProducerId",
     32: "DescribeConfigs",
     60: "DescribeCluster",
+    **group_handlers.API_NAMES,
 }
 assert set(API_NAMES) == set(HANDLERS), "every served API has a metrics name"

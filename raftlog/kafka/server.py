@@ -19,6 +19,7 @@ from kio.schema.errors import ErrorCode
 
 from raftlog.errors import RaftlogError
 from raftlog.kafka import handlers
+from raftlog.kafka.client_info import CURRENT_CLIENT, ClientInfo
 from raftlog.kafka.errors import code_of_error
 from raftlog.kafka.protocol import (
     API_VERSIONS_KEY,
@@ -73,6 +74,7 @@ class KafkaServer:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else str(peer)
         try:
             while True:
                 try:
@@ -88,6 +90,7 @@ class KafkaServer:
                 frame = await reader.readexactly(size)
                 try:
                     request = decode_request(frame, handlers.API_VERSIONS)
+                    CURRENT_CLIENT.set(ClientInfo(request.client_id or "", host))  # this connection's task only
                     response = await self._answer(request)
                 except MalformedRequest as exc:
                     log.warning("kafka: closing %s: malformed request: %s", peer, exc)

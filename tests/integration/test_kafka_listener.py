@@ -280,14 +280,14 @@ def test_api_versions_advertise_what_is_served_and_pipelined_requests_are_answer
         assert (cid, body.error_code) == (10, ErrorCode.unsupported_version)
         assert {k.api_key for k in body.api_keys} == set(API_VERSIONS)
 
-        # An API that is not served (JoinGroup v5): UNSUPPORTED_VERSION, and the connection goes on.
+        # An API that is not served (DescribeAcls v1): UNSUPPORTED_VERSION, and the connection goes on.
         from kio.index import load_response_schema
 
-        sock.sendall(request_frame(11, 5, 11, b""))
+        sock.sendall(request_frame(29, 1, 11, b""))
         frame = read_frame(sock)
         assert struct.unpack_from(">i", frame)[0] == 11
-        join, _ = entity_reader(load_response_schema(11, 5))(frame, 4)
-        assert join.error_code == ErrorCode.unsupported_version
+        acls, _ = entity_reader(load_response_schema(29, 1))(frame, 4)
+        assert acls.error_code == ErrorCode.unsupported_version
         sock.sendall(request_frame(18, 3, 12, api_versions_body(3)))
         assert decode_api_versions(read_frame(sock), 3)[0] == 12
 

@@ -50,7 +50,7 @@ def test_trailing_bytes_after_the_body_are_ignored_as_kafka_does():
 
 def test_an_unserved_version_has_no_body_and_a_truncated_one_is_malformed():
     assert decode_request(frame(3, 13, b""), API_VERSIONS).body is None
-    assert decode_request(frame(11, 5, b""), API_VERSIONS).body is None  # JoinGroup: not served
+    assert decode_request(frame(29, 1, b""), API_VERSIONS).body is None  # DescribeAcls: not served
     with pytest.raises(MalformedRequest):
         decode_request(frame(3, 12, b"\x05\x00"), API_VERSIONS)  # topics array cut short
     with pytest.raises(MalformedRequest):

@@ -1,0 +1,356 @@
+"""Consumer groups of Kafka clients that no one here wrote, against raftlog's Kafka listener: kcat
+(-G) and confluent-kafka (librdkafka) with the classic protocol (JoinGroup/SyncGroup/Heartbeat/
+LeaveGroup) and with KIP-848 (ConsumerGroupHeartbeat), kafka-python and aiokafka committing and
+resuming after a restart, and what `raftlog groups` shows of them.
+
+One three-node process cluster serves the whole module (each test uses its own topics and groups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+
+from raftlog.cluster.local import LocalCluster
+from tests.integration.conftest import free_port_block, wait_until
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SESSION_TIMEOUT_MS = 6000  # group.min.session.timeout.ms: a member gone without leaving is noticed soon
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = free_port_block(6)  # gRPC on base..base+2, Kafka on base+3..base+5
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("kafka-groups"),
+        nodes=3,
+        base_port=base,
+        metrics_base_port=0,
+        kafka_base_port=base + 3,
+        # Kafka's 3 s first-rebalance delay, shortened: the tests start their members together.
+        extra_config={"group.initial.rebalance.delay.ms": 500},
+    )
+    try:
+        cluster.start()
+        cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def create_topic(cluster: LocalCluster, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": cluster.kafka_bootstrap_servers})
+    for future in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=3)]).values():
+        future.result(timeout=30)
+    wait_until(
+        lambda: all(p.leader >= 0 for p in admin.list_topics(name, timeout=5).topics[name].partitions.values()),
+        30,
+        f"leaders for {name}",
+    )
+
+
+def produce(cluster: LocalCluster, topic: str, values: list[str], partition: int | None = None) -> None:
+    producer = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka_bootstrap_servers, "acks": "all"})
+    for value in values:
+        if partition is None:
+            producer.produce(topic, key=value.encode(), value=value.encode())
+        else:
+            producer.produce(topic, key=value.encode(), value=value.encode(), partition=partition)
+    assert producer.flush(60) == 0
+
+
+def raftlog_cli(cluster: LocalCluster, *args: str):
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "--bootstrap-server", cluster.bootstrap_servers, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"raftlog {' '.join(args)}: {done.stderr}"
+    return json.loads(done.stdout)
+
+
+def listed_type(cluster: LocalCluster, group: str) -> str | None:
+    return next((g["type"] for g in raftlog_cli(cluster, "groups", "list") if g["group"] == group), None)
+
+
+def committed(cluster: LocalCluster, group: str) -> dict[tuple[str, int], int]:
+    admin = cluster.admin()
+    try:
+        return admin.list_group_offsets(group)
+    finally:
+        admin.close()
+
+
+# -- kcat ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (make kafka-tools installs it)")
+def test_kcat_consumes_as_a_group_and_commits(cluster):
+    create_topic(cluster, "kcat-group-topic", 3)
+    values = [f"v{i}" for i in range(45)]
+    produce(cluster, "kcat-group-topic", values)
+    bootstrap = cluster.kafka_bootstrap_servers.split(",")[0]
+    done = subprocess.run(
+        [
+            "kcat",
+            "-b",
+            bootstrap,
+            "-X",
+            "auto.offset.reset=earliest",
+            "-X",
+            f"session.timeout.ms={SESSION_TIMEOUT_MS}",
+            "-e",
+            "-q",
+            "-f",
+            "%p %o %s\\n",
+            "-G",
+            "kcat-group",
+            "kcat-group-topic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    read = [line.split(" ") for line in done.stdout.splitlines()]
+    assert sorted(v for _, _, v in read) == sorted(values)
+    ends = defaultdict(int)
+    for p, offset, _ in read:
+        ends[int(p)] = max(ends[int(p)], int(offset) + 1)
+    # librdkafka commits what it consumed when kcat closes; the group is classic (TYPE classic).
+    assert committed(cluster, "kcat-group") == {("kcat-group-topic", p): end for p, end in ends.items()}
+    assert listed_type(cluster, "kcat-group") == "classic"
+    # Run again: nothing new, so nothing is read (it resumes from the commits).
+    again = subprocess.run(
+        ["kcat", "-b", bootstrap, "-e", "-q", "-f", "%s\\n", "-G", "kcat-group", "kcat-group-topic"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0 and again.stdout == "", again.stderr
+
+
+# -- confluent-kafka (librdkafka) ------------------------------------------------------------------
+
+
+def rdkafka_consumer(cluster: LocalCluster, group: str, **extra):
+    settings = {
+        "bootstrap.servers": cluster.kafka_bootstrap_servers,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": 500,
+        **extra,
+    }
+    return confluent_kafka.Consumer(settings)
+
+
+def test_confluent_kafka_consumers_share_a_topic_commit_and_raftlog_describes_their_lag(cluster):
+    topic, group = "rdkafka-shared", "rdkafka-group"
+    create_topic(cluster, topic, 6)
+    consumers = [rdkafka_consumer(cluster, group, **{"client.id": f"rd-{i}"}) for i in range(3)]
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+
+        def shared():
+            for c in consumers:
+                c.poll(0.2)
+            owned = [{tp.partition for tp in c.assignment()} for c in consumers]
+            return all(len(o) == 2 for o in owned) and set().union(*owned) == set(range(6))
+
+        wait_until(shared, 90, "the six partitions shared by the three consumers")
+        owned = {i: {tp.partition for tp in c.assignment()} for i, c in enumerate(consumers)}
+
+        values = [f"m{i}" for i in range(300)]
+        produce(cluster, topic, values)
+        seen: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+        deadline = time.monotonic() + 60
+        while sum(len(v) for v in seen.values()) < len(values) and time.monotonic() < deadline:
+            for i, c in enumerate(consumers):
+                for m in c.consume(100, 0.2):
+                    assert m.error() is None, m.error()
+                    seen[i].append((m.partition(), m.offset(), m.value().decode()))
+        # Each record once, read by the consumer that owns its partition.
+        assert sorted(v for records in seen.values() for _, _, v in records) == sorted(values)
+        for i, records in seen.items():
+            assert {p for p, _, _ in records} <= owned[i]
+        for c in consumers:
+            c.commit(asynchronous=False)  # the positions: fenced by the generation, which is current
+
+        ends = {}
+        for records in seen.values():
+            for p, offset, _ in records:
+                ends[p] = max(ends.get(p, 0), offset + 1)
+        assert committed(cluster, group) == {(topic, p): end for p, end in ends.items()}
+
+        rows = raftlog_cli(cluster, "groups", "describe", "--group", group)
+        assert {(r["partition"], r["lag"]) for r in rows} == {(p, 0) for p in range(6)}
+        assert {r["client_id"] for r in rows} == {"rd-0", "rd-1", "rd-2"}
+        members = raftlog_cli(cluster, "groups", "describe", "--group", group, "--members")
+        assert sorted(m["client_id"] for m in members) == ["rd-0", "rd-1", "rd-2"]
+        assert all(m["partitions"] == 2 for m in members)
+        state = raftlog_cli(cluster, "groups", "describe", "--group", group, "--state")
+        assert [(s["type"], s["state"], s["members"], s["assignor"]) for s in state] == [
+            ("classic", "Stable", 3, "range")
+        ]
+
+        produce(cluster, topic, [f"late{i}" for i in range(12)], partition=0)
+        rows = raftlog_cli(cluster, "groups", "describe", "--group", group)
+        assert {r["partition"]: r["lag"] for r in rows}[0] == 12
+
+        # One consumer leaves: the other two take its partitions (a rebalance with LeaveGroup).
+        consumers.pop().close()
+
+        def two_share():
+            for c in consumers:
+                c.poll(0.2)
+            owned = [{tp.partition for tp in c.assignment()} for c in consumers]
+            return all(len(o) == 3 for o in owned) and set().union(*owned) == set(range(6))
+
+        wait_until(two_share, 60, "the six partitions shared by the two remaining consumers")
+    finally:
+        for c in consumers:
+            c.close()
+    # All left: the group is Empty, and its offsets stay.
+    assert wait_until(lambda: listed_state(cluster, group) == "Empty", 30, "an empty group")
+    assert committed(cluster, group)[(topic, 1)] == ends[1]
+
+
+def listed_state(cluster: LocalCluster, group: str) -> str | None:
+    return next((g["state"] for g in raftlog_cli(cluster, "groups", "list") if g["group"] == group), None)
+
+
+def test_confluent_kafka_with_the_kip_848_protocol_consumes_and_commits(cluster):
+    topic, group = "rdkafka-848", "rdkafka-848-group"
+    create_topic(cluster, topic, 2)
+    produce(cluster, topic, [f"n{i}" for i in range(40)])
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": cluster.kafka_bootstrap_servers,
+            "group.id": group,
+            "group.protocol": "consumer",  # ConsumerGroupHeartbeat (KIP-848)
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    seen = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(seen) < 40 and time.monotonic() < deadline:
+            for m in consumer.consume(100, 0.5):
+                assert m.error() is None, m.error()
+                seen.append(m.value().decode())
+        assert sorted(seen) == sorted(f"n{i}" for i in range(40))
+        consumer.commit(asynchronous=False)
+        assert listed_type(cluster, group) == "consumer"
+        assert sum(committed(cluster, group).values()) == 40
+    finally:
+        consumer.close()
+
+
+# -- kafka-python and aiokafka ---------------------------------------------------------------------
+
+
+def test_kafka_python_group_commits_and_resumes_after_a_restart(cluster):
+    kafka = pytest.importorskip("kafka")
+    topic, group = "kpy-topic", "kpy-group"
+    create_topic(cluster, topic, 2)
+    first = [f"a{i}" for i in range(30)]
+    produce(cluster, topic, first)
+
+    def consume(expected: int) -> list[str]:
+        consumer = kafka.KafkaConsumer(
+            topic,
+            bootstrap_servers=cluster.kafka_bootstrap_servers.split(","),
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=500,
+        )
+        got: list[str] = []
+        try:
+            deadline = time.monotonic() + 60
+            while len(got) < expected and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=500).values():
+                    got += [r.value.decode() for r in records]
+            consumer.commit()
+            # Nothing beyond what was asked for arrives (the next run must start after it).
+            got += [r.value.decode() for records in consumer.poll(timeout_ms=1000).values() for r in records]
+        finally:
+            consumer.close()
+        return got
+
+    assert sorted(consume(len(first))) == sorted(first)
+    assert sum(committed(cluster, group).values()) == len(first)
+    second = [f"b{i}" for i in range(20)]
+    produce(cluster, topic, second)
+    assert sorted(consume(len(second))) == sorted(second)  # resumed from the commits: none of `first`
+    assert listed_type(cluster, group) == "classic"
+
+
+def test_aiokafka_group_commits_and_resumes_after_its_coordinator_restarts(cluster):
+    aiokafka = pytest.importorskip("aiokafka")
+    topic, group = "aio-topic", "aio-group"
+    create_topic(cluster, topic, 2)
+    first = [f"x{i}" for i in range(30)]
+    produce(cluster, topic, first)
+
+    async def consume(expected: int) -> list[str]:
+        consumer = aiokafka.AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=cluster.kafka_bootstrap_servers,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=500,
+        )
+        await consumer.start()
+        got: list[str] = []
+        try:
+            deadline = time.monotonic() + 60
+            while len(got) < expected and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                got += [r.value.decode() for records in batches.values() for r in records]
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+        return got
+
+    assert sorted(asyncio.run(consume(len(first)))) == sorted(first)
+    offsets = committed(cluster, group)
+    assert sum(offsets.values()) == len(first)
+
+    # The group's coordinator goes down: another broker takes its offsets partition over and
+    # serves the commits from the replicated __consumer_offsets.
+    admin = cluster.admin()
+    try:
+        coordinator = admin.describe_group(group)["coordinator"]
+    finally:
+        admin.close()
+    cluster.stop_node(coordinator)
+    try:
+        wait_until(lambda: committed(cluster, group) == offsets, 60, "the commits served by a new coordinator")
+        second = [f"y{i}" for i in range(20)]
+        produce(cluster, topic, second)
+        assert sorted(asyncio.run(consume(len(second)))) == sorted(second)
+    finally:
+        cluster.start_node(coordinator)
+        cluster.wait_for_brokers(3, timeout_s=90)
+    assert listed_type(cluster, group) == "classic"
