@@ -429,7 +429,13 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
             if request.key_type != _GROUP_KEY_TYPE:
                 raise RaftlogError("INVALID_REQUEST", "only group coordinators exist (no transactions)")
             answer = await broker.groups.find_coordinator(key, broker.listener)
-            return dict(node_id=answer.node_id, host=answer.host, port=answer.port, error_code=ErrorCode.none)
+            return dict(
+                node_id=answer.node_id,
+                host=answer.host,
+                port=answer.port,
+                error_code=ErrorCode.none,
+                error_message=None,
+            )
         except RaftlogError as exc:
             # Kafka's FindCoordinator answers a passing failure (no active controller to create the
             # offsets topic, a leader moving) as COORDINATOR_NOT_AVAILABLE, which clients retry
