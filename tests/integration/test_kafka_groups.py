@@ -304,53 +304,90 @@ def test_kafka_python_group_commits_and_resumes_after_a_restart(cluster):
     assert listed_type(cluster, group) == "classic"
 
 
-def test_aiokafka_group_commits_and_resumes_after_its_coordinator_restarts(cluster):
+def describe(cluster: LocalCluster, group: str) -> dict:
+    admin = cluster.admin()
+    try:
+        return admin.describe_group(group)
+    finally:
+        admin.close()
+
+
+def test_aiokafka_group_resumes_after_a_restart_and_survives_its_coordinator_being_killed(cluster):
     aiokafka = pytest.importorskip("aiokafka")
     topic, group = "aio-topic", "aio-group"
     create_topic(cluster, topic, 2)
     first = [f"x{i}" for i in range(30)]
     produce(cluster, topic, first)
 
-    async def consume(expected: int) -> list[str]:
-        consumer = aiokafka.AIOKafkaConsumer(
+    def new_consumer():
+        return aiokafka.AIOKafkaConsumer(
             topic,
             bootstrap_servers=cluster.kafka_bootstrap_servers,
             group_id=group,
+            client_id="aio",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=500,
         )
-        await consumer.start()
+
+    async def take(consumer, expected: int) -> list[str]:
         got: list[str] = []
-        try:
-            deadline = time.monotonic() + 60
-            while len(got) < expected and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                got += [r.value.decode() for records in batches.values() for r in records]
-            await consumer.commit()
-        finally:
-            await consumer.stop()
+        deadline = time.monotonic() + 60
+        while len(got) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            got += [r.value.decode() for records in batches.values() for r in records]
+        await consumer.commit()
         return got
 
-    assert sorted(asyncio.run(consume(len(first)))) == sorted(first)
+    async def first_run() -> list[str]:
+        consumer = new_consumer()
+        await consumer.start()
+        try:
+            return await take(consumer, len(first))
+        finally:
+            await consumer.stop()
+
+    assert sorted(asyncio.run(first_run())) == sorted(first)
     offsets = committed(cluster, group)
     assert sum(offsets.values()) == len(first)
 
-    # The group's coordinator goes down: another broker takes its offsets partition over and
-    # serves the commits from the replicated __consumer_offsets.
-    admin = cluster.admin()
+    second = [f"y{i}" for i in range(20)]
+    killed: list[int] = []
+
+    async def second_run() -> tuple[list[str], dict, dict]:
+        consumer = new_consumer()
+        await consumer.start()
+        try:
+            # Resumed from the commits: nothing of `first` comes again.
+            early = await take(consumer, 0)
+            await asyncio.sleep(1.0)
+            before = await asyncio.to_thread(describe, cluster, group)
+            # The coordinator dies: another broker loads the group from __consumer_offsets.
+            killed.append(before["coordinator"])
+            await asyncio.to_thread(cluster.kill_node, before["coordinator"])
+
+            def moved():
+                d = describe(cluster, group)
+                return d if d["coordinator"] != before["coordinator"] else None
+
+            after = await asyncio.to_thread(wait_until, moved, 60, "a new coordinator for the group")
+            await asyncio.to_thread(produce, cluster, topic, second)
+            return early + await take(consumer, len(second)), before, after
+        finally:
+            await consumer.stop()
+
     try:
-        coordinator = admin.describe_group(group)["coordinator"]
+        got, before, after = asyncio.run(second_run())
     finally:
-        admin.close()
-    cluster.stop_node(coordinator)
-    try:
-        wait_until(lambda: committed(cluster, group) == offsets, 60, "the commits served by a new coordinator")
-        second = [f"y{i}" for i in range(20)]
-        produce(cluster, topic, second)
-        assert sorted(asyncio.run(consume(len(second)))) == sorted(second)
-    finally:
-        cluster.start_node(coordinator)
+        for node_id in killed:
+            cluster.start_node(node_id)
         cluster.wait_for_brokers(3, timeout_s=90)
-    assert listed_type(cluster, group) == "classic"
+    assert sorted(got) == sorted(second)
+    # The classic group's metadata (GroupMetadataValue) came through the failover: its member,
+    # with the partitions the leader client assigned, at the generation it had.
+    assert before["type"] == after["type"] == "classic"
+    assert [m["member_id"] for m in after["members"]] == [m["member_id"] for m in before["members"]]
+    assert sorted(tuple(tp) for m in after["members"] for tp in m["assignment"]) == [(topic, 0), (topic, 1)]
+    assert after["group_epoch"] >= before["group_epoch"]
+    assert sum(committed(cluster, group).values()) == len(first) + len(second)
