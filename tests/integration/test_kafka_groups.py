@@ -9,8 +9,12 @@ One three-node process cluster serves the whole module (each test uses its own t
 from __future__ import annotations
 
 import asyncio
+import datetime
+import io
 import json
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -391,3 +395,99 @@ def test_aiokafka_group_resumes_after_a_restart_and_survives_its_coordinator_bei
     assert sorted(tuple(tp) for m in after["members"] for tp in m["assignment"]) == [(topic, 0), (topic, 1)]
     assert after["group_epoch"] >= before["group_epoch"]
     assert sum(committed(cluster, group).values()) == len(first) + len(second)
+
+
+# -- one type per group id, over a raw socket -------------------------------------------------------
+
+
+def kafka_call(port: int, api_key: int, version: int, body):
+    """One request (a kio entity) to a broker's Kafka listener; its kio response."""
+    from kio.index import load_response_schema
+    from kio.serial import entity_reader, entity_writer
+
+    header_schema = type(body).__header_schema__
+    buffer = io.BytesIO()
+    entity_writer(header_schema)(
+        buffer,
+        header_schema(request_api_key=api_key, request_api_version=version, correlation_id=5, client_id="raw"),
+    )
+    entity_writer(type(body))(buffer, body)
+    payload = buffer.getvalue()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(struct.pack(">i", len(payload)) + payload)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack_from(">i", data)[0]:
+            chunk = sock.recv(65536)
+            assert chunk, "the listener closed the connection"
+            data += chunk
+    schema = load_response_schema(api_key, version)
+    _, header_size = entity_reader(schema.__header_schema__)(data, 4)
+    answer, _ = entity_reader(schema)(data, 4 + header_size)
+    return answer
+
+
+def coordinator_port(cluster: LocalCluster, group: str) -> int:
+    return cluster.specs[describe(cluster, group)["coordinator"]].kafka_port
+
+
+def join_group_v5(group: str, member_id: str = ""):
+    from kio.index import load_request_schema
+
+    schema = load_request_schema(11, 5)
+    protocol = sys.modules[schema.__module__].JoinGroupRequestProtocol
+    return schema(
+        group_id=group,
+        session_timeout=datetime.timedelta(milliseconds=SESSION_TIMEOUT_MS),
+        rebalance_timeout=datetime.timedelta(milliseconds=10_000),
+        member_id=member_id,
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=(protocol(name="range", metadata=b""),),
+    )
+
+
+def test_a_group_id_is_of_one_type_at_a_time_and_a_new_member_needs_a_member_id(cluster):
+    from kio.index import load_request_schema
+    from kio.schema.errors import ErrorCode
+
+    topic = "typed-topic"
+    create_topic(cluster, topic, 1)
+    classic = rdkafka_consumer(cluster, "typed-classic")
+    kip848 = confluent_kafka.Consumer(
+        {"bootstrap.servers": cluster.kafka_bootstrap_servers, "group.id": "typed-848", "group.protocol": "consumer"}
+    )
+    try:
+        for c in (classic, kip848):
+            c.subscribe([topic])
+
+        def assigned():
+            for c in (classic, kip848):
+                c.poll(0.2)
+            return all(c.assignment() for c in (classic, kip848))
+
+        wait_until(assigned, 60, "both consumers assigned")
+        # A KIP-848 member for the classic group with members: GROUP_ID_NOT_FOUND, as in Kafka 4.0.
+        heartbeat = load_request_schema(68, 0)(
+            group_id="typed-classic",
+            member_id="raw-member",
+            member_epoch=0,
+            instance_id=None,
+            rack_id=None,
+            rebalance_timeout=datetime.timedelta(milliseconds=10_000),
+            subscribed_topic_names=(topic,),
+            server_assignor=None,
+            topic_partitions=(),
+        )
+        answer = kafka_call(coordinator_port(cluster, "typed-classic"), 68, 0, heartbeat)
+        assert answer.error_code == ErrorCode.group_id_not_found, answer
+        # A classic member for the KIP-848 group with members: INCONSISTENT_GROUP_PROTOCOL.
+        answer = kafka_call(coordinator_port(cluster, "typed-848"), 11, 5, join_group_v5("typed-848"))
+        assert answer.error_code == ErrorCode.inconsistent_group_protocol, answer
+        assert listed_type(cluster, "typed-classic") == "classic" and listed_type(cluster, "typed-848") == "consumer"
+    finally:
+        classic.close()
+        kip848.close()
+    # A first JoinGroup v4+ gets MEMBER_ID_REQUIRED and the member id to join with.
+    port = coordinator_port(cluster, "typed-classic")
+    answer = kafka_call(port, 11, 5, join_group_v5("typed-classic"))
+    assert answer.error_code == ErrorCode.member_id_required and answer.member_id.startswith("raw-")
