@@ -921,7 +921,7 @@ class GroupCoordinator:
             await self._settle_classic(partition, entry)  # a static member's new id is written first
             return answer
         waiter = self._hold(entry.join_waiters, answer.member_id)
-        await self._settle_classic(partition, entry)
+        await self._settle_held(partition, entry, waiter)
         return await self._await_held(waiter, request.rebalance_timeout_ms, f"JoinGroup of {answer.member_id}")
 
     async def sync_classic(
@@ -942,7 +942,7 @@ class GroupCoordinator:
         if answer is not None:
             return answer
         waiter = self._hold(entry.sync_waiters, member_id)
-        await self._settle_classic(partition, entry)
+        await self._settle_held(partition, entry, waiter)
         timeout_ms = group.members[member_id].rebalance_timeout_ms if member_id in group.members else 0
         return await self._await_held(waiter, timeout_ms, f"SyncGroup of {member_id}")
 
@@ -978,6 +978,18 @@ class GroupCoordinator:
             return await asyncio.wait_for(future, timeout_ms / 1000 + CLASSIC_WAIT_MARGIN_S)
         except TimeoutError:
             raise RaftlogError("REBALANCE_IN_PROGRESS", f"{what} was held past its rebalance timeout") from None
+
+    async def _settle_held(self, partition: Partition, entry: GroupEntry, waiter: asyncio.Future) -> None:
+        """_settle_classic for a request that waits on `waiter`: if the write fails, the request
+        answers with that error and its waiter is let go."""
+        try:
+            await self._settle_classic(partition, entry)
+        except BaseException:
+            if not waiter.done():
+                waiter.cancel()
+            elif not waiter.cancelled():
+                waiter.exception()  # retrieved: the request answers with the write's error instead
+            raise
 
     async def _settle_classic(self, partition: Partition, entry: GroupEntry) -> None:
         """Writes the group's settled state if it moved, then answers the held requests it let go

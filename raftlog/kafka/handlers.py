@@ -426,7 +426,7 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
 
     async def find(key: str) -> dict:
         try:
-            if request.key_type != _GROUP_KEY_TYPE:
+            if getattr(request, "key_type", _GROUP_KEY_TYPE) != _GROUP_KEY_TYPE:  # v0 has only group keys
                 raise RaftlogError("INVALID_REQUEST", "only group coordinators exist (no transactions)")
             answer = await broker.groups.find_coordinator(key, broker.listener)
             return dict(

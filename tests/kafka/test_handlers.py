@@ -38,3 +38,97 @@ def test_a_passing_failure_to_find_the_coordinator_is_coordinator_not_available(
 def test_a_bad_group_id_keeps_its_own_code():
     answer = asyncio.run(find_coordinator(broker_with("INVALID_GROUP_ID"), FindCoordinatorV2(key="", key_type=0), 2))
     assert answer.error_code == ErrorCode.invalid_group_id
+
+
+# -- the group APIs: every served version builds and encodes its answer -----------------------------
+
+
+class StubGroups:
+    """A coordinator answering every group call with something plausible (no group logic)."""
+
+    async def find_coordinator(self, group_id: str, listener: str | None = None):
+        from raftlog.v1 import group_pb2
+
+        return group_pb2.FindCoordinatorResponse(node_id=2, host="h", port=9, partition=0)
+
+    async def join_classic(self, group_id, request):
+        from raftlog.groups.classic import JoinAnswer
+
+        return JoinAnswer("", "m-1", 3, "consumer", "range", "m-1", (("m-1", "i-1", b"meta"),))
+
+    async def sync_classic(
+        self, group_id, member_id, instance_id, generation, protocol_type, protocol_name, assignments
+    ):
+        from raftlog.groups.classic import SyncAnswer
+
+        return SyncAnswer("", "consumer", "range", b"assignment")
+
+    async def heartbeat_classic(self, group_id, member_id, instance_id, generation):
+        raise RaftlogError("REBALANCE_IN_PROGRESS", "stub")
+
+    async def leave_classic(self, group_id, members):
+        from raftlog.groups.classic import LeaveAnswer
+
+        return [LeaveAnswer(m, i, "UNKNOWN_MEMBER_ID") for m, i in members]
+
+    async def classic_group(self, group_id):
+        return None, 1
+
+    async def list_groups(self):
+        from raftlog.v1 import group_pb2
+
+        return group_pb2.ListGroupsResponse(
+            groups=[group_pb2.ListedGroup(group_id="g", group_type="classic", state="Stable")]
+        )
+
+    async def delete_group(self, group_id):
+        raise RaftlogError("NON_EMPTY_GROUP", "stub")
+
+    async def delete_offsets(self, request):
+        from raftlog.v1 import group_pb2
+
+        return group_pb2.OffsetDeleteResponse(results=[])
+
+    async def heartbeat(self, request, client_host):
+        raise RaftlogError("UNKNOWN_MEMBER_ID", "stub")
+
+
+class StubImage:
+    topic_ids: dict[str, bytes] = {}
+
+
+class StubReplicas:
+    image = StubImage()
+
+
+def test_every_served_version_of_the_group_apis_answers_with_an_encodable_response():
+    from kio.index import load_request_schema
+
+    from raftlog.kafka import group_handlers, handlers
+    from raftlog.kafka.errors import code_of_error
+    from raftlog.kafka.protocol import _zero_entity, encode_response, error_response
+
+    broker = KafkaBroker("c", "KAFKA", None, None, None, StubReplicas(), StubGroups())  # type: ignore[arg-type]
+    served = {**group_handlers.HANDLERS, 10: handlers.HANDLERS[10]}
+    for api_key, (low, high, handler) in served.items():
+        for version in range(low, high + 1):
+            request = _zero_entity(load_request_schema(api_key, version), ErrorCode.none)
+            if api_key == 10 and version >= 4:
+                request = FindCoordinatorV4(key_type=0, coordinator_keys=("g",))
+            try:
+                answer = asyncio.run(handler(broker, request, version))
+            except RaftlogError as exc:  # the server answers it with the error code (server.py)
+                assert api_key == 12, (api_key, version, exc)
+                answer = error_response(api_key, version, code_of_error(exc))
+            data = encode_response(api_key, version, 7, answer)
+            assert len(data) > 8, (api_key, version)
+            if api_key == 11:
+                assert answer.member_id == "m-1" and answer.generation_id == 3
+                assert [m.member_id for m in answer.members] == ["m-1"]
+            if api_key == 13:  # LeaveGroup: a member's error is the response's before v3
+                codes = [m.error_code for m in answer.members] if version >= 3 else [answer.error_code]
+                assert codes == ([ErrorCode.unknown_member_id] if version < 3 else [])
+            if api_key == 68:
+                assert answer.error_code == ErrorCode.unknown_member_id and answer.error_message == "stub"
+            if api_key == 10 and version >= 4:
+                assert [(c.key, c.node_id, c.error_code) for c in answer.coordinators] == [("g", 2, ErrorCode.none)]
