@@ -491,3 +491,58 @@ def test_a_group_id_is_of_one_type_at_a_time_and_a_new_member_needs_a_member_id(
     port = coordinator_port(cluster, "typed-classic")
     answer = kafka_call(port, 11, 5, join_group_v5("typed-classic"))
     assert answer.error_code == ErrorCode.member_id_required and answer.member_id.startswith("raw-")
+
+
+# -- administering groups through the Kafka protocol ------------------------------------------------
+
+
+def test_kafka_admin_clients_list_describe_delete_offsets_of_and_delete_a_classic_group(cluster):
+    kafka = pytest.importorskip("kafka")
+    from kafka.admin import KafkaAdminClient
+
+    group = "admin-group"
+    create_topic(cluster, "adm-a", 1)
+    create_topic(cluster, "adm-b", 1)
+    produce(cluster, "adm-a", [f"a{i}" for i in range(5)])
+    admin = KafkaAdminClient(bootstrap_servers=cluster.kafka_bootstrap_servers.split(","))
+    consumer = rdkafka_consumer(cluster, group, **{"client.id": "adm-consumer"})
+    try:
+        # Offsets set from outside the group while it has no members (OffsetCommit, generation -1).
+        admin.alter_group_offsets(group, {kafka.TopicPartition("adm-b", 0): kafka.OffsetAndMetadata(3, "", -1)})
+        consumer.subscribe(["adm-a"])
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < 5 and time.monotonic() < deadline:
+            got += len([m for m in consumer.consume(10, 0.5) if m.error() is None])
+        consumer.commit(asynchronous=False)
+
+        listed = {g["group_id"]: g for g in admin.list_groups()}
+        assert listed[group]["group_state"] == "Stable" and listed[group]["group_type"] == "classic"
+        described = admin.describe_groups([group])[group]
+        assert described["error"] is None and described["group_state"] == "Stable"
+        assert (described["protocol_type"], described["protocol_data"]) == ("consumer", "range")
+        [member] = described["members"]
+        assert member["client_id"] == "adm-consumer"
+        # The member's subscription and the leader's assignment, as the clients sent them.
+        assert member["member_metadata"]["topics"] == ["adm-a"]
+        assert member["member_assignment"]["assigned_partitions"] == [{"topic": "adm-a", "partitions": [0]}]
+        rd_admin = AdminClient({"bootstrap.servers": cluster.kafka_bootstrap_servers})
+        rd_listed = rd_admin.list_consumer_groups().result(timeout=30)
+        assert group in {g.group_id for g in rd_listed.valid}
+        [rd_described] = rd_admin.describe_consumer_groups([group]).values()
+        description = rd_described.result(timeout=30)
+        assert [m.client_id for m in description.members] == ["adm-consumer"]
+
+        # OffsetDelete: not for a topic the Stable group's members subscribe to.
+        errors = admin.delete_group_offsets(group, [kafka.TopicPartition("adm-a", 0), kafka.TopicPartition("adm-b", 0)])
+        assert {tp.topic: e.__name__ for tp, e in errors.items()} == {
+            "adm-a": "GroupSubscribedToTopicError",
+            "adm-b": "NoError",
+        }
+        assert committed(cluster, group) == {("adm-a", 0): 5}
+        assert dict(admin.delete_groups([group])) == {group: "NonEmptyGroupError"}
+    finally:
+        consumer.close()
+    assert dict(admin.delete_groups([group])) == {group: "OK"}
+    assert group not in {g["group"] for g in raftlog_cli(cluster, "groups", "list")}
+    admin.close()
