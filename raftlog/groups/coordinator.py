@@ -796,7 +796,12 @@ class GroupCoordinator:
                 continue  # not ours
             for group_id, entry in sorted(shard.groups.items()):
                 response.groups.append(
-                    group_pb2.ListedGroup(group_id=group_id, group_type=entry.group_type, state=entry.state_name)
+                    group_pb2.ListedGroup(
+                        group_id=group_id,
+                        group_type=entry.group_type,
+                        state=entry.state_name,
+                        protocol_type=entry.classic.protocol_type or "" if entry.classic is not None else "consumer",
+                    )
                 )
         return response
 

@@ -217,7 +217,7 @@ async def list_groups(broker: KafkaBroker, request, version: int):
         build(
             types.ListedGroup,
             group_id=g.group_id,
-            protocol_type="consumer",
+            protocol_type=g.protocol_type,
             group_state=g.state,
             group_type=g.group_type,
         )

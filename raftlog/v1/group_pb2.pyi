@@ -151,14 +151,16 @@ class ListGroupsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListedGroup(_message.Message):
-    __slots__ = ("group_id", "group_type", "state")
+    __slots__ = ("group_id", "group_type", "state", "protocol_type")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_TYPE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_TYPE_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     group_type: str
     state: str
-    def __init__(self, group_id: _Optional[str] = ..., group_type: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+    protocol_type: str
+    def __init__(self, group_id: _Optional[str] = ..., group_type: _Optional[str] = ..., state: _Optional[str] = ..., protocol_type: _Optional[str] = ...) -> None: ...
 
 class ListGroupsResponse(_message.Message):
     __slots__ = ("groups",)
