@@ -217,6 +217,10 @@ def test_a_static_member_back_with_a_new_incarnation_keeps_its_assignment_withou
     assert set(group.members) == {answer.member_id, b}
     joins, _ = group.take_answers()
     assert dict(joins)[b].leader_id == b  # the leader that rejoined leads
+    # An admin removes a static member by its instance id alone (LeaveGroup v3+, member id "").
+    [answer_leave] = group.leave([("", "i-a")], 200 + REBALANCE_MS)
+    assert answer_leave.error == "" and set(group.members) == {b}
+    assert group.leave([("", "i-a")], 200 + REBALANCE_MS)[0].error == "UNKNOWN_MEMBER_ID"
 
 
 def test_offset_commits_are_fenced_by_generation():
