@@ -147,6 +147,7 @@ class ClassicGroup:
     pending: dict[str, int] = field(default_factory=dict)  # member ids given out (MEMBER_ID_REQUIRED) -> deadline
     join_deadline_ms: int | None = None  # PreparingRebalance: the barrier completes by then
     initial_delay_until_ms: int = 0  # ... and not before this (the first rebalance of an empty group)
+    delaying_initial: bool = False  # the rebalance under way started from Empty: newcomers extend the delay
     sync_deadline_ms: int | None = None  # CompletingRebalance: members not synced by then are removed
     stored: ClassicGroupValue | None = None  # what to persist: the state as of the last Stable or Empty
     join_answers: list[tuple[str, JoinAnswer]] = field(default_factory=list)  # held JoinGroups answered
@@ -291,7 +292,7 @@ class ClassicGroup:
         )
         self.members[member_id] = member
         if self.state is ClassicState.PREPARING_REBALANCE:
-            if self.generation_is_initial():
+            if self.delaying_initial:
                 # Kafka's delayed initial join: each newcomer gives others a little longer.
                 assert self.join_deadline_ms is not None
                 self.initial_delay_until_ms = min(now_ms + self.settings.initial_delay_ms, self.join_deadline_ms)
@@ -299,10 +300,6 @@ class ClassicGroup:
         else:
             self._prepare_rebalance(now_ms, f"member {member_id} joined")
         return Held(member_id)
-
-    def generation_is_initial(self) -> bool:
-        """Whether the rebalance under way started from an empty group (the initial delay applies)."""
-        return self.initial_delay_until_ms > 0
 
     def _replace_static(self, previous: ClassicMember, request: JoinRequest, now_ms: int) -> JoinAnswer | Held:
         """A static member's new incarnation: it takes the old member's place (Kafka's
@@ -369,6 +366,7 @@ class ClassicGroup:
         self.sync_deadline_ms = None
         timeout = max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
         self.join_deadline_ms = now_ms + timeout
+        self.delaying_initial = from_empty
         self.initial_delay_until_ms = (
             min(now_ms + self.settings.initial_delay_ms, now_ms + timeout) if from_empty else 0
         )
@@ -389,6 +387,7 @@ class ClassicGroup:
         self.generation += 1
         self.join_deadline_ms = None
         self.initial_delay_until_ms = 0
+        self.delaying_initial = False
         if not self.members:
             self.state = ClassicState.EMPTY
             self.protocol_name = self.leader_id = None
