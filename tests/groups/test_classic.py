@@ -253,6 +253,26 @@ def test_the_sync_barrier_removes_members_that_do_not_sync_and_rebalances():
     assert set(group.members) == {other} and group.state is ClassicState.PREPARING_REBALANCE
 
 
+def test_a_stable_state_that_could_not_be_written_rebalances_the_group():
+    group = new_group()
+    a = first_join(group, 0)
+    b = first_join(group, 0)
+    group.tick(DELAY_MS)
+    group.take_answers()
+    leader, other = group.leader_id, b if group.leader_id == a else a
+    assert group.sync(other, None, 1, None, None, {}, DELAY_MS) is None
+    assert group.sync(leader, None, 1, None, None, {a: b"A", b: b"B"}, DELAY_MS) is None
+    assert group.state is ClassicState.STABLE and group.stored is not None
+    # The coordinator's write failed: it answers the held SyncGroups with the write's error.
+    group.write_failed(DELAY_MS, "NOT_ENOUGH_REPLICAS")
+    assert group.state is ClassicState.PREPARING_REBALANCE
+    assert error_of(lambda: group.heartbeat(other, None, 1, DELAY_MS)) == "REBALANCE_IN_PROGRESS"
+    assert isinstance(group.join(join_request(a), DELAY_MS), Held)
+    assert isinstance(group.join(join_request(b), DELAY_MS), Held)
+    joins, _ = group.take_answers()
+    assert {m for m, _ in joins} == {a, b} and {x.generation for _, x in joins} == {2}
+
+
 def test_leave_answers_per_member_and_the_leader_leaving_rebalances():
     group, a, b = stable_pair()
     answers = group.leave([(a, None), ("nobody", None), (b, "not-b")], 0)
