@@ -221,3 +221,6 @@ assert CONTROLLER_GROUP_COMMIT_MAX_BYTES < MAX_RAFT_ENTRY_BYTES, "a full group-c
 KAFKA_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 
 assert KAFKA_MAX_FRAME_BYTES <= MAX_MESSAGE_BYTES, "a Kafka Produce frame carries what a gRPC Produce may"
+# A client on an SSL Kafka listener that has not finished its TLS handshake by then is
+# disconnected (one that connects and sends nothing must not hold a socket for ever).
+KAFKA_TLS_HANDSHAKE_TIMEOUT_S = 10.0

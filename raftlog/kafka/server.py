@@ -1,4 +1,5 @@
-"""The Kafka listener: an asyncio TCP server speaking Kafka's binary protocol.
+"""The Kafka listener: an asyncio TCP server speaking Kafka's binary protocol, over TLS when its
+listener is SSL (listener.security.protocol.map; raftlog/tls.py's SocketServerTls).
 
 Per connection, requests are served one at a time in the order they arrive and answered in that
 order, as a Kafka broker does (it mutes a connection while one of its requests is in progress):
@@ -31,23 +32,37 @@ from raftlog.kafka.protocol import (
     encode_response,
     error_response,
 )
-from raftlog.limits import KAFKA_MAX_FRAME_BYTES
+from raftlog.limits import KAFKA_MAX_FRAME_BYTES, KAFKA_TLS_HANDSHAKE_TIMEOUT_S
+from raftlog.tls import SocketServerTls
 
 log = logging.getLogger(__name__)
 
 
 class KafkaServer:
-    def __init__(self, broker: handlers.KafkaBroker, host: str, port: int, metrics=None):
+    def __init__(
+        self, broker: handlers.KafkaBroker, host: str, port: int, metrics=None, tls: SocketServerTls | None = None
+    ):
         self._broker = broker
         self._host = host
         self._port = port
         self._metrics = metrics
+        self._tls = tls  # an SSL listener's (raftlog/tls.py); None: PLAINTEXT
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         """Binds the port (an OSError if it cannot); connections are served from then on."""
-        self._server = await asyncio.start_server(self._serve_connection, self._host, self._port)
+        # The transport alone: asyncio's ssl does the handshake before _serve_connection sees the
+        # connection, which then reads requests from it as from a plaintext one. A client that does
+        # not complete the handshake (a plaintext Kafka client: its first frame is no ClientHello)
+        # is disconnected there; librdkafka reports that as a possible security.protocol mismatch.
+        self._server = await asyncio.start_server(
+            self._serve_connection,
+            self._host,
+            self._port,
+            ssl=self._tls.server_context() if self._tls is not None else None,
+            ssl_handshake_timeout=KAFKA_TLS_HANDSHAKE_TIMEOUT_S if self._tls is not None else None,
+        )
 
     async def serve(self) -> None:
         """Serves until stop() (the node's TaskSupervisor runs this as a critical task)."""
