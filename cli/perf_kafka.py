@@ -22,7 +22,9 @@ def _text(s: dict) -> str:
     )
     return (
         f"topic {s['topic']}: {s['records']} records of {s['record_size']} bytes per path, after "
-        f"{s['warmup_records']} warm-up records each; producers: {settings}\n{produce}\n{consume}\n"
+        f"{s['warmup_records']} warm-up records each, "
+        f"{'as fast as possible' if s['throughput'] <= 0 else str(s['throughput']) + ' records/s'}; "
+        f"producers: {settings}\n{produce}\n{consume}\n"
         f"this host's load average {s['load_average_1m']['before']:.2f} before, {s['load_average_1m']['after']:.2f} after"
     )
 
@@ -54,6 +56,13 @@ def _kafka_properties(path: str | None) -> dict[str, str]:
 @click.option("--warmup-records", type=int, default=None, help="Per path, not counted (default: 10% of --num-records).")
 @click.option("--acks", type=click.Choice(["all", "1"]), default="all", show_default=True)
 @click.option(
+    "--throughput",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Records/s each producer aims for (latency at a fixed rate); -1 is as fast as possible.",
+)
+@click.option(
     "--kafka-bootstrap-server",
     default=DEFAULT_KAFKA_BOOTSTRAP,
     show_default=True,
@@ -73,6 +82,7 @@ def command(
     record_size,
     warmup_records,
     acks,
+    throughput,
     kafka_bootstrap_server,
     kafka_config,
     bootstrap_server,
@@ -113,6 +123,7 @@ def command(
                 warmup_records,
                 security,
                 _kafka_properties(kafka_config),
+                throughput,
             )
         )
     except (RaftlogError, ValueError) as exc:

@@ -74,9 +74,11 @@ def _kafka_producer_configs(bootstrap: str, settings: dict, security: dict) -> d
     }
 
 
-def _kafka_send(producer, topic: str, count: int, payload: bytes, latencies_ms: list[float] | None) -> int:
-    """Produces count records as fast as librdkafka takes them and waits for every report; returns
-    how many failed."""
+def _kafka_send(
+    producer, topic: str, count: int, payload: bytes, latencies_ms: list[float] | None, throughput: int = -1
+) -> int:
+    """Produces count records (at throughput records/s if > 0, else as fast as librdkafka takes
+    them) and waits for every report; returns how many failed."""
     sent_at: collections.deque[float] = collections.deque()
     errors = 0
 
@@ -88,7 +90,12 @@ def _kafka_send(producer, topic: str, count: int, payload: bytes, latencies_ms: 
         elif latencies_ms is not None:
             latencies_ms.append((time.perf_counter() - started) * 1000.0)
 
+    started = time.perf_counter()
     for i in range(count):
+        if throughput > 0:
+            ahead_s = i / throughput - (time.perf_counter() - started)
+            if ahead_s > 0:
+                producer.poll(ahead_s)  # takes reports while it waits
         while True:
             try:
                 sent_at.append(time.perf_counter())
@@ -104,17 +111,17 @@ def _kafka_send(producer, topic: str, count: int, payload: bytes, latencies_ms: 
 
 
 def run_kafka_produce(
-    path: str, config: dict, topic: str, num_records: int, record_size: int, warmup: int
+    path: str, config: dict, topic: str, num_records: int, record_size: int, warmup: int, throughput: int = -1
 ) -> PathFigures:
     import confluent_kafka
 
     producer = confluent_kafka.Producer(config)
     payload = os.urandom(record_size)
     if warmup:
-        _kafka_send(producer, topic, warmup, payload, None)
+        _kafka_send(producer, topic, warmup, payload, None, throughput)
     latencies_ms: list[float] = []
     started = time.perf_counter()
-    errors = _kafka_send(producer, topic, num_records, payload, latencies_ms)
+    errors = _kafka_send(producer, topic, num_records, payload, latencies_ms, throughput)
     elapsed_s = time.perf_counter() - started
     return PathFigures(path, num_records, elapsed_s, tuple(latencies_ms), errors)
 
@@ -162,6 +169,7 @@ async def run_kafka_comparison(
     warmup_records: int,
     grpc_security: dict,
     kafka_security: dict,
+    throughput: int = -1,
 ) -> dict:
     """The figures of both paths, gRPC first, each after its own warm-up, on the same topic."""
     load_before = round(os.getloadavg()[0], 2)
@@ -170,14 +178,16 @@ async def run_kafka_comparison(
         topic,
         num_records,
         record_size,
-        -1,
+        throughput,
         {**producer_settings, **grpc_security},
         warmup_records,
         idle_sample_s=0,
     )
     settings = grpc_produce.settings
     kafka_produce = [
-        await asyncio.to_thread(run_kafka_produce, path, config, topic, num_records, record_size, warmup_records)
+        await asyncio.to_thread(
+            run_kafka_produce, path, config, topic, num_records, record_size, warmup_records, throughput
+        )
         for path, config in _kafka_producer_configs(kafka_bootstrap, settings, kafka_security).items()
     ]
     grpc_headers = await run_consume(grpc_bootstrap, topic, num_records, [0], 10_000, False, security=grpc_security)
@@ -189,6 +199,7 @@ async def run_kafka_comparison(
         "records": num_records,
         "record_size": record_size,
         "warmup_records": warmup_records,
+        "throughput": throughput,
         "producer_settings": {
             k: settings[k] for k in ("acks", "idempotent", "batch_size", "linger_ms", "max_in_flight")
         },
