@@ -306,6 +306,35 @@ def test_idempotent_acks_all_producer_survives_kill_9_of_the_leader_without_loss
         f"127.0.0.1:{spec.kafka_port}" for spec in cluster.specs.values() if spec.node_id != old_leader
     )
 
+    total, kill_at = 4000, 1500
+    # A consumer reads the partition while the leader dies: librdkafka validates its position on
+    # the new leader (OffsetForLeaderEpoch) and goes on from it, neither reset nor re-reading.
+    live: list[bytes] = []
+    live_errors: list = []
+    reading = threading.Event()
+    reading.set()
+
+    def read_live() -> None:
+        consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "failover-live",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "topic.metadata.refresh.interval.ms": 1000,
+            }
+        )
+        try:
+            consumer.assign([confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
+            deadline = time.monotonic() + 180
+            while (reading.is_set() or len(live) < total) and time.monotonic() < deadline:
+                for message in consumer.consume(500, 0.5):
+                    (live.append(message.value()) if message.error() is None else live_errors.append(message.error()))
+        finally:
+            consumer.close()
+
+    live_reader = threading.Thread(target=read_live)
+    live_reader.start()
     acknowledged: dict[bytes, int] = {}
     errors: list = []
 
@@ -328,7 +357,6 @@ def test_idempotent_acks_all_producer_survives_kill_9_of_the_leader_without_loss
     # The leader is killed once 1500 records are sent and the first ones acknowledged (so the
     # producer has its id and the leader's address), with batches in flight to it; 2500 more are
     # sent across the failover at about 2000 records/s.
-    total, kill_at = 4000, 1500
     killed = False
     for i in range(total):
         if i == kill_at:
@@ -347,6 +375,9 @@ def test_idempotent_acks_all_producer_survives_kill_9_of_the_leader_without_loss
             time.sleep(0.01)
     assert killed, "the leader was not killed during the stream"
     assert producer.flush(150) == 0, "records still unacknowledged"
+    reading.clear()
+    live_reader.join(200)
+    assert not live_reader.is_alive()
     assert not errors, errors[:5]
     new_leader = leader_of(cluster, topic)
     assert new_leader not in (old_leader, -1)
@@ -376,6 +407,8 @@ def test_idempotent_acks_all_producer_survives_kill_9_of_the_leader_without_loss
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:5]}"
     assert not duplicated, f"{len(duplicated)} records stored twice, e.g. {list(duplicated.items())[:5]}"
     assert all(seen[value] == [offset] for value, offset in acknowledged.items())
+    assert not live_errors, live_errors[:5]
+    assert live == [b"%06d" % i for i in range(total)], "the live consumer lost its place across the failover"
 
     # OffsetForLeaderEpoch on the new leader: the old epoch ends where the new leader took over
     # (at most the log end), the current one at the log end; an old current epoch is fenced.
