@@ -56,18 +56,16 @@ def _raise_stop(signum, frame) -> None:
     "--secure",
     is_flag=True,
     help="TLS everywhere: a local CA and certificates in DATA_DIR/tls, mutual TLS between nodes, "
-    "SSL client listeners at base-port+50.., and DATA_DIR/client.properties for --command-config "
-    "(no Kafka protocol listeners: they speak plaintext only so far).",
+    "SSL client listeners at base-port+50.., SSL Kafka protocol listeners, DATA_DIR/client.properties "
+    "for --command-config and DATA_DIR/kafka-client.properties for Kafka clients (kcat -F).",
 )
 def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_port, overrides, secure) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM.
 
     Settings for every node: RAFTLOG_* environment variables (RAFTLOG_NUM_PARTITIONS=6), then
     --set key=value (which wins); `make run SET='key=value ...'` passes them on."""
-    if secure and kafka_base_port:
-        fail("--secure: the Kafka protocol listeners speak plaintext only so far; leave --kafka-base-port out")
     if kafka_base_port is None:
-        kafka_base_port = 0 if secure else base_port + KAFKA_PORT_OFFSET
+        kafka_base_port = base_port + KAFKA_PORT_OFFSET
     try:
         extra: dict[str, object] = {**read_env(os.environ), **parse_set_flags(overrides)}
         cluster = LocalCluster(
@@ -97,6 +95,11 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
             click.echo(
                 f"TLS: certificates in {cluster.secure.tls_dir}; connect with "
                 f"--bootstrap-server {cluster.bootstrap_servers} --command-config {cluster.secure.properties_path}"
+                + (
+                    f"; Kafka clients: kcat -F {cluster.secure.kafka_properties_path} -b {cluster.kafka_bootstrap_servers}"
+                    if cluster.kafka_bootstrap_servers
+                    else ""
+                )
             )
         sys.stdout.flush()
         _watch(cluster)

@@ -91,7 +91,8 @@ _KEYS = [
         "ssl.client.auth",
         str,
         "none",
-        "Client certificates on SSL client listeners: none or required (internal listeners always require one).",
+        "Client certificates on SSL client listeners: none, requested (Kafka listeners only) or required "
+        "(internal listeners always require one).",
     ),
     ConfigKey(
         "ssl.principal.mapping.rules",
@@ -358,6 +359,39 @@ def resolve_kafka_listeners(values: Mapping[str, Any], grpc: list[Listener]) -> 
     return bound, [advertised[listener.name] for listener in bound]
 
 
+def resolve_kafka_security(values: Mapping[str, Any], kafka_listeners: list[Listener]) -> dict[str, str]:
+    """Kafka listener name -> PLAINTEXT or SSL, from listener.security.protocol.map as for the gRPC
+    listeners (`KAFKA:SSL`). A Kafka listener without an entry is PLAINTEXT, or SSL when it is named
+    SSL (Kafka's default map names each protocol after itself). An SSL one needs the node's
+    certificate and key; one that asks for client certificates (ssl.client.auth requested or
+    required) needs the truststore."""
+    protocols = _protocol_map(values)
+    resolved: dict[str, str] = {}
+    for listener in kafka_listeners:
+        default = listener.name if listener.name in SECURITY_PROTOCOLS else PLAINTEXT
+        protocol = protocols.get(listener.name, default)
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"Kafka listener {listener.name}: security protocol {protocol} is not supported "
+                f"({' or '.join(SECURITY_PROTOCOLS)})"
+            )
+        resolved[listener.name] = protocol
+    ssl_listeners = [name for name, protocol in resolved.items() if protocol == SSL]
+    if ssl_listeners:
+        if values["ssl.client.auth"] not in CLIENT_AUTH_MODES:
+            raise ConfigError(
+                f"ssl.client.auth: {values['ssl.client.auth']!r} is not one of {', '.join(CLIENT_AUTH_MODES)}"
+            )
+        for key in ("ssl.certificate.location", "ssl.key.location"):
+            if values[key] is None:
+                raise ConfigError(f"Kafka listener {ssl_listeners[0]} is SSL: {key} is required")
+        if values["ssl.client.auth"] != "none" and values["ssl.truststore.location"] is None:
+            raise ConfigError(
+                f"ssl.client.auth={values['ssl.client.auth']} needs ssl.truststore.location (the CA of client certificates)"
+            )
+    return resolved
+
+
 # ---- end of the Kafka protocol listener's keys -------------------------------------------------
 
 SCHEMA: dict[str, ConfigKey] = {key.name: key for key in _KEYS}
@@ -597,11 +631,16 @@ def _check_security(values: Mapping[str, Any], names: list[str], protocols: dict
         if values[key] is None:
             raise ConfigError(f"listener {ssl_listeners[0]} is SSL: {key} is required")
     if values["ssl.client.auth"] not in CLIENT_AUTH_MODES:
-        raise ConfigError(f"ssl.client.auth: {values['ssl.client.auth']!r} is not none or required")
-    if values["ssl.client.auth"] == "requested":
-        # grpc's Python server offers "do not ask" or "require and verify", nothing between.
-        raise ConfigError("ssl.client.auth=requested is not supported by the gRPC server; use none or required")
-    needs_truststore = values["ssl.client.auth"] == "required" or SSL in internal_protocols
+        raise ConfigError(f"ssl.client.auth: {values['ssl.client.auth']!r} is not none, requested or required")
+    grpc_client_ssl = [name for name in ssl_listeners if name not in internal]
+    if values["ssl.client.auth"] == "requested" and grpc_client_ssl:
+        # grpc's Python server offers "do not ask" or "require and verify", nothing between; the
+        # Kafka listener (asyncio's ssl) can ask without requiring.
+        raise ConfigError(
+            f"ssl.client.auth=requested is not supported by the gRPC server (SSL client listener "
+            f"{grpc_client_ssl[0]}); use none or required (requested applies to Kafka listeners only)"
+        )
+    needs_truststore = values["ssl.client.auth"] != "none" or SSL in internal_protocols
     if needs_truststore and values["ssl.truststore.location"] is None:
         raise ConfigError("ssl.truststore.location is required: internal SSL listeners verify peer certificates")
     try:
@@ -651,6 +690,7 @@ class NodeConfig:
         self.listener: Address = inter_broker.address
         self.advertised: Address = self.advertised_listener(self.inter_broker_listener).address
         self.kafka_listeners, self.kafka_advertised_listeners = resolve_kafka_listeners(values, self.listeners)
+        self.kafka_security: dict[str, str] = resolve_kafka_security(values, self.kafka_listeners)  # name -> protocol
         self.log_dirs: list[Path] = [Path(d) for d in values["log.dirs"]]
         self.metadata_dir: Path = Path(values["metadata.log.dir"])
 
@@ -703,7 +743,7 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     if values["listeners"] is None:
         values["listeners"] = str(voters[node_id])
     bound, _, inter_broker = _resolve_listeners(values)  # here, so that every contradiction fails before start
-    resolve_kafka_listeners(values, bound)
+    resolve_kafka_security(values, resolve_kafka_listeners(values, bound)[0])
     internal = _internal_listeners(values, inter_broker)
     client_ports = {b.port: b.name for b in bound if b.name not in internal}
     if node_id in voters and voters[node_id].port in client_ports:

@@ -221,3 +221,10 @@ assert CONTROLLER_GROUP_COMMIT_MAX_BYTES < MAX_RAFT_ENTRY_BYTES, "a full group-c
 KAFKA_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 
 assert KAFKA_MAX_FRAME_BYTES <= MAX_MESSAGE_BYTES, "a Kafka Produce frame carries what a gRPC Produce may"
+# A client on an SSL Kafka listener that has not finished its TLS handshake by then is
+# disconnected (one that connects and sends nothing must not hold a socket for ever).
+KAFKA_TLS_HANDSHAKE_TIMEOUT_S = 10.0
+# Produce requests of one Kafka connection served side by side (more wait in the socket): what an
+# idempotent producer may have in flight (Kafka's max.in.flight.requests.per.connection <= 5), and
+# a bound on the frames held in memory per connection.
+KAFKA_MAX_IN_FLIGHT_PER_CONNECTION = 5

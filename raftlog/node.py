@@ -47,7 +47,7 @@ from raftlog.replication.log_adapter import open_replica_log
 from raftlog.replication.manager import ReplicaManager
 from raftlog.store import Store
 from raftlog.tasks import TaskSupervisor
-from raftlog.tls import ClientSecurity, PeerAuthenticator, ServerTls, TlsError, TlsFiles
+from raftlog.tls import ClientSecurity, PeerAuthenticator, ServerTls, SocketServerTls, TlsError, TlsFiles
 from raftlog.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -84,8 +84,8 @@ def _driver_settings(config: NodeConfig) -> DriverSettings:
     )
 
 
-def _security(config: NodeConfig) -> tuple[ClientSecurity, dict[str, ServerTls]]:
-    """How this node reaches its peers, and the TLS credentials of each SSL listener (by name).
+def _security(config: NodeConfig) -> tuple[ClientSecurity, dict[str, ServerTls], dict[str, SocketServerTls]]:
+    """How this node reaches its peers, and the TLS of each SSL gRPC and Kafka listener (by name).
     Internal SSL listeners always require a client certificate: the node id check reads it."""
     files = TlsFiles(
         *(
@@ -101,8 +101,16 @@ def _security(config: NodeConfig) -> tuple[ClientSecurity, dict[str, ServerTls]]
                 servers[name] = ServerTls(files, client_auth)
             except TlsError as exc:
                 raise NodeStartError(f"listener {name}: {exc}") from None
+    kafka = {}
+    for name, protocol in config.kafka_security.items():
+        if protocol == SSL:
+            try:
+                kafka[name] = SocketServerTls(files, config["ssl.client.auth"])
+            except TlsError as exc:
+                raise NodeStartError(f"Kafka listener {name}: {exc}") from None
     peer_protocol = config.security.peer_protocol
-    return ClientSecurity(peer_protocol, files if peer_protocol == SSL else TlsFiles(None, None, None)), servers
+    peer_files = files if peer_protocol == SSL else TlsFiles(None, None, None)
+    return ClientSecurity(peer_protocol, peer_files), servers, kafka
 
 
 class Node:
@@ -112,7 +120,7 @@ class Node:
         self.metrics = NodeMetrics()
         self.tasks = TaskSupervisor(count_error=lambda loop: self.metrics.background_errors.labels(loop).inc())
         voter_addresses = {voter_id: str(address) for voter_id, address in config.voters.items()}
-        self.peer_security, self.server_tls = _security(config)  # TLS: raftlog/tls.py
+        self.peer_security, self.server_tls, self.kafka_tls = _security(config)  # TLS: raftlog/tls.py
         self.peers = Peers(voter_addresses, self.peer_security)
         self.store = Store(config.metadata_dir / "rocksdb")
         self.state_machine = MetadataStateMachine()
@@ -255,7 +263,7 @@ class Node:
             replicas=self.replicas,
             groups=self.groups,
         )
-        return KafkaServer(broker, listener.host, listener.port, self.metrics)
+        return KafkaServer(broker, listener.host, listener.port, self.metrics, self.kafka_tls.get(listener.name))
 
     async def start(self) -> None:
         for listener in self.config.listeners:
@@ -333,6 +341,8 @@ class Node:
         log.info("node %d: reloading TLS certificates on the next handshake", self.config.node_id)
         for server_tls in self.server_tls.values():
             server_tls.request_reload()
+        for kafka_tls in self.kafka_tls.values():
+            kafka_tls.request_reload()
 
     async def stop(self) -> None:
         """Clean shutdown: fence this broker, hand leadership over, then close everything."""

@@ -1,7 +1,9 @@
-"""TLS for raftlog's gRPC listeners and channels, and who is on the other end of a call.
+"""TLS for raftlog's gRPC listeners and channels and its Kafka listeners, and who is on the other
+end of a call.
 
 Owns: the ``ssl.*`` settings in PEM form (``TlsFiles``), server credentials that pick up
-certificates replaced on disk for new connections (``ServerTls``), channel credentials for nodes
+certificates replaced on disk for new connections (``ServerTls`` for gRPC, ``SocketServerTls``
+for the Kafka listener's asyncio sockets; one reload rule, ``CertificateReloader``), channel credentials for nodes
 and clients (``ClientSecurity``), reading a peer's certificate into its principal (the naming
 rules, Kafka's ``ssl.principal.mapping.rules``, are raftlog/principals.py) and the node ids it
 names (``certificate_node_ids``), and the check that a peer is the node it claims to be
@@ -31,9 +33,10 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
@@ -43,6 +46,7 @@ from raftlog.errors import Errors, RaftlogError
 from raftlog.principals import ANONYMOUS, PrincipalMapper
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NODE_URI_PREFIX = "raftlog:node:"
 NODE_CN_PATTERN = re.compile(r"node-(\d+)")
@@ -89,25 +93,62 @@ class TlsFiles:
         return tuple(stamps)
 
 
-class ServerTls:
-    """Server credentials of one SSL listener, re-read from disk when the files change."""
+class CertificateReloader:
+    """The reload rule of every server side (gRPC and the Kafka listener): load the files again when
+    their (inode, size, mtime) changed or after ``request_reload`` (SIGHUP); a file that cannot be
+    read keeps what was loaded before."""
 
-    def __init__(self, files: TlsFiles, client_auth: str):
-        if client_auth not in CLIENT_AUTH_MODES:
-            raise TlsError(f"ssl.client.auth: {client_auth!r} is not one of {', '.join(CLIENT_AUTH_MODES)}")
-        if files.certificate is None or files.key is None:
-            raise TlsError("an SSL listener needs ssl.certificate.location and ssl.key.location")
-        if client_auth != "none" and files.truststore is None:
-            raise TlsError(
-                f"ssl.client.auth={client_auth} needs ssl.truststore.location (the CA of client certificates)"
-            )
+    def __init__(self, files: TlsFiles):
         self.files = files
-        self.client_auth = client_auth
         self._lock = threading.Lock()
         self._stamp = files.stamp()
         self._reload_requested = False
-        self.reloads = 0  # certificate configurations loaded after the first (for logs and tests)
+        self.reloads = 0  # configurations loaded after the first (for logs and tests)
+
+    def request_reload(self) -> None:
+        """The next handshake loads the files again (SIGHUP)."""
+        with self._lock:
+            self._reload_requested = True
+
+    def reloaded(self, load: Callable[[], T]) -> T | None:
+        """``load()`` when the files changed or a reload was asked, else None (keep the current one)."""
+        with self._lock:
+            stamp = self.files.stamp()
+            if stamp == self._stamp and not self._reload_requested:
+                return None
+            try:
+                loaded = load()
+            except TlsError as exc:  # a half-written file: keep serving the old certificate
+                log.warning("TLS certificate not reloaded: %s", exc)
+                return None
+            self._stamp, self._reload_requested = stamp, False
+            self.reloads += 1
+            log.info("TLS certificate reloaded from %s", self.files.certificate)
+            return loaded
+
+
+def _check_server_files(files: TlsFiles, client_auth: str) -> None:
+    if client_auth not in CLIENT_AUTH_MODES:
+        raise TlsError(f"ssl.client.auth: {client_auth!r} is not one of {', '.join(CLIENT_AUTH_MODES)}")
+    if files.certificate is None or files.key is None:
+        raise TlsError("an SSL listener needs ssl.certificate.location and ssl.key.location")
+    if client_auth != "none" and files.truststore is None:
+        raise TlsError(f"ssl.client.auth={client_auth} needs ssl.truststore.location (the CA of client certificates)")
+
+
+class ServerTls:
+    """Server credentials of one SSL gRPC listener, re-read from disk when the files change."""
+
+    def __init__(self, files: TlsFiles, client_auth: str):
+        _check_server_files(files, client_auth)
+        self.files = files
+        self.client_auth = client_auth
+        self._reloader = CertificateReloader(files)
         self._initial = self._configuration()
+
+    @property
+    def reloads(self) -> int:
+        return self._reloader.reloads
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
         chain, key, ca = self.files.read()
@@ -118,24 +159,11 @@ class ServerTls:
 
     def request_reload(self) -> None:
         """The next handshake loads the files again (SIGHUP)."""
-        with self._lock:
-            self._reload_requested = True
+        self._reloader.request_reload()
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """Called by grpc before each handshake: None keeps the current certificate."""
-        with self._lock:
-            stamp = self.files.stamp()
-            if stamp == self._stamp and not self._reload_requested:
-                return None
-            try:
-                configuration = self._configuration()
-            except TlsError as exc:  # a half-written file: keep serving the old certificate
-                log.warning("TLS certificate not reloaded: %s", exc)
-                return None
-            self._stamp, self._reload_requested = stamp, False
-            self.reloads += 1
-            log.info("TLS certificate reloaded from %s", self.files.certificate)
-            return configuration
+        return self._reloader.reloaded(self._configuration)
 
     def credentials(self) -> grpc.ServerCredentials:
         # "requested" asks for a certificate but lets a client without one in; grpc's Python API has
@@ -144,6 +172,57 @@ class ServerTls:
         return grpc.dynamic_ssl_server_credentials(
             self._initial, self._fetch, require_client_authentication=self.client_auth == "required"
         )
+
+
+_VERIFY_MODES = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+class SocketServerTls:
+    """TLS of one SSL Kafka listener (asyncio's ssl, where ``ssl.client.auth=requested`` exists:
+    a client certificate is asked for and verified when one is sent, CERT_OPTIONAL). The same files
+    and reload rule as ``ServerTls``: the context handed to the server picks, at every ClientHello
+    (its SNI callback, which OpenSSL calls with or without a server name), the context built from
+    the files as they are now, so new connections get a replaced certificate or CA bundle."""
+
+    def __init__(self, files: TlsFiles, client_auth: str):
+        _check_server_files(files, client_auth)
+        self.files = files
+        self.client_auth = client_auth
+        self._reloader = CertificateReloader(files)
+        self._current = self._context()
+
+    @property
+    def reloads(self) -> int:
+        return self._reloader.reloads
+
+    def request_reload(self) -> None:
+        self._reloader.request_reload()
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(str(self.files.certificate), str(self.files.key))
+            if self.client_auth != "none":
+                context.load_verify_locations(cafile=str(self.files.truststore))
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"{self.files.certificate} / {self.files.key}: {exc}") from None
+        # Swapping a connection's context (below) keeps the first context's verify mode, so every
+        # context has the same one.
+        context.verify_mode = _VERIFY_MODES[self.client_auth]
+        context.sni_callback = self._on_client_hello
+        return context
+
+    def _on_client_hello(self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        fresh = self._reloader.reloaded(self._context)
+        if fresh is not None:
+            self._current = fresh
+        if connection.context is not self._current:
+            connection.context = self._current  # the certificate and CA bundle loaded last
+
+    def server_context(self) -> ssl.SSLContext:
+        """For ``asyncio.start_server(ssl=...)``."""
+        return self._current
 
 
 @dataclass(frozen=True)

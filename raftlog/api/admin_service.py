@@ -114,6 +114,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("IncrementalAlterConfigs")
     async def IncrementalAlterConfigs(self, request, context):
+        return await self.incremental_alter_configs(request, context)
+
+    async def incremental_alter_configs(
+        self, request: admin_pb2.IncrementalAlterConfigsRequest, context=None
+    ) -> admin_pb2.IncrementalAlterConfigsResponse:
+        """Changes one resource's configs on the active controller (forwarded there when this node is not it)."""
         forwarded = await self._forward_to_controller("IncrementalAlterConfigs", request, context)
         if forwarded is not None:
             return forwarded
@@ -148,6 +154,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("CreatePartitions")
     async def CreatePartitions(self, request, context):
+        return await self.create_partitions(request, context)
+
+    async def create_partitions(
+        self, request: admin_pb2.CreatePartitionsRequest, context=None
+    ) -> admin_pb2.CreatePartitionsResponse:
         forwarded = await self._forward_to_controller("CreatePartitions", request, context)
         if forwarded is not None:
             return forwarded

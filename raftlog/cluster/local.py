@@ -32,7 +32,7 @@ from pathlib import Path
 
 from raftlog.client.admin import Admin
 from raftlog.cluster.secure import CLIENT_PORT_OFFSET, SecureLayout
-from raftlog.config import ConfigError, load_config
+from raftlog.config import KAFKA_DEFAULT_LISTENER_NAME, ConfigError, load_config
 from raftlog.durable_file import write_durable
 from raftlog.errors import RaftlogError
 from raftlog.storage_format import random_cluster_id
@@ -223,6 +223,11 @@ class LocalCluster:
         return self.secure.client_settings() if self.secure is not None else {}
 
     @property
+    def kafka_client_settings(self) -> dict[str, str]:
+        """librdkafka settings for the Kafka listeners: the admin's TLS files, or none."""
+        return self.secure.kafka_client_settings() if self.secure is not None else {}
+
+    @property
     def kafka_bootstrap_servers(self) -> str:
         """The nodes' Kafka listeners, for a Kafka client's bootstrap.servers ("" when none)."""
         return ",".join(f"{spec.host}:{spec.kafka_port}" for spec in self.specs.values() if spec.kafka_port)
@@ -236,7 +241,13 @@ class LocalCluster:
             "listeners": spec.address,
             "log.dirs": str(spec.partitions_dir),
             "metrics.port": spec.metrics_port,
-            **(self.secure.node_config(spec.node_id, spec.host, spec.port) if self.secure is not None else {}),
+            **(
+                self.secure.node_config(
+                    spec.node_id, spec.host, spec.port, KAFKA_DEFAULT_LISTENER_NAME if spec.kafka_port else None
+                )
+                if self.secure is not None
+                else {}
+            ),
             **self.extra_config,
         }
         if spec.log_dir is not None:

@@ -5,7 +5,9 @@ replica traffic, mutual TLS with node certificates; it is the node's voter addre
 ``CLIENT`` on the cluster port + ``CLIENT_PORT_OFFSET`` (client APIs only; a client certificate is
 required, ``ssl.client.auth=required``, so every caller has a principal). ``<data-dir>/tls/`` holds
 the CA and the certificates (raftlog/cluster/certificates.py), ``<data-dir>/client.properties``
-what a client needs (``--command-config``: the CA and the admin certificate).
+what a client needs (``--command-config``: the CA and the admin certificate). With Kafka protocol
+listeners, each is SSL too (``KAFKA:SSL``, the same certificates and ``ssl.client.auth``), and
+``<data-dir>/kafka-client.properties`` holds the same files under librdkafka's names (kcat ``-F``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class SecureLayout:
             "# written by raftlog cluster up --secure: raftlog <command> --command-config "
             f"{self.properties_path}\n" + "".join(f"{key}={value}\n" for key, value in self.client_properties().items())
         )
+        self.kafka_properties_path = data_dir / "kafka-client.properties"
+        self.kafka_properties_path.write_text(
+            "# written by raftlog cluster up --secure, for Kafka clients of the Kafka listeners "
+            f"(librdkafka's names): kcat -F {self.kafka_properties_path} -b ...\n"
+            + "".join(f"{key}={value}\n" for key, value in self.kafka_client_settings().items())
+        )
 
     def client_properties(self) -> dict[str, str]:
         return {
@@ -52,11 +60,22 @@ class SecureLayout:
             "ssl_keyfile": str(self.admin_key),
         }
 
-    def node_config(self, node_id: int, host: str, port: int) -> dict[str, object]:
+    def kafka_client_settings(self) -> dict[str, str]:
+        """The admin's settings for a librdkafka client (confluent-kafka, kcat -X / -F)."""
+        return {
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(self.ca.ca.certificate),
+            "ssl.certificate.location": str(self.admin_certificate),
+            "ssl.key.location": str(self.admin_key),
+        }
+
+    def node_config(self, node_id: int, host: str, port: int, kafka_listener: str | None = None) -> dict[str, object]:
+        """kafka_listener: the name of the node's Kafka protocol listener, made SSL too (None: it has none)."""
         issued = self.ca.node(node_id)
+        kafka = f",{kafka_listener}:SSL" if kafka_listener else ""
         return {
             "listeners": f"INTERNAL://{host}:{port},CLIENT://{host}:{port + CLIENT_PORT_OFFSET}",
-            "listener.security.protocol.map": "INTERNAL:SSL,CLIENT:SSL",
+            "listener.security.protocol.map": f"INTERNAL:SSL,CLIENT:SSL{kafka}",
             "inter.broker.listener.name": "INTERNAL",
             "ssl.certificate.location": str(issued.certificate),
             "ssl.key.location": str(issued.key),

@@ -1,8 +1,8 @@
 """One function per Kafka API, each a translation: the kio request becomes the protobuf request
 the gRPC servicers take, the same broker object serves it (raftlog.replication.requests for
-produce/fetch/list offsets, BrokerServicer for metadata and producer ids, AdminServicer for topics,
-configs and the cluster, forwarded to the active controller as over gRPC, the GroupCoordinator for
-coordinators), and its answer becomes the kio response. No rule of the broker lives here.
+produce/fetch/list offsets/epoch end offsets, BrokerServicer for metadata and producer ids,
+AdminServicer for topics, configs and the cluster (configs and partitions: admin_handlers.py),
+forwarded to the active controller as over gRPC, the GroupCoordinator for coordinators), and its answer becomes the kio response. No rule of the broker lives here.
 
 `API_VERSIONS` is what ApiVersions advertises and all that is served: every other API or version
 is answered UNSUPPORTED_VERSION (raftlog/kafka/server.py).
@@ -23,7 +23,7 @@ from raftlog.api.broker_service import BrokerServicer
 from raftlog.api.reads import await_applied
 from raftlog.errors import Errors, Policy, RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
-from raftlog.kafka import group_handlers
+from raftlog.kafka import admin_handlers, group_handlers
 from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
 from raftlog.replication import requests
@@ -47,16 +47,6 @@ class KafkaBroker:
 
 Handler = Callable[[KafkaBroker, Any, int], Awaitable[Any]]
 
-# Kafka's ConfigResource types (DescribeConfigs) and config sources, by raftlog's names.
-_RESOURCE_TYPES = {2: "topics", 4: "brokers"}
-_CONFIG_SOURCES = {
-    "DYNAMIC_TOPIC_CONFIG": 1,
-    "DYNAMIC_BROKER_CONFIG": 2,
-    "DYNAMIC_DEFAULT_BROKER_CONFIG": 3,
-    "STATIC_BROKER_CONFIG": 4,
-    "DEFAULT_CONFIG": 5,
-    "DEFAULT_BROKER_CONFIG": 5,
-}
 _GROUP_KEY_TYPE = 0
 
 
@@ -264,6 +254,34 @@ async def list_offsets(broker: KafkaBroker, request, version: int):
     return build(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=topics)
 
 
+async def offset_for_leader_epoch(broker: KafkaBroker, request, version: int):
+    """Where each asked leader epoch ends in the partition leader's log (Partition.epoch_end_offset):
+    librdkafka asks it after a leader change, before it fetches again, to learn whether the records
+    below its position survived (KIP-320)."""
+    types = response_types(23, version)
+    if getattr(request, "replica_id", -1) >= 0:
+        raise RaftlogError("INVALID_REQUEST", "followers ask through raftlog's ReplicationService, not Kafka's")
+    asked = [
+        (topic.topic, p.partition, getattr(p, "current_leader_epoch", -1), p.leader_epoch)
+        for topic in request.topics
+        for p in topic.partitions
+    ]
+    answers = await requests.epoch_end_offsets(broker.replicas, asked)
+    by_topic: dict[str, list] = {}
+    for (topic, partition, _, _), answer in zip(asked, answers):
+        if isinstance(answer, RaftlogError):
+            code, (epoch, end_offset) = code_of_error(answer), (-1, -1)
+        else:
+            code, (epoch, end_offset) = ErrorCode.none, answer
+        by_topic.setdefault(topic, []).append(
+            build(types.EpochEndOffset, error_code=code, partition=partition, leader_epoch=epoch, end_offset=end_offset)
+        )
+    topics = tuple(
+        build(types.OffsetForLeaderTopicResult, topic=name, partitions=tuple(parts)) for name, parts in by_topic.items()
+    )
+    return build(types.OffsetForLeaderEpochResponse, throttle_time=NO_THROTTLE, topics=topics)
+
+
 async def init_producer_id(broker: KafkaBroker, request, version: int):
     types = response_types(22, version)
     if request.transactional_id is not None:
@@ -344,53 +362,6 @@ async def delete_topics(broker: KafkaBroker, request, version: int):
 
     results = await asyncio.gather(*(delete(name) for name in request.topic_names))
     return build(types.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
-
-
-async def describe_configs(broker: KafkaBroker, request, version: int):
-    types = response_types(32, version)
-    results = []
-    for resource in request.resources:
-        try:
-            entity_type = _RESOURCE_TYPES.get(resource.resource_type)
-            if entity_type is None:
-                raise RaftlogError(
-                    "INVALID_REQUEST", f"resource type {resource.resource_type} is not a topic or broker"
-                )
-            answer = await broker.admin.describe_configs(
-                admin_pb2.DescribeConfigsRequest(
-                    resource=admin_pb2.ConfigResource(type=entity_type, name=resource.resource_name),
-                    include_static=True,
-                )
-            )
-            wanted = set(resource.configuration_keys) if resource.configuration_keys is not None else None
-            configs = tuple(
-                build(
-                    types.DescribeConfigsResourceResult,
-                    name=entry.name,
-                    value=entry.value,
-                    read_only=entry.read_only,
-                    config_source=_CONFIG_SOURCES.get(entry.source, 0),
-                    is_default=entry.source in ("DEFAULT_CONFIG", "DEFAULT_BROKER_CONFIG"),
-                    is_sensitive=False,
-                    synonyms=(),
-                )
-                for entry in answer.entries
-                if wanted is None or entry.name in wanted
-            )
-            code, message = ErrorCode.none, None
-        except RaftlogError as exc:
-            configs, code, message = (), code_of_error(exc), exc.message
-        results.append(
-            build(
-                types.DescribeConfigsResult,
-                error_code=code,
-                error_message=message,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-                configs=configs,
-            )
-        )
-    return build(types.DescribeConfigsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
 
 
 async def describe_cluster(broker: KafkaBroker, request, version: int):
@@ -548,7 +519,11 @@ HANDLERS: dict[int, tuple[int, int, Handler]] = {
     19: (2, 7, create_topics),
     20: (1, 5, delete_topics),
     22: (0, 4, init_producer_id),
-    32: (1, 4, describe_configs),
+    23: (2, 4, offset_for_leader_epoch),
+    32: (1, 4, admin_handlers.describe_configs),
+    33: (0, 2, admin_handlers.alter_configs),
+    37: (0, 3, admin_handlers.create_partitions),
+    44: (0, 1, admin_handlers.incremental_alter_configs),
     60: (0, 1, describe_cluster),
 }
 HANDLERS.update(group_handlers.HANDLERS)  # the group APIs (raftlog/kafka/group_handlers.py)
@@ -565,7 +540,11 @@ API_NAMES = {
     19: "CreateTopics",
     20: "DeleteTopics",
     22: "InitProducerId",
+    23: "OffsetForLeaderEpoch",
     32: "DescribeConfigs",
+    33: "AlterConfigs",
+    37: "CreatePartitions",
+    44: "IncrementalAlterConfigs",
     60: "DescribeCluster",
     **group_handlers.API_NAMES,
 }

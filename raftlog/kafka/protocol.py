@@ -29,6 +29,7 @@ SIZE = struct.Struct(">i")
 # The first fields of every request header version: api key, api version, correlation id.
 HEADER_PREFIX = struct.Struct(">hhi")
 API_VERSIONS_KEY = 18
+PRODUCE_KEY = 0
 NO_THROTTLE = datetime.timedelta(0)
 
 

@@ -1,8 +1,13 @@
-"""The Kafka listener: an asyncio TCP server speaking Kafka's binary protocol.
+"""The Kafka listener: an asyncio TCP server speaking Kafka's binary protocol, over TLS when its
+listener is SSL (listener.security.protocol.map; raftlog/tls.py's SocketServerTls).
 
-Per connection, requests are served one at a time in the order they arrive and answered in that
-order, as a Kafka broker does (it mutes a connection while one of its requests is in progress):
-a client may pipeline requests, they wait in the socket. A frame larger than
+Per connection, requests are answered in the order they arrive. Produce requests a client
+pipelines are served side by side (KAFKA_MAX_IN_FLIGHT_PER_CONNECTION queued behind the one being
+answered; more wait in the socket), started in
+arrival order, so their batches reach each partition's log in that order (an idempotent
+producer's sequence check orders them in any case, as for gRPC producers); every other request is
+served alone, after all before it are answered, as a Kafka broker serves every request (it mutes
+the connection while one is in progress; requests behind it wait in the socket). A frame larger than
 KAFKA_MAX_FRAME_BYTES, or one that does not decode, closes that connection only; an API or
 version not in `handlers.API_VERSIONS` is answered UNSUPPORTED_VERSION. An error a handler raises
 for the whole request (a RaftlogError) becomes that response's top-level error code where it has
@@ -23,6 +28,7 @@ from raftlog.kafka.client_info import CURRENT_CLIENT, ClientInfo
 from raftlog.kafka.errors import code_of_error
 from raftlog.kafka.protocol import (
     API_VERSIONS_KEY,
+    PRODUCE_KEY,
     SIZE,
     CloseConnection,
     MalformedRequest,
@@ -32,23 +38,37 @@ from raftlog.kafka.protocol import (
     encode_response,
     error_response,
 )
-from raftlog.limits import KAFKA_MAX_FRAME_BYTES
+from raftlog.limits import KAFKA_MAX_FRAME_BYTES, KAFKA_MAX_IN_FLIGHT_PER_CONNECTION, KAFKA_TLS_HANDSHAKE_TIMEOUT_S
+from raftlog.tls import SocketServerTls
 
 log = logging.getLogger(__name__)
 
 
 class KafkaServer:
-    def __init__(self, broker: handlers.KafkaBroker, host: str, port: int, metrics=None):
+    def __init__(
+        self, broker: handlers.KafkaBroker, host: str, port: int, metrics=None, tls: SocketServerTls | None = None
+    ):
         self._broker = broker
         self._host = host
         self._port = port
         self._metrics = metrics
+        self._tls = tls  # an SSL listener's (raftlog/tls.py); None: PLAINTEXT
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         """Binds the port (an OSError if it cannot); connections are served from then on."""
-        self._server = await asyncio.start_server(self._serve_connection, self._host, self._port)
+        # The transport alone: asyncio's ssl does the handshake before _serve_connection sees the
+        # connection, which then reads requests from it as from a plaintext one. A client that does
+        # not complete the handshake (a plaintext Kafka client: its first frame is no ClientHello)
+        # is disconnected there; librdkafka reports that as a possible security.protocol mismatch.
+        self._server = await asyncio.start_server(
+            self._serve_connection,
+            self._host,
+            self._port,
+            ssl=self._tls.server_context() if self._tls is not None else None,
+            ssl_handshake_timeout=KAFKA_TLS_HANDSHAKE_TIMEOUT_S if self._tls is not None else None,
+        )
 
     async def serve(self) -> None:
         """Serves until stop() (the node's TaskSupervisor runs this as a critical task)."""
@@ -75,45 +95,88 @@ class KafkaServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else str(peer)
+        # Answers in the order the requests came: each request's answer is a task, queued as it
+        # is read; the sender writes them from the queue's head. Only Produce requests overlap
+        # (a producer pipelining acks=all batches would otherwise wait a replication round trip
+        # per request, as with one in flight); any other request waits until everything before it
+        # is answered and is answered before the next one is read, so it sees what they did.
+        answers: asyncio.Queue[asyncio.Task] = asyncio.Queue(KAFKA_MAX_IN_FLIGHT_PER_CONNECTION)
+        sender = asyncio.create_task(self._send_answers(answers, writer, peer, task))
         try:
             while True:
+                request = await self._read_request(reader, peer)
+                if request is None:
+                    break
+                overlaps = request.api_key == PRODUCE_KEY
+                if not overlaps:
+                    await answers.join()
+                # The answer's task copies this context: the group APIs record members with it.
+                CURRENT_CLIENT.set(ClientInfo(request.client_id or "", host))
+                await answers.put(asyncio.create_task(self._answer(request)))
+                if not overlaps:
+                    await answers.join()
+            await answers.join()  # the client may still read the answers to what it sent
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return  # the client went away mid-frame or mid-answer
+        except asyncio.CancelledError:
+            # stop() cancels open connections, as the sender does to close one. Ended quietly:
+            # asyncio's stream callback (3.11) logs a cancelled connection task as an error.
+            return
+        except Exception:  # noqa: BLE001 - a bug in answering one connection closes it, not the listener
+            log.exception("kafka: closing %s after an unexpected error", peer)
+            return
+        finally:
+            sender.cancel()
+            while not answers.empty():
+                answers.get_nowait().cancel()  # the client is gone: nobody reads these answers
+            self._connections.discard(task)
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader, peer) -> RequestFrame | None:
+        """The next request, None when the connection is to be closed (the client closed it, or a
+        frame too large or malformed: logged)."""
+        try:
+            size_bytes = await reader.readexactly(SIZE.size)
+        except asyncio.IncompleteReadError:
+            return None  # the client closed the connection
+        (size,) = SIZE.unpack(size_bytes)
+        if not 0 <= size <= KAFKA_MAX_FRAME_BYTES:
+            log.warning("kafka: closing %s: a frame of %d bytes (at most %d)", peer, size, KAFKA_MAX_FRAME_BYTES)
+            return None
+        frame = await reader.readexactly(size)
+        try:
+            return decode_request(frame, handlers.API_VERSIONS)
+        except MalformedRequest as exc:
+            log.warning("kafka: closing %s: malformed request: %s", peer, exc)
+            return None
+
+    async def _send_answers(
+        self, answers: asyncio.Queue[asyncio.Task], writer: asyncio.StreamWriter, peer, reading: asyncio.Task
+    ) -> None:
+        """Writes each answer when it is ready, in the queue's order; an answer that closes the
+        connection (or a write that fails) ends the reading task too."""
+        try:
+            while True:
+                answer = await answers.get()
                 try:
-                    size_bytes = await reader.readexactly(SIZE.size)
-                except asyncio.IncompleteReadError:
-                    return  # the client closed the connection
-                (size,) = SIZE.unpack(size_bytes)
-                if not 0 <= size <= KAFKA_MAX_FRAME_BYTES:
-                    log.warning(
-                        "kafka: closing %s: a frame of %d bytes (at most %d)", peer, size, KAFKA_MAX_FRAME_BYTES
-                    )
-                    return
-                frame = await reader.readexactly(size)
-                try:
-                    request = decode_request(frame, handlers.API_VERSIONS)
-                    CURRENT_CLIENT.set(ClientInfo(request.client_id or "", host))  # this connection's task only
-                    response = await self._answer(request)
+                    response = await answer
                 except MalformedRequest as exc:
                     log.warning("kafka: closing %s: malformed request: %s", peer, exc)
                     return
                 except CloseConnection as exc:
                     log.info("kafka: closing %s: %s", peer, exc)
                     return
-                if response is None:
-                    continue  # Produce with acks=0 has no response
-                writer.write(response)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return  # the client went away mid-frame or mid-answer
-        except asyncio.CancelledError:
-            # stop() cancels open connections. Ended quietly: asyncio's stream callback (3.11)
-            # logs a cancelled connection task as an error.
-            return
+                if response is not None:  # Produce with acks=0 has no response
+                    writer.write(response)
+                    await writer.drain()
+                answers.task_done()
+        except ConnectionError:
+            return  # the client went away mid-answer
         except Exception:  # noqa: BLE001 - a bug in answering one connection closes it, not the listener
             log.exception("kafka: closing %s after an unexpected error", peer)
-            return
         finally:
-            self._connections.discard(task)
-            writer.close()
+            if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                reading.cancel()
 
     async def _answer(self, request: RequestFrame) -> bytes | None:
         """The response frame to one request, None for none (acks=0); closes nothing itself."""

@@ -303,6 +303,13 @@ class Partition:
         )
         return records, self.high_watermark, self.log.log_start_offset
 
+    def epoch_end_offset(self, leader_epoch: int, current_leader_epoch: int = -1) -> tuple[int, int]:
+        """(the largest epoch <= leader_epoch in this leader's log, the offset where it ends):
+        Kafka's OffsetForLeaderEpoch, which a consumer asks after a leader change to learn whether
+        its position survived (KIP-320); (-1, -1) when the log holds no epoch that old."""
+        self._check_leader(current_leader_epoch)
+        return self.log.end_offset_for_epoch(leader_epoch)
+
     def read_for_follower(
         self, replica_id: int, fetch_offset: int, last_fetched_epoch: int, current_leader_epoch: int, max_bytes: int
     ) -> FollowerFetchOutcome:

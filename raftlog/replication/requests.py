@@ -1,4 +1,4 @@
-"""Produce, fetch, replica fetch and list offsets against the ReplicaManager's partitions.
+"""Produce, fetch, replica fetch, list offsets and epoch end offsets against the ReplicaManager's partitions.
 
 Errors are per partition (Kafka's model): one bad partition does not fail the request.
 Long polls wait on the manager's shared notifier; the token is taken before reading, so a
@@ -189,3 +189,21 @@ def _list_offset(manager: ReplicaManager, data: broker_pb2.ListOffsetsPartition)
         else:
             result.offset, result.timestamp = found
     return result
+
+
+async def epoch_end_offsets(
+    manager: ReplicaManager, partitions: list[tuple[str, int, int, int]]
+) -> list[tuple[int, int] | RaftlogError]:
+    """For each (topic, partition, current leader epoch, leader epoch): (epoch, end offset) from
+    the partition's leader (Partition.epoch_end_offset), or the error of that partition."""
+    _check_partition_count("OffsetForLeaderEpoch", len(partitions))
+    answers: list[tuple[int, int] | RaftlogError] = []
+    for index, (topic, number, current_leader_epoch, leader_epoch) in enumerate(partitions):
+        await yield_every(index)
+        try:
+            answers.append(
+                manager.partition_by_name(topic, number).epoch_end_offset(leader_epoch, current_leader_epoch)
+            )
+        except RaftlogError as exc:
+            answers.append(exc)
+    return answers

@@ -126,6 +126,46 @@ def test_bad_configuration_is_one_clear_line(overrides, message):
     assert "\n" not in str(info.value)
 
 
+KAFKA_SSL = [
+    "listeners=INTERNAL://127.0.0.1:19091",
+    "kafka.listeners=127.0.0.1:19891",
+    "listener.security.protocol.map=INTERNAL:SSL,KAFKA:SSL",
+    "ssl.certificate.location=/c.pem",
+    "ssl.key.location=/c.key",
+    "ssl.truststore.location=/ca.pem",
+]
+
+
+def test_a_kafka_listener_is_ssl_by_the_listener_map_and_may_request_client_certificates():
+    config = load_config(None, environ=base_env(), overrides=[*KAFKA_SSL, "ssl.client.auth=requested"])
+    assert config.kafka_security == {"KAFKA": "SSL"}
+    # Without an entry a Kafka listener is PLAINTEXT (or SSL when it is named SSL, as in Kafka's map).
+    plain = load_config(None, environ=base_env(), overrides=["kafka.listeners=127.0.0.1:19891"])
+    assert plain.kafka_security == {"KAFKA": "PLAINTEXT"}
+    named = load_config(None, environ=base_env(), overrides=["kafka.listeners=SSL://127.0.0.1:19891", *KAFKA_SSL[3:5]])
+    assert named.kafka_security == {"SSL": "SSL"}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            [*KAFKA_SSL[:2], "listener.security.protocol.map=INTERNAL:PLAINTEXT,KAFKA:SSL"],
+            "Kafka listener KAFKA is SSL",
+        ),
+        ([*KAFKA_SSL[:2], "listener.security.protocol.map=INTERNAL:PLAINTEXT,KAFKA:TLS"], "TLS is not supported"),
+        (
+            [*KAFKA_SSL[:2], "listener.security.protocol.map=INTERNAL:PLAINTEXT,KAFKA:SSL", *KAFKA_SSL[3:5]]
+            + ["ssl.client.auth=requested"],
+            "ssl.client.auth=requested needs ssl.truststore.location",
+        ),
+    ],
+)
+def test_a_bad_kafka_listener_security_setting_is_one_clear_line(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, environ=base_env(), overrides=overrides)
+
+
 def test_named_listeners_as_kafka_writes_them():
     config = load_config(
         None,
