@@ -17,6 +17,7 @@ import time
 
 from kio.schema.errors import ErrorCode
 
+from raftlog.authorizer.authorizer import Caller
 from raftlog.errors import RaftlogError
 from raftlog.kafka import handlers
 from raftlog.kafka.errors import code_of_error
@@ -32,6 +33,7 @@ from raftlog.kafka.protocol import (
     error_response,
 )
 from raftlog.limits import KAFKA_MAX_FRAME_BYTES
+from raftlog.principals import ANONYMOUS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class KafkaServer:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        # A PLAINTEXT listener, so every caller is User:ANONYMOUS (Kafka's PLAINTEXT principal), from its host.
+        caller = Caller(ANONYMOUS, str(peer[0]) if isinstance(peer, tuple) and peer else "")
         try:
             while True:
                 try:
@@ -88,7 +92,7 @@ class KafkaServer:
                 frame = await reader.readexactly(size)
                 try:
                     request = decode_request(frame, handlers.API_VERSIONS)
-                    response = await self._answer(request)
+                    response = await self._answer(request, caller)
                 except MalformedRequest as exc:
                     log.warning("kafka: closing %s: malformed request: %s", peer, exc)
                     return
@@ -112,7 +116,7 @@ class KafkaServer:
             self._connections.discard(task)
             writer.close()
 
-    async def _answer(self, request: RequestFrame) -> bytes | None:
+    async def _answer(self, request: RequestFrame, caller: Caller) -> bytes | None:
         """The response frame to one request, None for none (acks=0); closes nothing itself."""
         key, version = request.api_key, request.api_version
         if request.body is None:
@@ -124,7 +128,7 @@ class KafkaServer:
         if self._metrics:
             self._metrics.request_started(name)
         try:
-            body = await handler(self._broker, request.body, version)
+            body = await handler(self._broker, request.body, version, caller)
         except CloseConnection:
             failure = "CLOSED"
             raise
