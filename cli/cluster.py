@@ -97,6 +97,7 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
             click.echo(
                 f"TLS: certificates in {cluster.secure.tls_dir}; connect with "
                 f"--bootstrap-server {cluster.bootstrap_servers} --command-config {cluster.secure.properties_path}"
+                f"; ACLs are on and User:admin (that file's certificate) is the super user: `raftlog acls add` lets others in"
             )
         sys.stdout.flush()
         _watch(cluster)

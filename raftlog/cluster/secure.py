@@ -3,7 +3,8 @@
 Each node gets two listeners, both SSL: ``INTERNAL`` on its cluster port (Raft, controller and
 replica traffic, mutual TLS with node certificates; it is the node's voter address) and
 ``CLIENT`` on the cluster port + ``CLIENT_PORT_OFFSET`` (client APIs only; a client certificate is
-required, ``ssl.client.auth=required``, so every caller has a principal). ``<data-dir>/tls/`` holds
+required, ``ssl.client.auth=required``, so every caller has a principal). ACLs are on
+(``authorizer.class.name``) with ``User:admin`` the one super user. ``<data-dir>/tls/`` holds
 the CA and the certificates (raftlog/cluster/certificates.py), ``<data-dir>/client.properties``
 what a client needs (``--command-config``: the CA and the admin certificate).
 """
@@ -16,6 +17,7 @@ from raftlog.cluster.certificates import LocalCA
 
 CLIENT_PORT_OFFSET = 50  # below the metrics ports (cluster port + 100)
 ADMIN_NAME = "admin"
+AUTHORIZER_CLASS_NAME = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 
 class SecureLayout:
@@ -62,4 +64,8 @@ class SecureLayout:
             "ssl.key.location": str(issued.key),
             "ssl.truststore.location": str(self.ca.ca.certificate),
             "ssl.client.auth": "required",
+            # ACLs on, with the admin certificate's principal a super user (nodes may do ClusterAction
+            # by their certificates): other principals may do only what bindings allow.
+            "authorizer.class.name": AUTHORIZER_CLASS_NAME,
+            "super.users": f"User:{ADMIN_NAME}",
         }
