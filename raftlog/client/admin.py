@@ -117,7 +117,7 @@ class Admin:
         described = []
         for topic in response.topics:
             if topic.error_reason:
-                raise RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
+                raise _topic_error(topic)
             configs = {c["name"]: c["value"] for c in self.describe_configs("topics", topic.name)}
             described.append(_topic_dict(topic, configs))
         return described
@@ -404,7 +404,7 @@ class Admin:
         leaders: dict[tuple[str, int], int] = {}
         for topic in metadata.topics:
             if topic.error_reason:
-                raise RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
+                raise _topic_error(topic)
             for p in topic.partitions:
                 leaders[(topic.name, p.partition)] = p.leader
         grouped: dict[str, list[tuple[str, int]]] = {}
@@ -467,6 +467,12 @@ def _tp_pb(partitions: list[tuple[str, int]]) -> list[group_pb2.TopicPartitions]
 
 def _tp_list(items) -> list[list]:
     return [[tp.topic, p] for tp in items for p in tp.partitions]
+
+
+def _topic_error(topic: broker_pb2.TopicMetadata) -> RaftlogError:
+    if topic.error_reason == "TOPIC_AUTHORIZATION_FAILED":
+        return RaftlogError(topic.error_reason, f"this client's principal may not describe topic {topic.name!r}")
+    return RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
 
 
 def _raise_first(results) -> None:

@@ -37,6 +37,27 @@ class SecureLayout:
             f"{self.properties_path}\n" + "".join(f"{key}={value}\n" for key, value in self.client_properties().items())
         )
 
+    @staticmethod
+    def issue_user(data_dir: Path, name: str) -> Path:
+        """A client certificate for ``User:<name>`` from the cluster's CA, and
+        ``<data-dir>/<name>.properties`` for ``--command-config``; returns that file's path."""
+        tls_dir = data_dir / "tls"
+        ca = LocalCA(tls_dir)
+        if not ca.ca.certificate.exists():
+            raise FileNotFoundError(
+                f"{tls_dir} has no CA: run `raftlog cluster up --secure --data-dir {data_dir}` first"
+            )
+        issued = ca.issue(name, name)
+        path = data_dir / f"{name}.properties"
+        path.write_text(
+            f"# User:{name}, written by raftlog cluster certificate\n"
+            "security.protocol=SSL\n"
+            f"ssl.truststore.location={ca.ca.certificate}\n"
+            f"ssl.certificate.location={issued.certificate}\n"
+            f"ssl.key.location={issued.key}\n"
+        )
+        return path
+
     def client_properties(self) -> dict[str, str]:
         return {
             "security.protocol": "SSL",

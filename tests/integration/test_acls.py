@@ -28,12 +28,19 @@ TIMEOUT_S = 30
 
 
 def user_settings(cluster: LocalCluster, name: str) -> dict[str, str]:
-    issued = cluster.secure.ca.issue(name, name)
+    """The user's certificate from `raftlog cluster certificate NAME`, as Producer/Consumer/Admin settings."""
+    made = subprocess.run(
+        [sys.executable, "-m", "cli.main", "cluster", "certificate", name, "--data-dir", str(cluster.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0 and f"--command-config {cluster.data_dir / (name + '.properties')}" in made.stdout
     return {
         "security_protocol": "SSL",
         "ssl_cafile": str(cluster.secure.ca.ca.certificate),
-        "ssl_certfile": str(issued.certificate),
-        "ssl_keyfile": str(issued.key),
+        "ssl_certfile": str(cluster.secure.tls_dir / f"{name}.pem"),
+        "ssl_keyfile": str(cluster.secure.tls_dir / f"{name}.key"),
     }
 
 
@@ -98,16 +105,7 @@ def produce_error(cluster, user: str, topic: str, **settings) -> Errors:
 
 
 def cli(cluster, user: str | None, *args: str) -> subprocess.CompletedProcess:
-    properties = cluster.secure.properties_path
-    if user is not None:
-        settings = cluster.users[user]
-        properties = cluster.data_dir / f"{user}.properties"
-        properties.write_text(
-            "security.protocol=SSL\n"
-            f"ssl.truststore.location={settings['ssl_cafile']}\n"
-            f"ssl.certificate.location={settings['ssl_certfile']}\n"
-            f"ssl.key.location={settings['ssl_keyfile']}\n"
-        )
+    properties = cluster.secure.properties_path if user is None else cluster.data_dir / f"{user}.properties"
     command = [sys.executable, "-m", "cli.main", *args]
     command += ["--bootstrap-server", cluster.bootstrap_servers, "--command-config", str(properties)]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env=os.environ)
