@@ -184,6 +184,7 @@ async def serve_authorized_partitions(
     denied = auth.denied_topics(caller, api, (p.topic for p in request.partitions))
     if not denied:
         return await serve(request)
+    operation = next(r.operation.kafka_name for r in REQUIRED[api] if r.resource_type is ResourceType.TOPIC)
     allowed = type(request)()
     allowed.CopyFrom(request)
     del allowed.partitions[:]
@@ -196,7 +197,7 @@ async def serve_authorized_partitions(
                     topic=p.topic,
                     partition=p.partition,
                     error_reason="TOPIC_AUTHORIZATION_FAILED",
-                    error_message=f"{caller.principal} may not {api} topic {p.topic!r}",
+                    error_message=f"{caller.principal} may not {operation} topic {p.topic!r} ({api})",
                 )
             )
     return answer
