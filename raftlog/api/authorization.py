@@ -62,12 +62,15 @@ class RequestAuthorizer:
         """The caller of a gRPC call."""
         if not self.enabled:
             return Caller(ANONYMOUS, "")
+        forwarded = was_forwarded(context)
         if self._authenticator is None:
             principal, is_node = ANONYMOUS, False
         else:
             principal = request_principal(context, self._authenticator)
-            is_node = bool(self._authenticator.identity(context).node_ids)
-        return Caller(principal, peer_host(context), is_node, was_forwarded(context))
+            # Only a forwarded request asks for a node (ClusterAction): the certificate's node ids
+            # are read for those alone, not on every produce and fetch.
+            is_node = forwarded and bool(self._authenticator.identity(context).node_ids)
+        return Caller(principal, peer_host(context), is_node, forwarded)
 
     # -- deciding ----------------------------------------------------------------------------
 

@@ -18,7 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from raftlog.authorizer.acls import WILDCARD, WILDCARD_PRINCIPAL, AclBinding, Operation, Permission, ResourceType
+from raftlog.authorizer.acls import (
+    WILDCARD,
+    WILDCARD_PRINCIPAL,
+    AclBinding,
+    Operation,
+    PatternType,
+    Permission,
+    ResourceType,
+)
+from raftlog.limits import AUTHORIZER_MEMO_ENTRIES
 
 # Kafka's implied operations: an ALLOW of the key allows the values too.
 IMPLIED: dict[Operation, frozenset[Operation]] = {
@@ -61,26 +70,56 @@ def _allows(binding_operation: Operation, operation: Operation) -> bool:
 
 
 class Authorizer:
-    """Answers from a fixed set of bindings (the ones in one metadata image); build a new one when they change."""
+    """Answers from a fixed set of bindings (the ones in one metadata image); build a new one when
+    they change. Bindings are indexed by literal name, wildcard and prefix, and answers are
+    remembered (up to AUTHORIZER_MEMO_ENTRIES, then forgotten all at once), so the check on a
+    produce or fetch is a dictionary lookup."""
 
     def __init__(self, settings: AuthorizerSettings, bindings: Iterable[AclBinding]):
         self.settings = settings
         self._by_type: dict[ResourceType, list[AclBinding]] = {}
+        self._literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
+        self._wildcard: dict[ResourceType, list[AclBinding]] = {}
+        self._prefixed: dict[ResourceType, list[AclBinding]] = {}
         for binding in bindings:
-            self._by_type.setdefault(binding.resource_type, []).append(binding)
+            kind = binding.resource_type
+            self._by_type.setdefault(kind, []).append(binding)
+            if binding.pattern_type is PatternType.PREFIXED:
+                self._prefixed.setdefault(kind, []).append(binding)
+            elif binding.resource_name == WILDCARD:
+                self._wildcard.setdefault(kind, []).append(binding)
+            else:
+                self._literal.setdefault((kind, binding.resource_name), []).append(binding)
+        self._memo: dict[tuple[Caller, Operation, ResourceType, str], Decision] = {}
 
     def _applies_to_caller(self, binding: AclBinding, caller: Caller) -> bool:
         return binding.principal in (caller.principal, WILDCARD_PRINCIPAL) and binding.host in (caller.host, WILDCARD)
 
+    def _on_resource(self, resource_type: ResourceType, name: str) -> list[AclBinding]:
+        found = list(self._literal.get((resource_type, name), ()))
+        found += self._wildcard.get(resource_type, ())
+        found += (b for b in self._prefixed.get(resource_type, ()) if name.startswith(b.resource_name))
+        return found
+
     def authorize(self, caller: Caller, operation: Operation, resource_type: ResourceType, name: str) -> Decision:
         assert operation not in (Operation.ANY, Operation.ALL), f"a request asks for one operation, not {operation}"
+        key = (caller, operation, resource_type, name)
+        decision = self._memo.get(key)
+        if decision is None:
+            decision = self._authorize(caller, operation, resource_type, name)
+            if len(self._memo) >= AUTHORIZER_MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[key] = decision
+        return decision
+
+    def _authorize(self, caller: Caller, operation: Operation, resource_type: ResourceType, name: str) -> Decision:
         if not self.settings.enabled:
             return Decision(True, "authorization is off")
         if caller.principal in self.settings.super_users:
             return Decision(True, "super user")
         if caller.is_node and operation is Operation.CLUSTER_ACTION and resource_type is ResourceType.CLUSTER:
             return Decision(True, "a node's certificate")
-        on_resource = [b for b in self._by_type.get(resource_type, ()) if b.applies_to(resource_type, name)]
+        on_resource = self._on_resource(resource_type, name)
         if not on_resource:
             allowed = self.settings.allow_everyone_if_no_acl_found
             return Decision(

@@ -92,7 +92,10 @@ class Admin:
     def _wait_for_leaders(self, name: str) -> None:
         deadline = time.monotonic() + self._connection.timeout_s
         while time.monotonic() < deadline:
-            topics = [t for t in self.metadata([name]).topics if t.name == name and not t.error_reason]
+            answer = [t for t in self.metadata([name]).topics if t.name == name]
+            if any(t.error_reason == "TOPIC_AUTHORIZATION_FAILED" for t in answer):
+                return  # created, but this principal may not Describe it (Create does not imply Describe)
+            topics = [t for t in answer if not t.error_reason]
             if topics and topics[0].partitions and all(p.leader >= 0 for p in topics[0].partitions):
                 return
             time.sleep(ADMIN_RETRY_BACKOFF_S)
