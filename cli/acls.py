@@ -4,7 +4,8 @@ Bindings are built as kafka-acls builds them: every resource named (--topic, --g
 --transactional-id, each repeatable) times every principal (--allow-principal / --deny-principal)
 times every host (--allow-host / --deny-host, default ``*``) times every --operation (default All
 for add). --resource-pattern-type is literal (the default), prefixed, or for list and remove also
-match (every binding that applies to the named resources) or any.
+match (every binding that applies to the named resources) or any. `add --producer` / `--consumer`
+grant what kafka-acls' shortcuts grant.
 """
 
 from __future__ import annotations
@@ -123,9 +124,45 @@ def command() -> None:
     """ACLs (authorization): add, list and remove bindings, like kafka-acls."""
 
 
+def _convenience(
+    producer: bool, consumer: bool, idempotent: bool, resources: list[tuple[ResourceType, str]]
+) -> list[tuple[ResourceType, str, Operation]]:
+    """kafka-acls' --producer (Write, Describe, Create on the topics; IdempotentWrite on the cluster
+    with --idempotent; Write, Describe on transactional ids) and --consumer (Read, Describe on the
+    topics, Read on the groups): (resource type, name, operation) to grant."""
+    topics = [name for kind, name in resources if kind is ResourceType.TOPIC]
+    grants: list[tuple[ResourceType, str, Operation]] = []
+    if producer:
+        if not topics:
+            fail("--producer needs --topic")
+        grants += [
+            (ResourceType.TOPIC, t, op)
+            for t in topics
+            for op in (Operation.WRITE, Operation.DESCRIBE, Operation.CREATE)
+        ]
+        grants += [
+            (ResourceType.TRANSACTIONAL_ID, name, op)
+            for kind, name in resources
+            if kind is ResourceType.TRANSACTIONAL_ID
+            for op in (Operation.WRITE, Operation.DESCRIBE)
+        ]
+        if idempotent:
+            grants.append((ResourceType.CLUSTER, CLUSTER_NAME, Operation.IDEMPOTENT_WRITE))
+    if consumer:
+        groups = [name for kind, name in resources if kind is ResourceType.GROUP]
+        if not topics or not groups:
+            fail("--consumer needs --topic and --group")
+        grants += [(ResourceType.TOPIC, t, op) for t in topics for op in (Operation.READ, Operation.DESCRIBE)]
+        grants += [(ResourceType.GROUP, g, Operation.READ) for g in groups]
+    return list(dict.fromkeys(grants))
+
+
 @command.command(name="add")
 @_principal_options
 @_resource_options
+@click.option("--producer", is_flag=True, help="What a producer needs on the --topic(s) (kafka-acls --producer).")
+@click.option("--consumer", is_flag=True, help="What a consumer needs on the --topic(s) and --group(s).")
+@click.option("--idempotent", is_flag=True, help="With --producer: IdempotentWrite on the cluster too.")
 @bootstrap_option
 @output_option
 def add(
@@ -139,6 +176,9 @@ def add(
     transactional_ids,
     pattern_type,
     operations,
+    producer,
+    consumer,
+    idempotent,
     bootstrap_server,
     output_format,
 ) -> None:
@@ -152,11 +192,24 @@ def add(
         fail("name a resource: --topic, --group, --cluster or --transactional-id")
     if not entries:
         fail("name a principal: --allow-principal or --deny-principal")
+    if producer or consumer:
+        if operations:
+            fail("--producer and --consumer choose the operations themselves; leave --operation out")
+        grants = _convenience(producer, consumer, idempotent, resources)
+    else:
+        grants = [(kind, name, op) for kind, name in resources for op in _operations(operations, Operation.ALL)]
     bindings = [
-        AclBinding(kind, name, pattern, principal, host, operation, permission)
-        for kind, name in resources
+        AclBinding(
+            kind,
+            name,
+            PatternType.LITERAL if kind is ResourceType.CLUSTER else pattern,
+            principal,
+            host,
+            op,
+            permission,
+        )
+        for kind, name, op in grants
         for principal, host, permission in entries
-        for operation in _operations(operations, Operation.ALL)
     ]
     for binding in bindings:
         try:

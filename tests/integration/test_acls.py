@@ -201,3 +201,30 @@ def test_the_super_user_may_do_everything(cluster):
             assert produce_error(cluster, "bob", "logs-app") is not None  # everyone else: denied
         finally:
             admin.delete_acls([AclFilter(ResourceType.TOPIC, "*", PatternType.LITERAL, permission=Permission.DENY)])
+
+
+def test_the_consumer_shortcut_grants_what_a_group_consumer_needs(cluster):
+    added = cli(
+        cluster,
+        None,
+        "acls",
+        "add",
+        "--allow-principal",
+        "User:bob",
+        "--consumer",
+        "--topic",
+        "orders",
+        "--group",
+        "bobs",
+    )
+    assert added.returncode == 0, added.stderr
+    assert [line.split()[-2] for line in added.stdout.splitlines()[2:]] == ["Read", "Describe", "Read"]
+    consumer = Consumer(cluster.bootstrap_servers, group_id="bobs", enable_auto_commit=False, **cluster.users["bob"])
+    try:
+        consumer.subscribe(["orders"])
+        seen: list[bytes] = []
+        wait_until(lambda: seen.extend(r.value for r in consumer.poll(500)) or len(seen) >= 5, TIMEOUT_S, "records")
+        consumer.commit()
+        assert consumer.committed([TopicPartition("orders", 0)])[TopicPartition("orders", 0)] >= 5
+    finally:
+        consumer.close()
