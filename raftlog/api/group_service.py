@@ -27,7 +27,8 @@ class GroupServicer(group_pb2_grpc.GroupServiceServicer):
 
     @rpc("ConsumerGroupHeartbeat")
     async def ConsumerGroupHeartbeat(self, request, context):
-        self._auth.check(self._auth.caller(context), "ConsumerGroupHeartbeat", group=request.group_id)
+        topics = request.subscribed_topic_names if request.subscription_changed else ()
+        self._auth.check(self._auth.caller(context), "ConsumerGroupHeartbeat", topics, request.group_id)
         return await self._coordinator.heartbeat(request, peer_host(context))
 
     @rpc("OffsetCommit")

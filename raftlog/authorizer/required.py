@@ -52,7 +52,8 @@ REQUIRED: dict[str, tuple[Requirement, ...]] = {
     "InitProducerId": _r(_C, _O.IDEMPOTENT_WRITE, or_any_topic=_O.WRITE),
     # consumer groups
     "FindCoordinator": _r(_G, _O.DESCRIBE),
-    "ConsumerGroupHeartbeat": _r(_G, _O.READ),
+    # and Describe on every topic it subscribes to by name (Kafka 3.8+: TOPIC_AUTHORIZATION_FAILED)
+    "ConsumerGroupHeartbeat": (Requirement(_G, _O.READ), Requirement(_T, _O.DESCRIBE)),
     "OffsetCommit": (Requirement(_G, _O.READ), Requirement(_T, _O.READ)),
     "OffsetFetch": (Requirement(_G, _O.DESCRIBE), Requirement(_T, _O.DESCRIBE)),
     "OffsetDelete": (Requirement(_G, _O.DELETE), Requirement(_T, _O.READ)),

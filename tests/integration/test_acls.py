@@ -228,3 +228,17 @@ def test_the_consumer_shortcut_grants_what_a_group_consumer_needs(cluster):
         assert consumer.committed([TopicPartition("orders", 0)])[TopicPartition("orders", 0)] >= 5
     finally:
         consumer.close()
+
+
+def test_subscribing_to_a_topic_the_principal_may_not_describe_is_refused(cluster):
+    with admin_as(cluster) as admin:
+        admin.create_acls([allow("User:bob", ResourceType.GROUP, "bobs-sub", Operation.READ)])
+    consumer = Consumer(cluster.bootstrap_servers, group_id="bobs-sub", **cluster.users["bob"])
+    try:
+        consumer.subscribe(["payments"])
+        with pytest.raises(RaftlogError) as info:
+            for _ in range(TIMEOUT_S * 5):  # polls of 200 ms: the heartbeat's refusal reaches the next one
+                consumer.poll(200)
+        assert info.value.error is Errors.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        consumer.close()
