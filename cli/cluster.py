@@ -1,16 +1,19 @@
-"""`raftlog cluster up|describe`."""
+"""`raftlog cluster up|describe|certificate`."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
 from raftlog.cluster.local import KAFKA_PORT_OFFSET, ClusterLayoutError, LocalCluster
+from raftlog.cluster.secure import SecureLayout
 from raftlog.config import ConfigError, parse_set_flags, read_env
 
 NODE_CHECK_INTERVAL_S = 0.5
@@ -100,6 +103,7 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
                     if cluster.kafka_bootstrap_servers
                     else ""
                 )
+                + "; ACLs are on and User:admin (those files' certificate) is the super user: `raftlog acls add` lets others in"
             )
         sys.stdout.flush()
         _watch(cluster)
@@ -162,3 +166,18 @@ def describe(bootstrap_server, output_format) -> None:
     """Brokers, their endpoints, fenced or not."""
     data = admin_call(bootstrap_server, lambda admin: admin.describe_cluster())
     emit(output_format, data, _brokers_text)
+
+
+@command.command(name="certificate")
+@click.argument("name")
+@click.option("--data-dir", default="./data", show_default=True, type=click.Path(file_okay=False))
+def certificate(name, data_dir) -> None:
+    """A client certificate for User:NAME from a `cluster up --secure` cluster's CA, and
+    DATA_DIR/NAME.properties for --command-config (what NAME may do is up to `raftlog acls`)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        fail(f"{name!r}: a user name is letters, digits, '.', '_' and '-'")
+    try:
+        path = SecureLayout.issue_user(Path(data_dir), name)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    click.echo(f"User:{name}: connect with --command-config {path}")

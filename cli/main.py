@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "cli.topics",
     "cli.partitions",
     "cli.groups",
+    "cli.acls",
     "cli.console",
     "cli.log",
     "cli.perf",

@@ -28,6 +28,10 @@ from raftlog.principals import DEFAULT_MAPPING_RULES, PrincipalMapper, Principal
 from raftlog.topic_config import TOPIC_SCHEMA, TopicConfigError, validate_topic_config
 
 ENV_PREFIX = "RAFTLOG_"
+# authorizer.class.name values that turn on raftlog's ACL authorizer; "" is off (Kafka's default).
+AUTHORIZER_CLASS_NAMES = frozenset(
+    {"", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "raftlog.authorizer.StandardAuthorizer"}
+)
 
 
 class ConfigError(ValueError):
@@ -101,6 +105,21 @@ _KEYS = [
         "Kafka's RULE:regex/replacement/[LU] list applied to a certificate's DN; the default takes the CN.",
     ),
     ConfigKey("grpc.reflection.enable", bool, False, "Serve gRPC server reflection on every listener."),
+    # -- authorization (raftlog/authorizer/): ACLs in the metadata quorum -----------------------
+    ConfigKey(
+        "authorizer.class.name",
+        str,
+        "",
+        "Turns ACL authorization on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (or "
+        "raftlog.authorizer.StandardAuthorizer); empty: off, every caller may do everything.",
+    ),
+    ConfigKey("super.users", str, "", "Principals allowed everything, semicolon-separated: User:admin;User:ops."),
+    ConfigKey(
+        "allow.everyone.if.no.acl.found",
+        bool,
+        False,
+        "With authorization on: allow an operation on a resource no ACL binding names at all.",
+    ),
     # ------------------------------------------------------------------------------------------
     ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
     ConfigKey("metadata.log.dir", str, None, "Directory for the Raft state and metadata (default: first of log.dirs)."),
@@ -756,6 +775,11 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         )
     if values["metadata.log.dir"] is None:
         values["metadata.log.dir"] = values["log.dirs"][0]
+    if values["authorizer.class.name"] not in AUTHORIZER_CLASS_NAMES:
+        raise ConfigError(
+            f"authorizer.class.name: {values['authorizer.class.name']!r} is not an authorizer raftlog has "
+            f"({' or '.join(sorted(n for n in AUTHORIZER_CLASS_NAMES if n))}; empty for none)"
+        )
     _check_ranges(values)
     return values
 

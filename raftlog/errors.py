@@ -122,6 +122,14 @@ class Errors(enum.Enum):
     INCONSISTENT_CLUSTER_ID = (_FAIL, _CALL, "the request is for another cluster")
     # -- security ------------------------------------------------------------------------------
     CLUSTER_AUTHORIZATION_FAILED = (_FAIL, _CALL, "the caller may not act as the node (or on the cluster) it names")
+    TOPIC_AUTHORIZATION_FAILED = (_FAIL, _RESOURCE, "the caller's principal may not do this to the topic (ACLs)")
+    GROUP_AUTHORIZATION_FAILED = (_FAIL, _RESOURCE, "the caller's principal may not do this to the group (ACLs)")
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = (
+        _FAIL,
+        _RESOURCE,
+        "the caller's principal may not use the transactional id (ACLs)",
+    )
+    SECURITY_DISABLED = (_FAIL, _CALL, "no authorizer is configured (authorizer.class.name), so there are no ACLs")
     SSL_AUTHENTICATION_FAILED = (_FAIL, _CALL, "the TLS handshake failed (wrong protocol, untrusted certificate)")
     UNKNOWN_SERVER_ERROR = (_FAIL, _CALL, "an unexpected error on the server")
 

@@ -63,6 +63,16 @@ MAX_PARTITIONS_PER_DATA_REQUEST = 10_000
 # every replica. A bigger topic is grown in steps with CreatePartitions.
 MAX_PARTITIONS_CREATED_PER_REQUEST = 1_000
 
+# ACL bindings one CreateAcls request may add (or filters one DeleteAcls may name): each binding
+# is a metadata record of the one Raft entry the request commits (a few hundred bytes each, far
+# inside MAX_RAFT_ENTRY_BYTES), and every node rebuilds its authorizer when they apply.
+MAX_ACL_BINDINGS_PER_REQUEST = 1_000
+
+# Authorization answers one authorizer remembers (caller, operation, resource -> allowed), so a
+# produce or fetch checks with one lookup; when full it forgets them all (each is recomputed from
+# the indexed bindings in microseconds). An ACL change builds a new authorizer with none.
+AUTHORIZER_MEMO_ENTRIES = 10_000
+
 # Partitions a topic may have in all (topic creation and growth).
 MAX_PARTITIONS_PER_TOPIC = 10_000
 

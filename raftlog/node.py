@@ -16,7 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from raftlog.api.acl_service import AclServicer
 from raftlog.api.admin_service import AdminServicer
+from raftlog.api.authorization import RequestAuthorizer
+from raftlog.api.authorization import settings_from as authorizer_settings_from
 from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
 from raftlog.api.forwarding import forward
@@ -49,6 +52,8 @@ from raftlog.store import Store
 from raftlog.tasks import TaskSupervisor
 from raftlog.tls import ClientSecurity, PeerAuthenticator, ServerTls, SocketServerTls, TlsError, TlsFiles
 from raftlog.v1 import (
+    acls_pb2,
+    acls_pb2_grpc,
     admin_pb2,
     admin_pb2_grpc,
     broker_pb2,
@@ -183,6 +188,7 @@ class Node:
         )
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
+        self.authorizer_settings = authorizer_settings_from(config)  # ACLs: raftlog/api/authorization.py
         # One gRPC server per named listener: a servicer knows the listener its calls came in on
         # (gRPC does not tell a handler which local port it was). Internal listeners carry every
         # service, client listeners only the client ones (_build_server).
@@ -216,23 +222,36 @@ class Node:
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
             group_pb2.DESCRIPTOR.services_by_name["GroupService"].full_name,
+            acls_pb2.DESCRIPTOR.services_by_name["AclService"].full_name,
             health.SERVICE_NAME,
         ]
+        authenticator = PeerAuthenticator(
+            PrincipalMapper(self.config["ssl.principal.mapping.rules"]),
+            require_node_certificate=internal and self.config.security.protocols[listener] == SSL,
+        )
+        authorizer = RequestAuthorizer(self.authorizer_settings, self.state_machine, authenticator, self.metrics)
         admin = AdminServicer(
-            self.cluster_id, self.config, self.driver, self.controller, self.peers, self.metrics, listener
+            self.cluster_id, self.config, self.driver, self.controller, self.peers, authorizer, self.metrics, listener
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         broker = BrokerServicer(
-            self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids, self.metrics, listener
+            self.cluster_id,
+            self.driver,
+            self.state_machine,
+            self.replicas,
+            self.producer_ids,
+            authorizer,
+            self.metrics,
+            listener,
         )
         broker_pb2_grpc.add_BrokerServiceServicer_to_server(broker, server)
-        group_pb2_grpc.add_GroupServiceServicer_to_server(GroupServicer(self.groups, self.metrics, listener), server)
+        group_pb2_grpc.add_GroupServiceServicer_to_server(
+            GroupServicer(self.groups, authorizer, self.metrics, listener), server
+        )
+        acls = AclServicer(self.driver, self.controller, self.peers, authorizer, self.metrics)
+        acls_pb2_grpc.add_AclServiceServicer_to_server(acls, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if internal:  # Raft, controller and replica traffic: only here, and from the node it claims to be
-            authenticator = PeerAuthenticator(
-                PrincipalMapper(self.config["ssl.principal.mapping.rules"]),
-                require_node_certificate=self.config.security.protocols[listener] == SSL,
-            )
             self.driver.add_to_server(server, authenticator)
             controller = ControllerServicer(self.cluster_id, self.controller, self.metrics, authenticator)
             controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
@@ -250,18 +269,29 @@ class Node:
     def _build_kafka_server(self, listener) -> KafkaServer:
         """A Kafka protocol listener over the same objects as the gRPC servers, its servicers built
         for its name (so Metadata and FindCoordinator give Kafka addresses)."""
+        # The Kafka listener is plaintext: every caller is User:ANONYMOUS (from its host).
+        authorizer = RequestAuthorizer(self.authorizer_settings, self.state_machine, None, self.metrics)
         broker = KafkaBroker(
             cluster_id=self.cluster_id,
             listener=listener.name,
             driver=self.driver,
             broker=BrokerServicer(
-                self.cluster_id, self.driver, self.state_machine, self.replicas, self.producer_ids, None, listener.name
+                self.cluster_id,
+                self.driver,
+                self.state_machine,
+                self.replicas,
+                self.producer_ids,
+                authorizer,
+                None,
+                listener.name,
             ),
             admin=AdminServicer(
-                self.cluster_id, self.config, self.driver, self.controller, self.peers, None, listener.name
+                self.cluster_id, self.config, self.driver, self.controller, self.peers, authorizer, None, listener.name
             ),
             replicas=self.replicas,
             groups=self.groups,
+            group_servicer=GroupServicer(self.groups, authorizer, None, listener.name),
+            authorizer=authorizer,
         )
         return KafkaServer(broker, listener.host, listener.port, self.metrics, self.kafka_tls.get(listener.name))
 

@@ -1,16 +1,32 @@
 """Principals: the name a caller acts under (``User:<name>``), from a certificate's distinguished
 name by Kafka's ``ssl.principal.mapping.rules``. Pure (no grpc, no I/O): raftlog/tls.py reads the
-certificate, this module names it; authorization (ACLs) and SCRAM users will use the same
-``User:<name>`` form.
+certificate, this module names it (``request_principal``); authorization (ACLs) asks only that
+function, and SCRAM users will use the same ``User:<name>`` form.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 ANONYMOUS = "User:ANONYMOUS"
 DEFAULT_MAPPING_RULES = "RULE:^CN=([^,]*).*$/$1/,DEFAULT"
+
+
+class _Identified(Protocol):
+    principal: str
+
+
+class _IdentitySource(Protocol):
+    def identity(self, context) -> _Identified: ...
+
+
+def request_principal(context, authenticator: _IdentitySource) -> str:
+    """The principal a request acts under, the one place that says it (authorization asks only
+    this): ``User:<name>`` from the client certificate by ``ssl.principal.mapping.rules`` (the
+    authenticator is raftlog.tls.PeerAuthenticator), ``User:ANONYMOUS`` without one, as Kafka."""
+    return authenticator.identity(context).principal
 
 
 class PrincipalRuleError(ValueError):

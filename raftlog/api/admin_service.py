@@ -9,7 +9,8 @@ the active controller, forwarded there when this node is not it.
 from __future__ import annotations
 
 from raftlog import config as node_config
-from raftlog.api.forwarding import forward, was_forwarded
+from raftlog.api.authorization import RequestAuthorizer
+from raftlog.api.forwarding import forward_to_controller
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.channels import Peers
@@ -35,10 +36,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         driver,
         controller: ActiveController,
         peers: Peers,
+        authorizer: RequestAuthorizer,
         metrics=None,
         listener: str | None = None,
     ):
         self._cluster_id = cluster_id
+        self._auth = authorizer
         self._listener = listener  # the listener this servicer's server binds: brokers are described by it
         self._config = config
         self._driver = driver
@@ -47,21 +50,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.metrics = metrics
 
     async def _forward_to_controller(self, method: str, request, context, timeout_s: float = 10.0):
-        """The active controller's answer when this node is not it; None when it is. `context` is
-        the gRPC call's (a call forwarded to us is never forwarded again), or None for a request
-        that came in on another protocol (the Kafka listener)."""
-        status = self._driver.status()
-        if status.leader_id == status.node_id:
-            return None
-        if status.leader_id is None or (context is not None and was_forwarded(context)):
-            raise RaftlogError("NOT_CONTROLLER", "no active controller is known; retry", status.leader_id)
-        stub = admin_pb2_grpc.AdminServiceStub(self._peers.channel(status.leader_id))
-        return await forward(getattr(stub, method), request, timeout_s)
+        """The active controller's answer when this node is not it; None when it is (forwarding.py)."""
+        return await forward_to_controller(
+            self._driver, self._peers, admin_pb2_grpc.AdminServiceStub, method, request, context, timeout_s
+        )
 
     # -- quorum and cluster -----------------------------------------------------------------
 
     @rpc("DescribeQuorum")
     async def DescribeQuorum(self, request, context):
+        self._auth.check(self._auth.caller(context), "DescribeQuorum")
         forwarded = await self._forward_to_controller("DescribeQuorum", request, context)
         if forwarded is not None:
             return forwarded
@@ -98,6 +96,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DescribeConfigs")
     async def DescribeConfigs(self, request, context):
+        self._auth.check(self._auth.caller(context), *config_api("Describe", request.resource))
         return await self.describe_configs(request)
 
     async def describe_configs(self, request: admin_pb2.DescribeConfigsRequest) -> admin_pb2.DescribeConfigsResponse:
@@ -114,6 +113,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("IncrementalAlterConfigs")
     async def IncrementalAlterConfigs(self, request, context):
+        self._auth.check(self._auth.caller(context), *config_api("Alter", request.resource))
         return await self.incremental_alter_configs(request, context)
 
     async def incremental_alter_configs(
@@ -130,6 +130,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("CreateTopic")
     async def CreateTopic(self, request, context):
+        self._auth.check(self._auth.caller(context), "CreateTopic", [request.name])
         return await self.create_topic(request, context)
 
     async def create_topic(self, request: admin_pb2.CreateTopicRequest, context=None) -> admin_pb2.CreateTopicResponse:
@@ -144,6 +145,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DeleteTopic")
     async def DeleteTopic(self, request, context):
+        self._auth.check(self._auth.caller(context), "DeleteTopic", [request.name])
         return await self.delete_topic(request, context)
 
     async def delete_topic(self, request: admin_pb2.DeleteTopicRequest, context=None) -> admin_pb2.DeleteTopicResponse:
@@ -154,6 +156,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("CreatePartitions")
     async def CreatePartitions(self, request, context):
+        self._auth.check(self._auth.caller(context), "CreatePartitions", [request.name])
         return await self.create_partitions(request, context)
 
     async def create_partitions(
@@ -167,6 +170,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("ElectLeaders")
     async def ElectLeaders(self, request, context):
+        self._auth.check(self._auth.caller(context), "ElectLeaders")
         forwarded = await self._forward_to_controller("ElectLeaders", request, context)
         if forwarded is not None:
             return forwarded
@@ -186,6 +190,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("AlterPartitionReassignments")
     async def AlterPartitionReassignments(self, request, context):
+        self._auth.check(self._auth.caller(context), "AlterPartitionReassignments")
         forwarded = await self._forward_to_controller("AlterPartitionReassignments", request, context)
         if forwarded is not None:
             return forwarded
@@ -198,6 +203,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("BenchmarkQuorum")
     async def BenchmarkQuorum(self, request, context):
+        self._auth.check(self._auth.caller(context), "BenchmarkQuorum")
         for name, value, low, high in (
             ("count", request.count, 1, MAX_BENCHMARK_WRITES),
             ("concurrency", request.concurrency, 1, MAX_BENCHMARK_CONCURRENCY),
@@ -212,6 +218,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             request.count, request.concurrency, request.payload_bytes
         )
         return admin_pb2.BenchmarkQuorumResponse(committed=committed, elapsed_s=elapsed_s, latencies_ms=latencies_ms)
+
+
+def config_api(action: str, resource: admin_pb2.ConfigResource) -> tuple[str, list[str]]:
+    """(the API name in raftlog.authorizer.required, the topics it names) of a configs request."""
+    if resource.type == "topics":
+        return f"{action}TopicConfigs", [resource.name]
+    return f"{action}BrokerConfigs", []
 
 
 def _all_partitions(image: MetadataImage) -> list[admin_pb2.TopicPartitionRef]:

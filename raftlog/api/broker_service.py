@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from raftlog.api.authorization import RequestAuthorizer, serve_authorized_partitions
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
+from raftlog.authorizer.acls import Operation, ResourceType
+from raftlog.authorizer.authorizer import Caller
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.node_ids import NO_NODE
@@ -21,10 +24,12 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         state_machine,
         replicas: ReplicaManager,
         producer_ids: ProducerIdManager,
+        authorizer: RequestAuthorizer,
         metrics=None,
         listener: str | None = None,
     ):
         self._cluster_id = cluster_id
+        self._auth = authorizer
         # The listener this servicer's server binds: Metadata gives every broker's address on it, so a
         # client inside a Docker network and one on the host each get addresses they can reach.
         self._listener = listener
@@ -36,18 +41,53 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
 
     @rpc("Produce")
     async def Produce(self, request, context):
-        return await requests.produce(self._replicas, request)
+        return await self.produce(self._auth.caller(context), request)
+
+    async def produce(self, caller: Caller, request: broker_pb2.ProduceRequest) -> broker_pb2.ProduceResponse:
+        """Produce for the topics the caller may Write (the gRPC and Kafka edges both call it)."""
+        return await serve_authorized_partitions(
+            self._auth,
+            caller,
+            "Produce",
+            request,
+            lambda r: requests.produce(self._replicas, r),
+            broker_pb2.ProduceResponse,
+            broker_pb2.PartitionProduceResult,
+        )
 
     @rpc("Fetch")
     async def Fetch(self, request, context):
-        return await requests.fetch(self._replicas, request)
+        return await self.fetch(self._auth.caller(context), request)
+
+    async def fetch(self, caller: Caller, request: broker_pb2.FetchRequest) -> broker_pb2.FetchResponse:
+        return await serve_authorized_partitions(
+            self._auth,
+            caller,
+            "Fetch",
+            request,
+            lambda r: requests.fetch(self._replicas, r),
+            broker_pb2.FetchResponse,
+            broker_pb2.FetchPartitionResult,
+        )
 
     @rpc("ListOffsets")
     async def ListOffsets(self, request, context):
-        return await requests.list_offsets(self._replicas, request)
+        return await self.list_offsets(self._auth.caller(context), request)
+
+    async def list_offsets(self, caller: Caller, request: broker_pb2.ListOffsetsRequest):
+        return await serve_authorized_partitions(
+            self._auth,
+            caller,
+            "ListOffsets",
+            request,
+            lambda r: requests.list_offsets(self._replicas, r),
+            broker_pb2.ListOffsetsResponse,
+            broker_pb2.ListOffsetsResult,
+        )
 
     @rpc("InitProducerId")
     async def InitProducerId(self, request, context):
+        self._auth.check(self._auth.caller(context), "InitProducerId")
         return await self.init_producer_id()
 
     async def init_producer_id(self) -> broker_pb2.InitProducerIdResponse:
@@ -55,10 +95,12 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
 
     @rpc("Metadata")
     async def Metadata(self, request, context):
-        return await self.metadata(request)
+        return await self.metadata(self._auth.caller(context), request)
 
-    async def metadata(self, request: broker_pb2.MetadataRequest) -> broker_pb2.MetadataResponse:
-        """Metadata with every broker's address on this servicer's listener (gRPC and Kafka edges)."""
+    async def metadata(self, caller: Caller, request: broker_pb2.MetadataRequest) -> broker_pb2.MetadataResponse:
+        """Metadata with every broker's address on this servicer's listener (gRPC and Kafka edges).
+        A listing leaves out the topics the caller may not Describe; a topic it names and may not
+        Describe is answered TOPIC_AUTHORIZATION_FAILED (whether or not it exists, as Kafka)."""
         await await_applied(self._driver, request.min_metadata_offset)
         image: MetadataImage = self._state_machine.image
         leader_id = self._driver.status().leader_id
@@ -78,10 +120,17 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
                     fenced=broker.fenced,
                 )
             )
-        names = list(request.topics) or sorted(image.topic_ids)
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
-        for name in names:
-            response.topics.append(_topic_metadata(image, name, live))
+        if not request.topics:
+            for name in self._auth.visible(caller, Operation.DESCRIBE, ResourceType.TOPIC, sorted(image.topic_ids)):
+                response.topics.append(_topic_metadata(image, name, live))
+            return response
+        denied = self._auth.denied_topics(caller, "Metadata", request.topics)
+        for name in request.topics:
+            if name in denied:
+                response.topics.append(broker_pb2.TopicMetadata(name=name, error_reason="TOPIC_AUTHORIZATION_FAILED"))
+            else:
+                response.topics.append(_topic_metadata(image, name, live))
         return response
 
 

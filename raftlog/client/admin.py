@@ -7,13 +7,23 @@ from typing import Any
 
 import grpc
 
+from raftlog.authorizer.acls import AclBinding, AclFilter
 from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.connection import Connection, retried_by_admin
 from raftlog.errors import RaftlogError
 from raftlog.limits import ADMIN_RETRY_BACKOFF_S
 from raftlog.tls import ClientSecurity
-from raftlog.v1 import admin_pb2, admin_pb2_grpc, broker_pb2, broker_pb2_grpc, group_pb2, group_pb2_grpc
+from raftlog.v1 import (
+    acls_pb2,
+    acls_pb2_grpc,
+    admin_pb2,
+    admin_pb2_grpc,
+    broker_pb2,
+    broker_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
+)
 
 ENTITY_TYPES = ("brokers", "topics")
 
@@ -82,7 +92,10 @@ class Admin:
     def _wait_for_leaders(self, name: str) -> None:
         deadline = time.monotonic() + self._connection.timeout_s
         while time.monotonic() < deadline:
-            topics = [t for t in self.metadata([name]).topics if t.name == name and not t.error_reason]
+            answer = [t for t in self.metadata([name]).topics if t.name == name]
+            if any(t.error_reason == "TOPIC_AUTHORIZATION_FAILED" for t in answer):
+                return  # created, but this principal may not Describe it (Create does not imply Describe)
+            topics = [t for t in answer if not t.error_reason]
             if topics and topics[0].partitions and all(p.leader >= 0 for p in topics[0].partitions):
                 return
             time.sleep(ADMIN_RETRY_BACKOFF_S)
@@ -107,7 +120,7 @@ class Admin:
         described = []
         for topic in response.topics:
             if topic.error_reason:
-                raise RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
+                raise _topic_error(topic)
             configs = {c["name"]: c["value"] for c in self.describe_configs("topics", topic.name)}
             described.append(_topic_dict(topic, configs))
         return described
@@ -221,6 +234,29 @@ class Admin:
             resource=admin_pb2.ConfigResource(type=entity_type, name=entity_name), ops=ops, validate_only=validate_only
         )
         return self._write("IncrementalAlterConfigs", request).offset
+
+    # -- ACLs (kafka-acls; the cluster needs authorizer.class.name, else SECURITY_DISABLED) -----
+
+    def _acl_call(self, method: str, request):
+        return self._connection.call(acls_pb2_grpc.AclServiceStub, method, request)
+
+    def create_acls(self, bindings: list[AclBinding]) -> int:
+        """Adds the bindings (one committed change; existing ones are left as they are); returns its offset."""
+        response = self._acl_call("CreateAcls", acls_pb2.CreateAclsRequest(bindings=[b.to_pb() for b in bindings]))
+        self._seen_offset = max(self._seen_offset, response.offset)
+        return response.offset
+
+    def describe_acls(self, acl_filter: AclFilter | None = None) -> list[AclBinding]:
+        request = acls_pb2.DescribeAclsRequest(
+            filter=(acl_filter or AclFilter()).to_pb(), min_metadata_offset=self._seen_offset
+        )
+        return [AclBinding.from_pb(b) for b in self._acl_call("DescribeAcls", request).bindings]
+
+    def delete_acls(self, filters: list[AclFilter]) -> list[AclBinding]:
+        """Removes every binding one of the filters matches; returns the removed ones."""
+        response = self._acl_call("DeleteAcls", acls_pb2.DeleteAclsRequest(filters=[f.to_pb() for f in filters]))
+        self._seen_offset = max(self._seen_offset, response.offset)
+        return [AclBinding.from_pb(b) for b in response.deleted]
 
     def benchmark_quorum(
         self, count: int, concurrency: int, payload_bytes: int = 64
@@ -372,7 +408,7 @@ class Admin:
         leaders: dict[tuple[str, int], int] = {}
         for topic in metadata.topics:
             if topic.error_reason:
-                raise RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
+                raise _topic_error(topic)
             for p in topic.partitions:
                 leaders[(topic.name, p.partition)] = p.leader
         grouped: dict[str, list[tuple[str, int]]] = {}
@@ -435,6 +471,12 @@ def _tp_pb(partitions: list[tuple[str, int]]) -> list[group_pb2.TopicPartitions]
 
 def _tp_list(items) -> list[list]:
     return [[tp.topic, p] for tp in items for p in tp.partitions]
+
+
+def _topic_error(topic: broker_pb2.TopicMetadata) -> RaftlogError:
+    if topic.error_reason == "TOPIC_AUTHORIZATION_FAILED":
+        return RaftlogError(topic.error_reason, f"this client's principal may not describe topic {topic.name!r}")
+    return RaftlogError.from_reason(topic.error_reason, f"topic {topic.name!r} does not exist")
 
 
 def _raise_first(results) -> None:

@@ -40,7 +40,7 @@ class ClusterMetadata:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._brokers: dict[int, str] = {}
         self._partitions: dict[str, list[PartitionLeader]] = {}
-        self._unknown_topics: set[str] = set()
+        self._topic_errors: dict[str, str] = {}  # topic -> the error its latest metadata answer gave
         self._last_refresh = 0.0
         self._stale = False  # a caller saw a routing error: refresh before the next lookup
         self._last_answered: str | None = None
@@ -73,10 +73,10 @@ class ClusterMetadata:
 
     def _apply_topic(self, topic: broker_pb2.TopicMetadata) -> None:
         if topic.error_reason:
-            self._unknown_topics.add(topic.name)
+            self._topic_errors[topic.name] = topic.error_reason
             self._partitions.pop(topic.name, None)
             return
-        self._unknown_topics.discard(topic.name)
+        self._topic_errors.pop(topic.name, None)
         # Epochs start again for a topic deleted and created anew (a new topic id).
         same_topic = self._topic_ids.get(topic.name) == topic.topic_id
         known = self._partitions.get(topic.name, []) if same_topic else []
@@ -115,6 +115,9 @@ class ClusterMetadata:
         elif self._stale:
             await self.refresh(list(self._partitions))
         if topic not in self._partitions:
+            reason = self._topic_errors.get(topic, "UNKNOWN_TOPIC_OR_PARTITION")
+            if reason == "TOPIC_AUTHORIZATION_FAILED":
+                raise RaftlogError(reason, f"this client's principal may not describe topic {topic!r}")
             raise RaftlogError("UNKNOWN_TOPIC_OR_PARTITION", f"topic {topic!r} does not exist")
         return self._partitions[topic]
 

@@ -3,7 +3,8 @@
 Each node gets two listeners, both SSL: ``INTERNAL`` on its cluster port (Raft, controller and
 replica traffic, mutual TLS with node certificates; it is the node's voter address) and
 ``CLIENT`` on the cluster port + ``CLIENT_PORT_OFFSET`` (client APIs only; a client certificate is
-required, ``ssl.client.auth=required``, so every caller has a principal). ``<data-dir>/tls/`` holds
+required, ``ssl.client.auth=required``, so every caller has a principal). ACLs are on
+(``authorizer.class.name``) with ``User:admin`` the one super user. ``<data-dir>/tls/`` holds
 the CA and the certificates (raftlog/cluster/certificates.py), ``<data-dir>/client.properties``
 what a client needs (``--command-config``: the CA and the admin certificate). With Kafka protocol
 listeners, each is SSL too (``KAFKA:SSL``, the same certificates and ``ssl.client.auth``), and
@@ -18,6 +19,7 @@ from raftlog.cluster.certificates import LocalCA
 
 CLIENT_PORT_OFFSET = 50  # below the metrics ports (cluster port + 100)
 ADMIN_NAME = "admin"
+AUTHORIZER_CLASS_NAME = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 
 class SecureLayout:
@@ -42,6 +44,27 @@ class SecureLayout:
             f"(librdkafka's names): kcat -F {self.kafka_properties_path} -b ...\n"
             + "".join(f"{key}={value}\n" for key, value in self.kafka_client_settings().items())
         )
+
+    @staticmethod
+    def issue_user(data_dir: Path, name: str) -> Path:
+        """A client certificate for ``User:<name>`` from the cluster's CA, and
+        ``<data-dir>/<name>.properties`` for ``--command-config``; returns that file's path."""
+        tls_dir = data_dir / "tls"
+        ca = LocalCA(tls_dir)
+        if not ca.ca.certificate.exists():
+            raise FileNotFoundError(
+                f"{tls_dir} has no CA: run `raftlog cluster up --secure --data-dir {data_dir}` first"
+            )
+        issued = ca.issue(name, name)
+        path = data_dir / f"{name}.properties"
+        path.write_text(
+            f"# User:{name}, written by raftlog cluster certificate\n"
+            "security.protocol=SSL\n"
+            f"ssl.truststore.location={ca.ca.certificate}\n"
+            f"ssl.certificate.location={issued.certificate}\n"
+            f"ssl.key.location={issued.key}\n"
+        )
+        return path
 
     def client_properties(self) -> dict[str, str]:
         return {
@@ -81,4 +104,8 @@ class SecureLayout:
             "ssl.key.location": str(issued.key),
             "ssl.truststore.location": str(self.ca.ca.certificate),
             "ssl.client.auth": "required",
+            # ACLs on, with the admin certificate's principal a super user (nodes may do ClusterAction
+            # by their certificates): other principals may do only what bindings allow.
+            "authorizer.class.name": AUTHORIZER_CLASS_NAME,
+            "super.users": f"User:{ADMIN_NAME}",
         }

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftlog import config as node_config
+from raftlog.authorizer.acls import AclBinding, AclFilter
 from raftlog.broker.clock_skew import BrokerClocks
-from raftlog.controller import decisions, leader_balance, topics
+from raftlog.controller import acls, decisions, leader_balance, topics
 from raftlog.controller import partitions as partition_rules
 from raftlog.errors import RaftlogError
 from raftlog.limits import (
@@ -440,6 +441,22 @@ class ActiveController:
     ) -> int:
         offset, _ = await self._decide(lambda image: decisions.alter_configs(image, resource, ops), validate_only)
         return offset
+
+    async def create_acls(self, bindings: list[AclBinding]) -> int:
+        offset, _ = await self._decide(lambda image: acls.create_acls(image, bindings))
+        return offset
+
+    async def delete_acls(self, filters: list[AclFilter]) -> tuple[int, list[AclBinding]]:
+        """(the offset, the bindings removed)."""
+        deleted: list[AclBinding] = []
+
+        def decide(image: MetadataImage):
+            new_records, doomed = acls.delete_acls(image, filters)
+            deleted[:] = doomed
+            return new_records
+
+        offset, _ = await self._decide(decide)
+        return offset, deleted
 
     async def create_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str], validate_only: bool

@@ -3,6 +3,8 @@ IncrementalAlterConfigs and CreatePartitions. Translation only, as in handlers.p
 becomes the protobuf request the AdminServicer takes (the gRPC AdminService's own methods,
 forwarded to the active controller as over gRPC), and each resource or topic is answered with its
 own Kafka error code (Kafka's per-resource model: one bad resource does not fail the others).
+Each resource is authorized alone, as Kafka does (raftlog.authorizer.required: DescribeConfigs /
+AlterConfigs on the topic, or on the cluster for a broker resource; Alter on a topic to grow it).
 
 Writes wait until this node has applied them, so a DescribeConfigs or Metadata sent to the same
 broker next sees the change (as CreateTopics does).
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from raftlog.api.admin_service import config_api
 from raftlog.api.reads import await_applied
 from raftlog.errors import RaftlogError
 from raftlog.kafka.errors import code_of_error
@@ -22,6 +25,7 @@ from raftlog.kafka.protocol import NO_THROTTLE, build, response_types
 from raftlog.v1 import admin_pb2
 
 if TYPE_CHECKING:
+    from raftlog.authorizer.authorizer import Caller
     from raftlog.kafka.handlers import KafkaBroker
 
 # Kafka's ConfigResource types, by raftlog's entity type names (a broker resource named "" is the
@@ -90,7 +94,10 @@ async def _resource_results(types: Any, request, alter) -> tuple:
     return tuple(await asyncio.gather(*(answer(resource) for resource in request.resources)))
 
 
-async def _alter(broker: KafkaBroker, resource: admin_pb2.ConfigResource, ops, validate_only: bool) -> None:
+async def _alter(
+    broker: KafkaBroker, caller: Caller, resource: admin_pb2.ConfigResource, ops, validate_only: bool
+) -> None:
+    broker.authorizer.check(caller, *config_api("Alter", resource))
     answer = await broker.admin.incremental_alter_configs(
         admin_pb2.IncrementalAlterConfigsRequest(resource=resource, ops=ops, validate_only=validate_only)
     )
@@ -101,15 +108,15 @@ async def _alter(broker: KafkaBroker, resource: admin_pb2.ConfigResource, ops, v
 # -- DescribeConfigs ----------------------------------------------------------------------------
 
 
-async def describe_configs(broker: KafkaBroker, request, version: int):
+async def describe_configs(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(32, version)
     results = []
     for resource in request.resources:
         try:
+            config_resource = _resource(resource.resource_type, resource.resource_name)
+            broker.authorizer.check(caller, *config_api("Describe", config_resource))
             answer = await broker.admin.describe_configs(
-                admin_pb2.DescribeConfigsRequest(
-                    resource=_resource(resource.resource_type, resource.resource_name), include_static=True
-                )
+                admin_pb2.DescribeConfigsRequest(resource=config_resource, include_static=True)
             )
             wanted = set(resource.configuration_keys) if resource.configuration_keys is not None else None
             configs = tuple(
@@ -145,7 +152,7 @@ async def describe_configs(broker: KafkaBroker, request, version: int):
 # -- IncrementalAlterConfigs and AlterConfigs -------------------------------------------------------
 
 
-async def incremental_alter_configs(broker: KafkaBroker, request, version: int):
+async def incremental_alter_configs(broker: KafkaBroker, request, version: int, caller: Caller):
     """Each resource's operations as one IncrementalAlterConfigs of the AdminService (all of a
     resource's changes commit together or not at all). APPEND and SUBTRACT, which Kafka applies to
     list-valued configs, are refused: INVALID_CONFIG, as Kafka answers them for other configs."""
@@ -162,13 +169,14 @@ async def incremental_alter_configs(broker: KafkaBroker, request, version: int):
                     "supported; SET (0) the whole value instead",
                 )
             ops.append(admin_pb2.AlterConfigOp(name=config.name, op=operation, value=config.value or ""))
-        await _alter(broker, _resource(resource.resource_type, resource.resource_name), ops, request.validate_only)
+        target = _resource(resource.resource_type, resource.resource_name)
+        await _alter(broker, caller, target, ops, request.validate_only)
 
     responses = await _resource_results(types, request, alter)
     return build(types.IncrementalAlterConfigsResponse, throttle_time=NO_THROTTLE, responses=responses)
 
 
-async def alter_configs(broker: KafkaBroker, request, version: int):
+async def alter_configs(broker: KafkaBroker, request, version: int, caller: Caller):
     """The legacy AlterConfigs: the configs given become the resource's whole set of dynamic
     configs, so the ones set on it now and not given are deleted (Kafka's semantics), in the same
     change. A config given with a null value is deleted too."""
@@ -176,6 +184,8 @@ async def alter_configs(broker: KafkaBroker, request, version: int):
 
     async def alter(resource) -> None:
         target = _resource(resource.resource_type, resource.resource_name)
+        # AlterConfigs alone is needed (as Kafka): the current dynamic configs are read on its behalf
+        broker.authorizer.check(caller, *config_api("Alter", target))
         current = await broker.admin.describe_configs(
             admin_pb2.DescribeConfigsRequest(resource=target, include_static=False)
         )
@@ -192,7 +202,7 @@ async def alter_configs(broker: KafkaBroker, request, version: int):
             if given.get(name) is None
         ]
         if ops:  # an empty set on a resource with no dynamic configs changes nothing
-            await _alter(broker, target, ops, request.validate_only)
+            await _alter(broker, caller, target, ops, request.validate_only)
 
     responses = await _resource_results(types, request, alter)
     return build(types.AlterConfigsResponse, throttle_time=NO_THROTTLE, responses=responses)
@@ -201,7 +211,7 @@ async def alter_configs(broker: KafkaBroker, request, version: int):
 # -- CreatePartitions ------------------------------------------------------------------------------
 
 
-async def create_partitions(broker: KafkaBroker, request, version: int):
+async def create_partitions(broker: KafkaBroker, request, version: int, caller: Caller):
     """Grows each topic to `count` partitions through AdminServicer.create_partitions (the
     controller places the new replicas; manual assignments are refused, as in CreateTopics)."""
     types = response_types(37, version)
@@ -214,6 +224,7 @@ async def create_partitions(broker: KafkaBroker, request, version: int):
                 raise RaftlogError("INVALID_REQUEST", f"topic {topic.name!r} appears more than once")
             if topic.assignments:
                 raise RaftlogError("INVALID_REPLICA_ASSIGNMENT", "manual replica assignments are not supported")
+            broker.authorizer.check(caller, "CreatePartitions", [topic.name])
             answer = await broker.admin.create_partitions(
                 admin_pb2.CreatePartitionsRequest(
                     name=topic.name, total_count=topic.count, validate_only=request.validate_only

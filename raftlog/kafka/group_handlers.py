@@ -2,7 +2,9 @@
 the gRPC GroupService uses): the classic protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 whose rules are ``raftlog.groups.classic``), ConsumerGroupHeartbeat (KIP-848, the consumer-type
 groups of ``raftlog.groups.group``), and ListGroups, DescribeGroups, DeleteGroups, OffsetDelete
-for groups of both types. No rule of the groups lives here.
+for groups of both types. No rule of the groups lives here. Each checks its caller through the
+node's RequestAuthorizer by ``raftlog.authorizer.required`` before it touches a group, as Kafka
+does: Read on the group to be a member, Describe to see it, Delete to delete it or its offsets.
 
 `HANDLERS` is merged into `raftlog.kafka.handlers.HANDLERS`, what ApiVersions advertises.
 """
@@ -25,9 +27,10 @@ from raftlog.kafka.protocol import NO_THROTTLE, build, has_field, response_types
 from raftlog.v1 import group_pb2
 
 if TYPE_CHECKING:
+    from raftlog.authorizer.authorizer import Caller
     from raftlog.kafka.handlers import KafkaBroker
 
-Handler = Callable[["KafkaBroker", Any, int], Awaitable[Any]]
+Handler = Callable[["KafkaBroker", Any, int, "Caller"], Awaitable[Any]]
 
 NO_REBALANCE_TIMEOUT_MS = -1  # JoinGroup v0 has none: the session timeout stands in, as in Kafka
 
@@ -43,7 +46,8 @@ def _instance(request) -> str | None:
 # -- the classic protocol ------------------------------------------------------------------------
 
 
-async def join_group(broker: KafkaBroker, request, version: int):
+async def join_group(broker: KafkaBroker, request, version: int, caller: Caller):
+    broker.authorizer.check(caller, "JoinGroup", group=request.group_id)
     types = response_types(11, version)
     client = CURRENT_CLIENT.get()
     session_ms = _ms(request.session_timeout)
@@ -82,7 +86,8 @@ async def join_group(broker: KafkaBroker, request, version: int):
     )
 
 
-async def sync_group(broker: KafkaBroker, request, version: int):
+async def sync_group(broker: KafkaBroker, request, version: int, caller: Caller):
+    broker.authorizer.check(caller, "SyncGroup", group=request.group_id)
     types = response_types(14, version)
     answer = await broker.groups.sync_classic(
         request.group_id,
@@ -103,7 +108,8 @@ async def sync_group(broker: KafkaBroker, request, version: int):
     )
 
 
-async def heartbeat(broker: KafkaBroker, request, version: int):
+async def heartbeat(broker: KafkaBroker, request, version: int, caller: Caller):
+    broker.authorizer.check(caller, "Heartbeat", group=request.group_id)
     types = response_types(12, version)
     await broker.groups.heartbeat_classic(
         request.group_id, request.member_id, _instance(request), request.generation_id
@@ -111,7 +117,8 @@ async def heartbeat(broker: KafkaBroker, request, version: int):
     return build(types.HeartbeatResponse, throttle_time=NO_THROTTLE, error_code=ErrorCode.none)
 
 
-async def leave_group(broker: KafkaBroker, request, version: int):
+async def leave_group(broker: KafkaBroker, request, version: int, caller: Caller):
+    broker.authorizer.check(caller, "LeaveGroup", group=request.group_id)
     types = response_types(13, version)
     if has_field(request, "members"):
         leaving = [(m.member_id or "", m.group_instance_id) for m in request.members]
@@ -136,7 +143,7 @@ async def leave_group(broker: KafkaBroker, request, version: int):
 # -- KIP-848 ---------------------------------------------------------------------------------------
 
 
-async def consumer_group_heartbeat(broker: KafkaBroker, request, version: int):
+async def consumer_group_heartbeat(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(68, version)
     client = CURRENT_CLIENT.get()
     image = broker.replicas.image
@@ -165,7 +172,7 @@ async def consumer_group_heartbeat(broker: KafkaBroker, request, version: int):
         client_id=client.client_id,
     )
     try:
-        answer = await broker.groups.heartbeat(pb, client.host)
+        answer = await broker.group_servicer.heartbeat(caller, pb, client.host)
     except RaftlogError as exc:
         return build(
             types.ConsumerGroupHeartbeatResponse,
@@ -208,9 +215,9 @@ async def consumer_group_heartbeat(broker: KafkaBroker, request, version: int):
 # -- groups of both types --------------------------------------------------------------------------
 
 
-async def list_groups(broker: KafkaBroker, request, version: int):
+async def list_groups(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(16, version)
-    answer = await broker.groups.list_groups()
+    answer = await broker.group_servicer.list_groups(caller)  # the groups the caller may describe
     states = {s.lower() for s in getattr(request, "states_filter", ()) or ()}
     kinds = {t.lower() for t in getattr(request, "types_filter", ()) or ()}
     groups = tuple(
@@ -227,7 +234,7 @@ async def list_groups(broker: KafkaBroker, request, version: int):
     return build(types.ListGroupsResponse, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=groups)
 
 
-async def describe_groups(broker: KafkaBroker, request, version: int):
+async def describe_groups(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(15, version)
     described = []
     for group_id in request.groups:
@@ -242,6 +249,7 @@ async def describe_groups(broker: KafkaBroker, request, version: int):
             authorized_operations=-2147483648,  # not asked for / not computed
         )
         try:
+            broker.authorizer.check(caller, "DescribeGroups", group=group_id)
             entry, _ = await broker.groups.classic_group(group_id)
             if entry is not None and entry.classic is not None:
                 group = entry.classic
@@ -289,11 +297,12 @@ async def describe_groups(broker: KafkaBroker, request, version: int):
     return build(types.DescribeGroupsResponse, throttle_time=NO_THROTTLE, groups=tuple(described))
 
 
-async def delete_groups(broker: KafkaBroker, request, version: int):
+async def delete_groups(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(42, version)
     results = []
     for group_id in request.groups_names:
         try:
+            broker.authorizer.check(caller, "DeleteGroups", group=group_id)
             await broker.groups.delete_group(group_id)
             code = ErrorCode.none
         except RaftlogError as exc:
@@ -302,7 +311,7 @@ async def delete_groups(broker: KafkaBroker, request, version: int):
     return build(types.DeleteGroupsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
 
 
-async def offset_delete(broker: KafkaBroker, request, version: int):
+async def offset_delete(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(47, version)
     pb = group_pb2.OffsetDeleteRequest(
         group_id=request.group_id,
@@ -312,7 +321,7 @@ async def offset_delete(broker: KafkaBroker, request, version: int):
         ],
     )
     try:
-        answer = await broker.groups.delete_offsets(pb)
+        answer = await broker.group_servicer.delete_offsets(caller, pb)
     except RaftlogError as exc:  # the group's error: top level, no partitions (Kafka's getErrorResponse)
         return build(types.OffsetDeleteResponse, error_code=code_of_error(exc), throttle_time=NO_THROTTLE, topics=())
     codes = {(r.topic, r.partition): code_of(r.error_reason) for r in answer.results}

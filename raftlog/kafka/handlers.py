@@ -19,8 +19,11 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from raftlog.api.admin_service import AdminServicer
+from raftlog.api.authorization import RequestAuthorizer
 from raftlog.api.broker_service import BrokerServicer
+from raftlog.api.group_service import GroupServicer
 from raftlog.api.reads import await_applied
+from raftlog.authorizer.authorizer import Caller
 from raftlog.errors import Errors, Policy, RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from raftlog.kafka import admin_handlers, group_handlers
@@ -43,9 +46,11 @@ class KafkaBroker:
     admin: AdminServicer
     replicas: ReplicaManager
     groups: GroupCoordinator
+    group_servicer: GroupServicer
+    authorizer: RequestAuthorizer  # every handler checks through it, by raftlog.authorizer.required
 
 
-Handler = Callable[[KafkaBroker, Any, int], Awaitable[Any]]
+Handler = Callable[[KafkaBroker, Any, int, Caller], Awaitable[Any]]
 
 _GROUP_KEY_TYPE = 0
 
@@ -69,7 +74,7 @@ def _ms(delta) -> int:
 # -- ApiVersions ------------------------------------------------------------------------------
 
 
-async def api_versions(broker: KafkaBroker, request, version: int):
+async def api_versions(broker: KafkaBroker, request, version: int, caller: Caller):
     return api_versions_response(version, ErrorCode.none)
 
 
@@ -85,7 +90,7 @@ def api_versions_response(version: int, code: ErrorCode):
 # -- Metadata ---------------------------------------------------------------------------------
 
 
-async def metadata(broker: KafkaBroker, request, version: int):
+async def metadata(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(3, version)
     names: list[str] = []
     if request.topics:
@@ -94,7 +99,7 @@ async def metadata(broker: KafkaBroker, request, version: int):
             topic_id = getattr(topic, "topic_id", None)
             name = topic.name if topic.name is not None else by_id.get(topic_id, str(topic_id))
             names.append(name)
-    answer = await broker.broker.metadata(broker_pb2.MetadataRequest(topics=names))
+    answer = await broker.broker.metadata(caller, broker_pb2.MetadataRequest(topics=names))
     if request.topics is not None and not request.topics:  # an empty list asks for no topic (None: all)
         del answer.topics[:]
     brokers = tuple(
@@ -138,7 +143,7 @@ async def metadata(broker: KafkaBroker, request, version: int):
 # -- Produce, Fetch, ListOffsets ----------------------------------------------------------------
 
 
-async def produce(broker: KafkaBroker, request, version: int):
+async def produce(broker: KafkaBroker, request, version: int, caller: Caller):
     pb = broker_pb2.ProduceRequest(acks=request.acks, timeout_ms=_ms(request.timeout))
     for topic in request.topic_data:
         for data in topic.partition_data:
@@ -148,7 +153,7 @@ async def produce(broker: KafkaBroker, request, version: int):
     try:
         if request.transactional_id is not None:
             raise RaftlogError("INVALID_REQUEST", "transactions are not supported")
-        results = list((await requests.produce(broker.replicas, pb)).results)
+        results = list((await broker.broker.produce(caller, pb)).results)
     except RaftlogError as exc:  # the whole request: every partition answers with it
         results = [
             broker_pb2.PartitionProduceResult(
@@ -181,7 +186,7 @@ async def produce(broker: KafkaBroker, request, version: int):
     return build(types.ProduceResponse, responses=responses, throttle_time=NO_THROTTLE)
 
 
-async def fetch(broker: KafkaBroker, request, version: int):
+async def fetch(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(1, version)
     if getattr(request, "replica_id", -1) >= 0:
         raise RaftlogError("INVALID_REQUEST", "followers fetch through raftlog's ReplicationService, not Kafka's Fetch")
@@ -199,7 +204,7 @@ async def fetch(broker: KafkaBroker, request, version: int):
                     current_leader_epoch=getattr(p, "current_leader_epoch", -1),
                 )
             )
-    answer = await requests.fetch(broker.replicas, pb)
+    answer = await broker.broker.fetch(caller, pb)
 
     def entry(r):
         ok = not r.error_reason
@@ -225,7 +230,7 @@ async def fetch(broker: KafkaBroker, request, version: int):
     )
 
 
-async def list_offsets(broker: KafkaBroker, request, version: int):
+async def list_offsets(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(2, version)
     pb = broker_pb2.ListOffsetsRequest(
         partitions=[
@@ -234,7 +239,7 @@ async def list_offsets(broker: KafkaBroker, request, version: int):
             for p in topic.partitions
         ]
     )
-    answer = await requests.list_offsets(broker.replicas, pb)
+    answer = await broker.broker.list_offsets(caller, pb)
 
     def entry(r):
         ok = not r.error_reason
@@ -254,7 +259,7 @@ async def list_offsets(broker: KafkaBroker, request, version: int):
     return build(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=topics)
 
 
-async def offset_for_leader_epoch(broker: KafkaBroker, request, version: int):
+async def offset_for_leader_epoch(broker: KafkaBroker, request, version: int, caller: Caller):
     """Where each asked leader epoch ends in the partition leader's log (Partition.epoch_end_offset):
     librdkafka asks it after a leader change, before it fetches again, to learn whether the records
     below its position survived (KIP-320)."""
@@ -266,9 +271,17 @@ async def offset_for_leader_epoch(broker: KafkaBroker, request, version: int):
         for topic in request.topics
         for p in topic.partitions
     ]
-    answers = await requests.epoch_end_offsets(broker.replicas, asked)
+    # Describe on each topic (as Kafka); a topic the caller may not describe answers per partition.
+    denied = broker.authorizer.denied_topics(caller, "OffsetForLeaderEpoch", (a[0] for a in asked))
+    served = [a for a in asked if a[0] not in denied]
+    answers = iter(await requests.epoch_end_offsets(broker.replicas, served))
     by_topic: dict[str, list] = {}
-    for (topic, partition, _, _), answer in zip(asked, answers):
+    for topic, partition, _, _ in asked:
+        answer = (
+            RaftlogError("TOPIC_AUTHORIZATION_FAILED", f"{caller.principal} may not Describe topic {topic!r}")
+            if topic in denied
+            else next(answers)
+        )
         if isinstance(answer, RaftlogError):
             code, (epoch, end_offset) = code_of_error(answer), (-1, -1)
         else:
@@ -282,10 +295,11 @@ async def offset_for_leader_epoch(broker: KafkaBroker, request, version: int):
     return build(types.OffsetForLeaderEpochResponse, throttle_time=NO_THROTTLE, topics=topics)
 
 
-async def init_producer_id(broker: KafkaBroker, request, version: int):
+async def init_producer_id(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(22, version)
     if request.transactional_id is not None:
         raise RaftlogError("INVALID_REQUEST", "transactions are not supported")
+    broker.authorizer.check(caller, "InitProducerId")
     # A new id at epoch 0, also for a producer asking to bump its epoch (KIP-360): an idempotent
     # producer takes any id it is given and starts its sequences again.
     answer = await broker.broker.init_producer_id()
@@ -301,11 +315,12 @@ async def init_producer_id(broker: KafkaBroker, request, version: int):
 # -- topics, configs, cluster ----------------------------------------------------------------------
 
 
-async def create_topics(broker: KafkaBroker, request, version: int):
+async def create_topics(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(19, version)
 
     async def create(topic):
         try:
+            broker.authorizer.check(caller, "CreateTopic", [topic.name])
             if topic.assignments:
                 raise RaftlogError("INVALID_REPLICA_ASSIGNMENT", "manual replica assignments are not supported")
             answer = await broker.admin.create_topic(
@@ -347,11 +362,12 @@ async def create_topics(broker: KafkaBroker, request, version: int):
     return build(types.CreateTopicsResponse, throttle_time=NO_THROTTLE, topics=tuple(results))
 
 
-async def delete_topics(broker: KafkaBroker, request, version: int):
+async def delete_topics(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(20, version)
 
     async def delete(name: str):
         try:
+            broker.authorizer.check(caller, "DeleteTopic", [name])
             answer = await broker.admin.delete_topic(admin_pb2.DeleteTopicRequest(name=name))
             await await_applied(broker.driver, answer.offset)
             return build(types.DeletableTopicResult, name=name, error_code=ErrorCode.none, error_message=None)
@@ -364,7 +380,7 @@ async def delete_topics(broker: KafkaBroker, request, version: int):
     return build(types.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
 
 
-async def describe_cluster(broker: KafkaBroker, request, version: int):
+async def describe_cluster(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(60, version)
     if getattr(request, "endpoint_type", 1) != 1:  # 1: brokers; 2: controllers (not offered)
         raise RaftlogError("UNSUPPORTED_VERSION", "only broker endpoints are described")
@@ -391,7 +407,7 @@ async def describe_cluster(broker: KafkaBroker, request, version: int):
     )
 
 
-async def find_coordinator(broker: KafkaBroker, request, version: int):
+async def find_coordinator(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(10, version)
     keys = tuple(request.coordinator_keys) if has_field(request, "coordinator_keys") else (request.key,)
 
@@ -399,6 +415,7 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
         try:
             if getattr(request, "key_type", _GROUP_KEY_TYPE) != _GROUP_KEY_TYPE:  # v0 has only group keys
                 raise RaftlogError("INVALID_REQUEST", "only group coordinators exist (no transactions)")
+            broker.authorizer.check(caller, "FindCoordinator", group=key)
             answer = await broker.groups.find_coordinator(key, broker.listener)
             return dict(
                 node_id=answer.node_id,
@@ -426,7 +443,7 @@ async def find_coordinator(broker: KafkaBroker, request, version: int):
 # -- offsets of groups ---------------------------------------------------------------------------
 
 
-async def offset_commit(broker: KafkaBroker, request, version: int):
+async def offset_commit(broker: KafkaBroker, request, version: int, caller: Caller):
     """Commits through the GroupCoordinator: a classic group member's commit is fenced by its
     generation (and group.instance.id); a consumer outside the group protocol (assign(),
     generation -1 and no member id) commits as over gRPC."""
@@ -448,7 +465,7 @@ async def offset_commit(broker: KafkaBroker, request, version: int):
                 )
             )
     try:
-        answer = await broker.groups.commit(pb, getattr(request, "group_instance_id", None))
+        answer = await broker.group_servicer.commit(caller, pb, getattr(request, "group_instance_id", None))
         codes = {(r.topic, r.partition): code_of(r.error_reason) for r in answer.results}
     except RaftlogError as exc:  # the group's error (NOT_COORDINATOR, UNKNOWN_MEMBER_ID, ...): every partition's
         codes = {(o.topic, o.partition): code_of_error(exc) for o in pb.offsets}
@@ -470,13 +487,13 @@ async def offset_commit(broker: KafkaBroker, request, version: int):
     return build(types.OffsetCommitResponse, throttle_time=NO_THROTTLE, topics=topics)
 
 
-async def offset_fetch(broker: KafkaBroker, request, version: int):
+async def offset_fetch(broker: KafkaBroker, request, version: int, caller: Caller):
     types = response_types(9, version)
     pb = group_pb2.OffsetFetchRequest(group_id=request.group_id)
     for topic in request.topics or ():
         pb.partitions.append(group_pb2.TopicPartitions(topic=topic.name, partitions=list(topic.partition_indexes)))
     try:
-        answer = await broker.groups.fetch_offsets(pb)
+        answer = await broker.group_servicer.fetch_offsets(caller, pb)
         error = ErrorCode.none
         offsets = list(answer.offsets)
     except RaftlogError as exc:

@@ -22,6 +22,7 @@ import time
 
 from kio.schema.errors import ErrorCode
 
+from raftlog.authorizer.authorizer import Caller
 from raftlog.errors import RaftlogError
 from raftlog.kafka import handlers
 from raftlog.kafka.client_info import CURRENT_CLIENT, ClientInfo
@@ -39,6 +40,7 @@ from raftlog.kafka.protocol import (
     error_response,
 )
 from raftlog.limits import KAFKA_MAX_FRAME_BYTES, KAFKA_MAX_IN_FLIGHT_PER_CONNECTION, KAFKA_TLS_HANDSHAKE_TIMEOUT_S
+from raftlog.principals import ANONYMOUS
 from raftlog.tls import SocketServerTls
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class KafkaServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else str(peer)
+        # Without SASL every caller is User:ANONYMOUS (Kafka's PLAINTEXT principal), from its host.
+        caller = Caller(ANONYMOUS, host)
         # Answers in the order the requests came: each request's answer is a task, queued as it
         # is read; the sender writes them from the queue's head. Only Produce requests overlap
         # (a producer pipelining acks=all batches would otherwise wait a replication round trip
@@ -112,7 +116,7 @@ class KafkaServer:
                     await answers.join()
                 # The answer's task copies this context: the group APIs record members with it.
                 CURRENT_CLIENT.set(ClientInfo(request.client_id or "", host))
-                await answers.put(asyncio.create_task(self._answer(request)))
+                await answers.put(asyncio.create_task(self._answer(request, caller)))
                 if not overlaps:
                     await answers.join()
             await answers.join()  # the client may still read the answers to what it sent
@@ -178,7 +182,7 @@ class KafkaServer:
             if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 reading.cancel()
 
-    async def _answer(self, request: RequestFrame) -> bytes | None:
+    async def _answer(self, request: RequestFrame, caller: Caller) -> bytes | None:
         """The response frame to one request, None for none (acks=0); closes nothing itself."""
         key, version = request.api_key, request.api_version
         if request.body is None:
@@ -190,7 +194,7 @@ class KafkaServer:
         if self._metrics:
             self._metrics.request_started(name)
         try:
-            body = await handler(self._broker, request.body, version)
+            body = await handler(self._broker, request.body, version, caller)
         except CloseConnection:
             failure = "CLOSED"
             raise

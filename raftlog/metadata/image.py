@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from raftlog.authorizer.acls import AclBinding
 from raftlog.node_ids import NO_NODE
 from raftlog.v1 import metadata_pb2 as pb
 
@@ -112,6 +113,9 @@ class MetadataImage:
         self.topics_by_id: dict[bytes, TopicInfo] = {}
         self.topic_ids: dict[str, bytes] = {}  # name -> id
         self.next_producer_id = 0
+        # ACL bindings by id. Replaced, never changed in place, on every ACL change, so an
+        # authorizer built from one dict stays valid for it (raftlog/api/authorization.py).
+        self.acls: dict[bytes, AclBinding] = {}
 
     def topic(self, name: str) -> TopicInfo | None:
         topic_id = self.topic_ids.get(name)
@@ -147,6 +151,7 @@ class MetadataImage:
         }
         image.topic_ids = dict(self.topic_ids)
         image.next_producer_id = self.next_producer_id
+        image.acls = self.acls  # copied on write
         return image
 
     def _apply_record(self, offset: int, record: pb.MetadataRecord) -> None:
@@ -167,6 +172,10 @@ class MetadataImage:
             self._change_partition(record.partition_change)
         elif kind == "producer_ids":
             self.next_producer_id = max(self.next_producer_id, record.producer_ids.next_producer_id)
+        elif kind == "access_control_entry":
+            self._add_acl(record.access_control_entry)
+        elif kind == "remove_access_control_entry":
+            self.acls = {i: b for i, b in self.acls.items() if i != record.remove_access_control_entry.id}
         # no_op and unknown (newer) record kinds change nothing
 
     def _register_broker(self, offset: int, record: pb.RegisterBrokerRecord) -> None:
@@ -225,6 +234,10 @@ class MetadataImage:
                 updates[field_name] = tuple(getattr(change, field_name).values)
         topic.partitions[change.partition] = replace(current, **updates)
 
+    def _add_acl(self, record: pb.AccessControlEntryRecord) -> None:
+        assert len(record.id) == 16, f"an ACL record's id is 16 bytes, got {len(record.id)}"
+        self.acls = {**self.acls, record.id: AclBinding.from_pb(record.binding)}
+
     def dynamic_config(self, resource_type: str, resource_name: str) -> dict[str, str]:
         return dict(self.configs.get((resource_type, resource_name), {}))
 
@@ -241,6 +254,8 @@ class MetadataImage:
                 snapshot.configs.append(
                     pb.ConfigRecord(resource_type=resource_type, resource_name=resource_name, name=name, value=value)
                 )
+        for acl_id, binding in sorted(self.acls.items()):
+            snapshot.acls.append(pb.AccessControlEntryRecord(id=acl_id, binding=binding.to_pb()))
         return snapshot.SerializeToString()
 
     @classmethod
@@ -267,4 +282,6 @@ class MetadataImage:
         for partition in snapshot.partitions:
             image._set_partition(PartitionInfo.from_record(partition))
         image.next_producer_id = snapshot.next_producer_id
+        for acl in snapshot.acls:
+            image._add_acl(acl)
         return image

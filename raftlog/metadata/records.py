@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from raftlog.v1 import acls_pb2
 from raftlog.v1 import metadata_pb2 as pb
 
 
@@ -105,3 +106,11 @@ def producer_ids(broker_id: int, broker_epoch: int, next_producer_id: int) -> pb
             broker_id=broker_id, broker_epoch=broker_epoch, next_producer_id=next_producer_id
         )
     )
+
+
+def access_control_entry(acl_id: bytes, binding: acls_pb2.AclBinding) -> pb.MetadataRecord:
+    return pb.MetadataRecord(access_control_entry=pb.AccessControlEntryRecord(id=acl_id, binding=binding))
+
+
+def remove_access_control_entry(acl_id: bytes) -> pb.MetadataRecord:
+    return pb.MetadataRecord(remove_access_control_entry=pb.RemoveAccessControlEntryRecord(id=acl_id))

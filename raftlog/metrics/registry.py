@@ -99,6 +99,16 @@ class NodeMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
         )
+        # Audit (raftlog/api/authorization.py): refusals and ACL changes, each also one log line.
+        self.authorization_denied = Counter(
+            "raftlog_authorization_denied",
+            "Requests (or parts of them) refused by the authorizer, per API, operation and resource type",
+            ["api", "operation", "resource_type"],
+            registry=self.registry,
+        )
+        self.acl_changes = Counter(
+            "raftlog_acl_changes", "ACL bindings added or removed through this node", ["change"], registry=self.registry
+        )
         self._server: Any = None  # prometheus-client's WSGI server once serving
 
     def group_rebalanced(self) -> None:
@@ -120,6 +130,12 @@ class NodeMetrics:
 
     def fetched(self, topic: str, byte_count: int) -> None:
         self.bytes_out.labels(topic).inc(byte_count)
+
+    def authorization_refused(self, api: str, operation: str, resource_type: str) -> None:
+        self.authorization_denied.labels(api, operation, resource_type).inc()
+
+    def acls_changed(self, change: str, count: int) -> None:
+        self.acl_changes.labels(change).inc(count)
 
     def request_started(self, api: str) -> None:
         self.requests.labels(api).inc()

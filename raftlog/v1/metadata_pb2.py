@@ -22,43 +22,48 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from raftlog.v1 import acls_pb2 as raftlog_dot_v1_dot_acls__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19raftlog/v1/metadata.proto\x12\nraftlog.v1\"8\n\x08\x45ndpoint\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x10\n\x08listener\x18\x03 \x01(\t\"\xa0\x01\n\x14RegisterBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x02 \x01(\t\x12&\n\x08\x65ndpoint\x18\x03 \x01(\x0b\x32\x14.raftlog.v1.Endpoint\x12\x0c\n\x04rack\x18\x04 \x01(\t\x12\'\n\tlisteners\x18\x05 \x03(\x0b\x32\x14.raftlog.v1.Endpoint\"N\n\x13\x42rokerFencingRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x65nced\x18\x03 \x01(\x08\"h\n\x0c\x43onfigRecord\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"\x1d\n\nNoOpRecord\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"-\n\x0bTopicRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08topic_id\x18\x02 \x01(\x0c\"%\n\x11RemoveTopicRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\"\xc8\x01\n\x0fPartitionRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x10\n\x08replicas\x18\x03 \x03(\x05\x12\x0b\n\x03isr\x18\x04 \x03(\x05\x12\x0e\n\x06leader\x18\x05 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x06 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x17\n\x0f\x61\x64\x64ing_replicas\x18\x08 \x03(\x05\x12\x19\n\x11removing_replicas\x18\t \x03(\x05\"\x83\x02\n\x15PartitionChangeRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x13\n\x06leader\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12 \n\x03isr\x18\x04 \x01(\x0b\x32\x13.raftlog.v1.IntList\x12%\n\x08replicas\x18\x05 \x01(\x0b\x32\x13.raftlog.v1.IntList\x12,\n\x0f\x61\x64\x64ing_replicas\x18\x06 \x01(\x0b\x32\x13.raftlog.v1.IntList\x12.\n\x11removing_replicas\x18\x07 \x01(\x0b\x32\x13.raftlog.v1.IntListB\t\n\x07_leader\"\x19\n\x07IntList\x12\x0e\n\x06values\x18\x01 \x03(\x05\"V\n\x11ProducerIdsRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\x12\x18\n\x10next_producer_id\x18\x03 \x01(\x03\"\xf0\x03\n\x0eMetadataRecord\x12;\n\x0fregister_broker\x18\x01 \x01(\x0b\x32 .raftlog.v1.RegisterBrokerRecordH\x00\x12\x39\n\x0e\x62roker_fencing\x18\x02 \x01(\x0b\x32\x1f.raftlog.v1.BrokerFencingRecordH\x00\x12*\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x18.raftlog.v1.ConfigRecordH\x00\x12\'\n\x05no_op\x18\x04 \x01(\x0b\x32\x16.raftlog.v1.NoOpRecordH\x00\x12(\n\x05topic\x18\x05 \x01(\x0b\x32\x17.raftlog.v1.TopicRecordH\x00\x12\x35\n\x0cremove_topic\x18\x06 \x01(\x0b\x32\x1d.raftlog.v1.RemoveTopicRecordH\x00\x12\x30\n\tpartition\x18\x07 \x01(\x0b\x32\x1b.raftlog.v1.PartitionRecordH\x00\x12=\n\x10partition_change\x18\x08 \x01(\x0b\x32!.raftlog.v1.PartitionChangeRecordH\x00\x12\x35\n\x0cproducer_ids\x18\t \x01(\x0b\x32\x1d.raftlog.v1.ProducerIdsRecordH\x00\x42\x08\n\x06record\"<\n\rMetadataBatch\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.raftlog.v1.MetadataRecord\"\xc4\x01\n\x12\x42rokerRegistration\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x02 \x01(\t\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12&\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x14.raftlog.v1.Endpoint\x12\x0c\n\x04rack\x18\x05 \x01(\t\x12\x0e\n\x06\x66\x65nced\x18\x06 \x01(\x08\x12\'\n\tlisteners\x18\x07 \x03(\x0b\x32\x14.raftlog.v1.Endpoint\"\xf7\x01\n\x15MetadataImageSnapshot\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12/\n\x07\x62rokers\x18\x02 \x03(\x0b\x32\x1e.raftlog.v1.BrokerRegistration\x12)\n\x07\x63onfigs\x18\x03 \x03(\x0b\x32\x18.raftlog.v1.ConfigRecord\x12\'\n\x06topics\x18\x04 \x03(\x0b\x32\x17.raftlog.v1.TopicRecord\x12/\n\npartitions\x18\x05 \x03(\x0b\x32\x1b.raftlog.v1.PartitionRecord\x12\x18\n\x10next_producer_id\x18\x06 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19raftlog/v1/metadata.proto\x12\nraftlog.v1\x1a\x15raftlog/v1/acls.proto\"8\n\x08\x45ndpoint\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x10\n\x08listener\x18\x03 \x01(\t\"\xa0\x01\n\x14RegisterBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x02 \x01(\t\x12&\n\x08\x65ndpoint\x18\x03 \x01(\x0b\x32\x14.raftlog.v1.Endpoint\x12\x0c\n\x04rack\x18\x04 \x01(\t\x12\'\n\tlisteners\x18\x05 \x03(\x0b\x32\x14.raftlog.v1.Endpoint\"N\n\x13\x42rokerFencingRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x65nced\x18\x03 \x01(\x08\"h\n\x0c\x43onfigRecord\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"\x1d\n\nNoOpRecord\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"-\n\x0bTopicRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08topic_id\x18\x02 \x01(\x0c\"%\n\x11RemoveTopicRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\"\xc8\x01\n\x0fPartitionRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x10\n\x08replicas\x18\x03 \x03(\x05\x12\x0b\n\x03isr\x18\x04 \x03(\x05\x12\x0e\n\x06leader\x18\x05 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x06 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x17\n\x0f\x61\x64\x64ing_replicas\x18\x08 \x03(\x05\x12\x19\n\x11removing_replicas\x18\t \x03(\x05\"\x83\x02\n\x15PartitionChangeRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x13\n\x06leader\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12 \n\x03isr\x18\x04 \x01(\x0b\x32\x13.raftlog.v1.IntList\x12%\n\x08replicas\x18\x05 \x01(\x0b\x32\x13.raftlog.v1.IntList\x12,\n\x0f\x61\x64\x64ing_replicas\x18\x06 \x01(\x0b\x32\x13.raftlog.v1.IntList\x12.\n\x11removing_replicas\x18\x07 \x01(\x0b\x32\x13.raftlog.v1.IntListB\t\n\x07_leader\"\x19\n\x07IntList\x12\x0e\n\x06values\x18\x01 \x03(\x05\"V\n\x11ProducerIdsRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\x12\x18\n\x10next_producer_id\x18\x03 \x01(\x03\"O\n\x18\x41\x63\x63\x65ssControlEntryRecord\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\'\n\x07\x62inding\x18\x02 \x01(\x0b\x32\x16.raftlog.v1.AclBinding\",\n\x1eRemoveAccessControlEntryRecord\x12\n\n\x02id\x18\x01 \x01(\x0c\"\x89\x05\n\x0eMetadataRecord\x12;\n\x0fregister_broker\x18\x01 \x01(\x0b\x32 .raftlog.v1.RegisterBrokerRecordH\x00\x12\x39\n\x0e\x62roker_fencing\x18\x02 \x01(\x0b\x32\x1f.raftlog.v1.BrokerFencingRecordH\x00\x12*\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x18.raftlog.v1.ConfigRecordH\x00\x12\'\n\x05no_op\x18\x04 \x01(\x0b\x32\x16.raftlog.v1.NoOpRecordH\x00\x12(\n\x05topic\x18\x05 \x01(\x0b\x32\x17.raftlog.v1.TopicRecordH\x00\x12\x35\n\x0cremove_topic\x18\x06 \x01(\x0b\x32\x1d.raftlog.v1.RemoveTopicRecordH\x00\x12\x30\n\tpartition\x18\x07 \x01(\x0b\x32\x1b.raftlog.v1.PartitionRecordH\x00\x12=\n\x10partition_change\x18\x08 \x01(\x0b\x32!.raftlog.v1.PartitionChangeRecordH\x00\x12\x35\n\x0cproducer_ids\x18\t \x01(\x0b\x32\x1d.raftlog.v1.ProducerIdsRecordH\x00\x12\x44\n\x14\x61\x63\x63\x65ss_control_entry\x18\x14 \x01(\x0b\x32$.raftlog.v1.AccessControlEntryRecordH\x00\x12Q\n\x1bremove_access_control_entry\x18\x15 \x01(\x0b\x32*.raftlog.v1.RemoveAccessControlEntryRecordH\x00\x42\x08\n\x06record\"<\n\rMetadataBatch\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.raftlog.v1.MetadataRecord\"\xc4\x01\n\x12\x42rokerRegistration\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x02 \x01(\t\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12&\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x14.raftlog.v1.Endpoint\x12\x0c\n\x04rack\x18\x05 \x01(\t\x12\x0e\n\x06\x66\x65nced\x18\x06 \x01(\x08\x12\'\n\tlisteners\x18\x07 \x03(\x0b\x32\x14.raftlog.v1.Endpoint\"\xab\x02\n\x15MetadataImageSnapshot\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12/\n\x07\x62rokers\x18\x02 \x03(\x0b\x32\x1e.raftlog.v1.BrokerRegistration\x12)\n\x07\x63onfigs\x18\x03 \x03(\x0b\x32\x18.raftlog.v1.ConfigRecord\x12\'\n\x06topics\x18\x04 \x03(\x0b\x32\x17.raftlog.v1.TopicRecord\x12/\n\npartitions\x18\x05 \x03(\x0b\x32\x1b.raftlog.v1.PartitionRecord\x12\x18\n\x10next_producer_id\x18\x06 \x01(\x03\x12\x32\n\x04\x61\x63ls\x18\x14 \x03(\x0b\x32$.raftlog.v1.AccessControlEntryRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftlog.v1.metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENDPOINT']._serialized_start=41
-  _globals['_ENDPOINT']._serialized_end=97
-  _globals['_REGISTERBROKERRECORD']._serialized_start=100
-  _globals['_REGISTERBROKERRECORD']._serialized_end=260
-  _globals['_BROKERFENCINGRECORD']._serialized_start=262
-  _globals['_BROKERFENCINGRECORD']._serialized_end=340
-  _globals['_CONFIGRECORD']._serialized_start=342
-  _globals['_CONFIGRECORD']._serialized_end=446
-  _globals['_NOOPRECORD']._serialized_start=448
-  _globals['_NOOPRECORD']._serialized_end=477
-  _globals['_TOPICRECORD']._serialized_start=479
-  _globals['_TOPICRECORD']._serialized_end=524
-  _globals['_REMOVETOPICRECORD']._serialized_start=526
-  _globals['_REMOVETOPICRECORD']._serialized_end=563
-  _globals['_PARTITIONRECORD']._serialized_start=566
-  _globals['_PARTITIONRECORD']._serialized_end=766
-  _globals['_PARTITIONCHANGERECORD']._serialized_start=769
-  _globals['_PARTITIONCHANGERECORD']._serialized_end=1028
-  _globals['_INTLIST']._serialized_start=1030
-  _globals['_INTLIST']._serialized_end=1055
-  _globals['_PRODUCERIDSRECORD']._serialized_start=1057
-  _globals['_PRODUCERIDSRECORD']._serialized_end=1143
-  _globals['_METADATARECORD']._serialized_start=1146
-  _globals['_METADATARECORD']._serialized_end=1642
-  _globals['_METADATABATCH']._serialized_start=1644
-  _globals['_METADATABATCH']._serialized_end=1704
-  _globals['_BROKERREGISTRATION']._serialized_start=1707
-  _globals['_BROKERREGISTRATION']._serialized_end=1903
-  _globals['_METADATAIMAGESNAPSHOT']._serialized_start=1906
-  _globals['_METADATAIMAGESNAPSHOT']._serialized_end=2153
+  _globals['_ENDPOINT']._serialized_start=64
+  _globals['_ENDPOINT']._serialized_end=120
+  _globals['_REGISTERBROKERRECORD']._serialized_start=123
+  _globals['_REGISTERBROKERRECORD']._serialized_end=283
+  _globals['_BROKERFENCINGRECORD']._serialized_start=285
+  _globals['_BROKERFENCINGRECORD']._serialized_end=363
+  _globals['_CONFIGRECORD']._serialized_start=365
+  _globals['_CONFIGRECORD']._serialized_end=469
+  _globals['_NOOPRECORD']._serialized_start=471
+  _globals['_NOOPRECORD']._serialized_end=500
+  _globals['_TOPICRECORD']._serialized_start=502
+  _globals['_TOPICRECORD']._serialized_end=547
+  _globals['_REMOVETOPICRECORD']._serialized_start=549
+  _globals['_REMOVETOPICRECORD']._serialized_end=586
+  _globals['_PARTITIONRECORD']._serialized_start=589
+  _globals['_PARTITIONRECORD']._serialized_end=789
+  _globals['_PARTITIONCHANGERECORD']._serialized_start=792
+  _globals['_PARTITIONCHANGERECORD']._serialized_end=1051
+  _globals['_INTLIST']._serialized_start=1053
+  _globals['_INTLIST']._serialized_end=1078
+  _globals['_PRODUCERIDSRECORD']._serialized_start=1080
+  _globals['_PRODUCERIDSRECORD']._serialized_end=1166
+  _globals['_ACCESSCONTROLENTRYRECORD']._serialized_start=1168
+  _globals['_ACCESSCONTROLENTRYRECORD']._serialized_end=1247
+  _globals['_REMOVEACCESSCONTROLENTRYRECORD']._serialized_start=1249
+  _globals['_REMOVEACCESSCONTROLENTRYRECORD']._serialized_end=1293
+  _globals['_METADATARECORD']._serialized_start=1296
+  _globals['_METADATARECORD']._serialized_end=1945
+  _globals['_METADATABATCH']._serialized_start=1947
+  _globals['_METADATABATCH']._serialized_end=2007
+  _globals['_BROKERREGISTRATION']._serialized_start=2010
+  _globals['_BROKERREGISTRATION']._serialized_end=2206
+  _globals['_METADATAIMAGESNAPSHOT']._serialized_start=2209
+  _globals['_METADATAIMAGESNAPSHOT']._serialized_end=2508
 # @@protoc_insertion_point(module_scope)

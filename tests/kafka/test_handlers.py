@@ -8,6 +8,8 @@ from kio.schema.errors import ErrorCode
 from kio.schema.find_coordinator.v2.request import FindCoordinatorRequest as FindCoordinatorV2
 from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest as FindCoordinatorV4
 
+from raftlog.api.authorization import RequestAuthorizer
+from raftlog.authorizer.authorizer import AuthorizerSettings, Caller
 from raftlog.errors import RaftlogError
 from raftlog.kafka.handlers import KafkaBroker, find_coordinator
 
@@ -21,22 +23,32 @@ class FailingCoordinator:
 
 
 def broker_with(reason: str) -> KafkaBroker:
-    return KafkaBroker("c", "KAFKA", None, None, None, None, FailingCoordinator(reason))  # type: ignore[arg-type]
+    off = RequestAuthorizer(AuthorizerSettings(), None)
+    return KafkaBroker("c", "KAFKA", None, None, None, None, FailingCoordinator(reason), None, off)  # type: ignore[arg-type]
+
+
+ANONYMOUS = Caller("User:ANONYMOUS", "127.0.0.1")
 
 
 def test_a_passing_failure_to_find_the_coordinator_is_coordinator_not_available():
     # librdkafka hands NOT_CONTROLLER from FindCoordinator to the application as a consume error;
     # COORDINATOR_NOT_AVAILABLE it retries quietly.
     answer = asyncio.run(
-        find_coordinator(broker_with("NOT_CONTROLLER"), FindCoordinatorV4(key_type=0, coordinator_keys=("g",)), 4)
+        find_coordinator(
+            broker_with("NOT_CONTROLLER"), FindCoordinatorV4(key_type=0, coordinator_keys=("g",)), 4, ANONYMOUS
+        )
     )
     assert [c.error_code for c in answer.coordinators] == [ErrorCode.coordinator_not_available]
-    answer = asyncio.run(find_coordinator(broker_with("REQUEST_TIMED_OUT"), FindCoordinatorV2(key="g", key_type=0), 2))
+    answer = asyncio.run(
+        find_coordinator(broker_with("REQUEST_TIMED_OUT"), FindCoordinatorV2(key="g", key_type=0), 2, ANONYMOUS)
+    )
     assert answer.error_code == ErrorCode.coordinator_not_available
 
 
 def test_a_bad_group_id_keeps_its_own_code():
-    answer = asyncio.run(find_coordinator(broker_with("INVALID_GROUP_ID"), FindCoordinatorV2(key="", key_type=0), 2))
+    answer = asyncio.run(
+        find_coordinator(broker_with("INVALID_GROUP_ID"), FindCoordinatorV2(key="", key_type=0), 2, ANONYMOUS)
+    )
     assert answer.error_code == ErrorCode.invalid_group_id
 
 
@@ -104,11 +116,15 @@ class StubReplicas:
 def test_every_served_version_of_the_group_apis_answers_with_an_encodable_response():
     from kio.index import load_request_schema
 
+    from raftlog.api.group_service import GroupServicer
     from raftlog.kafka import group_handlers, handlers
     from raftlog.kafka.errors import code_of_error
     from raftlog.kafka.protocol import _zero_entity, encode_response, error_response
 
-    broker = KafkaBroker("c", "KAFKA", None, None, None, StubReplicas(), StubGroups())  # type: ignore[arg-type]
+    off = RequestAuthorizer(AuthorizerSettings(), None)
+    groups = StubGroups()
+    servicer = GroupServicer(groups, off)  # type: ignore[arg-type]
+    broker = KafkaBroker("c", "KAFKA", None, None, None, StubReplicas(), groups, servicer, off)  # type: ignore[arg-type]
     served = {**group_handlers.HANDLERS, 10: handlers.HANDLERS[10]}
     for api_key, (low, high, handler) in served.items():
         for version in range(low, high + 1):
@@ -116,7 +132,7 @@ def test_every_served_version_of_the_group_apis_answers_with_an_encodable_respon
             if api_key == 10 and version >= 4:
                 request = FindCoordinatorV4(key_type=0, coordinator_keys=("g",))
             try:
-                answer = asyncio.run(handler(broker, request, version))
+                answer = asyncio.run(handler(broker, request, version, ANONYMOUS))
             except RaftlogError as exc:  # the server answers it with the error code (server.py)
                 assert api_key == 12, (api_key, version, exc)
                 answer = error_response(api_key, version, code_of_error(exc))

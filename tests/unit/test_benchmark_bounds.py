@@ -8,6 +8,8 @@ import grpc
 import pytest
 
 from raftlog.api.admin_service import AdminServicer
+from raftlog.api.authorization import RequestAuthorizer
+from raftlog.authorizer.authorizer import AuthorizerSettings
 from raftlog.errors import REASON_METADATA_KEY
 from raftlog.limits import MAX_BENCHMARK_CONCURRENCY, MAX_BENCHMARK_PAYLOAD_BYTES
 from raftlog.raft.driver import RaftStatus
@@ -48,7 +50,7 @@ class NoLeaderDriver:
 
 
 def benchmark(count: int, concurrency: int, payload_bytes: int) -> FakeContext:
-    servicer = AdminServicer("c", None, NoLeaderDriver(), None, None)
+    servicer = AdminServicer("c", None, NoLeaderDriver(), None, None, RequestAuthorizer(AuthorizerSettings(), None))
     context = FakeContext()
     request = admin_pb2.BenchmarkQuorumRequest(count=count, concurrency=concurrency, payload_bytes=payload_bytes)
     with pytest.raises(Aborted):
