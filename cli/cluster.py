@@ -12,6 +12,7 @@ import click
 from cli.output import admin_call, bootstrap_option, emit, fail, format_table, output_option
 from raftlog.cluster.local import KAFKA_PORT_OFFSET, ClusterLayoutError, LocalCluster
 from raftlog.config import ConfigError, parse_set_flags, read_env
+from raftlog.errors import RaftlogError
 
 NODE_CHECK_INTERVAL_S = 0.5
 
@@ -56,7 +57,8 @@ def _raise_stop(signum, frame) -> None:
     "--secure",
     is_flag=True,
     help="TLS everywhere: a local CA and certificates in DATA_DIR/tls, mutual TLS between nodes, "
-    "SSL client listeners at base-port+50.., and DATA_DIR/client.properties for --command-config "
+    "SSL client listeners at base-port+50.., SASL_SSL listeners at base-port+60.. with an admin SCRAM user, "
+    "and DATA_DIR/client.properties and DATA_DIR/admin-scram.properties for --command-config "
     "(no Kafka protocol listeners: they speak plaintext only so far).",
 )
 def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_port, overrides, secure) -> None:
@@ -94,15 +96,21 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
         cluster.wait_for_brokers(nodes, timeout_s=60)
         click.echo(_ready_line(cluster, leader))
         if cluster.secure is not None:
+            cluster.ensure_admin_user()
             click.echo(
-                f"TLS: certificates in {cluster.secure.tls_dir}; connect with "
+                f"TLS: certificates in {cluster.secure.tls_dir}; connect with the admin certificate: "
                 f"--bootstrap-server {cluster.bootstrap_servers} --command-config {cluster.secure.properties_path}"
+            )
+            click.echo(
+                "SCRAM: user admin (a super user; password in the file) on the SASL_SSL listeners: "
+                f"--bootstrap-server {cluster.sasl_bootstrap_servers} "
+                f"--command-config {cluster.secure.scram_properties_path}"
             )
         sys.stdout.flush()
         _watch(cluster)
     except _Stop:
         click.echo("stopping cluster...", err=True)
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, RaftlogError) as exc:
         cluster.stop()
         fail(str(exc))
     finally:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "cli.console",
     "cli.log",
     "cli.perf",
+    "cli.users",
 ]
 
 

@@ -1,15 +1,61 @@
 """Principals: the name a caller acts under (``User:<name>``), from a certificate's distinguished
-name by Kafka's ``ssl.principal.mapping.rules``. Pure (no grpc, no I/O): raftlog/tls.py reads the
-certificate, this module names it; authorization (ACLs) and SCRAM users will use the same
-``User:<name>`` form.
+name by Kafka's ``ssl.principal.mapping.rules`` or from a SASL login, and the one way code serving
+a request asks for it: ``request_principal``. Pure (no grpc, no I/O): raftlog/tls.py reads the
+certificate, raftlog/authentication.py checks SASL session tokens; this module names principals
+and carries the principal of the request being served.
+
+Where the principal comes from, per listener security protocol (``listener.security.protocol.map``):
+PLAINTEXT: ``User:ANONYMOUS``; SSL: the client certificate's, by the mapping rules (ANONYMOUS
+without a certificate); SASL_SSL / SASL_PLAINTEXT: ``User:<name>`` of the SCRAM login (a call
+without a valid session token is refused before any servicer runs). The gRPC listener's interceptor
+(raftlog/authentication.py) and the Kafka connection (raftlog/kafka/server.py) set it around each
+request they serve.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 ANONYMOUS = "User:ANONYMOUS"
+USER_PREFIX = "User:"
+
+_REQUEST_PRINCIPAL: contextvars.ContextVar[str] = contextvars.ContextVar("raftlog_request_principal", default=ANONYMOUS)
+
+
+def request_principal(context: object | None = None) -> str:
+    """The principal (``User:<name>``) of the request being served: the one function for it.
+
+    ``context`` (a gRPC ServicerContext, or None from the Kafka listener's handlers) is taken so
+    both edges call it alike; the principal itself was set for this request by the listener that
+    received it (``serving_as``), before any servicer ran. ANONYMOUS outside of a request and on
+    PLAINTEXT listeners."""
+    return _REQUEST_PRINCIPAL.get()
+
+
+@contextmanager
+def serving_as(principal: str) -> Iterator[None]:
+    """Runs the request's handling as ``principal`` (listeners only: they have authenticated it)."""
+    assert principal.startswith(USER_PREFIX), f"principal {principal!r} is not User:<name>"
+    token = _REQUEST_PRINCIPAL.set(principal)
+    try:
+        yield
+    finally:
+        _REQUEST_PRINCIPAL.reset(token)
+
+
+def user_principal(name: str) -> str:
+    return f"{USER_PREFIX}{name}"
+
+
+def parse_super_users(text: str | None) -> frozenset[str]:
+    """Kafka's ``super.users``: principals separated by ``;`` (a DN may hold commas)."""
+    return frozenset(p.strip() for p in (text or "").split(";") if p.strip())
+
+
 DEFAULT_MAPPING_RULES = "RULE:^CN=([^,]*).*$/$1/,DEFAULT"
 
 

@@ -25,6 +25,7 @@ from raftlog.errors import Errors, Policy, RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
+from raftlog.kafka.sasl import SASL_API_NAMES, SASL_API_VERSIONS
 from raftlog.replication import requests
 from raftlog.replication.manager import ReplicaManager
 from raftlog.v1 import admin_pb2, broker_pb2, group_pb2
@@ -543,7 +544,11 @@ HANDLERS: dict[int, tuple[int, int, Handler]] = {
     32: (1, 4, describe_configs),
     60: (0, 1, describe_cluster),
 }
-API_VERSIONS: dict[int, tuple[int, int]] = {key: (low, high) for key, (low, high, _) in HANDLERS.items()}
+# SaslHandshake and SaslAuthenticate are served by the connection's SASL state (raftlog/kafka/sasl.py).
+API_VERSIONS: dict[int, tuple[int, int]] = {
+    **{key: (low, high) for key, (low, high, _) in HANDLERS.items()},
+    **SASL_API_VERSIONS,
+}
 API_NAMES = {
     0: "Produce",
     1: "Fetch",
@@ -559,4 +564,5 @@ API_NAMES = {
     32: "DescribeConfigs",
     60: "DescribeCluster",
 }
-assert set(API_NAMES) == set(HANDLERS), "every served API has a metrics name"
+API_NAMES.update(SASL_API_NAMES)
+assert set(API_NAMES) == set(API_VERSIONS), "every served API has a metrics name"

@@ -17,6 +17,8 @@ import time
 
 from kio.schema.errors import ErrorCode
 
+from raftlog.authentication import Authenticator
+from raftlog.config import PLAINTEXT
 from raftlog.errors import RaftlogError
 from raftlog.kafka import handlers
 from raftlog.kafka.errors import code_of_error
@@ -31,14 +33,27 @@ from raftlog.kafka.protocol import (
     encode_response,
     error_response,
 )
+from raftlog.kafka.sasl import SASL_AUTHENTICATE_KEY, SASL_HANDSHAKE_KEY, ConnectionSasl
 from raftlog.limits import KAFKA_MAX_FRAME_BYTES
+from raftlog.principals import ANONYMOUS, serving_as
 
 log = logging.getLogger(__name__)
 
 
 class KafkaServer:
-    def __init__(self, broker: handlers.KafkaBroker, host: str, port: int, metrics=None):
+    def __init__(
+        self,
+        broker: handlers.KafkaBroker,
+        host: str,
+        port: int,
+        metrics=None,
+        authenticator: Authenticator | None = None,
+        protocol: str = PLAINTEXT,
+    ):
+        assert authenticator is not None or protocol == PLAINTEXT, f"a {protocol} listener needs an authenticator"
         self._broker = broker
+        self._authenticator = authenticator
+        self._protocol = protocol
         self._host = host
         self._port = port
         self._metrics = metrics
@@ -73,6 +88,11 @@ class KafkaServer:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        sasl = (
+            ConnectionSasl(self._authenticator, self._broker.listener, self._protocol)
+            if self._authenticator is not None
+            else None
+        )
         try:
             while True:
                 try:
@@ -88,7 +108,7 @@ class KafkaServer:
                 frame = await reader.readexactly(size)
                 try:
                     request = decode_request(frame, handlers.API_VERSIONS)
-                    response = await self._answer(request)
+                    response = await self._answer(request, sasl)
                 except MalformedRequest as exc:
                     log.warning("kafka: closing %s: malformed request: %s", peer, exc)
                     return
@@ -99,6 +119,9 @@ class KafkaServer:
                     continue  # Produce with acks=0 has no response
                 writer.write(response)
                 await writer.drain()
+                if sasl is not None and sasl.close_after_answer:
+                    log.info("kafka: closing %s after a failed SASL authentication", peer)
+                    return
         except (ConnectionError, asyncio.IncompleteReadError):
             return  # the client went away mid-frame or mid-answer
         except asyncio.CancelledError:
@@ -112,19 +135,24 @@ class KafkaServer:
             self._connections.discard(task)
             writer.close()
 
-    async def _answer(self, request: RequestFrame) -> bytes | None:
+    async def _answer(self, request: RequestFrame, sasl: ConnectionSasl | None = None) -> bytes | None:
         """The response frame to one request, None for none (acks=0); closes nothing itself."""
         key, version = request.api_key, request.api_version
+        if sasl is not None and not sasl.allows(key):
+            assert self._authenticator is not None
+            self._authenticator.refused(self._broker.listener, "", ANONYMOUS, f"api {key} before SASL authentication")
+            raise CloseConnection(f"ILLEGAL_SASL_STATE: api {key} before SASL authentication")
         if request.body is None:
             return self._unsupported(request)
-        _, _, handler = handlers.HANDLERS[key]
+        handler = self._sasl_handler(key, sasl)
         name = "Kafka" + handlers.API_NAMES[key]
         started = time.perf_counter()
         failure: str | None = None
         if self._metrics:
             self._metrics.request_started(name)
         try:
-            body = await handler(self._broker, request.body, version)
+            with serving_as(sasl.principal if sasl is not None and sasl.principal else ANONYMOUS):
+                body = await handler(self._broker, request.body, version)
         except CloseConnection:
             failure = "CLOSED"
             raise
@@ -141,6 +169,22 @@ class KafkaServer:
         if body is None:
             return None
         return encode_response(key, version, request.correlation_id, body)
+
+    @staticmethod
+    def _sasl_handler(key: int, sasl: ConnectionSasl | None):
+        """The handler of an API: the connection's SASL state for the SASL APIs."""
+        if key not in (SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY):
+            return handlers.HANDLERS[key][2]
+        state = sasl
+
+        async def sasl_api(broker, body, version):
+            if state is None:  # a listener without SASL: Kafka answers a handshake ILLEGAL_SASL_STATE
+                raise RaftlogError("ILLEGAL_SASL_STATE", "this listener does not authenticate with SASL")
+            if key == SASL_HANDSHAKE_KEY:
+                return await state.handshake(body, version)
+            return await state.authenticate(body, version)
+
+        return sasl_api
 
     def _unsupported(self, request: RequestFrame) -> bytes | None:
         key, version = request.api_key, request.api_version

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from raftlog.node_ids import NO_NODE
+from raftlog.scram import ScramCredential
 from raftlog.v1 import metadata_pb2 as pb
 
 ConfigKeyT = tuple[str, str]  # (resource type, resource name; "" for the type's default)
@@ -112,6 +113,11 @@ class MetadataImage:
         self.topics_by_id: dict[bytes, TopicInfo] = {}
         self.topic_ids: dict[str, bytes] = {}  # name -> id
         self.next_producer_id = 0
+        # (user name, mechanism) -> credential: salt, iterations, StoredKey, ServerKey (no password)
+        self.scram_credentials: dict[tuple[str, str], ScramCredential] = {}
+
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        return self.scram_credentials.get((user, mechanism))
 
     def topic(self, name: str) -> TopicInfo | None:
         topic_id = self.topic_ids.get(name)
@@ -147,6 +153,7 @@ class MetadataImage:
         }
         image.topic_ids = dict(self.topic_ids)
         image.next_producer_id = self.next_producer_id
+        image.scram_credentials = dict(self.scram_credentials)
         return image
 
     def _apply_record(self, offset: int, record: pb.MetadataRecord) -> None:
@@ -167,7 +174,17 @@ class MetadataImage:
             self._change_partition(record.partition_change)
         elif kind == "producer_ids":
             self.next_producer_id = max(self.next_producer_id, record.producer_ids.next_producer_id)
+        elif kind == "user_scram_credential":
+            self._set_scram_credential(record.user_scram_credential)
+        elif kind == "remove_user_scram_credential":
+            removal = record.remove_user_scram_credential
+            self.scram_credentials.pop((removal.name, removal.mechanism), None)
         # no_op and unknown (newer) record kinds change nothing
+
+    def _set_scram_credential(self, record: pb.UserScramCredentialRecord) -> None:
+        self.scram_credentials[(record.name, record.mechanism)] = ScramCredential(
+            record.mechanism, record.salt, record.iterations, record.stored_key, record.server_key
+        )
 
     def _register_broker(self, offset: int, record: pb.RegisterBrokerRecord) -> None:
         self.brokers[record.broker_id] = BrokerInfo(
@@ -241,6 +258,8 @@ class MetadataImage:
                 snapshot.configs.append(
                     pb.ConfigRecord(resource_type=resource_type, resource_name=resource_name, name=name, value=value)
                 )
+        for (name, _), credential in sorted(self.scram_credentials.items()):
+            snapshot.scram_credentials.append(scram_credential_record(name, credential))
         return snapshot.SerializeToString()
 
     @classmethod
@@ -267,4 +286,17 @@ class MetadataImage:
         for partition in snapshot.partitions:
             image._set_partition(PartitionInfo.from_record(partition))
         image.next_producer_id = snapshot.next_producer_id
+        for credential in snapshot.scram_credentials:
+            image._set_scram_credential(credential)
         return image
+
+
+def scram_credential_record(name: str, credential: ScramCredential) -> pb.UserScramCredentialRecord:
+    return pb.UserScramCredentialRecord(
+        name=name,
+        mechanism=credential.mechanism,
+        salt=credential.salt,
+        stored_key=credential.stored_key,
+        server_key=credential.server_key,
+        iterations=credential.iterations,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from raftlog.metadata.image import scram_credential_record
+from raftlog.scram import ScramCredential
 from raftlog.v1 import metadata_pb2 as pb
 
 
@@ -104,4 +106,14 @@ def producer_ids(broker_id: int, broker_epoch: int, next_producer_id: int) -> pb
         producer_ids=pb.ProducerIdsRecord(
             broker_id=broker_id, broker_epoch=broker_epoch, next_producer_id=next_producer_id
         )
+    )
+
+
+def user_scram_credential(name: str, credential: ScramCredential) -> pb.MetadataRecord:
+    return pb.MetadataRecord(user_scram_credential=scram_credential_record(name, credential))
+
+
+def remove_user_scram_credential(name: str, mechanism: str) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        remove_user_scram_credential=pb.RemoveUserScramCredentialRecord(name=name, mechanism=mechanism)
     )

@@ -99,6 +99,19 @@ class NodeMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
         )
+        # Audit (raftlog/audit.py): refused authentications and credential changes.
+        self.authentication_failures = Counter(
+            "raftlog_authentication_failures",
+            "Refused authentications (no credentials, a wrong password, a bad or expired token), per listener",
+            ["listener", "mechanism"],
+            registry=self.registry,
+        )
+        self.credential_changes = Counter(
+            "raftlog_credential_changes",
+            "SCRAM credentials set or deleted through this node, per operation",
+            ["operation"],
+            registry=self.registry,
+        )
         self._server: Any = None  # prometheus-client's WSGI server once serving
 
     def group_rebalanced(self) -> None:

@@ -46,8 +46,22 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         (["listeners=A://0.0.0.0:9092,B://0.0.0.0:9093"], "no entry for listener A"),
         (
             ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:SASL_SSL"],
-            "SASL_SSL is not supported",
+            "listener INTERNAL carries Raft and replication traffic",
         ),
+        (
+            ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:KERBEROS"],
+            "security protocol KERBEROS is not supported",
+        ),
+        (
+            [
+                "listeners=INTERNAL://n1:9092,SASL://n1:9093",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT,SASL:SASL_PLAINTEXT",
+                "inter.broker.listener.name=INTERNAL",
+                "sasl.enabled.mechanisms=PLAIN",
+            ],
+            "needs SCRAM-SHA-256 or SCRAM-SHA-512",
+        ),
+        (["sasl.enabled.mechanisms=GSSAPI"], "GSSAPI is not one of"),
         (
             ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:SSL"],
             "listener INTERNAL is SSL: ssl.certificate.location is required",
