@@ -115,12 +115,7 @@ _KEYS = [
         "How long a gRPC client's session token from a SCRAM login is good for (it logs in again before).",
         minimum=1000,
     ),
-    ConfigKey(
-        "super.users",
-        str,
-        None,
-        "Principals allowed everything, ';'-separated (User:admin;User:ops); until ACLs: who may change credentials.",
-    ),
+    ConfigKey("super.users", str, "", "Principals allowed everything, semicolon-separated: User:admin;User:ops."),
     # ------------------------------------------------------------------------------------------
     ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
     ConfigKey("metadata.log.dir", str, None, "Directory for the Raft state and metadata (default: first of log.dirs)."),

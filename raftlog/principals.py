@@ -19,21 +19,41 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 ANONYMOUS = "User:ANONYMOUS"
 USER_PREFIX = "User:"
 
-_REQUEST_PRINCIPAL: contextvars.ContextVar[str] = contextvars.ContextVar("raftlog_request_principal", default=ANONYMOUS)
+# Set by the listener serving the request (None: no listener set one: a PLAINTEXT listener).
+_REQUEST_PRINCIPAL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "raftlog_request_principal", default=None
+)
 
 
-def request_principal(context: object | None = None) -> str:
-    """The principal (``User:<name>``) of the request being served: the one function for it.
+class _Identified(Protocol):
+    principal: str
 
-    ``context`` (a gRPC ServicerContext, or None from the Kafka listener's handlers) is taken so
-    both edges call it alike; the principal itself was set for this request by the listener that
-    received it (``serving_as``), before any servicer ran. ANONYMOUS outside of a request and on
-    PLAINTEXT listeners."""
-    return _REQUEST_PRINCIPAL.get()
+
+class _IdentitySource(Protocol):
+    def identity(self, context) -> _Identified: ...
+
+
+def request_principal(context: object | None = None, authenticator: _IdentitySource | None = None) -> str:
+    """The principal (``User:<name>``) of the request being served: the one function for it
+    (authorization asks only this).
+
+    The listener that received the request set it before any servicer ran (``serving_as``): the
+    SCRAM login's user on SASL_* listeners, the client certificate's principal on SSL ones. When no
+    listener set one (a PLAINTEXT gRPC listener, a call outside a request) it is the certificate's
+    principal if ``authenticator`` (raftlog.tls.PeerAuthenticator) and ``context`` (a gRPC
+    ServicerContext) are given, else ``User:ANONYMOUS``, as Kafka's PLAINTEXT principal. The Kafka
+    listener's handlers pass ``context=None``."""
+    principal = _REQUEST_PRINCIPAL.get()
+    if principal is not None:
+        return principal
+    if authenticator is not None and context is not None:
+        return authenticator.identity(context).principal
+    return ANONYMOUS
 
 
 @contextmanager

@@ -57,6 +57,13 @@ class SessionLogin:
         token = self._token
         return token if token is not None and time.monotonic() < self._refresh_at_s else None
 
+    def forget(self, token: str) -> None:
+        """A node refused ``token`` (its credential changed, or the node's clock ran ahead): the
+        next call logs in again."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
     def token(self, address: str) -> str:
         """A good token, logging in through ``address`` if there is none (blocking)."""
         with self._lock:
@@ -118,38 +125,53 @@ def _with_token(details, token: str):
     return details._replace(metadata=metadata)
 
 
+def _refused_token(code, trailing) -> bool:
+    """A call refused for its session token (not for what it asked): worth one new login."""
+    reason = dict(trailing or ()).get(REASON_METADATA_KEY)
+    return code == grpc.StatusCode.UNAUTHENTICATED and reason == "SASL_AUTHENTICATION_FAILED"
+
+
 class _SyncDetails(grpc.ClientCallDetails):
-    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
-        self.method, self.timeout, self.metadata = method, timeout, metadata
-        self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, compression
+    def __init__(self, details, token: str):
+        self.method, self.timeout, self.credentials = details.method, details.timeout, details.credentials
+        self.metadata = [*(details.metadata or ()), (TOKEN_METADATA_KEY, token)]
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
 
 
 class SyncTokenInterceptor(grpc.UnaryUnaryClientInterceptor):
+    """Sends the session token with each call; a call refused for its token logs in again once."""
+
     def __init__(self, login: SessionLogin, address: str):
         self._login = login
         self._address = address
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
         token = self._login.token(self._address)
-        d = client_call_details
-        details = _SyncDetails(
-            d.method,
-            d.timeout,
-            [*(d.metadata or ()), (TOKEN_METADATA_KEY, token)],
-            d.credentials,
-            getattr(d, "wait_for_ready", None),
-            getattr(d, "compression", None),
-        )
-        return continuation(details, request)
+        outcome = continuation(_SyncDetails(client_call_details, token), request)
+        if _refused_token(outcome.code(), outcome.trailing_metadata()):
+            self._login.forget(token)
+            outcome = continuation(_SyncDetails(client_call_details, self._login.token(self._address)), request)
+        return outcome
 
 
 class AioTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """The asyncio flavour of SyncTokenInterceptor."""
+
     def __init__(self, login: SessionLogin, address: str):
         self._login = login
         self._address = address
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
+    async def _token(self) -> str:
         token = self._login.current()
         if token is None:  # log in off the event loop (PBKDF2 and two blocking calls, once per lifetime)
             token = await asyncio.to_thread(self._login.token, self._address)
-        return await continuation(_with_token(client_call_details, token), request)
+        return token
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        token = await self._token()
+        call = await continuation(_with_token(client_call_details, token), request)
+        if _refused_token(await call.code(), await call.trailing_metadata()):
+            self._login.forget(token)
+            call = await continuation(_with_token(client_call_details, await self._token()), request)
+        return call

@@ -130,6 +130,16 @@ def test_wrong_password_and_no_credentials_are_refused(cluster):
         assert info.value.error is Errors.CLUSTER_AUTHORIZATION_FAILED
 
 
+def test_a_changed_credential_makes_clients_log_in_again(cluster):
+    with Admin(sasl_address(cluster, 2), timeout_ms=10000, **user_settings(cluster, **ALICE)) as alice:
+        alice.list_topics()
+        login = alice._connection.security.login
+        assert login is not None and login.logins == 1
+        with as_admin(cluster) as admin:  # the same password, a new salt: every token of alice's is void
+            admin.upsert_scram_credential("alice", "SCRAM-SHA-512", ALICE["sasl_plain_password"], iterations=8192)
+        wait_until(lambda: alice.list_topics() is not None and login.logins == 2, 30, "alice's second login")
+
+
 def test_forged_or_stale_session_tokens_are_refused(cluster):
     assert cluster.secure is not None
     with as_admin(cluster) as admin:
