@@ -76,24 +76,35 @@ def test_admin_user_sets_a_user_and_describe_shows_no_secret(cluster):
         with pytest.raises(RaftlogError) as info:
             admin.describe_user_scram_credentials(["nobody"])
         assert info.value.error is Errors.RESOURCE_NOT_FOUND
-    assert cluster.secure is not None
-    out = subprocess.run(
-        [sys.executable, "-m", "cli.main", "users", "scram", "describe", "--output", "json"]
-        + [
+
+    def cli(*args: str, stdin: str = "") -> str:
+        assert cluster.secure is not None
+        connect = [
             "--bootstrap-server",
             sasl_address(cluster, 1),
             "--command-config",
             str(cluster.secure.scram_properties_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+        ]
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "users", "scram", *args, *connect],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    cli("set", "--user", "dave", "--mechanism", "SCRAM-SHA-256", "--password-stdin", stdin="dave-secret\n")
+    out = cli("describe", "--output", "json")
     described = json.loads(out)
     assert described["alice"] == [{"mechanism": "SCRAM-SHA-512", "iterations": 8192}]
-    assert described["admin"] == [{"mechanism": "SCRAM-SHA-256", "iterations": 4096}]
-    assert "alice-secret" not in out and cluster.secure.admin_password not in out
+    assert described["admin"] == described["dave"] == [{"mechanism": "SCRAM-SHA-256", "iterations": 4096}]
+    assert cluster.secure is not None
+    assert "alice-secret" not in out and "dave-secret" not in out and cluster.secure.admin_password not in out
+    cli("delete", "--user", "dave", "--mechanism", "SCRAM-SHA-256")
+    with as_admin(cluster, [1]) as admin:
+        assert "dave" not in admin.describe_user_scram_credentials()
 
 
 def test_user_produces_and_consumes_after_login(cluster):
