@@ -119,3 +119,19 @@ def test_a_second_step_without_a_first_is_illegal():
     with pytest.raises(RaftlogError) as info:
         authenticator.grpc_first("SCRAM-SHA-512", b"n,,n=a,r=b", "SASL")
     assert info.value.error is Errors.UNSUPPORTED_SASL_MECHANISM
+
+
+def test_describe_answers_cannot_carry_key_material():
+    """DescribeUserScramCredentials' answer has no bytes field anywhere: no salt, key or hash can
+    be put in it, whatever the servicer does."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    def bytes_fields(descriptor, seen=()):
+        for field in descriptor.fields:
+            if field.type == FieldDescriptor.TYPE_BYTES:
+                yield f"{descriptor.name}.{field.name}"
+            elif field.message_type is not None and field.message_type not in seen:
+                yield from bytes_fields(field.message_type, (*seen, descriptor))
+
+    assert list(bytes_fields(admin_pb2.DescribeUserScramCredentialsResponse.DESCRIPTOR)) == []
+    assert "ScramCredentialUpsertion.salt" in list(bytes_fields(admin_pb2.AlterUserScramCredentialsRequest.DESCRIPTOR))
