@@ -15,6 +15,7 @@ from cli.output import admin_call, bootstrap_option, emit, fail, format_table, o
 from raftlog.cluster.local import KAFKA_PORT_OFFSET, ClusterLayoutError, LocalCluster
 from raftlog.cluster.secure import SecureLayout
 from raftlog.config import ConfigError, parse_set_flags, read_env
+from raftlog.errors import RaftlogError
 
 NODE_CHECK_INTERVAL_S = 0.5
 
@@ -59,8 +60,10 @@ def _raise_stop(signum, frame) -> None:
     "--secure",
     is_flag=True,
     help="TLS everywhere: a local CA and certificates in DATA_DIR/tls, mutual TLS between nodes, "
-    "SSL client listeners at base-port+50.., SSL Kafka protocol listeners, DATA_DIR/client.properties "
-    "for --command-config and DATA_DIR/kafka-client.properties for Kafka clients (kcat -F).",
+    "SSL client listeners at base-port+50.., SASL_SSL listeners at base-port+60.. with an admin SCRAM user, "
+    "SASL_SSL Kafka protocol listeners (SCRAM or PLAIN logins), ACLs on with User:admin the super user, "
+    "DATA_DIR/client.properties and DATA_DIR/admin-scram.properties for --command-config and "
+    "DATA_DIR/kafka-client.properties for Kafka clients (kcat -F).",
 )
 def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_port, overrides, secure) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM.
@@ -95,21 +98,31 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
         cluster.wait_for_brokers(nodes, timeout_s=60)
         click.echo(_ready_line(cluster, leader))
         if cluster.secure is not None:
+            cluster.ensure_admin_user()
             click.echo(
-                f"TLS: certificates in {cluster.secure.tls_dir}; connect with "
+                f"TLS: certificates in {cluster.secure.tls_dir}; connect with the admin certificate: "
                 f"--bootstrap-server {cluster.bootstrap_servers} --command-config {cluster.secure.properties_path}"
+            )
+            click.echo(
+                "SCRAM: user admin (password in the files) on the SASL_SSL listeners: "
+                f"--bootstrap-server {cluster.sasl_bootstrap_servers} "
+                f"--command-config {cluster.secure.scram_properties_path}"
                 + (
-                    f"; Kafka clients: kcat -F {cluster.secure.kafka_properties_path} -b {cluster.kafka_bootstrap_servers}"
+                    f"; Kafka clients (SASL_SSL): kcat -F {cluster.secure.kafka_properties_path} "
+                    f"-b {cluster.kafka_bootstrap_servers}"
                     if cluster.kafka_bootstrap_servers
                     else ""
                 )
-                + "; ACLs are on and User:admin (those files' certificate) is the super user: `raftlog acls add` lets others in"
+            )
+            click.echo(
+                "ACLs are on and User:admin (that certificate, that SCRAM user) is the super user: "
+                "`raftlog acls add` lets others in; `raftlog users scram set` and `raftlog cluster certificate` make them"
             )
         sys.stdout.flush()
         _watch(cluster)
     except _Stop:
         click.echo("stopping cluster...", err=True)
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, RaftlogError) as exc:
         cluster.stop()
         fail(str(exc))
     finally:

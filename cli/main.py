@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "cli.console",
     "cli.log",
     "cli.perf",
+    "cli.users",
 ]
 
 

@@ -30,21 +30,15 @@ _SECURITY_KEY = "raftlog.client_security"  # click context meta: the --command-c
 
 
 def _read_command_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    from raftlog.tls import ClientSecurity, TlsError, read_properties
+    from raftlog.tls import ClientSecurity, TlsError, client_kwargs, read_properties
 
     settings: dict[str, str | None] = {}
     if value is not None:
         try:
-            properties = read_properties(value)
-            ClientSecurity.from_properties(properties)  # checked now: a bad file is one line and exit 1
+            settings = client_kwargs(read_properties(value))
+            ClientSecurity.from_settings(**settings)  # checked now: a bad file is one line and exit 1
         except TlsError as exc:
             raise click.BadParameter(str(exc), param_hint="--command-config") from None
-        settings = {
-            "security_protocol": properties.get("security.protocol"),
-            "ssl_cafile": properties.get("ssl.truststore.location"),
-            "ssl_certfile": properties.get("ssl.certificate.location"),
-            "ssl_keyfile": properties.get("ssl.key.location"),
-        }
     ctx.meta[_SECURITY_KEY] = settings
 
 
@@ -56,7 +50,7 @@ _command_config_option = click.option(
     expose_value=False,
     callback=_read_command_config,
     help="Client properties file (security.protocol, ssl.truststore.location, ssl.certificate.location, "
-    "ssl.key.location), as Kafka's tools take.",
+    "ssl.key.location, sasl.mechanism, sasl.username, sasl.password or sasl.jaas.config), as Kafka's tools take.",
 )
 
 

@@ -28,6 +28,7 @@ from raftlog.limits import (
     GRPC_MIN_RECV_PING_INTERVAL_MS,
     MAX_MESSAGE_BYTES,
 )
+from raftlog.sasl_login import AioTokenInterceptor, SyncTokenInterceptor
 from raftlog.tls import ClientSecurity
 
 DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the one limit, explained in raftlog/limits.py
@@ -78,15 +79,23 @@ def aio_channel(
     security: ClientSecurity | None = None,
 ) -> grpc.aio.Channel:
     options = channel_options(max_message_bytes, extra)
+    # SASL: every call carries the client's session token (raftlog/sasl_login.py)
+    interceptors = [AioTokenInterceptor(security.login, address)] if security and security.login else None
     if security is not None and security.tls:  # TLS: raftlog/tls.py; credentials read from disk now
-        return grpc.aio.secure_channel(address, security.channel_credentials(), options=options)
-    return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.secure_channel(
+            address, security.channel_credentials(), options=options, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
 
 
 def sync_channel(address: str, security: ClientSecurity | None = None) -> grpc.Channel:
     if security is not None and security.tls:
-        return grpc.secure_channel(address, security.channel_credentials(), options=channel_options())
-    return grpc.insecure_channel(address, options=channel_options())
+        channel = grpc.secure_channel(address, security.channel_credentials(), options=channel_options())
+    else:
+        channel = grpc.insecure_channel(address, options=channel_options())
+    if security is not None and security.login is not None:
+        return grpc.intercept_channel(channel, SyncTokenInterceptor(security.login, address))
+    return channel
 
 
 class Peers:

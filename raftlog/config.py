@@ -24,7 +24,7 @@ from raftlog.limits import (
     REPLICA_FETCH_MAX_WAIT_MS,
     REPLICA_FETCH_TIMEOUT_S,
 )
-from raftlog.principals import DEFAULT_MAPPING_RULES, PrincipalMapper, PrincipalRuleError
+from raftlog.principals import DEFAULT_MAPPING_RULES, PrincipalMapper, PrincipalRuleError, parse_super_users
 from raftlog.topic_config import TOPIC_SCHEMA, TopicConfigError, validate_topic_config
 
 ENV_PREFIX = "RAFTLOG_"
@@ -73,7 +73,8 @@ _KEYS = [
         "listener.security.protocol.map",
         list,
         ["PLAINTEXT:PLAINTEXT"],
-        "NAME:PROTOCOL of every listener name; PROTOCOL is PLAINTEXT or SSL.",
+        "NAME:PROTOCOL of every listener name (gRPC and Kafka); PROTOCOL is PLAINTEXT, SSL, "
+        "SASL_PLAINTEXT or SASL_SSL.",
     ),
     ConfigKey(
         "inter.broker.listener.name",
@@ -119,6 +120,20 @@ _KEYS = [
         bool,
         False,
         "With authorization on: allow an operation on a resource no ACL binding names at all.",
+    ),
+    # -- authentication (raftlog/authentication.py, raftlog/scram.py) ---------------------------
+    ConfigKey(
+        "sasl.enabled.mechanisms",
+        list,
+        ["SCRAM-SHA-256", "SCRAM-SHA-512"],
+        "SASL mechanisms SASL_* listeners offer: SCRAM-SHA-256, SCRAM-SHA-512 (gRPC and Kafka), PLAIN (Kafka only).",
+    ),
+    ConfigKey(
+        "sasl.session.token.lifetime.ms",
+        int,
+        900_000,
+        "How long a gRPC client's session token from a SCRAM login is good for (it logs in again before).",
+        minimum=1000,
     ),
     # ------------------------------------------------------------------------------------------
     ConfigKey("log.dirs", list, None, "Directories for partition data, comma-separated."),
@@ -379,11 +394,12 @@ def resolve_kafka_listeners(values: Mapping[str, Any], grpc: list[Listener]) -> 
 
 
 def resolve_kafka_security(values: Mapping[str, Any], kafka_listeners: list[Listener]) -> dict[str, str]:
-    """Kafka listener name -> PLAINTEXT or SSL, from listener.security.protocol.map as for the gRPC
-    listeners (`KAFKA:SSL`). A Kafka listener without an entry is PLAINTEXT, or SSL when it is named
-    SSL (Kafka's default map names each protocol after itself). An SSL one needs the node's
-    certificate and key; one that asks for client certificates (ssl.client.auth requested or
-    required) needs the truststore."""
+    """Kafka listener name -> PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, from
+    listener.security.protocol.map as for the gRPC listeners (`KAFKA:SASL_SSL`). A Kafka listener
+    without an entry is PLAINTEXT, or the protocol it is named after (Kafka's default map names each
+    protocol after itself). An SSL or SASL_SSL one needs the node's certificate and key; one that
+    asks for client certificates (ssl.client.auth requested or required) needs the truststore; a
+    SASL_* one needs a mechanism in sasl.enabled.mechanisms (PLAIN or SCRAM-SHA-256/512)."""
     protocols = _protocol_map(values)
     resolved: dict[str, str] = {}
     for listener in kafka_listeners:
@@ -395,7 +411,10 @@ def resolve_kafka_security(values: Mapping[str, Any], kafka_listeners: list[List
                 f"({' or '.join(SECURITY_PROTOCOLS)})"
             )
         resolved[listener.name] = protocol
-    ssl_listeners = [name for name, protocol in resolved.items() if protocol == SSL]
+    sasl_listeners = [name for name, protocol in resolved.items() if protocol in SASL_PROTOCOLS]
+    if sasl_listeners and not [m for m in values["sasl.enabled.mechanisms"] if m.strip()]:
+        raise ConfigError(f"Kafka listener {sasl_listeners[0]} is SASL: sasl.enabled.mechanisms names none")
+    ssl_listeners = [name for name, protocol in resolved.items() if protocol in TLS_PROTOCOLS]
     if ssl_listeners:
         if values["ssl.client.auth"] not in CLIENT_AUTH_MODES:
             raise ConfigError(
@@ -403,7 +422,9 @@ def resolve_kafka_security(values: Mapping[str, Any], kafka_listeners: list[List
             )
         for key in ("ssl.certificate.location", "ssl.key.location"):
             if values[key] is None:
-                raise ConfigError(f"Kafka listener {ssl_listeners[0]} is SSL: {key} is required")
+                raise ConfigError(
+                    f"Kafka listener {ssl_listeners[0]} is {resolved[ssl_listeners[0]]}: {key} is required"
+                )
         if values["ssl.client.auth"] != "none" and values["ssl.truststore.location"] is None:
             raise ConfigError(
                 f"ssl.client.auth={values['ssl.client.auth']} needs ssl.truststore.location (the CA of client certificates)"
@@ -529,8 +550,12 @@ class Listener:
 
 
 DEFAULT_LISTENER_NAME = "PLAINTEXT"  # the name of a listener written as plain host:port, as in Kafka
-PLAINTEXT, SSL = "PLAINTEXT", "SSL"
-SECURITY_PROTOCOLS = (PLAINTEXT, SSL)  # Kafka's; SASL_* come with SCRAM (issue 12, item 3)
+PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL = "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
+SECURITY_PROTOCOLS = (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)  # Kafka's names
+TLS_PROTOCOLS = (SSL, SASL_SSL)  # listeners whose transport is TLS
+SASL_PROTOCOLS = (SASL_PLAINTEXT, SASL_SSL)  # listeners that authenticate users by SASL
+SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+GRPC_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")  # gRPC logins are SCRAM exchanges only
 CLIENT_AUTH_MODES = ("none", "requested", "required")
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
 
@@ -619,7 +644,7 @@ class ListenerSecurity:
     secured. Internal listeners carry the client services too (as Kafka's inter-broker listener
     does), so a single-listener cluster works; client listeners carry only client services."""
 
-    protocols: dict[str, str]  # listener name -> PLAINTEXT or SSL
+    protocols: dict[str, str]  # listener name -> PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     internal: frozenset[str]
 
     @property
@@ -638,12 +663,26 @@ def _check_security(values: Mapping[str, Any], names: list[str], protocols: dict
     if unknown:
         raise ConfigError(f"controller.listener.names: {unknown[0]} is not one of listeners ({', '.join(names)})")
     internal_protocols = {protocols[name] for name in internal}
+    sasl_internal = sorted(name for name in internal if protocols[name] in SASL_PROTOCOLS)
+    if sasl_internal:
+        raise ConfigError(
+            f"listener {sasl_internal[0]} carries Raft and replication traffic, which nodes authenticate "
+            "with their certificates: make it SSL (or PLAINTEXT), and SASL_* a client listener"
+        )
+    mechanisms = [m.strip().upper() for m in values["sasl.enabled.mechanisms"]]
+    unknown_mechanisms = [m for m in mechanisms if m not in SASL_MECHANISMS]
+    if unknown_mechanisms:
+        raise ConfigError(
+            f"sasl.enabled.mechanisms: {unknown_mechanisms[0]} is not one of {', '.join(SASL_MECHANISMS)}"
+        )
+    if any(protocols[name] in SASL_PROTOCOLS for name in names) and not set(mechanisms) & set(GRPC_SASL_MECHANISMS):
+        raise ConfigError("a SASL_* gRPC listener needs SCRAM-SHA-256 or SCRAM-SHA-512 in sasl.enabled.mechanisms")
     if len(internal_protocols) > 1:
         raise ConfigError(
             f"internal listeners {', '.join(sorted(internal))} must share one security protocol "
             "(peers connect to each other with one)"
         )
-    ssl_listeners = [name for name in names if protocols[name] == SSL]
+    ssl_listeners = [name for name in names if protocols[name] in TLS_PROTOCOLS]
     if not ssl_listeners:
         return
     for key in ("ssl.certificate.location", "ssl.key.location"):
@@ -710,6 +749,8 @@ class NodeConfig:
         self.advertised: Address = self.advertised_listener(self.inter_broker_listener).address
         self.kafka_listeners, self.kafka_advertised_listeners = resolve_kafka_listeners(values, self.listeners)
         self.kafka_security: dict[str, str] = resolve_kafka_security(values, self.kafka_listeners)  # name -> protocol
+        self.sasl_mechanisms: tuple[str, ...] = tuple(m.strip().upper() for m in values["sasl.enabled.mechanisms"])
+        self.super_users: frozenset[str] = parse_super_users(values["super.users"])
         self.log_dirs: list[Path] = [Path(d) for d in values["log.dirs"]]
         self.metadata_dir: Path = Path(values["metadata.log.dir"])
 

@@ -131,6 +131,13 @@ class Errors(enum.Enum):
     )
     SECURITY_DISABLED = (_FAIL, _CALL, "no authorizer is configured (authorizer.class.name), so there are no ACLs")
     SSL_AUTHENTICATION_FAILED = (_FAIL, _CALL, "the TLS handshake failed (wrong protocol, untrusted certificate)")
+    # -- authentication (SASL) and credentials --------------------------------------------------
+    SASL_AUTHENTICATION_FAILED = (_FAIL, _CALL, "no credentials, wrong credentials, or an expired session token")
+    UNSUPPORTED_SASL_MECHANISM = (_FAIL, _CALL, "the listener does not offer that SASL mechanism")
+    ILLEGAL_SASL_STATE = (_FAIL, _CALL, "a request out of place in the SASL exchange (or before it)")
+    RESOURCE_NOT_FOUND = (_FAIL, _RESOURCE, "the user has no credential of that mechanism")
+    DUPLICATE_RESOURCE = (_FAIL, _RESOURCE, "one request names the same user and mechanism twice")
+    UNACCEPTABLE_CREDENTIAL = (_FAIL, _RESOURCE, "the credential breaks the rules (iterations, salt, key sizes)")
     UNKNOWN_SERVER_ERROR = (_FAIL, _CALL, "an unexpected error on the server")
 
     def __init__(self, policy: Policy, scope: Scope, meaning: str):

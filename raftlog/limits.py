@@ -230,6 +230,17 @@ assert CONTROLLER_GROUP_COMMIT_MAX_BYTES < MAX_RAFT_ENTRY_BYTES, "a full group-c
 # would take is taken here too (Kafka's socket.request.max.bytes is 100 MiB).
 KAFKA_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 
+# -- SASL logins (raftlog/authentication.py) ---------------------------------------------------
+# A SCRAM exchange is two round trips; its state waits on the node between them. An exchange not
+# finished in this time is forgotten, and at most this many wait at once (a client flooding
+# first steps gets ILLEGAL_SASL_STATE instead of growing the node's memory).
+SASL_EXCHANGE_TIMEOUT_S = 10.0
+SASL_MAX_PENDING_EXCHANGES = 1024
+# Session tokens verified recently, kept so that a call costs a dict lookup instead of two HMACs.
+SASL_VERIFIED_TOKENS_MAX = 4096
+# A client logs in again once this share of its token's lifetime has passed.
+SASL_TOKEN_REFRESH_FRACTION = 0.8
+
 assert KAFKA_MAX_FRAME_BYTES <= MAX_MESSAGE_BYTES, "a Kafka Produce frame carries what a gRPC Produce may"
 # A client on an SSL Kafka listener that has not finished its TLS handshake by then is
 # disconnected (one that connects and sends nothing must not hold a socket for ever).

@@ -24,11 +24,13 @@ from raftlog.api.broker_service import BrokerServicer, ReplicationServicer
 from raftlog.api.controller_service import ControllerServicer
 from raftlog.api.forwarding import forward
 from raftlog.api.group_service import GroupServicer
+from raftlog.api.sasl_service import ListenerAuthentication, SaslServicer
+from raftlog.authentication import Authenticator
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.broker.lifecycle import BrokerLifecycle
 from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.channels import SERVER_KEEPALIVE_OPTIONS, Peers
-from raftlog.config import SSL, NodeConfig
+from raftlog.config import PLAINTEXT, SASL_PROTOCOLS, SSL, TLS_PROTOCOLS, NodeConfig
 from raftlog.controller.active import ActiveController
 from raftlog.errors import RaftlogError
 from raftlog.groups.coordinator import GroupCoordinator
@@ -65,6 +67,8 @@ from raftlog.v1 import (
     raft_pb2,
     replication_pb2,
     replication_pb2_grpc,
+    sasl_pb2,
+    sasl_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -100,17 +104,29 @@ def _security(config: NodeConfig) -> tuple[ClientSecurity, dict[str, ServerTls],
     )
     servers = {}
     for name, protocol in config.security.protocols.items():
-        if protocol == SSL:
-            client_auth = "required" if name in config.security.internal else config["ssl.client.auth"]
+        if protocol in TLS_PROTOCOLS:
+            # SASL_SSL asks for no client certificate: the principal is the SASL login's.
+            client_auth = (
+                "required"
+                if name in config.security.internal
+                else "none"
+                if protocol != SSL
+                else config["ssl.client.auth"]
+            )
             try:
                 servers[name] = ServerTls(files, client_auth)
             except TlsError as exc:
                 raise NodeStartError(f"listener {name}: {exc}") from None
     kafka = {}
     for name, protocol in config.kafka_security.items():
-        if protocol == SSL:
+        if protocol in TLS_PROTOCOLS:
+            # As on gRPC, SASL_SSL asks for no client certificate: the principal is the SASL login's.
             try:
-                kafka[name] = SocketServerTls(files, config["ssl.client.auth"])
+                kafka[name] = SocketServerTls(
+                    files,
+                    config["ssl.client.auth"] if protocol == SSL else "none",
+                    PrincipalMapper(config["ssl.principal.mapping.rules"]),
+                )
             except TlsError as exc:
                 raise NodeStartError(f"Kafka listener {name}: {exc}") from None
     peer_protocol = config.security.peer_protocol
@@ -189,6 +205,13 @@ class Node:
         self.producer_ids = ProducerIdManager(cluster_id, config.node_id, self.controller_channel, broker_epoch)
         self.health = health.aio.HealthServicer()
         self.authorizer_settings = authorizer_settings_from(config)  # ACLs: raftlog/api/authorization.py
+        # SASL logins and session tokens against the SCRAM credentials in the image (SASL_* listeners).
+        self.authenticator = Authenticator(
+            lambda: self.state_machine.image,
+            config.sasl_mechanisms,
+            config["sasl.session.token.lifetime.ms"],
+            self.metrics,
+        )
         # One gRPC server per named listener: a servicer knows the listener its calls came in on
         # (gRPC does not tell a handler which local port it was). Internal listeners carry every
         # service, client listeners only the client ones (_build_server).
@@ -216,8 +239,20 @@ class Node:
         log.info("node %d: leader is now %s in term %d", self.config.node_id, leader_id, term)
 
     def _build_server(self, listener: str) -> grpc.aio.Server:
-        server = grpc.aio.server(options=GRPC_OPTIONS)
         internal = listener in self.config.security.internal
+        protocol = self.config.security.protocols[listener]
+        peer_authenticator = PeerAuthenticator(
+            PrincipalMapper(self.config["ssl.principal.mapping.rules"]),
+            require_node_certificate=internal and protocol == SSL,
+        )
+        # Who each call is (raftlog/principals.py request_principal): certificates on SSL, session
+        # tokens on SASL_* (calls without one refused), nobody on PLAINTEXT (no interceptor at all).
+        interceptors = (
+            []
+            if protocol == PLAINTEXT
+            else [ListenerAuthentication(listener, protocol, self.authenticator, peer_authenticator)]
+        )
+        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
         services = [
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
@@ -225,11 +260,12 @@ class Node:
             acls_pb2.DESCRIPTOR.services_by_name["AclService"].full_name,
             health.SERVICE_NAME,
         ]
-        authenticator = PeerAuthenticator(
-            PrincipalMapper(self.config["ssl.principal.mapping.rules"]),
-            require_node_certificate=internal and self.config.security.protocols[listener] == SSL,
-        )
-        authorizer = RequestAuthorizer(self.authorizer_settings, self.state_machine, authenticator, self.metrics)
+        authorizer = RequestAuthorizer(self.authorizer_settings, self.state_machine, peer_authenticator, self.metrics)
+        if protocol in SASL_PROTOCOLS:
+            sasl_pb2_grpc.add_SaslServiceServicer_to_server(
+                SaslServicer(self.authenticator, listener, self.metrics), server
+            )
+            services.append(sasl_pb2.DESCRIPTOR.services_by_name["SaslService"].full_name)
         admin = AdminServicer(
             self.cluster_id, self.config, self.driver, self.controller, self.peers, authorizer, self.metrics, listener
         )
@@ -252,6 +288,7 @@ class Node:
         acls_pb2_grpc.add_AclServiceServicer_to_server(acls, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if internal:  # Raft, controller and replica traffic: only here, and from the node it claims to be
+            authenticator = peer_authenticator
             self.driver.add_to_server(server, authenticator)
             controller = ControllerServicer(self.cluster_id, self.controller, self.metrics, authenticator)
             controller_pb2_grpc.add_ControllerServiceServicer_to_server(controller, server)
@@ -293,7 +330,15 @@ class Node:
             group_servicer=GroupServicer(self.groups, authorizer, None, listener.name),
             authorizer=authorizer,
         )
-        return KafkaServer(broker, listener.host, listener.port, self.metrics, self.kafka_tls.get(listener.name))
+        return KafkaServer(
+            broker,
+            listener.host,
+            listener.port,
+            self.metrics,
+            self.kafka_tls.get(listener.name),
+            self.authenticator,
+            self.config.kafka_security[listener.name],
+        )
 
     async def start(self) -> None:
         for listener in self.config.listeners:

@@ -1,17 +1,33 @@
 """Principals: the name a caller acts under (``User:<name>``), from a certificate's distinguished
-name by Kafka's ``ssl.principal.mapping.rules``. Pure (no grpc, no I/O): raftlog/tls.py reads the
-certificate, this module names it (``request_principal``); authorization (ACLs) asks only that
-function, and SCRAM users will use the same ``User:<name>`` form.
+name by Kafka's ``ssl.principal.mapping.rules`` or from a SASL login, and the one way code serving
+a request asks for it: ``request_principal``. Pure (no grpc, no I/O): raftlog/tls.py reads the
+certificate, raftlog/authentication.py checks SASL session tokens; this module names principals
+and carries the principal of the request being served.
+
+Where the principal comes from, per listener security protocol (``listener.security.protocol.map``):
+PLAINTEXT: ``User:ANONYMOUS``; SSL: the client certificate's, by the mapping rules (ANONYMOUS
+without a certificate); SASL_SSL / SASL_PLAINTEXT: ``User:<name>`` of the SCRAM login (a call
+without a valid session token is refused before any servicer runs). The gRPC listener's interceptor
+(raftlog/authentication.py) and the Kafka connection (raftlog/kafka/server.py) set it around each
+request they serve.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 ANONYMOUS = "User:ANONYMOUS"
-DEFAULT_MAPPING_RULES = "RULE:^CN=([^,]*).*$/$1/,DEFAULT"
+USER_PREFIX = "User:"
+
+# Set by the listener serving the request (None: no listener set one: a PLAINTEXT listener).
+_REQUEST_PRINCIPAL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "raftlog_request_principal", default=None
+)
 
 
 class _Identified(Protocol):
@@ -22,11 +38,45 @@ class _IdentitySource(Protocol):
     def identity(self, context) -> _Identified: ...
 
 
-def request_principal(context, authenticator: _IdentitySource) -> str:
-    """The principal a request acts under, the one place that says it (authorization asks only
-    this): ``User:<name>`` from the client certificate by ``ssl.principal.mapping.rules`` (the
-    authenticator is raftlog.tls.PeerAuthenticator), ``User:ANONYMOUS`` without one, as Kafka."""
-    return authenticator.identity(context).principal
+def request_principal(context: object | None = None, authenticator: _IdentitySource | None = None) -> str:
+    """The principal (``User:<name>``) of the request being served: the one function for it
+    (authorization asks only this).
+
+    The listener that received the request set it before any servicer ran (``serving_as``): the
+    SCRAM login's user on SASL_* listeners, the client certificate's principal on SSL ones. When no
+    listener set one (a PLAINTEXT gRPC listener, a call outside a request) it is the certificate's
+    principal if ``authenticator`` (raftlog.tls.PeerAuthenticator) and ``context`` (a gRPC
+    ServicerContext) are given, else ``User:ANONYMOUS``, as Kafka's PLAINTEXT principal. The Kafka
+    listener's handlers pass ``context=None``."""
+    principal = _REQUEST_PRINCIPAL.get()
+    if principal is not None:
+        return principal
+    if authenticator is not None and context is not None:
+        return authenticator.identity(context).principal
+    return ANONYMOUS
+
+
+@contextmanager
+def serving_as(principal: str) -> Iterator[None]:
+    """Runs the request's handling as ``principal`` (listeners only: they have authenticated it)."""
+    assert principal.startswith(USER_PREFIX), f"principal {principal!r} is not User:<name>"
+    token = _REQUEST_PRINCIPAL.set(principal)
+    try:
+        yield
+    finally:
+        _REQUEST_PRINCIPAL.reset(token)
+
+
+def user_principal(name: str) -> str:
+    return f"{USER_PREFIX}{name}"
+
+
+def parse_super_users(text: str | None) -> frozenset[str]:
+    """Kafka's ``super.users``: principals separated by ``;`` (a DN may hold commas)."""
+    return frozenset(p.strip() for p in (text or "").split(";") if p.strip())
+
+
+DEFAULT_MAPPING_RULES = "RULE:^CN=([^,]*).*$/$1/,DEFAULT"
 
 
 class PrincipalRuleError(ValueError):

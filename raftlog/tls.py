@@ -34,16 +34,26 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
 from cryptography import x509
 
-from raftlog.config import CLIENT_AUTH_MODES, PLAINTEXT, SECURITY_PROTOCOLS, SSL
+from raftlog.config import (
+    CLIENT_AUTH_MODES,
+    GRPC_SASL_MECHANISMS,
+    PLAINTEXT,
+    SASL_PLAINTEXT,
+    SASL_PROTOCOLS,
+    SECURITY_PROTOCOLS,
+    SSL,
+    TLS_PROTOCOLS,
+)
 from raftlog.errors import Errors, RaftlogError
 from raftlog.principals import ANONYMOUS, PrincipalMapper
+from raftlog.sasl_login import SaslCredentials, SessionLogin
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -184,10 +194,11 @@ class SocketServerTls:
     (its SNI callback, which OpenSSL calls with or without a server name), the context built from
     the files as they are now, so new connections get a replaced certificate or CA bundle."""
 
-    def __init__(self, files: TlsFiles, client_auth: str):
+    def __init__(self, files: TlsFiles, client_auth: str, mapper: PrincipalMapper | None = None):
         _check_server_files(files, client_auth)
         self.files = files
         self.client_auth = client_auth
+        self._mapper = mapper or PrincipalMapper()  # ssl.principal.mapping.rules
         self._reloader = CertificateReloader(files)
         self._current = self._context()
 
@@ -224,29 +235,68 @@ class SocketServerTls:
         """For ``asyncio.start_server(ssl=...)``."""
         return self._current
 
+    def peer_principal(self, ssl_object: ssl.SSLObject | None) -> str:
+        """The principal of a connection's client certificate (``User:<name>`` by the mapping
+        rules, as PeerAuthenticator names a gRPC caller's), User:ANONYMOUS without one."""
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return ANONYMOUS
+        return certificate_principal(read_certificate(ssl.DER_cert_to_PEM_cert(der).encode()), self._mapper)
+
 
 @dataclass(frozen=True)
 class ClientSecurity:
-    """How a client or a node connects: Kafka's ``security.protocol`` and ``ssl.*`` client settings."""
+    """How a client or a node connects: Kafka's ``security.protocol``, ``ssl.*`` and ``sasl.*``
+    client settings. A SASL_* client logs in once (``login``, shared by all its channels) and sends
+    the session token with every call (raftlog/sasl_login.py)."""
 
     protocol: str = PLAINTEXT
     files: TlsFiles = TlsFiles(None, None, None)
+    sasl: SaslCredentials | None = None
+    login: SessionLogin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in SECURITY_PROTOCOLS:
             raise TlsError(f"security.protocol: {self.protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
         if (self.files.certificate is None) != (self.files.key is None):
             raise TlsError("ssl.certificate.location and ssl.key.location go together")
+        if self.protocol in SASL_PROTOCOLS:
+            if self.sasl is None or not self.sasl.username or not self.sasl.password:
+                raise TlsError(f"security.protocol={self.protocol} needs sasl.username and sasl.password")
+            if self.sasl.mechanism not in GRPC_SASL_MECHANISMS:
+                raise TlsError(
+                    f"sasl.mechanism: {self.sasl.mechanism!r} is not one of {', '.join(GRPC_SASL_MECHANISMS)}"
+                )
+            if self.login is None:
+                object.__setattr__(self, "login", SessionLogin(self.sasl, self._plain_channel))
+        elif self.sasl is not None:
+            # A password is never sent without the operator saying how: SASL_SSL (over TLS), or
+            # SASL_PLAINTEXT, which says by its name that it is not encrypted.
+            raise TlsError(
+                f"sasl.username/sasl.password given with security.protocol={self.protocol}: "
+                "use SASL_SSL (or SASL_PLAINTEXT to send them without TLS)"
+            )
 
     @property
     def tls(self) -> bool:
-        return self.protocol == SSL
+        return self.protocol in TLS_PROTOCOLS
+
+    @property
+    def transport(self) -> str:
+        """PLAINTEXT or SSL: what a protocol probe sees."""
+        return SSL if self.tls else PLAINTEXT
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """Read from disk each time, so a new channel uses the files as they are now."""
         assert self.tls, "a PLAINTEXT client has no channel credentials"
         chain, key, ca = self.files.read()
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=chain)
+
+    def _plain_channel(self, address: str) -> grpc.Channel:
+        """A channel without the token interceptor, for the login itself."""
+        if self.tls:
+            return grpc.secure_channel(address, self.channel_credentials())
+        return grpc.insecure_channel(address)
 
     @classmethod
     def from_settings(
@@ -255,27 +305,79 @@ class ClientSecurity:
         ssl_cafile: str | Path | None = None,
         ssl_certfile: str | Path | None = None,
         ssl_keyfile: str | Path | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> ClientSecurity:
         """kafka-python's keyword names; SSL is implied by any ssl_* file."""
         any_file = any(f is not None for f in (ssl_cafile, ssl_certfile, ssl_keyfile))
         protocol = (security_protocol or (SSL if any_file else PLAINTEXT)).upper()
         files = TlsFiles(*(Path(f) if f is not None else None for f in (ssl_certfile, ssl_keyfile, ssl_cafile)))
-        if protocol == PLAINTEXT and any_file:
-            raise TlsError("ssl_* files given with security_protocol=PLAINTEXT")
-        return cls(protocol, files)
+        if protocol in (PLAINTEXT, SASL_PLAINTEXT) and any_file:
+            raise TlsError(f"ssl_* files given with security_protocol={protocol}")
+        sasl = None
+        if sasl_plain_username is not None or sasl_plain_password is not None:
+            sasl = SaslCredentials(
+                (sasl_mechanism or "SCRAM-SHA-256").upper(), sasl_plain_username or "", sasl_plain_password or ""
+            )
+        return cls(protocol, files, sasl)
 
     @classmethod
     def from_properties(cls, properties: Mapping[str, str]) -> ClientSecurity:
         """A ``client.properties`` file's keys (Kafka's names)."""
-        return cls.from_settings(
-            properties.get("security.protocol"),
-            properties.get("ssl.truststore.location"),
-            properties.get("ssl.certificate.location"),
-            properties.get("ssl.key.location"),
+        return cls.from_settings(**client_kwargs(properties))
+
+
+CLIENT_PROPERTY_KEYS = (
+    "security.protocol",
+    "ssl.truststore.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+    "sasl.jaas.config",
+)
+
+_JAAS = re.compile(
+    r"\s*org\.apache\.kafka\.common\.security\.(scram\.ScramLoginModule|plain\.PlainLoginModule)\s+required"
+    r"((?:\s+\w+\s*=\s*\"(?:[^\"\\]|\\.)*\")*)\s*;?\s*"
+)
+_JAAS_OPTION = re.compile(r"(\w+)\s*=\s*\"((?:[^\"\\]|\\.)*)\"")
+
+
+def parse_jaas_config(text: str) -> tuple[str, str]:
+    """(username, password) of Kafka's ``sasl.jaas.config`` with ScramLoginModule (PlainLoginModule
+    is read too, for the Kafka listener's clients; gRPC logins are SCRAM whatever it says)."""
+    match = _JAAS.fullmatch(text)
+    if match is None:
+        raise TlsError(
+            "sasl.jaas.config: expected org.apache.kafka.common.security.scram.ScramLoginModule required "
+            'username="..." password="...";'
         )
+    options = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _JAAS_OPTION.findall(match.group(2))}
+    if "username" not in options or "password" not in options:
+        raise TlsError('sasl.jaas.config needs username="..." and password="..."')
+    return options["username"], options["password"]
 
 
-CLIENT_PROPERTY_KEYS = ("security.protocol", "ssl.truststore.location", "ssl.certificate.location", "ssl.key.location")
+def client_kwargs(properties: Mapping[str, str]) -> dict[str, str | None]:
+    """Kafka client property names -> the keyword arguments of Admin, Producer and Consumer."""
+    username, password = properties.get("sasl.username"), properties.get("sasl.password")
+    jaas = properties.get("sasl.jaas.config")
+    if jaas is not None:
+        if username is not None or password is not None:
+            raise TlsError("give sasl.jaas.config or sasl.username/sasl.password, not both")
+        username, password = parse_jaas_config(jaas)
+    return {
+        "security_protocol": properties.get("security.protocol"),
+        "ssl_cafile": properties.get("ssl.truststore.location"),
+        "ssl_certfile": properties.get("ssl.certificate.location"),
+        "ssl_keyfile": properties.get("ssl.key.location"),
+        "sasl_mechanism": properties.get("sasl.mechanism"),
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+    }
 
 
 def read_properties(path: str | Path) -> dict[str, str]:
@@ -344,6 +446,11 @@ class PeerIdentity:
 ANONYMOUS_PEER = PeerIdentity(ANONYMOUS, frozenset(), None)
 
 
+def certificate_principal(cert: Certificate, mapper: PrincipalMapper) -> str:
+    name = mapper.name(cert.distinguished_name)
+    return ANONYMOUS if name is None else f"User:{name}"
+
+
 class PeerAuthenticator:
     """Reads a call's peer certificate. ``require_node_certificate`` is set on listeners that carry
     internal services over SSL: there a call naming a node id must come from that node's certificate.
@@ -360,8 +467,7 @@ class PeerAuthenticator:
         if not pems:
             return ANONYMOUS_PEER
         cert = read_certificate(bytes(pems[0]))
-        name = self.mapper.name(cert.distinguished_name)
-        return PeerIdentity(ANONYMOUS if name is None else f"User:{name}", cert.node_ids, cert)
+        return PeerIdentity(certificate_principal(cert, self.mapper), cert.node_ids, cert)
 
     def check_node(self, context, node_id: int, what: str) -> None:
         """Raises CLUSTER_AUTHORIZATION_FAILED unless the caller's certificate names ``node_id``."""
@@ -442,7 +548,7 @@ class ProtocolCheck:
             if address in self._matching:
                 return None
         spoken = probe_protocol(address)
-        if spoken == self.security.protocol:
+        if spoken == self.security.transport:
             with self._lock:
                 self._matching.add(address)
             return None

@@ -8,9 +8,10 @@ the active controller, forwarded there when this node is not it.
 
 from __future__ import annotations
 
+from raftlog import audit
 from raftlog import config as node_config
 from raftlog.api.authorization import RequestAuthorizer
-from raftlog.api.forwarding import forward_to_controller
+from raftlog.api.forwarding import forward_to_controller, was_forwarded
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.channels import Peers
@@ -24,6 +25,7 @@ from raftlog.limits import (
 )
 from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
+from raftlog.principals import request_principal
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
@@ -198,6 +200,67 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             request.partition.topic, request.partition.partition, list(request.replicas)
         )
         return admin_pb2.AlterPartitionReassignmentsResponse(offset=offset)
+
+    # -- SCRAM credentials (Kafka's AlterUserScramCredentials / DescribeUserScramCredentials) --
+
+    def _authorize_credentials(self, context, operation: str, resource: str) -> str:
+        """With ACLs on: what raftlog.authorizer.required says (Alter / Describe on the cluster,
+        as Kafka), through the gate like every other API. With ACLs off: a super user
+        (``super.users``) on any listener, or any caller on an internal listener (reachable in a
+        secure cluster only with a certificate of the cluster's CA; in a PLAINTEXT development
+        cluster by anyone, as Kafka without an authorizer allows everything). Anyone else:
+        CLUSTER_AUTHORIZATION_FAILED, audited."""
+        if self._auth.enabled:
+            caller = self._auth.caller(context)
+            self._auth.check(caller, operation)
+            return caller.principal
+        principal = request_principal(context)
+        if self._listener in self._config.security.internal or principal in self._config.super_users:
+            return principal
+        reason = f"{principal} is not a super user and listener {self._listener} is not internal"
+        audit.credential_change_refused(self.metrics, principal, operation, resource, reason)
+        raise RaftlogError("CLUSTER_AUTHORIZATION_FAILED", f"{operation} needs a super user: {reason}")
+
+    @rpc("AlterUserScramCredentials")
+    async def AlterUserScramCredentials(self, request, context):
+        users = sorted({c.name for c in (*request.upsertions, *request.deletions)})
+        principal = self._authorize_credentials(
+            context, "AlterUserScramCredentials", ",".join(f"User:{u}" for u in users) or "-"
+        )
+        forwarded = await self._forward_to_controller("AlterUserScramCredentials", request, context)
+        if forwarded is not None:
+            response = forwarded
+        else:
+            offset = await self._controller.alter_scram_credentials(list(request.upsertions), list(request.deletions))
+            response = admin_pb2.AlterUserScramCredentialsResponse(offset=offset)
+        if context is None or not was_forwarded(context):  # audited once, where the client came in
+            for upsertion in request.upsertions:
+                audit.credential_changed(
+                    self.metrics, principal, "UpsertScramCredential", upsertion.name, upsertion.mechanism
+                )
+            for deletion in request.deletions:
+                audit.credential_changed(
+                    self.metrics, principal, "DeleteScramCredential", deletion.name, deletion.mechanism
+                )
+        return response
+
+    @rpc("DescribeUserScramCredentials")
+    async def DescribeUserScramCredentials(self, request, context):
+        self._authorize_credentials(context, "DescribeUserScramCredentials", "Cluster:kafka-cluster")
+        await await_applied(self._driver, request.min_metadata_offset)
+        by_user: dict[str, list[admin_pb2.ScramCredentialInfo]] = {}
+        for (user, mechanism), credential in sorted(self._controller.image.scram_credentials.items()):
+            by_user.setdefault(user, []).append(
+                admin_pb2.ScramCredentialInfo(mechanism=mechanism, iterations=credential.iterations)
+            )
+        response = admin_pb2.DescribeUserScramCredentialsResponse()
+        for user in list(dict.fromkeys(request.users)) or sorted(by_user):
+            result = admin_pb2.UserScramCredentials(user=user, credentials=by_user.get(user, []))
+            if user not in by_user:
+                result.error_reason = "RESOURCE_NOT_FOUND"
+                result.error_message = f"user {user!r} has no SCRAM credentials"
+            response.results.append(result)
+        return response
 
     # -- benchmark --------------------------------------------------------------------------
 

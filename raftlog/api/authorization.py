@@ -3,25 +3,23 @@
 (``raftlog.authorizer.required.REQUIRED``, the one table), and the pure authorizer's answer over
 the ACL bindings of this node's metadata image.
 
-Every refusal is audited: one log line (principal, host, operation, resource, API) and
-``raftlog_authorization_denied_total``. Leaving a resource out of a listing (Metadata, ListGroups)
+Every refusal is audited (raftlog/audit.py): one log line (principal, operation, resource, host,
+API) and ``raftlog_authorization_denied_total``. Leaving a resource out of a listing (Metadata, ListGroups)
 is not a refusal and is not logged, as Kafka's authorizer logs only what it refuses outright.
 With ``authorizer.class.name`` empty (the default) every check passes at once.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
+from raftlog import audit
 from raftlog.api.forwarding import was_forwarded
 from raftlog.authorizer.acls import CLUSTER_NAME, Operation, ResourceType
-from raftlog.authorizer.authorizer import Authorizer, AuthorizerSettings, Caller, Decision, parse_super_users
+from raftlog.authorizer.authorizer import Authorizer, AuthorizerSettings, Caller, Decision
 from raftlog.authorizer.required import REQUIRED, Requirement
 from raftlog.errors import RaftlogError
 from raftlog.principals import ANONYMOUS, request_principal
-
-log = logging.getLogger("raftlog.audit")
 
 
 def peer_host(context) -> str:
@@ -38,7 +36,7 @@ def peer_host(context) -> str:
 def settings_from(config) -> AuthorizerSettings:
     return AuthorizerSettings(
         enabled=bool(config["authorizer.class.name"]),
-        super_users=parse_super_users(config["super.users"]),
+        super_users=config.super_users,  # super.users, read once (raftlog/config.py)
         allow_everyone_if_no_acl_found=config["allow.everyone.if.no.acl.found"],
     )
 
@@ -97,20 +95,15 @@ class RequestAuthorizer:
         return decision
 
     def _refused(self, caller: Caller, api: str, requirement: Requirement, name: str, decision: Decision) -> None:
-        log.info(
-            "authorization refused: principal=%s host=%s operation=%s resource=%s:%s api=%s (%s)",
+        audit.authorization_refused(
+            self.metrics,
             caller.principal,
             caller.host,
             requirement.operation.kafka_name,
-            requirement.resource_type.kafka_name,
-            name,
+            f"{requirement.resource_type.kafka_name}:{name}",
             api,
             decision.why,
         )
-        if self.metrics is not None:
-            self.metrics.authorization_refused(
-                api, requirement.operation.kafka_name, requirement.resource_type.kafka_name
-            )
 
     def _requirements(self, caller: Caller, api: str) -> tuple[str, tuple[Requirement, ...]]:
         if caller.forwarded:  # the forwarding node authorized its caller; only a node may forward
@@ -172,10 +165,7 @@ class RequestAuthorizer:
     # -- audit of ACL changes -----------------------------------------------------------------
 
     def acls_changed(self, caller: Caller, change: str, bindings) -> None:
-        for binding in bindings:
-            log.info("acl %s: principal=%s host=%s binding=%s", change, caller.principal, caller.host, binding)
-        if self.metrics is not None and bindings:
-            self.metrics.acls_changed(change, len(bindings))
+        audit.acls_changed(self.metrics, caller.principal, caller.host, change, bindings)
 
 
 async def serve_authorized_partitions(

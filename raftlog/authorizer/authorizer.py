@@ -60,11 +60,6 @@ class Decision:
     why: str  # for the audit log: "super user", "DENY (...)", "no ALLOW binding", ...
 
 
-def parse_super_users(text: str) -> frozenset[str]:
-    """Kafka's ``super.users``: principals separated by semicolons (``User:admin;User:ops``)."""
-    return frozenset(part.strip() for part in text.split(";") if part.strip())
-
-
 def _allows(binding_operation: Operation, operation: Operation) -> bool:
     return binding_operation in (operation, Operation.ALL) or operation in IMPLIED.get(binding_operation, ())
 

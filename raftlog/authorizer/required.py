@@ -80,6 +80,9 @@ REQUIRED: dict[str, tuple[Requirement, ...]] = {
     "ElectLeaders": _r(_C, _O.ALTER),
     "AlterPartitionReassignments": _r(_C, _O.ALTER),
     "BenchmarkQuorum": _r(_C, _O.ALTER),
+    # SCRAM credentials (users)
+    "AlterUserScramCredentials": _r(_C, _O.ALTER),
+    "DescribeUserScramCredentials": _r(_C, _O.DESCRIBE),
     # ACLs
     "CreateAcls": _r(_C, _O.ALTER),
     "DeleteAcls": _r(_C, _O.ALTER),

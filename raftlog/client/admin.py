@@ -13,6 +13,7 @@ from raftlog.client import records as record_codec
 from raftlog.client.connection import Connection, retried_by_admin
 from raftlog.errors import RaftlogError
 from raftlog.limits import ADMIN_RETRY_BACKOFF_S
+from raftlog.scram import DEFAULT_ITERATIONS, ScramError, make_credential
 from raftlog.tls import ClientSecurity
 from raftlog.v1 import (
     acls_pb2,
@@ -37,8 +38,19 @@ class Admin:
         ssl_cafile: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ):
-        security = ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
+        security = ClientSecurity.from_settings(
+            security_protocol,
+            ssl_cafile,
+            ssl_certfile,
+            ssl_keyfile,
+            sasl_mechanism,
+            sasl_plain_username,
+            sasl_plain_password,
+        )
         self._connection = Connection(bootstrap_servers, timeout_ms, security)
         # Highest metadata offset this client has written at; reads ask to see at least it.
         self._seen_offset = 0
@@ -263,6 +275,60 @@ class Admin:
     ) -> admin_pb2.BenchmarkQuorumResponse:
         request = admin_pb2.BenchmarkQuorumRequest(count=count, concurrency=concurrency, payload_bytes=payload_bytes)
         return self._call("BenchmarkQuorum", request)
+
+    # -- SCRAM credentials (Kafka's AlterUserScramCredentials / DescribeUserScramCredentials) --
+
+    def alter_user_scram_credentials(
+        self,
+        upsertions: list[tuple[str, str, str, int]] | None = None,
+        deletions: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Sets credentials ((user, mechanism, password, iterations)) and deletes them ((user,
+        mechanism)), all or none. The salt and keys are made here (raftlog/scram.py): the password
+        never leaves this process."""
+        request = admin_pb2.AlterUserScramCredentialsRequest()
+        for user, mechanism, password, iterations in upsertions or []:
+            try:
+                credential = make_credential(mechanism, password, iterations)
+            except ScramError as exc:
+                raise RaftlogError("UNACCEPTABLE_CREDENTIAL", f"user {user!r}: {exc}") from None
+            request.upsertions.append(
+                admin_pb2.ScramCredentialUpsertion(
+                    name=user,
+                    mechanism=credential.mechanism,
+                    iterations=credential.iterations,
+                    salt=credential.salt,
+                    stored_key=credential.stored_key,
+                    server_key=credential.server_key,
+                )
+            )
+        for user, mechanism in deletions or []:
+            request.deletions.append(admin_pb2.ScramCredentialDeletion(name=user, mechanism=mechanism.upper()))
+        self._write("AlterUserScramCredentials", request)
+
+    def upsert_scram_credential(
+        self, user: str, mechanism: str, password: str, iterations: int = DEFAULT_ITERATIONS
+    ) -> None:
+        self.alter_user_scram_credentials(upsertions=[(user, mechanism, password, iterations)])
+
+    def delete_scram_credential(self, user: str, mechanism: str) -> None:
+        self.alter_user_scram_credentials(deletions=[(user, mechanism)])
+
+    def describe_user_scram_credentials(self, users: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """user -> [{"mechanism", "iterations"}] (never a salt or a key); a named user without
+        credentials raises RESOURCE_NOT_FOUND."""
+        request = admin_pb2.DescribeUserScramCredentialsRequest(
+            users=users or [], min_metadata_offset=self._seen_offset
+        )
+        response = self._call("DescribeUserScramCredentials", request)
+        described = {}
+        for result in response.results:
+            if result.error_reason:
+                raise RaftlogError.from_reason(result.error_reason, result.error_message)
+            described[result.user] = [
+                {"mechanism": c.mechanism, "iterations": c.iterations} for c in result.credentials
+            ]
+        return described
 
     def _broker_address(self, entity_name: str) -> str:
         for broker in self.describe_cluster()["brokers"]:

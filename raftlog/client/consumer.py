@@ -151,6 +151,9 @@ class AsyncConsumer:
         ssl_cafile: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ):
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be earliest, latest or none")
@@ -161,7 +164,16 @@ class AsyncConsumer:
         if auto_commit_interval_ms <= 0:
             raise ValueError("auto_commit_interval_ms must be > 0")
         self._metadata = ClusterMetadata(
-            bootstrap_servers, ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
+            bootstrap_servers,
+            ClientSecurity.from_settings(
+                security_protocol,
+                ssl_cafile,
+                ssl_certfile,
+                ssl_keyfile,
+                sasl_mechanism,
+                sasl_plain_username,
+                sasl_plain_password,
+            ),
         )
         self._reset = auto_offset_reset
         self._fetch_max_wait_ms = fetch_max_wait_ms

@@ -590,10 +590,21 @@ class _ProducerBase:
         ssl_cafile: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ):
         """on_retry(topic, partition, error, seconds_left): called on the sender's loop before each
         retry of a batch, so a caller (the console producer) can say what it is waiting for."""
-        self._security = ClientSecurity.from_settings(security_protocol, ssl_cafile, ssl_certfile, ssl_keyfile)
+        self._security = ClientSecurity.from_settings(
+            security_protocol,
+            ssl_cafile,
+            ssl_certfile,
+            ssl_keyfile,
+            sasl_mechanism,
+            sasl_plain_username,
+            sasl_plain_password,
+        )
         self._settings = _settings(
             acks,
             linger_ms,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlog.client.admin import Admin
-from raftlog.cluster.secure import CLIENT_PORT_OFFSET, SecureLayout
+from raftlog.cluster.secure import ADMIN_MECHANISM, ADMIN_NAME, CLIENT_PORT_OFFSET, SASL_PORT_OFFSET, SecureLayout
 from raftlog.config import KAFKA_DEFAULT_LISTENER_NAME, ConfigError, load_config
 from raftlog.durable_file import write_durable
 from raftlog.errors import RaftlogError
@@ -218,13 +218,27 @@ class LocalCluster:
         return ",".join(spec.address for spec in self.specs.values())
 
     @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL_SSL listeners of a secure cluster ("" otherwise)."""
+        if self.secure is None:
+            return ""
+        return ",".join(f"{spec.host}:{spec.port + SASL_PORT_OFFSET}" for spec in self.specs.values())
+
+    def ensure_admin_user(self) -> None:
+        """A secure cluster's admin SCRAM credential (the password in admin-scram.properties), set
+        through the CLIENT listeners with the admin certificate (User:admin is a super user)."""
+        assert self.secure is not None, "only a secure cluster has an admin user"
+        with self.admin(timeout_ms=15000) as admin:
+            admin.upsert_scram_credential(ADMIN_NAME, ADMIN_MECHANISM, self.secure.admin_password)
+
+    @property
     def client_settings(self) -> dict[str, str]:
         """Keyword arguments for Admin, Producer and Consumer: the admin's TLS files, or none."""
         return self.secure.client_settings() if self.secure is not None else {}
 
     @property
     def kafka_client_settings(self) -> dict[str, str]:
-        """librdkafka settings for the Kafka listeners: the admin's TLS files, or none."""
+        """librdkafka settings for the Kafka listeners: the admin user's SCRAM login over TLS (SASL_SSL), or none."""
         return self.secure.kafka_client_settings() if self.secure is not None else {}
 
     @property

@@ -1,25 +1,36 @@
-"""The TLS side of a local cluster (``raftlog cluster up --secure``): certificates and listeners.
+"""The TLS side of a local cluster (``raftlog cluster up --secure``): certificates, listeners and
+the admin user.
 
-Each node gets two listeners, both SSL: ``INTERNAL`` on its cluster port (Raft, controller and
-replica traffic, mutual TLS with node certificates; it is the node's voter address) and
-``CLIENT`` on the cluster port + ``CLIENT_PORT_OFFSET`` (client APIs only; a client certificate is
-required, ``ssl.client.auth=required``, so every caller has a principal). ACLs are on
-(``authorizer.class.name``) with ``User:admin`` the one super user. ``<data-dir>/tls/`` holds
-the CA and the certificates (raftlog/cluster/certificates.py), ``<data-dir>/client.properties``
-what a client needs (``--command-config``: the CA and the admin certificate). With Kafka protocol
-listeners, each is SSL too (``KAFKA:SSL``, the same certificates and ``ssl.client.auth``), and
-``<data-dir>/kafka-client.properties`` holds the same files under librdkafka's names (kcat ``-F``).
+Each node gets three gRPC listeners: ``INTERNAL`` (SSL) on its cluster port (Raft, controller
+and replica traffic, mutual TLS with node certificates; it is the node's voter address), ``CLIENT``
+(SSL) on the cluster port + ``CLIENT_PORT_OFFSET`` (client APIs only; a client certificate is
+required, ``ssl.client.auth=required``, so every caller has a principal) and ``SASL`` (SASL_SSL)
+on the cluster port + ``SASL_PORT_OFFSET`` (client APIs for users with SCRAM credentials). With
+Kafka protocol listeners, each is SASL_SSL (``KAFKA:SASL_SSL``: TLS with the nodes' certificates,
+then a SCRAM or PLAIN login; users are added with ``raftlog users scram set``, no certificate to
+issue). ACLs are on (``authorizer.class.name``) with ``User:admin`` the one super user, by its
+certificate or by its SCRAM login. ``<data-dir>/tls/`` holds the CA and the certificates
+(raftlog/cluster/certificates.py), ``<data-dir>/client.properties`` what a client needs to
+connect with the admin certificate (``--command-config``), ``<data-dir>/admin-scram.properties``
+(mode 0600) the admin user's SCRAM login with a random password made on the first run, and
+``<data-dir>/kafka-client.properties`` (mode 0600) that login under librdkafka's names (kcat
+``-F``, confluent-kafka).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from raftlog.cluster.certificates import LocalCA
+from raftlog.tls import client_kwargs, read_properties
 
 CLIENT_PORT_OFFSET = 50  # below the metrics ports (cluster port + 100)
+SASL_PORT_OFFSET = 60  # CLIENT_PORT_OFFSET + at most 9 nodes < this
 ADMIN_NAME = "admin"
 AUTHORIZER_CLASS_NAME = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+ADMIN_MECHANISM = "SCRAM-SHA-256"
 
 
 class SecureLayout:
@@ -38,12 +49,35 @@ class SecureLayout:
             "# written by raftlog cluster up --secure: raftlog <command> --command-config "
             f"{self.properties_path}\n" + "".join(f"{key}={value}\n" for key, value in self.client_properties().items())
         )
+        self.scram_properties_path = data_dir / "admin-scram.properties"
+        if not self.scram_properties_path.exists():  # a re-run keeps the password it made
+            self._write_scram_properties(secrets.token_urlsafe(18))
+        self.admin_password = read_properties(self.scram_properties_path)["sasl.password"]
         self.kafka_properties_path = data_dir / "kafka-client.properties"
-        self.kafka_properties_path.write_text(
-            "# written by raftlog cluster up --secure, for Kafka clients of the Kafka listeners "
-            f"(librdkafka's names): kcat -F {self.kafka_properties_path} -b ...\n"
-            + "".join(f"{key}={value}\n" for key, value in self.kafka_client_settings().items())
+        _write_private(
+            self.kafka_properties_path,
+            [
+                "# written by raftlog cluster up --secure: the admin user's SCRAM login on the Kafka "
+                f"listeners (librdkafka's names): kcat -F {self.kafka_properties_path} -b ...",
+                *(f"{key}={value}" for key, value in self.kafka_client_settings().items()),
+            ],
         )
+
+    def _write_scram_properties(self, password: str) -> None:
+        lines = [
+            "# written by raftlog cluster up --secure: the admin user's SCRAM login (SASL listeners);",
+            f"# raftlog <command> --bootstrap-server <SASL listeners> --command-config {self.scram_properties_path}",
+            "security.protocol=SASL_SSL",
+            f"ssl.truststore.location={self.ca.ca.certificate}",
+            f"sasl.mechanism={ADMIN_MECHANISM}",
+            f"sasl.username={ADMIN_NAME}",
+            f"sasl.password={password}",
+        ]
+        _write_private(self.scram_properties_path, lines)
+
+    def scram_settings(self) -> dict[str, str | None]:
+        """The admin user's SCRAM keyword arguments for Admin, Producer and Consumer (SASL listeners)."""
+        return client_kwargs(read_properties(self.scram_properties_path))
 
     @staticmethod
     def issue_user(data_dir: Path, name: str) -> Path:
@@ -84,21 +118,24 @@ class SecureLayout:
         }
 
     def kafka_client_settings(self) -> dict[str, str]:
-        """The admin's settings for a librdkafka client (confluent-kafka, kcat -X / -F)."""
+        """The admin user's SCRAM login for a librdkafka client of the SASL_SSL Kafka listeners
+        (confluent-kafka, kcat -X / -F)."""
         return {
-            "security.protocol": "SSL",
+            "security.protocol": "SASL_SSL",
             "ssl.ca.location": str(self.ca.ca.certificate),
-            "ssl.certificate.location": str(self.admin_certificate),
-            "ssl.key.location": str(self.admin_key),
+            "sasl.mechanisms": ADMIN_MECHANISM,
+            "sasl.username": ADMIN_NAME,
+            "sasl.password": self.admin_password,
         }
 
     def node_config(self, node_id: int, host: str, port: int, kafka_listener: str | None = None) -> dict[str, object]:
-        """kafka_listener: the name of the node's Kafka protocol listener, made SSL too (None: it has none)."""
+        """kafka_listener: the name of the node's Kafka protocol listener, made SASL_SSL (None: it has none)."""
         issued = self.ca.node(node_id)
-        kafka = f",{kafka_listener}:SSL" if kafka_listener else ""
+        kafka = f",{kafka_listener}:SASL_SSL" if kafka_listener else ""
         return {
-            "listeners": f"INTERNAL://{host}:{port},CLIENT://{host}:{port + CLIENT_PORT_OFFSET}",
-            "listener.security.protocol.map": f"INTERNAL:SSL,CLIENT:SSL{kafka}",
+            "listeners": f"INTERNAL://{host}:{port},CLIENT://{host}:{port + CLIENT_PORT_OFFSET},"
+            f"SASL://{host}:{port + SASL_PORT_OFFSET}",
+            "listener.security.protocol.map": f"INTERNAL:SSL,CLIENT:SSL,SASL:SASL_SSL{kafka}",
             "inter.broker.listener.name": "INTERNAL",
             "ssl.certificate.location": str(issued.certificate),
             "ssl.key.location": str(issued.key),
@@ -109,3 +146,10 @@ class SecureLayout:
             "authorizer.class.name": AUTHORIZER_CLASS_NAME,
             "super.users": f"User:{ADMIN_NAME}",
         }
+
+
+def _write_private(path: Path, lines: list[str]) -> None:
+    """Writes a file only its owner may read (it holds a password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")

@@ -36,7 +36,7 @@ from typing import Any
 from raftlog import config as node_config
 from raftlog.authorizer.acls import AclBinding, AclFilter
 from raftlog.broker.clock_skew import BrokerClocks
-from raftlog.controller import acls, decisions, leader_balance, topics
+from raftlog.controller import acls, credentials, decisions, leader_balance, topics
 from raftlog.controller import partitions as partition_rules
 from raftlog.errors import RaftlogError
 from raftlog.limits import (
@@ -471,6 +471,15 @@ class ActiveController:
             answer=lambda view: view.topic(name),
         )
         return offset, topic.topic_id if topic is not None else b""
+
+    async def alter_scram_credentials(
+        self,
+        upsertions: list[admin_pb2.ScramCredentialUpsertion],
+        deletions: list[admin_pb2.ScramCredentialDeletion],
+    ) -> int:
+        """Sets and deletes SCRAM credentials, all in one entry (raftlog/controller/credentials.py)."""
+        offset, _ = await self._decide(lambda image: credentials.alter_scram_credentials(image, upsertions, deletions))
+        return offset
 
     async def delete_topic(self, name: str) -> int:
         offset, _ = await self._decide(lambda image: topics.delete_topic(image, name))

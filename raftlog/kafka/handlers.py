@@ -29,6 +29,7 @@ from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from raftlog.kafka import admin_handlers, group_handlers
 from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
+from raftlog.kafka.sasl import SASL_API_NAMES, SASL_API_VERSIONS
 from raftlog.replication import requests
 from raftlog.replication.manager import ReplicaManager
 from raftlog.v1 import admin_pb2, broker_pb2, group_pb2
@@ -544,7 +545,11 @@ HANDLERS: dict[int, tuple[int, int, Handler]] = {
     60: (0, 1, describe_cluster),
 }
 HANDLERS.update(group_handlers.HANDLERS)  # the group APIs (raftlog/kafka/group_handlers.py)
-API_VERSIONS: dict[int, tuple[int, int]] = {key: (low, high) for key, (low, high, _) in HANDLERS.items()}
+# SaslHandshake and SaslAuthenticate are served by the connection's SASL state (raftlog/kafka/sasl.py).
+API_VERSIONS: dict[int, tuple[int, int]] = {
+    **{key: (low, high) for key, (low, high, _) in HANDLERS.items()},
+    **SASL_API_VERSIONS,
+}
 API_NAMES = {
     0: "Produce",
     1: "Fetch",
@@ -565,4 +570,5 @@ API_NAMES = {
     60: "DescribeCluster",
     **group_handlers.API_NAMES,
 }
-assert set(API_NAMES) == set(HANDLERS), "every served API has a metrics name"
+API_NAMES.update(SASL_API_NAMES)
+assert set(API_NAMES) == set(API_VERSIONS), "every served API has a metrics name"

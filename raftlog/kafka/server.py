@@ -1,5 +1,6 @@
 """The Kafka listener: an asyncio TCP server speaking Kafka's binary protocol, over TLS when its
-listener is SSL (listener.security.protocol.map; raftlog/tls.py's SocketServerTls).
+listener is SSL or SASL_SSL (listener.security.protocol.map; raftlog/tls.py's SocketServerTls),
+with SASL (PLAIN, SCRAM-SHA-256/512) per connection on SASL_* listeners (raftlog/kafka/sasl.py).
 
 Per connection, requests are answered in the order they arrive. Produce requests a client
 pipelines are served side by side (KAFKA_MAX_IN_FLIGHT_PER_CONNECTION queued behind the one being
@@ -22,7 +23,9 @@ import time
 
 from kio.schema.errors import ErrorCode
 
+from raftlog.authentication import Authenticator
 from raftlog.authorizer.authorizer import Caller
+from raftlog.config import PLAINTEXT
 from raftlog.errors import RaftlogError
 from raftlog.kafka import handlers
 from raftlog.kafka.client_info import CURRENT_CLIENT, ClientInfo
@@ -39,8 +42,9 @@ from raftlog.kafka.protocol import (
     encode_response,
     error_response,
 )
+from raftlog.kafka.sasl import SASL_AUTHENTICATE_KEY, SASL_HANDSHAKE_KEY, ConnectionSasl
 from raftlog.limits import KAFKA_MAX_FRAME_BYTES, KAFKA_MAX_IN_FLIGHT_PER_CONNECTION, KAFKA_TLS_HANDSHAKE_TIMEOUT_S
-from raftlog.principals import ANONYMOUS
+from raftlog.principals import ANONYMOUS, serving_as
 from raftlog.tls import SocketServerTls
 
 log = logging.getLogger(__name__)
@@ -48,13 +52,23 @@ log = logging.getLogger(__name__)
 
 class KafkaServer:
     def __init__(
-        self, broker: handlers.KafkaBroker, host: str, port: int, metrics=None, tls: SocketServerTls | None = None
+        self,
+        broker: handlers.KafkaBroker,
+        host: str,
+        port: int,
+        metrics=None,
+        tls: SocketServerTls | None = None,
+        authenticator: Authenticator | None = None,
+        protocol: str = PLAINTEXT,
     ):
+        assert authenticator is not None or protocol == PLAINTEXT, f"a {protocol} listener needs an authenticator"
         self._broker = broker
+        self._authenticator = authenticator
+        self._protocol = protocol
         self._host = host
         self._port = port
         self._metrics = metrics
-        self._tls = tls  # an SSL listener's (raftlog/tls.py); None: PLAINTEXT
+        self._tls = tls  # an SSL or SASL_SSL listener's (raftlog/tls.py); None: PLAINTEXT, SASL_PLAINTEXT
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
@@ -97,8 +111,17 @@ class KafkaServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else str(peer)
-        # Without SASL every caller is User:ANONYMOUS (Kafka's PLAINTEXT principal), from its host.
-        caller = Caller(ANONYMOUS, host)
+        # Who the connection's requests come from (raftlog/principals.py): the SASL login's user
+        # on SASL_* listeners (none until it logs in: only ApiVersions and the SASL APIs are
+        # served), the client certificate's principal on SSL ones, else User:ANONYMOUS.
+        sasl = (
+            ConnectionSasl(self._authenticator, self._broker.listener, self._protocol)
+            if self._authenticator is not None
+            else None
+        )
+        certificate_principal = (
+            self._tls.peer_principal(writer.get_extra_info("ssl_object")) if self._tls is not None else ANONYMOUS
+        )
         # Answers in the order the requests came: each request's answer is a task, queued as it
         # is read; the sender writes them from the queue's head. Only Produce requests overlap
         # (a producer pipelining acks=all batches would otherwise wait a replication round trip
@@ -116,9 +139,14 @@ class KafkaServer:
                     await answers.join()
                 # The answer's task copies this context: the group APIs record members with it.
                 CURRENT_CLIENT.set(ClientInfo(request.client_id or "", host))
-                await answers.put(asyncio.create_task(self._answer(request, caller)))
+                caller = Caller(self._principal(sasl, certificate_principal), host)
+                await answers.put(asyncio.create_task(self._answer(request, caller, sasl)))
                 if not overlaps:
                     await answers.join()
+                    # SASL requests are not Produce: served alone, so the login is done (or failed) here
+                    if sasl is not None and sasl.close_after_answer:
+                        log.info("kafka: closing %s after a failed SASL authentication", peer)
+                        break
             await answers.join()  # the client may still read the answers to what it sent
         except (ConnectionError, asyncio.IncompleteReadError):
             return  # the client went away mid-frame or mid-answer
@@ -182,19 +210,30 @@ class KafkaServer:
             if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 reading.cancel()
 
-    async def _answer(self, request: RequestFrame, caller: Caller) -> bytes | None:
+    @staticmethod
+    def _principal(sasl: ConnectionSasl | None, certificate_principal: str) -> str:
+        if sasl is not None and sasl.required:
+            return sasl.principal or ANONYMOUS  # None: not logged in yet (ApiVersions, the SASL APIs)
+        return certificate_principal
+
+    async def _answer(self, request: RequestFrame, caller: Caller, sasl: ConnectionSasl | None = None) -> bytes | None:
         """The response frame to one request, None for none (acks=0); closes nothing itself."""
         key, version = request.api_key, request.api_version
+        if sasl is not None and not sasl.allows(key):
+            assert self._authenticator is not None
+            self._authenticator.refused(self._broker.listener, "", ANONYMOUS, f"api {key} before SASL authentication")
+            raise CloseConnection(f"ILLEGAL_SASL_STATE: api {key} before SASL authentication")
         if request.body is None:
             return self._unsupported(request)
-        _, _, handler = handlers.HANDLERS[key]
+        handler = self._sasl_handler(key, sasl)
         name = "Kafka" + handlers.API_NAMES[key]
         started = time.perf_counter()
         failure: str | None = None
         if self._metrics:
             self._metrics.request_started(name)
         try:
-            body = await handler(self._broker, request.body, version, caller)
+            with serving_as(caller.principal):  # for code that asks request_principal()
+                body = await handler(self._broker, request.body, version, caller)
         except CloseConnection:
             failure = "CLOSED"
             raise
@@ -211,6 +250,22 @@ class KafkaServer:
         if body is None:
             return None
         return encode_response(key, version, request.correlation_id, body)
+
+    @staticmethod
+    def _sasl_handler(key: int, sasl: ConnectionSasl | None) -> handlers.Handler:
+        """The handler of an API: the connection's SASL state for the SASL APIs."""
+        if key not in (SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY):
+            return handlers.HANDLERS[key][2]
+        state = sasl
+
+        async def sasl_api(broker, body, version, caller):
+            if state is None:  # a listener without SASL: Kafka answers a handshake ILLEGAL_SASL_STATE
+                raise RaftlogError("ILLEGAL_SASL_STATE", "this listener does not authenticate with SASL")
+            if key == SASL_HANDSHAKE_KEY:
+                return await state.handshake(body, version)
+            return await state.authenticate(body, version)
+
+        return sasl_api
 
     def _unsupported(self, request: RequestFrame) -> bytes | None:
         key, version = request.api_key, request.api_version

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from raftlog.authorizer.acls import AclBinding
 from raftlog.node_ids import NO_NODE
+from raftlog.scram import ScramCredential
 from raftlog.v1 import metadata_pb2 as pb
 
 ConfigKeyT = tuple[str, str]  # (resource type, resource name; "" for the type's default)
@@ -116,6 +117,11 @@ class MetadataImage:
         # ACL bindings by id. Replaced, never changed in place, on every ACL change, so an
         # authorizer built from one dict stays valid for it (raftlog/api/authorization.py).
         self.acls: dict[bytes, AclBinding] = {}
+        # (user name, mechanism) -> credential: salt, iterations, StoredKey, ServerKey (no password)
+        self.scram_credentials: dict[tuple[str, str], ScramCredential] = {}
+
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        return self.scram_credentials.get((user, mechanism))
 
     def topic(self, name: str) -> TopicInfo | None:
         topic_id = self.topic_ids.get(name)
@@ -152,6 +158,7 @@ class MetadataImage:
         image.topic_ids = dict(self.topic_ids)
         image.next_producer_id = self.next_producer_id
         image.acls = self.acls  # copied on write
+        image.scram_credentials = dict(self.scram_credentials)
         return image
 
     def _apply_record(self, offset: int, record: pb.MetadataRecord) -> None:
@@ -176,7 +183,17 @@ class MetadataImage:
             self._add_acl(record.access_control_entry)
         elif kind == "remove_access_control_entry":
             self.acls = {i: b for i, b in self.acls.items() if i != record.remove_access_control_entry.id}
+        elif kind == "user_scram_credential":
+            self._set_scram_credential(record.user_scram_credential)
+        elif kind == "remove_user_scram_credential":
+            removal = record.remove_user_scram_credential
+            self.scram_credentials.pop((removal.name, removal.mechanism), None)
         # no_op and unknown (newer) record kinds change nothing
+
+    def _set_scram_credential(self, record: pb.UserScramCredentialRecord) -> None:
+        self.scram_credentials[(record.name, record.mechanism)] = ScramCredential(
+            record.mechanism, record.salt, record.iterations, record.stored_key, record.server_key
+        )
 
     def _register_broker(self, offset: int, record: pb.RegisterBrokerRecord) -> None:
         self.brokers[record.broker_id] = BrokerInfo(
@@ -256,6 +273,8 @@ class MetadataImage:
                 )
         for acl_id, binding in sorted(self.acls.items()):
             snapshot.acls.append(pb.AccessControlEntryRecord(id=acl_id, binding=binding.to_pb()))
+        for (name, _), credential in sorted(self.scram_credentials.items()):
+            snapshot.scram_credentials.append(scram_credential_record(name, credential))
         return snapshot.SerializeToString()
 
     @classmethod
@@ -284,4 +303,17 @@ class MetadataImage:
         image.next_producer_id = snapshot.next_producer_id
         for acl in snapshot.acls:
             image._add_acl(acl)
+        for credential in snapshot.scram_credentials:
+            image._set_scram_credential(credential)
         return image
+
+
+def scram_credential_record(name: str, credential: ScramCredential) -> pb.UserScramCredentialRecord:
+    return pb.UserScramCredentialRecord(
+        name=name,
+        mechanism=credential.mechanism,
+        salt=credential.salt,
+        stored_key=credential.stored_key,
+        server_key=credential.server_key,
+        iterations=credential.iterations,
+    )

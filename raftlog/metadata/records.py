@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from raftlog.metadata.image import scram_credential_record
+from raftlog.scram import ScramCredential
 from raftlog.v1 import acls_pb2
 from raftlog.v1 import metadata_pb2 as pb
 
@@ -114,3 +116,13 @@ def access_control_entry(acl_id: bytes, binding: acls_pb2.AclBinding) -> pb.Meta
 
 def remove_access_control_entry(acl_id: bytes) -> pb.MetadataRecord:
     return pb.MetadataRecord(remove_access_control_entry=pb.RemoveAccessControlEntryRecord(id=acl_id))
+
+
+def user_scram_credential(name: str, credential: ScramCredential) -> pb.MetadataRecord:
+    return pb.MetadataRecord(user_scram_credential=scram_credential_record(name, credential))
+
+
+def remove_user_scram_credential(name: str, mechanism: str) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        remove_user_scram_credential=pb.RemoveUserScramCredentialRecord(name=name, mechanism=mechanism)
+    )

@@ -109,6 +109,19 @@ class NodeMetrics:
         self.acl_changes = Counter(
             "raftlog_acl_changes", "ACL bindings added or removed through this node", ["change"], registry=self.registry
         )
+        # Audit (raftlog/audit.py): refused authentications and credential changes.
+        self.authentication_failures = Counter(
+            "raftlog_authentication_failures",
+            "Refused authentications (no credentials, a wrong password, a bad or expired token), per listener",
+            ["listener", "mechanism"],
+            registry=self.registry,
+        )
+        self.credential_changes = Counter(
+            "raftlog_credential_changes",
+            "SCRAM credentials set or deleted through this node, per operation",
+            ["operation"],
+            registry=self.registry,
+        )
         self._server: Any = None  # prometheus-client's WSGI server once serving
 
     def group_rebalanced(self) -> None:

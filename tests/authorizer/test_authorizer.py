@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from raftlog.authorizer.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
-from raftlog.authorizer.authorizer import Authorizer, AuthorizerSettings, Caller, parse_super_users
+from raftlog.authorizer.authorizer import Authorizer, AuthorizerSettings, Caller
 from raftlog.authorizer.required import REQUIRED
 from raftlog.controller import acls as acl_decisions
 from raftlog.errors import RaftlogError
 from raftlog.metadata.image import MetadataImage
 from raftlog.metadata.records import decode_batch, encode_batch
+from raftlog.principals import parse_super_users
 
 T, G, C = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
 LIT, PRE = PatternType.LITERAL, PatternType.PREFIXED

@@ -79,7 +79,7 @@ def test_a_refusal_is_logged_and_counted(caplog):
         gate.check(caller, "Produce", topics=["orders"])
     assert info.value.error is Errors.TOPIC_AUTHORIZATION_FAILED
     [line] = [r.getMessage() for r in caplog.records]
-    assert "principal=User:alice host=10.1.2.3 operation=Write resource=Topic:orders api=Produce" in line
+    assert "audit: refused principal=User:alice operation=Write resource=Topic:orders host=10.1.2.3 api=Produce" in line
     counted = metrics.registry.get_sample_value(
         "raftlog_authorization_denied_total", {"api": "Produce", "operation": "Write", "resource_type": "Topic"}
     )

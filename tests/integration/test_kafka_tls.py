@@ -1,8 +1,10 @@
-"""The Kafka listener of a secure cluster (``cluster up --secure``): SSL Kafka listeners with the
-nodes' certificates and ssl.client.auth=required, used by confluent-kafka (security.protocol=SSL,
-ssl.ca.location and the admin's certificate) and kcat (-F with the cluster's
-kafka-client.properties); a plaintext client and one without a certificate get an error, not a
-hang. The records are the same ones raftlog's gRPC client reads over its own TLS listener."""
+"""The Kafka listener of a secure cluster (``cluster up --secure``): SASL_SSL Kafka listeners (the
+nodes' certificates, then a SCRAM login), used by confluent-kafka (security.protocol=SASL_SSL,
+ssl.ca.location and the admin user's SCRAM-SHA-256 login) and kcat (-F with the cluster's
+kafka-client.properties); a plaintext client and one without credentials get an error, not a hang;
+a SCRAM-SHA-512 user with a wrong password is refused; ACLs (on in the secure cluster) refuse a
+produce by a user with only Read. The records are the same ones raftlog's gRPC client reads over its
+own TLS listener."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import time
 
 import pytest
 
+from raftlog.authorizer.acls import AclBinding, Operation, PatternType, Permission, ResourceType
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.cluster.local import LocalCluster
-from raftlog.cluster.secure import CLIENT_PORT_OFFSET
+from raftlog.cluster.secure import SASL_PORT_OFFSET
 from tests.integration.conftest import free_port_block, wait_until
 from tests.integration.test_kafka_listener import request_frame
 
@@ -27,21 +30,27 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(CLIENT_PORT_OFFSET + 6)  # Kafka on base+CLIENT_PORT_OFFSET+3..+5
+    base = free_port_block(SASL_PORT_OFFSET + 6)  # Kafka on base+SASL_PORT_OFFSET+3..+5
     cluster = LocalCluster(
         tmp_path_factory.mktemp("kafka-tls"),
         nodes=3,
         base_port=base,
         metrics_base_port=0,
         secure=True,
-        kafka_base_port=base + CLIENT_PORT_OFFSET + 3,
+        kafka_base_port=base + SASL_PORT_OFFSET + 3,
     )
     try:
         cluster.start()
         cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
+        cluster.ensure_admin_user()  # as `cluster up --secure` does: the login kafka-client.properties holds
+        with cluster.admin(timeout_ms=15000) as admin:
+            admin.upsert_scram_credential("reader", "SCRAM-SHA-512", READER_PASSWORD)
         yield cluster
     finally:
         cluster.stop()
+
+
+READER_PASSWORD = "reader-secret"
 
 
 def settings(cluster: LocalCluster, **more) -> dict:
@@ -103,7 +112,7 @@ def test_confluent_kafka_and_kcat_over_tls_produce_and_consume_the_log_grpc_read
         assert read.stdout.split() == [f"v{i}" for i in range(100)]
 
 
-def test_a_plaintext_client_or_one_without_a_certificate_gets_an_error_not_a_hang(cluster):
+def test_a_plaintext_client_or_one_without_credentials_gets_an_error_not_a_hang(cluster):
     port = cluster.specs[1].kafka_port
     # A plaintext Kafka request on the TLS port: the connection is closed.
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -115,7 +124,7 @@ def test_a_plaintext_client_or_one_without_a_certificate_gets_an_error_not_a_han
     plaintext = AdminClient({"bootstrap.servers": cluster.kafka_bootstrap_servers})
     with pytest.raises(confluent_kafka.KafkaException):
         plaintext.list_topics(timeout=5)
-    # The CA but no client certificate, where ssl.client.auth=required.
+    # TLS with the CA but no SASL login, on a SASL_SSL listener.
     assert cluster.secure is not None
     anonymous = AdminClient(
         {
@@ -126,3 +135,63 @@ def test_a_plaintext_client_or_one_without_a_certificate_gets_an_error_not_a_han
     )
     with pytest.raises(confluent_kafka.KafkaException):
         anonymous.list_topics(timeout=5)
+
+
+def reader_settings(cluster: LocalCluster, password: str, **more) -> dict:
+    assert cluster.secure is not None
+    return {
+        "bootstrap.servers": cluster.kafka_bootstrap_servers,
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(cluster.secure.ca.ca.certificate),
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "reader",
+        "sasl.password": password,
+        **more,
+    }
+
+
+def test_a_scram_sha_512_login_with_a_wrong_password_is_refused_over_sasl_ssl(cluster):
+    errors: list = []
+    producer = confluent_kafka.Producer(
+        reader_settings(cluster, "wrong-secret", error_cb=errors.append, **{"message.timeout.ms": 3000})
+    )
+    producer.produce("tls-topic", b"never")
+    assert producer.flush(15) == 1  # not delivered
+    assert any(e.code() == confluent_kafka.KafkaError._AUTHENTICATION for e in errors), errors
+    # The right password on the same listener logs in (Metadata answers; the topic list needs no ACL).
+    AdminClient(reader_settings(cluster, READER_PASSWORD)).list_topics(timeout=30)
+
+
+def test_an_acl_with_only_read_refuses_the_users_kafka_produce(cluster):
+    """User:reader may Read topic acl-topic (so Describe too) and nothing else: its produce over the
+    Kafka listener is refused with TOPIC_AUTHORIZATION_FAILED, the refusal is in the audit log, and
+    the admin's produce to the same topic goes through."""
+    with cluster.admin(timeout_ms=15000) as admin:
+        admin.create_topic("acl-topic", partitions=1, replication_factor=3)
+        admin.create_acls(
+            [
+                AclBinding(
+                    ResourceType.TOPIC,
+                    "acl-topic",
+                    PatternType.LITERAL,
+                    "User:reader",
+                    "*",
+                    Operation.READ,
+                    Permission.ALLOW,
+                )
+            ]
+        )
+    reports: list = []
+    producer = confluent_kafka.Producer(
+        reader_settings(cluster, READER_PASSWORD, **{"enable.idempotence": False, "message.timeout.ms": 20000})
+    )
+    producer.produce("acl-topic", b"refused", on_delivery=lambda err, msg: reports.append(err))
+    producer.flush(30)
+    assert [e.code() if e else None for e in reports] == [confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    audit = "".join(spec.log_path.read_text() for spec in cluster.specs.values())
+    assert "audit: refused principal=User:reader operation=Write resource=Topic:acl-topic" in audit
+    admin_producer = confluent_kafka.Producer(settings(cluster, **{"acks": "all"}))
+    delivered: list = []
+    admin_producer.produce("acl-topic", b"allowed", on_delivery=lambda err, msg: delivered.append(err))
+    admin_producer.flush(30)
+    assert delivered == [None]

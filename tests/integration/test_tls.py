@@ -20,7 +20,7 @@ from raftlog.client.consumer import Consumer
 from raftlog.client.producer import Producer
 from raftlog.cluster.certificates import serial_number
 from raftlog.cluster.local import LocalCluster
-from raftlog.cluster.secure import CLIENT_PORT_OFFSET
+from raftlog.cluster.secure import CLIENT_PORT_OFFSET, SASL_PORT_OFFSET
 from raftlog.errors import REASON_METADATA_KEY, Errors, RaftlogError
 from raftlog.raft.messages import MsgType
 from raftlog.tls import ClientSecurity, TlsFiles
@@ -40,7 +40,7 @@ CALL_TIMEOUT_S = 10
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(CLIENT_PORT_OFFSET + 3)
+    base = free_port_block(SASL_PORT_OFFSET + 3)  # CLIENT at +50.., SASL at +60..
     cluster = LocalCluster(tmp_path_factory.mktemp("secure"), nodes=3, base_port=base, metrics_base_port=0, secure=True)
     try:
         cluster.start()

@@ -46,8 +46,22 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         (["listeners=A://0.0.0.0:9092,B://0.0.0.0:9093"], "no entry for listener A"),
         (
             ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:SASL_SSL"],
-            "SASL_SSL is not supported",
+            "listener INTERNAL carries Raft and replication traffic",
         ),
+        (
+            ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:KERBEROS"],
+            "security protocol KERBEROS is not supported",
+        ),
+        (
+            [
+                "listeners=INTERNAL://n1:9092,SASL://n1:9093",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT,SASL:SASL_PLAINTEXT",
+                "inter.broker.listener.name=INTERNAL",
+                "sasl.enabled.mechanisms=PLAIN",
+            ],
+            "needs SCRAM-SHA-256 or SCRAM-SHA-512",
+        ),
+        (["sasl.enabled.mechanisms=GSSAPI"], "GSSAPI is not one of"),
         (
             ["listeners=INTERNAL://n1:9092", "listener.security.protocol.map=INTERNAL:SSL"],
             "listener INTERNAL is SSL: ssl.certificate.location is required",
@@ -144,6 +158,22 @@ def test_a_kafka_listener_is_ssl_by_the_listener_map_and_may_request_client_cert
     assert plain.kafka_security == {"KAFKA": "PLAINTEXT"}
     named = load_config(None, environ=base_env(), overrides=["kafka.listeners=SSL://127.0.0.1:19891", *KAFKA_SSL[3:5]])
     assert named.kafka_security == {"SSL": "SSL"}
+
+
+def test_a_kafka_listener_may_be_sasl_ssl_or_sasl_plaintext():
+    map_sasl_ssl = "listener.security.protocol.map=INTERNAL:SSL,KAFKA:SASL_SSL"
+    config = load_config(None, environ=base_env(), overrides=[*KAFKA_SSL[:2], map_sasl_ssl, *KAFKA_SSL[3:]])
+    assert config.kafka_security == {"KAFKA": "SASL_SSL"}
+    map_sasl_plaintext = "listener.security.protocol.map=INTERNAL:PLAINTEXT,KAFKA:SASL_PLAINTEXT"
+    plain = load_config(None, environ=base_env(), overrides=[*KAFKA_SSL[:2], map_sasl_plaintext])
+    assert plain.kafka_security == {"KAFKA": "SASL_PLAINTEXT"}
+    # TLS needs the node's files, as SSL does.
+    with pytest.raises(ConfigError, match="Kafka listener KAFKA is SASL_SSL: ssl.certificate.location is required"):
+        load_config(
+            None,
+            environ=base_env(),
+            overrides=[*KAFKA_SSL[:2], "listener.security.protocol.map=INTERNAL:PLAINTEXT,KAFKA:SASL_SSL"],
+        )
 
 
 @pytest.mark.parametrize(

@@ -104,9 +104,42 @@ def test_client_properties_file(tmp_path, ca):
     path.write_text(f"# comment\nsecurity.protocol=SSL\nssl.truststore.location={ca.ca.certificate}\n")
     security = ClientSecurity.from_properties(read_properties(path))
     assert security.tls and security.files.truststore == ca.ca.certificate
-    path.write_text("sasl.mechanism=PLAIN\n")
-    with pytest.raises(TlsError, match="unknown key 'sasl.mechanism'"):
+    path.write_text("sasl.kerberos.service.name=kafka\n")
+    with pytest.raises(TlsError, match="unknown key 'sasl.kerberos.service.name'"):
         read_properties(path)
+
+
+def test_sasl_properties_like_kafka(tmp_path, ca):
+    path = tmp_path / "alice.properties"
+    jaas = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="p\\"w";'
+    path.write_text(
+        f"security.protocol=SASL_SSL\nssl.truststore.location={ca.ca.certificate}\n"
+        f"sasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config={jaas}\n"
+    )
+    security = ClientSecurity.from_properties(read_properties(path))
+    assert security.tls and security.sasl is not None and security.login is not None
+    assert (security.sasl.mechanism, security.sasl.username, security.sasl.password) == (
+        "SCRAM-SHA-512",
+        "alice",
+        'p"w',
+    )
+    assert 'p"w' not in repr(security)  # the password is never shown
+    # librdkafka's names give the same
+    same = ClientSecurity.from_properties(
+        {"security.protocol": "SASL_PLAINTEXT", "sasl.username": "alice", "sasl.password": "x"}
+    )
+    assert not same.tls and same.sasl is not None and same.sasl.mechanism == "SCRAM-SHA-256"
+
+
+def test_passwords_are_refused_without_a_sasl_protocol():
+    with pytest.raises(TlsError, match="use SASL_SSL"):
+        ClientSecurity.from_settings("PLAINTEXT", sasl_plain_username="alice", sasl_plain_password="x")
+    with pytest.raises(TlsError, match="needs sasl.username and sasl.password"):
+        ClientSecurity.from_settings("SASL_SSL")
+    with pytest.raises(TlsError, match="sasl.mechanism"):
+        ClientSecurity.from_settings(
+            "SASL_SSL", sasl_mechanism="PLAIN", sasl_plain_username="a", sasl_plain_password="x"
+        )
 
 
 def test_client_settings_like_kafka_python(ca):
