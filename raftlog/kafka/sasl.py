@@ -31,9 +31,11 @@ from raftlog.scram import ScramCredential, ServerExchange
 SASL_HANDSHAKE_KEY = 17
 SASL_AUTHENTICATE_KEY = 36
 API_VERSIONS_KEY = 18
-# Served before authentication (Kafka's rule); versions: SaslHandshake v1 only (v0 would be
-# followed by raw, unframed SASL tokens, which no current client sends).
-SASL_API_VERSIONS = {SASL_HANDSHAKE_KEY: (1, 1), SASL_AUTHENTICATE_KEY: (0, 2)}
+# Served before authentication (Kafka's rule). SaslHandshake v0 is advertised because older librdkafka
+# (kcat's 2.0.2) counts a broker as SASL-capable only when v0 is in range (it then
+# uses v1 and SaslAuthenticate); a v0 handshake itself, which raw unframed SASL tokens would follow,
+# is answered UNSUPPORTED_VERSION and the connection closed.
+SASL_API_VERSIONS = {SASL_HANDSHAKE_KEY: (0, 1), SASL_AUTHENTICATE_KEY: (0, 2)}
 SASL_API_NAMES = {SASL_HANDSHAKE_KEY: "SaslHandshake", SASL_AUTHENTICATE_KEY: "SaslAuthenticate"}
 BEFORE_AUTHENTICATION = frozenset({API_VERSIONS_KEY, SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY})
 
@@ -64,7 +66,10 @@ class ConnectionSasl:
     async def handshake(self, request: Any, version: int) -> Any:
         types = response_types(SASL_HANDSHAKE_KEY, version)
         mechanism = str(request.mechanism).upper()
-        if not self.required or self.authenticated or self._mechanism is not None:
+        if version == 0:
+            self.close_after_answer = True
+            code = ErrorCode.unsupported_version
+        elif not self.required or self.authenticated or self._mechanism is not None:
             code = ErrorCode.illegal_sasl_state
         elif mechanism not in self.mechanisms:
             code = ErrorCode.unsupported_sasl_mechanism

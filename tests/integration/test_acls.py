@@ -19,7 +19,7 @@ from raftlog.client.admin import Admin
 from raftlog.client.consumer import Consumer
 from raftlog.client.producer import Producer
 from raftlog.cluster.local import LocalCluster
-from raftlog.cluster.secure import CLIENT_PORT_OFFSET
+from raftlog.cluster.secure import SASL_PORT_OFFSET
 from raftlog.errors import Errors, RaftlogError
 from tests.integration.conftest import free_port_block, wait_until
 
@@ -46,7 +46,7 @@ def user_settings(cluster: LocalCluster, name: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(CLIENT_PORT_OFFSET + 3)
+    base = free_port_block(SASL_PORT_OFFSET + 3)  # CLIENT at +50.., SASL at +60..
     cluster = LocalCluster(tmp_path_factory.mktemp("acls"), nodes=3, base_port=base, metrics_base_port=0, secure=True)
     try:
         cluster.start()

@@ -16,6 +16,7 @@ import uuid
 import grpc
 import pytest
 
+from raftlog.authorizer.acls import AclBinding, Operation, PatternType, Permission, ResourceType
 from raftlog.client.admin import Admin
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
@@ -115,6 +116,15 @@ def test_user_produces_and_consumes_after_login(cluster):
     servers = ",".join(sasl_address(cluster, i) for i in cluster.specs)
     with as_admin(cluster) as admin:
         admin.create_topic("scram-topic", partitions=1, replication_factor=3)
+        # ACLs are on in the secure cluster: alice (not a super user) may write and read this topic only.
+        admin.create_acls(
+            [
+                AclBinding(
+                    ResourceType.TOPIC, "scram-topic", PatternType.LITERAL, "User:alice", "*", op, Permission.ALLOW
+                )
+                for op in (Operation.WRITE, Operation.READ)
+            ]
+        )
     value = uuid.uuid4().bytes
     with Producer(servers, acks="all", **user_settings(cluster, **ALICE)) as producer:
         metadata = producer.send("scram-topic", value=value).result(timeout=30)
@@ -138,7 +148,7 @@ def test_wrong_password_and_no_credentials_are_refused(cluster):
     with Admin(sasl_address(cluster, 2), timeout_ms=5000, **tls_only) as admin, pytest.raises(RaftlogError) as info:
         admin.list_topics()
     assert info.value.error is Errors.SASL_AUTHENTICATION_FAILED and "needs SASL authentication" in info.value.message
-    # A user may log in but not change credentials (until ACLs: super users only).
+    # A user may log in but not change credentials (that needs Alter on the cluster).
     with Admin(sasl_address(cluster, 3), timeout_ms=5000, **user_settings(cluster, **ALICE)) as admin:
         with pytest.raises(RaftlogError) as info:
             admin.upsert_scram_credential("alice", "SCRAM-SHA-256", "another")

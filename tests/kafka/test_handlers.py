@@ -148,3 +148,24 @@ def test_every_served_version_of_the_group_apis_answers_with_an_encodable_respon
                 assert answer.error_code == ErrorCode.unknown_member_id and answer.error_message == "stub"
             if api_key == 10 and version >= 4:
                 assert [(c.key, c.node_id, c.error_code) for c in answer.coordinators] == [("g", 2, ErrorCode.none)]
+
+
+def test_sasl_handshake_v0_is_advertised_for_librdkafka_but_refused():
+    """librdkafka 2.0 counts a broker as SASL-capable only when SaslHandshake v0 is in range; a v0
+    handshake (raw tokens would follow) is answered UNSUPPORTED_VERSION and closes the connection."""
+    from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest as HandshakeV0
+    from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest as HandshakeV1
+
+    from raftlog.authentication import Authenticator
+    from raftlog.kafka.handlers import API_VERSIONS
+    from raftlog.kafka.sasl import ConnectionSasl
+    from raftlog.metadata.image import MetadataImage
+
+    assert API_VERSIONS[17] == (0, 1)
+    authenticator = Authenticator(MetadataImage, ("SCRAM-SHA-512",), 60_000)
+    old = ConnectionSasl(authenticator, "KAFKA", "SASL_SSL")
+    answer = asyncio.run(old.handshake(HandshakeV0(mechanism="SCRAM-SHA-512"), 0))
+    assert answer.error_code == ErrorCode.unsupported_version and old.close_after_answer
+    new = ConnectionSasl(authenticator, "KAFKA", "SASL_SSL")
+    answer = asyncio.run(new.handshake(HandshakeV1(mechanism="SCRAM-SHA-512"), 1))
+    assert answer.error_code == ErrorCode.none and not new.close_after_answer

@@ -145,3 +145,29 @@ def test_an_ssl_listener_without_its_files_is_a_clear_error(ca):
         SocketServerTls(TlsFiles(None, None, ca.ca.certificate), "none")
     with pytest.raises(TlsError, match="ssl.client.auth=requested needs ssl.truststore.location"):
         SocketServerTls(TlsFiles(ca.node(1).certificate, ca.node(1).key, None), "requested")
+
+
+def test_a_client_certificate_names_the_callers_principal(ca, monkeypatch):
+    """On an SSL Kafka listener every request's Caller is the client certificate's principal (CN by
+    ssl.principal.mapping.rules), User:ANONYMOUS without one: what the authorizer checks."""
+    from raftlog.kafka import handlers
+
+    seen: list[str] = []
+    low, high, answer = handlers.HANDLERS[18]
+
+    async def recording(broker, request, version, caller):
+        seen.append(caller.principal)
+        return await answer(broker, request, version, caller)
+
+    monkeypatch.setitem(handlers.HANDLERS, 18, (low, high, recording))
+
+    async def run():
+        server = await serving(SocketServerTls(files(ca), "requested"))
+        try:
+            await ask_api_versions(server.port, client_context(ca, "alice"))
+            await ask_api_versions(server.port, client_context(ca, None))
+        finally:
+            await server.stop()
+
+    asyncio.run(run())
+    assert seen == ["User:alice", "User:ANONYMOUS"]
