@@ -132,10 +132,9 @@ def unregister_broker(image: MetadataImage, broker_id: int) -> list[metadata_pb2
     broker = image.brokers.get(broker_id)
     if broker is None:
         raise RaftlogError("UNKNOWN_BROKER", f"broker {broker_id} is not registered")
+    problems = []
     if not broker.fenced:
-        raise RaftlogError(
-            "INVALID_REQUEST", f"broker {broker_id} is alive (unfenced): stop it before unregistering it"
-        )
+        problems.append("is alive (unfenced): stop it first")
     held = [
         f"{name}-{p.partition}"
         for name, p in image.partitions()
@@ -143,9 +142,9 @@ def unregister_broker(image: MetadataImage, broker_id: int) -> list[metadata_pb2
     ]
     if held:
         shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
-        raise RaftlogError(
-            "INVALID_REQUEST", f"broker {broker_id} still holds {len(held)} replicas ({shown}): reassign them first"
-        )
+        problems.append(f"still holds {len(held)} replicas ({shown}): reassign them first")
+    if problems:
+        raise RaftlogError("INVALID_REQUEST", f"broker {broker_id} " + "; it ".join(problems))
     return [records.unregister_broker(broker_id, broker.epoch)]
 
 

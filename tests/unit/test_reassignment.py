@@ -192,7 +192,9 @@ def test_unregister_broker_refuses_a_live_broker_and_one_holding_replicas():
     image = cluster()
     with_topic(image, assignment=((1, 2),))
     assert reason_of(lambda: decisions.unregister_broker(image, 9)) == "UNKNOWN_BROKER"
-    assert "alive" in _message(lambda: decisions.unregister_broker(image, 3))
+    assert "is alive" in _message(lambda: decisions.unregister_broker(image, 3))
+    both = _message(lambda: decisions.unregister_broker(image, 1))
+    assert "is alive" in both and "holds 1 replicas (t-0)" in both
     for broker_id in (2, 3):
         apply(image, [records.broker_fencing(broker_id, image.brokers[broker_id].epoch, True)])
     assert "holds 1 replicas (t-0)" in _message(lambda: decisions.unregister_broker(image, 2))
