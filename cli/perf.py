@@ -13,6 +13,7 @@ PERF_MODULES: list[str] = [
     "cli.perf_log",
     "cli.perf_failover",
     "cli.perf_group",
+    "cli.perf_reassign",
 ]
 
 

@@ -170,7 +170,9 @@ def _set_throttles(admin, current: Assignment, plan: Assignment, throttle: int) 
         admin.alter_configs("topics", topic, set_configs={LEADER_REPLICAS: leader, FOLLOWER_REPLICAS: follower})
     brokers = sorted({b for key in moving(current, plan) for b in current[key] + plan[key]})
     for broker in brokers:
-        admin.alter_configs("brokers", str(broker), set_configs={LEADER_RATE: throttle, FOLLOWER_RATE: throttle})
+        admin.alter_configs(
+            "brokers", str(broker), set_configs={LEADER_RATE: str(throttle), FOLLOWER_RATE: str(throttle)}
+        )
 
 
 def _clear_throttles(admin, topics: list[str]) -> dict[str, list]:

@@ -480,9 +480,6 @@ class ActiveController:
         offset, _ = await self._decide(decide)
         return offset
 
-    async def reassign(self, topic_name: str, index: int, replicas: list[int]) -> int:
-        return await self.alter_reassignments([reassignment.ReassignmentEntry(topic_name, index, tuple(replicas))])
-
     async def alter_reassignments(
         self, entries: list[reassignment.ReassignmentEntry], validate_only: bool = False
     ) -> int:
