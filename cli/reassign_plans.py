@@ -67,6 +67,21 @@ def _states(admin, topics: list[str]) -> dict[tuple[str, int], PartitionState]:
     return states
 
 
+def _with_controller_progress(admin, states: dict[tuple[str, int], PartitionState]) -> None:
+    """Moving or not, as the active controller has it (ListPartitionReassignments): the replicas
+    come from any node's metadata, which may lag a change by a moment; whether a move is running
+    decides what --verify and --cancel do, so it is asked of the controller."""
+    moving_now = {(r["topic"], r["partition"]): r for r in admin.list_partition_reassignments(list(states))}
+    for key, state in states.items():
+        ongoing = moving_now.get(key)
+        if ongoing is not None:
+            states[key] = PartitionState(
+                tuple(ongoing["replicas"]), tuple(ongoing["adding_replicas"]), tuple(ongoing["removing_replicas"])
+            )
+        elif state.adding or state.removing:  # this node's metadata is behind: the move is over
+            states[key] = PartitionState(state.replicas, (), ())
+
+
 def _registered(admin) -> set[int]:
     return {b["id"] for b in admin.describe_cluster()["brokers"]}
 
@@ -216,6 +231,7 @@ def verify(plan_file: str, preserve_throttles: bool, bootstrap_server: str, outp
         unknown = [key for key in plan if key not in states]
         if unknown:
             raise PlanError(f"UNKNOWN_TOPIC_OR_PARTITION: no such partition: {_names(unknown)}")
+        _with_controller_progress(admin, states)
         status = progress(plan, states)
         done = all(s == COMPLETE for s, _ in status.values())
         running = any(s == IN_PROGRESS for s, _ in status.values())
@@ -258,6 +274,7 @@ def cancel(plan_file: str, preserve_throttles: bool, bootstrap_server: str, outp
         unknown = [key for key in plan if key not in states]
         if unknown:
             raise PlanError(f"UNKNOWN_TOPIC_OR_PARTITION: no such partition: {_names(unknown)}")
+        _with_controller_progress(admin, states)
         running = [key for key in sorted(plan) if states[key].adding or states[key].removing]
         if running:
             admin.alter_partition_reassignments(dict.fromkeys(running))

@@ -195,6 +195,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("ListPartitionReassignments")
     async def ListPartitionReassignments(self, request, context):
+        # The active controller answers (as in KRaft), so a tool polling for completion never reads
+        # a node that has not applied the latest change yet (`--verify` clears throttles by it).
+        forwarded = await self._forward_to_controller("ListPartitionReassignments", request, context)
+        if forwarded is not None:
+            return forwarded
         await await_applied(self._driver, request.min_metadata_offset)
         image = self._controller.image
         wanted = {(p.topic, p.partition) for p in request.partitions}

@@ -74,10 +74,15 @@ class ReplicaFetcher:
             # A partition that just failed waits out its own backoff; the others go on.
             sent = {key: p for key, p in self.partitions.items() if self._backoff_until.get(key, 0.0) <= now}
             throttled = self._throttled(sent)
-            if throttled and not self._manager.throttles.follower_may_fetch():
+            allowance = self._manager.throttles.follower.available() if throttled else None
+            if allowance is not None and allowance <= 0:
                 # Kafka's follower-side quota: throttled replicas wait; the in-sync ones go on.
                 sent = {key: p for key, p in sent.items() if key not in throttled}
             request = self._request(sent) if sent else None
+            if request is not None and allowance is not None and allowance > 0:
+                for p in request.partitions:  # what the bucket holds, shared out; whole batches still
+                    if (p.topic_id, p.partition) in throttled:
+                        p.partition_max_bytes = max(1, int(allowance) // len(throttled))
             if request is None:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue

@@ -128,6 +128,8 @@ async def _read_replica(
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
             max_bytes = request.max_bytes or 16 * 1024 * 1024
+            if data.partition_max_bytes > 0:  # the follower's own throttle
+                max_bytes = min(max_bytes, data.partition_max_bytes)
             # Kafka's leader-side replication quota: only a throttled replica that is out of sync.
             throttled = request.replica_id not in partition.isr and throttle.leader_throttled(
                 partition.topic, partition.index, manager.broker_id

@@ -12,8 +12,9 @@ depend on a throttle.
   ReplicaFetch from an out-of-sync follower gets at most the bucket's available bytes (whole
   batches: at least one when any are available), nothing while the bucket is empty.
 - Follower side (`p:<this broker>` in the follower list, this broker out of the partition's ISR):
-  the fetcher leaves the partition out of its fetch while the bucket is empty, and pays for what
-  it receives.
+  the fetcher leaves the partition out of its fetch while the bucket is empty, otherwise asks for
+  at most the bucket's bytes (`partition_max_bytes`, shared among its throttled partitions), and
+  pays for what it receives.
 
 The bucket refills at the rate up to one second's worth and may go below zero (a batch is never
 split), so over a move the rate averages the throttle; the debt is paid before the next bytes.
@@ -162,10 +163,6 @@ class ReplicationThrottles:
     def leader_sent(self, byte_count: int) -> None:
         self.leader.take(byte_count)
         self.throttled_bytes["leader"] += byte_count
-
-    def follower_may_fetch(self) -> bool:
-        available = self.follower.available()
-        return available is None or available > 0
 
     def follower_received(self, byte_count: int) -> None:
         self.follower.take(byte_count)

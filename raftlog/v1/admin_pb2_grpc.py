@@ -166,7 +166,7 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPartitionReassignments(self, request, context):
-        """Served from the answering node's image, like DescribeCluster.
+        """Answered by the active controller from its committed image (other nodes forward).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

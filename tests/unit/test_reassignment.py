@@ -255,3 +255,84 @@ def test_throttle_config_applies_to_listed_replicas_only():
         1, static, {throttle.LEADER_RATE_KEY: "9"}, {}, [("t", {throttle.LEADER_REPLICAS_KEY: "*"})]
     )
     assert everything.leader_throttled("t", 7, 1)
+
+
+def test_the_follower_side_throttle_holds_back_only_its_out_of_sync_partitions(monkeypatch):
+    """Broker 2 follows "in" (in the ISR) and "out" (being added: not in the ISR, throttled at
+    1000 B/s on the follower side). With the clock stopped, "out" is fetched only while the bucket
+    holds bytes, asking for no more than it holds; "in" is in every fetch."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from raftlog.metadata.image import PartitionInfo
+    from raftlog.replication import fetcher as fetcher_module
+    from raftlog.replication.notifier import ChangeNotifier
+    from raftlog.replication.partition import Partition
+    from raftlog.tasks import TaskSupervisor
+    from raftlog.v1 import replication_pb2
+    from tests.unit.fake_replica_log import FakeReplicaLog
+
+    def follower(topic: str, isr: tuple[int, ...]) -> Partition:
+        partition = Partition(topic, topic.encode().ljust(16, b"_"), 0, 2, FakeReplicaLog(), ChangeNotifier())
+        partition.apply_metadata(PartitionInfo(partition.topic_id, 0, (1, 2), isr, 1, 0, 0))
+        partition.become_follower()
+        return partition
+
+    in_sync, moving = follower("in", (1, 2)), follower("out", (1,))
+    asked: list[dict[bytes, int | None]] = []  # per request: topic id -> partition_max_bytes (None: not asked)
+
+    class FakeStub:
+        def __init__(self, channel):
+            pass
+
+        async def ReplicaFetch(self, request, timeout):  # noqa: N802 - the gRPC method name
+            await asyncio.sleep(0.001)
+            asked.append({p.topic_id: p.partition_max_bytes for p in request.partitions})
+            results = []
+            for p in request.partitions:
+                records = b""
+                if p.topic_id == moving.topic_id:
+                    records = b"%d|0|" % p.fetch_offset + b"y" * 595  # 600 bytes or so
+                results.append(
+                    replication_pb2.ReplicaFetchResult(
+                        topic_id=p.topic_id, partition=0, high_watermark=9, records=records
+                    )
+                )
+            return replication_pb2.ReplicaFetchResponse(results=results)
+
+    monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
+    clock = Clock()
+    throttles = throttle.ReplicationThrottles(2, clock)
+    config = throttle.ThrottleConfig(None, 1000, {}, {"out": frozenset({(0, 2)})})
+    throttles.update(0, lambda: config)
+    manager = SimpleNamespace(
+        _broker_epoch=lambda: 7,
+        cluster_id="c",
+        broker_id=2,
+        supervisor=TaskSupervisor(),
+        throttle_config=lambda: config,
+        throttles=throttles,
+    )
+
+    async def scenario():
+        fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
+        fetcher.add(in_sync)
+        fetcher.add(moving)
+        fetcher.start()
+        try:
+            while len(asked) < 10:
+                await asyncio.sleep(0.005)
+            clock.now_s += 1.0  # one second of the rate: 1000 bytes
+            start = len(asked)
+            while len(asked) < start + 20:
+                await asyncio.sleep(0.005)
+        finally:
+            await fetcher.stop()
+
+    asyncio.run(scenario())
+    assert all(in_sync.topic_id in request for request in asked)
+    limits = [request[moving.topic_id] for request in asked if moving.topic_id in request]
+    assert limits[:2] == [1000, 1000 - len(b"0|0|") - 595], limits  # what the bucket held, then the rest
+    assert len(limits) == 2, "the bucket is in debt after the second answer: no more fetches for it"
+    assert throttles.throttled_bytes["follower"] == 2 * (len(b"0|0|") + 595)  # paid for what arrived
+    assert moving.log.log_end_offset == 2
