@@ -38,10 +38,10 @@ def elect_leaders(election_type, topic, partition, all_topic_partitions, bootstr
 
 
 @command.command(name="reassign")
-@click.option("--generate", "mode", flag_value="generate", help="Print the current and a proposed plan.")
-@click.option("--execute", "mode", flag_value="execute", help="Start the moves of --reassignment-json-file.")
-@click.option("--verify", "mode", flag_value="verify", help="Report progress; remove the throttle once done.")
-@click.option("--cancel", "mode", flag_value="cancel", help="Revert the moves of the plan still running.")
+@click.option("--generate", is_flag=True, help="Print the current and a proposed plan.")
+@click.option("--execute", is_flag=True, help="Start the moves of --reassignment-json-file.")
+@click.option("--verify", is_flag=True, help="Report progress; remove the throttle once done.")
+@click.option("--cancel", is_flag=True, help="Revert the moves of the plan still running.")
 @click.option("--topics-to-move-json-file", type=click.Path(dir_okay=False), help='{"topics":[{"topic":"t"}]}')
 @click.option("--broker-list", help="Brokers the proposed plan may use: 1,2,3 (--generate).")
 @click.option("--reassignment-json-file", type=click.Path(dir_okay=False), help="A plan, as --generate prints.")
@@ -56,7 +56,10 @@ def elect_leaders(election_type, topic, partition, all_topic_partitions, bootstr
 @bootstrap_option
 @output_option
 def reassign(
-    mode,
+    generate,
+    execute,
+    verify,
+    cancel,
     topics_to_move_json_file,
     broker_list,
     reassignment_json_file,
@@ -73,6 +76,14 @@ def reassign(
     (new replicas catch up, then the old ones leave), --verify until complete, or --cancel it."""
     from cli import reassign_plans
 
+    modes = [
+        name
+        for name, on in (("generate", generate), ("execute", execute), ("verify", verify), ("cancel", cancel))
+        if on
+    ]
+    if len(modes) > 1:
+        fail(f"give one of --generate, --execute, --verify, --cancel, not {' and '.join('--' + m for m in modes)}")
+    mode = modes[0] if modes else None
     if mode is None:
         if topic is None or partition is None or replicas is None:
             fail("give --generate, --execute, --verify or --cancel (or --topic, --partition and --replicas)")

@@ -130,8 +130,9 @@ async def _read_replica(
             max_bytes = request.max_bytes or 16 * 1024 * 1024
             if data.partition_max_bytes > 0:  # the follower's own throttle
                 max_bytes = min(max_bytes, data.partition_max_bytes)
-            # Kafka's leader-side replication quota: only a throttled replica that is out of sync.
-            throttled = request.replica_id not in partition.isr and throttle.leader_throttled(
+            # Kafka's leader-side replication quota: only a throttled replica that is out of sync
+            # (a replica asked to join counts for the high watermark already: not throttled).
+            throttled = request.replica_id not in partition.maximal_isr and throttle.leader_throttled(
                 partition.topic, partition.index, manager.broker_id
             )
             if throttled:

@@ -153,6 +153,14 @@ def test_bad_plans_are_refused_and_change_nothing(cluster, tmp_path):
             "--broker-list", brokers,
         )  # fmt: skip
         assert result.returncode == 1 and message in result.stderr, result.stderr
+    plan = write_plan(tmp_path, "plan.json", entry())
+    for args, message in (
+        (["--execute", "--verify"], "give one of"),
+        (["--verify", "--throttle", "5"], "--throttle goes with --execute"),
+        (["--execute", "--throttle", "0"], "at least 1 byte"),
+    ):
+        result = cli(cluster, "partitions", "reassign", "--reassignment-json-file", plan, *args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
     # Nothing moved, no throttle was set.
     assert partitions_of(cluster, "bad") == before
     assert "No partition reassignment is in progress." in cli(cluster, "partitions", "list-reassignments").stdout
