@@ -137,7 +137,6 @@ def test_bad_plans_are_refused_and_change_nothing(cluster, tmp_path):
         "unknown partition": (entry(partition=7), "UNKNOWN_TOPIC_OR_PARTITION"),
         "unknown broker": (entry(replicas=[1, 42]), "UNKNOWN_BROKER"),
         "duplicate replicas": (entry(replicas=[1, 1]), "more than once"),
-        "log dirs": (entry(log_dirs=["/a", "/b"]), "log dirs"),
     }
     for what, (document, message) in cases.items():
         plan = write_plan(tmp_path, "plan.json", document)
@@ -157,7 +156,6 @@ def test_bad_plans_are_refused_and_change_nothing(cluster, tmp_path):
     for args, message in (
         (["--execute", "--verify"], "give one of"),
         (["--verify", "--throttle", "5"], "--throttle goes with --execute"),
-        (["--execute", "--throttle", "0"], "at least 1 byte"),
     ):
         result = cli(cluster, "partitions", "reassign", "--reassignment-json-file", plan, *args)
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
