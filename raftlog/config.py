@@ -28,6 +28,7 @@ from raftlog.principals import DEFAULT_MAPPING_RULES, PrincipalMapper, Principal
 from raftlog.topic_config import TOPIC_SCHEMA, TopicConfigError, validate_topic_config
 
 ENV_PREFIX = "RAFTLOG_"
+REPLICATION_THROTTLE_UNLIMITED = 2**63 - 1  # Kafka's default rate: Long.MAX_VALUE, no throttle
 
 
 class ConfigError(ValueError):
@@ -228,6 +229,25 @@ _KEYS = [
         "A broker not leading more than this percentage of the partitions it is preferred for gets them back.",
         False,
         0,
+    ),
+    # -- replication throttles (Kafka's names and default: unlimited). The broker's byte rate for
+    # the replicas its topics list in leader/follower.replication.throttled.replicas, while they
+    # are out of sync; set and cleared by `partitions reassign --execute/--verify --throttle`. ------
+    ConfigKey(
+        "leader.replication.throttled.rate",
+        int,
+        REPLICATION_THROTTLE_UNLIMITED,
+        "Bytes per second this broker, as leader, sends to its throttled out-of-sync followers in all.",
+        True,
+        1,
+    ),
+    ConfigKey(
+        "follower.replication.throttled.rate",
+        int,
+        REPLICATION_THROTTLE_UNLIMITED,
+        "Bytes per second this broker, as follower, fetches for its throttled out-of-sync replicas in all.",
+        True,
+        1,
     ),
     # -- Kafka broker defaults of topic configs and replica fetching (Kafka's names and meaning; the
     # defaults are raftlog's own where they differ, e.g. every write fsynced before it counts) ------
