@@ -1,4 +1,4 @@
-"""`raftlog cluster up|describe|certificate`."""
+"""`raftlog cluster up|describe|unregister|certificate`."""
 
 from __future__ import annotations
 
@@ -194,3 +194,14 @@ def certificate(name, data_dir) -> None:
     except FileNotFoundError as exc:
         fail(str(exc))
     click.echo(f"User:{name}: connect with --command-config {path}")
+
+
+@command.command(name="unregister")
+@click.option("--id", "broker_id", type=int, required=True, help="The broker to forget.")
+@bootstrap_option
+@output_option
+def unregister(broker_id, bootstrap_server, output_format) -> None:
+    """Forget a decommissioned broker (Kafka's UnregisterBroker). Refused while it is alive (stop it
+    first) or still holds a replica (move them off with `partitions reassign` first)."""
+    admin_call(bootstrap_server, lambda admin: admin.unregister_broker(broker_id))
+    emit(output_format, {"unregistered": broker_id}, lambda _: f"Broker {broker_id} unregistered.")

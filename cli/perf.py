@@ -14,6 +14,7 @@ PERF_MODULES: list[str] = [
     "cli.perf_failover",
     "cli.perf_group",
     "cli.perf_kafka",
+    "cli.perf_reassign",
 ]
 
 

@@ -32,6 +32,7 @@ ENV_PREFIX = "RAFTLOG_"
 AUTHORIZER_CLASS_NAMES = frozenset(
     {"", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "raftlog.authorizer.StandardAuthorizer"}
 )
+REPLICATION_THROTTLE_UNLIMITED = 2**63 - 1  # Kafka's default rate: Long.MAX_VALUE, no throttle
 
 
 class ConfigError(ValueError):
@@ -262,6 +263,25 @@ _KEYS = [
         "A broker not leading more than this percentage of the partitions it is preferred for gets them back.",
         False,
         0,
+    ),
+    # -- replication throttles (Kafka's names and default: unlimited). The broker's byte rate for
+    # the replicas its topics list in leader/follower.replication.throttled.replicas, while they
+    # are out of sync; set and cleared by `partitions reassign --execute/--verify --throttle`. ------
+    ConfigKey(
+        "leader.replication.throttled.rate",
+        int,
+        REPLICATION_THROTTLE_UNLIMITED,
+        "Bytes per second this broker, as leader, sends to its throttled out-of-sync followers in all.",
+        True,
+        1,
+    ),
+    ConfigKey(
+        "follower.replication.throttled.rate",
+        int,
+        REPLICATION_THROTTLE_UNLIMITED,
+        "Bytes per second this broker, as follower, fetches for its throttled out-of-sync replicas in all.",
+        True,
+        1,
     ),
     # -- Kafka broker defaults of topic configs and replica fetching (Kafka's names and meaning; the
     # defaults are raftlog's own where they differ, e.g. every write fsynced before it counts) ------

@@ -80,6 +80,7 @@ class Errors(enum.Enum):
     OFFSET_OUT_OF_RANGE = (_FAIL, _RESOURCE, "the offset is outside the partition's log")
     TOPIC_ALREADY_EXISTS = (_FAIL, _RESOURCE, "a topic of that name exists")
     REASSIGNMENT_IN_PROGRESS = (_FAIL, _RESOURCE, "the partition is being reassigned already")
+    NO_REASSIGNMENT_IN_PROGRESS = (_FAIL, _RESOURCE, "the partition is not being reassigned")
     ELECTION_NOT_NEEDED = (_FAIL, _RESOURCE, "the partition already has the leader asked for")
     INELIGIBLE_REPLICA = (_FAIL, _RESOURCE, "a replica proposed for the ISR is fenced")
     INVALID_UPDATE_VERSION = (_FAIL, _RESOURCE, "the partition epoch of the request is not the current one")

@@ -62,6 +62,9 @@ MAX_PARTITIONS_PER_DATA_REQUEST = 10_000
 # record in one Raft entry (proposed, replicated and applied as one batch) and a log to open on
 # every replica. A bigger topic is grown in steps with CreatePartitions.
 MAX_PARTITIONS_CREATED_PER_REQUEST = 1_000
+# Partitions one AlterPartitionReassignments may start or cancel: one record each, in one Raft
+# entry (the plan applies whole), like a CreatePartitions. A bigger plan goes in several files.
+MAX_PARTITIONS_REASSIGNED_PER_REQUEST = MAX_PARTITIONS_CREATED_PER_REQUEST
 
 # ACL bindings one CreateAcls request may add (or filters one DeleteAcls may name): each binding
 # is a metadata record of the one Raft entry the request commits (a few hundred bytes each, far

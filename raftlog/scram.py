@@ -218,6 +218,7 @@ class ServerExchange:
         self._client_first_bare = ""
         self._gs2_header = ""
         self._server_first = ""
+        self._client_nonce = ""
         self._nonce = ""
         self._credential: ScramCredential | None = None
 
@@ -242,7 +243,8 @@ class ServerExchange:
         self.username = username
         self._gs2_header = f"{cbind},{authzid},"
         self._client_first_bare = bare
-        self._nonce = attributes[1][1] + self._nonce_part
+        self._client_nonce = attributes[1][1]
+        self._nonce = self._client_nonce + self._nonce_part
         return username
 
     def respond(self, credential: ScramCredential) -> bytes:
@@ -263,7 +265,11 @@ class ServerExchange:
             raise ScramError("client-final-message: expected c=...,r=...,p=...")
         if _unb64(values["c"], "channel binding") != self._gs2_header.encode():
             raise ScramError("client-final-message: the channel binding differs from the first message")
-        if values["r"] != self._nonce:
+        # librdkafka before 2.6.1 (Debian's and Ubuntu's, kcat's) sends its own nonce again in front
+        # of the whole nonce (librdkafka#4895). That form is accepted too: it still carries this
+        # exchange's server nonce, and the proof is computed over it, so a message of another
+        # exchange is refused as before.
+        if values["r"] not in (self._nonce, self._client_nonce + self._nonce):
             raise ScramError("client-final-message: the nonce is not this exchange's")
         without_proof = text[: text.rindex(",p=")]
         auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()

@@ -37,6 +37,17 @@ def _policy(values: list[str]) -> str | None:
     return None if values and not set(values) - {"delete", "compact"} else "must be delete and/or compact"
 
 
+def _throttled_replicas(values: list[str]) -> str | None:
+    """Kafka's format: "*" (every replica) or partition:broker pairs, "0:1,0:2,1:3"."""
+    if values == ["*"]:
+        return None
+    for item in values:
+        partition, _, broker = item.partition(":")
+        if not (partition.strip().isdigit() and broker.strip().isdigit()):
+            return f"must be * or partition:broker pairs such as 0:1,1:2 (not {item!r})"
+    return None
+
+
 _KEYS = [
     TopicConfigKey("cleanup.policy", list, ["delete"], "log.cleanup.policy", _policy),
     TopicConfigKey("retention.ms", int, 604800000, None, _at_least(-1)),
@@ -71,6 +82,9 @@ _KEYS = [
         "compression.type",
         _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
     ),
+    # Which replicas the brokers' leader/follower.replication.throttled.rate apply to.
+    TopicConfigKey("leader.replication.throttled.replicas", list, [], None, _throttled_replicas),
+    TopicConfigKey("follower.replication.throttled.replicas", list, [], None, _throttled_replicas),
 ]
 TOPIC_SCHEMA: dict[str, TopicConfigKey] = {key.name: key for key in _KEYS}
 

@@ -16,12 +16,14 @@ from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.channels import Peers
 from raftlog.controller.active import ActiveController
+from raftlog.controller.reassignment import ReassignmentEntry
 from raftlog.errors import RaftlogError, Scope
 from raftlog.limits import (
     BENCHMARK_FORWARD_TIMEOUT_S,
     MAX_BENCHMARK_CONCURRENCY,
     MAX_BENCHMARK_PAYLOAD_BYTES,
     MAX_BENCHMARK_WRITES,
+    MAX_PARTITIONS_REASSIGNED_PER_REQUEST,
 )
 from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
@@ -196,9 +198,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         forwarded = await self._forward_to_controller("AlterPartitionReassignments", request, context)
         if forwarded is not None:
             return forwarded
-        offset = await self._controller.reassign(
-            request.partition.topic, request.partition.partition, list(request.replicas)
-        )
+        if len(request.reassignments) > MAX_PARTITIONS_REASSIGNED_PER_REQUEST:
+            raise RaftlogError(
+                "INVALID_REQUEST",
+                f"{len(request.reassignments)} partitions in one reassignment; at most "
+                f"{MAX_PARTITIONS_REASSIGNED_PER_REQUEST} are allowed",
+            )
+        entries = [
+            ReassignmentEntry(r.partition.topic, r.partition.partition, tuple(r.replicas), r.cancel)
+            for r in request.reassignments
+        ]
+        offset = await self._controller.alter_reassignments(entries, request.validate_only)
         return admin_pb2.AlterPartitionReassignmentsResponse(offset=offset)
 
     # -- SCRAM credentials (Kafka's AlterUserScramCredentials / DescribeUserScramCredentials) --
@@ -261,6 +271,41 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 result.error_message = f"user {user!r} has no SCRAM credentials"
             response.results.append(result)
         return response
+
+    @rpc("ListPartitionReassignments")
+    async def ListPartitionReassignments(self, request, context):
+        # The active controller answers (as in KRaft), so a tool polling for completion never reads
+        # a node that has not applied the latest change yet (`--verify` clears throttles by it).
+        self._auth.check(self._auth.caller(context), "ListPartitionReassignments")
+        forwarded = await self._forward_to_controller("ListPartitionReassignments", request, context)
+        if forwarded is not None:
+            return forwarded
+        await await_applied(self._driver, request.min_metadata_offset)
+        image = self._controller.image
+        wanted = {(p.topic, p.partition) for p in request.partitions}
+        response = admin_pb2.ListPartitionReassignmentsResponse(metadata_offset=image.offset)
+        for name, partition in image.partitions():
+            if wanted and (name, partition.partition) not in wanted:
+                continue
+            if partition.adding_replicas or partition.removing_replicas:
+                response.reassignments.append(
+                    admin_pb2.OngoingReassignment(
+                        partition=admin_pb2.TopicPartitionRef(topic=name, partition=partition.partition),
+                        replicas=partition.replicas,
+                        adding_replicas=partition.adding_replicas,
+                        removing_replicas=partition.removing_replicas,
+                    )
+                )
+        return response
+
+    @rpc("UnregisterBroker")
+    async def UnregisterBroker(self, request, context):
+        self._auth.check(self._auth.caller(context), "UnregisterBroker")
+        forwarded = await self._forward_to_controller("UnregisterBroker", request, context)
+        if forwarded is not None:
+            return forwarded
+        offset = await self._controller.unregister_broker(request.broker_id)
+        return admin_pb2.UnregisterBrokerResponse(offset=offset)
 
     # -- benchmark --------------------------------------------------------------------------
 

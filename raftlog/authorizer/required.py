@@ -79,6 +79,8 @@ REQUIRED: dict[str, tuple[Requirement, ...]] = {
     "DescribeQuorum": _r(_C, _O.DESCRIBE),
     "ElectLeaders": _r(_C, _O.ALTER),
     "AlterPartitionReassignments": _r(_C, _O.ALTER),
+    "ListPartitionReassignments": _r(_C, _O.DESCRIBE),
+    "UnregisterBroker": _r(_C, _O.ALTER),
     "BenchmarkQuorum": _r(_C, _O.ALTER),
     # SCRAM credentials (users)
     "AlterUserScramCredentials": _r(_C, _O.ALTER),

@@ -159,10 +159,51 @@ class Admin:
         ]
 
     def reassign_partition(self, topic: str, partition: int, replicas: list[int]) -> None:
+        self.alter_partition_reassignments({(topic, partition): replicas})
+
+    def alter_partition_reassignments(
+        self, targets: dict[tuple[str, int], list[int] | None], validate_only: bool = False
+    ) -> None:
+        """Kafka's alterPartitionReassignments: (topic, partition) -> target replicas (preferred
+        leader first), or None to cancel that partition's reassignment. All or nothing: one bad
+        entry raises and nothing starts."""
         request = admin_pb2.AlterPartitionReassignmentsRequest(
-            partition=admin_pb2.TopicPartitionRef(topic=topic, partition=partition), replicas=replicas
+            reassignments=[
+                admin_pb2.PartitionReassignment(
+                    partition=admin_pb2.TopicPartitionRef(topic=topic, partition=index),
+                    replicas=replicas or [],
+                    cancel=replicas is None,
+                )
+                for (topic, index), replicas in targets.items()
+            ],
+            validate_only=validate_only,
         )
-        self._write("AlterPartitionReassignments", request)
+        if validate_only:
+            self._call("AlterPartitionReassignments", request)
+        else:
+            self._write("AlterPartitionReassignments", request)
+
+    def list_partition_reassignments(self, partitions: list[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
+        """Kafka's listPartitionReassignments: the partitions being moved (all, or those named)."""
+        request = admin_pb2.ListPartitionReassignmentsRequest(
+            partitions=[admin_pb2.TopicPartitionRef(topic=t, partition=p) for t, p in partitions or []],
+            min_metadata_offset=self._seen_offset,
+        )
+        response = self._call("ListPartitionReassignments", request)
+        return [
+            {
+                "topic": r.partition.topic,
+                "partition": r.partition.partition,
+                "replicas": list(r.replicas),
+                "adding_replicas": list(r.adding_replicas),
+                "removing_replicas": list(r.removing_replicas),
+            }
+            for r in response.reassignments
+        ]
+
+    def unregister_broker(self, broker_id: int) -> None:
+        """Kafka's unregisterBroker; refused while the broker is alive or holds a replica."""
+        self._write("UnregisterBroker", admin_pb2.UnregisterBrokerRequest(broker_id=broker_id))
 
     # -- quorum, cluster, configs -----------------------------------------------------------
 

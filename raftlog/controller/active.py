@@ -36,7 +36,7 @@ from typing import Any
 from raftlog import config as node_config
 from raftlog.authorizer.acls import AclBinding, AclFilter
 from raftlog.broker.clock_skew import BrokerClocks
-from raftlog.controller import acls, credentials, decisions, leader_balance, topics
+from raftlog.controller import acls, credentials, decisions, leader_balance, reassignment, topics
 from raftlog.controller import partitions as partition_rules
 from raftlog.errors import RaftlogError
 from raftlog.limits import (
@@ -506,12 +506,24 @@ class ActiveController:
         offset, _ = await self._decide(decide)
         return offset
 
-    async def reassign(self, topic_name: str, index: int, replicas: list[int]) -> int:
+    async def alter_reassignments(
+        self, entries: list[reassignment.ReassignmentEntry], validate_only: bool = False
+    ) -> int:
+        """Starts or cancels every entry, all or nothing (raftlog/controller/reassignment.py)."""
         offset, _ = await self._decide(
-            lambda image: partition_rules.start_reassignment(
-                self._partition(image, topic_name, index), replicas, set(image.brokers)
-            )
+            lambda image: reassignment.alter_reassignments(
+                image, entries, set(image.brokers), decisions.usable_brokers(image)
+            ),
+            validate_only,
         )
+        return offset
+
+    async def unregister_broker(self, broker_id: int) -> int:
+        offset, _ = await self._decide(lambda image: decisions.unregister_broker(image, broker_id))
+        self._sessions.forget(broker_id)
+        self._offline.forget(broker_id)
+        self._clocks.forget(broker_id)
+        log.info("unregistered broker %d", broker_id)
         return offset
 
     async def alter_partition(

@@ -124,6 +124,30 @@ def check_broker_epoch(image: MetadataImage, broker_id: int, broker_epoch: int) 
         raise RaftlogError("STALE_BROKER_EPOCH", f"broker {broker_id} epoch is {broker.epoch}, not {broker_epoch}")
 
 
+def unregister_broker(image: MetadataImage, broker_id: int) -> list[metadata_pb2.MetadataRecord]:
+    """Kafka's UnregisterBroker, with two refusals Kafka does not make: the broker must be fenced
+    (a live broker would register again at its next heartbeat, so forgetting it means nothing
+    until it is stopped) and must hold no replica (a partition would keep a replica no broker
+    serves: move its replicas off first, `partitions reassign --generate` with the other brokers)."""
+    broker = image.brokers.get(broker_id)
+    if broker is None:
+        raise RaftlogError("UNKNOWN_BROKER", f"broker {broker_id} is not registered")
+    problems = []
+    if not broker.fenced:
+        problems.append("is alive (unfenced): stop it first")
+    held = [
+        f"{name}-{p.partition}"
+        for name, p in image.partitions()
+        if broker_id in p.replicas or broker_id in p.adding_replicas
+    ]
+    if held:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        problems.append(f"still holds {len(held)} replicas ({shown}): reassign them first")
+    if problems:
+        raise RaftlogError("INVALID_REQUEST", f"broker {broker_id} " + "; it ".join(problems))
+    return [records.unregister_broker(broker_id, broker.epoch)]
+
+
 def broker_heartbeat(
     image: MetadataImage,
     broker_id: int,

@@ -167,6 +167,8 @@ class MetadataImage:
             self._register_broker(offset, record.register_broker)
         elif kind == "broker_fencing":
             self._fence_broker(record.broker_fencing)
+        elif kind == "unregister_broker":
+            self._unregister_broker(record.unregister_broker)
         elif kind == "config":
             self._apply_config(record.config)
         elif kind == "topic":
@@ -211,6 +213,12 @@ class MetadataImage:
         broker = self.brokers.get(record.broker_id)
         if broker is not None and broker.epoch == record.broker_epoch:
             self.brokers[record.broker_id] = replace(broker, fenced=record.fenced)
+
+    def _unregister_broker(self, record: pb.UnregisterBrokerRecord) -> None:
+        broker = self.brokers.get(record.broker_id)
+        if broker is None or broker.epoch != record.broker_epoch:
+            return  # registered again since: that incarnation stays
+        del self.brokers[record.broker_id]
 
     def _apply_config(self, record: pb.ConfigRecord) -> None:
         key = (record.resource_type, record.resource_name)

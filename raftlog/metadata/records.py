@@ -44,6 +44,12 @@ def broker_fencing(broker_id: int, broker_epoch: int, fenced: bool) -> pb.Metada
     )
 
 
+def unregister_broker(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        unregister_broker=pb.UnregisterBrokerRecord(broker_id=broker_id, broker_epoch=broker_epoch)
+    )
+
+
 def config(resource_type: str, resource_name: str, name: str, value: str | None) -> pb.MetadataRecord:
     record = pb.ConfigRecord(resource_type=resource_type, resource_name=resource_name, name=name)
     if value is not None:

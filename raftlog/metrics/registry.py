@@ -258,6 +258,22 @@ def partition_gauges(manager) -> Callable[[], Iterable[MetricFamily]]:
             value=CorruptionCounter.repaired,
         )
         yield from (start, end, size, lag)
+        throttles = manager.throttles
+        throttled = CounterMetricFamily(
+            "raftlog_replication_throttled_bytes",
+            "Replication bytes sent (side=leader) or fetched (side=follower) under a replication throttle",
+            labels=["side"],
+        )
+        rate = GaugeMetricFamily(
+            "raftlog_replication_throttle_rate_bytes",
+            "The replication throttle in force, bytes per second (-1: unlimited)",
+            labels=["side"],
+        )
+        for side, bucket in (("leader", throttles.leader), ("follower", throttles.follower)):
+            throttled.add_metric([side], throttles.throttled_bytes[side])
+            rate.add_metric([side], -1 if bucket.rate_bytes_per_s is None else bucket.rate_bytes_per_s)
+        yield throttled
+        yield rate
         yield GaugeMetricFamily(
             "raftlog_under_replicated_partitions", "Led partitions with ISR < replicas", value=under_replicated
         )

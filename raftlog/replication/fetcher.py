@@ -73,7 +73,16 @@ class ReplicaFetcher:
             now = time.monotonic()
             # A partition that just failed waits out its own backoff; the others go on.
             sent = {key: p for key, p in self.partitions.items() if self._backoff_until.get(key, 0.0) <= now}
+            throttled = self._throttled(sent)
+            allowance = self._manager.throttles.follower.available() if throttled else None
+            if allowance is not None and allowance <= 0:
+                # Kafka's follower-side quota: throttled replicas wait; the in-sync ones go on.
+                sent = {key: p for key, p in sent.items() if key not in throttled}
             request = self._request(sent) if sent else None
+            if request is not None and allowance is not None and allowance > 0:
+                for p in request.partitions:  # what the bucket holds, shared out; whole batches still
+                    if (p.topic_id, p.partition) in throttled:
+                        p.partition_max_bytes = max(1, int(allowance) // len(throttled))
             if request is None:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -84,7 +93,22 @@ class ReplicaFetcher:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             asked = {(p.topic_id, p.partition): (p.current_leader_epoch, p.fetch_offset) for p in request.partitions}
+            received = sum(len(r.records) for r in response.results if (r.topic_id, r.partition) in throttled)
+            if received:
+                self._manager.throttles.follower_received(received)
             await self._handle(response, sent, asked)
+
+    def _throttled(self, partitions: dict[tuple[bytes, int], Partition]) -> set[tuple[bytes, int]]:
+        """The partitions under this broker's follower throttle: listed, and out of the ISR."""
+        config = self._manager.throttle_config()
+        broker_id = self._manager.broker_id
+        return {
+            key
+            for key, p in partitions.items()
+            if p.info is not None
+            and broker_id not in p.info.isr
+            and config.follower_throttled(p.topic, p.index, broker_id)
+        }
 
     def _request(self, sent: dict[tuple[bytes, int], Partition]) -> replication_pb2.ReplicaFetchRequest | None:
         broker_epoch = self._manager._broker_epoch()

@@ -37,6 +37,7 @@ from raftlog.log.errors import CorruptLogError, LogError
 from raftlog.log.partition_log import CorruptionCounter
 from raftlog.log.scrubber import ScrubCursor
 from raftlog.metadata.image import NO_LEADER, MetadataImage, PartitionInfo
+from raftlog.replication import throttle as throttle_rules
 from raftlog.replication.fetcher import ReplicaFetcher
 from raftlog.replication.log_adapter import ReplicaLog
 from raftlog.replication.notifier import ChangeNotifier
@@ -69,7 +70,16 @@ class Repair:
 
 
 PARTITION_RECORD_KINDS = frozenset(
-    {"topic", "remove_topic", "partition", "partition_change", "broker_fencing", "register_broker", "config"}
+    {
+        "topic",
+        "remove_topic",
+        "partition",
+        "partition_change",
+        "broker_fencing",
+        "register_broker",
+        "config",
+        "unregister_broker",
+    }
 )
 
 LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
@@ -130,6 +140,7 @@ class ReplicaManager:
         self._repairs: dict[tuple[bytes, int], Repair] = {}
         self.on_offline_change: Callable[[], None] = lambda: None  # the node: heartbeat now
         self._topic_settings: dict[str, TopicSettings] = {}
+        self.throttles = throttle_rules.ReplicationThrottles(broker_id)  # replication quotas (replication/throttle.py)
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._dirty = asyncio.Event()
@@ -532,6 +543,21 @@ class ReplicaManager:
             await partition.log.maintain(partition.high_watermark, by_time=self._time_retention_allowed())
         else:
             await partition.log.maintain(partition.high_watermark, retention=False)
+
+    def throttle_config(self) -> throttle_rules.ThrottleConfig:
+        """The replication throttles in force; rebuilt when the metadata offset moves."""
+        image = self.image
+
+        def build() -> throttle_rules.ThrottleConfig:
+            return throttle_rules.throttle_config(
+                self.broker_id,
+                self.config.values,
+                image.dynamic_config("brokers", str(self.broker_id)),
+                image.dynamic_config("brokers", ""),
+                [(name, entries) for (kind, name), entries in image.configs.items() if kind == "topics"],
+            )
+
+        return self.throttles.update(image.offset, build)
 
     def replica_lag_time_max_ms(self) -> int:
         """Read on every produce request: parsed once per metadata change, like topic settings."""

@@ -329,7 +329,10 @@ class Partition:
             )
         self.followers[replica_id].record_fetch(fetch_offset, self.log.log_end_offset, self._clock_ms())
         self._recompute_high_watermark()
-        records = self.log.read(fetch_offset, max_bytes) if fetch_offset < self.log.log_end_offset else b""
+        # max_bytes 0: a throttled follower's fetch (replication/throttle.py) that gets no bytes now.
+        records = (
+            self.log.read(fetch_offset, max_bytes) if fetch_offset < self.log.log_end_offset and max_bytes else b""
+        )
         return FollowerFetchOutcome(records, self.high_watermark, self.log.log_start_offset, None, self.leader_epoch)
 
     def _divergence(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:

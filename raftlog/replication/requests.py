@@ -120,19 +120,34 @@ async def _read_replica(
 ) -> tuple[list, int, bool]:
     # Checked on every round of the long poll: the follower may re-register while we wait.
     manager.check_replica_epoch(request.replica_id, request.broker_epoch)
+    throttle = manager.throttle_config()
     results, total_bytes, stop = [], 0, False
     for index, data in enumerate(request.partitions):
         await yield_every(index)
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
+            max_bytes = request.max_bytes or 16 * 1024 * 1024
+            if data.partition_max_bytes > 0:  # the follower's own throttle
+                max_bytes = min(max_bytes, data.partition_max_bytes)
+            # Kafka's leader-side replication quota: only a throttled replica that is out of sync
+            # (a replica asked to join counts for the high watermark already: not throttled).
+            throttled = request.replica_id not in partition.maximal_isr and throttle.leader_throttled(
+                partition.topic, partition.index, manager.broker_id
+            )
+            if throttled:
+                allowance = manager.throttles.leader_allowance()
+                if allowance is not None:
+                    max_bytes = min(max_bytes, max(0, int(allowance)))
             outcome = partition.read_for_follower(
                 request.replica_id,
                 data.fetch_offset,
                 data.last_fetched_epoch,
                 data.current_leader_epoch,
-                request.max_bytes or 16 * 1024 * 1024,
+                max_bytes,
             )
+            if throttled:
+                manager.throttles.leader_sent(len(outcome.records))
             result.high_watermark, result.log_start_offset = outcome.high_watermark, outcome.log_start_offset
             result.records, result.leader_epoch = outcome.records, outcome.leader_epoch
             total_bytes += len(outcome.records)

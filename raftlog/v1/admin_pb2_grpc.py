@@ -84,6 +84,16 @@ class AdminServiceStub:
                 request_serializer=raftlog_dot_v1_dot_admin__pb2.AlterPartitionReassignmentsRequest.SerializeToString,
                 response_deserializer=raftlog_dot_v1_dot_admin__pb2.AlterPartitionReassignmentsResponse.FromString,
                 _registered_method=True)
+        self.ListPartitionReassignments = channel.unary_unary(
+                '/raftlog.v1.AdminService/ListPartitionReassignments',
+                request_serializer=raftlog_dot_v1_dot_admin__pb2.ListPartitionReassignmentsRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_admin__pb2.ListPartitionReassignmentsResponse.FromString,
+                _registered_method=True)
+        self.UnregisterBroker = channel.unary_unary(
+                '/raftlog.v1.AdminService/UnregisterBroker',
+                request_serializer=raftlog_dot_v1_dot_admin__pb2.UnregisterBrokerRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_admin__pb2.UnregisterBrokerResponse.FromString,
+                _registered_method=True)
         self.AlterUserScramCredentials = channel.unary_unary(
                 '/raftlog.v1.AdminService/AlterUserScramCredentials',
                 request_serializer=raftlog_dot_v1_dot_admin__pb2.AlterUserScramCredentialsRequest.SerializeToString,
@@ -159,7 +169,22 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AlterPartitionReassignments(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """KIP-455: start (or cancel) the reassignment of many partitions at once; all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPartitionReassignments(self, request, context):
+        """Answered by the active controller from its committed image (other nodes forward).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterBroker(self, request, context):
+        """Kafka's UnregisterBroker: forget a fenced broker that holds no replica.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -167,7 +192,8 @@ class AdminServiceServicer:
     def AlterUserScramCredentials(self, request, context):
         """SCRAM credentials (Kafka's AlterUserScramCredentials / DescribeUserScramCredentials). Alter goes
         to the active controller; describe is served from the answering node's image and never
-        carries key material. Both need a super user or an internal listener (CLUSTER_AUTHORIZATION_FAILED).
+        carries key material. With ACLs on they need Alter / Describe on the cluster; without, a super
+        user or an internal listener (CLUSTER_AUTHORIZATION_FAILED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,6 +257,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.AlterPartitionReassignments,
                     request_deserializer=raftlog_dot_v1_dot_admin__pb2.AlterPartitionReassignmentsRequest.FromString,
                     response_serializer=raftlog_dot_v1_dot_admin__pb2.AlterPartitionReassignmentsResponse.SerializeToString,
+            ),
+            'ListPartitionReassignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPartitionReassignments,
+                    request_deserializer=raftlog_dot_v1_dot_admin__pb2.ListPartitionReassignmentsRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_admin__pb2.ListPartitionReassignmentsResponse.SerializeToString,
+            ),
+            'UnregisterBroker': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterBroker,
+                    request_deserializer=raftlog_dot_v1_dot_admin__pb2.UnregisterBrokerRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_admin__pb2.UnregisterBrokerResponse.SerializeToString,
             ),
             'AlterUserScramCredentials': grpc.unary_unary_rpc_method_handler(
                     servicer.AlterUserScramCredentials,
@@ -513,6 +549,60 @@ class AdminService:
             '/raftlog.v1.AdminService/AlterPartitionReassignments',
             raftlog_dot_v1_dot_admin__pb2.AlterPartitionReassignmentsRequest.SerializeToString,
             raftlog_dot_v1_dot_admin__pb2.AlterPartitionReassignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPartitionReassignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.AdminService/ListPartitionReassignments',
+            raftlog_dot_v1_dot_admin__pb2.ListPartitionReassignmentsRequest.SerializeToString,
+            raftlog_dot_v1_dot_admin__pb2.ListPartitionReassignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterBroker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.AdminService/UnregisterBroker',
+            raftlog_dot_v1_dot_admin__pb2.UnregisterBrokerRequest.SerializeToString,
+            raftlog_dot_v1_dot_admin__pb2.UnregisterBrokerResponse.FromString,
             options,
             channel_credentials,
             insecure,

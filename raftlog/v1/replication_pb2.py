@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1craftlog/v1/replication.proto\x12\nraftlog.v1\"\x8c\x01\n\x15ReplicaFetchPartition\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x65tch_offset\x18\x03 \x01(\x03\x12\x1a\n\x12last_fetched_epoch\x18\x04 \x01(\x05\x12\x1c\n\x14\x63urrent_leader_epoch\x18\x05 \x01(\x05\"\xb2\x01\n\x13ReplicaFetchRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x11\n\tmax_bytes\x18\x05 \x01(\x05\x12\x35\n\npartitions\x18\x06 \x03(\x0b\x32!.raftlog.v1.ReplicaFetchPartition\"3\n\x0e\x44ivergingEpoch\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\nend_offset\x18\x02 \x01(\x03\"\xdd\x01\n\x12ReplicaFetchResult\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12\x0f\n\x07records\x18\x06 \x01(\x0c\x12\x33\n\x0f\x64iverging_epoch\x18\x07 \x01(\x0b\x32\x1a.raftlog.v1.DivergingEpoch\x12\x14\n\x0cleader_epoch\x18\x08 \x01(\x05\"G\n\x14ReplicaFetchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.raftlog.v1.ReplicaFetchResult2g\n\x12ReplicationService\x12Q\n\x0cReplicaFetch\x12\x1f.raftlog.v1.ReplicaFetchRequest\x1a .raftlog.v1.ReplicaFetchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1craftlog/v1/replication.proto\x12\nraftlog.v1\"\xa9\x01\n\x15ReplicaFetchPartition\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x65tch_offset\x18\x03 \x01(\x03\x12\x1a\n\x12last_fetched_epoch\x18\x04 \x01(\x05\x12\x1c\n\x14\x63urrent_leader_epoch\x18\x05 \x01(\x05\x12\x1b\n\x13partition_max_bytes\x18\x06 \x01(\x03\"\xb2\x01\n\x13ReplicaFetchRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x11\n\tmax_bytes\x18\x05 \x01(\x05\x12\x35\n\npartitions\x18\x06 \x03(\x0b\x32!.raftlog.v1.ReplicaFetchPartition\"3\n\x0e\x44ivergingEpoch\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\nend_offset\x18\x02 \x01(\x03\"\xdd\x01\n\x12ReplicaFetchResult\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12\x0f\n\x07records\x18\x06 \x01(\x0c\x12\x33\n\x0f\x64iverging_epoch\x18\x07 \x01(\x0b\x32\x1a.raftlog.v1.DivergingEpoch\x12\x14\n\x0cleader_epoch\x18\x08 \x01(\x05\"G\n\x14ReplicaFetchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.raftlog.v1.ReplicaFetchResult2g\n\x12ReplicationService\x12Q\n\x0cReplicaFetch\x12\x1f.raftlog.v1.ReplicaFetchRequest\x1a .raftlog.v1.ReplicaFetchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftlog.v1.replication_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPLICAFETCHPARTITION']._serialized_start=45
-  _globals['_REPLICAFETCHPARTITION']._serialized_end=185
-  _globals['_REPLICAFETCHREQUEST']._serialized_start=188
-  _globals['_REPLICAFETCHREQUEST']._serialized_end=366
-  _globals['_DIVERGINGEPOCH']._serialized_start=368
-  _globals['_DIVERGINGEPOCH']._serialized_end=419
-  _globals['_REPLICAFETCHRESULT']._serialized_start=422
-  _globals['_REPLICAFETCHRESULT']._serialized_end=643
-  _globals['_REPLICAFETCHRESPONSE']._serialized_start=645
-  _globals['_REPLICAFETCHRESPONSE']._serialized_end=716
-  _globals['_REPLICATIONSERVICE']._serialized_start=718
-  _globals['_REPLICATIONSERVICE']._serialized_end=821
+  _globals['_REPLICAFETCHPARTITION']._serialized_end=214
+  _globals['_REPLICAFETCHREQUEST']._serialized_start=217
+  _globals['_REPLICAFETCHREQUEST']._serialized_end=395
+  _globals['_DIVERGINGEPOCH']._serialized_start=397
+  _globals['_DIVERGINGEPOCH']._serialized_end=448
+  _globals['_REPLICAFETCHRESULT']._serialized_start=451
+  _globals['_REPLICAFETCHRESULT']._serialized_end=672
+  _globals['_REPLICAFETCHRESPONSE']._serialized_start=674
+  _globals['_REPLICAFETCHRESPONSE']._serialized_end=745
+  _globals['_REPLICATIONSERVICE']._serialized_start=747
+  _globals['_REPLICATIONSERVICE']._serialized_end=850
 # @@protoc_insertion_point(module_scope)

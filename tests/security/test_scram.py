@@ -86,3 +86,29 @@ def test_tokens_verify_with_the_credential_they_were_made_from():
     assert "deleted" in scram.token_valid(claim, None, now_ms=0)
     forged = scram.read_token(token.replace(".v1", "").replace("dXNlcg", "YWRtaW4"))
     assert forged.username == "admin" and scram.token_valid(forged, credential, now_ms=0) is not None
+
+
+def test_the_nonce_librdkafka_before_2_6_1_sends_is_accepted_and_still_bound_to_the_exchange():
+    """librdkafka < 2.6.1 repeats its client nonce in front of the whole nonce in client-final
+    (librdkafka#4895; kcat on Debian). Accepted, with the proof computed over what it sent; the
+    server's part of the nonce must still be this exchange's."""
+    credential = rfc_credential()
+    mech = scram.mechanism("SCRAM-SHA-256")
+
+    def buggy_final(server_first: bytes) -> bytes:
+        doubled = CLIENT_NONCE + server_first.decode().split(",")[0][2:]
+        without_proof = f"c=biws,r={doubled}"
+        auth_message = f"{CLIENT_FIRST.decode()[3:]},{server_first.decode()},{without_proof}".encode()
+        salted = scram.salted_password(mech, "pencil", SALT, 4096)
+        client_key = mech.hmac(salted, b"Client Key")
+        proof = bytes(a ^ b for a, b in zip(client_key, mech.hmac(mech.hash(client_key), auth_message)))
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+    server = scram.ServerExchange("SCRAM-SHA-256", nonce=SERVER_NONCE_PART)
+    server.first(CLIENT_FIRST)
+    server.final(buggy_final(server.respond(credential)))  # the proof checks out
+    other = scram.ServerExchange("SCRAM-SHA-256")  # another exchange: its server nonce differs
+    other.first(CLIENT_FIRST)
+    other.respond(credential)
+    with pytest.raises(scram.ScramError, match="nonce"):
+        other.final(buggy_final(SERVER_FIRST))

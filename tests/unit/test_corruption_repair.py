@@ -16,6 +16,7 @@ from raftlog.log.record_batch import HEADER_SIZE, encode_batch, iter_batches
 from raftlog.log.scrubber import ScrubCursor, scrub_step
 from raftlog.metadata.image import PartitionInfo
 from raftlog.replication import fetcher as fetcher_module
+from raftlog.replication import throttle
 from raftlog.replication.notifier import ChangeNotifier
 from raftlog.replication.partition import Partition
 from raftlog.tasks import TaskSupervisor
@@ -243,7 +244,14 @@ def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetch
             return replication_pb2.ReplicaFetchResponse(results=results)
 
     monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
-    manager = SimpleNamespace(_broker_epoch=lambda: 7, cluster_id="c", broker_id=2, supervisor=TaskSupervisor())
+    manager = SimpleNamespace(
+        _broker_epoch=lambda: 7,
+        cluster_id="c",
+        broker_id=2,
+        supervisor=TaskSupervisor(),
+        throttle_config=lambda: throttle.NO_THROTTLE,
+        throttles=throttle.ReplicationThrottles(2),
+    )
     peers = SimpleNamespace(channel=lambda broker_id: None)
 
     async def scenario():
@@ -328,7 +336,14 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
             )
 
     monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
-    manager = SimpleNamespace(_broker_epoch=lambda: 7, cluster_id="c", broker_id=2, supervisor=TaskSupervisor())
+    manager = SimpleNamespace(
+        _broker_epoch=lambda: 7,
+        cluster_id="c",
+        broker_id=2,
+        supervisor=TaskSupervisor(),
+        throttle_config=lambda: throttle.NO_THROTTLE,
+        throttles=throttle.ReplicationThrottles(2),
+    )
 
     async def scenario():
         fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
