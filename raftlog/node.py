@@ -306,7 +306,8 @@ class Node:
     def _build_kafka_server(self, listener) -> KafkaServer:
         """A Kafka protocol listener over the same objects as the gRPC servers, its servicers built
         for its name (so Metadata and FindCoordinator give Kafka addresses)."""
-        # The Kafka listener is plaintext: every caller is User:ANONYMOUS (from its host).
+        # The KafkaServer names each request's caller itself (its SASL login or client certificate),
+        # so this authorizer needs no gRPC authenticator.
         authorizer = RequestAuthorizer(self.authorizer_settings, self.state_machine, None, self.metrics)
         broker = KafkaBroker(
             cluster_id=self.cluster_id,
