@@ -13,8 +13,8 @@
 4. Coordinator failover: commits one at a time, kill -9 of the coordinator's broker, and the time
    from the kill until a commit sent after it succeeds.
 
-Each member, and each of the committing clients, is a process of its own (spawned; driven over
-a pipe), and the producer runs in the bench's process: measured on one event loop, ten members,
+Each member, each of the committing clients and the steady producer is a process of its own
+(spawned; driven over a pipe): measured on one event loop, ten members,
 the producer and a thousand commits a second saturated that one process (profiled: 100% of a
 core in gRPC calls) and its backlog, not the group protocol, was what the figures showed.
 """
@@ -228,6 +228,24 @@ async def _steady_producer(bootstrap: str, partitions: int, rate: int, stop: asy
         await producer.close()
 
 
+def _producer_process(bootstrap: str, partitions: int, rate: int, conn: Connection) -> None:
+    """The steady producer in a process of its own, until "stop" comes over conn. It ran on the
+    bench's loop, which polls every member's report every 20-50 ms exactly while a join is under
+    way: a record's timestamp is taken when it is handed to the producer, so the producer falling
+    behind then showed up as every member's pause."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        producing = asyncio.get_running_loop().create_task(_steady_producer(bootstrap, partitions, rate, stop))
+        conn.send("ready")
+        await asyncio.to_thread(conn.recv)
+        stop.set()
+        await producing
+
+    asyncio.run(main())
+    conn.send("stopped")
+
+
 async def _until_balanced(members: list[_RemoteMember], partitions: int) -> list[_Report]:
     deadline = time.monotonic() + STABLE_TIMEOUT_S
     ceiling = -(-partitions // len(members))
@@ -249,8 +267,14 @@ async def _until_balanced(members: list[_RemoteMember], partitions: int) -> list
 async def _joins(
     bootstrap: str, members_count: int, partitions: int, joins: int, rate: int, result: GroupBenchResult, progress
 ) -> None:
-    stop = asyncio.Event()
-    producing = asyncio.get_running_loop().create_task(_steady_producer(bootstrap, partitions, rate, stop))
+    context = mp.get_context("spawn")
+    producer_conn, child = context.Pipe()
+    producer = context.Process(target=_producer_process, args=(bootstrap, partitions, rate, child), daemon=True)
+    producer.start()
+    child.close()
+    if not await asyncio.to_thread(producer_conn.poll, REPORT_TIMEOUT_S * 2):
+        raise TimeoutError("the producer process did not start")
+    assert producer_conn.recv() == "ready"
     members = await _new_members(bootstrap, members_count)
     for member in members:
         member.start()
@@ -297,8 +321,16 @@ async def _joins(
             await newcomer.stop()
             await _until_balanced(members, partitions)
     finally:
-        stop.set()
-        await asyncio.gather(producing, return_exceptions=True)
+        try:
+            producer_conn.send("stop")
+            await asyncio.to_thread(producer_conn.poll, REPORT_TIMEOUT_S)
+        except (OSError, EOFError):
+            pass
+        await asyncio.to_thread(producer.join, 10)
+        if producer.is_alive():
+            producer.kill()
+            await asyncio.to_thread(producer.join, 5)
+        producer_conn.close()
         await asyncio.gather(*(m.stop() for m in members))
 
 
