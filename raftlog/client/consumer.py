@@ -186,6 +186,7 @@ class AsyncConsumer:
         self._auto_commit_interval_s = auto_commit_interval_ms / 1000.0
         self._last_auto_commit = time.monotonic()
         self._auto_commit_task: asyncio.Task | None = None
+        self._auto_commit_offsets: dict[TopicPartition, int] = {}  # what that task commits
         self._consumed: dict[TopicPartition, int] = {}  # next offset after what poll() handed out
         self._subscribed = False
         self._callbacks: dict[str, RebalanceCallback | None] = {}
@@ -326,14 +327,19 @@ class AsyncConsumer:
 
     async def _commit_revoked(self, offsets: dict[TopicPartition, int]) -> None:
         # An auto-commit in flight may carry these partitions: it lands before they are released,
-        # so it cannot move the new owner's commits back.
-        if self._auto_commit_task is not None:
-            await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        # so it cannot move the new owner's commits back. If it carried exactly these offsets and
+        # succeeded, they are committed already: no second acks=all append before the release.
+        task, carried = self._auto_commit_task, self._auto_commit_offsets
+        if task is not None:
+            outcome: list[object] = await asyncio.gather(task, return_exceptions=True)
+            if outcome[0] is True and all(carried.get(tp) == offset for tp, offset in offsets.items()):
+                return
         await self._commit_quietly(offsets)
 
-    async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> None:
+    async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> bool:
+        """Whether the offsets are committed (a failure is logged, not raised)."""
         if not offsets:
-            return
+            return True
         try:
             if background:
                 await self._commit_now(offsets)
@@ -341,6 +347,8 @@ class AsyncConsumer:
                 await self.commit(offsets)
         except RaftlogError as exc:
             log.warning("group %s: commit of %d partitions failed: %s", self.group_id, len(offsets), exc)
+            return False
+        return True
 
     async def _maybe_auto_commit(self) -> None:
         """Kafka's auto-commit: asynchronous, so a slow commit never holds up poll(); one at a time."""
@@ -350,6 +358,7 @@ class AsyncConsumer:
             return
         self._last_auto_commit = time.monotonic()
         fetched = {tp: o for tp, o in self._consumed.items() if tp in self._positions}  # not what is being revoked
+        self._auto_commit_offsets = fetched
         self._auto_commit_task = asyncio.get_running_loop().create_task(self._commit_quietly(fetched, background=True))
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
@@ -365,6 +374,7 @@ class AsyncConsumer:
         # move the committed offsets back after this one.
         if self._auto_commit_task is not None:
             await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        self._auto_commit_offsets = {}  # no longer the last offsets committed (see _commit_revoked)
         await self._commit_now(offsets)
 
     async def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:

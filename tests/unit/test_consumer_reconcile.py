@@ -27,6 +27,7 @@ class ScriptedCoordinator(group_pb2_grpc.GroupServiceServicer):
         self.commits_open = asyncio.Event()
         self.commits_open.set()
         self.commits: list[dict[int, int]] = []
+        self.commits_received = 0
 
     async def FindCoordinator(self, request, context):
         return group_pb2.FindCoordinatorResponse(node_id=BROKER_ID, host="127.0.0.1", port=self.broker.port)
@@ -41,6 +42,7 @@ class ScriptedCoordinator(group_pb2_grpc.GroupServiceServicer):
         )
 
     async def OffsetCommit(self, request, context):
+        self.commits_received += 1
         await self.commits_open.wait()
         self.commits.append({o.partition: o.offset for o in request.offsets})
         return group_pb2.OffsetCommitResponse(
@@ -180,6 +182,38 @@ def test_a_hand_over_does_not_wait_for_the_fetch_in_flight():
             if polling is not None:
                 polling.cancel()  # it would wait out its timeout: nothing new to fetch
                 await asyncio.gather(polling, return_exceptions=True)
+            await consumer.close()
+            await broker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_revocation_covered_by_the_auto_commit_in_flight_is_not_committed_twice():
+    async def scenario():
+        broker = BrokerWithGroups({"t": 2})
+        await broker.start()
+        coordinator = broker.coordinator
+        revoked: list[set] = []
+        consumer = AsyncConsumer(broker.address, group_id="g", auto_commit_interval_ms=1)
+        try:
+            broker.append(0, 5)
+            broker.append(1, 5)
+            consumer.subscribe(["t"], on_revoke=lambda tps: revoked.append(tps))
+            await poll_until(consumer, lambda got: len(got) == 10)
+            coordinator.commits_open.clear()  # the next auto-commit (of both, at 5) hangs
+            await poll_until(consumer, lambda got: coordinator.commits_received > len(coordinator.commits))
+            before = len(coordinator.commits)
+            coordinator.assignment = [0]
+            await poll_until(consumer, lambda got: TopicPartition("t", 1) not in consumer.assignment())
+            assert revoked == []  # not released while that commit is out
+            coordinator.commits_open.set()
+            await poll_until(consumer, lambda got: bool(revoked))
+            assert revoked == [{TopicPartition("t", 1)}]
+            # What the auto-commit carried for partition 1 is what was consumed: it is committed
+            # once, by that auto-commit, and released after it landed.
+            assert [c for c in coordinator.commits[before:] if 1 in c] == [{0: 5, 1: 5}]
+        finally:
+            coordinator.commits_open.set()
             await consumer.close()
             await broker.stop()
 
