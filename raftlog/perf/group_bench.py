@@ -4,8 +4,9 @@
    partition steadily. A new member joins `joins` times (and leaves after each); for each join:
    the time from subscribe() until its first record, and the pause of existing members on the
    partitions they kept across the join: the longest end-to-end delay (received minus produced)
-   of a record on such a partition during the join, minus the longest delay in a quiet period
-   just before it (what the pipeline costs with no pause at all).
+   of a record on such a partition during the join, minus the longest delay on the same
+   partitions in an equally long quiet period right after it (what the pipeline costs with no
+   pause at all).
 2. Commits: a client outside the group protocol commits single-partition offsets at `commit_rate`
    per second for a few seconds, concurrently: commits/s reached and latency percentiles.
 3. Throughput: one consumer reads the same records with assigned partitions, then as the only
@@ -264,6 +265,14 @@ async def _until_balanced(members: list[_RemoteMember], partitions: int) -> list
         await asyncio.sleep(0.05)
 
 
+QUIET_WINDOW_MAX_S = 10.0
+
+
+def _longest_delay(reports: list[_Report], partitions: list[set[int]]) -> float:
+    """The longest end-to-end delay any member saw on its given partitions."""
+    return max((d for r, own in zip(reports, partitions) for p, d in r.max_delay_ms.items() if p in own), default=0.0)
+
+
 async def _joins(
     bootstrap: str, members_count: int, partitions: int, joins: int, rate: int, result: GroupBenchResult, progress
 ) -> None:
@@ -285,13 +294,10 @@ async def _joins(
         for i in range(joins):
             (newcomer,) = await _new_members(bootstrap, 1)  # started before the clock runs
             before = [r.owned for r in await _until_balanced(members, partitions)]
+            await asyncio.sleep(0.5)  # settled after the last leave
             for m in members:
                 m.reset()
-            await asyncio.sleep(1.0)  # the quiet period: the delays the pipeline has anyway
-            baseline = await asyncio.gather(*(m.report() for m in members))
-            baseline_ms = max((d for r in baseline for d in r.max_delay_ms.values()), default=0.0)
-            for m in members:
-                m.reset()
+            join_started = time.monotonic()
             newcomer.start()
             while True:
                 joined = await newcomer.report()
@@ -305,18 +311,24 @@ async def _joins(
             reports = await _until_balanced(members + [newcomer], partitions)
             await asyncio.sleep(0.3)
             reports = await asyncio.gather(*(m.report() for m in members))
-            delays = [
-                d
-                for r, owned_before in zip(reports, before)
-                for p, d in r.max_delay_ms.items()
-                if p in owned_before and p in r.owned
-            ]
-            result.kept_partition_max_gap_ms.append(max(0.0, max(delays, default=0.0) - baseline_ms))
+            kept = [owned_before & r.owned for r, owned_before in zip(reports, before)]
+            during_ms = _longest_delay(reports, kept)
+            # The baseline: the same partitions over an equally long quiet stretch right after
+            # (the group stable, the newcomer still in). A maximum over a few seconds of a noisy
+            # delay exceeds one over a second with no pause at all; the baseline used to be one
+            # quiet second before the join, so the pause figure grew with the join's length.
+            window_s = min(time.monotonic() - join_started, QUIET_WINDOW_MAX_S)
+            for m in members:
+                m.reset()
+            await asyncio.sleep(window_s)
+            baseline_ms = _longest_delay(await asyncio.gather(*(m.report() for m in members)), kept)
+            result.kept_partition_max_gap_ms.append(max(0.0, during_ms - baseline_ms))
             result.baseline_delay_ms.append(baseline_ms)
             progress(
                 f"join {i + 1}: first record after {result.join_to_first_record_s[-1]:.3f} s; existing members "
                 f"paused at most {result.kept_partition_max_gap_ms[-1]:.0f} ms on kept partitions "
-                f"(end-to-end delay {baseline_ms:.0f} ms before the join)"
+                f"(longest end-to-end delay on them {during_ms:.0f} ms during the join, {baseline_ms:.0f} ms "
+                f"in {window_s:.1f} s of quiet after it)"
             )
             await newcomer.stop()
             await _until_balanced(members, partitions)
