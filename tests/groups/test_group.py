@@ -78,6 +78,40 @@ def test_join_moves_only_the_newcomers_share_and_waits_for_revocation():
         assert c.owned <= before[c.member_id] and len(c.owned) == 3
 
 
+def test_released_partitions_go_to_the_waiting_member_in_the_releasers_step():
+    group, counts = new_group(), {"t": 4}
+    a = Client(group)
+    a.heartbeat(0, counts)
+    newcomer = Client(group)
+    assert newcomer.heartbeat(1, counts).assignment == frozenset()
+    a.heartbeat(2, counts)  # told to revoke two partitions
+    revoking = group.members[a.member_id].revoking
+    assert len(revoking) == 2
+    waiting = group.members[newcomer.member_id]
+    assert not (waiting.assigned & revoking)
+    a.heartbeat(3, counts)  # a let go of them (its owned no longer has them)
+    # The coordinator persists this state for a's answer: it already gives them to the newcomer,
+    # who is not told until its own next heartbeat, at an epoch that does not move.
+    epoch = waiting.member_epoch
+    assert waiting.assigned == revoking and waiting.member_epoch == epoch
+    assert group.state is GroupState.RECONCILING  # not stable before the newcomer knows
+    assert newcomer.heartbeat(4, counts).assignment == revoking and newcomer.epoch == epoch
+    assert group.state is GroupState.STABLE
+
+
+def test_a_heartbeat_from_before_a_static_leave_does_not_undo_it():
+    group, counts = new_group(), {"t": 4}
+    a = static_client(group, "a")
+    a.heartbeat(0, counts)
+    stale = Heartbeat(a.member_id, a.epoch, instance_id="host-a", owned=a.owned)
+    a.leave(1, counts, epoch=-2)
+    with pytest.raises(RaftlogError) as fenced:
+        group.heartbeat(stale, 2, counts)  # sent before the leave, arriving after it
+    assert fenced.value.error is Errors.FENCED_MEMBER_EPOCH
+    restarted = static_client(group, "a-restarted")
+    assert restarted.heartbeat(3, counts).assignment == stale.owned  # not UNRELEASED_INSTANCE_ID
+
+
 def test_session_timeout_reassigns_a_dead_members_partitions():
     group, counts = new_group(), {"t": 6}
     a, b = Client(group), Client(group)

@@ -64,10 +64,10 @@ def stable_with(admin: Admin, group: str, members: int, partitions: int):
 class ConsumerThread:
     """A group member polling in its own thread, recording what it is given and gives up."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str):
+    def __init__(self, bootstrap: str, group: str, topic: str, instance_id: str | None = None):
         self.records = 0
         self.revoked: list[set] = []
-        self.consumer = Consumer(bootstrap, group_id=group, auto_commit_interval_ms=500)
+        self.consumer = Consumer(bootstrap, group_id=group, auto_commit_interval_ms=500, group_instance_id=instance_id)
         self.consumer.subscribe([topic], on_revoke=lambda tps: self.revoked.append(tps))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -138,7 +138,7 @@ def test_a_fourth_member_takes_only_its_share(make_cluster):
             m.close()
 
 
-STATIC_SESSION_MS = 10_000  # longer than a consumer process takes to start on a loaded machine
+STATIC_SESSION_MS = 10_000  # longer than the old incarnation takes to commit and leave on a loaded machine
 
 
 def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its_partitions(make_cluster, tmp_path):
@@ -149,16 +149,21 @@ def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its
     produce(bootstrap, "events", 60)
     a = group_consumer_process(bootstrap, "g", "events", tmp_path / "a.out", instance_id="host-a")
     b = group_consumer_process(bootstrap, "g", "events", tmp_path / "b.out")
+    restarted = None
     try:
         with cluster.admin() as admin:
             wait_until(lambda: stable_with(admin, "g", 2, 6), 30, "two members")
             by_instance = {m["instance_id"]: m for m in admin.describe_group("g")["members"]}
             static_owned = {tuple(tp) for tp in by_instance["host-a"]["assignment"]}
             epoch = admin.describe_group("g")["group_epoch"]
-            # A static member restarted within its session: nothing moves, the epoch stays.
+            # A static member restarted within its session: nothing moves, the epoch stays. The
+            # new incarnation is a consumer in this process, so that it is back within the session
+            # however long a new interpreter takes to start on a loaded machine (under load 25-40
+            # a restarted CLI process sometimes came back after the session had run out, and the
+            # member then rightly lost its partitions).
             a.send_signal(signal.SIGTERM)
             a.wait(15)
-            a = group_consumer_process(bootstrap, "g", "events", tmp_path / "a.out", instance_id="host-a")
+            restarted = ConsumerThread(bootstrap, "g", "events", instance_id="host-a")
             wait_until(
                 lambda: (
                     stable_with(admin, "g", 2, 6)
@@ -191,6 +196,8 @@ def test_killed_member_is_replaced_after_its_session_and_static_member_keeps_its
             )
             assert time.monotonic() - killed_at >= STATIC_SESSION_MS / 1000 * 0.8
     finally:
+        if restarted is not None:
+            restarted.close()
         for process in (a, b):
             if process.poll() is None:
                 process.kill()
