@@ -6,7 +6,15 @@ import click
 
 from cli.output import admin_call, bootstrap_option, emit, format_table, output_option
 
-STATUS_KEYS = ["cluster_id", "leader_id", "leader_epoch", "high_watermark", "max_follower_lag", "current_voters"]
+STATUS_KEYS = [
+    "cluster_id",
+    "leader_id",
+    "leader_epoch",
+    "high_watermark",
+    "max_follower_lag",
+    "current_voters",
+    "current_observers",
+]
 REPLICATION_KEYS = ["node_id", "log_end_offset", "lag", "last_fetch_ms_ago", "last_caught_up_ms_ago", "status"]
 
 
@@ -23,6 +31,7 @@ def _status_text(status) -> str:
         "high_watermark": "HighWatermark",
         "max_follower_lag": "MaxFollowerLag",
         "current_voters": "CurrentVoters",
+        "current_observers": "CurrentObservers",
     }
     width = max(len(label) for label in labels.values()) + 1
     return "\n".join(f"{labels[k] + ':':<{width}} {status[k]}" for k in STATUS_KEYS)
@@ -35,7 +44,7 @@ def _replication_text(rows) -> str:
 
 @command.command(name="describe")
 @click.option("--status", "mode", flag_value="status", default=True, help="Leader, epoch, high watermark, voters.")
-@click.option("--replication", "mode", flag_value="replication", help="One row per voter.")
+@click.option("--replication", "mode", flag_value="replication", help="One row per voter and observer.")
 @bootstrap_option
 @output_option
 def describe(mode, bootstrap_server, output_format) -> None:

@@ -72,8 +72,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             leader_epoch=status.term,
             high_watermark=status.commit_index,
         )
-        for voter_id in sorted(self._config.voters):
+        for voter_id in sorted(status.voters):
             response.voters.append(_voter_state(status, voter_id))
+        for observer_id in sorted(n for n, p in status.progress.items() if not p.voter):
+            response.observers.append(_voter_state(status, observer_id))
         return response
 
     @rpc("DescribeCluster")

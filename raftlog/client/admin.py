@@ -152,17 +152,20 @@ class Admin:
                 "lag": max(0, leader_end - v.log_end_offset),
                 "last_fetch_ms_ago": v.last_fetch_ms_ago,
                 "last_caught_up_ms_ago": v.last_caught_up_ms_ago,
-                "status": "Leader" if v.is_leader else "Follower",
+                "status": status,
             }
-            for v in response.voters
+            for members, observer in ((response.voters, False), (response.observers, True))
+            for v in members
+            for status in ["Observer" if observer else "Leader" if v.is_leader else "Follower"]
         ]
         return {
             "cluster_id": response.cluster_id,
             "leader_id": response.leader_id,
             "leader_epoch": response.leader_epoch,
             "high_watermark": response.high_watermark,
-            "max_follower_lag": max((r["lag"] for r in replication), default=0),
+            "max_follower_lag": max((r["lag"] for r in replication if r["status"] == "Follower"), default=0),
             "current_voters": [v.node_id for v in response.voters],
+            "current_observers": [v.node_id for v in response.observers],
             "replication": replication,
         }
 

@@ -11,6 +11,12 @@ replicate / snapshot states per follower and fast backtracking, the commit rule 
 entries of the current term are committed by counting), InstallSnapshot, leadership
 transfer (TimeoutNow) and ReadIndex.
 
+Observers (Kafka's broker-only nodes, etcd's learners): a node outside the voter set follows the
+log but never votes, campaigns or counts toward a majority (commit, CheckQuorum, ReadIndex). The
+leader does not know observers in advance: an observer that hears no leader sends FETCH to every
+voter, and the leader that gets it starts replicating to it (a progress entry like a follower's,
+dropped when the observer stays silent for RAFT_OBSERVER_TIMEOUT_ELECTIONS election timeouts).
+
 Node ids are >= 0; NO_NODE (-1) means no vote / no leader. Invariants are asserted where the
 state moves, with the values in the message (a broken one is a bug: the node stops loudly):
 legal role transitions only (LEGAL_TRANSITIONS), the term never decreases, one leader per
@@ -28,6 +34,8 @@ from raftlog.limits import (
     MAX_MESSAGE_BYTES,
     MAX_RAFT_ENTRY_BYTES,
     RAFT_ENTRY_OVERHEAD_BYTES,
+    RAFT_MAX_OBSERVERS,
+    RAFT_OBSERVER_TIMEOUT_ELECTIONS,
     raft_payload_bytes,
 )
 from raftlog.raft.messages import (
@@ -127,15 +135,15 @@ class RaftNode:
     def __init__(
         self, node_id: int, voters: Sequence[int], persisted: PersistedState, settings: RaftSettings, rng: random.Random
     ):
-        if node_id not in voters:
-            raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
+        if not voters:
+            raise ValueError("the voter set is empty")
         if settings.max_entry_bytes + RAFT_ENTRY_OVERHEAD_BYTES > settings.max_bytes_per_message:
             raise ValueError(
                 f"max_entry_bytes {settings.max_entry_bytes} does not fit in an append of "
                 f"max_bytes_per_message {settings.max_bytes_per_message}"
             )
-        if min(voters) < 0:
-            raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {sorted(voters)}")
+        if min(voters) < 0 or node_id < 0:
+            raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {node_id}, {sorted(voters)}")
         self.id = node_id
         self.voters = sorted(set(voters))
         self.settings = settings
@@ -170,6 +178,14 @@ class RaftNode:
     @property
     def quorum(self) -> int:
         return len(self.voters) // 2 + 1
+
+    @property
+    def is_voter(self) -> bool:
+        return self.id in self.voters
+
+    def is_observer_progress(self, node_id: int) -> bool:
+        """A leader's progress entry for a node that follows the log without voting."""
+        return node_id in self.progress and node_id not in self.voters
 
     @property
     def hard_state(self) -> HardState:
@@ -240,6 +256,8 @@ class RaftNode:
         self._set_role(Role.LEADER)
         self._set_leader(self.id)
         last = self.log.last_index
+        # Observers are not carried over from an earlier term: they FETCH again when they stop
+        # hearing from a leader.
         self.progress = {v: Progress(match=0, next=last + 1) for v in self._others()}
         for progress in self.progress.values():
             progress.recent_active = True  # give every follower a full election timeout
@@ -256,6 +274,8 @@ class RaftNode:
         self._ticks += 1
         if self.role == Role.LEADER:
             self._tick_leader()
+        elif not self.is_voter:
+            self._tick_observer()
         else:
             self._election_elapsed += 1
             if self._election_elapsed >= self._randomized_timeout:
@@ -272,6 +292,7 @@ class RaftNode:
                 return
             if self.transfer_target != NO_NODE:
                 self._abort_transfer()
+            self._drop_silent_observers()
         if self.transfer_target != NO_NODE:
             self._transfer_elapsed += 1
         if self._heartbeat_elapsed >= self.settings.heartbeat_ticks:
@@ -279,10 +300,34 @@ class RaftNode:
             self._broadcast_heartbeat(context=0)
 
     def _quorum_active(self) -> bool:
-        active = 1 + sum(1 for p in self.progress.values() if p.recent_active)
+        active = int(self.is_voter) + sum(
+            1 for node_id, p in self.progress.items() if p.recent_active and node_id in self.voters
+        )
         for progress in self.progress.values():
             progress.recent_active = False
         return active >= self.quorum
+
+    def _drop_silent_observers(self) -> None:
+        silent_ticks = RAFT_OBSERVER_TIMEOUT_ELECTIONS * self.settings.election_ticks
+        for node_id in [n for n in self.progress if n not in self.voters]:
+            last = self.progress[node_id].last_contact_tick
+            if last is None or self._ticks - last > silent_ticks:
+                del self.progress[node_id]
+
+    def _tick_observer(self) -> None:
+        """An observer never campaigns: when no leader has spoken for an election timeout it asks
+        every voter for the log (the leader answers), and asks again every few ticks until one does."""
+        self._election_elapsed += 1
+        if self._election_elapsed < self._randomized_timeout:
+            return
+        self.leader_id = NO_NODE
+        self._election_elapsed = self._randomized_timeout - max(1, self.settings.election_ticks // 4)
+        for voter in self.voters:
+            self._send(
+                Message(
+                    MsgType.FETCH, voter, self.id, self.term, log_term=self.log.last_term, index=self.log.last_index
+                )
+            )
 
     # -- elections -----------------------------------------------------------------------------
 
@@ -313,7 +358,7 @@ class RaftNode:
             )
 
     def _tally(self) -> int:
-        return sum(1 for granted in self.votes.values() if granted)
+        return sum(1 for voter, granted in self.votes.items() if granted and voter in self.voters)
 
     def _won(self, kind: MsgType) -> None:
         if kind == MsgType.PRE_VOTE:
@@ -361,9 +406,11 @@ class RaftNode:
         expected = MsgType.PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else MsgType.VOTE_RESP
         if msg.type != expected or self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
             return
+        if msg.frm not in self.voters:
+            return
         self.votes.setdefault(msg.frm, not msg.reject)
         granted = self._tally()
-        rejected = len(self.votes) - granted
+        rejected = sum(1 for voter, granted in self.votes.items() if not granted and voter in self.voters)
         if granted >= self.quorum:
             self._won(MsgType.PRE_VOTE if self.role == Role.PRE_CANDIDATE else MsgType.VOTE)
         elif rejected >= self.quorum:
@@ -372,8 +419,10 @@ class RaftNode:
     # -- message handling ----------------------------------------------------------------------
 
     def step(self, msg: Message) -> None:
-        if msg.frm not in self.voters or msg.to != self.id:
+        if msg.to != self.id or msg.frm == self.id:
             return
+        if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE) and not (self.is_voter and msg.frm in self.voters):
+            return  # only voters elect, and only voters are elected
         if not self._step_term(msg):
             return
         if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE):
@@ -399,6 +448,8 @@ class RaftNode:
             self._become_follower(msg.term, leader)
             return True
         if msg.term < self.term:
+            if msg.type == MsgType.FETCH:
+                return True  # an observer that has not heard of this term yet: the leader answers it
             if msg.type in (MsgType.APPEND, MsgType.HEARTBEAT) and self.settings.check_quorum:
                 # A stale leader: tell it our term so it steps down (needed with check-quorum,
                 # since we ignore its disrupting votes).
@@ -422,7 +473,7 @@ class RaftNode:
                 self._handle_snapshot(msg)
         elif msg.type in (MsgType.VOTE_RESP, MsgType.PRE_VOTE_RESP):
             self._handle_vote_response(msg)
-        elif msg.type == MsgType.TIMEOUT_NOW and self.role == Role.FOLLOWER:
+        elif msg.type == MsgType.TIMEOUT_NOW and self.role == Role.FOLLOWER and self.is_voter:
             self._campaign(transfer=True)
 
     def _handle_append(self, msg: Message) -> None:
@@ -475,6 +526,9 @@ class RaftNode:
         assert msg.type not in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT), (
             f"node {self.id} leads term {self.term} and got {msg.type.name} of that term from node {msg.frm}"
         )
+        if msg.type == MsgType.FETCH:
+            self._handle_fetch(msg)
+            return
         progress = self.progress.get(msg.frm)
         if progress is None:
             return
@@ -496,6 +550,21 @@ class RaftNode:
                 progress.last_caught_up_tick = self._ticks
             if msg.context:
                 self._ack_read(msg.context, msg.frm)
+
+    def _handle_fetch(self, msg: Message) -> None:
+        """An observer asks for the log: replicate to it (probing from the end it reports)."""
+        progress = self.progress.get(msg.frm)
+        if progress is None:
+            if msg.frm in self.voters:
+                return  # a voter's progress exists from the start of the term; a stray FETCH
+            if sum(1 for n in self.progress if n not in self.voters) >= RAFT_MAX_OBSERVERS:
+                return  # full: it asks again, and a silent observer's place frees up
+            progress = Progress(match=0, next=min(msg.index, self.log.last_index) + 1)
+            self.progress[msg.frm] = progress
+        progress.recent_active = True
+        progress.last_contact_tick = self._ticks
+        progress.probe_sent = False
+        self._send_append(msg.frm, progress)
 
     def _handle_append_response(self, msg: Message, progress: Progress) -> None:
         if msg.reject:
@@ -528,7 +597,13 @@ class RaftNode:
         self._send_append(msg.frm, progress)
 
     def _maybe_commit(self) -> bool:
-        matches = sorted([self.log.stable_index] + [p.match for p in self.progress.values()], reverse=True)
+        # Only voters count: an observer holding an entry does not make it committed.
+        matches = [p.match for node_id, p in self.progress.items() if node_id in self.voters]
+        if self.is_voter:
+            matches.append(self.log.stable_index)
+        matches.sort(reverse=True)
+        if len(matches) < self.quorum:
+            return False
         candidate = matches[self.quorum - 1]
         # Figure 8 of the Raft paper: only an entry of the current term is committed by counting.
         if candidate > self.log.committed and self.log.term_at(candidate) == self.term:
@@ -641,7 +716,7 @@ class RaftNode:
         self._start_read(request_id)
 
     def _start_read(self, request_id: int) -> None:
-        request = _ReadRequest(request_id, self.log.committed, {self.id})
+        request = _ReadRequest(request_id, self.log.committed, {self.id} if self.is_voter else set())
         if len(request.acks) >= self.quorum:
             self._read_states.append(ReadState(request_id, request.index))
             return
@@ -657,6 +732,8 @@ class RaftNode:
     def _ack_read(self, request_id: int, voter: int) -> None:
         for position, request in enumerate(self._pending_reads):
             if request.request_id == request_id:
+                if voter not in self.voters:
+                    return  # an observer's heartbeat answer confirms nothing
                 request.acks.add(voter)
                 if len(request.acks) >= self.quorum:
                     # Heartbeats are answered in order, so every earlier read is confirmed too.
@@ -670,8 +747,8 @@ class RaftNode:
     def transfer_leadership(self, target: int) -> None:
         if self.role != Role.LEADER:
             raise NotLeaderError(self.leader_id)
-        if target == self.id or target not in self.progress:
-            raise ValueError(f"cannot transfer leadership to {target}")
+        if target == self.id or target not in self.progress or target not in self.voters:
+            raise ValueError(f"cannot transfer leadership to {target}: not another voter")
         self.transfer_target = target
         self._transfer_elapsed = 0
         self._election_elapsed = 0  # the transfer must finish within one election timeout

@@ -89,6 +89,7 @@ class PeerProgress:
     state: str
     last_contact_ms_ago: float | None
     last_caught_up_ms_ago: float | None
+    voter: bool = True  # False: an observer (follows the log, never votes)
 
 
 @dataclass
@@ -102,7 +103,12 @@ class RaftStatus:
     last_index: int
     last_log_term: int
     snapshot_index: int
-    progress: dict[int, PeerProgress] = field(default_factory=dict)
+    voters: tuple[int, ...] = ()  # the voter set this node uses
+    progress: dict[int, PeerProgress] = field(default_factory=dict)  # the leader's: voters and observers
+
+    @property
+    def is_voter(self) -> bool:
+        return self.node_id in self.voters
 
 
 class RaftDriver:
@@ -117,7 +123,10 @@ class RaftDriver:
         settings: DriverSettings,
         tasks: TaskSupervisor,
         security: ClientSecurity | None = None,
+        own_address: str = "",
     ):
+        """voters: id -> address of every voter; a node not among them is an observer (it follows
+        the log without voting) and gives own_address to the leader, which answers it there."""
         self.node_id = node_id
         self._supervisor = tasks
         self.settings = settings
@@ -130,7 +139,14 @@ class RaftDriver:
         if persisted.snapshot is not None:
             self.core.set_snapshot(persisted.snapshot)
         self._transport = RaftTransport(
-            node_id, cluster_id, voters, self._deliver, tasks, settings.max_message_bytes, security
+            node_id,
+            cluster_id,
+            voters,
+            self._deliver,
+            tasks,
+            settings.max_message_bytes,
+            security,
+            own_address=own_address if node_id not in voters else "",
         )
         self._wake = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
@@ -393,7 +409,10 @@ class RaftDriver:
         if self.core.role != Role.LEADER:
             raise NotLeaderError(self.core.leader_id)
         if target_id is None:
-            target_id = max(self.core.progress, key=lambda v: self.core.progress[v].match)
+            voters = [v for v in self.core.progress if v in self.core.voters]
+            if not voters:
+                raise ValueError("no other voter to hand leadership to")
+            target_id = max(voters, key=lambda v: self.core.progress[v].match)
         self.core.transfer_leadership(target_id)
         self._wake.set()
         loop = asyncio.get_running_loop()
@@ -422,6 +441,7 @@ class RaftDriver:
             last_index=core.log.last_index,
             last_log_term=core.log.last_term,
             snapshot_index=core.log.snapshot_index,
+            voters=tuple(core.voters),
         )
         if core.role == Role.LEADER:
             tick_ms = self.settings.tick_ms
@@ -432,6 +452,7 @@ class RaftDriver:
                     state=progress.state.value,
                     last_contact_ms_ago=_ago(core.ticks, progress.last_contact_tick, tick_ms),
                     last_caught_up_ms_ago=_ago(core.ticks, progress.last_caught_up_tick, tick_ms),
+                    voter=voter in core.voters,
                 )
         return status
 

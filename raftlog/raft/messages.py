@@ -23,6 +23,9 @@ class MsgType(IntEnum):
     HEARTBEAT_RESP = 8
     SNAPSHOT = 9
     TIMEOUT_NOW = 10
+    # An observer (a node outside the voter set: a broker-only node) asks the voters for the log;
+    # the leader starts replicating to it, the others ignore it.
+    FETCH = 11
 
 
 @dataclass(slots=True, frozen=True)

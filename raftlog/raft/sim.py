@@ -1,7 +1,8 @@
 """Deterministic simulation of the Raft core: many nodes, one process, a simulated clock and network.
 
-Each seed drives one run: a cluster of 3 or 5 RaftNodes, a network that drops, delays,
-duplicates and reorders messages, partitions that form and heal, crashes that lose
+Each seed drives one run: a cluster of 3 or 5 voting RaftNodes (and, in some seeds, one or two
+observers: nodes outside the voter set that follow the log, as broker-only nodes do), a network
+that drops, delays, duplicates and reorders messages, partitions that form and heal, crashes that lose
 everything not persisted and restarts from exactly what was, proposals, ReadIndex calls,
 leadership transfers and snapshots. After every step it checks:
 
@@ -103,7 +104,10 @@ class Simulation:
             pre_vote=True,
             check_quorum=True,
         )
-        self.ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
+        self.voter_ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
+        # Drawn apart from self.rng, so that seeds without observers run as they did before them.
+        observers = random.Random(f"observers-{seed}").choice([0, 0, 1, 2])
+        self.ids = list(range(nodes + observers))
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.fault_steps = fault_steps
         self.quiet_steps = quiet_steps
@@ -142,7 +146,7 @@ class Simulation:
         persisted = node.disk.persisted()
         node.applied = dict(pickle.loads(persisted.snapshot.data)) if persisted.snapshot else {}
         node_rng = random.Random(self.rng.random())
-        node.raft = RaftNode(node_id, self.ids, persisted, self.settings, node_rng)
+        node.raft = RaftNode(node_id, self.voter_ids, persisted, self.settings, node_rng)
         if persisted.snapshot:
             node.raft.set_snapshot(persisted.snapshot)
 
@@ -195,7 +199,7 @@ class Simulation:
         leader = self._leader()
         if leader is not None and rng.random() < 0.005:
             try:
-                leader.transfer_leadership(rng.choice([i for i in self.ids if i != leader.id]))
+                leader.transfer_leadership(rng.choice([i for i in self.voter_ids if i != leader.id]))
             except (NotLeaderError, ValueError):
                 pass
 
@@ -273,6 +277,8 @@ class Simulation:
         live = [n.raft for n in self.nodes.values() if n.raft is not None]
         for raft in live:
             if raft.role == Role.LEADER:
+                if raft.id not in self.voter_ids:
+                    self._fail(f"observer {raft.id} leads term {raft.term}")
                 known = self.leaders.setdefault(raft.term, raft.id)
                 if known != raft.id:
                     self._fail(f"Election Safety: nodes {known} and {raft.id} both lead term {raft.term}")

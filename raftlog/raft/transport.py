@@ -10,8 +10,12 @@ messages into batches up to it, and sends a snapshot as chunks (RaftSnapshot off
 InstallSnapshot as in the Raft paper) that the receiving side of the stream assembles before
 it hands the whole snapshot to the core, which stays unaware of chunks.
 
+Observers: a node outside the voter set (a broker-only node) names its own address in its
+batches (`from_address`); a node that gets such a batch from a node it does not know adds it as a
+peer (at most RAFT_MAX_OBSERVERS of them), so its leader's answers reach it.
+
 Refused batches: another cluster's (FAILED_PRECONDITION, INCONSISTENT_CLUSTER_ID); a sender that
-is not a voter (PERMISSION_DENIED); on a mutual-TLS listener, a stream whose first batch names a
+is not a voter and gives no address (PERMISSION_DENIED); on a mutual-TLS listener, a stream whose first batch names a
 node the caller's certificate does not (PERMISSION_DENIED, CLUSTER_AUTHORIZATION_FAILED); a batch or message whose sender is not the node that opened
 the stream, a message for another node, an unknown message type (INVALID_ARGUMENT,
 INVALID_REQUEST). The stream ends; nothing of the refused batch reaches the core.
@@ -28,7 +32,7 @@ import grpc
 
 from raftlog.channels import KEEPALIVE_OPTIONS, aio_channel
 from raftlog.errors import REASON_METADATA_KEY, RaftlogError
-from raftlog.limits import MAX_MESSAGE_BYTES, raft_payload_bytes
+from raftlog.limits import MAX_MESSAGE_BYTES, RAFT_MAX_OBSERVERS, raft_payload_bytes
 from raftlog.limits import RAFT_MAX_QUEUED_MESSAGES as MAX_QUEUED_MESSAGES
 from raftlog.limits import RAFT_RECONNECT_BACKOFF_S as RECONNECT_BACKOFF_S
 from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
@@ -159,8 +163,15 @@ class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                     f"this node is in {self._transport.cluster_id!r}",
                     trailing_metadata=((REASON_METADATA_KEY, "INCONSISTENT_CLUSTER_ID"),),
                 )
-            if batch.from_node not in self._transport.peers:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {batch.from_node} is not a voter")
+            if batch.from_node not in self._transport.peers and not self._transport.add_observer(
+                batch.from_node, batch.from_address
+            ):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"node {batch.from_node} is not a voter and gives no address to answer it at"
+                    if not batch.from_address
+                    else f"node {batch.from_node}: this node already answers {RAFT_MAX_OBSERVERS} observers",
+                )
             if sender is None:
                 sender = batch.from_node
                 if self._authenticator is not None:
@@ -220,8 +231,14 @@ class RaftTransport:
         tasks: TaskSupervisor,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         security: ClientSecurity | None = None,
+        own_address: str = "",
     ):
+        """peers: the voters (node id -> address); own_address: this node's address when it is not
+        a voter (an observer), sent with its batches so that the leader can answer it."""
         self.node_id = node_id
+        self.own_address = own_address
+        self._voter_ids = set(peers)
+        self._started = False
         self.security = security  # how to reach peers (mutual TLS: this node's certificate)
         self.cluster_id = cluster_id
         self.peers = {peer_id: _Peer(peer_id, address) for peer_id, address in peers.items() if peer_id != node_id}
@@ -255,8 +272,26 @@ class RaftTransport:
         return None
 
     def start(self) -> None:
+        self._started = True
         for peer in self.peers.values():
-            peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
+            self._start_sender(peer)
+
+    def _start_sender(self, peer: _Peer) -> None:
+        peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
+
+    def add_observer(self, node_id: int, address: str) -> bool:
+        """A node outside the voter set opened a stream naming its address: answer it there. False
+        when it gave none, or when RAFT_MAX_OBSERVERS observers are known already."""
+        if not address or node_id == self.node_id:
+            return False
+        if sum(1 for peer_id in self.peers if peer_id not in self._voter_ids) >= RAFT_MAX_OBSERVERS:
+            return False
+        peer = _Peer(node_id, address)
+        self.peers[node_id] = peer
+        if self._started:
+            self._start_sender(peer)
+        log.info("node %d: observer %d at %s follows the metadata log", self.node_id, node_id, address)
+        return True
 
     async def stop(self) -> None:
         tasks = [p.task for p in self.peers.values() if p.task]
@@ -316,7 +351,9 @@ class RaftTransport:
                 )
             messages.append(proto)
             budget -= size
-        return raft_pb2.RaftMessageBatch(cluster_id=self.cluster_id, from_node=self.node_id, messages=messages)
+        return raft_pb2.RaftMessageBatch(
+            cluster_id=self.cluster_id, from_node=self.node_id, messages=messages, from_address=self.own_address
+        )
 
     async def _batches(self, peer: _Peer):
         while True:

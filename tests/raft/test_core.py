@@ -267,3 +267,52 @@ def test_a_commit_index_beyond_the_log_is_an_invariant_failure_not_a_clamp():
     )
     with pytest.raises(AssertionError, match=r"commit 7 is out of range \[last index 1\]"):
         follower.step(Message(MsgType.HEARTBEAT, 2, 1, term=1, commit=7))
+
+
+# -- observers (broker-only nodes) ---------------------------------------------------------------
+
+
+def test_an_observer_finds_the_leader_by_fetch_and_follows_the_log_without_counting():
+    voters = (1, 2, 3)
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=voters))
+    leader = net.elect(1)
+    observer = net.nodes[4]
+    net.tick(4, 3 * ELECTION_TICKS)  # hears nobody, so it asks every voter; the leader answers
+    assert any(m.type == MsgType.FETCH and m.frm == 4 for m in net.sent)
+    assert observer.leader_id == 1 and observer.role == Role.FOLLOWER
+    assert leader.is_observer_progress(4)
+    index = leader.propose(b"x")
+    net.flush()
+    assert observer.log.committed >= index and observer.log.applied >= index
+    # Two voters down: the observer holding the entry does not make a majority.
+    net.isolate(2)
+    net.isolate(3)
+    net.cut -= {frozenset((1, 4))}
+    index = leader.propose(b"y")
+    net.flush()
+    assert observer.log.last_index >= index
+    assert leader.log.committed < index, "an observer's copy must not count toward commit"
+
+
+def test_an_observer_never_campaigns_nor_votes():
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=(1, 2, 3)))
+    net.tick(4, 20 * ELECTION_TICKS)
+    assert net.nodes[4].role == Role.FOLLOWER and net.nodes[4].term == 0
+    assert not any(m.type in (MsgType.VOTE, MsgType.PRE_VOTE) for m in net.sent if m.frm == 4)
+    net.nodes[4].step(Message(MsgType.VOTE, 4, 1, 5, log_term=0, index=0))
+    net.flush()
+    assert not any(m.frm == 4 and m.type in (MsgType.VOTE_RESP, MsgType.PRE_VOTE_RESP) for m in net.sent)
+    leader = net.elect(1)
+    with pytest.raises(ValueError, match="not another voter"):
+        net.tick(4, 3 * ELECTION_TICKS)
+        leader.transfer_leadership(4)
+
+
+def test_a_leader_drops_an_observer_that_went_silent():
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=(1, 2, 3)))
+    leader = net.elect(1)
+    net.tick(4, 3 * ELECTION_TICKS)
+    assert leader.is_observer_progress(4)
+    del net.nodes[4]
+    net.tick(1, 6 * ELECTION_TICKS)
+    assert 4 not in leader.progress and leader.role == Role.LEADER
