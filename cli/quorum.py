@@ -54,3 +54,37 @@ def describe(mode, bootstrap_server, output_format) -> None:
         emit(output_format, quorum["replication"], _replication_text)
     else:
         emit(output_format, {k: quorum[k] for k in STATUS_KEYS}, _status_text)
+
+
+def _change_text(result) -> str:
+    return f"Voters now {result['voters']} (configuration entry at offset {result['offset']})."
+
+
+@command.command(name="add-controller")
+@click.option("--controller-id", required=True, type=click.IntRange(0), help="Node id of the controller to add.")
+@click.option(
+    "--controller-address",
+    default="",
+    help="host:port its peers reach it at (default: the address it gave while following as an observer).",
+)
+@bootstrap_option
+@output_option
+def add_controller(controller_id, controller_address, bootstrap_server, output_format) -> None:
+    """Make a controller that follows the metadata log as an observer a voter (KIP-853).
+
+    Start the new node first with process.roles=controller and controller.quorum.voters naming
+    the current voters; it catches up as an observer, and this waits until it has (refusing a
+    second change while one is uncommitted)."""
+    result = admin_call(bootstrap_server, lambda admin: admin.add_raft_voter(controller_id, controller_address))
+    emit(output_format, result, _change_text)
+
+
+@command.command(name="remove-controller")
+@click.option("--controller-id", required=True, type=click.IntRange(0), help="Node id of the voter to remove.")
+@bootstrap_option
+@output_option
+def remove_controller(controller_id, bootstrap_server, output_format) -> None:
+    """Remove one voter from the metadata quorum (KIP-853); the active controller may remove itself
+    (it steps down once the change is committed). Stop the removed node afterwards."""
+    result = admin_call(bootstrap_server, lambda admin: admin.remove_raft_voter(controller_id))
+    emit(output_format, result, _change_text)

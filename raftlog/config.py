@@ -682,8 +682,10 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     _check_roles(values["process.roles"])
     voters = parse_voters(values["controller.quorum.voters"])
     node_id = values["node.id"]
-    if "controller" in values["process.roles"] and node_id not in voters:
-        raise ConfigError(f"node.id {node_id} is not one of controller.quorum.voters {sorted(voters)}")
+    if node_id < 0:
+        raise ConfigError(f"node.id {node_id} is not a node id: ids are >= 0 (-1 means no node)")
+    # A controller outside controller.quorum.voters joins as an observer until `quorum add-controller`
+    # makes it a voter (KIP-853); once the log holds a configuration, that configuration wins.
     if "controller" not in values["process.roles"] and node_id in voters:
         raise ConfigError(
             f"node.id {node_id} is one of controller.quorum.voters but process.roles is broker: a broker-only "

@@ -208,6 +208,11 @@ class Node:
         await forward(stub.CreateTopic, request)
 
     def _registered_address(self, node_id: int) -> str | None:
+        """A voter added since start (its address is in the configuration entry), else the address
+        a broker registered."""
+        voter_address = self.driver.core.voter_addresses.get(node_id)
+        if voter_address:
+            return voter_address
         broker = self.state_machine.image.brokers.get(node_id)
         return broker.address if broker is not None else None
 

@@ -169,6 +169,16 @@ class Admin:
             "replication": replication,
         }
 
+    def add_raft_voter(self, voter_id: int, address: str = "") -> dict[str, Any]:
+        """Makes a caught-up observer a voter (KIP-853 AddRaftVoter); address "": the one it gave."""
+        response = self._call("AddRaftVoter", admin_pb2.AddRaftVoterRequest(voter_id=voter_id, address=address))
+        return {"offset": response.offset, "voters": list(response.voters)}
+
+    def remove_raft_voter(self, voter_id: int) -> dict[str, Any]:
+        """Removes one voter (KIP-853 RemoveRaftVoter); the leader may remove itself."""
+        response = self._call("RemoveRaftVoter", admin_pb2.RemoveRaftVoterRequest(voter_id=voter_id))
+        return {"offset": response.offset, "voters": list(response.voters)}
+
     def describe_cluster(self) -> dict[str, Any]:
         request = admin_pb2.DescribeClusterRequest(min_metadata_offset=self._seen_offset)
         response = self._call("DescribeCluster", request)

@@ -216,6 +216,10 @@ class LocalCluster:
         self._launcher = launcher
         self.processes: dict[int, subprocess.Popen] = {}
         self._epochs_seen: dict[int, int] = {}
+        self._base_port, self._metrics_base, self._kafka_base_port = base_port, metrics_base, kafka_base_port
+        # Controllers added by add_node: they start as observers (not in controller.quorum.voters)
+        # until `quorum add-controller` makes them voters; the log's configuration wins from then on.
+        self.joining: set[int] = set()
 
     def _load_or_create_layout(self, nodes: int, base_port: int, first_node_id: int, controllers: int | None) -> str:
         layout_path = self.data_dir / "cluster.json"
@@ -274,8 +278,31 @@ class LocalCluster:
         """The nodes' Kafka listeners, for a Kafka client's bootstrap.servers ("" when none)."""
         return ",".join(f"{spec.host}:{spec.kafka_port}" for spec in self.specs.values() if spec.kafka_port)
 
+    def add_node(self, roles: tuple[str, ...] = ("controller",)) -> int:
+        """One more node after the others (next id and port), not in the voter list the nodes are
+        configured with: a controller joins as an observer (KIP-853), a broker as a broker. Not
+        remembered in cluster.json: for tests and benchmarks of membership changes."""
+        if self.secure is not None:
+            raise ClusterLayoutError("add_node: a secure cluster's certificates are made for its first nodes only")
+        k = len(self.specs)
+        if k >= MAX_NODES:
+            raise ClusterLayoutError(f"a local cluster has at most {MAX_NODES} nodes")
+        node_id = max(self.specs) + 1
+        self.specs[node_id] = NodeSpec(
+            node_id,
+            self._base_port + k,
+            self._metrics_base + k if self._metrics_base else 0,
+            self.data_dir / f"node-{node_id}",
+            kafka_port=self._kafka_base_port + k if self._kafka_base_port and "broker" in roles else 0,
+            roles=roles,
+        )
+        self.joining.add(node_id)
+        return node_id
+
     def _write_config(self, spec: NodeSpec) -> None:
-        voters = ",".join(f"{s.node_id}@{s.address}" for s in self.specs.values() if s.is_controller)
+        voters = ",".join(
+            f"{s.node_id}@{s.address}" for s in self.specs.values() if s.is_controller and s.node_id not in self.joining
+        )
         values: dict[str, object] = {
             "node.id": spec.node_id,
             "cluster.id": self.cluster_id,

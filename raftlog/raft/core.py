@@ -17,6 +17,17 @@ leader does not know observers in advance: an observer that hears no leader send
 voter, and the leader that gets it starts replicating to it (a progress entry like a follower's,
 dropped when the observer stays silent for RAFT_OBSERVER_TIMEOUT_ELECTIONS election timeouts).
 
+Membership (KIP-853 in the manner of the Raft dissertation, chapter 4): the voter set is kept in
+the log as configuration entries (raftlog.raft.membership), and a node uses the latest one in its
+log, committed or not (the voters it was started with until there is one; a snapshot records the
+set at its index). `propose_config_change` adds or removes one voter at a time; it is refused
+while an earlier change is uncommitted, and until this leader has committed an entry of its own
+term (the fix to single-server changes Ongaro posted in 2015). A voter is added only once it
+follows this leader as a caught-up observer. A leader that removes itself goes on leading
+(without counting itself) until the change commits, then hands leadership to the most caught-up
+voter and steps down (dissertation 4.2.2). A removed voter that missed its removal asks the leader
+for votes; the leader answers as to a FETCH, so it learns it was removed and follows as an observer.
+
 Node ids are >= 0; NO_NODE (-1) means no vote / no leader. Invariants are asserted where the
 state moves, with the values in the message (a broken one is a bug: the node stops loudly):
 legal role transitions only (LEGAL_TRANSITIONS), the term never decreases, one leader per
@@ -26,7 +37,7 @@ term as this node sees it, a leader holds its own vote; the log asserts its inde
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -38,6 +49,7 @@ from raftlog.limits import (
     RAFT_OBSERVER_TIMEOUT_ELECTIONS,
     raft_payload_bytes,
 )
+from raftlog.raft.membership import MembershipError, changed_voters, decode_voters, encode_voters, is_config
 from raftlog.raft.messages import (
     NO_NODE,
     Entry,
@@ -133,8 +145,15 @@ class _ReadRequest:
 
 class RaftNode:
     def __init__(
-        self, node_id: int, voters: Sequence[int], persisted: PersistedState, settings: RaftSettings, rng: random.Random
+        self,
+        node_id: int,
+        voters: Sequence[int] | Mapping[int, str],
+        persisted: PersistedState,
+        settings: RaftSettings,
+        rng: random.Random,
     ):
+        """voters: the voter set to start with (id -> address, or ids) while the log and snapshot
+        hold no configuration entry."""
         if not voters:
             raise ValueError("the voter set is empty")
         if settings.max_entry_bytes + RAFT_ENTRY_OVERHEAD_BYTES > settings.max_bytes_per_message:
@@ -145,7 +164,17 @@ class RaftNode:
         if min(voters) < 0 or node_id < 0:
             raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {node_id}, {sorted(voters)}")
         self.id = node_id
-        self.voters = sorted(set(voters))
+        bootstrap = dict(voters) if isinstance(voters, Mapping) else {v: "" for v in voters}
+        snapshot = persisted.snapshot
+        # The voter set at the snapshot point, and (index, voters) of each configuration entry in
+        # the log after it, in order; the last one in force is the node's configuration.
+        self._snapshot_voters = decode_voters(snapshot.config) if snapshot and snapshot.config else bootstrap
+        self._config_entries: list[tuple[int, dict[int, str]]] = [
+            (e.index, decode_voters(e.data)) for e in persisted.entries if is_config(e.data)
+        ]
+        self.voter_addresses: dict[int, str] = {}
+        self.voters: list[int] = []
+        self.config_index = 0  # the index of the configuration entry in force (0: none in the log)
         self.settings = settings
         self._rng = rng
         hard = persisted.hard_state
@@ -167,10 +196,12 @@ class RaftNode:
         self._read_states: list[ReadState] = []
         self._pending_reads: list[_ReadRequest] = []
         self._waiting_reads: list[int] = []  # ReadIndex requests made before this leader committed in its term
+        self._leader_hint = NO_NODE  # an observer's: the leader a voter named in a FETCH_RESP
         self._pending_snapshot: Snapshot | None = None
         self._snapshot_for_followers: Snapshot | None = None  # what a lagging follower is sent
         self._broadcast_pending = False
         self._prev_hard_state = HardState(self.term, self.vote, self.log.committed)
+        self._refresh_config()
         self._reset_election_timer()
 
     # -- introspection -------------------------------------------------------------------------
@@ -182,6 +213,15 @@ class RaftNode:
     @property
     def is_voter(self) -> bool:
         return self.id in self.voters
+
+    @property
+    def can_campaign(self) -> bool:
+        """A voter; or a voter whose removal is not known to be committed: it may hold the longest
+        log, which the others need to elect anyone (it counts the votes of its latest configuration,
+        without its own, so this is as safe as any election)."""
+        if self.is_voter:
+            return True
+        return self.config_index > self.log.committed and self.id in self.config_at(self.config_index - 1)
 
     def is_observer_progress(self, node_id: int) -> bool:
         """A leader's progress entry for a node that follows the log without voting."""
@@ -264,7 +304,7 @@ class RaftNode:
             progress.last_contact_tick = None
         # The empty entry of the new term lets the leader commit (and learn the commit point of)
         # everything earlier, which it may not do by counting replicas of older terms.
-        self.log.append([Entry(self.term, last + 1, b"")])
+        self._append([Entry(self.term, last + 1, b"")])
         self._broadcast_pending = True
         self._maybe_commit()
 
@@ -274,7 +314,7 @@ class RaftNode:
         self._ticks += 1
         if self.role == Role.LEADER:
             self._tick_leader()
-        elif not self.is_voter:
+        elif not self.can_campaign:
             self._tick_observer()
         else:
             self._election_elapsed += 1
@@ -322,17 +362,19 @@ class RaftNode:
             return
         self.leader_id = NO_NODE
         self._election_elapsed = self._randomized_timeout - max(1, self.settings.election_ticks // 4)
-        for voter in self.voters:
-            self._send(
-                Message(
-                    MsgType.FETCH, voter, self.id, self.term, log_term=self.log.last_term, index=self.log.last_index
-                )
-            )
+        targets = set(self.voters) | ({self._leader_hint} if self._leader_hint != NO_NODE else set())
+        for target in sorted(targets - {self.id}):
+            self._send_fetch(target)
+
+    def _send_fetch(self, to: int) -> None:
+        self._send(
+            Message(MsgType.FETCH, to, self.id, self.term, log_term=self.log.last_term, index=self.log.last_index)
+        )
 
     # -- elections -----------------------------------------------------------------------------
 
     def _campaign(self, transfer: bool) -> None:
-        if self.id not in self.voters:
+        if not self.can_campaign:
             return
         if self.settings.pre_vote and not transfer:
             self._become_pre_candidate()
@@ -421,8 +463,14 @@ class RaftNode:
     def step(self, msg: Message) -> None:
         if msg.to != self.id or msg.frm == self.id:
             return
-        if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE) and not (self.is_voter and msg.frm in self.voters):
-            return  # only voters elect, and only voters are elected
+        if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE):
+            if self.role == Role.LEADER and msg.frm not in self.voters:
+                # A removed voter that missed its removal campaigns: replicate to it instead, so it
+                # learns it was removed (a FETCH in all but name).
+                self._handle_fetch(msg)
+                return
+            # Otherwise answered whatever our own configuration says (dissertation 4.1): a new voter
+            # that has not received the entry adding it may hold a vote the candidate needs.
         if not self._step_term(msg):
             return
         if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE):
@@ -450,6 +498,8 @@ class RaftNode:
         if msg.term < self.term:
             if msg.type == MsgType.FETCH:
                 return True  # an observer that has not heard of this term yet: the leader answers it
+            if msg.type == MsgType.FETCH_RESP:
+                return True  # a voter behind us may still name a leader worth asking
             if msg.type in (MsgType.APPEND, MsgType.HEARTBEAT) and self.settings.check_quorum:
                 # A stale leader: tell it our term so it steps down (needed with check-quorum,
                 # since we ignore its disrupting votes).
@@ -473,8 +523,16 @@ class RaftNode:
                 self._handle_snapshot(msg)
         elif msg.type in (MsgType.VOTE_RESP, MsgType.PRE_VOTE_RESP):
             self._handle_vote_response(msg)
-        elif msg.type == MsgType.TIMEOUT_NOW and self.role == Role.FOLLOWER and self.is_voter:
+        elif msg.type == MsgType.TIMEOUT_NOW and self.role == Role.FOLLOWER and self.can_campaign:
             self._campaign(transfer=True)
+        elif msg.type == MsgType.FETCH and self.leader_id not in (NO_NODE, msg.frm):
+            address = self.voter_addresses.get(self.leader_id, "")
+            self._send(
+                Message(MsgType.FETCH_RESP, msg.frm, self.id, self.term, leader=self.leader_id, leader_address=address)
+            )
+        elif msg.type == MsgType.FETCH_RESP and self.leader_id == NO_NODE and msg.leader not in (NO_NODE, self.id):
+            self._leader_hint = msg.leader
+            self._send_fetch(msg.leader)
 
     def _handle_append(self, msg: Message) -> None:
         if msg.index < self.log.committed:
@@ -497,7 +555,7 @@ class RaftNode:
             return
         conflict = self.log.find_conflict(msg.entries)
         if conflict:
-            self.log.append([e for e in msg.entries if e.index >= conflict])
+            self._append([e for e in msg.entries if e.index >= conflict])
         last_new = msg.index + len(msg.entries)
         self.log.commit_to(min(msg.commit, last_new))
         self._send(Message(MsgType.APPEND_RESP, msg.frm, self.id, self.term, index=last_new))
@@ -517,6 +575,9 @@ class RaftNode:
             self.log.commit_to(snapshot.index)
         else:
             self.log.restore(snapshot)
+            self._snapshot_voters = decode_voters(snapshot.config) if snapshot.config else self._snapshot_voters
+            self._config_entries = []
+            self._refresh_config()
             self._pending_snapshot = snapshot
         self._send(Message(MsgType.APPEND_RESP, msg.frm, self.id, self.term, index=self.log.last_index))
 
@@ -609,6 +670,8 @@ class RaftNode:
         if candidate > self.log.committed and self.log.term_at(candidate) == self.term:
             self.log.commit_to(candidate)
             self._release_waiting_reads()
+            self._broadcast_pending = True
+            self._maybe_step_down()
             return True
         return False
 
@@ -700,9 +763,95 @@ class RaftNode:
         if len(data) > self.settings.max_entry_bytes:
             raise ValueError(f"a proposal of {len(data)} bytes exceeds max_entry_bytes {self.settings.max_entry_bytes}")
         index = self.log.last_index + 1
-        self.log.append([Entry(self.term, index, data)])
+        if is_config(data):
+            raise ValueError("configuration entries are proposed by propose_config_change")
+        self._append([Entry(self.term, index, data)])
         self._broadcast_pending = True
         return index
+
+    def propose_config_change(self, add: tuple[int, str] | None = None, remove: int | None = None) -> int:
+        """Appends a configuration entry adding one voter (node id, address) or removing one; it is
+        in force here at once, and on each node as soon as that node holds it. Returns its index."""
+        if self.role != Role.LEADER:
+            raise NotLeaderError(self.leader_id)
+        if self.transfer_target != NO_NODE:
+            raise NotLeaderError(self.transfer_target)
+        if self.config_index > self.log.committed:
+            raise MembershipError(
+                "REQUEST_TIMED_OUT",
+                f"the voter change at index {self.config_index} is not committed yet; one change at a time",
+            )
+        if self.log.term_at(self.log.committed) != self.term:
+            raise MembershipError("REQUEST_TIMED_OUT", f"leader {self.id} has not committed in term {self.term} yet")
+        voters = changed_voters(self.voter_addresses, add, remove)
+        if add is not None:
+            progress = self.progress.get(add[0])
+            if progress is None or progress.match < self.log.committed:
+                raise MembershipError(
+                    "REQUEST_TIMED_OUT",
+                    f"node {add[0]} has not caught up with leader {self.id} as an observer yet "
+                    f"(at {progress.match if progress else 'unknown'}, commit {self.log.committed})",
+                )
+        index = self.log.last_index + 1
+        self._append([Entry(self.term, index, encode_voters(voters))])
+        self._broadcast_pending = True
+        return index
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _append(self, entries: list[Entry]) -> None:
+        """Every entry enters the log here, so the configuration follows the log: a truncation
+        drops the configuration entries it removes, an appended one is in force at once."""
+        if not entries:
+            return
+        first = entries[0].index
+        changed = False
+        if self._config_entries and self._config_entries[-1][0] >= first:
+            self._config_entries = [(i, v) for i, v in self._config_entries if i < first]
+            changed = True
+        self.log.append(entries)
+        for entry in entries:
+            if is_config(entry.data):
+                self._config_entries.append((entry.index, decode_voters(entry.data)))
+                changed = True
+        if changed:
+            self._refresh_config()
+
+    def _refresh_config(self) -> None:
+        if self._config_entries:
+            self.config_index, voters = self._config_entries[-1]
+        else:
+            self.config_index, voters = self.log.snapshot_index, self._snapshot_voters
+        before = set(self.voters)
+        self.voter_addresses = dict(voters)
+        self.voters = sorted(voters)
+        assert self.voters, f"node {self.id}: a configuration without voters at {self.config_index}"
+        if self.role == Role.LEADER:
+            for added in set(self.voters) - before - {self.id}:
+                if added not in self.progress:  # not an observer of ours (a log replayed, a truncation)
+                    self.progress[added] = Progress(match=0, next=self.log.last_index + 1)
+                    self.progress[added].recent_active = True
+                    self.progress[added].last_contact_tick = self._ticks
+            # A removed voter keeps its progress: it follows as an observer until it goes silent.
+
+    def config_at(self, index: int) -> dict[int, str]:
+        """The voter set in force at `index` (at or after the snapshot point)."""
+        voters = self._snapshot_voters
+        for config_index, config in self._config_entries:
+            if config_index > index:
+                break
+            voters = config
+        return voters
+
+    def _maybe_step_down(self) -> None:
+        """A leader that removed itself: once the change is committed, hand leadership to the most
+        caught-up voter and step down; it follows as an observer from then on."""
+        if self.role != Role.LEADER or self.is_voter or self.log.committed < self.config_index:
+            return
+        caught_up = [v for v in self.voters if v in self.progress and self.progress[v].match == self.log.last_index]
+        if caught_up:
+            self._send(Message(MsgType.TIMEOUT_NOW, caught_up[0], self.id, self.term))
+        self._become_follower(self.term, NO_NODE)
 
     def read_index(self, request_id: int) -> None:
         """Starts a linearizable read; a ReadState(request_id, index) comes out of ready() once confirmed."""
@@ -769,8 +918,11 @@ class RaftNode:
         term = self.log.term_at(index)
         if term is None:
             raise ValueError(f"index {index} is already compacted")
-        snapshot = Snapshot(index, term, data)
+        voters = self.config_at(index)
+        snapshot = Snapshot(index, term, data, encode_voters(voters))
         self.log.compact(index, term)
+        self._snapshot_voters = voters
+        self._config_entries = [(i, v) for i, v in self._config_entries if i > index]
         self._snapshot_for_followers = snapshot
         return snapshot
 

@@ -35,7 +35,7 @@ from raftlog.errors import REASON_METADATA_KEY, RaftlogError
 from raftlog.limits import MAX_MESSAGE_BYTES, RAFT_MAX_OBSERVERS, raft_payload_bytes
 from raftlog.limits import RAFT_MAX_QUEUED_MESSAGES as MAX_QUEUED_MESSAGES
 from raftlog.limits import RAFT_RECONNECT_BACKOFF_S as RECONNECT_BACKOFF_S
-from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
+from raftlog.raft.messages import NO_NODE, Entry, Message, MsgType, Snapshot
 from raftlog.tasks import TaskSupervisor
 from raftlog.tls import ClientSecurity, PeerAuthenticator
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
@@ -64,10 +64,14 @@ def to_proto(msg: Message) -> raft_pb2.RaftMessage:
         context=msg.context,
         transfer=msg.transfer,
     )
+    if msg.type == MsgType.FETCH_RESP:  # only there: the other messages stay as small as they were
+        proto.leader, proto.leader_address = msg.leader, msg.leader_address
     setattr(proto, "from", msg.frm)
     if msg.snapshot is not None:
         proto.snapshot.CopyFrom(
-            raft_pb2.RaftSnapshot(index=msg.snapshot.index, term=msg.snapshot.term, data=msg.snapshot.data)
+            raft_pb2.RaftSnapshot(
+                index=msg.snapshot.index, term=msg.snapshot.term, data=msg.snapshot.data, config=msg.snapshot.config
+            )
         )
     return proto
 
@@ -88,7 +92,12 @@ def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMes
             term=msg.term,
             commit=msg.commit,
             snapshot=raft_pb2.RaftSnapshot(
-                index=snapshot.index, term=snapshot.term, data=chunk, offset=offset, more=more
+                index=snapshot.index,
+                term=snapshot.term,
+                data=chunk,
+                offset=offset,
+                more=more,
+                config=snapshot.config if offset == 0 else b"",
             ),
         )
         setattr(proto, "from", msg.frm)
@@ -100,7 +109,7 @@ def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMes
 
 def from_proto(proto: raft_pb2.RaftMessage, snapshot: Snapshot | None = None) -> Message:
     if snapshot is None and proto.HasField("snapshot"):
-        snapshot = Snapshot(proto.snapshot.index, proto.snapshot.term, proto.snapshot.data)
+        snapshot = Snapshot(proto.snapshot.index, proto.snapshot.term, proto.snapshot.data, proto.snapshot.config)
     return Message(
         MsgType(proto.type),
         proto.to,
@@ -115,6 +124,8 @@ def from_proto(proto: raft_pb2.RaftMessage, snapshot: Snapshot | None = None) ->
         snapshot,
         proto.context,
         proto.transfer,
+        proto.leader if proto.type == MsgType.FETCH_RESP else NO_NODE,
+        proto.leader_address,
     )
 
 
@@ -126,13 +137,14 @@ class SnapshotAssembly:
         self._key: tuple[int, int, int] | None = None  # (message term, snapshot index, snapshot term)
         self._parts: list[bytes] = []
         self._size = 0
+        self._config = b""  # from the first chunk
 
     def add(self, proto: raft_pb2.RaftMessage) -> Message | None:
         """The whole SNAPSHOT message once its last chunk is in; None before."""
         chunk = proto.snapshot
         key = (proto.term, chunk.index, chunk.term)
         if chunk.offset == 0:
-            self._key, self._parts, self._size = key, [], 0
+            self._key, self._parts, self._size, self._config = key, [], 0, chunk.config
         elif key != self._key or chunk.offset != self._size:
             # Not the continuation of what we hold (we never saw its start): drop both. The
             # leader sends the snapshot again when its answer does not come.
@@ -144,7 +156,7 @@ class SnapshotAssembly:
             return None
         data = b"".join(self._parts)
         self._key, self._parts, self._size = None, [], 0
-        return from_proto(proto, Snapshot(chunk.index, chunk.term, data))
+        return from_proto(proto, Snapshot(chunk.index, chunk.term, data, self._config))
 
 
 class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
@@ -278,6 +290,32 @@ class RaftTransport:
 
     def _start_sender(self, peer: _Peer) -> None:
         peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
+
+    def set_voters(self, voters: dict[int, str], own_address: str) -> None:
+        """The voter set changed (a configuration entry): reach every voter with an address, and
+        send our own address while we are not one (an observer). A removed voter stays a peer: it
+        may follow as an observer."""
+        self._voter_ids = set(voters)
+        self.own_address = own_address
+        for node_id, address in voters.items():
+            if address:
+                self.add_peer(node_id, address)
+
+    def add_peer(self, node_id: int, address: str) -> None:
+        """Reach node_id at address (a new voter, or a leader a FETCH_RESP named)."""
+        if node_id == self.node_id or not address:
+            return
+        peer = self.peers.get(node_id)
+        if peer is not None:
+            peer.address = address  # the next (re)connect goes there
+            return
+        peer = self.peers[node_id] = _Peer(node_id, address)
+        if self._started:
+            self._start_sender(peer)
+
+    def peer_address(self, node_id: int) -> str | None:
+        peer = self.peers.get(node_id)
+        return peer.address if peer is not None else None
 
     def add_observer(self, node_id: int, address: str) -> bool:
         """A node outside the voter set opened a stream naming its address: answer it there. False

@@ -123,6 +123,28 @@ class DescribeQuorumRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class AddRaftVoterRequest(_message.Message):
+    __slots__ = ("voter_id", "address")
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    voter_id: int
+    address: str
+    def __init__(self, voter_id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+
+class RemoveRaftVoterRequest(_message.Message):
+    __slots__ = ("voter_id",)
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    voter_id: int
+    def __init__(self, voter_id: _Optional[int] = ...) -> None: ...
+
+class RaftVoterChangeResponse(_message.Message):
+    __slots__ = ("offset", "voters")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    VOTERS_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    voters: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, offset: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class VoterState(_message.Message):
     __slots__ = ("node_id", "log_end_offset", "last_fetch_ms_ago", "last_caught_up_ms_ago", "is_leader")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

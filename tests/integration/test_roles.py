@@ -1,6 +1,7 @@
 """Dedicated controllers and broker-only nodes (process.roles): 3 controllers, 3 brokers, one cluster
 for the module. Brokers follow the metadata log as Raft observers; partitions live only on them;
-kill -9 of the active controller and of a broker under acks=all load loses nothing."""
+kill -9 of the active controller and of a broker under acks=all load loses nothing; controllers
+are added and removed (KIP-853) under load, the active one included."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ BROKERS = [4, 5, 6]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(6)
+    base = free_port_block(8)  # 6 nodes, and room for a controller added later
     local = LocalCluster(
         tmp_path_factory.mktemp("roles"),
         nodes=6,
@@ -123,3 +124,67 @@ def test_kill_9_of_the_active_controller_and_of_a_broker_under_acks_all_loses_no
     verdict = check(workload.acks, served)
     assert verdict.ok, verdict.summary()
     assert verdict.acknowledged >= 800 and unanswered == 0, verdict.summary()
+
+
+def _voters(admin) -> list[int]:
+    return sorted(admin.describe_quorum()["current_voters"])
+
+
+def test_add_a_fourth_controller_and_remove_controllers_the_leader_included_under_load(cluster):
+    with cluster.admin() as admin:
+        admin.create_topic("membership", partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})
+    workload = Workload(cluster.bootstrap_servers, "membership", 3, records_per_s=100)
+    workload.start()
+    try:
+        workload.wait_for_progress(100, timeout_s=60)
+        joining = cluster.add_node(("controller",))
+        cluster.start_node(joining)
+        with cluster.admin(timeout_ms=30_000) as admin:
+            wait_until(
+                lambda: joining in admin.describe_quorum()["current_observers"], 30, "the new controller to follow"
+            )
+            assert _voters(admin) == CONTROLLERS, "an observer is not a voter until added"
+            result = cli(
+                "quorum",
+                "add-controller",
+                "--controller-id",
+                str(joining),
+                "--bootstrap-server",
+                cluster.specs[4].address,
+            )
+            assert result.returncode == 0, result.stderr
+            assert _voters(admin) == [*CONTROLLERS, joining]
+            refused = cli(
+                "quorum", "remove-controller", "--controller-id", "99", "--bootstrap-server", cluster.specs[1].address
+            )
+            assert refused.returncode == 1 and "INVALID_REQUEST" in refused.stderr and "not a voter" in refused.stderr
+            workload.wait_for_progress(50, timeout_s=60)
+
+            leader = cluster.wait_for_leader()
+            follower = next(i for i in CONTROLLERS if i != leader)
+            assert admin.remove_raft_voter(follower)["voters"] == sorted(set(CONTROLLERS + [joining]) - {follower})
+            workload.wait_for_progress(50, timeout_s=60)
+
+            # The leader removes itself: it steps down once the change commits; another voter leads.
+            remaining = sorted(set(CONTROLLERS + [joining]) - {follower})
+            assert admin.remove_raft_voter(leader)["voters"] == sorted(set(remaining) - {leader})
+            new_leader = cluster.wait_for_leader(timeout_s=30, exclude=leader)
+            assert new_leader in set(remaining) - {leader}
+            assert _voters(admin) == sorted(set(remaining) - {leader})
+            workload.wait_for_progress(50, timeout_s=60)
+
+            # The voter set is in the log: a voter restarted with its old config file keeps it.
+            survivor = next(i for i in _voters(admin) if i != new_leader)
+            cluster.kill_node(survivor)
+            cluster.start_node(survivor)
+            cluster.wait_for_rejoin(survivor, timeout_s=60)
+            assert _voters(admin) == sorted(set(remaining) - {leader})
+            workload.wait_for_progress(50, timeout_s=60)
+    except BaseException:
+        workload.abort()
+        raise
+    unanswered = workload.stop()
+    served, problem = read_topic(cluster.bootstrap_servers, "membership", 3)
+    assert problem is None, problem
+    verdict = check(workload.acks, served)
+    assert verdict.ok and unanswered == 0, verdict.summary()
