@@ -145,6 +145,8 @@ class Admin:
         """Status and per-voter replication of the metadata quorum, like kafka-metadata-quorum."""
         response = self._call("DescribeQuorum", admin_pb2.DescribeQuorumRequest())
         leader_end = max((v.log_end_offset for v in response.voters if v.is_leader), default=0)
+        rows = [(v, "Leader" if v.is_leader else "Follower") for v in response.voters]
+        rows += [(v, "Observer") for v in response.observers]
         replication = [
             {
                 "node_id": v.node_id,
@@ -154,9 +156,7 @@ class Admin:
                 "last_caught_up_ms_ago": v.last_caught_up_ms_ago,
                 "status": status,
             }
-            for members, observer in ((response.voters, False), (response.observers, True))
-            for v in members
-            for status in ["Observer" if observer else "Leader" if v.is_leader else "Follower"]
+            for v, status in rows
         ]
         return {
             "cluster_id": response.cluster_id,
