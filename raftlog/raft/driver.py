@@ -127,7 +127,8 @@ class RaftDriver:
         own_address: str = "",
     ):
         """voters: id -> address of every voter; a node not among them is an observer (it follows
-        the log without voting) and gives own_address to the leader, which answers it there."""
+        the log without voting). Every batch carries own_address, so a node whose configuration
+        lacks us (the leader, for an observer; a voter that has not seen us added) can answer."""
         self.node_id = node_id
         self._supervisor = tasks
         self.settings = settings
@@ -240,12 +241,12 @@ class RaftDriver:
 
     def _follow_config(self) -> None:
         """The transport reaches every voter of the configuration in force (it may have changed
-        with the entries this Ready carries), and sends our address while we are not one of them."""
+        with the entries this Ready carries)."""
         core = self.core
         if core.config_index == self._config_seen:
             return
         self._config_seen = core.config_index
-        self._transport.set_voters(core.voter_addresses, "" if core.is_voter else self._own_address)
+        self._transport.set_voters(core.voter_addresses, self._own_address)
         log.info("node %d: voters %s (configuration at %d)", self.node_id, core.voters, core.config_index)
 
     async def _handle_ready(self, ready: Ready) -> None:

@@ -10,9 +10,9 @@ messages into batches up to it, and sends a snapshot as chunks (RaftSnapshot off
 InstallSnapshot as in the Raft paper) that the receiving side of the stream assembles before
 it hands the whole snapshot to the core, which stays unaware of chunks.
 
-Observers: a node outside the voter set (a broker-only node) names its own address in its
-batches (`from_address`); a node that gets such a batch from a node it does not know adds it as a
-peer (at most RAFT_MAX_OBSERVERS of them), so its leader's answers reach it.
+Every node names its own address in its batches (`from_address`); a node that gets a batch from
+a node it does not know (an observer, i.e. a broker-only node, or a voter added by a change this
+node has not seen yet) adds it as a peer (at most RAFT_MAX_OBSERVERS of them), so its answers reach it.
 
 Refused batches: another cluster's (FAILED_PRECONDITION, INCONSISTENT_CLUSTER_ID); a sender that
 is not a voter and gives no address (PERMISSION_DENIED); on a mutual-TLS listener, a stream whose first batch names a
@@ -245,8 +245,8 @@ class RaftTransport:
         security: ClientSecurity | None = None,
         own_address: str = "",
     ):
-        """peers: the voters (node id -> address); own_address: this node's address when it is not
-        a voter (an observer), sent with its batches so that the leader can answer it."""
+        """peers: the voters (node id -> address); own_address: this node's address, sent with its
+        batches so that a node that does not know it (it is an observer, or a new voter) can answer."""
         self.node_id = node_id
         self.own_address = own_address
         self._voter_ids = set(peers)
@@ -292,9 +292,8 @@ class RaftTransport:
         peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
 
     def set_voters(self, voters: dict[int, str], own_address: str) -> None:
-        """The voter set changed (a configuration entry): reach every voter with an address, and
-        send our own address while we are not one (an observer). A removed voter stays a peer: it
-        may follow as an observer."""
+        """The voter set changed (a configuration entry): reach every voter with an address. A
+        removed voter stays a peer: it may follow as an observer."""
         self._voter_ids = set(voters)
         self.own_address = own_address
         for node_id, address in voters.items():
