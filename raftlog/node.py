@@ -314,7 +314,7 @@ class Node:
             "node %d (%s, %s) serving on %s (cluster %s)",
             self.config.node_id,
             ",".join(self.config.roles),
-            "voter" if self.config.node_id in self.config.voters else "observer",
+            "voter" if self.driver.core.is_voter else "observer",
             ", ".join(str(listener) for listener in (*self.config.listeners, *self.config.kafka_listeners)),
             self.cluster_id,
         )
