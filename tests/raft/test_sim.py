@@ -54,3 +54,21 @@ def _vote_for_anyone(self, msg):
     self._send(Message(response, msg.frm, self.id, msg.term if pre else self.term))
     if not pre:
         self.vote = msg.frm
+
+
+def test_voter_changes_are_mixed_with_the_faults():
+    runs = [sim.run_seed(seed) for seed in range(12)]
+    assert sum(run["voter_changes"] for run in runs) >= 10, runs
+
+
+def test_the_checker_catches_two_voter_changes_at_once(monkeypatch):
+    """Without "one change at a time" a leader stacks uncommitted configuration entries."""
+    original = sim.RaftNode.propose_config_change
+
+    def eager(self, add=None, remove=None):
+        self.config_index = min(self.config_index, self.log.committed)  # forget the pending change
+        return original(self, add=add, remove=remove)
+
+    monkeypatch.setattr(sim.RaftNode, "propose_config_change", eager)
+    failures = sim.run_campaign(range(12), workers=1)
+    assert any("uncommitted voter changes" in message for _, _, message in failures), failures
