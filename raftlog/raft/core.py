@@ -12,7 +12,9 @@ entries of the current term are committed by counting), InstallSnapshot, leaders
 transfer (TimeoutNow) and ReadIndex.
 
 Observers (Kafka's broker-only nodes, etcd's learners): a node outside the voter set follows the
-log but never votes, campaigns or counts toward a majority (commit, CheckQuorum, ReadIndex). The
+log but never campaigns or counts toward a majority (commit, CheckQuorum, ReadIndex, votes); it
+answers a vote request as any node does (dissertation 4.1), but only a candidate whose
+configuration lists it as a voter (it was just added) asks it. The
 leader does not know observers in advance: an observer that hears no leader sends FETCH to every
 voter, and the leader that gets it starts replicating to it (a progress entry like a follower's,
 dropped when the observer stays silent for RAFT_OBSERVER_TIMEOUT_ELECTIONS election timeouts).
