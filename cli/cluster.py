@@ -34,7 +34,24 @@ def _raise_stop(signum, frame) -> None:
 
 
 @command.command(name="up")
-@click.option("--nodes", default=3, show_default=True, type=int, help="Number of nodes (all voters).")
+@click.option(
+    "--nodes",
+    default=None,
+    type=int,
+    help="Number of combined nodes (process.roles=broker,controller, all voters); default 3.",
+)
+@click.option(
+    "--controllers",
+    default=None,
+    type=int,
+    help="Dedicated controllers (process.roles=controller: the voters, no partitions); with --brokers.",
+)
+@click.option(
+    "--brokers",
+    default=None,
+    type=int,
+    help="Broker-only nodes (process.roles=broker: Raft observers holding the partitions); with --controllers.",
+)
 @click.option("--data-dir", default="./data", show_default=True, type=click.Path(file_okay=False))
 @click.option(
     "--first-node-id", default=1, show_default=True, type=int, help="Id of the first node (Kafka often uses 0)."
@@ -65,11 +82,36 @@ def _raise_stop(signum, frame) -> None:
     "DATA_DIR/client.properties and DATA_DIR/admin-scram.properties for --command-config and "
     "DATA_DIR/kafka-client.properties for Kafka clients (kcat -F).",
 )
-def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_port, overrides, secure) -> None:
+def up(
+    nodes,
+    controllers,
+    brokers,
+    first_node_id,
+    data_dir,
+    base_port,
+    metrics_base_port,
+    kafka_base_port,
+    overrides,
+    secure,
+) -> None:
     """Run a local cluster of real node processes on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+    Either --nodes N combined nodes, or --controllers C --brokers B: C dedicated controllers
+    (node ids first, first+1, ...) and B broker-only nodes after them; clients bootstrap from
+    the brokers.
 
     Settings for every node: RAFTLOG_* environment variables (RAFTLOG_NUM_PARTITIONS=6), then
     --set key=value (which wins); `make run SET='key=value ...'` passes them on."""
+    if (controllers is None) != (brokers is None):
+        fail("--controllers and --brokers go together (dedicated controllers and broker-only nodes)")
+    if controllers is not None and nodes is not None:
+        fail("give either --nodes (combined nodes) or --controllers with --brokers, not both")
+    if controllers is not None and (controllers < 1 or brokers < 1):
+        fail("--controllers and --brokers must be >= 1")
+    if controllers is not None:
+        nodes = controllers + brokers
+    elif nodes is None:
+        nodes = 3
     if kafka_base_port is None:
         kafka_base_port = base_port + KAFKA_PORT_OFFSET
     try:
@@ -84,6 +126,7 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
             exit_with_parent=True,
             secure=secure,
             kafka_base_port=kafka_base_port,
+            controllers=controllers,
         )
         warnings = cluster.check_configs()
     except (ClusterLayoutError, ConfigError) as exc:
@@ -95,7 +138,7 @@ def up(nodes, first_node_id, data_dir, base_port, metrics_base_port, kafka_base_
     try:
         cluster.start()
         leader = cluster.wait_for_leader(timeout_s=60)
-        cluster.wait_for_brokers(nodes, timeout_s=60)
+        cluster.wait_for_brokers(len(cluster.broker_ids), timeout_s=60)
         click.echo(_ready_line(cluster, leader))
         if cluster.secure is not None:
             cluster.ensure_admin_user()
@@ -139,8 +182,14 @@ def _ready_line(cluster: LocalCluster, leader: int) -> str:
         for s in specs
     )
     settings = " ".join(f"{k}={v}" for k, v in cluster.extra_config.items())
+    shape = (
+        f"{len(specs)} nodes"
+        if cluster.controllers is None
+        else f"{len(cluster.controller_ids)} controllers {cluster.controller_ids} and "
+        f"{len(cluster.broker_ids)} brokers {cluster.broker_ids}"
+    )
     return (
-        f"raftlog cluster {cluster.cluster_id} ready: {len(specs)} nodes, leader {leader}, every broker registered "
+        f"raftlog cluster {cluster.cluster_id} ready: {shape}, leader {leader}, every broker registered "
         f"and unfenced, bootstrap servers {cluster.bootstrap_servers}"
         + (f", Kafka protocol on {cluster.kafka_bootstrap_servers}" if cluster.kafka_bootstrap_servers else "")
         + f", metrics {metrics}"
@@ -168,16 +217,29 @@ def _brokers_text(data) -> str:
         (b["id"], f"{b['host']}:{b['port']}", b["rack"] or "", "fenced" if b["fenced"] else "active", b["epoch"])
         for b in data["brokers"]
     ]
-    header = f"Cluster id: {data['cluster_id']}\nController: {data['controller_id']}\n"
+    header = (
+        f"Cluster id: {data['cluster_id']}\nController: {data['controller_id']}\n"
+        f"CurrentVoters: {data['current_voters']}\nCurrentObservers: {data['current_observers']}\n"
+    )
     return header + format_table(["BrokerId", "Endpoint", "Rack", "State", "Epoch"], rows)
+
+
+def _describe(admin) -> dict:
+    cluster = admin.describe_cluster()
+    quorum = admin.describe_quorum()
+    return {
+        **cluster,
+        "current_voters": quorum["current_voters"],
+        "current_observers": quorum["current_observers"],
+    }
 
 
 @command.command(name="describe")
 @bootstrap_option
 @output_option
 def describe(bootstrap_server, output_format) -> None:
-    """Brokers, their endpoints, fenced or not."""
-    data = admin_call(bootstrap_server, lambda admin: admin.describe_cluster())
+    """Brokers, their endpoints, fenced or not; the metadata quorum's voters and observers."""
+    data = admin_call(bootstrap_server, _describe)
     emit(output_format, data, _brokers_text)
 
 

@@ -29,7 +29,8 @@ def _alter_configs_lines(summary: dict) -> list[str]:
 def _text(summary: dict) -> str:
     commit, client = summary["commit_latency_ms"], summary["client_round_trip_ms"]
     return "\n".join(
-        _alter_configs_lines(summary)
+        [f"cluster: {summary['cluster_shape']}"]
+        + _alter_configs_lines(summary)
         + [
             f"pipelined writes: {summary['pipelined_writes']} committed, "
             f"{summary['pipelined_writes_per_s']:.0f} writes/sec (concurrency {summary['concurrency']})",
@@ -70,6 +71,13 @@ def _text(summary: dict) -> str:
     type=click.IntRange(1, 4096),
     help="AlterConfigs outstanding at once.",
 )
+@click.option(
+    "--controllers",
+    default=None,
+    type=click.IntRange(1, 9),
+    help="Dedicated controllers (with --brokers) instead of 3 combined nodes: failover of a controller-only leader.",
+)
+@click.option("--brokers", default=None, type=click.IntRange(1, 9), help="Broker-only nodes, with --controllers.")
 @click.option("--base-port", default=19291, show_default=True, help="gRPC port of node 1 of the bench cluster.")
 @click.option(
     "--bootstrap-server",
@@ -79,7 +87,17 @@ def _text(summary: dict) -> str:
 )
 @output_option
 def command(
-    writes, concurrency, single_writes, failover_runs, alter_ops, in_flight, base_port, bootstrap_server, output_format
+    writes,
+    concurrency,
+    single_writes,
+    failover_runs,
+    alter_ops,
+    in_flight,
+    controllers,
+    brokers,
+    base_port,
+    bootstrap_server,
+    output_format,
 ) -> None:
     """Metadata quorum: pipelined writes/s, single-write latency, AlterConfigs with N in flight,
     failover time (own 3-node cluster, or the write rows only against --bootstrap-server)."""
@@ -88,6 +106,11 @@ def command(
 
     def progress(line: str) -> None:
         click.echo(line, err=True)
+
+    if (controllers is None) != (brokers is None):
+        raise click.UsageError("--controllers and --brokers go together")
+    if controllers is not None and bootstrap_server is not None:
+        raise click.UsageError("--controllers/--brokers shape the bench's own cluster; not with --bootstrap-server")
 
     if bootstrap_server is not None:
         servers = ",".join(reachable_bootstrap(bootstrap_server))
@@ -109,5 +132,7 @@ def command(
             progress=progress,
             alter_ops=alter_ops,
             in_flight=in_flight,
+            controllers=controllers,
+            brokers=brokers or 0,
         )
     emit(output_format, result.summary(), _text)

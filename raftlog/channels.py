@@ -14,6 +14,8 @@ every server, which accepts those pings even on a stream it writes nothing to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from raftlog.errors import (
@@ -101,21 +103,41 @@ def sync_channel(address: str, security: ClientSecurity | None = None) -> grpc.C
 class Peers:
     """gRPC channels to the other nodes, by node id, opened on first use and kept."""
 
-    def __init__(self, addresses: dict[int, str], security: ClientSecurity | None = None):
+    def __init__(
+        self,
+        addresses: dict[int, str],
+        security: ClientSecurity | None = None,
+        resolve: Callable[[int], str | None] | None = None,
+    ):
+        """addresses: the voters'; resolve: the address of any other node (a broker-only node's
+        registration in the metadata image), None when it has none."""
         self._addresses = dict(addresses)
         self._security = security  # the node's own certificate, for mutual TLS with its peers
-        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._resolve = resolve
+        self._channels: dict[int, tuple[str, grpc.aio.Channel]] = {}
+        self._retired: list[grpc.aio.Channel] = []  # to a node's old address; closed with the others
+
+    def address(self, node_id: int) -> str | None:
+        address = self._addresses.get(node_id)
+        if address is None and self._resolve is not None:
+            address = self._resolve(node_id)
+        return address
 
     def channel(self, node_id: int) -> grpc.aio.Channel:
-        if node_id not in self._addresses:
+        address = self.address(node_id)
+        if address is None:
             raise RaftlogError(Errors.BROKER_NOT_AVAILABLE, f"node {node_id} has no known address")
-        if node_id not in self._channels:
-            self._channels[node_id] = aio_channel(self._addresses[node_id], security=self._security)
-        return self._channels[node_id]
+        known = self._channels.get(node_id)
+        if known is None or known[0] != address:  # new, or a re-registered broker that moved
+            if known is not None:
+                self._retired.append(known[1])
+            known = self._channels[node_id] = (address, aio_channel(address, security=self._security))
+        return known[1]
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for channel in [c for _, c in self._channels.values()] + self._retired:
             await channel.close()
+        self._retired.clear()
         self._channels.clear()
 
 

@@ -54,9 +54,18 @@ class ConfigKey:
 
 
 _KEYS = [
-    ConfigKey("node.id", int, None, "This node's id; must be one of controller.quorum.voters."),
-    ConfigKey("process.roles", list, ["broker", "controller"], "Roles of this node: broker and/or controller."),
-    ConfigKey("controller.quorum.voters", list, None, "id@host:port of every voter, comma-separated."),
+    ConfigKey("node.id", int, None, "This node's id; a controller's must be one of controller.quorum.voters."),
+    ConfigKey(
+        "process.roles",
+        list,
+        ["broker", "controller"],
+        "Roles of this node: broker (holds partitions; alone, it follows the metadata log as a Raft "
+        "observer without voting) and/or controller (votes in the metadata quorum; alone, it holds no "
+        "partitions).",
+    ),
+    ConfigKey(
+        "controller.quorum.voters", list, None, "id@host:port of every voter (only the voters), comma-separated."
+    ),
     ConfigKey(
         "listeners",
         str,
@@ -827,9 +836,20 @@ def _resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     _check_roles(values["process.roles"])
     voters = parse_voters(values["controller.quorum.voters"])
     node_id = values["node.id"]
-    if "controller" in values["process.roles"] and node_id not in voters:
-        raise ConfigError(f"node.id {node_id} is not one of controller.quorum.voters {sorted(voters)}")
+    if node_id < 0:
+        raise ConfigError(f"node.id {node_id} is not a node id: ids are >= 0 (-1 means no node)")
+    # A controller outside controller.quorum.voters joins as an observer until `quorum add-controller`
+    # makes it a voter (KIP-853); once the log holds a configuration, that configuration wins.
+    if "controller" not in values["process.roles"] and node_id in voters:
+        raise ConfigError(
+            f"node.id {node_id} is one of controller.quorum.voters but process.roles is broker: a broker-only "
+            "node follows the metadata log without voting; list only the controllers as voters"
+        )
     if values["listeners"] is None:
+        if node_id not in voters:
+            raise ConfigError(
+                f"listeners is required: node {node_id} is not a voter, so controller.quorum.voters gives no address for it"
+            )
         values["listeners"] = str(voters[node_id])
     bound, _, inter_broker = _resolve_listeners(values)  # here, so that every contradiction fails before start
     resolve_kafka_security(values, resolve_kafka_listeners(values, bound)[0])
@@ -858,9 +878,8 @@ def _check_roles(roles: list[str]) -> None:
     unknown = sorted(set(roles) - {"broker", "controller"})
     if unknown or not roles:
         raise ConfigError(f"process.roles: {','.join(roles) or '(empty)'} is not a subset of broker,controller")
-    if "controller" not in roles:
-        # Broker-only nodes would follow the metadata log as Raft observers; not built yet.
-        raise ConfigError("process.roles: broker-only nodes are not supported yet; use broker,controller")
+    if len(set(roles)) != len(roles):
+        raise ConfigError(f"process.roles: {','.join(roles)} names a role twice")
 
 
 _POSITIVE = [

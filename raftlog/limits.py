@@ -104,6 +104,14 @@ assert RECONCILE_CHUNK_PARTITIONS <= YIELD_EVERY_PARTITIONS, "reconciliation doe
 # Raft resends what matters (appends are retried from the follower's progress, heartbeats recur),
 # so a bound only costs a retransmission, while an unbounded queue to a dead peer grows forever.
 RAFT_MAX_QUEUED_MESSAGES = 10_000
+# Observers (broker-only nodes following the metadata log) a leader replicates to at once: each
+# costs a progress entry, heartbeats and a sender stream. A FETCH from one more is ignored until an
+# observer that went silent is dropped (after RAFT_OBSERVER_TIMEOUT_ELECTIONS election timeouts).
+RAFT_MAX_OBSERVERS = 256
+RAFT_OBSERVER_TIMEOUT_ELECTIONS = 4
+# How long AddRaftVoter / RemoveRaftVoter wait for the configuration entry to commit (a few
+# election timeouts: a change proposed just before a failover fails with NOT_CONTROLLER sooner).
+RAFT_VOTER_CHANGE_TIMEOUT_S = 10.0
 
 # Pause before reopening a broken stream to a peer: short, because a Raft peer that came back must
 # hear its leader before its election timeout (500 ms) runs out.

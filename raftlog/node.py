@@ -1,4 +1,10 @@
-"""One raftlog node: a single gRPC server carrying the Raft quorum, the controller and the admin API.
+"""One raftlog node: its gRPC servers carrying the Raft quorum, the controller, the broker and the admin API.
+
+Roles (`process.roles`, Kafka's): a `controller` votes in the metadata quorum (and is the active
+controller when it leads); a `broker` registers with the controller, holds partitions and serves
+produce and fetch. A broker-only node follows the metadata log as a Raft observer; a
+controller-only node never registers, so placement gives it no partitions, and it answers a
+client's Metadata from its image with the brokers (a client bootstrapped to it moves on to them).
 
 The node owns its background tasks (raftlog.tasks.TaskSupervisor) and its run loop (`Node.run`):
 it serves until asked to stop (SIGTERM, SIGINT) or until a task it cannot run without fails, in
@@ -140,9 +146,12 @@ class Node:
         self.cluster_id = cluster_id
         self.metrics = NodeMetrics()
         self.tasks = TaskSupervisor(count_error=lambda loop: self.metrics.background_errors.labels(loop).inc())
+        self.is_broker = "broker" in config.roles
         voter_addresses = {voter_id: str(address) for voter_id, address in config.voters.items()}
         self.peer_security, self.server_tls, self.kafka_tls = _security(config)  # TLS: raftlog/tls.py
-        self.peers = Peers(voter_addresses, self.peer_security)
+        # Voters are reached at their voter address, broker-only nodes (partition leaders to fetch
+        # from) at the address they registered.
+        self.peers = Peers(voter_addresses, self.peer_security, resolve=self._registered_address)
         self.store = Store(config.metadata_dir / "rocksdb")
         self.state_machine = MetadataStateMachine()
         self.driver = RaftDriver(
@@ -154,6 +163,7 @@ class Node:
             settings=_driver_settings(config),
             tasks=self.tasks,
             security=self.peer_security,
+            own_address=str(config.advertised),
         )
         self.driver.on_leader_change(self._leader_changed)
         self.controller = ActiveController(self.driver, self.state_machine, config, self.tasks)
@@ -233,6 +243,15 @@ class Node:
             name=name, partitions=partitions, replication_factor=replication_factor, configs=configs
         )
         await forward(stub.CreateTopic, request)
+
+    def _registered_address(self, node_id: int) -> str | None:
+        """A voter added since start (its address is in the configuration entry), else the address
+        a broker registered."""
+        voter_address = self.driver.core.voter_addresses.get(node_id)
+        if voter_address:
+            return voter_address
+        broker = self.state_machine.image.brokers.get(node_id)
+        return broker.address if broker is not None else None
 
     def _leader_changed(self, leader_id: int | None, term: int) -> None:
         self.metrics.raft_leader_changes.inc()
@@ -365,7 +384,8 @@ class Node:
         await self.replicas.start()
         await self.driver.start()
         await self.controller.start()
-        await self.lifecycle.start()
+        if self.is_broker:  # a controller-only node never registers: no partitions are placed on it
+            await self.lifecycle.start()
         await self.groups.start()
         if self.config["metrics.port"]:
             self.metrics.add_gauges(raft_gauges(self.driver.status))
@@ -375,8 +395,10 @@ class Node:
             self.metrics.serve(self.config["metrics.host"], self.config["metrics.port"])
         await self._set_serving(True)
         log.info(
-            "node %d serving on %s (cluster %s)",
+            "node %d (%s, %s) serving on %s (cluster %s)",
             self.config.node_id,
+            ",".join(self.config.roles),
+            "voter" if self.driver.core.is_voter else "observer",
             ", ".join(str(listener) for listener in (*self.config.listeners, *self.config.kafka_listeners)),
             self.cluster_id,
         )

@@ -25,9 +25,12 @@ from raftlog.limits import (
     MAX_BENCHMARK_WRITES,
     MAX_PARTITIONS_REASSIGNED_PER_REQUEST,
 )
+from raftlog.limits import RAFT_VOTER_CHANGE_TIMEOUT_S as VOTER_CHANGE_TIMEOUT_S
 from raftlog.metadata.image import MetadataImage
 from raftlog.node_ids import NO_NODE
 from raftlog.principals import request_principal
+from raftlog.raft.membership import MembershipError
+from raftlog.raft.messages import NotLeaderError
 from raftlog.topic_config import effective_topic_config
 from raftlog.v1 import admin_pb2, admin_pb2_grpc
 
@@ -74,9 +77,45 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             leader_epoch=status.term,
             high_watermark=status.commit_index,
         )
-        for voter_id in sorted(self._config.voters):
+        for voter_id in sorted(status.voters):
             response.voters.append(_voter_state(status, voter_id))
+        for observer_id in sorted(n for n, p in status.progress.items() if not p.voter):
+            response.observers.append(_voter_state(status, observer_id))
         return response
+
+    @rpc("AddRaftVoter")
+    async def AddRaftVoter(self, request, context):
+        self._auth.check(self._auth.caller(context), "AddRaftVoter")
+        forwarded = await self._forward_to_controller("AddRaftVoter", request, context, VOTER_CHANGE_TIMEOUT_S)
+        if forwarded is not None:
+            return forwarded
+        if request.address:
+            try:
+                node_config.parse_address(request.address, "address")
+            except node_config.ConfigError as exc:
+                raise RaftlogError("INVALID_REQUEST", str(exc)) from None
+        return await self._change_voters(add=(request.voter_id, request.address))
+
+    @rpc("RemoveRaftVoter")
+    async def RemoveRaftVoter(self, request, context):
+        self._auth.check(self._auth.caller(context), "RemoveRaftVoter")
+        forwarded = await self._forward_to_controller("RemoveRaftVoter", request, context, VOTER_CHANGE_TIMEOUT_S)
+        if forwarded is not None:
+            return forwarded
+        return await self._change_voters(remove=request.voter_id)
+
+    async def _change_voters(self, add=None, remove=None) -> admin_pb2.RaftVoterChangeResponse:
+        try:
+            index = await self._driver.change_voters(
+                add=add, remove=remove, timeout_ms=int(VOTER_CHANGE_TIMEOUT_S * 1000)
+            )
+        except MembershipError as exc:
+            raise RaftlogError(exc.reason, exc.message) from None
+        except NotLeaderError as exc:
+            raise RaftlogError("NOT_CONTROLLER", str(exc), exc.leader_id) from None
+        except TimeoutError as exc:
+            raise RaftlogError("REQUEST_TIMED_OUT", str(exc)) from None
+        return admin_pb2.RaftVoterChangeResponse(offset=index, voters=self._driver.status().voters)
 
     @rpc("DescribeCluster")
     async def DescribeCluster(self, request, context):

@@ -81,6 +81,8 @@ REQUIRED: dict[str, tuple[Requirement, ...]] = {
     "AlterPartitionReassignments": _r(_C, _O.ALTER),
     "ListPartitionReassignments": _r(_C, _O.DESCRIBE),
     "UnregisterBroker": _r(_C, _O.ALTER),
+    "AddRaftVoter": _r(_C, _O.ALTER),  # KIP-853: Alter on the cluster
+    "RemoveRaftVoter": _r(_C, _O.ALTER),
     "BenchmarkQuorum": _r(_C, _O.ALTER),
     # SCRAM credentials (users)
     "AlterUserScramCredentials": _r(_C, _O.ALTER),

@@ -211,6 +211,8 @@ class Admin:
         """Status and per-voter replication of the metadata quorum, like kafka-metadata-quorum."""
         response = self._call("DescribeQuorum", admin_pb2.DescribeQuorumRequest())
         leader_end = max((v.log_end_offset for v in response.voters if v.is_leader), default=0)
+        rows = [(v, "Leader" if v.is_leader else "Follower") for v in response.voters]
+        rows += [(v, "Observer") for v in response.observers]
         replication = [
             {
                 "node_id": v.node_id,
@@ -218,19 +220,30 @@ class Admin:
                 "lag": max(0, leader_end - v.log_end_offset),
                 "last_fetch_ms_ago": v.last_fetch_ms_ago,
                 "last_caught_up_ms_ago": v.last_caught_up_ms_ago,
-                "status": "Leader" if v.is_leader else "Follower",
+                "status": status,
             }
-            for v in response.voters
+            for v, status in rows
         ]
         return {
             "cluster_id": response.cluster_id,
             "leader_id": response.leader_id,
             "leader_epoch": response.leader_epoch,
             "high_watermark": response.high_watermark,
-            "max_follower_lag": max((r["lag"] for r in replication), default=0),
+            "max_follower_lag": max((r["lag"] for r in replication if r["status"] == "Follower"), default=0),
             "current_voters": [v.node_id for v in response.voters],
+            "current_observers": [v.node_id for v in response.observers],
             "replication": replication,
         }
+
+    def add_raft_voter(self, voter_id: int, address: str = "") -> dict[str, Any]:
+        """Makes a caught-up observer a voter (KIP-853 AddRaftVoter); address "": the one it gave."""
+        response = self._call("AddRaftVoter", admin_pb2.AddRaftVoterRequest(voter_id=voter_id, address=address))
+        return {"offset": response.offset, "voters": list(response.voters)}
+
+    def remove_raft_voter(self, voter_id: int) -> dict[str, Any]:
+        """Removes one voter (KIP-853 RemoveRaftVoter); the leader may remove itself."""
+        response = self._call("RemoveRaftVoter", admin_pb2.RemoveRaftVoterRequest(voter_id=voter_id))
+        return {"offset": response.offset, "voters": list(response.voters)}
 
     def describe_cluster(self) -> dict[str, Any]:
         request = admin_pb2.DescribeClusterRequest(min_metadata_offset=self._seen_offset)

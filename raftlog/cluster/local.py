@@ -2,8 +2,8 @@
 
 Layout of the data dir::
 
-    <data-dir>/cluster.json         cluster id, node count, first node id, ports (so a re-run restarts
-                                    the same cluster)
+    <data-dir>/cluster.json         cluster id, node count, how many are dedicated controllers, first
+                                    node id, ports (so a re-run restarts the same cluster)
     <data-dir>/node-<id>/node.toml  the node's configuration
     <data-dir>/node-<id>/node.log   the node's log (stderr)
     <data-dir>/node-<id>/node.pid   the pid of its running process (advisory: a pidfile whose
@@ -13,7 +13,12 @@ Layout of the data dir::
 
 Nodes are numbered first_node_id, first_node_id + 1, ... (default 1; Kafka operators often start
 at 0, which works too); the node in position k listens on base_port + k whatever its id, so the
-bootstrap addresses do not depend on the numbering. Every process is started by this object and
+bootstrap addresses do not depend on the numbering.
+
+Shapes: every node combined (`process.roles=broker,controller`, all voters: `controllers=None`),
+or `controllers` dedicated controllers (the first ones: `process.roles=controller`, the only
+voters) and the rest broker-only nodes (`process.roles=broker`, Raft observers). Clients bootstrap
+from the brokers (as Kafka's do); only brokers get a Kafka protocol listener. Every process is started by this object and
 stopped by its pid. With exit_with_parent (what `raftlog cluster up` uses), each node stops when
 the process that started it dies, so a supervisor killed with -9 leaves no node behind.
 """
@@ -42,12 +47,16 @@ STOP_TIMEOUT_S = 10.0
 # `cluster up` gives the k-th node a Kafka protocol listener on base port + 800 + k (19891 for
 # `make run`), well clear of the gRPC (base + k) and metrics (base + 100 + k) ports.
 KAFKA_PORT_OFFSET = 800
+# Node k listens on base port + k; metrics are at base port + 100 + k and secure client listeners
+# at + 50 + k, so a cluster stays below 50 nodes' worth of ports.
+MAX_NODES = 20
 
 
 # Keys LocalCluster writes into each node's config itself; a setting for every node cannot name them.
 PER_NODE_KEYS = frozenset(
     [
         "node.id",
+        "process.roles",
         "cluster.id",
         "controller.quorum.voters",
         "listeners",
@@ -76,6 +85,15 @@ class NodeSpec:
     host: str = HOST
     log_dir: Path | None = None  # None: home/data, with the metadata
     kafka_port: int = 0  # its Kafka protocol listener (kafka.listeners); 0: none
+    roles: tuple[str, ...] = ("broker", "controller")
+
+    @property
+    def is_broker(self) -> bool:
+        return "broker" in self.roles
+
+    @property
+    def is_controller(self) -> bool:
+        return "controller" in self.roles
 
     @property
     def data_dir(self) -> Path:
@@ -147,27 +165,34 @@ class LocalCluster:
         exit_with_parent: bool = False,
         secure: bool = False,
         kafka_base_port: int = 0,
+        controllers: int | None = None,
     ):
         """hosts: node id -> the address it listens on (default 127.0.0.1); launcher: node id ->
         a command prefix to start it with (the chaos suite runs nodes in network namespaces);
         log_dirs: node id -> its log.dirs, apart from its metadata (the chaos suite puts them on
         small mounts it can fill); exit_with_parent: each node stops (SIGTERM) when this process dies;
         secure: TLS and mutual TLS between nodes (raftlog/cluster/secure.py); kafka_base_port: the k-th
-        node's Kafka listener is on kafka_base_port + k (0: no Kafka listeners)."""
+        node's Kafka listener is on kafka_base_port + k (0: no Kafka listeners); controllers: None for
+        combined nodes, else how many of the `nodes` are dedicated controllers (the rest are brokers)."""
         extra = dict(extra_config or {})
         owned = sorted(PER_NODE_KEYS & set(extra))
         if owned:
             raise ClusterLayoutError(
                 f"{owned[0]}: set per node by the cluster itself; it cannot be given for every node"
             )
-        if not 1 <= nodes <= 9:
-            raise ClusterLayoutError(f"--nodes must be 1..9, got {nodes}")
+        if not 1 <= nodes <= MAX_NODES:
+            raise ClusterLayoutError(f"a local cluster has 1..{MAX_NODES} nodes, got {nodes}")
+        if controllers is not None and not (1 <= controllers < nodes):
+            raise ClusterLayoutError(
+                f"--controllers must be 1..{nodes - 1} with {nodes} nodes (at least one broker), got {controllers}"
+            )
         if first_node_id < 0:
             raise ClusterLayoutError(f"--first-node-id must be >= 0, got {first_node_id}")
         self.data_dir = Path(data_dir).resolve()
         self.extra_config = extra
         self.exit_with_parent = exit_with_parent
-        self.cluster_id = self._load_or_create_layout(nodes, base_port, first_node_id)
+        self.controllers = controllers
+        self.cluster_id = self._load_or_create_layout(nodes, base_port, first_node_id, controllers)
         metrics_base = base_port + 100 if metrics_base_port is None else metrics_base_port
         self.specs = {
             i: NodeSpec(
@@ -177,7 +202,12 @@ class LocalCluster:
                 self.data_dir / f"node-{i}",
                 (hosts or {}).get(i, HOST),
                 (log_dirs or {}).get(i),
-                kafka_base_port + k if kafka_base_port else 0,
+                kafka_base_port + k if kafka_base_port and (controllers is None or k >= controllers) else 0,
+                ("broker", "controller")
+                if controllers is None
+                else ("controller",)
+                if k < controllers
+                else ("broker",),
             )
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
@@ -186,10 +216,14 @@ class LocalCluster:
         self._launcher = launcher
         self.processes: dict[int, subprocess.Popen] = {}
         self._epochs_seen: dict[int, int] = {}
+        self._base_port, self._metrics_base, self._kafka_base_port = base_port, metrics_base, kafka_base_port
+        # Controllers added by add_node: they start as observers (not in controller.quorum.voters)
+        # until `quorum add-controller` makes them voters; the log's configuration wins from then on.
+        self.joining: set[int] = set()
 
-    def _load_or_create_layout(self, nodes: int, base_port: int, first_node_id: int) -> str:
+    def _load_or_create_layout(self, nodes: int, base_port: int, first_node_id: int, controllers: int | None) -> str:
         layout_path = self.data_dir / "cluster.json"
-        wanted = {"nodes": nodes, "base_port": base_port, "first_node_id": first_node_id}
+        wanted = {"nodes": nodes, "base_port": base_port, "first_node_id": first_node_id, "controllers": controllers}
         if layout_path.exists():
             layout = json.loads(layout_path.read_text())
             # Layouts written before first_node_id existed numbered their nodes from 1.
@@ -197,10 +231,16 @@ class LocalCluster:
                 "nodes": layout["nodes"],
                 "base_port": layout["base_port"],
                 "first_node_id": layout.get("first_node_id", 1),
+                "controllers": layout.get("controllers"),  # older layouts: combined nodes
             }
             if existing != wanted:
+                shape = (
+                    f"{existing['nodes']} combined nodes"
+                    if existing["controllers"] is None
+                    else f"{existing['controllers']} controllers and {existing['nodes'] - existing['controllers']} brokers"
+                )
                 raise ClusterLayoutError(
-                    f"{self.data_dir} holds a cluster of {existing['nodes']} nodes on base port "
+                    f"{self.data_dir} holds a cluster of {shape} on base port "
                     f"{existing['base_port']} with ids from {existing['first_node_id']}; use those flags "
                     f"or another --data-dir"
                 )
@@ -212,10 +252,21 @@ class LocalCluster:
         return cluster_id
 
     @property
+    def broker_ids(self) -> list[int]:
+        return [i for i, spec in self.specs.items() if spec.is_broker]
+
+    @property
+    def controller_ids(self) -> list[int]:
+        """The voters of the metadata quorum."""
+        return [i for i, spec in self.specs.items() if spec.is_controller]
+
+    @property
     def bootstrap_servers(self) -> str:
+        """The brokers' addresses: clients bootstrap from brokers, as Kafka's do."""
+        brokers = [self.specs[i] for i in self.broker_ids]
         if self.secure is not None:  # clients go to the CLIENT listeners
-            return ",".join(f"{spec.host}:{spec.port + CLIENT_PORT_OFFSET}" for spec in self.specs.values())
-        return ",".join(spec.address for spec in self.specs.values())
+            return ",".join(f"{spec.host}:{spec.port + CLIENT_PORT_OFFSET}" for spec in brokers)
+        return ",".join(spec.address for spec in brokers)
 
     @property
     def sasl_bootstrap_servers(self) -> str:
@@ -246,11 +297,35 @@ class LocalCluster:
         """The nodes' Kafka listeners, for a Kafka client's bootstrap.servers ("" when none)."""
         return ",".join(f"{spec.host}:{spec.kafka_port}" for spec in self.specs.values() if spec.kafka_port)
 
+    def add_node(self, roles: tuple[str, ...] = ("controller",)) -> int:
+        """One more node after the others (next id and port), not in the voter list the nodes are
+        configured with: a controller joins as an observer (KIP-853), a broker as a broker. Not
+        remembered in cluster.json: for tests and benchmarks of membership changes."""
+        if self.secure is not None:
+            raise ClusterLayoutError("add_node: a secure cluster's certificates are made for its first nodes only")
+        k = len(self.specs)
+        if k >= MAX_NODES:
+            raise ClusterLayoutError(f"a local cluster has at most {MAX_NODES} nodes")
+        node_id = max(self.specs) + 1
+        self.specs[node_id] = NodeSpec(
+            node_id,
+            self._base_port + k,
+            self._metrics_base + k if self._metrics_base else 0,
+            self.data_dir / f"node-{node_id}",
+            kafka_port=self._kafka_base_port + k if self._kafka_base_port and "broker" in roles else 0,
+            roles=roles,
+        )
+        self.joining.add(node_id)
+        return node_id
+
     def _write_config(self, spec: NodeSpec) -> None:
-        voters = ",".join(f"{s.node_id}@{s.address}" for s in self.specs.values())
+        voters = ",".join(
+            f"{s.node_id}@{s.address}" for s in self.specs.values() if s.is_controller and s.node_id not in self.joining
+        )
         values: dict[str, object] = {
             "node.id": spec.node_id,
             "cluster.id": self.cluster_id,
+            "process.roles": ",".join(spec.roles),
             "controller.quorum.voters": voters,
             "listeners": spec.address,
             "log.dirs": str(spec.partitions_dir),
@@ -416,13 +491,16 @@ class LocalCluster:
         """After a restart: waits until the node has registered anew (new incarnation), is unfenced,
         and has caught up with the metadata quorum."""
         deadline = time.monotonic() + timeout_s
+        broker = self.specs[node_id].is_broker
         with self.admin([node_id], timeout_ms=2000) as own, self.admin(timeout_ms=2000) as any_node:
             while time.monotonic() < deadline:
                 try:
-                    view = own.describe_cluster()
-                    me = next(b for b in view["brokers"] if b["id"] == node_id)
                     quorum = any_node.describe_quorum()
                     row = next(r for r in quorum["replication"] if r["node_id"] == node_id)
+                    if not broker and row["lag"] == 0:  # a dedicated controller: back and caught up
+                        return
+                    view = own.describe_cluster() if broker else {"brokers": []}
+                    me = next(b for b in view["brokers"] if b["id"] == node_id)
                     if not me["fenced"] and me["epoch"] > self._epochs_seen.get(node_id, -1) and row["lag"] == 0:
                         self._epochs_seen[node_id] = me["epoch"]
                         return

@@ -1,6 +1,8 @@
 """`raftlog perf quorum`: throughput, commit latency and failover time of the metadata quorum.
 
-It starts its own local cluster (it must kill -9 the leader to time failover):
+It starts its own local cluster (it must kill -9 the leader to time failover): three combined
+nodes, or `controllers` dedicated controllers and `brokers` broker-only nodes (the shape decides
+what a failover costs: dedicated controllers do nothing but Raft and the controller):
 1. pipelined writes: no-op records proposed on the active controller with many in flight,
    so the figure is the quorum's (Raft, transport, fsync), not the client's RPC stack;
 2. single writes: the same with one in flight (commit latency as the leader sees it), and
@@ -42,9 +44,11 @@ class QuorumBenchResult:
     failover_s: list[float] = field(default_factory=list)
     alter_configs: MetadataOpsResult | None = None
     alter_configs_single: MetadataOpsResult | None = None
+    shape: str = "3 combined nodes"
 
     def summary(self) -> dict:
         return {
+            "cluster_shape": self.shape,
             "alter_configs_in_flight": self.alter_configs.summary() if self.alter_configs else None,
             "alter_configs_one_at_a_time": self.alter_configs_single.summary() if self.alter_configs_single else None,
             "pipelined_writes": self.pipelined_writes,
@@ -79,15 +83,23 @@ def run_quorum_bench(
     progress=print,
     alter_ops: int = 0,
     in_flight: int = 256,
+    controllers: int | None = None,
+    brokers: int = 0,
 ) -> QuorumBenchResult:
+    """controllers None: three combined nodes; else that many dedicated controllers and `brokers`
+    broker-only nodes."""
+    nodes = 3 if controllers is None else controllers + brokers
+    shape = "3 combined nodes" if controllers is None else f"{controllers} controllers + {brokers} brokers"
     with tempfile.TemporaryDirectory(prefix="raftlog-perf-quorum-") as tmp:
-        cluster = LocalCluster(data_dir or Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)
+        cluster = LocalCluster(
+            data_dir or Path(tmp), nodes=nodes, base_port=base_port, metrics_base_port=0, controllers=controllers
+        )
         try:
             cluster.start()
             cluster.wait_for_leader(timeout_s=60)
-            cluster.wait_for_brokers(3, timeout_s=60)
-            progress(f"cluster up on {cluster.bootstrap_servers}")
-            result = QuorumBenchResult(concurrency=concurrency)
+            cluster.wait_for_brokers(len(cluster.broker_ids), timeout_s=60)
+            progress(f"cluster of {shape} up on {cluster.bootstrap_servers}")
+            result = QuorumBenchResult(concurrency=concurrency, shape=shape)
             if alter_ops:
                 _measure_alter_configs(cluster, result, alter_ops, in_flight, single_writes, progress)
             return _measure(cluster, result, writes, single_writes, failover_runs, progress)

@@ -11,6 +11,25 @@ replicate / snapshot states per follower and fast backtracking, the commit rule 
 entries of the current term are committed by counting), InstallSnapshot, leadership
 transfer (TimeoutNow) and ReadIndex.
 
+Observers (Kafka's broker-only nodes, etcd's learners): a node outside the voter set follows the
+log but never campaigns or counts toward a majority (commit, CheckQuorum, ReadIndex, votes); it
+answers a vote request as any node does (dissertation 4.1), but only a candidate whose
+configuration lists it as a voter (it was just added) asks it. The
+leader does not know observers in advance: an observer that hears no leader sends FETCH to every
+voter, and the leader that gets it starts replicating to it (a progress entry like a follower's,
+dropped when the observer stays silent for RAFT_OBSERVER_TIMEOUT_ELECTIONS election timeouts).
+
+Membership (KIP-853 in the manner of the Raft dissertation, chapter 4): the voter set is kept in
+the log as configuration entries (raftlog.raft.membership), and a node uses the latest one in its
+log, committed or not (the voters it was started with until there is one; a snapshot records the
+set at its index). `propose_config_change` adds or removes one voter at a time; it is refused
+while an earlier change is uncommitted, and until this leader has committed an entry of its own
+term (the fix to single-server changes Ongaro posted in 2015). A voter is added only once it
+follows this leader as a caught-up observer. A leader that removes itself goes on leading
+(without counting itself) until the change commits, then hands leadership to the most caught-up
+voter and steps down (dissertation 4.2.2). A removed voter that missed its removal asks the leader
+for votes; the leader answers as to a FETCH, so it learns it was removed and follows as an observer.
+
 Node ids are >= 0; NO_NODE (-1) means no vote / no leader. Invariants are asserted where the
 state moves, with the values in the message (a broken one is a bug: the node stops loudly):
 legal role transitions only (LEGAL_TRANSITIONS), the term never decreases, one leader per
@@ -20,7 +39,7 @@ term as this node sees it, a leader holds its own vote; the log asserts its inde
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -28,8 +47,11 @@ from raftlog.limits import (
     MAX_MESSAGE_BYTES,
     MAX_RAFT_ENTRY_BYTES,
     RAFT_ENTRY_OVERHEAD_BYTES,
+    RAFT_MAX_OBSERVERS,
+    RAFT_OBSERVER_TIMEOUT_ELECTIONS,
     raft_payload_bytes,
 )
+from raftlog.raft.membership import MembershipError, changed_voters, decode_voters, encode_voters, is_config
 from raftlog.raft.messages import (
     NO_NODE,
     Entry,
@@ -125,19 +147,36 @@ class _ReadRequest:
 
 class RaftNode:
     def __init__(
-        self, node_id: int, voters: Sequence[int], persisted: PersistedState, settings: RaftSettings, rng: random.Random
+        self,
+        node_id: int,
+        voters: Sequence[int] | Mapping[int, str],
+        persisted: PersistedState,
+        settings: RaftSettings,
+        rng: random.Random,
     ):
-        if node_id not in voters:
-            raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
+        """voters: the voter set to start with (id -> address, or ids) while the log and snapshot
+        hold no configuration entry."""
+        if not voters:
+            raise ValueError("the voter set is empty")
         if settings.max_entry_bytes + RAFT_ENTRY_OVERHEAD_BYTES > settings.max_bytes_per_message:
             raise ValueError(
                 f"max_entry_bytes {settings.max_entry_bytes} does not fit in an append of "
                 f"max_bytes_per_message {settings.max_bytes_per_message}"
             )
-        if min(voters) < 0:
-            raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {sorted(voters)}")
+        if min(voters) < 0 or node_id < 0:
+            raise ValueError(f"node ids must be >= 0 ({NO_NODE} means no node): {node_id}, {sorted(voters)}")
         self.id = node_id
-        self.voters = sorted(set(voters))
+        bootstrap = dict(voters) if isinstance(voters, Mapping) else {v: "" for v in voters}
+        snapshot = persisted.snapshot
+        # The voter set at the snapshot point, and (index, voters) of each configuration entry in
+        # the log after it, in order; the last one in force is the node's configuration.
+        self._snapshot_voters = decode_voters(snapshot.config) if snapshot and snapshot.config else bootstrap
+        self._config_entries: list[tuple[int, dict[int, str]]] = [
+            (e.index, decode_voters(e.data)) for e in persisted.entries if is_config(e.data)
+        ]
+        self.voter_addresses: dict[int, str] = {}
+        self.voters: list[int] = []
+        self.config_index = 0  # the index of the configuration entry in force (0: none in the log)
         self.settings = settings
         self._rng = rng
         hard = persisted.hard_state
@@ -159,10 +198,12 @@ class RaftNode:
         self._read_states: list[ReadState] = []
         self._pending_reads: list[_ReadRequest] = []
         self._waiting_reads: list[int] = []  # ReadIndex requests made before this leader committed in its term
+        self._leader_hint = NO_NODE  # an observer's: the leader a voter named in a FETCH_RESP
         self._pending_snapshot: Snapshot | None = None
         self._snapshot_for_followers: Snapshot | None = None  # what a lagging follower is sent
         self._broadcast_pending = False
         self._prev_hard_state = HardState(self.term, self.vote, self.log.committed)
+        self._refresh_config()
         self._reset_election_timer()
 
     # -- introspection -------------------------------------------------------------------------
@@ -170,6 +211,23 @@ class RaftNode:
     @property
     def quorum(self) -> int:
         return len(self.voters) // 2 + 1
+
+    @property
+    def is_voter(self) -> bool:
+        return self.id in self.voters
+
+    @property
+    def can_campaign(self) -> bool:
+        """A voter; or a voter whose removal is not known to be committed: it may hold the longest
+        log, which the others need to elect anyone (it counts the votes of its latest configuration,
+        without its own, so this is as safe as any election)."""
+        if self.is_voter:
+            return True
+        return self.config_index > self.log.committed and self.id in self.config_at(self.config_index - 1)
+
+    def is_observer_progress(self, node_id: int) -> bool:
+        """A leader's progress entry for a node that follows the log without voting."""
+        return node_id in self.progress and node_id not in self.voters
 
     @property
     def hard_state(self) -> HardState:
@@ -240,13 +298,15 @@ class RaftNode:
         self._set_role(Role.LEADER)
         self._set_leader(self.id)
         last = self.log.last_index
+        # Observers are not carried over from an earlier term: they FETCH again when they stop
+        # hearing from a leader.
         self.progress = {v: Progress(match=0, next=last + 1) for v in self._others()}
         for progress in self.progress.values():
             progress.recent_active = True  # give every follower a full election timeout
             progress.last_contact_tick = None
         # The empty entry of the new term lets the leader commit (and learn the commit point of)
         # everything earlier, which it may not do by counting replicas of older terms.
-        self.log.append([Entry(self.term, last + 1, b"")])
+        self._append([Entry(self.term, last + 1, b"")])
         self._broadcast_pending = True
         self._maybe_commit()
 
@@ -256,6 +316,8 @@ class RaftNode:
         self._ticks += 1
         if self.role == Role.LEADER:
             self._tick_leader()
+        elif not self.can_campaign:
+            self._tick_observer()
         else:
             self._election_elapsed += 1
             if self._election_elapsed >= self._randomized_timeout:
@@ -272,6 +334,7 @@ class RaftNode:
                 return
             if self.transfer_target != NO_NODE:
                 self._abort_transfer()
+            self._drop_silent_observers()
         if self.transfer_target != NO_NODE:
             self._transfer_elapsed += 1
         if self._heartbeat_elapsed >= self.settings.heartbeat_ticks:
@@ -279,15 +342,41 @@ class RaftNode:
             self._broadcast_heartbeat(context=0)
 
     def _quorum_active(self) -> bool:
-        active = 1 + sum(1 for p in self.progress.values() if p.recent_active)
+        active = int(self.is_voter) + sum(
+            1 for node_id, p in self.progress.items() if p.recent_active and node_id in self.voters
+        )
         for progress in self.progress.values():
             progress.recent_active = False
         return active >= self.quorum
 
+    def _drop_silent_observers(self) -> None:
+        silent_ticks = RAFT_OBSERVER_TIMEOUT_ELECTIONS * self.settings.election_ticks
+        for node_id in [n for n in self.progress if n not in self.voters]:
+            last = self.progress[node_id].last_contact_tick
+            if last is None or self._ticks - last > silent_ticks:
+                del self.progress[node_id]
+
+    def _tick_observer(self) -> None:
+        """An observer never campaigns: when no leader has spoken for an election timeout it asks
+        every voter for the log (the leader answers), and asks again every few ticks until one does."""
+        self._election_elapsed += 1
+        if self._election_elapsed < self._randomized_timeout:
+            return
+        self.leader_id = NO_NODE
+        self._election_elapsed = self._randomized_timeout - max(1, self.settings.election_ticks // 4)
+        targets = set(self.voters) | ({self._leader_hint} if self._leader_hint != NO_NODE else set())
+        for target in sorted(targets - {self.id}):
+            self._send_fetch(target)
+
+    def _send_fetch(self, to: int) -> None:
+        self._send(
+            Message(MsgType.FETCH, to, self.id, self.term, log_term=self.log.last_term, index=self.log.last_index)
+        )
+
     # -- elections -----------------------------------------------------------------------------
 
     def _campaign(self, transfer: bool) -> None:
-        if self.id not in self.voters:
+        if not self.can_campaign:
             return
         if self.settings.pre_vote and not transfer:
             self._become_pre_candidate()
@@ -313,7 +402,7 @@ class RaftNode:
             )
 
     def _tally(self) -> int:
-        return sum(1 for granted in self.votes.values() if granted)
+        return sum(1 for voter, granted in self.votes.items() if granted and voter in self.voters)
 
     def _won(self, kind: MsgType) -> None:
         if kind == MsgType.PRE_VOTE:
@@ -361,9 +450,11 @@ class RaftNode:
         expected = MsgType.PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else MsgType.VOTE_RESP
         if msg.type != expected or self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
             return
+        if msg.frm not in self.voters:
+            return
         self.votes.setdefault(msg.frm, not msg.reject)
         granted = self._tally()
-        rejected = len(self.votes) - granted
+        rejected = sum(1 for voter, granted in self.votes.items() if not granted and voter in self.voters)
         if granted >= self.quorum:
             self._won(MsgType.PRE_VOTE if self.role == Role.PRE_CANDIDATE else MsgType.VOTE)
         elif rejected >= self.quorum:
@@ -372,8 +463,16 @@ class RaftNode:
     # -- message handling ----------------------------------------------------------------------
 
     def step(self, msg: Message) -> None:
-        if msg.frm not in self.voters or msg.to != self.id:
+        if msg.to != self.id or msg.frm == self.id:
             return
+        if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE):
+            if self.role == Role.LEADER and msg.frm not in self.voters:
+                # A removed voter that missed its removal campaigns: replicate to it instead, so it
+                # learns it was removed (a FETCH in all but name).
+                self._handle_fetch(msg)
+                return
+            # Otherwise answered whatever our own configuration says (dissertation 4.1): a new voter
+            # that has not received the entry adding it may hold a vote the candidate needs.
         if not self._step_term(msg):
             return
         if msg.type in (MsgType.VOTE, MsgType.PRE_VOTE):
@@ -399,6 +498,10 @@ class RaftNode:
             self._become_follower(msg.term, leader)
             return True
         if msg.term < self.term:
+            if msg.type == MsgType.FETCH:
+                return True  # an observer that has not heard of this term yet: the leader answers it
+            if msg.type == MsgType.FETCH_RESP:
+                return True  # a voter behind us may still name a leader worth asking
             if msg.type in (MsgType.APPEND, MsgType.HEARTBEAT) and self.settings.check_quorum:
                 # A stale leader: tell it our term so it steps down (needed with check-quorum,
                 # since we ignore its disrupting votes).
@@ -422,8 +525,16 @@ class RaftNode:
                 self._handle_snapshot(msg)
         elif msg.type in (MsgType.VOTE_RESP, MsgType.PRE_VOTE_RESP):
             self._handle_vote_response(msg)
-        elif msg.type == MsgType.TIMEOUT_NOW and self.role == Role.FOLLOWER:
+        elif msg.type == MsgType.TIMEOUT_NOW and self.role == Role.FOLLOWER and self.can_campaign:
             self._campaign(transfer=True)
+        elif msg.type == MsgType.FETCH and self.leader_id not in (NO_NODE, msg.frm):
+            address = self.voter_addresses.get(self.leader_id, "")
+            self._send(
+                Message(MsgType.FETCH_RESP, msg.frm, self.id, self.term, leader=self.leader_id, leader_address=address)
+            )
+        elif msg.type == MsgType.FETCH_RESP and self.leader_id == NO_NODE and msg.leader not in (NO_NODE, self.id):
+            self._leader_hint = msg.leader
+            self._send_fetch(msg.leader)
 
     def _handle_append(self, msg: Message) -> None:
         if msg.index < self.log.committed:
@@ -446,7 +557,7 @@ class RaftNode:
             return
         conflict = self.log.find_conflict(msg.entries)
         if conflict:
-            self.log.append([e for e in msg.entries if e.index >= conflict])
+            self._append([e for e in msg.entries if e.index >= conflict])
         last_new = msg.index + len(msg.entries)
         self.log.commit_to(min(msg.commit, last_new))
         self._send(Message(MsgType.APPEND_RESP, msg.frm, self.id, self.term, index=last_new))
@@ -466,6 +577,9 @@ class RaftNode:
             self.log.commit_to(snapshot.index)
         else:
             self.log.restore(snapshot)
+            self._snapshot_voters = decode_voters(snapshot.config) if snapshot.config else self._snapshot_voters
+            self._config_entries = []
+            self._refresh_config()
             self._pending_snapshot = snapshot
         self._send(Message(MsgType.APPEND_RESP, msg.frm, self.id, self.term, index=self.log.last_index))
 
@@ -475,6 +589,9 @@ class RaftNode:
         assert msg.type not in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT), (
             f"node {self.id} leads term {self.term} and got {msg.type.name} of that term from node {msg.frm}"
         )
+        if msg.type == MsgType.FETCH:
+            self._handle_fetch(msg)
+            return
         progress = self.progress.get(msg.frm)
         if progress is None:
             return
@@ -496,6 +613,21 @@ class RaftNode:
                 progress.last_caught_up_tick = self._ticks
             if msg.context:
                 self._ack_read(msg.context, msg.frm)
+
+    def _handle_fetch(self, msg: Message) -> None:
+        """An observer asks for the log: replicate to it (probing from the end it reports)."""
+        progress = self.progress.get(msg.frm)
+        if progress is None:
+            if msg.frm in self.voters:
+                return  # a voter's progress exists from the start of the term; a stray FETCH
+            if sum(1 for n in self.progress if n not in self.voters) >= RAFT_MAX_OBSERVERS:
+                return  # full: it asks again, and a silent observer's place frees up
+            progress = Progress(match=0, next=min(msg.index, self.log.last_index) + 1)
+            self.progress[msg.frm] = progress
+        progress.recent_active = True
+        progress.last_contact_tick = self._ticks
+        progress.probe_sent = False
+        self._send_append(msg.frm, progress)
 
     def _handle_append_response(self, msg: Message, progress: Progress) -> None:
         if msg.reject:
@@ -528,12 +660,20 @@ class RaftNode:
         self._send_append(msg.frm, progress)
 
     def _maybe_commit(self) -> bool:
-        matches = sorted([self.log.stable_index] + [p.match for p in self.progress.values()], reverse=True)
+        # Only voters count: an observer holding an entry does not make it committed.
+        matches = [p.match for node_id, p in self.progress.items() if node_id in self.voters]
+        if self.is_voter:
+            matches.append(self.log.stable_index)
+        matches.sort(reverse=True)
+        if len(matches) < self.quorum:
+            return False
         candidate = matches[self.quorum - 1]
         # Figure 8 of the Raft paper: only an entry of the current term is committed by counting.
         if candidate > self.log.committed and self.log.term_at(candidate) == self.term:
             self.log.commit_to(candidate)
             self._release_waiting_reads()
+            self._broadcast_pending = True
+            self._maybe_step_down()
             return True
         return False
 
@@ -625,9 +765,95 @@ class RaftNode:
         if len(data) > self.settings.max_entry_bytes:
             raise ValueError(f"a proposal of {len(data)} bytes exceeds max_entry_bytes {self.settings.max_entry_bytes}")
         index = self.log.last_index + 1
-        self.log.append([Entry(self.term, index, data)])
+        if is_config(data):
+            raise ValueError("configuration entries are proposed by propose_config_change")
+        self._append([Entry(self.term, index, data)])
         self._broadcast_pending = True
         return index
+
+    def propose_config_change(self, add: tuple[int, str] | None = None, remove: int | None = None) -> int:
+        """Appends a configuration entry adding one voter (node id, address) or removing one; it is
+        in force here at once, and on each node as soon as that node holds it. Returns its index."""
+        if self.role != Role.LEADER:
+            raise NotLeaderError(self.leader_id)
+        if self.transfer_target != NO_NODE:
+            raise NotLeaderError(self.transfer_target)
+        if self.config_index > self.log.committed:
+            raise MembershipError(
+                "REQUEST_TIMED_OUT",
+                f"the voter change at index {self.config_index} is not committed yet; one change at a time",
+            )
+        if self.log.term_at(self.log.committed) != self.term:
+            raise MembershipError("REQUEST_TIMED_OUT", f"leader {self.id} has not committed in term {self.term} yet")
+        voters = changed_voters(self.voter_addresses, add, remove)
+        if add is not None:
+            progress = self.progress.get(add[0])
+            if progress is None or progress.match < self.log.committed:
+                raise MembershipError(
+                    "REQUEST_TIMED_OUT",
+                    f"node {add[0]} has not caught up with leader {self.id} as an observer yet "
+                    f"(at {progress.match if progress else 'unknown'}, commit {self.log.committed})",
+                )
+        index = self.log.last_index + 1
+        self._append([Entry(self.term, index, encode_voters(voters))])
+        self._broadcast_pending = True
+        return index
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _append(self, entries: list[Entry]) -> None:
+        """Every entry enters the log here, so the configuration follows the log: a truncation
+        drops the configuration entries it removes, an appended one is in force at once."""
+        if not entries:
+            return
+        first = entries[0].index
+        changed = False
+        if self._config_entries and self._config_entries[-1][0] >= first:
+            self._config_entries = [(i, v) for i, v in self._config_entries if i < first]
+            changed = True
+        self.log.append(entries)
+        for entry in entries:
+            if is_config(entry.data):
+                self._config_entries.append((entry.index, decode_voters(entry.data)))
+                changed = True
+        if changed:
+            self._refresh_config()
+
+    def _refresh_config(self) -> None:
+        if self._config_entries:
+            self.config_index, voters = self._config_entries[-1]
+        else:
+            self.config_index, voters = self.log.snapshot_index, self._snapshot_voters
+        before = set(self.voters)
+        self.voter_addresses = dict(voters)
+        self.voters = sorted(voters)
+        assert self.voters, f"node {self.id}: a configuration without voters at {self.config_index}"
+        if self.role == Role.LEADER:
+            for added in set(self.voters) - before - {self.id}:
+                if added not in self.progress:  # not an observer of ours (a log replayed, a truncation)
+                    self.progress[added] = Progress(match=0, next=self.log.last_index + 1)
+                    self.progress[added].recent_active = True
+                    self.progress[added].last_contact_tick = self._ticks
+            # A removed voter keeps its progress: it follows as an observer until it goes silent.
+
+    def config_at(self, index: int) -> dict[int, str]:
+        """The voter set in force at `index` (at or after the snapshot point)."""
+        voters = self._snapshot_voters
+        for config_index, config in self._config_entries:
+            if config_index > index:
+                break
+            voters = config
+        return voters
+
+    def _maybe_step_down(self) -> None:
+        """A leader that removed itself: once the change is committed, hand leadership to the most
+        caught-up voter and step down; it follows as an observer from then on."""
+        if self.role != Role.LEADER or self.is_voter or self.log.committed < self.config_index:
+            return
+        caught_up = [v for v in self.voters if v in self.progress and self.progress[v].match == self.log.last_index]
+        if caught_up:
+            self._send(Message(MsgType.TIMEOUT_NOW, caught_up[0], self.id, self.term))
+        self._become_follower(self.term, NO_NODE)
 
     def read_index(self, request_id: int) -> None:
         """Starts a linearizable read; a ReadState(request_id, index) comes out of ready() once confirmed."""
@@ -641,7 +867,7 @@ class RaftNode:
         self._start_read(request_id)
 
     def _start_read(self, request_id: int) -> None:
-        request = _ReadRequest(request_id, self.log.committed, {self.id})
+        request = _ReadRequest(request_id, self.log.committed, {self.id} if self.is_voter else set())
         if len(request.acks) >= self.quorum:
             self._read_states.append(ReadState(request_id, request.index))
             return
@@ -657,6 +883,8 @@ class RaftNode:
     def _ack_read(self, request_id: int, voter: int) -> None:
         for position, request in enumerate(self._pending_reads):
             if request.request_id == request_id:
+                if voter not in self.voters:
+                    return  # an observer's heartbeat answer confirms nothing
                 request.acks.add(voter)
                 if len(request.acks) >= self.quorum:
                     # Heartbeats are answered in order, so every earlier read is confirmed too.
@@ -670,8 +898,8 @@ class RaftNode:
     def transfer_leadership(self, target: int) -> None:
         if self.role != Role.LEADER:
             raise NotLeaderError(self.leader_id)
-        if target == self.id or target not in self.progress:
-            raise ValueError(f"cannot transfer leadership to {target}")
+        if target == self.id or target not in self.progress or target not in self.voters:
+            raise ValueError(f"cannot transfer leadership to {target}: not another voter")
         self.transfer_target = target
         self._transfer_elapsed = 0
         self._election_elapsed = 0  # the transfer must finish within one election timeout
@@ -692,8 +920,11 @@ class RaftNode:
         term = self.log.term_at(index)
         if term is None:
             raise ValueError(f"index {index} is already compacted")
-        snapshot = Snapshot(index, term, data)
+        voters = self.config_at(index)
+        snapshot = Snapshot(index, term, data, encode_voters(voters))
         self.log.compact(index, term)
+        self._snapshot_voters = voters
+        self._config_entries = [(i, v) for i, v in self._config_entries if i > index]
         self._snapshot_for_followers = snapshot
         return snapshot
 

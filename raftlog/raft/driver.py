@@ -34,6 +34,7 @@ from raftlog.limits import (
 from raftlog.limits import RAFT_INLINE_WRITE_MAX_BYTES as INLINE_WRITE_MAX_BYTES
 from raftlog.node_ids import NO_NODE, node_or_none
 from raftlog.raft.core import ProgressState, RaftNode, RaftSettings, Role
+from raftlog.raft.membership import MembershipError, is_config
 from raftlog.raft.messages import Message, MsgType, NotLeaderError, Ready
 from raftlog.raft.storage import RaftStorage
 from raftlog.raft.transport import RaftTransport
@@ -89,6 +90,7 @@ class PeerProgress:
     state: str
     last_contact_ms_ago: float | None
     last_caught_up_ms_ago: float | None
+    voter: bool = True  # False: an observer (follows the log, never votes)
 
 
 @dataclass
@@ -102,7 +104,12 @@ class RaftStatus:
     last_index: int
     last_log_term: int
     snapshot_index: int
-    progress: dict[int, PeerProgress] = field(default_factory=dict)
+    voters: tuple[int, ...] = ()  # the voter set this node uses
+    progress: dict[int, PeerProgress] = field(default_factory=dict)  # the leader's: voters and observers
+
+    @property
+    def is_voter(self) -> bool:
+        return self.node_id in self.voters
 
 
 class RaftDriver:
@@ -117,7 +124,11 @@ class RaftDriver:
         settings: DriverSettings,
         tasks: TaskSupervisor,
         security: ClientSecurity | None = None,
+        own_address: str = "",
     ):
+        """voters: id -> address of every voter; a node not among them is an observer (it follows
+        the log without voting). Every batch carries own_address, so a node whose configuration
+        lacks us (the leader, for an observer; a voter that has not seen us added) can answer."""
         self.node_id = node_id
         self._supervisor = tasks
         self.settings = settings
@@ -126,12 +137,21 @@ class RaftDriver:
         persisted = self._storage.load()
         if persisted.snapshot is not None:
             state_machine.restore(persisted.snapshot.data, persisted.snapshot.index, persisted.snapshot.term)
-        self.core = RaftNode(node_id, list(voters), persisted, settings.raft_settings(), random.Random())
+        self.core = RaftNode(node_id, dict(voters), persisted, settings.raft_settings(), random.Random())
         if persisted.snapshot is not None:
             self.core.set_snapshot(persisted.snapshot)
         self._transport = RaftTransport(
-            node_id, cluster_id, voters, self._deliver, tasks, settings.max_message_bytes, security
+            node_id,
+            cluster_id,
+            voters,
+            self._deliver,
+            tasks,
+            settings.max_message_bytes,
+            security,
+            own_address=own_address,
         )
+        self._own_address = own_address
+        self._config_seen = -1  # the configuration index the transport's peers follow
         self._wake = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
         self._reads: dict[int, asyncio.Future] = {}
@@ -179,6 +199,8 @@ class RaftDriver:
 
     def _deliver(self, messages: list[Message]) -> None:
         for msg in messages:
+            if msg.type == MsgType.FETCH_RESP and msg.leader_address:
+                self._transport.add_peer(msg.leader, msg.leader_address)  # a leader our configuration lacks
             self.core.step(msg)
             if msg.type in LEADER_MESSAGES and msg.frm == self.core.leader_id != self.node_id:
                 self._leader_contact = (msg.frm, time.monotonic() * 1000.0)
@@ -211,9 +233,21 @@ class RaftDriver:
             self._wake.clear()
             ready = self.core.ready()
             while ready is not None:
+                self._follow_config()
                 await self._handle_ready(ready)
                 ready = self.core.ready()
+            self._follow_config()
             self._notice_leader_change()
+
+    def _follow_config(self) -> None:
+        """The transport reaches every voter of the configuration in force (it may have changed
+        with the entries this Ready carries)."""
+        core = self.core
+        if core.config_index == self._config_seen:
+            return
+        self._config_seen = core.config_index
+        self._transport.set_voters(core.voter_addresses, self._own_address)
+        log.info("node %d: voters %s (configuration at %d)", self.node_id, core.voters, core.config_index)
 
     async def _handle_ready(self, ready: Ready) -> None:
         # A leader's appends may go out before its own write (Raft thesis 10.2.1): the leader
@@ -234,7 +268,9 @@ class RaftDriver:
                 "installed snapshot at index %d (term %d) from the leader", ready.snapshot.index, ready.snapshot.term
             )
         for entry in ready.committed_entries:
-            result = self._state_machine.apply(entry.index, entry.term, entry.data) if entry.data else None
+            # The leader's empty entry and configuration entries are Raft's own, not the state machine's.
+            applied = entry.data and not is_config(entry.data)
+            result = self._state_machine.apply(entry.index, entry.term, entry.data) if applied else None
             self._resolve_proposal(entry.index, entry.term, result)
         for read in ready.read_states:
             future = self._reads.pop(read.request_id, None)
@@ -357,6 +393,29 @@ class RaftDriver:
         self._wake.set()
         return index, future
 
+    async def change_voters(
+        self, add: tuple[int, str] | None = None, remove: int | None = None, timeout_ms: int = 5000
+    ) -> int:
+        """Adds one voter (id, address: "" for the address it gave as an observer) or removes one;
+        returns the configuration entry's index once it is committed and applied here. Raises
+        MembershipError (why it was refused) or NotLeaderError."""
+        if add is not None and not add[1]:
+            address = self._transport.peer_address(add[0])
+            if not address:
+                raise MembershipError("REQUEST_TIMED_OUT", f"node {add[0]} has not followed this leader as an observer")
+            add = (add[0], address)
+        term = self.core.term
+        index = self.core.propose_config_change(add=add, remove=remove)
+        future = asyncio.get_running_loop().create_future()
+        self._proposals[index] = (term, future)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, timeout_ms / 1000.0)
+        except TimeoutError:
+            self._proposals.pop(index, None)
+            raise TimeoutError(f"the voter change at {index} was not committed within {timeout_ms} ms") from None
+        return index
+
     async def propose(self, data: bytes, timeout_ms: int = 5000) -> Any:
         index, future = self.propose_entry(data)
         try:
@@ -393,7 +452,10 @@ class RaftDriver:
         if self.core.role != Role.LEADER:
             raise NotLeaderError(self.core.leader_id)
         if target_id is None:
-            target_id = max(self.core.progress, key=lambda v: self.core.progress[v].match)
+            voters = [v for v in self.core.progress if v in self.core.voters]
+            if not voters:
+                raise ValueError("no other voter to hand leadership to")
+            target_id = max(voters, key=lambda v: self.core.progress[v].match)
         self.core.transfer_leadership(target_id)
         self._wake.set()
         loop = asyncio.get_running_loop()
@@ -422,6 +484,7 @@ class RaftDriver:
             last_index=core.log.last_index,
             last_log_term=core.log.last_term,
             snapshot_index=core.log.snapshot_index,
+            voters=tuple(core.voters),
         )
         if core.role == Role.LEADER:
             tick_ms = self.settings.tick_ms
@@ -432,6 +495,7 @@ class RaftDriver:
                     state=progress.state.value,
                     last_contact_ms_ago=_ago(core.ticks, progress.last_contact_tick, tick_ms),
                     last_caught_up_ms_ago=_ago(core.ticks, progress.last_caught_up_tick, tick_ms),
+                    voter=voter in core.voters,
                 )
         return status
 

@@ -23,6 +23,12 @@ class MsgType(IntEnum):
     HEARTBEAT_RESP = 8
     SNAPSHOT = 9
     TIMEOUT_NOW = 10
+    # An observer (a node outside the voter set: a broker-only node) asks the voters for the log;
+    # the leader starts replicating to it, the others ignore it.
+    FETCH = 11
+    # A voter that is not the leader answers a FETCH with the leader it knows (`leader`,
+    # `leader_address`), so an observer whose configuration is stale still finds it.
+    FETCH_RESP = 12
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,6 +43,9 @@ class Snapshot:
     index: int
     term: int
     data: bytes
+    # The voter set in force at `index` (raftlog.raft.membership.encode_voters); b"": none recorded
+    # (a snapshot from before configuration entries: the node's configured voters).
+    config: bytes = b""
 
 
 @dataclass(slots=True)
@@ -54,6 +63,8 @@ class Message:
     snapshot: Snapshot | None = None
     context: int = 0  # HEARTBEAT(_RESP): the ReadIndex round being confirmed
     transfer: bool = False  # VOTE from a leadership transfer: ignores leader stickiness
+    leader: int = NO_NODE  # FETCH_RESP: the leader the sender knows
+    leader_address: str = ""  # FETCH_RESP: its address, when the sender's configuration has it
 
 
 @dataclass(slots=True)

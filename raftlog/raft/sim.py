@@ -1,14 +1,18 @@
 """Deterministic simulation of the Raft core: many nodes, one process, a simulated clock and network.
 
-Each seed drives one run: a cluster of 3 or 5 RaftNodes, a network that drops, delays,
-duplicates and reorders messages, partitions that form and heal, crashes that lose
+Each seed drives one run: a cluster of 3 or 5 voting RaftNodes (and, in some seeds, one or two
+observers: nodes outside the voter set that follow the log, as broker-only nodes do), a network
+that drops, delays, duplicates and reorders messages, partitions that form and heal, crashes that lose
 everything not persisted and restarts from exactly what was, proposals, ReadIndex calls,
-leadership transfers and snapshots. After every step it checks:
+leadership transfers, snapshots and voter changes (the leader adds an observer as a voter or
+removes a voter, itself included, one at a time: raftlog.raft.membership). After every step it checks:
 
 - Election Safety: at most one leader per term;
 - Log Matching: two logs with an entry of the same index and term agree up to it;
 - Leader Completeness: every committed entry is in the log of every later leader;
-- State Machine Safety: every node applies the same entry at each index.
+- State Machine Safety: every node applies the same entry at each index;
+- one voter change at a time: no leader holds two uncommitted configuration entries, and each
+  configuration differs from the one before it by one voter.
 
 and the core asserts its own invariants as state moves (legal role transitions, one leader per
 term, commit <= last index, applied <= commit, ...): a broken one fails the seed the same way.
@@ -35,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 
 from raftlog.raft.core import RaftNode, RaftSettings, Role
+from raftlog.raft.membership import MembershipError, decode_voters, is_config
 from raftlog.raft.messages import (
     Entry,
     HardState,
@@ -103,7 +108,10 @@ class Simulation:
             pre_vote=True,
             check_quorum=True,
         )
-        self.ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
+        self.voter_ids = list(range(nodes))  # ids from 0, as Kafka operators number nodes
+        # Drawn apart from self.rng, so that seeds without observers run as they did before them.
+        observers = random.Random(f"observers-{seed}").choice([0, 0, 1, 2])
+        self.ids = list(range(nodes + observers))
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.fault_steps = fault_steps
         self.quiet_steps = quiet_steps
@@ -132,6 +140,9 @@ class Simulation:
         self.max_delay = self.rng.choice([2, 4, 10])
         self.crash_rate = self.rng.choice([0.002, 0.01, 0.03])
         self.partition_rate = self.rng.choice([0.005, 0.02, 0.05])
+        # Drawn apart from self.rng, as the observers are: seeds without voter changes run as before.
+        self.config_change_rate = random.Random(f"membership-{seed}").choice([0.0, 0.02, 0.05])
+        self.config_changes = 0
         for node_id in self.ids:
             self._start(node_id)
 
@@ -142,7 +153,7 @@ class Simulation:
         persisted = node.disk.persisted()
         node.applied = dict(pickle.loads(persisted.snapshot.data)) if persisted.snapshot else {}
         node_rng = random.Random(self.rng.random())
-        node.raft = RaftNode(node_id, self.ids, persisted, self.settings, node_rng)
+        node.raft = RaftNode(node_id, self.voter_ids, persisted, self.settings, node_rng)
         if persisted.snapshot:
             node.raft.set_snapshot(persisted.snapshot)
 
@@ -194,10 +205,28 @@ class Simulation:
             self._set_groups([set(self.ids)])
         leader = self._leader()
         if leader is not None and rng.random() < 0.005:
+            others = [i for i in leader.voters if i != leader.id]
             try:
-                leader.transfer_leadership(rng.choice([i for i in self.ids if i != leader.id]))
+                if others:
+                    leader.transfer_leadership(rng.choice(others))
             except (NotLeaderError, ValueError):
                 pass
+        if leader is not None and self.config_change_rate and rng.random() < self.config_change_rate:
+            self._change_voters(leader)
+
+    def _change_voters(self, leader: RaftNode) -> None:
+        """Adds a node that is not a voter, or removes a voter (perhaps the leader itself)."""
+        outside = [i for i in self.ids if i not in leader.voters]
+        try:
+            if outside and (len(leader.voters) <= 1 or self.rng.random() < 0.5):
+                leader.propose_config_change(add=(self.rng.choice(outside), ""))
+            elif len(leader.voters) > 1:
+                leader.propose_config_change(remove=self.rng.choice(leader.voters))
+            else:
+                return
+            self.config_changes += 1
+        except (NotLeaderError, MembershipError):
+            pass  # refused (one at a time, not caught up, ...): the core said why
 
     def _propose(self) -> None:
         leader = self._leader()
@@ -273,6 +302,7 @@ class Simulation:
         live = [n.raft for n in self.nodes.values() if n.raft is not None]
         for raft in live:
             if raft.role == Role.LEADER:
+                self._check_one_change_at_a_time(raft)
                 known = self.leaders.setdefault(raft.term, raft.id)
                 if known != raft.id:
                     self._fail(f"Election Safety: nodes {known} and {raft.id} both lead term {raft.term}")
@@ -283,6 +313,19 @@ class Simulation:
         for i, a in enumerate(live):
             for b in live[i + 1 :]:
                 self._check_log_matching(a, b)
+
+    def _check_one_change_at_a_time(self, leader: RaftNode) -> None:
+        log = leader.log
+        pending = [e for e in log.entries[max(0, log.committed - log.snapshot_index) :] if is_config(e.data)]
+        if len(pending) > 1:
+            self._fail(f"leader {leader.id} of term {leader.term} holds {len(pending)} uncommitted voter changes")
+        previous = set(leader.config_at(log.snapshot_index))
+        for entry in log.entries:
+            if is_config(entry.data):
+                voters = set(decode_voters(entry.data))
+                if len(voters ^ previous) != 1:
+                    self._fail(f"voter change at {entry.index} from {sorted(previous)} to {sorted(voters)}")
+                previous = voters
 
     def _record_committed(self, raft: RaftNode) -> None:
         """Every index a node has committed holds the same (term, data) on every node that did."""
@@ -368,7 +411,13 @@ class Simulation:
             if self._leader() is not None and elected_at is None:
                 elected_at = self.step_no
         self._check_liveness(elected_at)
-        return {"seed": self.seed, "steps": self.step_no, "committed": len(self.committed), "terms": len(self.leaders)}
+        return {
+            "seed": self.seed,
+            "steps": self.step_no,
+            "committed": len(self.committed),
+            "terms": len(self.leaders),
+            "voter_changes": self.config_changes,
+        }
 
     def _check_liveness(self, elected_at: int | None) -> None:
         bound = 8 * ELECTION_TICKS
@@ -380,14 +429,24 @@ class Simulation:
         assert leader is not None
         final = leader.log.last_index
         for _ in range(20 * ELECTION_TICKS):
-            if all(n.raft is not None and n.raft.log.applied >= final for n in self.nodes.values()):
+            if all(n.raft is not None and n.raft.log.applied >= final for n in self._must_follow(leader)):
                 break
             self.step(faulty=False)
         else:
             lagging = {n.node_id: n.raft.log.applied if n.raft else None for n in self.nodes.values()}
             self._fail(f"liveness: leader {leader.id}'s entries up to {final} were not applied everywhere: {lagging}")
-        if self._leader() is not leader:
+        if self._leader() is not leader and leader.is_voter:
             self._fail("liveness: leadership changed without any fault")
+
+    def _must_follow(self, leader: RaftNode) -> list[SimNode]:
+        """Every node but a removed voter that missed its removal and still counts itself a voter of
+        a configuration the leader has left: it campaigns among voters that ignore it, as the
+        dissertation's removed servers do until they are shut down (or the leader hears it)."""
+        return [
+            n
+            for n in self.nodes.values()
+            if n.raft is None or n.node_id in leader.voters or not n.raft.is_voter or n.node_id in leader.progress
+        ]
 
 
 def run_seed(seed: int, nodes: int | None = None) -> dict:

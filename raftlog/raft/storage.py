@@ -4,6 +4,8 @@ Keys:
     b"hs"                      hard state: version byte 1, then term (uint64), vote (int64, -1 = none),
                                commit (uint64), big-endian
     b"snap"                    latest snapshot: index, term (2 x uint64), then the data
+    b"snapcfg"                 the voter set at the snapshot's index (raftlog.raft.membership); absent
+                               in stores from before configuration entries (the configured voters)
     b"e" + index (uint64 BE)   a log entry: term (uint64), then the data
 
 Big-endian indexes sort in log order, so a range delete drops a suffix or a prefix of the
@@ -26,6 +28,7 @@ from raftlog.store import Store, WriteBatch
 
 HARD_STATE_KEY = b"hs"
 SNAPSHOT_KEY = b"snap"
+SNAPSHOT_CONFIG_KEY = b"snapcfg"
 ENTRY_PREFIX = b"e"
 _U64 = struct.Struct(">Q")
 _TWO_U64 = struct.Struct(">QQ")
@@ -70,7 +73,7 @@ class RaftStorage:
         first = 1
         if raw is not None:
             index, term = _TWO_U64.unpack_from(raw)
-            state.snapshot = Snapshot(index, term, raw[_TWO_U64.size :])
+            state.snapshot = Snapshot(index, term, raw[_TWO_U64.size :], self._cf.get(SNAPSHOT_CONFIG_KEY) or b"")
             first = index + 1
         for key, value in self._cf.items(entry_key(first), entry_key(_MAX_INDEX)):
             index = _U64.unpack_from(key, 1)[0]
@@ -97,6 +100,10 @@ class RaftStorage:
 
     def _put_snapshot(self, batch: WriteBatch, snapshot: Snapshot) -> None:
         batch.put(self._cf, SNAPSHOT_KEY, _TWO_U64.pack(snapshot.index, snapshot.term) + snapshot.data)
+        if snapshot.config:
+            batch.put(self._cf, SNAPSHOT_CONFIG_KEY, snapshot.config)
+        else:
+            batch.delete(self._cf, SNAPSHOT_CONFIG_KEY)
 
     def compact(self, snapshot: Snapshot) -> None:
         """Stores a snapshot the application took and drops the entries it covers."""

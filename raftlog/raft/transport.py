@@ -10,8 +10,12 @@ messages into batches up to it, and sends a snapshot as chunks (RaftSnapshot off
 InstallSnapshot as in the Raft paper) that the receiving side of the stream assembles before
 it hands the whole snapshot to the core, which stays unaware of chunks.
 
+Every node names its own address in its batches (`from_address`); a node that gets a batch from
+a node it does not know (an observer, i.e. a broker-only node, or a voter added by a change this
+node has not seen yet) adds it as a peer (at most RAFT_MAX_OBSERVERS of them), so its answers reach it.
+
 Refused batches: another cluster's (FAILED_PRECONDITION, INCONSISTENT_CLUSTER_ID); a sender that
-is not a voter (PERMISSION_DENIED); on a mutual-TLS listener, a stream whose first batch names a
+is not a voter and gives no address (PERMISSION_DENIED); on a mutual-TLS listener, a stream whose first batch names a
 node the caller's certificate does not (PERMISSION_DENIED, CLUSTER_AUTHORIZATION_FAILED); a batch or message whose sender is not the node that opened
 the stream, a message for another node, an unknown message type (INVALID_ARGUMENT,
 INVALID_REQUEST). The stream ends; nothing of the refused batch reaches the core.
@@ -28,10 +32,10 @@ import grpc
 
 from raftlog.channels import KEEPALIVE_OPTIONS, aio_channel
 from raftlog.errors import REASON_METADATA_KEY, RaftlogError
-from raftlog.limits import MAX_MESSAGE_BYTES, raft_payload_bytes
+from raftlog.limits import MAX_MESSAGE_BYTES, RAFT_MAX_OBSERVERS, raft_payload_bytes
 from raftlog.limits import RAFT_MAX_QUEUED_MESSAGES as MAX_QUEUED_MESSAGES
 from raftlog.limits import RAFT_RECONNECT_BACKOFF_S as RECONNECT_BACKOFF_S
-from raftlog.raft.messages import Entry, Message, MsgType, Snapshot
+from raftlog.raft.messages import NO_NODE, Entry, Message, MsgType, Snapshot
 from raftlog.tasks import TaskSupervisor
 from raftlog.tls import ClientSecurity, PeerAuthenticator
 from raftlog.v1 import raft_pb2, raft_pb2_grpc
@@ -60,10 +64,14 @@ def to_proto(msg: Message) -> raft_pb2.RaftMessage:
         context=msg.context,
         transfer=msg.transfer,
     )
+    if msg.type == MsgType.FETCH_RESP:  # only there: the other messages stay as small as they were
+        proto.leader, proto.leader_address = msg.leader, msg.leader_address
     setattr(proto, "from", msg.frm)
     if msg.snapshot is not None:
         proto.snapshot.CopyFrom(
-            raft_pb2.RaftSnapshot(index=msg.snapshot.index, term=msg.snapshot.term, data=msg.snapshot.data)
+            raft_pb2.RaftSnapshot(
+                index=msg.snapshot.index, term=msg.snapshot.term, data=msg.snapshot.data, config=msg.snapshot.config
+            )
         )
     return proto
 
@@ -84,7 +92,12 @@ def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMes
             term=msg.term,
             commit=msg.commit,
             snapshot=raft_pb2.RaftSnapshot(
-                index=snapshot.index, term=snapshot.term, data=chunk, offset=offset, more=more
+                index=snapshot.index,
+                term=snapshot.term,
+                data=chunk,
+                offset=offset,
+                more=more,
+                config=snapshot.config if offset == 0 else b"",
             ),
         )
         setattr(proto, "from", msg.frm)
@@ -96,7 +109,7 @@ def snapshot_chunks(msg: Message, chunk_bytes: int) -> Iterator[raft_pb2.RaftMes
 
 def from_proto(proto: raft_pb2.RaftMessage, snapshot: Snapshot | None = None) -> Message:
     if snapshot is None and proto.HasField("snapshot"):
-        snapshot = Snapshot(proto.snapshot.index, proto.snapshot.term, proto.snapshot.data)
+        snapshot = Snapshot(proto.snapshot.index, proto.snapshot.term, proto.snapshot.data, proto.snapshot.config)
     return Message(
         MsgType(proto.type),
         proto.to,
@@ -111,6 +124,8 @@ def from_proto(proto: raft_pb2.RaftMessage, snapshot: Snapshot | None = None) ->
         snapshot,
         proto.context,
         proto.transfer,
+        proto.leader if proto.type == MsgType.FETCH_RESP else NO_NODE,
+        proto.leader_address,
     )
 
 
@@ -122,13 +137,14 @@ class SnapshotAssembly:
         self._key: tuple[int, int, int] | None = None  # (message term, snapshot index, snapshot term)
         self._parts: list[bytes] = []
         self._size = 0
+        self._config = b""  # from the first chunk
 
     def add(self, proto: raft_pb2.RaftMessage) -> Message | None:
         """The whole SNAPSHOT message once its last chunk is in; None before."""
         chunk = proto.snapshot
         key = (proto.term, chunk.index, chunk.term)
         if chunk.offset == 0:
-            self._key, self._parts, self._size = key, [], 0
+            self._key, self._parts, self._size, self._config = key, [], 0, chunk.config
         elif key != self._key or chunk.offset != self._size:
             # Not the continuation of what we hold (we never saw its start): drop both. The
             # leader sends the snapshot again when its answer does not come.
@@ -140,7 +156,7 @@ class SnapshotAssembly:
             return None
         data = b"".join(self._parts)
         self._key, self._parts, self._size = None, [], 0
-        return from_proto(proto, Snapshot(chunk.index, chunk.term, data))
+        return from_proto(proto, Snapshot(chunk.index, chunk.term, data, self._config))
 
 
 class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
@@ -159,8 +175,15 @@ class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                     f"this node is in {self._transport.cluster_id!r}",
                     trailing_metadata=((REASON_METADATA_KEY, "INCONSISTENT_CLUSTER_ID"),),
                 )
-            if batch.from_node not in self._transport.peers:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {batch.from_node} is not a voter")
+            if batch.from_node not in self._transport.peers and not self._transport.add_observer(
+                batch.from_node, batch.from_address
+            ):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"node {batch.from_node} is not a voter and gives no address to answer it at"
+                    if not batch.from_address
+                    else f"node {batch.from_node}: this node already answers {RAFT_MAX_OBSERVERS} observers",
+                )
             if sender is None:
                 sender = batch.from_node
                 if self._authenticator is not None:
@@ -220,8 +243,14 @@ class RaftTransport:
         tasks: TaskSupervisor,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         security: ClientSecurity | None = None,
+        own_address: str = "",
     ):
+        """peers: the voters (node id -> address); own_address: this node's address, sent with its
+        batches so that a node that does not know it (it is an observer, or a new voter) can answer."""
         self.node_id = node_id
+        self.own_address = own_address
+        self._voter_ids = set(peers)
+        self._started = False
         self.security = security  # how to reach peers (mutual TLS: this node's certificate)
         self.cluster_id = cluster_id
         self.peers = {peer_id: _Peer(peer_id, address) for peer_id, address in peers.items() if peer_id != node_id}
@@ -255,8 +284,51 @@ class RaftTransport:
         return None
 
     def start(self) -> None:
+        self._started = True
         for peer in self.peers.values():
-            peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
+            self._start_sender(peer)
+
+    def _start_sender(self, peer: _Peer) -> None:
+        peer.task = self._supervisor.spawn(self._stream_to(peer), name=f"raft-send-{peer.node_id}", critical=True)
+
+    def set_voters(self, voters: dict[int, str], own_address: str) -> None:
+        """The voter set changed (a configuration entry): reach every voter with an address. A
+        removed voter stays a peer: it may follow as an observer."""
+        self._voter_ids = set(voters)
+        self.own_address = own_address
+        for node_id, address in voters.items():
+            if address:
+                self.add_peer(node_id, address)
+
+    def add_peer(self, node_id: int, address: str) -> None:
+        """Reach node_id at address (a new voter, or a leader a FETCH_RESP named)."""
+        if node_id == self.node_id or not address:
+            return
+        peer = self.peers.get(node_id)
+        if peer is not None:
+            peer.address = address  # the next (re)connect goes there
+            return
+        peer = self.peers[node_id] = _Peer(node_id, address)
+        if self._started:
+            self._start_sender(peer)
+
+    def peer_address(self, node_id: int) -> str | None:
+        peer = self.peers.get(node_id)
+        return peer.address if peer is not None else None
+
+    def add_observer(self, node_id: int, address: str) -> bool:
+        """A node outside the voter set opened a stream naming its address: answer it there. False
+        when it gave none, or when RAFT_MAX_OBSERVERS observers are known already."""
+        if not address or node_id == self.node_id:
+            return False
+        if sum(1 for peer_id in self.peers if peer_id not in self._voter_ids) >= RAFT_MAX_OBSERVERS:
+            return False
+        peer = _Peer(node_id, address)
+        self.peers[node_id] = peer
+        if self._started:
+            self._start_sender(peer)
+        log.info("node %d: observer %d at %s follows the metadata log", self.node_id, node_id, address)
+        return True
 
     async def stop(self) -> None:
         tasks = [p.task for p in self.peers.values() if p.task]
@@ -316,7 +388,9 @@ class RaftTransport:
                 )
             messages.append(proto)
             budget -= size
-        return raft_pb2.RaftMessageBatch(cluster_id=self.cluster_id, from_node=self.node_id, messages=messages)
+        return raft_pb2.RaftMessageBatch(
+            cluster_id=self.cluster_id, from_node=self.node_id, messages=messages, from_address=self.own_address
+        )
 
     async def _batches(self, peer: _Peer):
         while True:

@@ -173,6 +173,28 @@ class DescribeQuorumRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class AddRaftVoterRequest(_message.Message):
+    __slots__ = ("voter_id", "address")
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    voter_id: int
+    address: str
+    def __init__(self, voter_id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+
+class RemoveRaftVoterRequest(_message.Message):
+    __slots__ = ("voter_id",)
+    VOTER_ID_FIELD_NUMBER: _ClassVar[int]
+    voter_id: int
+    def __init__(self, voter_id: _Optional[int] = ...) -> None: ...
+
+class RaftVoterChangeResponse(_message.Message):
+    __slots__ = ("offset", "voters")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    VOTERS_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    voters: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, offset: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class VoterState(_message.Message):
     __slots__ = ("node_id", "log_end_offset", "last_fetch_ms_ago", "last_caught_up_ms_ago", "is_leader")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -188,18 +210,20 @@ class VoterState(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., log_end_offset: _Optional[int] = ..., last_fetch_ms_ago: _Optional[int] = ..., last_caught_up_ms_ago: _Optional[int] = ..., is_leader: _Optional[bool] = ...) -> None: ...
 
 class DescribeQuorumResponse(_message.Message):
-    __slots__ = ("cluster_id", "leader_id", "leader_epoch", "high_watermark", "voters")
+    __slots__ = ("cluster_id", "leader_id", "leader_epoch", "high_watermark", "voters", "observers")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     HIGH_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     VOTERS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVERS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     leader_id: int
     leader_epoch: int
     high_watermark: int
     voters: _containers.RepeatedCompositeFieldContainer[VoterState]
-    def __init__(self, cluster_id: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., high_watermark: _Optional[int] = ..., voters: _Optional[_Iterable[_Union[VoterState, _Mapping]]] = ...) -> None: ...
+    observers: _containers.RepeatedCompositeFieldContainer[VoterState]
+    def __init__(self, cluster_id: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., high_watermark: _Optional[int] = ..., voters: _Optional[_Iterable[_Union[VoterState, _Mapping]]] = ..., observers: _Optional[_Iterable[_Union[VoterState, _Mapping]]] = ...) -> None: ...
 
 class DescribeClusterRequest(_message.Message):
     __slots__ = ("min_metadata_offset",)

@@ -39,6 +39,16 @@ class AdminServiceStub:
                 request_serializer=raftlog_dot_v1_dot_admin__pb2.DescribeQuorumRequest.SerializeToString,
                 response_deserializer=raftlog_dot_v1_dot_admin__pb2.DescribeQuorumResponse.FromString,
                 _registered_method=True)
+        self.AddRaftVoter = channel.unary_unary(
+                '/raftlog.v1.AdminService/AddRaftVoter',
+                request_serializer=raftlog_dot_v1_dot_admin__pb2.AddRaftVoterRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_admin__pb2.RaftVoterChangeResponse.FromString,
+                _registered_method=True)
+        self.RemoveRaftVoter = channel.unary_unary(
+                '/raftlog.v1.AdminService/RemoveRaftVoter',
+                request_serializer=raftlog_dot_v1_dot_admin__pb2.RemoveRaftVoterRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_admin__pb2.RaftVoterChangeResponse.FromString,
+                _registered_method=True)
         self.DescribeCluster = channel.unary_unary(
                 '/raftlog.v1.AdminService/DescribeCluster',
                 request_serializer=raftlog_dot_v1_dot_admin__pb2.DescribeClusterRequest.SerializeToString,
@@ -112,6 +122,20 @@ class AdminServiceServicer:
     def DescribeQuorum(self, request, context):
         """Like kafka-metadata-quorum describe; answered by the Raft leader (other nodes forward).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddRaftVoter(self, request, context):
+        """Controller membership (KIP-853's AddRaftVoter / RemoveRaftVoter), one voter at a time, on the
+        active controller (forwarded there); answered once the change is committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRaftVoter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -213,6 +237,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=raftlog_dot_v1_dot_admin__pb2.DescribeQuorumRequest.FromString,
                     response_serializer=raftlog_dot_v1_dot_admin__pb2.DescribeQuorumResponse.SerializeToString,
             ),
+            'AddRaftVoter': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRaftVoter,
+                    request_deserializer=raftlog_dot_v1_dot_admin__pb2.AddRaftVoterRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_admin__pb2.RaftVoterChangeResponse.SerializeToString,
+            ),
+            'RemoveRaftVoter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRaftVoter,
+                    request_deserializer=raftlog_dot_v1_dot_admin__pb2.RemoveRaftVoterRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_admin__pb2.RaftVoterChangeResponse.SerializeToString,
+            ),
             'DescribeCluster': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeCluster,
                     request_deserializer=raftlog_dot_v1_dot_admin__pb2.DescribeClusterRequest.FromString,
@@ -306,6 +340,60 @@ class AdminService:
             '/raftlog.v1.AdminService/DescribeQuorum',
             raftlog_dot_v1_dot_admin__pb2.DescribeQuorumRequest.SerializeToString,
             raftlog_dot_v1_dot_admin__pb2.DescribeQuorumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddRaftVoter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.AdminService/AddRaftVoter',
+            raftlog_dot_v1_dot_admin__pb2.AddRaftVoterRequest.SerializeToString,
+            raftlog_dot_v1_dot_admin__pb2.RaftVoterChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveRaftVoter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftlog.v1.AdminService/RemoveRaftVoter',
+            raftlog_dot_v1_dot_admin__pb2.RemoveRaftVoterRequest.SerializeToString,
+            raftlog_dot_v1_dot_admin__pb2.RaftVoterChangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15raftlog/v1/raft.proto\x12\nraftlog.v1\"6\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"W\n\x0cRaftSnapshot\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04more\x18\x05 \x01(\x08\"\x90\x02\n\x0bRaftMessage\x12\x0c\n\x04type\x18\x01 \x01(\x05\x12\n\n\x02to\x18\x02 \x01(\x05\x12\x0c\n\x04\x66rom\x18\x03 \x01(\x05\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12&\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x15.raftlog.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x13\n\x0breject_hint\x18\n \x01(\x04\x12*\n\x08snapshot\x18\x0b \x01(\x0b\x32\x18.raftlog.v1.RaftSnapshot\x12\x0f\n\x07\x63ontext\x18\x0c \x01(\x04\x12\x10\n\x08transfer\x18\r \x01(\x08\"d\n\x10RaftMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\x05\x12)\n\x08messages\x18\x03 \x03(\x0b\x32\x17.raftlog.v1.RaftMessage\"\t\n\x07RaftAck2J\n\x0bRaftService\x12;\n\x04Send\x12\x1c.raftlog.v1.RaftMessageBatch\x1a\x13.raftlog.v1.RaftAck(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15raftlog/v1/raft.proto\x12\nraftlog.v1\"6\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"g\n\x0cRaftSnapshot\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04more\x18\x05 \x01(\x08\x12\x0e\n\x06\x63onfig\x18\x06 \x01(\x0c\"\xb8\x02\n\x0bRaftMessage\x12\x0c\n\x04type\x18\x01 \x01(\x05\x12\n\n\x02to\x18\x02 \x01(\x05\x12\x0c\n\x04\x66rom\x18\x03 \x01(\x05\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12&\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x15.raftlog.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x13\n\x0breject_hint\x18\n \x01(\x04\x12*\n\x08snapshot\x18\x0b \x01(\x0b\x32\x18.raftlog.v1.RaftSnapshot\x12\x0f\n\x07\x63ontext\x18\x0c \x01(\x04\x12\x10\n\x08transfer\x18\r \x01(\x08\x12\x0e\n\x06leader\x18\x0e \x01(\x05\x12\x16\n\x0eleader_address\x18\x0f \x01(\t\"z\n\x10RaftMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\x05\x12)\n\x08messages\x18\x03 \x03(\x0b\x32\x17.raftlog.v1.RaftMessage\x12\x14\n\x0c\x66rom_address\x18\x04 \x01(\t\"\t\n\x07RaftAck2J\n\x0bRaftService\x12;\n\x04Send\x12\x1c.raftlog.v1.RaftMessageBatch\x1a\x13.raftlog.v1.RaftAck(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAFTENTRY']._serialized_start=37
   _globals['_RAFTENTRY']._serialized_end=91
   _globals['_RAFTSNAPSHOT']._serialized_start=93
-  _globals['_RAFTSNAPSHOT']._serialized_end=180
-  _globals['_RAFTMESSAGE']._serialized_start=183
-  _globals['_RAFTMESSAGE']._serialized_end=455
-  _globals['_RAFTMESSAGEBATCH']._serialized_start=457
-  _globals['_RAFTMESSAGEBATCH']._serialized_end=557
-  _globals['_RAFTACK']._serialized_start=559
-  _globals['_RAFTACK']._serialized_end=568
-  _globals['_RAFTSERVICE']._serialized_start=570
-  _globals['_RAFTSERVICE']._serialized_end=644
+  _globals['_RAFTSNAPSHOT']._serialized_end=196
+  _globals['_RAFTMESSAGE']._serialized_start=199
+  _globals['_RAFTMESSAGE']._serialized_end=511
+  _globals['_RAFTMESSAGEBATCH']._serialized_start=513
+  _globals['_RAFTMESSAGEBATCH']._serialized_end=635
+  _globals['_RAFTACK']._serialized_start=637
+  _globals['_RAFTACK']._serialized_end=646
+  _globals['_RAFTSERVICE']._serialized_start=648
+  _globals['_RAFTSERVICE']._serialized_end=722
 # @@protoc_insertion_point(module_scope)

@@ -153,3 +153,18 @@ def test_every_requirement_names_a_resource_type_with_that_operation():
     for api, requirements in REQUIRED.items():
         for requirement in requirements:
             assert requirement.operation in SUPPORTED_OPERATIONS[requirement.resource_type], api
+
+
+def test_every_client_rpc_has_a_requirement():
+    """A new client RPC without an entry would be served to anyone once ACLs are on (the voter
+    changes were, until this test): each needs a row in REQUIRED or a reason here."""
+    from raftlog.v1 import acls_pb2, admin_pb2, broker_pb2, group_pb2, sasl_pb2
+
+    checked_by_resource = {"DescribeConfigs", "IncrementalAlterConfigs"}  # -> Describe/Alter{Topic,Broker}Configs
+    before_authentication = {"SaslAuthenticate"}  # the login itself
+    for module in (admin_pb2, broker_pb2, group_pb2, acls_pb2, sasl_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                if method.name in checked_by_resource | before_authentication:
+                    continue
+                assert method.name in REQUIRED, f"{service.name}.{method.name} has no entry in REQUIRED"

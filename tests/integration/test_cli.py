@@ -58,8 +58,10 @@ def test_cluster_up_serves_the_admin_commands_and_stops_on_sigterm(tmp_path):
             "high_watermark",
             "max_follower_lag",
             "current_voters",
+            "current_observers",
         }
         assert status["leader_id"] in (1, 2, 3) and status["current_voters"] == [1, 2, 3]
+        assert status["current_observers"] == []  # combined nodes all vote
         rows = cli_json("quorum", "describe", "--replication", "--bootstrap-server", bootstrap)
         assert sorted(r["node_id"] for r in rows) == [1, 2, 3]
         assert [r["status"] for r in rows].count("Leader") == 1

@@ -267,3 +267,112 @@ def test_a_commit_index_beyond_the_log_is_an_invariant_failure_not_a_clamp():
     )
     with pytest.raises(AssertionError, match=r"commit 7 is out of range \[last index 1\]"):
         follower.step(Message(MsgType.HEARTBEAT, 2, 1, term=1, commit=7))
+
+
+# -- observers (broker-only nodes) ---------------------------------------------------------------
+
+
+def test_an_observer_finds_the_leader_by_fetch_and_follows_the_log_without_counting():
+    voters = (1, 2, 3)
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=voters))
+    leader = net.elect(1)
+    observer = net.nodes[4]
+    net.tick(4, 3 * ELECTION_TICKS)  # hears nobody, so it asks every voter; the leader answers
+    assert any(m.type == MsgType.FETCH and m.frm == 4 for m in net.sent)
+    assert observer.leader_id == 1 and observer.role == Role.FOLLOWER
+    assert leader.is_observer_progress(4)
+    index = leader.propose(b"x")
+    net.flush()
+    assert observer.log.committed >= index and observer.log.applied >= index
+    # Two voters down: the observer holding the entry does not make a majority.
+    net.isolate(2)
+    net.isolate(3)
+    net.cut -= {frozenset((1, 4))}
+    index = leader.propose(b"y")
+    net.flush()
+    assert observer.log.last_index >= index
+    assert leader.log.committed < index, "an observer's copy must not count toward commit"
+
+
+def test_an_observer_never_campaigns_nor_takes_over_leadership():
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=(1, 2, 3)))
+    net.tick(4, 20 * ELECTION_TICKS)
+    assert net.nodes[4].role == Role.FOLLOWER and net.nodes[4].term == 0
+    assert not any(m.type in (MsgType.VOTE, MsgType.PRE_VOTE) for m in net.sent if m.frm == 4)
+    net.nodes[4].step(Message(MsgType.TIMEOUT_NOW, 4, 1, 0))
+    assert net.nodes[4].role == Role.FOLLOWER
+    leader = net.elect(1)
+    with pytest.raises(ValueError, match="not another voter"):
+        net.tick(4, 3 * ELECTION_TICKS)
+        leader.transfer_leadership(4)
+
+
+def test_a_leader_drops_an_observer_that_went_silent():
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=(1, 2, 3)))
+    leader = net.elect(1)
+    net.tick(4, 3 * ELECTION_TICKS)
+    assert leader.is_observer_progress(4)
+    del net.nodes[4]
+    net.tick(1, 6 * ELECTION_TICKS)
+    assert 4 not in leader.progress and leader.role == Role.LEADER
+
+
+# -- membership (one voter at a time, in the log) -----------------------------------------------
+
+
+def _persisted(node: RaftNode) -> PersistedState:
+    return PersistedState(node.hard_state, None, list(node.log.entries))
+
+
+def test_an_observer_becomes_a_voter_one_change_at_a_time_and_the_set_survives_a_restart():
+    from raftlog.raft.membership import MembershipError
+
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=(1, 2, 3)))
+    leader = net.elect(1)
+    leader.propose(b"x")
+    net.flush()
+    with pytest.raises(MembershipError, match="has not caught up"):
+        leader.propose_config_change(add=(4, "n4:9092"))  # it has not fetched from this leader yet
+    net.tick(4, 3 * ELECTION_TICKS)
+    net.cut |= {frozenset((1, 2)), frozenset((1, 3))}  # keep the change uncommitted
+    index = leader.propose_config_change(add=(4, "n4:9092"))
+    assert leader.voters == [1, 2, 3, 4] and leader.quorum == 3, "in force once appended"
+    with pytest.raises(MembershipError, match="one change at a time"):
+        leader.propose_config_change(remove=2)
+    net.heal()
+    net.tick(1, 2)
+    assert all(n.log.committed >= index and n.voters == [1, 2, 3, 4] for n in net.nodes.values())
+    assert net.nodes[4].can_campaign and net.nodes[4].voter_addresses[4] == "n4:9092"
+    restarted = RaftNode(2, [1, 2, 3], _persisted(net.nodes[2]), net.nodes[2].settings, random.Random(2))
+    assert restarted.voters == [1, 2, 3, 4], "the configuration in the log wins over the configured voters"
+
+
+def test_a_leader_that_removes_itself_steps_down_once_the_change_commits():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    net.flush()
+    index = leader.propose_config_change(remove=1)
+    net.flush()
+    net.tick(2, 2 * ELECTION_TICKS)
+    assert leader.log.committed >= index and leader.role == Role.FOLLOWER and not leader.can_campaign
+    new_leader = next(n for n in net.nodes.values() if n.role == Role.LEADER)
+    assert new_leader.id in (2, 3) and new_leader.voters == [2, 3]
+    new_leader.propose(b"after")
+    net.flush()
+    net.tick(1, 3 * ELECTION_TICKS)  # the old leader follows as an observer
+    assert leader.log.committed == new_leader.log.committed and leader.role == Role.FOLLOWER
+
+
+def test_a_snapshot_carries_the_voter_set():
+    net = Net(make_node(1), make_node(2), make_node(3), make_node(4, voters=(1, 2, 3)))
+    leader = net.elect(1)
+    net.tick(4, 3 * ELECTION_TICKS)
+    leader.propose_config_change(add=(4, "n4:9092"))
+    net.flush()
+    leader.propose(b"y")
+    net.flush()
+    snapshot = leader.compact(leader.log.applied, b"state")
+    restored = RaftNode(
+        1, [1, 2, 3], PersistedState(leader.hard_state, snapshot, []), leader.settings, random.Random(1)
+    )
+    assert restored.voters == [1, 2, 3, 4] and restored.voter_addresses[4] == "n4:9092"

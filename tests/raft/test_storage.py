@@ -60,3 +60,14 @@ def test_hard_state_of_the_old_format_is_read_with_vote_0_as_no_vote(tmp_path):
         batch.put(family, HARD_STATE_KEY, struct.pack(">QQQ", term, vote, 0))
         store.write(batch, sync=True)
         assert RaftStorage(store).load().hard_state == HardState(term, NO_NODE if vote == 0 else vote, 0)
+
+
+def test_a_snapshot_keeps_its_voter_set_and_an_older_one_has_none(tmp_path):
+    from raftlog.raft.membership import decode_voters, encode_voters
+
+    storage = RaftStorage(Store(tmp_path / "a"))
+    storage.persist(ready(entries=[Entry(1, i, b"x%d" % i) for i in range(1, 4)]))
+    storage.compact(Snapshot(2, 1, b"state", encode_voters({1: "n1:9092", 4: "n4:9092"})))
+    assert decode_voters(storage.load().snapshot.config) == {1: "n1:9092", 4: "n4:9092"}
+    storage.persist(ready(snapshot=Snapshot(3, 1, b"state")))  # one without: the configured voters
+    assert storage.load().snapshot.config == b""

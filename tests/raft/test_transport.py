@@ -222,3 +222,24 @@ async def wait_for(predicate, what: str, timeout_s: float = 30.0):
             return value
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_an_observer_names_its_address_and_a_snapshot_keeps_its_voter_set_across_chunks():
+    from raftlog.raft.membership import encode_voters
+    from raftlog.raft.transport import from_proto, snapshot_chunks, to_proto
+
+    config = encode_voters({1: "n1:9092", 2: "n2:9092"})
+    snapshot = Snapshot(40, 3, bytes(range(256)) * 100, config)
+    assembly = SnapshotAssembly()
+    whole = [assembly.add(p) for p in snapshot_chunks(Message(MsgType.SNAPSHOT, 2, 1, 3, snapshot=snapshot), 1000)]
+    assert whole[-1].snapshot == snapshot and all(m is None for m in whole[:-1])
+    hint = Message(MsgType.FETCH_RESP, 7, 2, 3, leader=1, leader_address="n1:9092")
+    assert from_proto(to_proto(hint)) == hint
+    observer = raft_pb2.RaftMessageBatch(
+        cluster_id=CLUSTER, from_node=7, messages=[raft_message(MsgType.FETCH, 7)], from_address="127.0.0.1:1"
+    )
+    delivered, error = asyncio.run(send_batches([observer]))
+    assert error is None and [m.type for m in delivered] == [MsgType.FETCH]
+    stranger = raft_pb2.RaftMessageBatch(cluster_id=CLUSTER, from_node=8, messages=[raft_message(MsgType.FETCH, 8)])
+    delivered, error = asyncio.run(send_batches([stranger]))
+    assert delivered == [] and error is not None and error.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -36,7 +36,7 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["node.id=4"], "node.id 4 is not one of controller.quorum.voters"),
+        (["node.id=4"], "listeners is required: node 4 is not a voter"),
         (["controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2"], "voter id 1 appears twice"),
         (["controller.quorum.voters=1@127.0.0.1"], "is not host:port"),
         (["controller.quorum.voters=1@bad host:9"], "not a valid host"),
@@ -129,6 +129,9 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
         ),
         (["node.id=abc"], "is not a valid int"),
         (["process.roles=broker,zookeeper"], "is not a subset of broker,controller"),
+        (["process.roles=broker"], "is one of controller.quorum.voters but process.roles is broker"),
+        (["node.id=7", "process.roles=broker"], "listeners is required: node 7 is not a voter"),
+        (["process.roles=broker,broker"], "names a role twice"),
         (["controller.quorum.heartbeat.interval.ms=600"], "must be below"),
         (["min.insync.replicas=0"], "must be >= 1"),
         (["novalue"], "expected key=value"),
@@ -266,3 +269,11 @@ def test_node_ids_start_at_0_as_kafka_numbers_them():
     assert config.node_id == 0 and sorted(config.voters) == [0, 1, 2]
     with pytest.raises(ConfigError, match="node.id -1"):
         load_config(None, environ=base_env(RAFTLOG_NODE_ID="-1"), overrides=["controller.quorum.voters=" + voters])
+
+
+def test_roles_a_broker_only_observer_and_a_controller_only_voter():
+    broker = load_config(None, environ=base_env(), overrides=["node.id=7", "process.roles=broker", "listeners=n7:9092"])
+    assert broker.roles == ["broker"] and broker.node_id not in broker.voters
+    assert str(broker.advertised) == "n7:9092"  # the address it gives the leader, which answers it there
+    controller = load_config(None, environ=base_env(), overrides=["process.roles=controller"])
+    assert controller.roles == ["controller"] and controller.node_id in controller.voters
