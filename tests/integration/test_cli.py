@@ -153,7 +153,10 @@ def start_node(tmp_path, *sets: str, format_if_empty: bool = True) -> subprocess
     "sets, message",
     [
         (["node.id=1", "controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2"], "voter id 1 appears twice"),
-        (["node.id=4", "controller.quorum.voters=1@127.0.0.1:1"], "node.id 4 is not one of"),
+        (
+            ["node.id=4", "controller.quorum.voters=1@127.0.0.1:1"],
+            "node 4 is not a voter, so controller.quorum.voters gives no address",
+        ),
         (["node.id=1", "controller.quorum.voters=1@127.0.0.1:notaport"], "is not host:port"),
         (["node.id=1", "controller.quorum.voters=1@127.0.0.1:1", "metrics.port=-2"], "metrics.port"),
     ],
