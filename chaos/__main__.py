@@ -1,5 +1,7 @@
 """`python -m chaos --faults 20 --seed 7`: a longer, randomized chaos campaign (`--backend docker`:
-on containers of the raftlog image instead of processes in network namespaces); prints the seed
+on containers of the raftlog image instead of processes in network namespaces; `--secure`: TLS on every listener,
+mutual TLS between nodes, ACLs on, the workload as a user with only the ACLs it needs, as
+chaos/nemesis.py says); prints the seed
 and the planned faults (the plan is a function of the seed alone), each fault as it is applied,
 the recovery times and the checker's verdict, which is always printed. Exits 1 if anything
 acknowledged was damaged or the run could not check everything (e.g. a recovery timed out)."""
@@ -35,10 +37,19 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated fault kinds to choose from (default: all the backend has, of {','.join(KNOWN_FAULT_KINDS)})",
     )
     parser.add_argument("--hold-s", type=float, default=5.0, help="how long each fault lasts")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="nodes as `raftlog cluster up --secure` starts them (TLS everywhere, mutual TLS between nodes, "
+        "ACLs on); the workload authenticates by a client certificate with only the ACLs it needs "
+        "(netns backend only)",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the nodes' data and logs here")
     args = parser.parse_args(argv)
     if args.faults < 1 or args.hold_s <= 0:
         parser.error("--faults must be >= 1 and --hold-s > 0")
+    if args.secure and args.backend != "netns":
+        parser.error("--secure runs on the netns backend only (the raftlog image's nodes get no certificates)")
     available = FAULT_KINDS if args.backend == "netns" else DOCKER_FAULT_KINDS
     kinds = available if args.kinds is None else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(available):
@@ -49,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # Not the global generator: nothing else in the process may shift a campaign's plan.
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     schedule = plan(seed, args.faults, kinds)
-    print(f"seed {seed}; plan:")
+    print(f"seed {seed}{' (secure: TLS, mutual TLS between nodes, ACLs)' if args.secure else ''}; plan:")
     for number, fault in enumerate(schedule, 1):
         print(f"  {number:3d}. {fault}")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="raftlog-chaos-"))
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m chaos: the docker backend cannot run: {exc}", file=sys.stderr)
             return 2
     else:
-        run = ChaosRun(data_dir, hold_s=args.hold_s)
+        run = ChaosRun(data_dir, hold_s=args.hold_s, secure=args.secure)
     try:
         verdict = run.run(schedule)
     finally:

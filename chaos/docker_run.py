@@ -60,6 +60,8 @@ class BackendUnavailable(RuntimeError):
 class DockerChaosRun(ChaosRun):
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.secure:
+            raise BackendUnavailable("secure runs are netns-only: the containers' nodes get no certificates")
         client, reason = docker_client_or_reason()
         if client is None:
             raise BackendUnavailable(reason)

@@ -11,6 +11,16 @@ throughout) GROUP_CATCH_UP_S to process every acknowledged record, stops the nod
 compares their files: the checker's verdict, which is given whatever happened before (a
 recovery that timed out, a node that never came back): what kept the run from checking
 something is one of its problems.
+
+A secure run (`secure=True`, `python -m chaos --secure`) starts the nodes as `raftlog cluster up
+--secure` does (raftlog/cluster/secure.py: TLS on every listener, mutual TLS with node
+certificates on the internal one that carries Raft, controller and replica traffic, ACLs on with
+only User:admin a super user; each node's certificate names its test-network address too). The
+faults' admin calls go as User:admin; the workload, the live reader, the group and the read-back
+as WORKLOAD_USER, by a client certificate, with only the ACLs they need. Before the workload
+starts, the run checks that the security is real (`security_checks`): a plaintext client is
+refused on each node's client and internal listener, and the workload's user on a topic it has
+no ACL for; a request that is let through is one of the run's problems.
 """
 
 from __future__ import annotations
@@ -30,7 +40,11 @@ from chaos.network import ChaosNetwork
 from chaos.report import write_report
 from chaos.schedule import PlannedFault
 from chaos.workload import FLUSH_TIMEOUT_S, GroupReaders, LiveReader, Workload, read_topic, stored_records
+from raftlog.client.admin import Admin
+from raftlog.client.consumer import Consumer, TopicPartition
+from raftlog.client.producer import Producer
 from raftlog.cluster.local import LocalCluster
+from raftlog.cluster.secure import CLIENT_PORT_OFFSET
 from raftlog.errors import RaftlogError
 from raftlog.node_ids import NO_NODE
 
@@ -64,6 +78,11 @@ CONTROLLER_MOVES_MAX = 6
 # stops after STORM_MAX_S whatever it reached.
 STORM_MIN_ROUNDS = 8
 STORM_MAX_S = 60.0
+# A secure run's workload user (a client certificate: authenticated in every TLS handshake, so a
+# reconnect to a restarted node needs no login) and a topic it has no ACL for.
+WORKLOAD_USER = "chaos-workload"
+FORBIDDEN_TOPIC = "chaos-no-acl"
+SECURITY_CHECK_TIMEOUT_MS = 5000
 
 
 def faketime_library() -> str:
@@ -83,6 +102,7 @@ class ChaosRun:
     data_dir: Path
     hold_s: float = 5.0
     log: Callable[[str], None] = print
+    secure: bool = False
     network: ChaosNetwork = field(init=False)
     cluster: LocalCluster = field(init=False)
     mounts: dict[int, TmpfsMount] = field(init=False)
@@ -93,6 +113,10 @@ class ChaosRun:
     faults: list[FaultRecord] = field(init=False, default_factory=list)
     problems: list[str] = field(init=False, default_factory=list)
     started_at: float = field(init=False, default_factory=time.monotonic)  # time 0 of the report's timeline
+    # The workload's client settings (a secure run: WORKLOAD_USER's certificate; else none).
+    security: dict[str, str | None] = field(init=False, default_factory=dict)
+    # A secure run: what was tried that must be refused -> the error it got ("allowed" if it was not).
+    security_checks: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -111,6 +135,7 @@ class ChaosRun:
             hosts={i: self.network.address(i) for i in node_ids},
             launcher=self._launcher,
             log_dirs={i: mount.mount_point for i, mount in self.mounts.items()},
+            secure=self.secure,
         )
 
     def _launcher(self, node_id: int) -> list[str]:
@@ -136,13 +161,53 @@ class ChaosRun:
         with self.cluster.admin(timeout_ms=30_000) as admin:
             admin.create_topic(TOPIC, partitions=PARTITIONS, replication_factor=3, config=TOPIC_CONFIG)
         self._wait_recovered()
-        self.workload = Workload(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
+        if self.secure:
+            self.security = self.cluster.add_client_user(WORKLOAD_USER, TOPIC, GROUP_ID, idempotent=True)
+            self._check_security()
+        bootstrap = self.cluster.bootstrap_servers
+        self.workload = Workload(bootstrap, TOPIC, PARTITIONS, security=self.security)
         self.workload.start()
-        self.reader = LiveReader(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
+        self.reader = LiveReader(bootstrap, TOPIC, PARTITIONS, security=self.security)
         self.reader.start()
-        self.group = GroupReaders(self.cluster.bootstrap_servers, TOPIC, GROUP_ID, GROUP_MEMBERS)
+        self.group = GroupReaders(bootstrap, TOPIC, GROUP_ID, GROUP_MEMBERS, security=self.security)
         self.group.start()
         self.workload.wait_for_progress(100, RECOVERY_TIMEOUT_S)
+
+    def _check_security(self) -> None:
+        """Tries what a secure cluster must refuse; fills security_checks, and adds a problem for
+        anything let through."""
+
+        def refused(what: str, attempt: Callable[[], object]) -> None:
+            try:
+                attempt()
+            except RaftlogError as exc:
+                self.security_checks[what] = exc.reason
+            else:
+                self.security_checks[what] = "allowed"
+                self.problems.append(f"secure run: {what} was allowed")
+
+        for node_id, spec in self.cluster.specs.items():
+            for listener, port in (("client", spec.port + CLIENT_PORT_OFFSET), ("internal", spec.port)):
+                with Admin(f"{spec.host}:{port}", timeout_ms=SECURITY_CHECK_TIMEOUT_MS) as plaintext:
+                    refused(f"plaintext client on node {node_id}'s {listener} listener", plaintext.describe_cluster)
+        with self.cluster.admin(timeout_ms=30_000) as admin:
+            admin.create_topic(FORBIDDEN_TOPIC, partitions=1, replication_factor=3)
+
+        def produce() -> None:
+            with Producer(self.cluster.bootstrap_servers, acks="all", **self.security) as producer:
+                producer.send(FORBIDDEN_TOPIC, b"no ACL").result(SECURITY_CHECK_TIMEOUT_MS / 1000)
+
+        def consume() -> None:
+            with Consumer(self.cluster.bootstrap_servers, auto_offset_reset="earliest", **self.security) as consumer:
+                consumer.assign([TopicPartition(FORBIDDEN_TOPIC, 0)])
+                consumer.poll(timeout_ms=SECURITY_CHECK_TIMEOUT_MS)
+
+        refused(f"User:{WORKLOAD_USER} producing to {FORBIDDEN_TOPIC}", produce)
+        refused(f"User:{WORKLOAD_USER} consuming {FORBIDDEN_TOPIC}", consume)
+        self.log(
+            f"secure: workload as User:{WORKLOAD_USER} (client certificate); refused: "
+            + "; ".join(f"{what}: {reason}" for what, reason in self.security_checks.items())
+        )
 
     def run(self, faults: Iterable[PlannedFault]) -> Verdict:
         """Starts, applies the faults in order, and gives the verdict. Anything that stops the
@@ -541,7 +606,7 @@ class ChaosRun:
                 self._wait_recovered()
             except TimeoutError as exc:
                 problems.append(f"recovery wait before reading back timed out: {exc}")
-            served, incomplete = read_topic(self.cluster.bootstrap_servers, TOPIC, PARTITIONS)
+            served, incomplete = read_topic(self.cluster.bootstrap_servers, TOPIC, PARTITIONS, security=self.security)
             if incomplete:
                 problems.append(f"read-back incomplete: {incomplete}")
         acks = self.workload.acks if self.workload else []

@@ -1,12 +1,13 @@
 """The chaos workload: an idempotent acks=all producer that remembers every acknowledgement,
 a consumer group that consumes and commits throughout, and the two ways of reading back
-(through a consumer, and from the replicas' files)."""
+(through a consumer, and from the replicas' files). On a secure cluster each client gets the
+workload user's settings (`security`: TLS files, as Producer and Consumer take them)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from chaos.checker import Ack, make_value
@@ -21,7 +22,14 @@ class Workload:
     """Sends make_value(0), make_value(1), ... round-robin over the partitions at a steady rate
     from a thread, until stopped. Each partition thus gets increasing sequences."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, records_per_s: int = 400):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        records_per_s: int = 400,
+        security: Mapping[str, str | None] | None = None,
+    ):
         self._producer = Producer(
             bootstrap,
             acks="all",
@@ -30,6 +38,7 @@ class Workload:
             delivery_timeout_ms=120_000,
             request_timeout_ms=3_000,
             retry_backoff_ms=50,
+            **(security or {}),
         )
         self._topic = topic
         self._partitions = partitions
@@ -135,9 +144,13 @@ class LiveReader:
     """A consumer reading the topic from the start while the faults go on, remembering what it
     was served: every one of those records must still be there at the end."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int):
+    def __init__(self, bootstrap: str, topic: str, partitions: int, security: Mapping[str, str | None] | None = None):
         self._consumer = Consumer(
-            bootstrap, auto_offset_reset="earliest", max_poll_records=5000, request_timeout_ms=5_000
+            bootstrap,
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+            request_timeout_ms=5_000,
+            **(security or {}),
         )
         self._consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         self._stop = threading.Event()
@@ -171,8 +184,16 @@ class GroupReaders:
     topic while the faults go on: each one polls, remembers what it processed, then commits the
     offsets after it and remembers each commit that succeeded (per partition, in order)."""
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str, members: int = 2):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        members: int = 2,
+        security: Mapping[str, str | None] | None = None,
+    ):
         self._bootstrap = bootstrap
+        self._security = dict(security or {})
         self._topic = topic
         self._group_id = group_id
         self._stop = threading.Event()
@@ -201,6 +222,7 @@ class GroupReaders:
             auto_offset_reset="earliest",
             max_poll_records=2000,
             request_timeout_ms=5_000,
+            **self._security,
         )
         try:
             consumer.subscribe([self._topic])
@@ -256,7 +278,11 @@ class GroupReaders:
 
 
 def read_topic(
-    bootstrap: str, topic: str, partitions: int, timeout_s: float = 60
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    timeout_s: float = 60,
+    security: Mapping[str, str | None] | None = None,
 ) -> tuple[dict[int, list[tuple[int, bytes]]], str | None]:
     """(partition -> [(offset, value)], None): everything up to each partition's high watermark
     now; or, if that could not be read within timeout_s, what was read and why it stopped."""
@@ -265,7 +291,7 @@ def read_topic(
     deadline = time.monotonic() + timeout_s
     ends: dict = {}
     try:
-        with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000) as consumer:
+        with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=5000, **(security or {})) as consumer:
             consumer.assign(tps)
             ends = consumer.end_offsets(tps)
             while any(consumer.position(tp) < ends[tp] for tp in tps):

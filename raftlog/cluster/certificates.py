@@ -3,7 +3,8 @@
 Writes, in one directory: ``ca.pem``/``ca.key`` (the CA), ``node-<id>.pem``/``node-<id>.key`` for
 each node (CN ``node-<id>``, SAN URI ``raftlog:node:<id>``, DNS ``localhost``, IP ``127.0.0.1``;
 usable as server and as client certificate, for mutual TLS between nodes) and
-``admin.pem``/``admin.key`` (CN ``admin``, a client certificate). EC P-256 keys, SHA-256
+(with more IP SANs where the nodes listen on other addresses than loopback: the chaos suite's
+network namespaces) and ``admin.pem``/``admin.key`` (CN ``admin``, a client certificate). EC P-256 keys, SHA-256
 signatures. Keys are written mode 0600. Not for production: the CA key sits next to the
 certificates.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +94,9 @@ class LocalCA:
         assert isinstance(key, ec.EllipticCurvePrivateKey), f"{self.ca.key} is not an EC key"
         return cert, key
 
-    def issue(self, stem: str, common_name: str, node_id: int | None = None) -> Issued:
-        """A certificate for a node (``node_id`` given: SAN URI, server and client use) or a client."""
+    def issue(self, stem: str, common_name: str, node_id: int | None = None, addresses: Sequence[str] = ()) -> Issued:
+        """A certificate for a node (``node_id`` given: SAN URI, server and client use; addresses:
+        IP addresses it listens on besides 127.0.0.1, as its peers and clients verify them) or a client."""
         ca_cert, ca_key = self._load()
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -115,7 +118,10 @@ class LocalCA:
                     [
                         x509.UniformResourceIdentifier(f"{NODE_URI_PREFIX}{node_id}"),
                         x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        *(
+                            x509.IPAddress(ipaddress.ip_address(address))
+                            for address in dict.fromkeys(["127.0.0.1", *addresses])
+                        ),
                     ]
                 ),
                 critical=False,
@@ -123,8 +129,8 @@ class LocalCA:
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         return _write(self.directory, stem, builder.sign(ca_key, hashes.SHA256()), key)
 
-    def issue_node(self, node_id: int) -> Issued:
-        return self.issue(f"node-{node_id}", f"node-{node_id}", node_id)
+    def issue_node(self, node_id: int, addresses: Sequence[str] = ()) -> Issued:
+        return self.issue(f"node-{node_id}", f"node-{node_id}", node_id, addresses)
 
     def node(self, node_id: int) -> Issued:
         return Issued(self.directory / f"node-{node_id}.pem", self.directory / f"node-{node_id}.key")

@@ -35,8 +35,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftlog.authorizer.acls import AclFilter
 from raftlog.client.admin import Admin
-from raftlog.cluster.secure import ADMIN_MECHANISM, ADMIN_NAME, CLIENT_PORT_OFFSET, SASL_PORT_OFFSET, SecureLayout
+from raftlog.cluster.secure import (
+    ADMIN_MECHANISM,
+    ADMIN_NAME,
+    CLIENT_PORT_OFFSET,
+    SASL_PORT_OFFSET,
+    SecureLayout,
+    client_bindings,
+)
 from raftlog.config import KAFKA_DEFAULT_LISTENER_NAME, ConfigError, load_config
 from raftlog.durable_file import write_durable
 from raftlog.errors import RaftlogError
@@ -212,7 +220,11 @@ class LocalCluster:
             for k, i in enumerate(range(first_node_id, first_node_id + nodes))
         }
         # -- secure (TLS): certificates in <data-dir>/tls, an SSL client listener per node --
-        self.secure = SecureLayout(self.data_dir, list(self.specs)) if secure else None
+        self.secure = (
+            SecureLayout(self.data_dir, list(self.specs), {i: spec.host for i, spec in self.specs.items()})
+            if secure
+            else None
+        )
         self._launcher = launcher
         self.processes: dict[int, subprocess.Popen] = {}
         self._epochs_seen: dict[int, int] = {}
@@ -281,6 +293,26 @@ class LocalCluster:
         assert self.secure is not None, "only a secure cluster has an admin user"
         with self.admin(timeout_ms=15000) as admin:
             admin.upsert_scram_credential(ADMIN_NAME, ADMIN_MECHANISM, self.secure.admin_password)
+
+    def add_client_user(
+        self, name: str, topic: str, group: str | None = None, idempotent: bool = False, timeout_s: float = 30.0
+    ) -> dict[str, str | None]:
+        """A secure cluster's non-super user ``User:<name>`` with a new client certificate and only the
+        ACLs a client of `topic` (and `group`) needs (secure.client_bindings), applied on every node
+        when this returns; its keyword arguments for Producer and Consumer."""
+        assert self.secure is not None, "only a secure cluster has users"
+        settings = SecureLayout.user_settings(self.data_dir, name)
+        bindings = client_bindings(f"User:{name}", topic, group, idempotent)
+        with self.admin(timeout_ms=15000) as admin:
+            admin.create_acls(bindings)
+        deadline = time.monotonic() + timeout_s
+        for node_id in self.specs:  # each node applies the committed bindings on its own
+            with self.admin([node_id], timeout_ms=2000) as admin:
+                while not set(bindings) <= set(admin.describe_acls(AclFilter(principal=f"User:{name}"))):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"node {node_id} did not apply the ACLs of User:{name} within {timeout_s}s")
+                    time.sleep(0.05)
+        return settings
 
     @property
     def client_settings(self) -> dict[str, str]:

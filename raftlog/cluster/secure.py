@@ -15,14 +15,21 @@ connect with the admin certificate (``--command-config``), ``<data-dir>/admin-sc
 (mode 0600) the admin user's SCRAM login with a random password made on the first run, and
 ``<data-dir>/kafka-client.properties`` (mode 0600) that login under librdkafka's names (kcat
 ``-F``, confluent-kafka).
+
+``client_bindings`` are the fewest ACL bindings a producer and consumer of one topic (and one group)
+need; ``LocalCluster.add_client_user`` issues a user's certificate and grants them (the chaos
+suite's workload and the secure variants of the replication tests run as such a user).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
+from raftlog.authorizer.acls import CLUSTER_NAME, WILDCARD, AclBinding, Operation, PatternType, Permission, ResourceType
 from raftlog.cluster.certificates import LocalCA
 from raftlog.tls import client_kwargs, read_properties
 
@@ -34,14 +41,15 @@ ADMIN_MECHANISM = "SCRAM-SHA-256"
 
 
 class SecureLayout:
-    def __init__(self, data_dir: Path, node_ids: list[int]):
+    def __init__(self, data_dir: Path, node_ids: list[int], hosts: Mapping[int, str] | None = None):
+        """hosts: node id -> the IP address it listens on, named in its certificate beside 127.0.0.1."""
         self.tls_dir = data_dir / "tls"
         self.properties_path = data_dir / "client.properties"
         self.ca = LocalCA(self.tls_dir)
         self.ca.ensure()
         for node_id in node_ids:
             if not self.ca.node(node_id).certificate.exists():
-                self.ca.issue_node(node_id)
+                self.ca.issue_node(node_id, [host] if (host := (hosts or {}).get(node_id)) and _is_ip(host) else [])
         self.admin_certificate, self.admin_key = self.tls_dir / f"{ADMIN_NAME}.pem", self.tls_dir / f"{ADMIN_NAME}.key"
         if not self.admin_certificate.exists():  # a re-run keeps the certificates it made
             self.ca.issue(ADMIN_NAME, ADMIN_NAME)
@@ -100,6 +108,12 @@ class SecureLayout:
         )
         return path
 
+    @staticmethod
+    def user_settings(data_dir: Path, name: str) -> dict[str, str | None]:
+        """A new client certificate for ``User:<name>`` (``issue_user``), as keyword arguments for
+        Admin, Producer and Consumer."""
+        return client_kwargs(read_properties(SecureLayout.issue_user(data_dir, name)))
+
     def client_properties(self) -> dict[str, str]:
         return {
             "security.protocol": "SSL",
@@ -146,6 +160,28 @@ class SecureLayout:
             "authorizer.class.name": AUTHORIZER_CLASS_NAME,
             "super.users": f"User:{ADMIN_NAME}",
         }
+
+
+def client_bindings(principal: str, topic: str, group: str | None = None, idempotent: bool = False) -> list[AclBinding]:
+    """The fewest bindings a client that produces to and consumes `topic` needs: Write and Read on
+    it (each implies Describe: metadata, offsets), Read on its consumer group (joining, committing)
+    and, for an idempotent producer, IdempotentWrite on the cluster (InitProducerId; Write on the
+    topic would do as well since Kafka 3, as it does here, but kafka-acls --idempotent grants it)."""
+    literal = PatternType.LITERAL
+    grants = [(ResourceType.TOPIC, topic, Operation.WRITE), (ResourceType.TOPIC, topic, Operation.READ)]
+    if group is not None:
+        grants.append((ResourceType.GROUP, group, Operation.READ))
+    if idempotent:
+        grants.append((ResourceType.CLUSTER, CLUSTER_NAME, Operation.IDEMPOTENT_WRITE))
+    return [AclBinding(kind, name, literal, principal, WILDCARD, op, Permission.ALLOW) for kind, name, op in grants]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_private(path: Path, lines: list[str]) -> None:

@@ -8,6 +8,7 @@ import pytest
 from raftlog.authorizer.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
 from raftlog.authorizer.authorizer import Authorizer, AuthorizerSettings, Caller
 from raftlog.authorizer.required import REQUIRED
+from raftlog.cluster.secure import client_bindings
 from raftlog.controller import acls as acl_decisions
 from raftlog.errors import RaftlogError
 from raftlog.metadata.image import MetadataImage
@@ -168,3 +169,32 @@ def test_every_client_rpc_has_a_requirement():
                 if method.name in checked_by_resource | before_authentication:
                     continue
                 assert method.name in REQUIRED, f"{service.name}.{method.name} has no entry in REQUIRED"
+
+
+def test_client_bindings_grant_a_producer_and_consumer_of_one_topic_nothing_more():
+    """What the secure chaos runs and replication tests grant their client (raftlog/cluster/secure.py)."""
+    bindings = client_bindings("User:alice", "ledger", "ledger-group", idempotent=True)
+    may = [
+        (Op.WRITE, T, "ledger"),  # Produce
+        (Op.READ, T, "ledger"),  # Fetch, OffsetCommit
+        (Op.DESCRIBE, T, "ledger"),  # Metadata, ListOffsets, OffsetFetch: implied
+        (Op.READ, G, "ledger-group"),  # ConsumerGroupHeartbeat, OffsetCommit
+        (Op.DESCRIBE, G, "ledger-group"),  # FindCoordinator, OffsetFetch: implied
+        (Op.IDEMPOTENT_WRITE, C, "kafka-cluster"),  # InitProducerId
+    ]
+    may_not = [
+        (Op.WRITE, T, "other"),
+        (Op.READ, T, "other"),
+        (Op.DESCRIBE, T, "other"),
+        (Op.CREATE, T, "ledger"),
+        (Op.DELETE, T, "ledger"),
+        (Op.ALTER_CONFIGS, T, "ledger"),
+        (Op.READ, G, "other-group"),
+        (Op.DELETE, G, "ledger-group"),
+        (Op.ALTER, C, "kafka-cluster"),
+        (Op.CLUSTER_ACTION, C, "kafka-cluster"),
+    ]
+    assert [allowed(bindings, op, name, kind) for op, kind, name in may] == [True] * len(may)
+    assert [allowed(bindings, op, name, kind) for op, kind, name in may_not] == [False] * len(may_not)
+    assert allowed(bindings, Op.READ, "ledger", caller=Caller("User:bob", "10.0.0.1")) is False
+    assert len(client_bindings("User:alice", "ledger")) == 2  # Write and Read: no group, not idempotent

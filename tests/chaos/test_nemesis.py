@@ -5,21 +5,22 @@ full log dir, a flipped byte in a sealed segment, a clock 8 days ahead (on a par
 then on the active controller) and a storm of leader elections. Nothing acknowledged may be
 lost, duplicated, moved or reordered, the replicas' files must agree at the end, and the
 producer (which retries for 120 s) may give up on no record: each fault lasts seconds and
-leaves two of three nodes serving."""
+leaves two of three nodes serving. One short run does kill -9, partition and pause with TLS on
+every listener, mutual TLS between nodes and ACLs on (`secure`)."""
 
 from __future__ import annotations
 
 import pytest
 
 from chaos import nemesis
-from chaos.nemesis import ChaosRun
+from chaos.nemesis import FORBIDDEN_TOPIC, WORKLOAD_USER, ChaosRun
 from chaos.schedule import PlannedFault
 
 pytestmark = pytest.mark.slow
 
 
-def run_faults(tmp_path, kinds: list[str], hold_s: float = 4.0, draw: int = 0):
-    run = ChaosRun(tmp_path, hold_s=hold_s)
+def run_faults(tmp_path, kinds: list[str], hold_s: float = 4.0, draw: int = 0, secure: bool = False):
+    run = ChaosRun(tmp_path, hold_s=hold_s, secure=secure)
     try:
         verdict = run.run([PlannedFault(kind, draw) for kind in kinds])
     finally:
@@ -42,6 +43,34 @@ def test_acknowledged_records_survive_partitions_pauses_kills_and_restarts(tmp_p
     # Available through every fault: leaderships move within the hold (4 s), and a partition
     # whose leader is gone does not hold up the producer's other partitions.
     assert all(f.acknowledged_while_held > 0 for f in run.faults), run.faults
+    assert verdict.ok, verdict.summary()
+    assert not run.workload.failures, run.workload.failures
+
+
+def test_acknowledged_records_survive_kills_partitions_and_pauses_with_tls_and_acls(tmp_path):
+    """The workload runs as a user with a client certificate and only the ACLs it needs; the run
+    first made sure that plaintext is refused on every node's client and internal (Raft,
+    controller, replica) listener and that the user may not touch a topic it has no ACL for."""
+    run, verdict = run_faults(
+        tmp_path, ["kill_leader", "partition_controller", "pause_leader"], hold_s=3.0, secure=True
+    )
+    plaintext = {
+        f"plaintext client on node {n}'s {listener} listener": "SSL_AUTHENTICATION_FAILED"
+        for n in (1, 2, 3)
+        for listener in ("client", "internal")
+    }
+    assert run.security_checks == {
+        **plaintext,
+        f"User:{WORKLOAD_USER} producing to {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
+        f"User:{WORKLOAD_USER} consuming {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
+    }, run.security_checks
+    assert [f.name for f in run.faults] == [
+        "kill -9 partition leader",
+        "partition controller",
+        "pause partition leader",
+    ]
+    assert verdict.acknowledged > 1000, verdict.summary()
+    assert not (verdict.lost or verdict.reordered), verdict.summary()
     assert verdict.ok, verdict.summary()
     assert not run.workload.failures, run.workload.failures
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from raftlog.cluster.local import LocalCluster
+from raftlog.cluster.secure import SASL_PORT_OFFSET
 from raftlog.errors import RaftlogError
 
 
@@ -39,14 +40,19 @@ def make_cluster(tmp_path):
     """Builds LocalClusters on free ports; stops all their processes at the end of the test."""
     clusters: list[LocalCluster] = []
 
-    def make(nodes: int = 3, extra_config: dict | None = None, metrics: bool = False) -> LocalCluster:
-        base = free_port_block(nodes * 2 if metrics else nodes)
+    def make(
+        nodes: int = 3, extra_config: dict | None = None, metrics: bool = False, secure: bool = False
+    ) -> LocalCluster:
+        """secure: as `cluster up --secure` (TLS, mutual TLS between nodes, ACLs on; its client and
+        SASL listeners at base + 50.. and + 60..)."""
+        base = free_port_block(SASL_PORT_OFFSET + nodes if secure else nodes * 2 if metrics else nodes)
         cluster = LocalCluster(
             tmp_path / f"cluster-{len(clusters)}",
             nodes=nodes,
             base_port=base,
             metrics_base_port=base + nodes if metrics else 0,
             extra_config=extra_config,
+            secure=secure,
         )
         clusters.append(cluster)
         return cluster
@@ -54,6 +60,22 @@ def make_cluster(tmp_path):
     yield make
     for cluster in clusters:
         cluster.stop()
+
+
+@pytest.fixture(params=[False, True], ids=["plaintext", "tls-acls"])
+def secure(request) -> bool:
+    """Runs a test twice: on a plaintext cluster and on a secure one (make_cluster(secure=secure)),
+    whose clients go through client_access."""
+    return request.param
+
+
+def client_access(cluster: LocalCluster, topic: str, group: str | None = None) -> dict:
+    """Keyword arguments for a test's Producer and Consumer of `topic`: none on a plaintext cluster;
+    on a secure one a non-super user's client certificate with only the ACLs an idempotent
+    producer and a consumer of `topic` (and `group`) need."""
+    if cluster.secure is None:
+        return {}
+    return cluster.add_client_user(f"{topic}-client", topic, group, idempotent=True)
 
 
 def describe_partition(cluster, topic: str, node_ids=None, partition: int = 0) -> dict:

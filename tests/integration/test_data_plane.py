@@ -22,10 +22,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=60)
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 30) -> dict:
-    """partition -> [(offset, value)] read from the beginning."""
+def read_all(
+    bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 30, security: dict | None = None
+) -> dict:
+    """partition -> [(offset, value)] read from the beginning (security: the Consumer's TLS settings)."""
     seen = {p: [] for p in range(partitions)}
-    consumer = Consumer(bootstrap, auto_offset_reset="earliest")
+    consumer = Consumer(bootstrap, auto_offset_reset="earliest", **(security or {}))
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         deadline = time.monotonic() + timeout_s

@@ -1,4 +1,6 @@
-"""acks=all under repeated kill -9 of the partition leader, and ISR shrink/expand with SIGSTOP."""
+"""acks=all under repeated kill -9 of the partition leader (on a plaintext cluster, and on one with
+TLS, mutual TLS between nodes and ACLs, the client a user with only the ACLs it needs), and ISR
+shrink/expand with SIGSTOP."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
-from tests.integration.conftest import describe_partition, wait_until
+from tests.integration.conftest import client_access, describe_partition, wait_until
 from tests.integration.test_data_plane import FAST_ISR, read_all
 
 pytestmark = pytest.mark.slow
@@ -20,12 +22,13 @@ def leader_of(cluster, topic: str, partition: int = 0, node_ids=None) -> int:
     return describe_partition(cluster, topic, node_ids, partition)["leader"]
 
 
-def test_acks_all_records_survive_repeated_leader_kills(make_cluster):
-    cluster = make_cluster(extra_config=FAST_ISR)
+def test_acks_all_records_survive_repeated_leader_kills(make_cluster, secure):
+    cluster = make_cluster(extra_config=FAST_ISR, secure=secure)
     cluster.start()
     cluster.wait_for_brokers(3)
     with cluster.admin() as admin:
         admin.create_topic("ledger", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    access = client_access(cluster, "ledger")
     acked: dict[int, bytes] = {}
     failed = 0
     stop = threading.Event()
@@ -33,7 +36,12 @@ def test_acks_all_records_survive_repeated_leader_kills(make_cluster):
     def produce() -> None:
         nonlocal failed
         producer = Producer(
-            cluster.bootstrap_servers, acks="all", linger_ms=1, delivery_timeout_ms=20_000, retry_backoff_ms=50
+            cluster.bootstrap_servers,
+            acks="all",
+            linger_ms=1,
+            delivery_timeout_ms=20_000,
+            retry_backoff_ms=50,
+            **access,
         )
         i = 0
         try:
@@ -70,7 +78,7 @@ def test_acks_all_records_survive_repeated_leader_kills(make_cluster):
         stop.set()
         writer.join(timeout=60)
     assert len(acked) > 100
-    seen = read_all(cluster.bootstrap_servers, "ledger", 1, len(acked), timeout_s=30)[0]
+    seen = read_all(cluster.bootstrap_servers, "ledger", 1, len(acked), timeout_s=30, security=access)[0]
     offsets = [o for o, _ in seen]
     assert offsets == sorted(set(offsets)), "no offset twice, in order"
     values = [v for _, v in seen]

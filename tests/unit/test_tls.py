@@ -4,6 +4,7 @@ certificate reload on an in-process server, and the clear error for a client of 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import shutil
 import ssl
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from raftlog.client.admin import Admin
@@ -269,3 +271,21 @@ def test_server_tls_needs_its_files(ca):
         ServerTls(TlsFiles(ca.node(1).certificate, ca.node(1).key, None), "required")
     with pytest.raises(TlsError, match="ssl.certificate.location /nonexistent.pem"):
         ServerTls(TlsFiles(Path("/nonexistent.pem"), ca.node(1).key, None), "none")
+
+
+def test_a_node_certificate_names_the_address_it_listens_on_besides_loopback(tmp_path):
+    """Peers and clients verify a node's address against its certificate (the chaos suite's nodes
+    listen on their network namespace's address)."""
+    ca = LocalCA(tmp_path)
+    ca.ensure()
+    issued = ca.issue_node(3, ["10.77.5.3"])
+    san = (
+        x509.load_pem_x509_certificate(issued.certificate.read_bytes())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("10.77.5.3"),
+    ]
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["raftlog:node:3"]
