@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from cli.output import bootstrap_option, emit, fail, format_table, output_option, parse_bootstrap
+from cli.output import bootstrap_option, client_security, emit, fail, format_table, output_option, parse_bootstrap
 
 COLUMNS = ("phase", "records", "errors", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms")
 
@@ -57,10 +57,13 @@ def command(
         fail("record counts must be >= 0, --throughput >= 1 and --record-size >= 8")
     servers = parse_bootstrap(bootstrap_server)
     try:
-        with Admin(servers) as admin:
+        security = client_security()
+        with Admin(servers, **security) as admin:
             described = ensure_topic(admin, topic, replication_factor)
         phases = asyncio.run(
-            run_latency(",".join(servers), topic, num_records, rate_count, throughput, e2e_records, record_size)
+            run_latency(
+                ",".join(servers), topic, num_records, rate_count, throughput, e2e_records, record_size, security
+            )
         )
     except RaftlogError as exc:
         fail(f"{exc.reason}: {exc.message}")

@@ -165,10 +165,12 @@ async def run_latency(
     rate: int,
     end_to_end_records: int,
     record_size: int,
+    security: dict | None = None,
 ) -> list[PhaseResult]:
+    """security: the clients' security keyword arguments (security_protocol, ssl_*, sasl_*)."""
     payload = os.urandom(record_size)
-    producer = AsyncProducer(bootstrap, acks="all")
-    consumer = AsyncConsumer(bootstrap, auto_offset_reset="latest")
+    producer = AsyncProducer(bootstrap, acks="all", **(security or {}))
+    consumer = AsyncConsumer(bootstrap, auto_offset_reset="latest", **(security or {}))
     results = []
     try:
         await producer.start()
