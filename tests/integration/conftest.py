@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -33,6 +34,22 @@ def free_port_block(count: int) -> int:
             for s in sockets:
                 s.close()
     raise RuntimeError("no free block of ports")
+
+
+@contextlib.contextmanager
+def running_kafka_cluster(directory, extra_config: dict | None = None):
+    """Three nodes with Kafka listeners (gRPC on base..base+2, Kafka on base+3..base+5), brokers
+    registered; stopped at the end. For a module's cluster fixture."""
+    base = free_port_block(6)
+    cluster = LocalCluster(
+        directory, nodes=3, base_port=base, metrics_base_port=0, kafka_base_port=base + 3, extra_config=extra_config
+    )
+    try:
+        cluster.start()
+        cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

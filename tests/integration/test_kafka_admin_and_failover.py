@@ -26,7 +26,7 @@ from kio.serial import entity_reader, entity_writer
 
 from raftlog.cluster.local import LocalCluster
 from raftlog.log.record_batch import encode_batch
-from tests.integration.conftest import free_port_block, wait_until
+from tests.integration.conftest import running_kafka_cluster, wait_until
 from tests.integration.test_kafka_listener import api_versions_body, create_topic, read_frame, request_frame
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -43,16 +43,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(6)  # gRPC on base..base+2, Kafka on base+3..base+5
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("kafka-admin"), nodes=3, base_port=base, metrics_base_port=0, kafka_base_port=base + 3
-    )
-    try:
-        cluster.start()
-        cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
+    with running_kafka_cluster(tmp_path_factory.mktemp("kafka-admin")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def failure(future) -> confluent_kafka.KafkaError | None:

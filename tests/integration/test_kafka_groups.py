@@ -23,7 +23,7 @@ from collections import defaultdict
 import pytest
 
 from raftlog.cluster.local import LocalCluster
-from tests.integration.conftest import free_port_block, wait_until
+from tests.integration.conftest import running_kafka_cluster, wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -35,22 +35,10 @@ SESSION_TIMEOUT_MS = 6000  # group.min.session.timeout.ms: a member gone without
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(6)  # gRPC on base..base+2, Kafka on base+3..base+5
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("kafka-groups"),
-        nodes=3,
-        base_port=base,
-        metrics_base_port=0,
-        kafka_base_port=base + 3,
-        # Kafka's 3 s first-rebalance delay, shortened: the tests start their members together.
-        extra_config={"group.initial.rebalance.delay.ms": 500},
-    )
-    try:
-        cluster.start()
-        cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
+    # Kafka's 3 s first-rebalance delay, shortened: the tests start their members together.
+    extra_config = {"group.initial.rebalance.delay.ms": 500}
+    with running_kafka_cluster(tmp_path_factory.mktemp("kafka-groups"), extra_config) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def create_topic(cluster: LocalCluster, name: str, partitions: int) -> None:

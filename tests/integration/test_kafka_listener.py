@@ -24,7 +24,7 @@ from kio.serial import entity_reader, entity_writer
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.cluster.local import LocalCluster
 from raftlog.kafka.handlers import API_VERSIONS
-from tests.integration.conftest import free_port_block, wait_until
+from tests.integration.conftest import running_kafka_cluster, wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # noqa: E402
@@ -34,16 +34,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = free_port_block(6)  # gRPC on base..base+2, Kafka on base+3..base+5
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("kafka-cluster"), nodes=3, base_port=base, metrics_base_port=0, kafka_base_port=base + 3
-    )
-    try:
-        cluster.start()
-        cluster.wait_for_brokers(3, timeout_s=90)  # the bound of a loaded machine, not a speed claim
+    with running_kafka_cluster(tmp_path_factory.mktemp("kafka-cluster")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def create_topic(cluster: LocalCluster, name: str, partitions: int) -> None:
