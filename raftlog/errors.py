@@ -121,6 +121,10 @@ class Errors(enum.Enum):
     STALE_BROKER_EPOCH = (_FAIL, _RESOURCE, "the broker epoch is not the broker's current one")
     DUPLICATE_BROKER_REGISTRATION = (_FAIL, _RESOURCE, "another live incarnation holds this broker id")
     INCONSISTENT_CLUSTER_ID = (_FAIL, _CALL, "the request is for another cluster")
+    # -- controller quorum membership (KIP-853) ------------------------------------------------
+    DUPLICATE_VOTER = (_FAIL, _RESOURCE, "the node to add is a voter of the metadata quorum already")
+    VOTER_NOT_FOUND = (_FAIL, _RESOURCE, "the node to remove is not a voter of the metadata quorum")
+    INVALID_VOTER_KEY = (_FAIL, _RESOURCE, "the node cannot be a voter: it is not a controller following the quorum")
     # -- security ------------------------------------------------------------------------------
     CLUSTER_AUTHORIZATION_FAILED = (_FAIL, _CALL, "the caller may not act as the node (or on the cluster) it names")
     TOPIC_AUTHORIZATION_FAILED = (_FAIL, _RESOURCE, "the caller's principal may not do this to the topic (ACLs)")

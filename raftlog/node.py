@@ -164,6 +164,7 @@ class Node:
             tasks=self.tasks,
             security=self.peer_security,
             own_address=str(config.advertised),
+            controller="controller" in config.roles,
         )
         self.driver.on_leader_change(self._leader_changed)
         self.controller = ActiveController(self.driver, self.state_machine, config, self.tasks)

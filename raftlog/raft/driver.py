@@ -125,10 +125,13 @@ class RaftDriver:
         tasks: TaskSupervisor,
         security: ClientSecurity | None = None,
         own_address: str = "",
+        controller: bool = True,
     ):
         """voters: id -> address of every voter; a node not among them is an observer (it follows
         the log without voting). Every batch carries own_address, so a node whose configuration
-        lacks us (the leader, for an observer; a voter that has not seen us added) can answer."""
+        lacks us (the leader, for an observer; a voter that has not seen us added) can answer, and
+        whether this node has the controller role (controller: False for process.roles=broker), so
+        that a leader never makes a broker-only node a voter."""
         self.node_id = node_id
         self._supervisor = tasks
         self.settings = settings
@@ -149,6 +152,7 @@ class RaftDriver:
             settings.max_message_bytes,
             security,
             own_address=own_address,
+            controller=controller,
         )
         self._own_address = own_address
         self._config_seen = -1  # the configuration index the transport's peers follow
@@ -399,11 +403,20 @@ class RaftDriver:
         """Adds one voter (id, address: "" for the address it gave as an observer) or removes one;
         returns the configuration entry's index once it is committed and applied here. Raises
         MembershipError (why it was refused) or NotLeaderError."""
-        if add is not None and not add[1]:
-            address = self._transport.peer_address(add[0])
-            if not address:
-                raise MembershipError("REQUEST_TIMED_OUT", f"node {add[0]} has not followed this leader as an observer")
-            add = (add[0], address)
+        if add is not None and add[0] not in self.core.voter_addresses:
+            if self._transport.controller_role.get(add[0]) is False:
+                raise MembershipError(
+                    "INVALID_VOTER_KEY",
+                    f"node {add[0]} follows the metadata log with process.roles=broker; only a node with the "
+                    "controller role can become a voter",
+                )
+            if not add[1]:
+                address = self._transport.peer_address(add[0])
+                if not address:
+                    raise MembershipError(
+                        "REQUEST_TIMED_OUT", f"node {add[0]} has not followed this leader as an observer"
+                    )
+                add = (add[0], address)
         term = self.core.term
         index = self.core.propose_config_change(add=add, remove=remove)
         future = asyncio.get_running_loop().create_future()

@@ -60,12 +60,12 @@ def changed_voters(
         if node_id < 0:
             raise MembershipError("INVALID_REQUEST", f"node ids are >= 0, got {node_id}")
         if node_id in result:
-            raise MembershipError("INVALID_REQUEST", f"node {node_id} is a voter already")
+            raise MembershipError("DUPLICATE_VOTER", f"node {node_id} is a voter already (voters {sorted(result)})")
         result[node_id] = address
     else:
         assert remove is not None
         if remove not in result:
-            raise MembershipError("INVALID_REQUEST", f"node {remove} is not a voter (voters {sorted(result)})")
+            raise MembershipError("VOTER_NOT_FOUND", f"node {remove} is not a voter (voters {sorted(result)})")
         if len(result) == 1:
             raise MembershipError("INVALID_REQUEST", f"node {remove} is the last voter")
         del result[remove]

@@ -186,6 +186,7 @@ class _RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                 )
             if sender is None:
                 sender = batch.from_node
+                self._transport.controller_role[sender] = batch.controller
                 if self._authenticator is not None:
                     try:
                         self._authenticator.check_node(context, sender, "a Raft stream")
@@ -244,11 +245,16 @@ class RaftTransport:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         security: ClientSecurity | None = None,
         own_address: str = "",
+        controller: bool = True,
     ):
         """peers: the voters (node id -> address); own_address: this node's address, sent with its
-        batches so that a node that does not know it (it is an observer, or a new voter) can answer."""
+        batches so that a node that does not know it (it is an observer, or a new voter) can answer;
+        controller: this node has the controller role (sent too: only a controller may be a voter)."""
         self.node_id = node_id
         self.own_address = own_address
+        self.controller = controller
+        # node id -> whether the node that opened a stream to us said it has the controller role
+        self.controller_role: dict[int, bool] = {}
         self._voter_ids = set(peers)
         self._started = False
         self.security = security  # how to reach peers (mutual TLS: this node's certificate)
@@ -389,7 +395,11 @@ class RaftTransport:
             messages.append(proto)
             budget -= size
         return raft_pb2.RaftMessageBatch(
-            cluster_id=self.cluster_id, from_node=self.node_id, messages=messages, from_address=self.own_address
+            cluster_id=self.cluster_id,
+            from_node=self.node_id,
+            messages=messages,
+            from_address=self.own_address,
+            controller=self.controller,
         )
 
     async def _batches(self, peer: _Peer):

@@ -66,16 +66,18 @@ class RaftMessage(_message.Message):
     def __init__(self, type: _Optional[int] = ..., to: _Optional[int] = ..., term: _Optional[int] = ..., log_term: _Optional[int] = ..., index: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[RaftEntry, _Mapping]]] = ..., commit: _Optional[int] = ..., reject: _Optional[bool] = ..., reject_hint: _Optional[int] = ..., snapshot: _Optional[_Union[RaftSnapshot, _Mapping]] = ..., context: _Optional[int] = ..., transfer: _Optional[bool] = ..., leader: _Optional[int] = ..., leader_address: _Optional[str] = ..., **kwargs) -> None: ...
 
 class RaftMessageBatch(_message.Message):
-    __slots__ = ("cluster_id", "from_node", "messages", "from_address")
+    __slots__ = ("cluster_id", "from_node", "messages", "from_address", "controller")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     FROM_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[RaftMessage]
     from_address: str
-    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[RaftMessage, _Mapping]]] = ..., from_address: _Optional[str] = ...) -> None: ...
+    controller: bool
+    def __init__(self, cluster_id: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[RaftMessage, _Mapping]]] = ..., from_address: _Optional[str] = ..., controller: _Optional[bool] = ...) -> None: ...
 
 class RaftAck(_message.Message):
     __slots__ = ()

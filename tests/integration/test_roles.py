@@ -157,7 +157,26 @@ def test_add_a_fourth_controller_and_remove_controllers_the_leader_included_unde
             refused = cli(
                 "quorum", "remove-controller", "--controller-id", "99", "--bootstrap-server", cluster.specs[1].address
             )
-            assert refused.returncode == 1 and "INVALID_REQUEST" in refused.stderr and "not a voter" in refused.stderr
+            assert refused.returncode == 1 and "VOTER_NOT_FOUND" in refused.stderr and "not a voter" in refused.stderr
+            twice = cli(
+                "quorum",
+                "add-controller",
+                "--controller-id",
+                str(joining),
+                "--bootstrap-server",
+                cluster.specs[1].address,
+            )
+            assert twice.returncode == 1 and "DUPLICATE_VOTER" in twice.stderr, twice.stderr
+            broker = cli(
+                "quorum",
+                "add-controller",
+                "--controller-id",
+                str(BROKERS[0]),
+                "--bootstrap-server",
+                cluster.specs[1].address,
+            )
+            assert broker.returncode == 1 and "INVALID_VOTER_KEY" in broker.stderr, broker.stderr
+            assert "process.roles=broker" in broker.stderr and _voters(admin) == [*CONTROLLERS, joining]
             workload.wait_for_progress(50, timeout_s=60)
 
             leader = cluster.wait_for_leader()

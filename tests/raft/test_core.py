@@ -343,6 +343,13 @@ def test_an_observer_becomes_a_voter_one_change_at_a_time_and_the_set_survives_a
     net.tick(1, 2)
     assert all(n.log.committed >= index and n.voters == [1, 2, 3, 4] for n in net.nodes.values())
     assert net.nodes[4].can_campaign and net.nodes[4].voter_addresses[4] == "n4:9092"
+    # KIP-853's names for the two refusals a caller can fix by asking for another node.
+    with pytest.raises(MembershipError, match="is a voter already") as duplicate:
+        leader.propose_config_change(add=(4, "n4:9092"))
+    assert duplicate.value.reason == "DUPLICATE_VOTER"
+    with pytest.raises(MembershipError, match="is not a voter") as missing:
+        leader.propose_config_change(remove=9)
+    assert missing.value.reason == "VOTER_NOT_FOUND"
     restarted = RaftNode(2, [1, 2, 3], _persisted(net.nodes[2]), net.nodes[2].settings, random.Random(2))
     assert restarted.voters == [1, 2, 3, 4], "the configuration in the log wins over the configured voters"
 
