@@ -7,6 +7,10 @@ partition's leader and measures, from the kill, until the first record *sent aft
 kill* is acknowledged: the stall a producing application sees. Runs alternate between a
 leader that is also the active controller (Raft must elect first) and one that is not.
 After each run the victim restarts and every partition is back to a full ISR.
+
+With `controllers` and `brokers` the cluster has dedicated controllers and broker-only nodes
+(process.roles): runs alternate between a broker leading the partition and the active controller,
+which leads no partition, so the second kind shows what a controller failover costs producers.
 """
 
 from __future__ import annotations
@@ -33,13 +37,21 @@ REJOIN_TIMEOUT_S = 60.0
 class FailoverRun:
     victim: int
     was_controller: bool
+    was_partition_leader: bool  # False only for a dedicated controller
     stall_s: float
     failed_records: int
+
+    def role(self) -> str:
+        if not self.was_partition_leader:
+            return "the active controller, a dedicated one leading no partition"
+        return "the partition leader, " + ("also" if self.was_controller else "not") + " the active controller"
 
     def summary(self) -> dict:
         return {
             "victim": self.victim,
             "was_controller": self.was_controller,
+            "was_partition_leader": self.was_partition_leader,
+            "role": self.role(),
             "stall_s": round(self.stall_s, 3),
             "failed_records": self.failed_records,
         }
@@ -47,12 +59,16 @@ class FailoverRun:
 
 @dataclass
 class FailoverBenchResult:
+    shape: str  # "3 combined nodes" or "C controllers + B brokers"
     runs: list[FailoverRun] = field(default_factory=list)
 
     def summary(self) -> dict:
         stalls = [run.stall_s for run in self.runs]
+        controller_stalls = [run.stall_s for run in self.runs if run.was_controller]
         return {
+            "shape": self.shape,
             "runs": [run.summary() for run in self.runs],
+            "median_controller_kill_stall_s": round(median(controller_stalls), 3) if controller_stalls else None,
             "median_stall_s": round(median(stalls), 3),
             "max_stall_s": round(max(stalls, default=0.0), 3),
         }
@@ -111,27 +127,34 @@ class _SteadyProducer:
         return failed
 
 
-def run_failover_bench(runs: int, interval_ms: int, base_port: int, progress=print) -> FailoverBenchResult:
+def run_failover_bench(
+    runs: int, interval_ms: int, base_port: int, progress=print, controllers: int = 0, brokers: int = 0
+) -> FailoverBenchResult:
+    """controllers and brokers: dedicated controllers and broker-only nodes (both 0: three combined nodes)."""
+    assert (controllers == 0) == (brokers == 0), "dedicated controllers and brokers go together"
+    assert brokers == 0 or brokers >= 3, "replication factor 3 needs three brokers"
+    nodes = controllers + brokers if controllers else 3
     with tempfile.TemporaryDirectory(prefix="raftlog-perf-failover-") as tmp:
-        cluster = LocalCluster(Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0)
+        cluster = LocalCluster(
+            Path(tmp), nodes=nodes, controllers=controllers or None, base_port=base_port, metrics_base_port=0
+        )
         try:
             cluster.start()
             cluster.wait_for_leader(timeout_s=60)
-            cluster.wait_for_brokers(3, timeout_s=60)
+            cluster.wait_for_brokers(brokers or 3, timeout_s=60)
             with cluster.admin(timeout_ms=30_000) as admin:
                 admin.create_topic(
                     TOPIC, partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": "2"}
                 )
             _wait_for_full_isr(cluster)
             progress(f"cluster up on {cluster.bootstrap_servers}")
-            result = FailoverBenchResult()
+            shape = f"{controllers} controllers + {brokers} brokers" if controllers else "3 combined nodes"
+            result = FailoverBenchResult(shape)
             for run in range(runs):
                 result.runs.append(_one_run(cluster, kill_controller=run % 2 == 1, interval_ms=interval_ms))
                 last = result.runs[-1]
                 progress(
-                    f"run {run + 1}: killed node {last.victim} "
-                    f"({'also' if last.was_controller else 'not'} the active controller): "
-                    f"produce stalled {last.stall_s:.3f} s"
+                    f"run {run + 1}: killed node {last.victim} ({last.role()}): produce stalled {last.stall_s:.3f} s"
                 )
             return result
         finally:
@@ -156,13 +179,15 @@ def _one_run(cluster: LocalCluster, kill_controller: bool, interval_ms: int) -> 
     cluster.start_node(victim)
     cluster.wait_for_rejoin(victim, timeout_s=REJOIN_TIMEOUT_S)
     _wait_for_full_isr(cluster)
-    return FailoverRun(victim, victim == controller, stall_s, failed)
+    return FailoverRun(victim, victim == controller, victim in cluster.broker_ids, stall_s, failed)
 
 
 def _pick_partition(cluster: LocalCluster, controller: int, kill_controller: bool) -> tuple[int, int]:
     """(partition, its leader) whose leader is (or is not) the active controller."""
     with cluster.admin(timeout_ms=5000) as admin:
         partitions = admin.describe_topics([TOPIC])[0]["partitions"]
+    if kill_controller and controller not in cluster.broker_ids:  # a dedicated controller leads no partition
+        return partitions[0]["partition"], controller
     for row in partitions:
         if (row["leader"] == controller) == kill_controller and row["leader"] >= 0:
             return row["partition"], row["leader"]
