@@ -83,6 +83,9 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     *SERVER_KEEPALIVE_OPTIONS,
+    # gRPC sets SO_REUSEPORT by default: a second node (another cluster left running) on the same
+    # port would bind too, and the kernel would share clients between the two clusters at random.
+    ("grpc.so_reuseport", 0),
 ]
 
 

@@ -8,6 +8,11 @@ server CPU per operation (user + system time of the cluster's node processes, fr
 the broker itself would, for a registered broker with its current epoch) every few
 milliseconds and records how long each one takes to be answered: a heartbeat that waits
 behind admin requests shows here.
+
+A call refused with a retriable error of the call (NOT_CONTROLLER while the controller that
+just won its election activates) is retried after the Admin client's backoff, as an Admin
+would, and counts once, with its retries in its latency; only calls that fail for good count
+as errors (a worker burning its share on instant refusals would otherwise halve the load).
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from pathlib import Path
 
 import grpc
 
-from raftlog.channels import aio_channel
+from raftlog.channels import aio_channel, error_from_rpc
+from raftlog.client.connection import retried_by_admin
+from raftlog.limits import ADMIN_RETRY_BACKOFF_S
 from raftlog.perf.stats import percentile
 from raftlog.v1 import admin_pb2, admin_pb2_grpc, controller_pb2, controller_pb2_grpc
 
 HEARTBEAT_PROBE_INTERVAL_S = 0.01
 CALL_TIMEOUT_S = 30.0
 CONFIG_NAME = "log.retention.hours"
+MAX_ATTEMPTS = 50  # per call: retriable refusals for 5 s at the Admin's backoff, then an error
 
 
 @dataclass
@@ -124,15 +132,26 @@ async def _alter_configs(address: str, in_flight: int, ops: int, worker: int) ->
                     ],
                 )
                 started = time.perf_counter()
-                try:
-                    await stub.IncrementalAlterConfigs(request, timeout=CALL_TIMEOUT_S)
-                except Exception:  # noqa: BLE001 - counted and reported, the run goes on
+                if await _call_retrying(stub, request):
+                    latencies_ms.append((time.perf_counter() - started) * 1000.0)
+                else:
                     errors += 1
-                    continue
-                latencies_ms.append((time.perf_counter() - started) * 1000.0)
 
         await asyncio.gather(*(one_at_a_time() for _ in range(in_flight)))
     return latencies_ms, errors
+
+
+async def _call_retrying(stub: admin_pb2_grpc.AdminServiceStub, request) -> bool:
+    """True once the call succeeds; False when it fails for good or MAX_ATTEMPTS run out."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            await stub.IncrementalAlterConfigs(request, timeout=CALL_TIMEOUT_S)
+            return True
+        except grpc.RpcError as exc:
+            if not retried_by_admin(error_from_rpc(exc)):
+                return False
+        await asyncio.sleep(ADMIN_RETRY_BACKOFF_S)
+    return False
 
 
 async def _probe(address: str, request: controller_pb2.BrokerHeartbeatRequest, stop: threading.Event) -> list[float]:
