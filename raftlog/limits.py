@@ -127,11 +127,6 @@ GRPC_KEEPALIVE_TIME_MS = 10_000
 GRPC_KEEPALIVE_TIMEOUT_MS = 5_000
 GRPC_MIN_RECV_PING_INTERVAL_MS = GRPC_KEEPALIVE_TIME_MS // 2
 
-# A Ready whose entries (and snapshot) add up to at most this is persisted on the event loop: one
-# synced RocksDB write of that size takes ~0.2 ms, cheaper than a hop to a worker thread; larger
-# writes go to a thread so proposals keep arriving meanwhile (and share the next fsync).
-RAFT_INLINE_WRITE_MAX_BYTES = 64 * 1024
-
 # Entries in one APPEND message, and APPEND messages in flight to one follower (etcd raft's
 # MaxSizePerMsg / MaxInflightMsgs): together they bound what a slow follower can have queued.
 RAFT_MAX_ENTRIES_PER_MESSAGE = 4096
