@@ -41,15 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         "--secure",
         action="store_true",
         help="nodes as `raftlog cluster up --secure` starts them (TLS everywhere, mutual TLS between nodes, "
-        "ACLs on); the workload authenticates by a client certificate with only the ACLs it needs "
-        "(netns backend only)",
+        "ACLs on); the workload authenticates by a client certificate with only the ACLs it needs",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the nodes' data and logs here")
     args = parser.parse_args(argv)
     if args.faults < 1 or args.hold_s <= 0:
         parser.error("--faults must be >= 1 and --hold-s > 0")
-    if args.secure and args.backend != "netns":
-        parser.error("--secure runs on the netns backend only (the raftlog image's nodes get no certificates)")
     available = FAULT_KINDS if args.backend == "netns" else DOCKER_FAULT_KINDS
     kinds = available if args.kinds is None else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(available):

@@ -7,6 +7,10 @@ removed by `ContainerCluster.remove` (which the fixtures and the chaos run call 
 something failed): there is no testcontainers reaper (its image cannot be pulled here). Nodes
 have two listeners, as in deploy/compose.yaml: INTERNAL (raftlog-N:9092 on the network) and
 EXTERNAL (published on 127.0.0.1, advertised with the host port), so clients run on the host.
+A secure cluster (``secure_dir``: the CA and certificates of raftlog/cluster/secure.py made there
+on the host, each node's own files mounted read-only at TLS_MOUNT) has both listeners SSL with
+client certificates required, mutual TLS between nodes by their host names, and ACLs on, as
+`raftlog cluster up --secure`; the host's clients connect with the admin's or a user's certificate.
 Faults: docker kill/stop/start/pause, disconnecting a container from the network, iptables
 rules inside a container's network namespace (nsenter) for a partition between nodes only, and a
 tc tbf token bucket there for a bandwidth limit.
@@ -14,7 +18,9 @@ tc tbf token bucket there for a bandwidth limit.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +36,9 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from raftlog.client.admin import Admin
+from raftlog.cluster.local import add_client_user
+from raftlog.cluster.secure import SecureLayout, tls_and_acl_config
+from raftlog.config import SCHEMA
 from raftlog.errors import RaftlogError
 
 IMAGE = "raftlog:latest"
@@ -38,6 +47,10 @@ INTERNAL_PORT = 9092
 EXTERNAL_PORT = 29092
 METRICS_PORT = 9100
 REPO = Path(__file__).resolve().parents[1]
+# Where a secure node's certificate, key and CA are mounted, and the uid of the image's raftlog
+# user (deploy/Dockerfile), who must be able to read the key.
+TLS_MOUNT = Path("/etc/raftlog/tls")
+IMAGE_UID = 10001
 
 
 def docker_client_or_reason() -> tuple[docker.DockerClient | None, str]:
@@ -88,11 +101,24 @@ class ContainerNodeSpec:
 
 
 class ContainerCluster:
-    def __init__(self, client: docker.DockerClient, nodes: int = 3, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        nodes: int = 3,
+        extra_env: dict[str, str] | None = None,
+        secure_dir: Path | None = None,
+    ):
+        """secure_dir: a secure cluster, its CA and certificates made in this host directory."""
         self.client = client
         self.run_id = uuid.uuid4().hex[:10]
         self.labels = {LABEL: self.run_id}
         self.node_ids = list(range(1, nodes + 1))
+        self.secure_dir = secure_dir
+        self.secure = (
+            SecureLayout(secure_dir, self.node_ids, {n: self.hostname(n) for n in self.node_ids})
+            if secure_dir is not None
+            else None
+        )
         self.extra_env = dict(extra_env or {})
         self.node_env: dict[int, dict[str, str]] = {}  # per node, on top of extra_env (e.g. libfaketime)
         ports = free_ports(2 * nodes)
@@ -127,6 +153,34 @@ class ContainerCluster:
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{self.ports[n].grpc}" for n in self.node_ids)
 
+    def tls_files_dir(self, node_id: int) -> Path:
+        """The host directory mounted at TLS_MOUNT in the node's container: its own certificate
+        and key and the CA (never another node's key), readable by the image's user."""
+        assert self.secure is not None and self.secure_dir is not None
+        directory = self.secure_dir / f"tls-node-{node_id}"
+        directory.mkdir(exist_ok=True)
+        issued = self.secure.ca.node(node_id)
+        for source, name in (
+            (issued.certificate, "node.pem"),
+            (issued.key, "node.key"),
+            (self.secure.ca.ca.certificate, "ca.pem"),
+        ):
+            shutil.copyfile(source, directory / name)
+            if os.geteuid() == 0:
+                os.chown(directory / name, IMAGE_UID, IMAGE_UID)
+            else:  # the container's user is not ours: it can read the key only if everyone can
+                os.chmod(directory / name, 0o644)
+        return directory
+
+    def _security_env(self) -> dict[str, str]:
+        if self.secure is None:
+            return {"RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT"}
+        config = {
+            "listener.security.protocol.map": "INTERNAL:SSL,EXTERNAL:SSL",
+            **tls_and_acl_config(TLS_MOUNT / "node.pem", TLS_MOUNT / "node.key", TLS_MOUNT / "ca.pem"),
+        }
+        return {SCHEMA[name].env_name: str(value) for name, value in config.items()}
+
     def env(self, node_id: int) -> dict[str, str]:
         voters = ",".join(f"{n}@{self.hostname(n)}:{INTERNAL_PORT}" for n in self.node_ids)
         return {
@@ -137,7 +191,7 @@ class ContainerCluster:
             "RAFTLOG_ADVERTISED_LISTENERS": (
                 f"INTERNAL://{self.hostname(node_id)}:{INTERNAL_PORT},EXTERNAL://127.0.0.1:{self.ports[node_id].grpc}"
             ),
-            "RAFTLOG_LISTENER_SECURITY_PROTOCOL_MAP": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+            **self._security_env(),
             "RAFTLOG_INTER_BROKER_LISTENER_NAME": "INTERNAL",
             "RAFTLOG_METRICS_PORT": str(METRICS_PORT),
             **self.extra_env,
@@ -161,6 +215,8 @@ class ContainerCluster:
             .with_volume_mapping(self.volume(node_id, "data"), "/var/lib/raftlog/data", "rw")
             .with_volume_mapping(self.volume(node_id, "meta"), "/var/lib/raftlog/meta", "rw")
         )
+        if self.secure is not None:
+            container = container.with_volume_mapping(str(self.tls_files_dir(node_id)), str(TLS_MOUNT), "ro")
         # Published on loopback only (testcontainers' own port binding takes every interface).
         container.ports[f"{EXTERNAL_PORT}/tcp"] = ("127.0.0.1", self.ports[node_id].grpc)
         container.ports[f"{METRICS_PORT}/tcp"] = ("127.0.0.1", self.ports[node_id].metrics)
@@ -333,9 +389,23 @@ class ContainerCluster:
 
     # -- waiting -----------------------------------------------------------------------------------
 
+    @property
+    def client_settings(self) -> dict[str, str]:
+        """Keyword arguments for Admin, Producer and Consumer: the admin's TLS files, or none."""
+        return self.secure.client_settings() if self.secure is not None else {}
+
+    def add_client_user(
+        self, name: str, topic: str, group: str | None = None, idempotent: bool = False, timeout_s: float = 30.0
+    ) -> dict[str, str | None]:
+        """As LocalCluster.add_client_user: a non-super user with only a client's ACLs."""
+        assert self.secure_dir is not None, "only a secure cluster has users"
+        return add_client_user(self.secure_dir, self.admin, self.node_ids, name, topic, group, idempotent, timeout_s)
+
     def admin(self, node_ids: list[int] | None = None, timeout_ms: int = 3000) -> Admin:
         ids = node_ids or self.node_ids
-        return Admin(",".join(f"127.0.0.1:{self.ports[n].grpc}" for n in ids), timeout_ms=timeout_ms)
+        return Admin(
+            ",".join(f"127.0.0.1:{self.ports[n].grpc}" for n in ids), timeout_ms=timeout_ms, **self.client_settings
+        )
 
     def wait_for_brokers(self, count: int, timeout_s: float = 60.0, node_ids: list[int] | None = None) -> None:
         def unfenced() -> bool:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos.containers import IMAGE, ContainerCluster, docker_client_or_reason, ensure_image
+from chaos.containers import IMAGE, INTERNAL_PORT, ContainerCluster, docker_client_or_reason, ensure_image
 from chaos.nemesis import (
     CLOCK_SKEW,
     CLUSTER_CONFIG,
@@ -60,14 +60,15 @@ class BackendUnavailable(RuntimeError):
 class DockerChaosRun(ChaosRun):
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        if self.secure:
-            raise BackendUnavailable("secure runs are netns-only: the containers' nodes get no certificates")
         client, reason = docker_client_or_reason()
         if client is None:
             raise BackendUnavailable(reason)
         ensure_image(client)
         extra_env = {SCHEMA[name].env_name: str(value) for name, value in CLUSTER_CONFIG.items()}
-        self.cluster = ContainerCluster(client, nodes=3, extra_env=extra_env)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster = ContainerCluster(
+            client, nodes=3, extra_env=extra_env, secure_dir=self.data_dir if self.secure else None
+        )
         self.network = self.cluster  # isolate / partition / heal act on the containers' network
         self.mounts = {}
 
@@ -112,6 +113,18 @@ class DockerChaosRun(ChaosRun):
         else:
             raise TimeoutError(f"the nodes' views of {TOPIC} did not agree within {RECOVERY_TIMEOUT_S}s: {views}")
         super()._wait_recovered()
+
+    def _listener_addresses(self) -> list[tuple[int, str, str]]:
+        """The EXTERNAL listener as published on loopback, the INTERNAL one at the container's
+        address on the run's network (which the host reaches)."""
+        return [
+            (n, listener, address)
+            for n in self.cluster.node_ids
+            for listener, address in (
+                ("client", f"127.0.0.1:{self.cluster.ports[n].grpc}"),
+                ("internal", f"{self.cluster.ip_address(n)}:{INTERNAL_PORT}"),
+            )
+        ]
 
     def limit_bandwidth(self, draw: int = 0) -> None:
         """Everything partition 0's leader sends (replication to its followers, responses to

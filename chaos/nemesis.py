@@ -173,6 +173,14 @@ class ChaosRun:
         self.group.start()
         self.workload.wait_for_progress(100, RECOVERY_TIMEOUT_S)
 
+    def _listener_addresses(self) -> list[tuple[int, str, str]]:
+        """(node id, "client" or "internal", address) of each node's listeners, as the host reaches them."""
+        return [
+            (node_id, listener, f"{spec.host}:{port}")
+            for node_id, spec in self.cluster.specs.items()
+            for listener, port in (("client", spec.port + CLIENT_PORT_OFFSET), ("internal", spec.port))
+        ]
+
     def _check_security(self) -> None:
         """Tries what a secure cluster must refuse; fills security_checks, and adds a problem for
         anything let through."""
@@ -186,10 +194,9 @@ class ChaosRun:
                 self.security_checks[what] = "allowed"
                 self.problems.append(f"secure run: {what} was allowed")
 
-        for node_id, spec in self.cluster.specs.items():
-            for listener, port in (("client", spec.port + CLIENT_PORT_OFFSET), ("internal", spec.port)):
-                with Admin(f"{spec.host}:{port}", timeout_ms=SECURITY_CHECK_TIMEOUT_MS) as plaintext:
-                    refused(f"plaintext client on node {node_id}'s {listener} listener", plaintext.describe_cluster)
+        for node_id, listener, address in self._listener_addresses():
+            with Admin(address, timeout_ms=SECURITY_CHECK_TIMEOUT_MS) as plaintext:
+                refused(f"plaintext client on node {node_id}'s {listener} listener", plaintext.describe_cluster)
         with self.cluster.admin(timeout_ms=30_000) as admin:
             admin.create_topic(FORBIDDEN_TOPIC, partitions=1, replication_factor=3)
 

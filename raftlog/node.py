@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -105,12 +104,7 @@ def _driver_settings(config: NodeConfig) -> DriverSettings:
 def _security(config: NodeConfig) -> tuple[ClientSecurity, dict[str, ServerTls], dict[str, SocketServerTls]]:
     """How this node reaches its peers, and the TLS of each SSL gRPC and Kafka listener (by name).
     Internal SSL listeners always require a client certificate: the node id check reads it."""
-    files = TlsFiles(
-        *(
-            Path(config[key]) if config[key] is not None else None
-            for key in ("ssl.certificate.location", "ssl.key.location", "ssl.truststore.location")
-        )
-    )
+    files = TlsFiles.from_config(config)
     servers = {}
     for name, protocol in config.security.protocols.items():
         if protocol in TLS_PROTOCOLS:

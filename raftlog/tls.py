@@ -75,6 +75,16 @@ class TlsFiles:
     key: Path | None
     truststore: Path | None
 
+    @classmethod
+    def from_config(cls, config) -> TlsFiles:
+        """A node's files, from its ``ssl.*.location`` settings (anything indexable by name)."""
+        return cls(
+            *(
+                Path(config[key]) if config[key] is not None else None
+                for key in ("ssl.certificate.location", "ssl.key.location", "ssl.truststore.location")
+            )
+        )
+
     def _read(self, path: Path | None, what: str) -> bytes | None:
         if path is None:
             return None

@@ -2,9 +2,9 @@
 
 Writes, in one directory: ``ca.pem``/``ca.key`` (the CA), ``node-<id>.pem``/``node-<id>.key`` for
 each node (CN ``node-<id>``, SAN URI ``raftlog:node:<id>``, DNS ``localhost``, IP ``127.0.0.1``;
-usable as server and as client certificate, for mutual TLS between nodes) and
-(with more IP SANs where the nodes listen on other addresses than loopback: the chaos suite's
-network namespaces) and ``admin.pem``/``admin.key`` (CN ``admin``, a client certificate). EC P-256 keys, SHA-256
+usable as server and as client certificate, for mutual TLS between nodes; with more IP or DNS
+SANs where the nodes are reached at other addresses than loopback: the chaos suite's network
+namespaces and containers) and ``admin.pem``/``admin.key`` (CN ``admin``, a client certificate). EC P-256 keys, SHA-256
 signatures. Keys are written mode 0600. Not for production: the CA key sits next to the
 certificates.
 """
@@ -96,7 +96,8 @@ class LocalCA:
 
     def issue(self, stem: str, common_name: str, node_id: int | None = None, addresses: Sequence[str] = ()) -> Issued:
         """A certificate for a node (``node_id`` given: SAN URI, server and client use; addresses:
-        IP addresses it listens on besides 127.0.0.1, as its peers and clients verify them) or a client."""
+        IP addresses or host names it is reached at besides 127.0.0.1 and localhost, as its peers and
+        clients verify them) or a client."""
         ca_cert, ca_key = self._load()
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -117,10 +118,9 @@ class LocalCA:
                 x509.SubjectAlternativeName(
                     [
                         x509.UniformResourceIdentifier(f"{NODE_URI_PREFIX}{node_id}"),
-                        x509.DNSName("localhost"),
                         *(
-                            x509.IPAddress(ipaddress.ip_address(address))
-                            for address in dict.fromkeys(["127.0.0.1", *addresses])
+                            _alternative_name(address)
+                            for address in dict.fromkeys(["localhost", "127.0.0.1", *addresses])
                         ),
                     ]
                 ),
@@ -134,6 +134,14 @@ class LocalCA:
 
     def node(self, node_id: int) -> Issued:
         return Issued(self.directory / f"node-{node_id}.pem", self.directory / f"node-{node_id}.key")
+
+
+def _alternative_name(address: str) -> x509.GeneralName:
+    """An IP address SAN for an address, a DNS name SAN for a host name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(address))
+    except ValueError:
+        return x509.DNSName(address)
 
 
 def serial_number(pem: bytes) -> int:

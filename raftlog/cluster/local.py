@@ -301,18 +301,7 @@ class LocalCluster:
         ACLs a client of `topic` (and `group`) needs (secure.client_bindings), applied on every node
         when this returns; its keyword arguments for Producer and Consumer."""
         assert self.secure is not None, "only a secure cluster has users"
-        settings = SecureLayout.user_settings(self.data_dir, name)
-        bindings = client_bindings(f"User:{name}", topic, group, idempotent)
-        with self.admin(timeout_ms=15000) as admin:
-            admin.create_acls(bindings)
-        deadline = time.monotonic() + timeout_s
-        for node_id in self.specs:  # each node applies the committed bindings on its own
-            with self.admin([node_id], timeout_ms=2000) as admin:
-                while not set(bindings) <= set(admin.describe_acls(AclFilter(principal=f"User:{name}"))):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"node {node_id} did not apply the ACLs of User:{name} within {timeout_s}s")
-                    time.sleep(0.05)
-        return settings
+        return add_client_user(self.data_dir, self.admin, list(self.specs), name, topic, group, idempotent, timeout_s)
 
     @property
     def client_settings(self) -> dict[str, str]:
@@ -551,3 +540,30 @@ class LocalCluster:
         if self.processes and all(p.poll() is not None for p in self.processes.values()):
             logs = ", ".join(str(s.log_path) for s in self.specs.values())
             raise RuntimeError(f"every node has exited; see {logs}")
+
+
+def add_client_user(
+    data_dir: Path,
+    admin: Callable[..., Admin],
+    node_ids: list[int],
+    name: str,
+    topic: str,
+    group: str | None,
+    idempotent: bool,
+    timeout_s: float,
+) -> dict[str, str | None]:
+    """Issues ``User:<name>`` a client certificate from the CA in data_dir and grants it the ACLs a
+    client of `topic` (and `group`) needs, through `admin(node_ids, timeout_ms=...)`; returns once
+    every node applied them (a LocalCluster's and the chaos suite's container cluster's users)."""
+    settings = SecureLayout.user_settings(data_dir, name)
+    bindings = client_bindings(f"User:{name}", topic, group, idempotent)
+    with admin(timeout_ms=15000) as client:
+        client.create_acls(bindings)
+    deadline = time.monotonic() + timeout_s
+    for node_id in node_ids:  # each node applies the committed bindings on its own
+        with admin([node_id], timeout_ms=2000) as client:
+            while not set(bindings) <= set(client.describe_acls(AclFilter(principal=f"User:{name}"))):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {node_id} did not apply the ACLs of User:{name} within {timeout_s}s")
+                time.sleep(0.05)
+    return settings

@@ -23,7 +23,6 @@ suite's workload and the secure variants of the replication tests run as such a 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -42,14 +41,15 @@ ADMIN_MECHANISM = "SCRAM-SHA-256"
 
 class SecureLayout:
     def __init__(self, data_dir: Path, node_ids: list[int], hosts: Mapping[int, str] | None = None):
-        """hosts: node id -> the IP address it listens on, named in its certificate beside 127.0.0.1."""
+        """hosts: node id -> the IP address or host name it is reached at, named in its certificate
+        beside 127.0.0.1 and localhost."""
         self.tls_dir = data_dir / "tls"
         self.properties_path = data_dir / "client.properties"
         self.ca = LocalCA(self.tls_dir)
         self.ca.ensure()
         for node_id in node_ids:
             if not self.ca.node(node_id).certificate.exists():
-                self.ca.issue_node(node_id, [host] if (host := (hosts or {}).get(node_id)) and _is_ip(host) else [])
+                self.ca.issue_node(node_id, [host] if (host := (hosts or {}).get(node_id)) else [])
         self.admin_certificate, self.admin_key = self.tls_dir / f"{ADMIN_NAME}.pem", self.tls_dir / f"{ADMIN_NAME}.key"
         if not self.admin_certificate.exists():  # a re-run keeps the certificates it made
             self.ca.issue(ADMIN_NAME, ADMIN_NAME)
@@ -151,15 +151,23 @@ class SecureLayout:
             f"SASL://{host}:{port + SASL_PORT_OFFSET}",
             "listener.security.protocol.map": f"INTERNAL:SSL,CLIENT:SSL,SASL:SASL_SSL{kafka}",
             "inter.broker.listener.name": "INTERNAL",
-            "ssl.certificate.location": str(issued.certificate),
-            "ssl.key.location": str(issued.key),
-            "ssl.truststore.location": str(self.ca.ca.certificate),
-            "ssl.client.auth": "required",
-            # ACLs on, with the admin certificate's principal a super user (nodes may do ClusterAction
-            # by their certificates): other principals may do only what bindings allow.
-            "authorizer.class.name": AUTHORIZER_CLASS_NAME,
-            "super.users": f"User:{ADMIN_NAME}",
+            **tls_and_acl_config(issued.certificate, issued.key, self.ca.ca.certificate),
         }
+
+
+def tls_and_acl_config(certificate: Path, key: Path, truststore: Path) -> dict[str, object]:
+    """A secure node's TLS files (as the node sees them: a container mounts them elsewhere), client
+    certificates required on its SSL listeners, and ACLs on with ``User:admin`` the super user."""
+    return {
+        "ssl.certificate.location": str(certificate),
+        "ssl.key.location": str(key),
+        "ssl.truststore.location": str(truststore),
+        "ssl.client.auth": "required",
+        # ACLs on, with the admin certificate's principal a super user (nodes may do ClusterAction
+        # by their certificates): other principals may do only what bindings allow.
+        "authorizer.class.name": AUTHORIZER_CLASS_NAME,
+        "super.users": f"User:{ADMIN_NAME}",
+    }
 
 
 def client_bindings(principal: str, topic: str, group: str | None = None, idempotent: bool = False) -> list[AclBinding]:
@@ -174,14 +182,6 @@ def client_bindings(principal: str, topic: str, group: str | None = None, idempo
     if idempotent:
         grants.append((ResourceType.CLUSTER, CLUSTER_NAME, Operation.IDEMPOTENT_WRITE))
     return [AclBinding(kind, name, literal, principal, WILDCARD, op, Permission.ALLOW) for kind, name, op in grants]
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _write_private(path: Path, lines: list[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chaos.docker_run import DOCKER_FAULT_KINDS, DockerChaosRun
+from chaos.nemesis import FORBIDDEN_TOPIC, WORKLOAD_USER
 from chaos.report import REPORT_NAME, TIMELINE_NAME
 from chaos.schedule import PlannedFault
 from tests.unit.test_chaos_report import png_size
@@ -36,3 +37,29 @@ def test_every_docker_fault_once_loses_nothing(docker_client, tmp_path):
     timeline = (tmp_path / TIMELINE_NAME).read_bytes()
     assert png_size(timeline) == (1200, 650)
     assert len(timeline) > 20_000, len(timeline)
+
+
+def test_secure_containers_refuse_plaintext_and_lose_nothing(docker_client, tmp_path):
+    """`python -m chaos --backend docker --secure`: the containers' listeners are SSL with client
+    certificates required and ACLs on (mutual TLS between nodes by their container host names);
+    plaintext is refused on every node's published client listener and on its internal listener
+    on the Docker network, the workload user may not touch a topic it has no ACL for, and a kill
+    (the restarted node rejoining over mutual TLS) and an isolation lose nothing."""
+    run = DockerChaosRun(tmp_path, hold_s=3.0, secure=True)
+    try:
+        verdict = run.run([PlannedFault(kind, 0) for kind in ("kill_leader", "isolate_leader")])
+    finally:
+        run.close()
+    plaintext = {
+        f"plaintext client on node {n}'s {listener} listener": "SSL_AUTHENTICATION_FAILED"
+        for n in (1, 2, 3)
+        for listener in ("client", "internal")
+    }
+    assert run.security_checks == {
+        **plaintext,
+        f"User:{WORKLOAD_USER} producing to {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
+        f"User:{WORKLOAD_USER} consuming {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
+    }, run.security_checks
+    assert len(run.faults) == 2 and all(f.recovered_s is not None for f in run.faults), run.faults
+    assert verdict.acknowledged > 500, verdict.summary()
+    assert verdict.ok, verdict.summary()
