@@ -4,8 +4,11 @@ the report it leaves (the verdict and a timeline PNG)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from chaos.containers import ContainerCluster
 from chaos.docker_run import DOCKER_FAULT_KINDS, DockerChaosRun
 from chaos.nemesis import FORBIDDEN_TOPIC, WORKLOAD_USER
 from chaos.report import REPORT_NAME, TIMELINE_NAME
@@ -63,3 +66,28 @@ def test_secure_containers_refuse_plaintext_and_lose_nothing(docker_client, tmp_
     assert len(run.faults) == 2 and all(f.recovered_s is not None for f in run.faults), run.faults
     assert verdict.acknowledged > 500, verdict.summary()
     assert verdict.ok, verdict.summary()
+
+
+def test_secure_containers_report_healthy(docker_client, tmp_path):
+    """The image's HEALTHCHECK asks an SSL inter-broker listener over TLS with the node's own
+    certificate (in plaintext it was refused, and docker called every secure node unhealthy)."""
+    cluster = ContainerCluster(docker_client, nodes=3, secure_dir=tmp_path)
+    try:
+        cluster.start()
+        cluster.wait_for_brokers(3)
+        health = wait_healthy(cluster)
+    finally:
+        cluster.remove()
+    assert health == {n: "healthy" for n in (1, 2, 3)}, health
+
+
+def wait_healthy(cluster, attempts: int = 60) -> dict[int, str]:
+    """Each container's docker health status, once none is "starting" (or after `attempts` looks)."""
+    for _ in range(attempts):
+        health = {
+            n: cluster.docker_container(n).attrs["State"].get("Health", {}).get("Status") for n in cluster.node_ids
+        }
+        if all(status == "healthy" for status in health.values()):
+            break
+        time.sleep(1)
+    return health
