@@ -240,3 +240,46 @@ def test_subscribing_to_a_topic_the_principal_may_not_describe_is_refused(cluste
         assert info.value.error is Errors.TOPIC_AUTHORIZATION_FAILED
     finally:
         consumer.close()
+
+
+def test_a_regex_subscription_is_assigned_only_topics_the_principal_may_describe(cluster):
+    """A pattern matching regex-ok and regex-hidden, with Read (so Describe) on regex-ok alone: the
+    consumer is assigned regex-ok and consumes it; regex-hidden is not matched (neither assigned nor
+    refused at fetch time); once Describe on regex-hidden is granted the next heartbeats add it."""
+    with admin_as(cluster) as admin:
+        for topic in ("regex-ok", "regex-hidden"):
+            admin.create_topic(topic, partitions=1, replication_factor=3)
+        admin.create_acls(
+            [
+                allow("User:alice", ResourceType.GROUP, "alice-regex", Operation.READ),
+                allow("User:alice", ResourceType.TOPIC, "regex-ok", Operation.READ),
+            ]
+        )
+    producer = Producer(cluster.bootstrap_servers, acks="all", **cluster.client_settings)
+    try:
+        futures = [producer.send(topic, topic.encode()) for topic in ("regex-ok", "regex-hidden")]
+        producer.flush()
+        assert all(f.result(TIMEOUT_S).offset >= 0 for f in futures)
+    finally:
+        producer.close()
+    consumer = Consumer(
+        cluster.bootstrap_servers, group_id="alice-regex", auto_offset_reset="earliest", **cluster.users["alice"]
+    )
+    try:
+        consumer.subscribe(pattern="regex-.*")
+        seen: list[bytes] = []
+        wait_until(
+            lambda: seen.extend(r.value for r in consumer.poll(200)) or b"regex-ok" in seen, TIMEOUT_S, "regex-ok"
+        )
+        assert consumer.assignment() == {TopicPartition("regex-ok", 0)}
+        with admin_as(cluster) as admin:
+            admin.create_acls([allow("User:alice", ResourceType.TOPIC, "regex-hidden", Operation.READ)])
+        wait_until(
+            lambda: seen.extend(r.value for r in consumer.poll(200)) or b"regex-hidden" in seen,
+            TIMEOUT_S,
+            "regex-hidden",
+        )
+        assert consumer.assignment() == {TopicPartition("regex-ok", 0), TopicPartition("regex-hidden", 0)}
+    finally:
+        consumer.close()
+
