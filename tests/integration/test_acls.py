@@ -283,3 +283,40 @@ def test_a_regex_subscription_is_assigned_only_topics_the_principal_may_describe
     finally:
         consumer.close()
 
+
+def test_a_producer_only_user_describes_its_topic_and_runs_perf_produce(cluster):
+    """`acls add --producer --idempotent` (Write, Describe, Create on the topic, IdempotentWrite on
+    the cluster; no DescribeConfigs): Admin.describe_topics, `topics describe` (configs shown as
+    unavailable) and `perf produce` (servers' CPU unknown) work for that user."""
+    cluster.users["dave"] = user_settings(cluster, "dave")
+    with admin_as(cluster) as admin:
+        admin.create_topic("dave-topic", partitions=1, replication_factor=3, config={"retention.ms": "3600000"})
+    added = cli(
+        cluster,
+        None,
+        "acls",
+        "add",
+        "--allow-principal",
+        "User:dave",
+        "--producer",
+        "--idempotent",
+        "--topic",
+        "dave-topic",
+    )
+    assert added.returncode == 0, added.stderr
+    with admin_as(cluster, "dave") as admin:
+        [described] = admin.describe_topics(["dave-topic"])
+        assert described["partition_count"] == 1 and described["configs"] is None
+        [with_configs] = admin.describe_topics(["dave-topic"], include_configs=True)
+        assert with_configs["configs"] is None  # DescribeConfigs refused: the rest is still there
+    with admin_as(cluster) as admin:  # the super user sees the configs
+        [full] = admin.describe_topics(["dave-topic"], include_configs=True)
+        assert full["configs"] == {"retention.ms": "3600000"}
+    shown = cli(cluster, "dave", "topics", "describe", "--topic", "dave-topic")
+    assert shown.returncode == 0, shown.stderr
+    assert "Configs: (unavailable: DescribeConfigs not allowed)" in shown.stdout
+    perf = cli(
+        cluster, "dave", "perf", "produce", "--topic", "dave-topic", "--num-records", "200", "--record-size", "10"
+    )
+    assert perf.returncode == 0, perf.stderr
+    assert "200 records sent" in perf.stdout and "servers unknown" in perf.stdout
