@@ -315,11 +315,12 @@ class Admin:
     def _acl_call(self, method: str, request):
         return self._connection.call(acls_pb2_grpc.AclServiceStub, method, request)
 
-    def create_acls(self, bindings: list[AclBinding]) -> int:
-        """Adds the bindings (one committed change; existing ones are left as they are); returns its offset."""
+    def create_acls(self, bindings: list[AclBinding]) -> tuple[int, list[AclBinding]]:
+        """Adds the bindings (one committed change; existing ones are left as they are); returns
+        its offset and the bindings it added, as the controller answered (the others existed)."""
         response = self._acl_call("CreateAcls", acls_pb2.CreateAclsRequest(bindings=[b.to_pb() for b in bindings]))
         self._seen_offset = max(self._seen_offset, response.offset)
-        return response.offset
+        return response.offset, [AclBinding.from_pb(b) for b in response.created]
 
     def describe_acls(self, acl_filter: AclFilter | None = None) -> list[AclBinding]:
         request = acls_pb2.DescribeAclsRequest(

@@ -320,3 +320,23 @@ def test_a_producer_only_user_describes_its_topic_and_runs_perf_produce(cluster)
     )
     assert perf.returncode == 0, perf.stderr
     assert "200 records sent" in perf.stdout and "servers unknown" in perf.stdout
+
+
+def test_acls_add_reports_created_and_already_existing_bindings_as_the_controller_answered(cluster):
+    args = ["acls", "add", "--allow-principal", "User:erin", "--topic", "orders", "--output", "json"]
+    first = cli(cluster, None, *args, "--operation", "Read")
+    assert first.returncode == 0, first.stderr
+    assert [b["operation"] for b in json.loads(first.stdout)["bindings"]] == ["Read"]
+    second = cli(cluster, None, *args, "--operation", "Read", "--operation", "Write")
+    assert second.returncode == 0, second.stderr
+    answer = json.loads(second.stdout)
+    assert [b["operation"] for b in answer["bindings"]] == ["Write"]
+    assert [b["operation"] for b in answer["existing"]] == ["Read"]
+    text = cli(cluster, None, *args[:-2], "--operation", "Read", "--operation", "Write")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("Added ACLs: none\nAlready existing (unchanged):\n")
+    assert "Write" in text.stdout and "Read" in text.stdout
+    # The audit log has each binding added once: by the call that created it.
+    audit = "".join(spec.log_path.read_text() for spec in cluster.specs.values())
+    added = [line for line in audit.splitlines() if "operation=acl-added" in line and "User:erin" in line]
+    assert len(added) == 2, added
