@@ -216,9 +216,22 @@ def add(
             binding.validate()
         except RaftlogError as exc:
             fail(exc.message)
-    offset = admin_call(bootstrap_server, lambda admin: admin.create_acls(bindings))
-    data = {"bindings": [_binding_dict(b) for b in bindings], "offset": offset}
-    emit(output_format, data, _bindings_text("Added ACLs"))
+    offset, created = admin_call(bootstrap_server, lambda admin: admin.create_acls(bindings))
+    # What the controller added, and the rest of what was asked: those existed already (unchanged).
+    added = set(created)
+    data = {
+        "bindings": [_binding_dict(b) for b in created],
+        "existing": [_binding_dict(b) for b in dict.fromkeys(bindings) if b not in added],
+        "offset": offset,
+    }
+    emit(output_format, data, _added_text)
+
+
+def _added_text(data) -> str:
+    text = _bindings_text("Added ACLs")(data)
+    if data["existing"]:
+        text += "\n" + _bindings_text("Already existing (unchanged)")({"bindings": data["existing"]})
+    return text
 
 
 def _filters(resources, pattern_type, operations, principals, hosts, permission=Permission.ANY) -> list[AclFilter]:

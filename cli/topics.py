@@ -81,7 +81,10 @@ def _selected_partitions(
 def _describe_text(topics: list[dict]) -> str:
     lines = []
     for t in topics:
-        configs = ",".join(f"{k}={v}" for k, v in sorted(t["configs"].items()))
+        if t["configs"] is None:  # DescribeConfigs on the topic refused: the rest is still shown
+            configs = "(unavailable: DescribeConfigs not allowed)"
+        else:
+            configs = ",".join(f"{k}={v}" for k, v in sorted(t["configs"].items()))
         lines.append(
             f"Topic: {t['topic']}\tTopicId: {t['topic_id']}\tPartitionCount: {t['partition_count']}\t"
             f"ReplicationFactor: {t['replication_factor']}\tConfigs: {configs}"
@@ -117,7 +120,7 @@ def describe(
     filtering = under_replicated_partitions or unavailable_partitions or under_min_isr_partitions
 
     def action(admin):
-        topics = admin.describe_topics([topic] if topic else None)
+        topics = admin.describe_topics([topic] if topic else None, include_configs=True)
         for t in topics:
             min_isr = 1
             if under_min_isr_partitions:

@@ -595,6 +595,15 @@ SASL_PROTOCOLS = (SASL_PLAINTEXT, SASL_SSL)  # listeners that authenticate users
 SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 GRPC_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")  # gRPC logins are SCRAM exchanges only
 CLIENT_AUTH_MODES = ("none", "requested", "required")
+# Why a gRPC listener cannot have ssl.client.auth=requested (checked with grpcio 1.85,
+# tests/unit/test_tls.py): its server credentials take one flag, require_client_auth. With it false
+# the server sends no certificate request even when root certificates are set, so a client's
+# certificate is never sent, verified or seen (auth_context has none); with it true a client
+# without one is refused. "Ask, verify if given, admit without" cannot be expressed.
+GRPC_REQUESTED_UNSUPPORTED = (
+    "grpcio's server offers only require_client_auth=False (no client certificate is asked for, even "
+    "with root certificates set) or True (one is required); it cannot ask for an optional one"
+)
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
@@ -730,11 +739,11 @@ def _check_security(values: Mapping[str, Any], names: list[str], protocols: dict
         raise ConfigError(f"ssl.client.auth: {values['ssl.client.auth']!r} is not none, requested or required")
     grpc_client_ssl = [name for name in ssl_listeners if name not in internal]
     if values["ssl.client.auth"] == "requested" and grpc_client_ssl:
-        # grpc's Python server offers "do not ask" or "require and verify", nothing between; the
-        # Kafka listener (asyncio's ssl) can ask without requiring.
+        # Refused rather than served as none or required (the Kafka listener, asyncio's ssl, can
+        # ask without requiring).
         raise ConfigError(
-            f"ssl.client.auth=requested is not supported by the gRPC server (SSL client listener "
-            f"{grpc_client_ssl[0]}); use none or required (requested applies to Kafka listeners only)"
+            f"ssl.client.auth=requested is not supported on gRPC SSL client listener {grpc_client_ssl[0]}: "
+            f"{GRPC_REQUESTED_UNSUPPORTED}; use none or required (requested works on Kafka listeners only)"
         )
     needs_truststore = values["ssl.client.auth"] != "none" or SSL in internal_protocols
     if needs_truststore and values["ssl.truststore.location"] is None:

@@ -43,6 +43,7 @@ from cryptography import x509
 
 from raftlog.config import (
     CLIENT_AUTH_MODES,
+    GRPC_REQUESTED_UNSUPPORTED,
     GRPC_SASL_MECHANISMS,
     PLAINTEXT,
     SASL_PLAINTEXT,
@@ -161,6 +162,8 @@ class ServerTls:
 
     def __init__(self, files: TlsFiles, client_auth: str):
         _check_server_files(files, client_auth)
+        if client_auth == "requested":  # never served as none (what grpc would do) or required
+            raise TlsError(f"ssl.client.auth=requested on a gRPC listener: {GRPC_REQUESTED_UNSUPPORTED}")
         self.files = files
         self.client_auth = client_auth
         self._reloader = CertificateReloader(files)
@@ -186,9 +189,7 @@ class ServerTls:
         return self._reloader.reloaded(self._configuration)
 
     def credentials(self) -> grpc.ServerCredentials:
-        # "requested" asks for a certificate but lets a client without one in; grpc's Python API has
-        # no such mode, so the handshake is "none" or "required" and "requested" is refused at
-        # config time (raftlog/config.py) until grpc offers it.
+        # "none" or "required": "requested" is refused in __init__ (GRPC_REQUESTED_UNSUPPORTED).
         return grpc.dynamic_ssl_server_credentials(
             self._initial, self._fetch, require_client_authentication=self.client_auth == "required"
         )

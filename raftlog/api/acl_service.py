@@ -40,9 +40,10 @@ class AclServicer(acls_pb2_grpc.AclServiceServicer):
             self._driver, self._peers, acls_pb2_grpc.AclServiceStub, "CreateAcls", request, context
         )
         if answer is None:
-            answer = acls_pb2.CreateAclsResponse(offset=await self._controller.create_acls(bindings))
-        if not caller.forwarded:
-            self._auth.acls_changed(caller, "added", bindings)
+            offset, created = await self._controller.create_acls(bindings)
+            answer = acls_pb2.CreateAclsResponse(offset=offset, created=[b.to_pb() for b in created])
+        if not caller.forwarded:  # audited where the client came in: what the controller added
+            self._auth.acls_changed(caller, "added", [AclBinding.from_pb(b) for b in answer.created])
         return answer
 
     @rpc("DeleteAcls")

@@ -14,6 +14,7 @@ from raftlog.api.authorization import RequestAuthorizer
 from raftlog.api.forwarding import forward_to_controller, was_forwarded
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
+from raftlog.authorizer.authorizer import Caller
 from raftlog.channels import Peers
 from raftlog.controller.active import ActiveController
 from raftlog.controller.reassignment import ReassignmentEntry
@@ -252,18 +253,24 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     # -- SCRAM credentials (Kafka's AlterUserScramCredentials / DescribeUserScramCredentials) --
 
-    def _authorize_credentials(self, context, operation: str, resource: str) -> str:
-        """With ACLs on: what raftlog.authorizer.required says (Alter / Describe on the cluster,
-        as Kafka), through the gate like every other API. With ACLs off: a super user
-        (``super.users``) on any listener, or any caller on an internal listener (reachable in a
-        secure cluster only with a certificate of the cluster's CA; in a PLAINTEXT development
-        cluster by anyone, as Kafka without an authorizer allows everything). Anyone else:
-        CLUSTER_AUTHORIZATION_FAILED, audited."""
+    @property
+    def image(self) -> MetadataImage:
+        """This node's metadata image (what reads are served from)."""
+        return self._controller.image
+
+    def authorize_credentials(self, caller: Caller, operation: str, resource: str) -> str:
+        """The principal a credential API runs as, if it may. With ACLs on: what
+        raftlog.authorizer.required says (Alter / Describe on the cluster, as Kafka), through the
+        gate like every other API. With ACLs off: a super user (``super.users``) on any listener,
+        or any caller on an internal listener (reachable in a secure cluster only with a
+        certificate of the cluster's CA; in a PLAINTEXT development cluster by anyone, as Kafka
+        without an authorizer allows everything). Anyone else: CLUSTER_AUTHORIZATION_FAILED,
+        audited. The gRPC methods and the Kafka listener's (raftlog/kafka/scram_handlers.py) ask
+        this one policy."""
         if self._auth.enabled:
-            caller = self._auth.caller(context)
             self._auth.check(caller, operation)
             return caller.principal
-        principal = request_principal(context)
+        principal = request_principal()  # the listener set it (SASL login, certificate), else ANONYMOUS
         if self._listener in self._config.security.internal or principal in self._config.super_users:
             return principal
         reason = f"{principal} is not a super user and listener {self._listener} is not internal"
@@ -273,16 +280,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @rpc("AlterUserScramCredentials")
     async def AlterUserScramCredentials(self, request, context):
         users = sorted({c.name for c in (*request.upsertions, *request.deletions)})
-        principal = self._authorize_credentials(
-            context, "AlterUserScramCredentials", ",".join(f"User:{u}" for u in users) or "-"
+        principal = self.authorize_credentials(
+            self._auth.caller(context), "AlterUserScramCredentials", ",".join(f"User:{u}" for u in users) or "-"
         )
+        return await self.alter_user_scram_credentials(request, principal, context)
+
+    async def alter_user_scram_credentials(
+        self, request: admin_pb2.AlterUserScramCredentialsRequest, principal: str, context=None
+    ) -> admin_pb2.AlterUserScramCredentialsResponse:
+        """All of the request's changes in one entry on the active controller (forwarded there when
+        this node is not it), audited once, where the client came in. `principal` is authorized."""
         forwarded = await self._forward_to_controller("AlterUserScramCredentials", request, context)
         if forwarded is not None:
             response = forwarded
         else:
             offset = await self._controller.alter_scram_credentials(list(request.upsertions), list(request.deletions))
             response = admin_pb2.AlterUserScramCredentialsResponse(offset=offset)
-        if context is None or not was_forwarded(context):  # audited once, where the client came in
+        if context is None or not was_forwarded(context):
             for upsertion in request.upsertions:
                 audit.credential_changed(
                     self.metrics, principal, "UpsertScramCredential", upsertion.name, upsertion.mechanism
@@ -295,7 +309,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc("DescribeUserScramCredentials")
     async def DescribeUserScramCredentials(self, request, context):
-        self._authorize_credentials(context, "DescribeUserScramCredentials", "Cluster:kafka-cluster")
+        self.authorize_credentials(self._auth.caller(context), "DescribeUserScramCredentials", "Cluster:kafka-cluster")
+        return await self.describe_user_scram_credentials(request)
+
+    async def describe_user_scram_credentials(
+        self, request: admin_pb2.DescribeUserScramCredentialsRequest
+    ) -> admin_pb2.DescribeUserScramCredentialsResponse:
+        """Mechanism and iterations of each user's credentials (never key material), from this
+        node's image; a named user without any: RESOURCE_NOT_FOUND."""
         await await_applied(self._driver, request.min_metadata_offset)
         by_user: dict[str, list[admin_pb2.ScramCredentialInfo]] = {}
         for (user, mechanism), credential in sorted(self._controller.image.scram_credentials.items()):

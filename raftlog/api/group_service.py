@@ -32,10 +32,17 @@ class GroupServicer(group_pb2_grpc.GroupServiceServicer):
     async def heartbeat(
         self, caller, request: group_pb2.ConsumerGroupHeartbeatRequest, client_host: str
     ) -> group_pb2.ConsumerGroupHeartbeatResponse:
-        """Read on the group, and Describe on every topic a changed subscription names (the gRPC and Kafka edges)."""
+        """Read on the group, and Describe on every topic a changed subscription names (the gRPC
+        and Kafka edges); a regex subscription matches only the topics the caller may Describe
+        (decided as the group resolves it, so ACL changes count from the next heartbeat)."""
         topics = request.subscribed_topic_names if request.subscription_changed else ()
         self._auth.check(caller, "ConsumerGroupHeartbeat", topics, request.group_id)
-        return await self._coordinator.heartbeat(request, client_host)
+        auth = self._auth
+
+        def describable(topic: str) -> bool:
+            return bool(auth.visible(caller, Operation.DESCRIBE, ResourceType.TOPIC, (topic,)))
+
+        return await self._coordinator.heartbeat(request, client_host, describable if auth.enabled else None)
 
     @rpc("OffsetCommit")
     async def OffsetCommit(self, request, context):

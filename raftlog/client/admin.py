@@ -11,7 +11,7 @@ from raftlog.authorizer.acls import AclBinding, AclFilter
 from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.connection import Connection, retried_by_admin
-from raftlog.errors import RaftlogError
+from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import ADMIN_RETRY_BACKOFF_S
 from raftlog.scram import DEFAULT_ITERATIONS, ScramError, make_credential
 from raftlog.tls import ClientSecurity
@@ -126,14 +126,23 @@ class Admin:
     def list_topics(self) -> list[str]:
         return [t.name for t in self.metadata().topics]
 
-    def describe_topics(self, names: list[str] | None = None) -> list[dict[str, Any]]:
-        """Topic, id, partitions with leader/replicas/ISR, and the topic's dynamic configs."""
+    def describe_topics(self, names: list[str] | None = None, include_configs: bool = False) -> list[dict[str, Any]]:
+        """Topic, id, partitions with leader/replicas/ISR (Metadata: Describe on the topic), and
+        with include_configs the topic's dynamic configs (DescribeConfigs on it, one more call per
+        topic); "configs" is None when not asked, or when DescribeConfigs on that topic is refused
+        (TOPIC_AUTHORIZATION_FAILED), so a principal that may only Describe still gets the rest."""
         response = self.metadata(names)
         described = []
         for topic in response.topics:
             if topic.error_reason:
                 raise _topic_error(topic)
-            configs = {c["name"]: c["value"] for c in self.describe_configs("topics", topic.name)}
+            configs: dict[str, str] | None = None
+            if include_configs:
+                try:
+                    configs = {c["name"]: c["value"] for c in self.describe_configs("topics", topic.name)}
+                except RaftlogError as exc:
+                    if exc.error is not Errors.TOPIC_AUTHORIZATION_FAILED:
+                        raise
             described.append(_topic_dict(topic, configs))
         return described
 
@@ -306,11 +315,12 @@ class Admin:
     def _acl_call(self, method: str, request):
         return self._connection.call(acls_pb2_grpc.AclServiceStub, method, request)
 
-    def create_acls(self, bindings: list[AclBinding]) -> int:
-        """Adds the bindings (one committed change; existing ones are left as they are); returns its offset."""
+    def create_acls(self, bindings: list[AclBinding]) -> tuple[int, list[AclBinding]]:
+        """Adds the bindings (one committed change; existing ones are left as they are); returns
+        its offset and the bindings it added, as the controller answered (the others existed)."""
         response = self._acl_call("CreateAcls", acls_pb2.CreateAclsRequest(bindings=[b.to_pb() for b in bindings]))
         self._seen_offset = max(self._seen_offset, response.offset)
-        return response.offset
+        return response.offset, [AclBinding.from_pb(b) for b in response.created]
 
     def describe_acls(self, acl_filter: AclFilter | None = None) -> list[AclBinding]:
         request = acls_pb2.DescribeAclsRequest(
@@ -610,7 +620,7 @@ def _check_entity_type(entity_type: str) -> None:
         raise RaftlogError("INVALID_REQUEST", f"entity type must be one of {', '.join(ENTITY_TYPES)}")
 
 
-def _topic_dict(topic: broker_pb2.TopicMetadata, configs: dict[str, str]) -> dict[str, Any]:
+def _topic_dict(topic: broker_pb2.TopicMetadata, configs: dict[str, str] | None) -> dict[str, Any]:
     return {
         "topic": topic.name,
         "topic_id": topic.topic_id.hex(),

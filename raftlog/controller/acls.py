@@ -16,7 +16,10 @@ from raftlog.metadata.image import MetadataImage
 from raftlog.v1 import metadata_pb2
 
 
-def create_acls(image: MetadataImage, bindings: list[AclBinding]) -> list[metadata_pb2.MetadataRecord]:
+def create_acls(
+    image: MetadataImage, bindings: list[AclBinding]
+) -> tuple[list[metadata_pb2.MetadataRecord], list[AclBinding]]:
+    """(the records, the bindings they add: those of the request not in the image yet, once each)."""
     if not bindings:
         raise RaftlogError("INVALID_REQUEST", "no ACL bindings given")
     if len(bindings) > MAX_ACL_BINDINGS_PER_REQUEST:
@@ -24,11 +27,8 @@ def create_acls(image: MetadataImage, bindings: list[AclBinding]) -> list[metada
     for binding in bindings:
         binding.validate()
     existing = set(image.acls.values())
-    new: list[metadata_pb2.MetadataRecord] = []
-    for binding in dict.fromkeys(bindings):  # once each, in order
-        if binding not in existing:
-            new.append(records.access_control_entry(uuid.uuid4().bytes, binding.to_pb()))
-    return new
+    created = [binding for binding in dict.fromkeys(bindings) if binding not in existing]  # once each, in order
+    return [records.access_control_entry(uuid.uuid4().bytes, binding.to_pb()) for binding in created], created
 
 
 def delete_acls(

@@ -442,9 +442,17 @@ class ActiveController:
         offset, _ = await self._decide(lambda image: decisions.alter_configs(image, resource, ops), validate_only)
         return offset
 
-    async def create_acls(self, bindings: list[AclBinding]) -> int:
-        offset, _ = await self._decide(lambda image: acls.create_acls(image, bindings))
-        return offset
+    async def create_acls(self, bindings: list[AclBinding]) -> tuple[int, list[AclBinding]]:
+        """(the offset, the bindings added: the others existed already)."""
+        created: list[AclBinding] = []
+
+        def decide(image: MetadataImage):
+            new_records, added = acls.create_acls(image, bindings)
+            created[:] = added
+            return new_records
+
+        offset, _ = await self._decide(decide)
+        return offset, created
 
     async def delete_acls(self, filters: list[AclFilter]) -> tuple[int, list[AclBinding]]:
         """(the offset, the bindings removed)."""

@@ -409,6 +409,7 @@ class GroupCoordinator:
                 member_epoch=0 if m.member_epoch == STATIC_LEAVE_EPOCH else min(m.member_epoch, value.group_epoch),
                 assigned=frozenset(m.assigned),
                 left_static=m.member_epoch == STATIC_LEAVE_EPOCH,
+                restored=True,
             )
             group.members[m.member_id] = member
             group.target[m.member_id] = member.assigned
@@ -664,8 +665,13 @@ class GroupCoordinator:
     # -- the API ------------------------------------------------------------------------------
 
     async def heartbeat(
-        self, request: group_pb2.ConsumerGroupHeartbeatRequest, client_host: str
+        self,
+        request: group_pb2.ConsumerGroupHeartbeatRequest,
+        client_host: str,
+        describable: Callable[[str], bool] | None = None,
     ) -> group_pb2.ConsumerGroupHeartbeatResponse:
+        """One KIP-848 heartbeat; `describable` says which topics the caller may Describe (a
+        regex subscription matches only those; None: ACLs are off)."""
         shard, partition = await self._shard(request.group_id)
         if request.member_epoch < 0 and request.group_id not in shard.groups:
             return group_pb2.ConsumerGroupHeartbeatResponse(
@@ -693,6 +699,7 @@ class GroupCoordinator:
             subscribed_regex=request.subscribed_regex or None if request.subscription_changed else None,
             server_assignor=request.server_assignor or None,
             owned=_tps(request.owned_partitions) if request.owned_sent else None,
+            describable=describable,
         )
         answer = entry.group.heartbeat(hb, _monotonic_ms(), self.partition_counts())
         await self._persist_group(partition, entry)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
@@ -90,6 +90,12 @@ class Member:
     revoking: frozenset[TopicPartition] = frozenset()
     revocation_deadline_ms: int | None = None
     left_static: bool = False  # a static member that left with epoch -2 and may come back
+    # Which topics a regex subscription may match: the member's principal's Describe permission,
+    # given by the edge with each heartbeat (the group stays pure); None when ACLs are off. Not
+    # persisted: a member restored from its record (`restored`) matches only topics it was
+    # assigned until its next heartbeat brings the predicate again.
+    describable: Callable[[str], bool] | None = None
+    restored: bool = False
 
     def owned(self) -> frozenset[TopicPartition]:
         return self.assigned | self.revoking
@@ -109,6 +115,9 @@ class Heartbeat:
     subscribed_regex: str | None = None
     server_assignor: str | None = None
     owned: frozenset[TopicPartition] | None = None
+    # Whether the heartbeat's principal may Describe a topic (its regex matches only those, as
+    # Kafka 4's regex resolution); None: ACLs are off.
+    describable: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,13 +166,20 @@ class ConsumerGroup:
     def subscribed_topic_names(self, topic_names: Mapping[str, int]) -> set[str]:
         return {t for m in self.members.values() for t in self._resolve(m, topic_names)}
 
-    @staticmethod
-    def _resolve(member: Member, topic_names: Mapping[str, int]) -> frozenset[str]:
-        if member.subscribed_regex is not None:
-            pattern = re.compile(member.subscribed_regex)
-            # Internal topics (__consumer_offsets) are never matched by a pattern, as in Kafka.
-            return frozenset(t for t in topic_names if not t.startswith("__") and pattern.fullmatch(t))
-        return member.subscribed_topics
+    def _resolve(self, member: Member, topic_names: Mapping[str, int]) -> frozenset[str]:
+        if member.subscribed_regex is None:
+            return member.subscribed_topics  # named topics were authorized (Describe) by the edge
+        pattern = re.compile(member.subscribed_regex)
+        # Internal topics (__consumer_offsets) are never matched by a pattern, as in Kafka.
+        matched = frozenset(t for t in topic_names if not t.startswith("__") and pattern.fullmatch(t))
+        if member.restored:
+            had = member.owned() | self.target.get(member.member_id, frozenset())
+            return matched & {topic for topic, _ in had}
+        if member.describable is not None:
+            # A topic the principal may not Describe is not matched (Kafka 4): it is neither
+            # assigned nor refused at fetch time, and the consumer does not learn it exists.
+            return frozenset(t for t in matched if member.describable(t))
+        return matched
 
     # -- heartbeats ---------------------------------------------------------------------------
 
@@ -186,6 +202,7 @@ class ConsumerGroup:
         if hb.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             return self._leave(hb)
         member = self._member_for(hb, now_ms)
+        member.describable, member.restored = hb.describable, False
         member.session_deadline_ms = now_ms + self.settings.session_timeout_ms
         member.rebalance_timeout_ms = hb.rebalance_timeout_ms or member.rebalance_timeout_ms
         changed = False

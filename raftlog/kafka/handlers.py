@@ -1,7 +1,8 @@
 """One function per Kafka API, each a translation: the kio request becomes the protobuf request
 the gRPC servicers take, the same broker object serves it (raftlog.replication.requests for
 produce/fetch/list offsets/epoch end offsets, BrokerServicer for metadata and producer ids,
-AdminServicer for topics, configs and the cluster (configs and partitions: admin_handlers.py),
+AdminServicer for topics, configs and the cluster (configs and partitions: admin_handlers.py;
+SCRAM credentials: scram_handlers.py),
 forwarded to the active controller as over gRPC, the GroupCoordinator for coordinators), and its answer becomes the kio response. No rule of the broker lives here.
 
 `API_VERSIONS` is what ApiVersions advertises and all that is served: every other API or version
@@ -26,7 +27,7 @@ from raftlog.api.reads import await_applied
 from raftlog.authorizer.authorizer import Caller
 from raftlog.errors import Errors, Policy, RaftlogError
 from raftlog.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
-from raftlog.kafka import admin_handlers, group_handlers
+from raftlog.kafka import admin_handlers, group_handlers, scram_handlers
 from raftlog.kafka.errors import code_of, code_of_error
 from raftlog.kafka.protocol import NO_THROTTLE, CloseConnection, build, has_field, response_types
 from raftlog.kafka.sasl import SASL_API_NAMES, SASL_API_VERSIONS
@@ -545,6 +546,7 @@ HANDLERS: dict[int, tuple[int, int, Handler]] = {
     60: (0, 1, describe_cluster),
 }
 HANDLERS.update(group_handlers.HANDLERS)  # the group APIs (raftlog/kafka/group_handlers.py)
+HANDLERS.update(scram_handlers.HANDLERS)  # SCRAM credentials (raftlog/kafka/scram_handlers.py)
 # SaslHandshake and SaslAuthenticate are served by the connection's SASL state (raftlog/kafka/sasl.py).
 API_VERSIONS: dict[int, tuple[int, int]] = {
     **{key: (low, high) for key, (low, high, _) in HANDLERS.items()},
@@ -569,6 +571,7 @@ API_NAMES = {
     44: "IncrementalAlterConfigs",
     60: "DescribeCluster",
     **group_handlers.API_NAMES,
+    **scram_handlers.API_NAMES,
 }
 API_NAMES.update(SASL_API_NAMES)
 assert set(API_NAMES) == set(API_VERSIONS), "every served API has a metrics name"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from raftlog.client.admin import Admin
 from raftlog.client.consumer import AsyncConsumer, TopicPartition
 from raftlog.client.producer import AsyncProducer
+from raftlog.errors import Errors, RaftlogError
 from raftlog.perf.stats import percentile
 
 
@@ -76,12 +77,20 @@ class ProduceReport:
 
 def describe_for_produce(admin: Admin, topic: str) -> tuple[dict[int, int], dict[int, str]]:
     """The topic's leader per partition, and each broker's metrics URL (its static metrics.port on
-    the broker's host; none for a node without a metrics port)."""
+    the broker's host; none for a node without a metrics port). A principal that may not
+    DescribeConfigs on the cluster (a producer-only user) gets no URLs: the run reports the
+    servers' CPU as unknown."""
     [described] = admin.describe_topics([topic])
     leaders = {p["partition"]: p["leader"] for p in described["partitions"]}
-    urls = {}
+    urls: dict[int, str] = {}
     for broker in admin.describe_cluster()["brokers"]:
-        configs = {c["name"]: c["value"] for c in admin.describe_configs("brokers", str(broker["id"]), True)}
+        try:
+            entries = admin.describe_configs("brokers", str(broker["id"]), True)
+        except RaftlogError as exc:
+            if exc.error is not Errors.CLUSTER_AUTHORIZATION_FAILED:
+                raise
+            return leaders, {}
+        configs = {c["name"]: c["value"] for c in entries}
         port = int(configs.get("metrics.port") or 0)
         host = configs.get("metrics.host") or ""
         if host in ("", "0.0.0.0", "::"):

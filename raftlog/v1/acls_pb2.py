@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15raftlog/v1/acls.proto\x12\nraftlog.v1\"\x86\x02\n\nAclBinding\x12\x32\n\rresource_type\x18\x01 \x01(\x0e\x32\x1b.raftlog.v1.AclResourceType\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x30\n\x0cpattern_type\x18\x03 \x01(\x0e\x32\x1a.raftlog.v1.AclPatternType\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12+\n\toperation\x18\x06 \x01(\x0e\x32\x18.raftlog.v1.AclOperation\x12-\n\npermission\x18\x07 \x01(\x0e\x32\x19.raftlog.v1.AclPermission\"\xc4\x02\n\x10\x41\x63lBindingFilter\x12\x32\n\rresource_type\x18\x01 \x01(\x0e\x32\x1b.raftlog.v1.AclResourceType\x12\x1a\n\rresource_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x30\n\x0cpattern_type\x18\x03 \x01(\x0e\x32\x1a.raftlog.v1.AclPatternType\x12\x16\n\tprincipal\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04host\x18\x05 \x01(\tH\x02\x88\x01\x01\x12+\n\toperation\x18\x06 \x01(\x0e\x32\x18.raftlog.v1.AclOperation\x12-\n\npermission\x18\x07 \x01(\x0e\x32\x19.raftlog.v1.AclPermissionB\x10\n\x0e_resource_nameB\x0c\n\n_principalB\x07\n\x05_host\"=\n\x11\x43reateAclsRequest\x12(\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\"$\n\x12\x43reateAclsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\"`\n\x13\x44\x65scribeAclsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.raftlog.v1.AclBindingFilter\x12\x1b\n\x13min_metadata_offset\x18\x02 \x01(\x03\"@\n\x14\x44\x65scribeAclsResponse\x12(\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\"B\n\x11\x44\x65leteAclsRequest\x12-\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x1c.raftlog.v1.AclBindingFilter\"M\n\x12\x44\x65leteAclsResponse\x12\'\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\x12\x0e\n\x06offset\x18\x02 \x01(\x03*z\n\x0f\x41\x63lResourceType\x12\x18\n\x14\x41\x43L_RESOURCE_UNKNOWN\x10\x00\x12\x14\n\x10\x41\x43L_RESOURCE_ANY\x10\x01\x12\t\n\x05TOPIC\x10\x02\x12\t\n\x05GROUP\x10\x03\x12\x0b\n\x07\x43LUSTER\x10\x04\x12\x14\n\x10TRANSACTIONAL_ID\x10\x05*p\n\x0e\x41\x63lPatternType\x12\x17\n\x13\x41\x43L_PATTERN_UNKNOWN\x10\x00\x12\x13\n\x0f\x41\x43L_PATTERN_ANY\x10\x01\x12\x15\n\x11\x41\x43L_PATTERN_MATCH\x10\x02\x12\x0b\n\x07LITERAL\x10\x03\x12\x0c\n\x08PREFIXED\x10\x04*\xe2\x01\n\x0c\x41\x63lOperation\x12\x19\n\x15\x41\x43L_OPERATION_UNKNOWN\x10\x00\x12\x15\n\x11\x41\x43L_OPERATION_ANY\x10\x01\x12\x07\n\x03\x41LL\x10\x02\x12\x08\n\x04READ\x10\x03\x12\t\n\x05WRITE\x10\x04\x12\n\n\x06\x43REATE\x10\x05\x12\n\n\x06\x44\x45LETE\x10\x06\x12\t\n\x05\x41LTER\x10\x07\x12\x0c\n\x08\x44\x45SCRIBE\x10\x08\x12\x12\n\x0e\x43LUSTER_ACTION\x10\t\x12\x14\n\x10\x44\x45SCRIBE_CONFIGS\x10\n\x12\x11\n\rALTER_CONFIGS\x10\x0b\x12\x14\n\x10IDEMPOTENT_WRITE\x10\x0c*X\n\rAclPermission\x12\x1a\n\x16\x41\x43L_PERMISSION_UNKNOWN\x10\x00\x12\x16\n\x12\x41\x43L_PERMISSION_ANY\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x12\t\n\x05\x41LLOW\x10\x03\x32\xf9\x01\n\nAclService\x12K\n\nCreateAcls\x12\x1d.raftlog.v1.CreateAclsRequest\x1a\x1e.raftlog.v1.CreateAclsResponse\x12Q\n\x0c\x44\x65scribeAcls\x12\x1f.raftlog.v1.DescribeAclsRequest\x1a .raftlog.v1.DescribeAclsResponse\x12K\n\nDeleteAcls\x12\x1d.raftlog.v1.DeleteAclsRequest\x1a\x1e.raftlog.v1.DeleteAclsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15raftlog/v1/acls.proto\x12\nraftlog.v1\"\x86\x02\n\nAclBinding\x12\x32\n\rresource_type\x18\x01 \x01(\x0e\x32\x1b.raftlog.v1.AclResourceType\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x30\n\x0cpattern_type\x18\x03 \x01(\x0e\x32\x1a.raftlog.v1.AclPatternType\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12+\n\toperation\x18\x06 \x01(\x0e\x32\x18.raftlog.v1.AclOperation\x12-\n\npermission\x18\x07 \x01(\x0e\x32\x19.raftlog.v1.AclPermission\"\xc4\x02\n\x10\x41\x63lBindingFilter\x12\x32\n\rresource_type\x18\x01 \x01(\x0e\x32\x1b.raftlog.v1.AclResourceType\x12\x1a\n\rresource_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x30\n\x0cpattern_type\x18\x03 \x01(\x0e\x32\x1a.raftlog.v1.AclPatternType\x12\x16\n\tprincipal\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04host\x18\x05 \x01(\tH\x02\x88\x01\x01\x12+\n\toperation\x18\x06 \x01(\x0e\x32\x18.raftlog.v1.AclOperation\x12-\n\npermission\x18\x07 \x01(\x0e\x32\x19.raftlog.v1.AclPermissionB\x10\n\x0e_resource_nameB\x0c\n\n_principalB\x07\n\x05_host\"=\n\x11\x43reateAclsRequest\x12(\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\"M\n\x12\x43reateAclsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\'\n\x07\x63reated\x18\x02 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\"`\n\x13\x44\x65scribeAclsRequest\x12,\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1c.raftlog.v1.AclBindingFilter\x12\x1b\n\x13min_metadata_offset\x18\x02 \x01(\x03\"@\n\x14\x44\x65scribeAclsResponse\x12(\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\"B\n\x11\x44\x65leteAclsRequest\x12-\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x1c.raftlog.v1.AclBindingFilter\"M\n\x12\x44\x65leteAclsResponse\x12\'\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x16.raftlog.v1.AclBinding\x12\x0e\n\x06offset\x18\x02 \x01(\x03*z\n\x0f\x41\x63lResourceType\x12\x18\n\x14\x41\x43L_RESOURCE_UNKNOWN\x10\x00\x12\x14\n\x10\x41\x43L_RESOURCE_ANY\x10\x01\x12\t\n\x05TOPIC\x10\x02\x12\t\n\x05GROUP\x10\x03\x12\x0b\n\x07\x43LUSTER\x10\x04\x12\x14\n\x10TRANSACTIONAL_ID\x10\x05*p\n\x0e\x41\x63lPatternType\x12\x17\n\x13\x41\x43L_PATTERN_UNKNOWN\x10\x00\x12\x13\n\x0f\x41\x43L_PATTERN_ANY\x10\x01\x12\x15\n\x11\x41\x43L_PATTERN_MATCH\x10\x02\x12\x0b\n\x07LITERAL\x10\x03\x12\x0c\n\x08PREFIXED\x10\x04*\xe2\x01\n\x0c\x41\x63lOperation\x12\x19\n\x15\x41\x43L_OPERATION_UNKNOWN\x10\x00\x12\x15\n\x11\x41\x43L_OPERATION_ANY\x10\x01\x12\x07\n\x03\x41LL\x10\x02\x12\x08\n\x04READ\x10\x03\x12\t\n\x05WRITE\x10\x04\x12\n\n\x06\x43REATE\x10\x05\x12\n\n\x06\x44\x45LETE\x10\x06\x12\t\n\x05\x41LTER\x10\x07\x12\x0c\n\x08\x44\x45SCRIBE\x10\x08\x12\x12\n\x0e\x43LUSTER_ACTION\x10\t\x12\x14\n\x10\x44\x45SCRIBE_CONFIGS\x10\n\x12\x11\n\rALTER_CONFIGS\x10\x0b\x12\x14\n\x10IDEMPOTENT_WRITE\x10\x0c*X\n\rAclPermission\x12\x1a\n\x16\x41\x43L_PERMISSION_UNKNOWN\x10\x00\x12\x16\n\x12\x41\x43L_PERMISSION_ANY\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x12\t\n\x05\x41LLOW\x10\x03\x32\xf9\x01\n\nAclService\x12K\n\nCreateAcls\x12\x1d.raftlog.v1.CreateAclsRequest\x1a\x1e.raftlog.v1.CreateAclsResponse\x12Q\n\x0c\x44\x65scribeAcls\x12\x1f.raftlog.v1.DescribeAclsRequest\x1a .raftlog.v1.DescribeAclsResponse\x12K\n\nDeleteAcls\x12\x1d.raftlog.v1.DeleteAclsRequest\x1a\x1e.raftlog.v1.DeleteAclsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftlog.v1.acls_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACLRESOURCETYPE']._serialized_start=1041
-  _globals['_ACLRESOURCETYPE']._serialized_end=1163
-  _globals['_ACLPATTERNTYPE']._serialized_start=1165
-  _globals['_ACLPATTERNTYPE']._serialized_end=1277
-  _globals['_ACLOPERATION']._serialized_start=1280
-  _globals['_ACLOPERATION']._serialized_end=1506
-  _globals['_ACLPERMISSION']._serialized_start=1508
-  _globals['_ACLPERMISSION']._serialized_end=1596
+  _globals['_ACLRESOURCETYPE']._serialized_start=1082
+  _globals['_ACLRESOURCETYPE']._serialized_end=1204
+  _globals['_ACLPATTERNTYPE']._serialized_start=1206
+  _globals['_ACLPATTERNTYPE']._serialized_end=1318
+  _globals['_ACLOPERATION']._serialized_start=1321
+  _globals['_ACLOPERATION']._serialized_end=1547
+  _globals['_ACLPERMISSION']._serialized_start=1549
+  _globals['_ACLPERMISSION']._serialized_end=1637
   _globals['_ACLBINDING']._serialized_start=38
   _globals['_ACLBINDING']._serialized_end=300
   _globals['_ACLBINDINGFILTER']._serialized_start=303
@@ -46,15 +46,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEACLSREQUEST']._serialized_start=629
   _globals['_CREATEACLSREQUEST']._serialized_end=690
   _globals['_CREATEACLSRESPONSE']._serialized_start=692
-  _globals['_CREATEACLSRESPONSE']._serialized_end=728
-  _globals['_DESCRIBEACLSREQUEST']._serialized_start=730
-  _globals['_DESCRIBEACLSREQUEST']._serialized_end=826
-  _globals['_DESCRIBEACLSRESPONSE']._serialized_start=828
-  _globals['_DESCRIBEACLSRESPONSE']._serialized_end=892
-  _globals['_DELETEACLSREQUEST']._serialized_start=894
-  _globals['_DELETEACLSREQUEST']._serialized_end=960
-  _globals['_DELETEACLSRESPONSE']._serialized_start=962
-  _globals['_DELETEACLSRESPONSE']._serialized_end=1039
-  _globals['_ACLSERVICE']._serialized_start=1599
-  _globals['_ACLSERVICE']._serialized_end=1848
+  _globals['_CREATEACLSRESPONSE']._serialized_end=769
+  _globals['_DESCRIBEACLSREQUEST']._serialized_start=771
+  _globals['_DESCRIBEACLSREQUEST']._serialized_end=867
+  _globals['_DESCRIBEACLSRESPONSE']._serialized_start=869
+  _globals['_DESCRIBEACLSRESPONSE']._serialized_end=933
+  _globals['_DELETEACLSREQUEST']._serialized_start=935
+  _globals['_DELETEACLSREQUEST']._serialized_end=1001
+  _globals['_DELETEACLSRESPONSE']._serialized_start=1003
+  _globals['_DELETEACLSRESPONSE']._serialized_end=1080
+  _globals['_ACLSERVICE']._serialized_start=1640
+  _globals['_ACLSERVICE']._serialized_end=1889
 # @@protoc_insertion_point(module_scope)

@@ -118,10 +118,12 @@ class CreateAclsRequest(_message.Message):
     def __init__(self, bindings: _Optional[_Iterable[_Union[AclBinding, _Mapping]]] = ...) -> None: ...
 
 class CreateAclsResponse(_message.Message):
-    __slots__ = ("offset",)
+    __slots__ = ("offset", "created")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
     offset: int
-    def __init__(self, offset: _Optional[int] = ...) -> None: ...
+    created: _containers.RepeatedCompositeFieldContainer[AclBinding]
+    def __init__(self, offset: _Optional[int] = ..., created: _Optional[_Iterable[_Union[AclBinding, _Mapping]]] = ...) -> None: ...
 
 class DescribeAclsRequest(_message.Message):
     __slots__ = ("filter", "min_metadata_offset")

@@ -133,11 +133,15 @@ def test_names_parse_as_kafka_spells_them():
 def test_acl_records_apply_to_the_image_and_survive_a_snapshot():
     image = MetadataImage()
     bindings = [acl("orders", Op.READ), acl("orders", Op.READ), acl("g", Op.READ, kind=G)]
-    records = acl_decisions.create_acls(image, bindings)
+    records, created = acl_decisions.create_acls(image, bindings)
     assert len(records) == 2  # the duplicate is stored once
+    assert created == [acl("orders", Op.READ), acl("g", Op.READ, kind=G)]
     image.apply_batch(1, decode_batch(encode_batch(*records)))
     assert sorted(map(str, image.acls.values())) == sorted({str(b) for b in bindings})
-    assert acl_decisions.create_acls(image, [acl("orders", Op.READ)]) == []  # exists already: no change
+    # exists already: no change, and the answer says only the new one was created
+    assert acl_decisions.create_acls(image, [acl("orders", Op.READ)]) == ([], [])
+    again, created = acl_decisions.create_acls(image, [acl("orders", Op.READ), acl("orders", Op.WRITE)])
+    assert len(again) == 1 and created == [acl("orders", Op.WRITE)]
     before = image.acls
     removals, removed = acl_decisions.delete_acls(image, [AclFilter(G)])
     assert removed == [acl("g", Op.READ, kind=G)]

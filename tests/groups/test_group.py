@@ -256,6 +256,46 @@ def test_regex_subscription_follows_new_topics():
     assert answer.assignment == {("orders-1", 0), ("orders-1", 1), ("orders-2", 0)}
 
 
+def test_regex_subscription_matches_only_topics_the_principal_may_describe():
+    group = new_group()
+    allowed = {"orders-1"}
+    counts = {"orders-1": 2, "orders-secret": 1, "other": 3}
+    group.heartbeat(Heartbeat("", 0, subscribed_regex="orders-.*", describable=lambda t: t in allowed), 0, counts)
+    member = next(iter(group.members.values()))
+    answer = group.heartbeat(
+        Heartbeat(member.member_id, member.member_epoch, owned=frozenset(), describable=lambda t: t in allowed),
+        1,
+        counts,
+    )
+    assert answer.assignment == {("orders-1", 0), ("orders-1", 1)}
+    # An ACL granted later counts from the next heartbeat (the predicate asks the current ACLs).
+    allowed.add("orders-secret")
+    for now in (2, 3):
+        answer = group.heartbeat(
+            Heartbeat(
+                member.member_id, member.member_epoch, owned=answer.assignment, describable=lambda t: t in allowed
+            ),
+            now,
+            counts,
+        )
+    assert ("orders-secret", 0) in answer.assignment
+
+
+def test_a_restored_regex_member_keeps_only_what_it_had_until_it_heartbeats():
+    group = new_group()
+    counts = {"orders-1": 1, "orders-2": 1, "other": 1}
+    group.heartbeat(Heartbeat("", 0, subscribed_regex="orders-.*", describable=lambda t: t == "orders-1"), 0, counts)
+    member = next(iter(group.members.values()))
+    member.restored, member.describable = True, None  # as the coordinator restores it from its record
+    group.target_partition_counts = {}
+    b = Client(group, topics=("other",))
+    b.heartbeat(1, counts)
+    # Another member's heartbeat recomputes the target: the restored member is given nothing it did
+    # not have (orders-2, which its principal may not Describe, stays unassigned).
+    assert group.target[member.member_id] == {("orders-1", 0)}
+    assert group.target[b.member_id] == {("other", 0)}
+
+
 ops = st.lists(
     st.tuples(st.sampled_from(["join", "hb", "hb", "hb", "leave", "kill", "grow"]), st.integers(0, 20)),
     min_size=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 
@@ -12,13 +13,29 @@ from raftlog.cluster.local import LocalCluster
 from raftlog.cluster.secure import SASL_PORT_OFFSET
 from raftlog.errors import RaftlogError
 
+# RAFTLOG_TEST_PORTS=low-high: blocks are taken from that range only (several test runs sharing a
+# machine, each in its own range), else from the kernel's ephemeral ports.
+_PORT_RANGE = os.environ.get("RAFTLOG_TEST_PORTS", "")
+_next_port = [int(_PORT_RANGE.partition("-")[0])] if _PORT_RANGE else []
+
+
+def _candidate_base(count: int) -> int:
+    if _next_port:
+        high = int(_PORT_RANGE.partition("-")[2])
+        if _next_port[0] + count > high:
+            raise RuntimeError(f"RAFTLOG_TEST_PORTS={_PORT_RANGE}: no block of {count} ports left")
+        base = _next_port[0]
+        _next_port[0] += count
+        return base
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
 
 def free_port_block(count: int) -> int:
     """A base port such that base..base+count-1 are free on 127.0.0.1 right now."""
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+        base = _candidate_base(count)
         if base + count >= 65000:
             continue
         sockets = []

@@ -240,3 +240,103 @@ def test_subscribing_to_a_topic_the_principal_may_not_describe_is_refused(cluste
         assert info.value.error is Errors.TOPIC_AUTHORIZATION_FAILED
     finally:
         consumer.close()
+
+
+def test_a_regex_subscription_is_assigned_only_topics_the_principal_may_describe(cluster):
+    """A pattern matching regex-ok and regex-hidden, with Read (so Describe) on regex-ok alone: the
+    consumer is assigned regex-ok and consumes it; regex-hidden is not matched (neither assigned nor
+    refused at fetch time); once Describe on regex-hidden is granted the next heartbeats add it."""
+    with admin_as(cluster) as admin:
+        for topic in ("regex-ok", "regex-hidden"):
+            admin.create_topic(topic, partitions=1, replication_factor=3)
+        admin.create_acls(
+            [
+                allow("User:alice", ResourceType.GROUP, "alice-regex", Operation.READ),
+                allow("User:alice", ResourceType.TOPIC, "regex-ok", Operation.READ),
+            ]
+        )
+    producer = Producer(cluster.bootstrap_servers, acks="all", **cluster.client_settings)
+    try:
+        futures = [producer.send(topic, topic.encode()) for topic in ("regex-ok", "regex-hidden")]
+        producer.flush()
+        assert all(f.result(TIMEOUT_S).offset >= 0 for f in futures)
+    finally:
+        producer.close()
+    consumer = Consumer(
+        cluster.bootstrap_servers, group_id="alice-regex", auto_offset_reset="earliest", **cluster.users["alice"]
+    )
+    try:
+        consumer.subscribe(pattern="regex-.*")
+        seen: list[bytes] = []
+        wait_until(
+            lambda: seen.extend(r.value for r in consumer.poll(200)) or b"regex-ok" in seen, TIMEOUT_S, "regex-ok"
+        )
+        assert consumer.assignment() == {TopicPartition("regex-ok", 0)}
+        with admin_as(cluster) as admin:
+            admin.create_acls([allow("User:alice", ResourceType.TOPIC, "regex-hidden", Operation.READ)])
+        wait_until(
+            lambda: seen.extend(r.value for r in consumer.poll(200)) or b"regex-hidden" in seen,
+            TIMEOUT_S,
+            "regex-hidden",
+        )
+        assert consumer.assignment() == {TopicPartition("regex-ok", 0), TopicPartition("regex-hidden", 0)}
+    finally:
+        consumer.close()
+
+
+def test_a_producer_only_user_describes_its_topic_and_runs_perf_produce(cluster):
+    """`acls add --producer --idempotent` (Write, Describe, Create on the topic, IdempotentWrite on
+    the cluster; no DescribeConfigs): Admin.describe_topics, `topics describe` (configs shown as
+    unavailable) and `perf produce` (servers' CPU unknown) work for that user."""
+    cluster.users["dave"] = user_settings(cluster, "dave")
+    with admin_as(cluster) as admin:
+        admin.create_topic("dave-topic", partitions=1, replication_factor=3, config={"retention.ms": "3600000"})
+    added = cli(
+        cluster,
+        None,
+        "acls",
+        "add",
+        "--allow-principal",
+        "User:dave",
+        "--producer",
+        "--idempotent",
+        "--topic",
+        "dave-topic",
+    )
+    assert added.returncode == 0, added.stderr
+    with admin_as(cluster, "dave") as admin:
+        [described] = admin.describe_topics(["dave-topic"])
+        assert described["partition_count"] == 1 and described["configs"] is None
+        [with_configs] = admin.describe_topics(["dave-topic"], include_configs=True)
+        assert with_configs["configs"] is None  # DescribeConfigs refused: the rest is still there
+    with admin_as(cluster) as admin:  # the super user sees the configs
+        [full] = admin.describe_topics(["dave-topic"], include_configs=True)
+        assert full["configs"] == {"retention.ms": "3600000"}
+    shown = cli(cluster, "dave", "topics", "describe", "--topic", "dave-topic")
+    assert shown.returncode == 0, shown.stderr
+    assert "Configs: (unavailable: DescribeConfigs not allowed)" in shown.stdout
+    perf = cli(
+        cluster, "dave", "perf", "produce", "--topic", "dave-topic", "--num-records", "200", "--record-size", "10"
+    )
+    assert perf.returncode == 0, perf.stderr
+    assert "200 records sent" in perf.stdout and "servers unknown" in perf.stdout
+
+
+def test_acls_add_reports_created_and_already_existing_bindings_as_the_controller_answered(cluster):
+    args = ["acls", "add", "--allow-principal", "User:erin", "--topic", "orders", "--output", "json"]
+    first = cli(cluster, None, *args, "--operation", "Read")
+    assert first.returncode == 0, first.stderr
+    assert [b["operation"] for b in json.loads(first.stdout)["bindings"]] == ["Read"]
+    second = cli(cluster, None, *args, "--operation", "Read", "--operation", "Write")
+    assert second.returncode == 0, second.stderr
+    answer = json.loads(second.stdout)
+    assert [b["operation"] for b in answer["bindings"]] == ["Write"]
+    assert [b["operation"] for b in answer["existing"]] == ["Read"]
+    text = cli(cluster, None, *args[:-2], "--operation", "Read", "--operation", "Write")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("Added ACLs: none\nAlready existing (unchanged):\n")
+    assert "Write" in text.stdout and "Read" in text.stdout
+    # The audit log has each binding added once: by the call that created it.
+    audit = "".join(spec.log_path.read_text() for spec in cluster.specs.values())
+    added = [line for line in audit.splitlines() if "operation=acl-added" in line and "User:erin" in line]
+    assert len(added) == 2, added

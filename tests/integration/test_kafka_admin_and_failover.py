@@ -43,7 +43,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with running_kafka_cluster(tmp_path_factory.mktemp("kafka-admin")) as cluster:
+    # User:ANONYMOUS (every PLAINTEXT Kafka client) a super user: it may administer SCRAM
+    # credentials over the Kafka listener, which is not internal (nothing else differs without ACLs).
+    with running_kafka_cluster(tmp_path_factory.mktemp("kafka-admin"), {"super.users": "User:ANONYMOUS"}) as cluster:
         yield cluster
 
 
@@ -415,3 +417,44 @@ def test_idempotent_acks_all_producer_survives_kill_9_of_the_leader_without_loss
 
     cluster.start_node(old_leader)
     cluster.wait_for_brokers(3, timeout_s=90)
+
+
+def test_scram_credentials_altered_on_a_broker_that_is_not_the_controller(cluster):
+    """AlterUserScramCredentials on a Kafka listener of a node that is not the active controller:
+    forwarded there (as `raftlog users scram` is), answered per user, and a DescribeUserScramCredentials
+    sent to that broker next sees the change; the gRPC Admin reads the same credential."""
+    from kio.schema.alter_user_scram_credentials.v0.request import ScramCredentialDeletion, ScramCredentialUpsertion
+    from kio.schema.describe_user_scram_credentials.v0.request import UserName
+
+    from raftlog.scram import SCRAM_SHA_256, salted_password
+
+    controller = cluster.wait_for_leader(timeout_s=30)
+    spec = next(s for s in cluster.specs.values() if s.node_id != controller)
+    salt = b"s" * 32
+    upsertion = ScramCredentialUpsertion(
+        name="forwarded-user",
+        mechanism=1,
+        iterations=4096,
+        salt=salt,
+        salted_password=salted_password(SCRAM_SHA_256, "pw", salt, 4096),
+    )
+    with socket.create_connection((spec.host, spec.kafka_port), timeout=30) as sock:
+        altered = call(
+            sock,
+            51,
+            0,
+            1,
+            upsertions=(upsertion,),
+            deletions=(ScramCredentialDeletion(name="nobody", mechanism=2),),
+        )
+        assert {r.user: r.error_code for r in altered.results} == {
+            "nobody": ErrorCode.resource_not_found,
+            "forwarded-user": ErrorCode.none,
+        }
+        described = call(sock, 50, 0, 2, users=(UserName(name="forwarded-user"),))
+        assert [(r.user, r.error_code) for r in described.results] == [("forwarded-user", ErrorCode.none)]
+        assert [(i.mechanism, i.iterations) for i in described.results[0].credential_infos] == [(1, 4096)]
+    with cluster.admin(timeout_ms=15000) as admin:
+        assert admin.describe_user_scram_credentials(["forwarded-user"]) == {
+            "forwarded-user": [{"mechanism": "SCRAM-SHA-256", "iterations": 4096}]
+        }

@@ -101,7 +101,7 @@ class StubGroups:
 
         return group_pb2.OffsetDeleteResponse(results=[])
 
-    async def heartbeat(self, request, client_host):
+    async def heartbeat(self, request, client_host, describable=None):
         raise RaftlogError("UNKNOWN_MEMBER_ID", "stub")
 
 
@@ -169,3 +169,66 @@ def test_sasl_handshake_v0_is_advertised_for_librdkafka_but_refused():
     new = ConnectionSasl(authenticator, "KAFKA", "SASL_SSL")
     answer = asyncio.run(new.handshake(HandshakeV1(mechanism="SCRAM-SHA-512"), 1))
     assert answer.error_code == ErrorCode.none and not new.close_after_answer
+
+
+def test_a_kafka_regex_heartbeat_hands_the_coordinator_the_callers_describe_permission():
+    """ConsumerGroupHeartbeat v1 with a regex: the coordinator is given which topics the caller may
+    Describe (its regex matches only those), the ACLs of the moment it asks."""
+    import secrets
+
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+
+    from raftlog.api.group_service import GroupServicer
+    from raftlog.authorizer.acls import AclBinding, Operation, PatternType, Permission, ResourceType
+    from raftlog.kafka.group_handlers import consumer_group_heartbeat
+    from raftlog.metadata.image import MetadataImage
+    from raftlog.v1 import group_pb2
+
+    class StateMachine:
+        image = MetadataImage()
+
+    def binding(resource_type, name, operation):
+        return AclBinding(resource_type, name, PatternType.LITERAL, "User:alice", "*", operation, Permission.ALLOW)
+
+    StateMachine.image.acls = {
+        secrets.token_bytes(8): binding(ResourceType.GROUP, "g", Operation.READ),
+        secrets.token_bytes(8): binding(ResourceType.TOPIC, "orders-1", Operation.READ),
+    }
+    given = []
+
+    class Groups(StubGroups):
+        async def heartbeat(self, request, client_host, describable=None):
+            given.append((request.subscribed_regex, describable))
+            return group_pb2.ConsumerGroupHeartbeatResponse(member_id="m", member_epoch=1)
+
+    on = RequestAuthorizer(AuthorizerSettings(enabled=True), StateMachine)
+    groups = Groups()
+    broker = KafkaBroker("c", "KAFKA", None, None, None, StubReplicas(), groups, GroupServicer(groups, on), on)  # type: ignore[arg-type]
+    request = _heartbeat_request(ConsumerGroupHeartbeatRequest, regex="orders-.*")
+    answer = asyncio.run(consumer_group_heartbeat(broker, request, 1, Caller("User:alice", "127.0.0.1")))
+    assert answer.error_code == ErrorCode.none
+    [(regex, describable)] = given
+    assert regex == "orders-.*" and describable is not None
+    assert describable("orders-1") and not describable("orders-2")
+    StateMachine.image.acls = {
+        **StateMachine.image.acls,
+        secrets.token_bytes(8): binding(ResourceType.TOPIC, "orders-2", Operation.DESCRIBE),
+    }
+    assert describable("orders-2")
+
+
+def _heartbeat_request(cls, regex: str):
+    import datetime
+
+    return cls(
+        group_id="g",
+        member_id="",
+        member_epoch=0,
+        instance_id=None,
+        rack_id=None,
+        rebalance_timeout=datetime.timedelta(seconds=30),
+        subscribed_topic_names=None,
+        subscribed_topic_regex=regex,
+        server_assignor=None,
+        topic_partitions=(),
+    )

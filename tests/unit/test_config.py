@@ -85,7 +85,7 @@ def test_nested_toml_tables_name_dotted_keys(tmp_path):
                 "ssl.truststore.location=/ca.pem",
                 "ssl.client.auth=requested",
             ],
-            "ssl.client.auth=requested is not supported",
+            "ssl.client.auth=requested is not supported on gRPC SSL client listener CLIENT: grpcio's server offers only",
         ),
         (
             [

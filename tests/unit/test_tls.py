@@ -9,6 +9,7 @@ import os
 import shutil
 import ssl
 import threading
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -271,6 +272,61 @@ def test_server_tls_needs_its_files(ca):
         ServerTls(TlsFiles(ca.node(1).certificate, ca.node(1).key, None), "required")
     with pytest.raises(TlsError, match="ssl.certificate.location /nonexistent.pem"):
         ServerTls(TlsFiles(Path("/nonexistent.pem"), ca.node(1).key, None), "none")
+
+
+def test_server_tls_refuses_requested_client_auth_naming_the_grpcio_limitation(ca):
+    # Served as grpc would serve it, "requested" would silently be "none" (the test below).
+    with pytest.raises(TlsError, match="ssl.client.auth=requested on a gRPC listener: grpcio's server offers only"):
+        ServerTls(TlsFiles(ca.node(1).certificate, ca.node(1).key, ca.ca.certificate), "requested")
+
+
+def _peer_certificate_names(ca, require_client_auth: bool, client_cert: bool) -> list[str] | None:
+    """The x509_common_name a grpc server (root certificates set) sees for a client with or without
+    a certificate; None when the call is refused."""
+    seen: list[list[str]] = []
+
+    def echo(request, context):
+        seen.append([v.decode() for v in context.auth_context().get("x509_common_name", [])])
+        return request
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("probe.P", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),)
+    )
+    node = ca.node(1)
+    credentials = grpc.ssl_server_credentials(
+        [(node.key.read_bytes(), node.certificate.read_bytes())],
+        root_certificates=ca.ca.certificate.read_bytes(),
+        require_client_auth=require_client_auth,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        key, chain = (ca.directory / "alice.key", ca.directory / "alice.pem")
+        channel_credentials = grpc.ssl_channel_credentials(
+            ca.ca.certificate.read_bytes(),
+            key.read_bytes() if client_cert else None,
+            chain.read_bytes() if client_cert else None,
+        )
+        with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials) as channel:
+            try:
+                channel.unary_unary("/probe.P/Echo")(b"x", timeout=10)
+            except grpc.RpcError:
+                return None
+        return seen[-1]
+    finally:
+        server.stop(None)
+
+
+def test_grpcio_cannot_ask_for_an_optional_client_certificate(ca):
+    """Why ssl.client.auth=requested is refused on gRPC listeners: with require_client_auth=False a
+    grpcio server asks for no certificate even with root certificates set, so a client's certificate
+    is never seen (nor verified); True refuses a client without one. Should grpcio learn the
+    middle mode, this test fails and `requested` can be served."""
+    assert _peer_certificate_names(ca, require_client_auth=True, client_cert=True) == ["alice"]
+    assert _peer_certificate_names(ca, require_client_auth=True, client_cert=False) is None
+    assert _peer_certificate_names(ca, require_client_auth=False, client_cert=False) == []
+    assert _peer_certificate_names(ca, require_client_auth=False, client_cert=True) == []  # not asked: not sent
 
 
 def test_a_node_certificate_names_the_address_it_listens_on_besides_loopback(tmp_path):
