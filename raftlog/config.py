@@ -230,7 +230,8 @@ _KEYS = [
         int,
         2,
         "How long the group coordinator gathers writes to one offsets partition (offset commits,"
-        " group changes) into one acks=all append; 0: only what arrives in one event-loop turn.",
+        " group changes) into one acks=all append while another append of it awaits replication"
+        " (with none out a write goes at once); 0: only what arrives in one event-loop turn.",
         False,
         0,
     ),

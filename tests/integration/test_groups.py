@@ -606,3 +606,24 @@ def test_offsets_of_an_empty_group_expire_after_the_retention_while_an_active_gr
             if poller.is_alive():
                 poller.join(10)
             active.close()
+
+
+def test_a_lone_commit_does_not_wait_for_the_coordinators_linger(make_cluster):
+    """group.coordinator.append.linger.ms batches writes only behind an append still awaiting
+    replication: with none out a commit goes at once. The linger here is a minute, so under the
+    old rule (every append waited out the linger first) not one of these commits would be answered
+    within the client's 30 s commit timeout."""
+    cluster = make_cluster(extra_config={**GROUP_CONFIG, "group.coordinator.append.linger.ms": 60_000})
+    cluster.start()
+    cluster.wait_for_brokers(3)
+    with cluster.admin() as admin:
+        admin.create_topic("lone-commits", 1, 3)
+    tp = TopicPartition("lone-commits", 0)
+    consumer = Consumer(cluster.bootstrap_servers, group_id="lone", enable_auto_commit=False)
+    try:
+        consumer.assign([tp])
+        for offset in range(1, 6):  # one at a time: never an append in flight when the next comes
+            consumer.commit({tp: offset})
+        assert consumer.committed([tp]) == {tp: 5}
+    finally:
+        consumer.close()
