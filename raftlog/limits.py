@@ -150,6 +150,23 @@ assert GRPC_MIN_RECV_PING_INTERVAL_MS < GRPC_KEEPALIVE_TIME_MS, "servers must ac
 RECOVERY_POINT_CHECKPOINT_INTERVAL_MS = 10_000
 
 
+# Default of log.open.files.max (raftlog/log/file_cache.py): segment and index files a node keeps
+# open at once; the least recently used are closed and reopened on their next use. Each segment
+# has up to three files, and a node may host tens of thousands of partitions: without a bound an
+# idle topic of 10,000 partitions held about 9,500 descriptors per node, near the usual ulimit of
+# a service (and every descriptor costs kernel memory). 500 keeps the files of the partitions in
+# use open (a reopen is one open(2), microseconds) with room below a 1,024 ulimit for sockets
+# and RocksDB.
+LOG_OPEN_FILES_MAX = 500
+
+
+# Background flush rounds (checkpoints and sealed segments after a role change, a roll, a
+# truncation; nobody waits for them) one node runs at once. Each is a few fsyncs on a worker
+# thread; without a bound, thousands of partitions changing role together queued thousands of
+# them ahead of the group commits that acks=all produce requests wait for.
+BACKGROUND_FLUSH_ROUNDS_MAX = 2
+
+
 # -- replication (follower fetches) -------------------------------------------------------------
 
 # Default of replica.fetch.wait.max.ms (raftlog/config.py): a follower's long poll waits at most
