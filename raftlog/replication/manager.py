@@ -327,7 +327,7 @@ class ReplicaManager:
             self.partitions.pop(key)
             self._unfollow(partition)
             partition.info = None  # serves nothing; waiters see it is gone
-            partition.changed.notify_all()
+            partition.notify_changed()
             self._repairs[key] = Repair(offset, reason, handing_over=partition)
             self.on_offline_change()
             return
@@ -430,7 +430,7 @@ class ReplicaManager:
         self._unfollow(partition)
         partition.info = None  # waiters (acks=all, long polls) see it is gone
         partition.log.take_offline(reason)
-        partition.changed.notify_all()
+        partition.notify_changed()
         try:
             partition.log.close()  # a log out of service only releases its files
         except Exception:  # noqa: BLE001 - it is out of service either way
@@ -464,7 +464,7 @@ class ReplicaManager:
             partition.become_follower()
             if info.leader >= 0:
                 self._fetcher_for(info.leader).add(partition)
-        partition.changed.notify_all()
+        partition.notify_changed()
 
     def _fetcher_for(self, leader_id: int) -> ReplicaFetcher:
         if leader_id not in self._fetchers:
@@ -488,7 +488,7 @@ class ReplicaManager:
         partition = self.partitions.pop(key)
         self._unfollow(partition)
         partition.info = None
-        partition.changed.notify_all()
+        partition.notify_changed()
         return partition
 
     # -- lookups ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from raftlog.limits import FETCH_MAX_WAIT_CAP_MS as MAX_WAIT_CAP_MS
 from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.log.record_batch import check_uncompressed_size
 from raftlog.replication.manager import ReplicaManager, yield_every
+from raftlog.replication.partition import Partition
 from raftlog.v1 import broker_pb2, replication_pb2
 
 EARLIEST_TIMESTAMP = -2
@@ -116,17 +117,28 @@ async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, 
 
 
 async def _read_replica(
-    manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest
+    manager: ReplicaManager,
+    request: replication_pb2.ReplicaFetchRequest,
+    unchanged: dict[int, tuple[Partition, int, replication_pb2.ReplicaFetchResult]],
 ) -> tuple[list, int, bool]:
+    """One round of a replica fetch's long poll. unchanged: the partitions (by position in the
+    request) that an earlier round of this poll found with nothing to send, with their version
+    then: a round after a notification re-reads only those whose version moved, so a follower
+    of thousands of idle partitions costs a lookup each per notification, not a read each."""
     # Checked on every round of the long poll: the follower may re-register while we wait.
     manager.check_replica_epoch(request.replica_id, request.broker_epoch)
     throttle = manager.throttle_config()
     results, total_bytes, stop = [], 0, False
     for index, data in enumerate(request.partitions):
         await yield_every(index)
+        seen = unchanged.get(index)
+        if seen is not None and seen[0].version == seen[1]:
+            results.append(seen[2])
+            continue
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
+            version = partition.version
             max_bytes = request.max_bytes or 16 * 1024 * 1024
             if data.partition_max_bytes > 0:  # the follower's own throttle
                 max_bytes = min(max_bytes, data.partition_max_bytes)
@@ -154,6 +166,8 @@ async def _read_replica(
             if outcome.diverging_epoch is not None:
                 result.diverging_epoch.epoch, result.diverging_epoch.end_offset = outcome.diverging_epoch
                 stop = True
+            elif not outcome.records and not throttled:
+                unchanged[index] = (partition, version, result)
         except RaftlogError as exc:
             result.error_reason = exc.reason
             stop = True
@@ -166,7 +180,8 @@ async def replica_fetch(
 ) -> replication_pb2.ReplicaFetchResponse:
     if request.cluster_id != manager.cluster_id:
         raise RaftlogError("INCONSISTENT_CLUSTER_ID", f"fetch for cluster {request.cluster_id!r}")
-    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request))
+    unchanged: dict[int, tuple[Partition, int, replication_pb2.ReplicaFetchResult]] = {}
+    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request, unchanged))
     return replication_pb2.ReplicaFetchResponse(results=results)
 
 
