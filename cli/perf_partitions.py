@@ -21,7 +21,8 @@ def _text(report: dict) -> str:
     lines = [
         f"topic of {report['partitions']} partitions, replication factor {report['replication_factor']}",
         f"create: requests done after {report['create_requests_s']} s, every partition has a leader after "
-        f"{report['create_leaders_s']} s, served by every leader after {report['create_served_s']} s",
+        f"{report['create_leaders_s']} s, {report['served_partitions']} served by their leaders after "
+        f"{report['create_served_s']} s",
         f"delete: {report['delete_s']} s (metadata and every node's data)",
         f"open files before: {_files(report['open_files_before'])}",
         f"open files once created: {_files(report['open_files_created'])}",
@@ -57,6 +58,12 @@ def _pids(values: tuple[str, ...]) -> dict[int, int]:
     "--idle-s", default=15.0, show_default=True, help="Pause after creation before open files are counted again."
 )
 @click.option("--throughput", default=50, show_default=True, help="acks=all records/s to the other topic.")
+@click.option(
+    "--served-timeout-s",
+    default=1800.0,
+    show_default=True,
+    help="Longest wait for every partition to be served; then it goes on and reports how many were.",
+)
 @click.option("--base-port", default=41000, show_default=True, help="gRPC port of node 1 of the bench cluster.")
 @click.option(
     "--bootstrap-server",
@@ -82,6 +89,7 @@ def command(
     replication_factor,
     idle_s,
     throughput,
+    served_timeout_s,
     base_port,
     bootstrap_server,
     node_pids,
@@ -97,8 +105,10 @@ def command(
 
     if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
         raise click.UsageError(f"--partitions must be 1..{MAX_PARTITIONS_PER_TOPIC}")
-    if replication_factor < 1 or throughput < 1 or idle_s < 0:
-        raise click.UsageError("--replication-factor and --throughput must be >= 1, --idle-s >= 0")
+    if replication_factor < 1 or throughput < 1 or idle_s < 0 or served_timeout_s <= 0:
+        raise click.UsageError(
+            "--replication-factor and --throughput must be >= 1, --idle-s >= 0, --served-timeout-s > 0"
+        )
     if node_pids and bootstrap_server is None:
         raise click.UsageError("--node-pid goes with --bootstrap-server (the bench's own nodes are counted anyway)")
     if settings and bootstrap_server is not None:
@@ -121,6 +131,7 @@ def command(
             pids=_pids(node_pids),
             extra_config=extra,
             work_dir=work_dir,
+            served_timeout_s=served_timeout_s,
             progress=lambda line: click.echo(line, err=True),
         )
     except (RaftlogError, TimeoutError) as exc:

@@ -88,6 +88,11 @@ YIELD_EVERY_PARTITIONS = 100
 # leader-epoch checkpoint (a few ms on a busy disk), so a chunk stays well under a heartbeat.
 RECONCILE_CHUNK_PARTITIONS = 16
 
+# Logs one worker-thread call opens or deletes in a reconciliation (a new log is a directory and
+# an empty segment, no fsync; a deleted one a few unlinks): big enough that 10,000 partitions are
+# a few hundred hops to a thread, small enough that one call holds a worker for milliseconds.
+LOG_FILES_BATCH_PARTITIONS = 64
+
 # Preferred-leader elections one automatic leader-balance round commits (one Raft entry); the
 # next round, an interval later, goes on. Each is a small PartitionChangeRecord, and each moves a
 # partition's leadership, which its clients notice as a short NOT_LEADER_OR_FOLLOWER retry.
@@ -96,6 +101,7 @@ LEADER_BALANCE_MAX_ELECTIONS_PER_ROUND = 1_000
 assert MAX_PARTITIONS_CREATED_PER_REQUEST <= MAX_PARTITIONS_PER_TOPIC, "one request may not exceed a whole topic"
 assert YIELD_EVERY_PARTITIONS < MAX_PARTITIONS_CREATED_PER_REQUEST, "creating a topic must yield at least once"
 assert RECONCILE_CHUNK_PARTITIONS <= YIELD_EVERY_PARTITIONS, "reconciliation does slower work per partition"
+assert RECONCILE_CHUNK_PARTITIONS <= LOG_FILES_BATCH_PARTITIONS, "a thread's batch is made leader or follower in chunks"
 
 
 # -- Raft transport and driver ---------------------------------------------------------------
@@ -180,6 +186,12 @@ REPLICA_FETCH_MAX_BYTES = 16 * MIB
 
 # A partition whose fetch failed waits this long before it is fetched again (the others go on).
 REPLICA_FETCH_ERROR_BACKOFF_S = 0.1
+
+# A leader leaves out of its answers to a follower the partitions whose answer that follower
+# already has (nothing moved since an empty answer at the same position: the fetch session,
+# replication/requests.py), for at most this long (or a quarter of replica.lag.time.max.ms if
+# that is less); then it reads them again, which records the follower's fetch for the ISR.
+FETCH_SESSION_REFRESH_S = 1.0
 
 # Deadline of one ReplicaFetch call: the long poll plus ample room for a slow leader; a leader
 # that does not answer in this time is taken for unreachable and asked again.

@@ -68,6 +68,8 @@ class _SparseIndex:
 
     def reset(self) -> None:
         self.keys, self.values = [], []
+        if self._file is None and not self.path.exists():
+            return  # already empty (a new segment): a missing index reads as empty, and is rebuilt
         self.rewrite()
 
     def close(self) -> None:

@@ -19,11 +19,10 @@ By default it starts its own three-node cluster; with a bootstrap server it uses
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftlog.client.admin import Admin
@@ -42,79 +41,98 @@ POLL_S = 1.0  # each poll reads the metadata of every partition: not too often
 ADMIN_TIMEOUT_MS = 60_000
 
 
-@dataclass
 class LatencyRecorder:
-    """acks=all writes at a fixed rate on a thread of its own; each latency goes to the phase that
-    was current when the record was due."""
+    """acks=all writes at a fixed rate in a process of its own (so the bench's admin calls, which
+    decode the metadata of every partition, do not hold up its sends); each latency goes to the
+    phase that was current when the record was due."""
 
-    bootstrap: str
-    rate: int
-    security: dict
-    phase: str = "create"
-    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
-    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    failure: BaseException | None = None
+    def __init__(self, bootstrap: str, rate: int, security: dict):
+        context = multiprocessing.get_context("spawn")
+        self._phase = context.Value("i", 0)
+        self._stop = context.Event()
+        self._results = context.Queue()
+        self._process = context.Process(
+            target=_record_latencies,
+            args=(bootstrap, rate, security, self._phase, self._stop, self._results),
+            name="perf-partitions-producer",
+            daemon=True,
+        )
+        self.outcome: dict | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="perf-partitions-producer", daemon=True)
-        self._thread.start()
+        self._process.start()
+
+    def set_phase(self, phase: str) -> None:
+        self._phase.value = PHASES.index(phase)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
         try:
-            asyncio.run(self._produce())
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            self.failure = exc
-
-    async def _produce(self) -> None:
-        producer = AsyncProducer(self.bootstrap, acks="all", **self.security)
-        payload = os.urandom(100)
-        try:
-            await producer.start()
-            started = time.perf_counter()
-            i = 0
-            while not self._stop.is_set():
-                due = started + i / self.rate
-                i += 1
-                ahead_s = due - time.perf_counter()
-                if ahead_s > 0:
-                    await asyncio.sleep(ahead_s)
-                future = await producer.send(LATENCY_TOPIC, payload, partition=0)
-                future.add_done_callback(self._done(due, self.phase))
-            await producer.flush()
+            self.outcome = self._results.get(timeout=120)
         finally:
-            await producer.close()
-
-    def _done(self, due: float, phase: str):
-        def record(future) -> None:
-            finished = time.perf_counter()
-            try:
-                future.result()
-            except RaftlogError:
-                self.errors[phase] += 1
-                return
-            self.latencies_ms[phase].append((finished - due) * 1000.0)
-
-        return record
+            self._process.join(30)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
 
     def summary(self) -> dict:
+        if self.outcome is None or "failure" in self.outcome:
+            raise RuntimeError(f"the latency producer failed: {(self.outcome or {}).get('failure')}")
+        latencies, errors = self.outcome["latencies_ms"], self.outcome["errors"]
         out = {}
         for phase in PHASES:
-            lat = self.latencies_ms[phase]
+            lat = latencies[phase]
             out[phase] = {
                 "records": len(lat),
-                "errors": self.errors[phase],
+                "errors": errors[phase],
                 "p50_ms": round(percentile(lat, 0.50), 1),
                 "p99_ms": round(percentile(lat, 0.99), 1),
                 "max_ms": round(max(lat, default=0.0), 1),
             }
         return out
+
+
+def _record_latencies(bootstrap: str, rate: int, security: dict, phase, stop, results) -> None:
+    """The producer process: writes until stop is set, then puts its figures on results."""
+    latencies: dict[str, list[float]] = {p: [] for p in PHASES}
+    errors = dict.fromkeys(PHASES, 0)
+
+    def done(due: float, phase_name: str):
+        def record(future) -> None:
+            finished = time.perf_counter()
+            try:
+                future.result()
+            except RaftlogError:
+                errors[phase_name] += 1
+                return
+            latencies[phase_name].append((finished - due) * 1000.0)
+
+        return record
+
+    async def produce() -> None:
+        producer = AsyncProducer(bootstrap, acks="all", **security)
+        payload = os.urandom(100)
+        try:
+            await producer.start()
+            started = time.perf_counter()
+            i = 0
+            while not stop.is_set():
+                due = started + i / rate
+                i += 1
+                ahead_s = due - time.perf_counter()
+                if ahead_s > 0:
+                    await asyncio.sleep(ahead_s)
+                future = await producer.send(LATENCY_TOPIC, payload, partition=0)
+                future.add_done_callback(done(due, PHASES[phase.value]))
+            await producer.flush()
+        finally:
+            await producer.close()
+
+    try:
+        asyncio.run(produce())
+        results.put({"latencies_ms": latencies, "errors": errors})
+    except BaseException as exc:  # noqa: BLE001 - reported by the bench
+        results.put({"failure": f"{type(exc).__name__}: {exc}"})
 
 
 def open_files(pids: dict[int, int]) -> dict[int, int | None]:
@@ -147,16 +165,20 @@ def _wait_for_leaders(admin: Admin, partitions: int, deadline: float) -> None:
     raise TimeoutError(f"{TOPIC}: not every partition has a leader after {READY_TIMEOUT_S:.0f} s")
 
 
-def _wait_until_served(admin: Admin, partitions: int, deadline: float, progress) -> None:
+def _wait_until_served(admin: Admin, partitions: int, deadline: float, progress) -> int:
+    """Returns how many partitions are served (all of them, unless the deadline came first)."""
     waiting = [(TOPIC, p) for p in range(partitions)]
-    while waiting:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{TOPIC}: {len(waiting)} partitions not served after {READY_TIMEOUT_S:.0f} s")
-        answers = admin.list_offsets_each(waiting, timestamp=-1)
+    while waiting and time.monotonic() < deadline:
+        try:
+            answers = admin.list_offsets_each(waiting, timestamp=-1)
+        except RaftlogError as exc:  # a node too busy to answer in time: counted as not yet
+            progress(f"{TOPIC}: ListOffsets failed: {exc}")
+            continue
         waiting = [tp for tp in waiting if isinstance(answers.get(tp), RaftlogError) or tp not in answers]
         if waiting:
             progress(f"{TOPIC}: {partitions - len(waiting)} of {partitions} partitions served by their leaders")
             time.sleep(POLL_S)
+    return partitions - len(waiting)
 
 
 def _remaining_replicas(data_dirs: list[Path]) -> int:
@@ -188,8 +210,11 @@ def measure(
     pids: dict[int, int],
     data_dirs: list[Path],
     security: dict,
+    served_timeout_s: float = READY_TIMEOUT_S,
     progress=print,
 ) -> dict:
+    """served_timeout_s: how long to wait for every partition to be served before going on
+    (the figures then say how many were)."""
     with Admin(bootstrap, timeout_ms=ADMIN_TIMEOUT_MS, **security) as admin:
         ensure_topic(admin, LATENCY_TOPIC, replication_factor)
         files_before = open_files(pids)
@@ -197,7 +222,7 @@ def measure(
         recorder.start()
         load_before = _load_average()
         try:
-            time.sleep(1.0)  # the producer has its metadata and connections before the clock starts
+            time.sleep(3.0)  # the producer process has started, with its metadata and connections
             started = time.monotonic()
             deadline = started + READY_TIMEOUT_S
             _create(admin, partitions, replication_factor, progress)
@@ -205,15 +230,15 @@ def measure(
             _wait_for_leaders(admin, partitions, deadline)
             leaders_s = time.monotonic() - started
             progress(f"{TOPIC}: every partition has a leader after {leaders_s:.1f} s")
-            _wait_until_served(admin, partitions, deadline, progress)
+            served = _wait_until_served(admin, partitions, started + served_timeout_s, progress)
             served_s = time.monotonic() - started
-            progress(f"{TOPIC}: every partition served after {served_s:.1f} s")
+            progress(f"{TOPIC}: {served} of {partitions} partitions served after {served_s:.1f} s")
             files_created = open_files(pids)
             load_created = _load_average()
-            recorder.phase = "idle"
+            recorder.set_phase("idle")
             time.sleep(idle_s)
             files_idle = open_files(pids)
-            recorder.phase = "delete"
+            recorder.set_phase("delete")
             started = time.monotonic()
             admin.delete_topic(TOPIC)
             _wait_for_deletion(admin, data_dirs, started + READY_TIMEOUT_S, progress)
@@ -222,14 +247,13 @@ def measure(
             time.sleep(1.0)  # records due during the deletion are acknowledged
         finally:
             recorder.stop()
-        if recorder.failure is not None:
-            raise recorder.failure
     return {
         "partitions": partitions,
         "replication_factor": replication_factor,
         "create_requests_s": round(requested_s, 2),
         "create_leaders_s": round(leaders_s, 2),
         "create_served_s": round(served_s, 2),
+        "served_partitions": served,
         "delete_s": round(delete_s, 2),
         "open_files_before": files_before,
         "open_files_created": files_created,
@@ -254,13 +278,23 @@ def run_partitions_bench(
     security: dict | None = None,
     extra_config: dict[str, object] | None = None,
     work_dir: Path | None = None,
+    served_timeout_s: float = READY_TIMEOUT_S,
     progress=print,
 ) -> dict:
     """On the cluster at bootstrap, or on a three-node cluster of its own (ports from base_port,
     its data in a temporary directory under work_dir)."""
     if bootstrap is not None:
         return measure(
-            bootstrap, partitions, replication_factor, idle_s, rate, pids or {}, [], security or {}, progress
+            bootstrap,
+            partitions,
+            replication_factor,
+            idle_s,
+            rate,
+            pids or {},
+            [],
+            security or {},
+            served_timeout_s,
+            progress,
         )
     with tempfile.TemporaryDirectory(prefix="raftlog-perf-partitions-", dir=work_dir) as tmp:
         cluster = LocalCluster(Path(tmp), nodes=3, base_port=base_port, metrics_base_port=0, extra_config=extra_config)
@@ -278,7 +312,8 @@ def run_partitions_bench(
                 own_pids,
                 data_dirs,
                 {},
-                progress,
+                served_timeout_s=served_timeout_s,
+                progress=progress,
             )
         finally:
             cluster.stop()

@@ -18,14 +18,27 @@ from collections.abc import Callable
 class ChangeNotifier:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        # What notified since the last take_touched() (the replica manager's ISR check looks at
+        # those partitions only); bounded by the number of distinct sources, the hosted partitions.
+        self._touched: set[object] = set()
 
     def token(self) -> asyncio.Event:
         """Take before looking at the state; `wait(token)` then returns on any later change."""
         return self._event
 
-    def notify_all(self) -> None:
+    def notify_all(self, source: object | None = None) -> None:
+        if source is not None:
+            self._touched.add(source)
         self._event.set()
         self._event = asyncio.Event()
+
+    def touch(self, source: object) -> None:
+        """Records a change of source without waking anyone."""
+        self._touched.add(source)
+
+    def take_touched(self) -> set[object]:
+        touched, self._touched = self._touched, set()
+        return touched
 
     async def wait(self, token: asyncio.Event, timeout_s: float) -> None:
         """Returns on the first notification after `token` was taken, or after timeout_s."""

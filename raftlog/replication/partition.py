@@ -139,7 +139,7 @@ class Partition:
     def notify_changed(self) -> None:
         """Wakes the waiters (acks=all, long polls) after a change to this partition."""
         self.version += 1
-        self.changed.notify_all()
+        self.changed.notify_all(self)
 
     def become_leader(self) -> None:
         """Starts a new leader epoch at the log end; followers start out caught up if in the ISR."""
@@ -337,6 +337,8 @@ class Partition:
                 f"[{self.log.log_start_offset}, {self.log.log_end_offset}]",
             )
         self.followers[replica_id].record_fetch(fetch_offset, self.log.log_end_offset, self._clock_ms())
+        if replica_id not in self.isr:
+            self.changed.touch(self)  # it may be ready to join: the ISR check looks at once
         self._recompute_high_watermark()
         # max_bytes 0: a throttled follower's fetch (replication/throttle.py) that gets no bytes now.
         records = (

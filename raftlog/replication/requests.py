@@ -15,8 +15,7 @@ from raftlog.errors import RaftlogError
 from raftlog.limits import FETCH_MAX_WAIT_CAP_MS as MAX_WAIT_CAP_MS
 from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.log.record_batch import check_uncompressed_size
-from raftlog.replication.manager import ReplicaManager, yield_every
-from raftlog.replication.partition import Partition
+from raftlog.replication.manager import FetchSessionEntry, ReplicaManager, yield_every
 from raftlog.v1 import broker_pb2, replication_pb2
 
 EARLIEST_TIMESTAMP = -2
@@ -119,22 +118,38 @@ async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, 
 async def _read_replica(
     manager: ReplicaManager,
     request: replication_pb2.ReplicaFetchRequest,
-    unchanged: dict[int, tuple[Partition, int, replication_pb2.ReplicaFetchResult]],
+    answered: dict[int, replication_pb2.ReplicaFetchResult],
 ) -> tuple[list, int, bool]:
-    """One round of a replica fetch's long poll. unchanged: the partitions (by position in the
-    request) that an earlier round of this poll found with nothing to send, with their version
-    then: a round after a notification re-reads only those whose version moved, so a follower
-    of thousands of idle partitions costs a lookup each per notification, not a read each."""
+    """One round of a replica fetch's long poll. answered: this poll's results so far, by
+    position in the request (a later round replaces what it re-reads).
+
+    A partition whose answer this follower already has is left out (the follower's fetch
+    session, as Kafka's incremental fetch, KIP-227): its last answer was empty, for the same
+    fetch position and epochs, and the partition's version has not moved since (nothing a
+    fetch would answer has changed). So a follower of thousands of idle partitions costs a
+    lookup each, not a read and a result each, and its answer carries only what moved. Each is
+    read again at least every fetch-session refresh (its fetch keeps the follower in the ISR;
+    an answer the follower dropped reaches it then)."""
     # Checked on every round of the long poll: the follower may re-register while we wait.
     manager.check_replica_epoch(request.replica_id, request.broker_epoch)
     throttle = manager.throttle_config()
-    results, total_bytes, stop = [], 0, False
+    session = manager.fetch_session(request.replica_id, request.broker_epoch)
+    now = time.monotonic()
+    fresh_after = now - manager.fetch_session_refresh_s()
+    total_bytes, stop = 0, False
     for index, data in enumerate(request.partitions):
         await yield_every(index)
-        seen = unchanged.get(index)
-        if seen is not None and seen[0].version == seen[1]:
-            results.append(seen[2])
+        key = (data.topic_id, data.partition)
+        seen = session.get(key)
+        if (
+            seen is not None
+            and seen.read_at > fresh_after
+            and seen.partition.version == seen.version
+            and seen.asked == (data.fetch_offset, data.last_fetched_epoch, data.current_leader_epoch)
+            and manager.partitions.get(key) is seen.partition
+        ):
             continue
+        session.pop(key, None)
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
@@ -167,12 +182,13 @@ async def _read_replica(
                 result.diverging_epoch.epoch, result.diverging_epoch.end_offset = outcome.diverging_epoch
                 stop = True
             elif not outcome.records and not throttled:
-                unchanged[index] = (partition, version, result)
+                asked = (data.fetch_offset, data.last_fetched_epoch, data.current_leader_epoch)
+                session[key] = FetchSessionEntry(partition, version, asked, now)
         except RaftlogError as exc:
             result.error_reason = exc.reason
             stop = True
-        results.append(result)
-    return results, total_bytes, stop
+        answered[index] = result
+    return list(answered.values()), total_bytes, stop
 
 
 async def replica_fetch(
@@ -180,8 +196,8 @@ async def replica_fetch(
 ) -> replication_pb2.ReplicaFetchResponse:
     if request.cluster_id != manager.cluster_id:
         raise RaftlogError("INCONSISTENT_CLUSTER_ID", f"fetch for cluster {request.cluster_id!r}")
-    unchanged: dict[int, tuple[Partition, int, replication_pb2.ReplicaFetchResult]] = {}
-    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request, unchanged))
+    answered: dict[int, replication_pb2.ReplicaFetchResult] = {}
+    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request, answered))
     return replication_pb2.ReplicaFetchResponse(results=results)
 
 
