@@ -93,6 +93,12 @@ RECONCILE_CHUNK_PARTITIONS = 16
 # a few hundred hops to a thread, small enough that one call holds a worker for milliseconds.
 LOG_FILES_BATCH_PARTITIONS = 64
 
+# AlterPartition calls (one partition's ISR change each) one broker has in flight to the
+# controller at once; the other partitions' changes wait for a slot (their ISR stays as committed
+# meanwhile, which only delays an expansion or a shrink). A broker returning to thousands of
+# ISRs must not send thousands of calls at once.
+ALTER_PARTITION_MAX_IN_FLIGHT = 32
+
 # Preferred-leader elections one automatic leader-balance round commits (one Raft entry); the
 # next round, an interval later, goes on. Each is a small PartitionChangeRecord, and each moves a
 # partition's leadership, which its clients notice as a short NOT_LEADER_OR_FOLLOWER retry.

@@ -32,6 +32,7 @@ from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
 from raftlog.limits import (
+    ALTER_PARTITION_MAX_IN_FLIGHT,
     FETCH_SESSION_REFRESH_S,
     LOG_FILES_BATCH_PARTITIONS,
     RECONCILE_CHUNK_PARTITIONS,
@@ -166,6 +167,10 @@ class ReplicaManager:
         # Followers' fetch sessions, as leader: replica id -> (its broker epoch, partition -> entry).
         self._fetch_sessions: dict[int, tuple[int, dict[tuple[bytes, int], FetchSessionEntry]]] = {}
         self._dirty = asyncio.Event()
+        # AlterPartition calls in flight to the controller: after a broker comes back, thousands of
+        # leaders want it back in their ISR at once; unbounded, those calls swamped the controller
+        # (timeouts, retries, missed heartbeats, more fencing).
+        self._alter_partition_slots = asyncio.Semaphore(ALTER_PARTITION_MAX_IN_FLIGHT)
         self._reconcile_whole = True  # the next reconcile looks at every partition (see reconcile)
         self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
         self._tasks: list[asyncio.Task] = []
@@ -669,11 +674,17 @@ class ReplicaManager:
 
     async def _alter_isr(self, partition: Partition, state) -> None:
         """Sends the AlterPartition for the partition's pending ISR state and reports how it ended."""
+        async with self._alter_partition_slots:  # a bounded number in flight (ALTER_PARTITION_MAX_IN_FLIGHT)
+            await self._send_alter_isr(partition, state)
+
+    async def _send_alter_isr(self, partition: Partition, state) -> None:
         info = partition.info
         epoch = self._broker_epoch()
         new_isr = state.requested
         ended_at: int | None = None  # the partition epoch the controller left; None: refused or not sent
         try:
+            if partition.isr_state is not state:
+                return  # superseded by a metadata update while it waited for a slot
             if info is None or epoch is None:
                 raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no broker epoch yet")
             request = controller_pb2.AlterPartitionRequest(
