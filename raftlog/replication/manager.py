@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +89,23 @@ class FetchSessionEntry:
     read_at: float  # monotonic s
 
 
-# Records after which every hosted partition is looked at again (topic settings), not only those
-# whose partition info changed.
-FULL_RECONCILE_RECORD_KINDS = frozenset({"config"})
+# Records after which every hosted partition is looked at again (topic settings, a removed topic's
+# partitions, a broker gone), not only the partitions the records name.
+FULL_RECONCILE_RECORD_KINDS = frozenset({"config", "remove_topic", "unregister_broker"})
+
+
+def _partitions_named(batch) -> list[tuple[bytes, int]]:
+    """(topic id, partition) of each partition or partition-change record of a metadata batch."""
+    named = []
+    for record in batch.records:
+        kind = record.WhichOneof("record")
+        if kind == "partition":
+            named.append((record.partition.topic_id, record.partition.partition))
+        elif kind == "partition_change":
+            named.append((record.partition_change.topic_id, record.partition_change.partition))
+    return named
+
+
 PARTITION_RECORD_KINDS = frozenset(
     {
         "topic",
@@ -172,6 +187,7 @@ class ReplicaManager:
         # (timeouts, retries, missed heartbeats, more fencing).
         self._alter_partition_slots = asyncio.Semaphore(ALTER_PARTITION_MAX_IN_FLIGHT)
         self._reconcile_whole = True  # the next reconcile looks at every partition (see reconcile)
+        self._changed_partitions: set[tuple[bytes, int]] = set()  # named by records since the last one
         self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -213,12 +229,16 @@ class ReplicaManager:
         kinds = None if batch is None else {record.WhichOneof("record") for record in batch.records}
         if kinds is None or kinds & PARTITION_RECORD_KINDS:
             assert self._loop is not None, "metadata listener registered before start()"
-            # A snapshot, or configs (topic settings of every partition), make the next round whole.
-            whole = kinds is None or FULL_RECONCILE_RECORD_KINDS & kinds
-            self._loop.call_soon_threadsafe(self._mark_dirty, bool(whole))
+            # A snapshot, configs (topic settings of every partition) or a topic's removal make the
+            # next round whole; otherwise it looks at the partitions the records name.
+            whole = kinds is None or bool(FULL_RECONCILE_RECORD_KINDS & kinds)
+            changed = frozenset() if batch is None else frozenset(_partitions_named(batch))
+            self._loop.call_soon_threadsafe(self._mark_dirty, whole, changed)
 
-    def _mark_dirty(self, whole: bool) -> None:
+    def _mark_dirty(self, whole: bool, changed: frozenset[tuple[bytes, int]]) -> None:
         self._reconcile_whole = self._reconcile_whole or whole
+        if not self._reconcile_whole:
+            self._changed_partitions |= changed
         self._dirty.set()
 
     async def _reconcile_loop(self) -> None:
@@ -228,8 +248,9 @@ class ReplicaManager:
             self._topic_settings.clear()
             self._replica_lag_time_max_ms = None
             whole, self._reconcile_whole = self._reconcile_whole, False
+            changed, self._changed_partitions = self._changed_partitions, set()
             try:
-                await self.reconcile(whole)
+                await self.reconcile(whole, changed)
             except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
                 self._reconcile_whole = True  # whatever it did not get to
                 self.supervisor.survived("replica-reconcile", exc)
@@ -246,20 +267,30 @@ class ReplicaManager:
             cached = self._topic_settings[topic] = TopicSettings.from_topic_configs(configs)
         return cached
 
-    async def reconcile(self, whole: bool = True) -> None:
+    async def reconcile(self, whole: bool = True, changed: AbstractSet[tuple[bytes, int]] = frozenset()) -> None:
         """Brings the hosted partitions in line with the image. Logs are opened and deleted on a
         worker thread, LOG_FILES_BATCH_PARTITIONS at a time (opening a new one is a few files, no fsync),
         and made leader or follower RECONCILE_CHUNK_PARTITIONS at a time between turns of the loop:
         a topic of thousands of partitions created or deleted must not stop heartbeats and
         requests meanwhile. What it applies is the image as of the start; a change meanwhile sets
-        off another round. Not whole: a hosted partition whose PartitionInfo is the one applied
-        last time (the image replaces a partition's info on every change) is left alone, so a
-        metadata change costs work for what it changed, not for every partition hosted here."""
+        off another round. Not whole: only the `changed` partitions (named by the records since the
+        last round) are looked at, and of those only the ones whose PartitionInfo is not the one
+        applied last time (the image replaces a partition's info on every change), so a metadata
+        change costs work for what it changed, not for every partition hosted here."""
         wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
-        for topic_name, info in self.image.partitions():
-            if self.broker_id in info.replicas:
-                wanted[(info.topic_id, info.partition)] = (topic_name, info)
-        leaving = [key for key in self.partitions if key not in wanted]
+        if whole:
+            for topic_name, info in self.image.partitions():
+                if self.broker_id in info.replicas:
+                    wanted[(info.topic_id, info.partition)] = (topic_name, info)
+            leaving = [key for key in self.partitions if key not in wanted]
+        else:
+            leaving = []
+            for key in changed:
+                hosted = self._hosted_info(key)
+                if hosted is not None:
+                    wanted[key] = hosted
+                elif key in self.partitions:
+                    leaving.append(key)
         for chunk in _chunks(leaving, LOG_FILES_BATCH_PARTITIONS):
             removed = []
             for index, key in enumerate(chunk):
@@ -268,7 +299,7 @@ class ReplicaManager:
                 if key in self.partitions:
                     removed.append(self._take_out(key))
             await asyncio.to_thread(_delete_logs, removed)
-        for key in [k for k in self._offline if k not in wanted]:
+        for key in [k for k in self._offline if k not in wanted] if whole else []:
             del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
         self._progress_repairs()
         new: list[tuple[tuple[bytes, int], str, PartitionInfo]] = []
@@ -300,6 +331,16 @@ class ReplicaManager:
                     self.on_offline_change()
                     continue
                 self._apply(self._adopt(key, topic_name, info, replica_log), info)
+
+    def _hosted_info(self, key: tuple[bytes, int]) -> tuple[str, PartitionInfo] | None:
+        """(topic name, info) of a partition in the image with a replica here, else None."""
+        topic = self.image.topics_by_id.get(key[0])
+        if topic is None:
+            return None
+        info = topic.partitions.get(key[1])
+        if info is None or self.broker_id not in info.replicas:
+            return None
+        return topic.name, info
 
     def _open_logs(self, specs: list[tuple[str, PartitionInfo, LogConfig]]) -> list[ReplicaLog | Exception]:
         """On a worker thread (recovery and checkpoint fsyncs): new partitions' logs, files only
