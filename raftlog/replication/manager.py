@@ -473,7 +473,7 @@ class ReplicaManager:
         cursors: dict[tuple[bytes, int], ScrubCursor] = {}
         while True:
             checked = 0
-            for key, partition in list(self.partitions.items()):
+            for index, (key, partition) in enumerate(list(self.partitions.items())):
                 if self.partitions.get(key) is not partition:
                     continue
                 try:
@@ -488,7 +488,10 @@ class ReplicaManager:
                         self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
                     except Exception as exc:  # noqa: BLE001 - e.g. its log dir failed meanwhile
                         self.supervisor.survived("log-scrubber", exc)
-                await asyncio.sleep(step.bytes_checked / rate)
+                if step.bytes_checked:
+                    await asyncio.sleep(step.bytes_checked / rate)
+                elif index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
+                    await asyncio.sleep(0)  # a pass over thousands of idle logs yields now and then
             for key in [k for k in cursors if k not in self.partitions]:
                 del cursors[key]
             if checked == 0:
