@@ -9,6 +9,8 @@ import threading
 
 import pytest
 
+from raftlog.log import index as index_module
+from raftlog.log import segment as segment_module
 from raftlog.log.file_cache import SEGMENT_FILES, FileHandleCache
 from raftlog.log.partition_log import PartitionLog
 from raftlog.log.record_batch import iter_headers
@@ -32,14 +34,14 @@ def _fds_of(paths) -> int:
 
 
 @pytest.fixture
-def small_segment_cache():
-    """The process-wide cache (what PartitionLog and LogSegment use) with a small limit."""
-    previous = SEGMENT_FILES.max_open
-    SEGMENT_FILES.set_limit(4)
-    try:
-        yield SEGMENT_FILES
-    finally:
-        SEGMENT_FILES.set_limit(previous)
+def small_segment_cache(monkeypatch):
+    """A small cache in place of the process-wide one (what PartitionLog and LogSegment use), so
+    files other tests left open do not count."""
+    cache = FileHandleCache(4)
+    monkeypatch.setattr(segment_module, "SEGMENT_FILES", cache)
+    monkeypatch.setattr(index_module, "SEGMENT_FILES", cache)
+    assert SEGMENT_FILES is not cache
+    return cache
 
 
 def test_least_recently_used_is_closed_and_reopened_transparently(tmp_path):
