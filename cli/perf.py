@@ -15,6 +15,7 @@ PERF_MODULES: list[str] = [
     "cli.perf_group",
     "cli.perf_kafka",
     "cli.perf_reassign",
+    "cli.perf_partitions",
 ]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlog.limits import (
+    LOG_OPEN_FILES_MAX,
     MAX_MESSAGE_BYTES,
     REPLICA_FETCH_MAX_BYTES,
     REPLICA_FETCH_MAX_WAIT_MS,
@@ -179,6 +180,15 @@ _KEYS = [
     ConfigKey("log.segment.bytes", int, 1073741824, "Default segment size.", True, 14),
     ConfigKey("log.cleanup.policy", list, ["delete"], "Default cleanup policy: delete and/or compact.", True),
     ConfigKey("message.max.bytes", int, 1048588, "Largest record batch a broker accepts.", True, 0),
+    ConfigKey(
+        "log.open.files.max",
+        int,
+        LOG_OPEN_FILES_MAX,
+        "Segment and index files the broker keeps open at once; the least recently used are closed "
+        "and reopened on their next use (files with writes not yet fsynced stay open until their flush).",
+        False,
+        1,
+    ),
     ConfigKey(
         "log.scrub.bytes.per.second",
         int,

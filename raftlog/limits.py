@@ -88,6 +88,17 @@ YIELD_EVERY_PARTITIONS = 100
 # leader-epoch checkpoint (a few ms on a busy disk), so a chunk stays well under a heartbeat.
 RECONCILE_CHUNK_PARTITIONS = 16
 
+# Logs one worker-thread call opens or deletes in a reconciliation (a new log is a directory and
+# an empty segment, no fsync; a deleted one a few unlinks): big enough that 10,000 partitions are
+# a few hundred hops to a thread, small enough that one call holds a worker for milliseconds.
+LOG_FILES_BATCH_PARTITIONS = 64
+
+# AlterPartition calls (one partition's ISR change each) one broker has in flight to the
+# controller at once; the other partitions' changes wait for a slot (their ISR stays as committed
+# meanwhile, which only delays an expansion or a shrink). A broker returning to thousands of
+# ISRs must not send thousands of calls at once.
+ALTER_PARTITION_MAX_IN_FLIGHT = 32
+
 # Preferred-leader elections one automatic leader-balance round commits (one Raft entry); the
 # next round, an interval later, goes on. Each is a small PartitionChangeRecord, and each moves a
 # partition's leadership, which its clients notice as a short NOT_LEADER_OR_FOLLOWER retry.
@@ -96,6 +107,7 @@ LEADER_BALANCE_MAX_ELECTIONS_PER_ROUND = 1_000
 assert MAX_PARTITIONS_CREATED_PER_REQUEST <= MAX_PARTITIONS_PER_TOPIC, "one request may not exceed a whole topic"
 assert YIELD_EVERY_PARTITIONS < MAX_PARTITIONS_CREATED_PER_REQUEST, "creating a topic must yield at least once"
 assert RECONCILE_CHUNK_PARTITIONS <= YIELD_EVERY_PARTITIONS, "reconciliation does slower work per partition"
+assert RECONCILE_CHUNK_PARTITIONS <= LOG_FILES_BATCH_PARTITIONS, "a thread's batch is made leader or follower in chunks"
 
 
 # -- Raft transport and driver ---------------------------------------------------------------
@@ -145,6 +157,23 @@ assert GRPC_MIN_RECV_PING_INTERVAL_MS < GRPC_KEEPALIVE_TIME_MS, "servers must ac
 RECOVERY_POINT_CHECKPOINT_INTERVAL_MS = 10_000
 
 
+# Default of log.open.files.max (raftlog/log/file_cache.py): segment and index files a node keeps
+# open at once; the least recently used are closed and reopened on their next use. Each segment
+# has up to three files, and a node may host tens of thousands of partitions: without a bound an
+# idle topic of 10,000 partitions held about 9,500 descriptors per node, near the usual ulimit of
+# a service (and every descriptor costs kernel memory). 500 keeps the files of the partitions in
+# use open (a reopen is one open(2), microseconds) with room below a 1,024 ulimit for sockets
+# and RocksDB.
+LOG_OPEN_FILES_MAX = 500
+
+
+# Background flush rounds (checkpoints and sealed segments after a role change, a roll, a
+# truncation; nobody waits for them) one node runs at once. Each is a few fsyncs on a worker
+# thread; without a bound, thousands of partitions changing role together queued thousands of
+# them ahead of the group commits that acks=all produce requests wait for.
+BACKGROUND_FLUSH_ROUNDS_MAX = 2
+
+
 # -- replication (follower fetches) -------------------------------------------------------------
 
 # Default of replica.fetch.wait.max.ms (raftlog/config.py): a follower's long poll waits at most
@@ -158,6 +187,12 @@ REPLICA_FETCH_MAX_BYTES = 16 * MIB
 
 # A partition whose fetch failed waits this long before it is fetched again (the others go on).
 REPLICA_FETCH_ERROR_BACKOFF_S = 0.1
+
+# A leader leaves out of its answers to a follower the partitions whose answer that follower
+# already has (nothing moved since an empty answer at the same position: the fetch session,
+# replication/requests.py), for at most this long (or a quarter of replica.lag.time.max.ms if
+# that is less); then it reads them again, which records the follower's fetch for the ISR.
+FETCH_SESSION_REFRESH_S = 1.0
 
 # Deadline of one ReplicaFetch call: the long poll plus ample room for a slow leader; a leader
 # that does not answer in this time is taken for unreachable and asked again.

@@ -43,6 +43,7 @@ from raftlog.groups.offset_store import OffsetStore
 from raftlog.kafka.handlers import KafkaBroker
 from raftlog.kafka.server import KafkaServer
 from raftlog.limits import MAX_MESSAGE_BYTES
+from raftlog.log.file_cache import SEGMENT_FILES
 from raftlog.metadata.state_machine import MetadataStateMachine
 from raftlog.metrics.registry import (
     NodeMetrics,
@@ -144,6 +145,7 @@ class Node:
         self.metrics = NodeMetrics()
         self.tasks = TaskSupervisor(count_error=lambda loop: self.metrics.background_errors.labels(loop).inc())
         self.is_broker = "broker" in config.roles
+        SEGMENT_FILES.set_limit(config["log.open.files.max"])  # one cache of log descriptors per process
         voter_addresses = {voter_id: str(address) for voter_id, address in config.voters.items()}
         self.peer_security, self.server_tls, self.kafka_tls = _security(config)  # TLS: raftlog/tls.py
         # Voters are reached at their voter address, broker-only nodes (partition leaders to fetch

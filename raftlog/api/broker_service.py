@@ -11,7 +11,7 @@ from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.node_ids import NO_NODE
 from raftlog.replication import requests
-from raftlog.replication.manager import ReplicaManager
+from raftlog.replication.manager import ReplicaManager, yield_every
 from raftlog.tls import PeerAuthenticator
 from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
 
@@ -123,26 +123,31 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         live = {b.broker_id for b in image.brokers.values() if not b.fenced}
         if not request.topics:
             for name in self._auth.visible(caller, Operation.DESCRIBE, ResourceType.TOPIC, sorted(image.topic_ids)):
-                response.topics.append(_topic_metadata(image, name, live))
+                response.topics.append(await _topic_metadata(image, name, live))
             return response
         denied = self._auth.denied_topics(caller, "Metadata", request.topics)
         for name in request.topics:
             if name in denied:
                 response.topics.append(broker_pb2.TopicMetadata(name=name, error_reason="TOPIC_AUTHORIZATION_FAILED"))
             else:
-                response.topics.append(_topic_metadata(image, name, live))
+                response.topics.append(await _topic_metadata(image, name, live))
         return response
 
 
-def _topic_metadata(image: MetadataImage, name: str, live: set[int]) -> broker_pb2.TopicMetadata:
+async def _topic_metadata(image: MetadataImage, name: str, live: set[int]) -> broker_pb2.TopicMetadata:
+    """A topic of thousands of partitions is described a chunk at a time, the event loop getting a
+    turn between chunks (heartbeats and Raft go on); a partition changed meanwhile is described as
+    it is then, one deleted meanwhile is left out."""
     topic = image.topic(name)
     if topic is None:
         return broker_pb2.TopicMetadata(name=name, error_reason="UNKNOWN_TOPIC_OR_PARTITION")
-    return broker_pb2.TopicMetadata(
-        name=name,
-        topic_id=topic.topic_id,
-        partitions=[_partition_metadata(topic.partitions[i], live) for i in sorted(topic.partitions)],
-    )
+    partitions = []
+    for index, number in enumerate(sorted(topic.partitions)):
+        await yield_every(index)
+        partition = topic.partitions.get(number)
+        if partition is not None:
+            partitions.append(_partition_metadata(partition, live))
+    return broker_pb2.TopicMetadata(name=name, topic_id=topic.topic_id, partitions=partitions)
 
 
 def _partition_metadata(partition: PartitionInfo, live: set[int]) -> broker_pb2.PartitionMetadata:

@@ -12,7 +12,7 @@ from raftlog.channels import error_from_rpc
 from raftlog.client import records as record_codec
 from raftlog.client.connection import Connection, retried_by_admin
 from raftlog.errors import Errors, RaftlogError
-from raftlog.limits import ADMIN_RETRY_BACKOFF_S
+from raftlog.limits import ADMIN_RETRY_BACKOFF_S, MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.scram import DEFAULT_ITERATIONS, ScramError, make_credential
 from raftlog.tls import ClientSecurity
 from raftlog.v1 import (
@@ -501,6 +501,36 @@ class Admin:
                 if r.error_reason:
                     raise RaftlogError.from_reason(r.error_reason, r.error_message)
                 result[(r.topic, r.partition)] = r.offset
+        return result
+
+    def list_offsets_each(
+        self, partitions: list[tuple[str, int]], timestamp: int
+    ) -> dict[tuple[str, int], int | RaftlogError]:
+        """list_offsets, with each partition's own answer: its offset, or the error its leader (or
+        the metadata: no leader yet) gave for it, so one unserved partition does not hide the rest."""
+        metadata = self.metadata(sorted({t for t, _ in partitions}))
+        brokers = {b.broker_id: f"{b.host}:{b.port}" for b in metadata.brokers}
+        leaders = {(t.name, p.partition): p.leader for t in metadata.topics if not t.error_reason for p in t.partitions}
+        result: dict[tuple[str, int], int | RaftlogError] = {}
+        grouped: dict[str, list[tuple[str, int]]] = {}
+        for tp in partitions:
+            address = brokers.get(leaders.get(tp, -1))
+            if address is None:
+                result[tp] = RaftlogError("LEADER_NOT_AVAILABLE", f"{tp[0]}-{tp[1]} has no leader right now")
+            else:
+                grouped.setdefault(address, []).append(tp)
+        for address, tps in grouped.items():
+            for start in range(0, len(tps), MAX_PARTITIONS_PER_DATA_REQUEST):
+                request = broker_pb2.ListOffsetsRequest(
+                    partitions=[
+                        broker_pb2.ListOffsetsPartition(topic=t, partition=p, timestamp=timestamp)
+                        for t, p in tps[start : start + MAX_PARTITIONS_PER_DATA_REQUEST]
+                    ]
+                )
+                response = self._connection.call(broker_pb2_grpc.BrokerServiceStub, "ListOffsets", request, address)
+                for r in response.results:
+                    answer = RaftlogError.from_reason(r.error_reason, r.error_message) if r.error_reason else r.offset
+                    result[(r.topic, r.partition)] = answer
         return result
 
     def record_timestamps(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:

@@ -2,8 +2,9 @@
 and `.timeindex` (timestamp int64 -> relative offset int32), big-endian, append-only.
 
 Entries live in memory (a segment holds at most a few thousand) and are appended to the
-file as they are made; truncation rewrites the file. An index is a cache: recovery
-rebuilds it from the log whenever it is missing or fails its sanity check.
+file as they are made (one os.write each, nothing buffered in Python, through the node's
+file cache: an idle index holds no descriptor); truncation rewrites the file. An index is a
+cache: recovery rebuilds it from the log whenever it is missing or fails its sanity check.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import struct
 from pathlib import Path
 
+from raftlog.log.file_cache import SEGMENT_FILES, CachedFile, FileHandleCache
+
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 
@@ -20,12 +23,13 @@ _TIME_ENTRY = struct.Struct(">qi")
 class _SparseIndex:
     entry: struct.Struct
 
-    def __init__(self, path: Path, base_offset: int):
+    def __init__(self, path: Path, base_offset: int, files: FileHandleCache | None = None):
         self.path = path
         self.base_offset = base_offset
         self.keys: list[int] = []
         self.values: list[int] = []
-        self._file = None
+        self._files = SEGMENT_FILES if files is None else files
+        self._file: CachedFile | None = None  # for appends, from the first one until close()
 
     def load(self) -> bool:
         """Reads the file; False when it is missing or torn (the caller rebuilds)."""
@@ -43,14 +47,15 @@ class _SparseIndex:
         self.keys.append(key)
         self.values.append(value)
 
-    def _open(self):
-        if self._file is None:
-            self._file = open(self.path, "ab")
-        return self._file
-
     def write_entry(self, key: int, value: int) -> None:
         self._append_memory(key, value)
-        self._open().write(self.entry.pack(key, value))
+        if self._file is None:
+            self._file = self._files.file(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        data = self.entry.pack(key, value)
+        with self._file.fd() as fd:  # not dirty: an index is a cache, never fsynced for an append
+            written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
 
     def rewrite(self) -> None:
         # No fsync: an index is a cache (see the module docstring); a sealed segment's index
@@ -63,23 +68,20 @@ class _SparseIndex:
 
     def reset(self) -> None:
         self.keys, self.values = [], []
+        if self._file is None and not self.path.exists():
+            return  # already empty (a new segment): a missing index reads as empty, and is rebuilt
         self.rewrite()
 
     def close(self) -> None:
+        """Its descriptor is closed (every entry is already written to the OS: nothing is buffered)."""
         if self._file is not None:
             self._file.close()
             self._file = None
 
     def abandon(self) -> None:
-        """Closes without writing what is buffered (the log dir failed: nothing more is written
-        there; recovery rebuilds the index)."""
-        if self._file is not None:
-            self._file.raw.close()  # the descriptor first: the buffer then has nowhere to go
-            try:
-                self._file.close()
-            except (OSError, ValueError):
-                pass
-            self._file = None
+        """Closes without writing anything more (the log dir failed; recovery rebuilds the index).
+        Entries are written as they are made, so there is nothing buffered to drop."""
+        self.close()
 
 
 class OffsetIndex(_SparseIndex):

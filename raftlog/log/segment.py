@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from raftlog.log.errors import CorruptRecordError
+from raftlog.log.file_cache import SEGMENT_FILES, FileHandleCache
 from raftlog.log.index import OffsetIndex, TimeIndex
 from raftlog.log.record_batch import HEADER, HEADER_SIZE, BatchHeader, read_header
 
@@ -21,17 +22,30 @@ def segment_name(base_offset: int) -> str:
 
 
 class LogSegment:
-    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int, created_ms: float):
+    """Its three files are opened through a FileHandleCache (raftlog/log/file_cache.py): an idle
+    segment holds no descriptor once the cache needed its room; every use reopens transparently."""
+
+    def __init__(
+        self,
+        directory: Path,
+        base_offset: int,
+        index_interval_bytes: int,
+        created_ms: float,
+        files: FileHandleCache | None = None,
+    ):
+        files = SEGMENT_FILES if files is None else files
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
         self.created_ms = created_ms
         stem = directory / segment_name(base_offset)
         self.log_path = stem.with_suffix(".log")
-        self.offset_index = OffsetIndex(stem.with_suffix(".index"), base_offset)
-        self.time_index = TimeIndex(stem.with_suffix(".timeindex"), base_offset)
-        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self.size = os.fstat(self._fd).st_size
+        self.offset_index = OffsetIndex(stem.with_suffix(".index"), base_offset, files)
+        self.time_index = TimeIndex(stem.with_suffix(".timeindex"), base_offset, files)
+        # Created on first open; a reopen (after the cache closed it) must find the file.
+        self._file = files.file(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, os.O_RDWR | os.O_APPEND)
+        with self._file.fd() as fd:
+            self.size = os.fstat(fd).st_size
         self.next_offset = base_offset
         self.max_timestamp = -1
         self._bytes_since_index = 0
@@ -48,7 +62,8 @@ class LogSegment:
     # -- reading the file ------------------------------------------------------------------
 
     def pread(self, position: int, length: int) -> bytes:
-        return os.pread(self._fd, length, position)
+        with self._file.fd() as fd:
+            return os.pread(fd, length, position)
 
     def header_at(self, position: int) -> BatchHeader:
         """The batch at position, read whole and verified (length, magic, offsets, CRC)."""
@@ -108,7 +123,8 @@ class LogSegment:
     def append(self, buf, headers: list[tuple[int, BatchHeader]]) -> None:
         """Appends validated batches (positions are relative to buf)."""
         base_position = self.size
-        written = os.write(self._fd, buf)
+        with self._file.fd(write=True) as fd:
+            written = os.write(fd, buf)
         if written != len(buf):
             raise OSError(f"short write to {self.log_path}: {written} of {len(buf)} bytes")
         for relative, header in headers:
@@ -136,15 +152,25 @@ class LogSegment:
         """Descriptors to fsync on another thread: duplicates, so a close (truncation, retention,
         compaction) meanwhile cannot break the fsync. None for a segment already closed. With
         indexes for a sealed segment (its index files are closed, i.e. written out, at roll)."""
-        if self._fd < 0:
+        if self._file.closed:
             return []
-        fds = [os.dup(self._fd)]
+        with self._file.fd() as fd:
+            fds = [os.dup(fd)]
         if with_indexes:
             for index in (self.offset_index, self.time_index):
                 index.close()
                 if index.path.exists():
                     fds.append(os.open(index.path, os.O_RDONLY))
         return fds
+
+    def writes_made(self) -> int:
+        """Writes to the `.log` so far: a flush round notes it when it starts (`synced_up_to`)."""
+        return self._file.writes
+
+    def synced_up_to(self, writes: int) -> None:
+        """A flush round fsynced the writes made before writes_made() returned `writes`: from
+        then on the file cache may close the descriptor (see raftlog/log/file_cache.py)."""
+        self._file.synced_up_to(writes)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -186,7 +212,8 @@ class LogSegment:
         return True
 
     def truncate_bytes(self, position: int) -> None:
-        os.ftruncate(self._fd, position)
+        with self._file.fd(write=True) as fd:
+            os.ftruncate(fd, position)
         self.size = position
         # Batches end where the cut is (a batch boundary), so what is left of the tail still ends at size.
         keep = bisect.bisect_left(self._tail_positions, position)
@@ -235,9 +262,7 @@ class LogSegment:
         """write_indexes=False: the log dir failed, so not even buffered index entries are written."""
         for index in (self.offset_index, self.time_index):
             index.close() if write_indexes else index.abandon()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
     def delete(self) -> None:
         self.close()

@@ -1,7 +1,8 @@
 """ReplicaFetcher: a follower's pull loop against one leader broker (Kafka's replica fetcher).
 
-Each round asks for every partition this broker follows on that leader, from its log end,
-with the epoch of its last batch. The leader answers with records, or with the epoch and
+Each round asks for the partitions it covers, from their log end, with the epoch of their last
+batch: one loop covers the partitions that received records in the last ACTIVE_S, another the
+rest (idle ones), so the partitions with traffic are fetched in small requests. The leader answers with records, or with the epoch and
 offset where our log diverges from its own, and we truncate there before fetching again.
 """
 
@@ -23,6 +24,8 @@ from raftlog.v1 import replication_pb2, replication_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+ACTIVE_S = 5.0  # a partition that received records this recently is fetched by the active loop
+
 
 class ReplicaFetcher:
     def __init__(
@@ -42,7 +45,14 @@ class ReplicaFetcher:
         self.partitions: dict[tuple[bytes, int], Partition] = {}
         self._backoff_until: dict[tuple[bytes, int], float] = {}  # partition -> monotonic s
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        # Partitions that received records in the last ACTIVE_S (key -> monotonic s of the last),
+        # fetched by a loop of their own: each round of a fetch names every partition it covers,
+        # so the few partitions with traffic must not wait for (nor pay for) a request naming
+        # thousands of idle ones. The idle loop's long poll answers as soon as one of them gets
+        # records, and that one joins the active loop.
+        self._active: dict[tuple[bytes, int], float] = {}
+        self._active_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
 
     def add(self, partition: Partition) -> None:
         self.partitions[(partition.topic_id, partition.index)] = partition
@@ -51,28 +61,49 @@ class ReplicaFetcher:
     def remove(self, partition: Partition) -> None:
         self.partitions.pop((partition.topic_id, partition.index), None)
         self._backoff_until.pop((partition.topic_id, partition.index), None)
+        self._active.pop((partition.topic_id, partition.index), None)
 
     def start(self) -> None:
         # Critical: a dead fetcher would leave its partitions behind for good; its rounds survive errors.
-        self._task = self._manager.supervisor.spawn(
-            self._run(), name=f"replica-fetcher-{self.leader_id}", critical=True
-        )
+        self._tasks = [
+            self._manager.supervisor.spawn(
+                self._run(active), name=f"replica-fetcher-{self.leader_id}{name}", critical=True
+            )
+            for active, name in ((False, ""), (True, "-active"))
+        ]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
+    def _covered(self, active: bool) -> dict[tuple[bytes, int], Partition]:
+        """The partitions one of the two loops fetches now (the active loop drops the ones that
+        have been quiet for ACTIVE_S: the idle loop covers them again)."""
+        if not active:
+            return {key: p for key, p in self.partitions.items() if key not in self._active}
+        quiet_before = time.monotonic() - ACTIVE_S
+        for key in [k for k, at in self._active.items() if at < quiet_before or k not in self.partitions]:
+            del self._active[key]
+        return {key: self.partitions[key] for key in self._active}
+
+    def _mark_active(self, key: tuple[bytes, int]) -> None:
+        if key in self.partitions:
+            self._active[key] = time.monotonic()
+            self._active_wakeup.set()
+
+    async def _run(self, active: bool) -> None:
         stub = replication_pb2_grpc.ReplicationServiceStub(self._peers.channel(self.leader_id))
         while True:
-            if not self.partitions:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            covered = self._covered(active)
+            if not covered:
+                wakeup = self._active_wakeup if active else self._wakeup
+                wakeup.clear()
+                await wakeup.wait()
                 continue
             now = time.monotonic()
             # A partition that just failed waits out its own backoff; the others go on.
-            sent = {key: p for key, p in self.partitions.items() if self._backoff_until.get(key, 0.0) <= now}
+            sent = {key: p for key, p in covered.items() if self._backoff_until.get(key, 0.0) <= now}
             throttled = self._throttled(sent)
             allowance = self._manager.throttles.follower.available() if throttled else None
             if allowance is not None and allowance <= 0:
@@ -151,6 +182,8 @@ class ReplicaFetcher:
                 continue  # the epoch moved while the fetch was out: the answer may be stale
             if partition.log.log_end_offset != offset_asked:
                 continue  # the log was cut meanwhile (a repair): the answer continues a log end we no longer have
+            if result.records:
+                self._mark_active(key)
             try:
                 failed = await self._apply(partition, result)
             except Exception as exc:  # noqa: BLE001 - this partition backs off; the others go on

@@ -18,11 +18,13 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from raftlog.limits import BACKGROUND_FLUSH_ROUNDS_MAX
 from raftlog.log import (
     GroupCommit,
     LogConfig,
@@ -40,6 +42,22 @@ log = logging.getLogger(__name__)
 
 HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
 HW_CHECKPOINT_INTERVAL_S = 0.5
+
+
+_BACKGROUND_ROUNDS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _background_rounds() -> asyncio.Semaphore:
+    """The event loop's bound on background flush rounds running at once (nobody awaits them):
+    thousands of partitions changing role together (a topic created, a broker back) must leave
+    worker threads and disk to the group commits that appenders wait for."""
+    loop = asyncio.get_running_loop()
+    semaphore = _BACKGROUND_ROUNDS.get(loop)
+    if semaphore is None:
+        semaphore = _BACKGROUND_ROUNDS[loop] = asyncio.Semaphore(BACKGROUND_FLUSH_ROUNDS_MAX)
+    return semaphore
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,10 @@ class PartitionReplicaLog:
 
     async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep:
         """One scrubbing step on a worker thread; a corruption counts only if the segment is
-        still part of the log when it returns."""
+        still part of the log when it returns. A log with no sealed segment (most of thousands of
+        idle partitions) answers at once, without a hop to a thread."""
+        if len(self._log.segments) < 2:
+            return scrubber.ScrubStep(scrubber.ScrubCursor(), 0, None)
         step = await asyncio.to_thread(scrubber.scrub_step, self._log, cursor, max_bytes)
         if step.corrupt_offset is not None:
             if step.segment is None or not scrubber.still_current(self._log, step.segment):
@@ -183,7 +204,8 @@ class PartitionReplicaLog:
 
     async def _persist_in_background(self) -> None:
         try:
-            await self._group.persist()
+            async with _background_rounds():
+                await self._group.persist()
         except Exception as exc:  # noqa: BLE001 - the log is out of service; every caller now sees it
             log.debug("%s: background flush failed: %s", self._log.directory, exc)
 
@@ -219,6 +241,12 @@ class PartitionReplicaLog:
 
     def assign_epoch(self, epoch: int, start_offset: int) -> None:
         self._log.epochs.assign(epoch, start_offset)
+        if self._log.log_end_offset == 0:
+            # A log that holds no batch yet (a new partition): nothing in it is of this epoch, and
+            # the flush round of its first batch writes the epochs before that batch counts as
+            # durable. A crash before then loses nothing: the epoch comes again from the
+            # metadata. So a topic of thousands of new partitions costs no fsync per leader here.
+            return
         self._persist_soon_if_running()
 
     def _persist_soon_if_running(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,13 @@ from raftlog import config as node_config
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
-from raftlog.limits import RECONCILE_CHUNK_PARTITIONS, YIELD_EVERY_PARTITIONS
+from raftlog.limits import (
+    ALTER_PARTITION_MAX_IN_FLIGHT,
+    FETCH_SESSION_REFRESH_S,
+    LOG_FILES_BATCH_PARTITIONS,
+    RECONCILE_CHUNK_PARTITIONS,
+    YIELD_EVERY_PARTITIONS,
+)
 from raftlog.log import LogConfig, TopicSettings
 from raftlog.log.errors import CorruptLogError, LogError
 from raftlog.log.partition_log import CorruptionCounter
@@ -49,6 +56,7 @@ from raftlog.v1 import controller_pb2
 log = logging.getLogger(__name__)
 
 ISR_CHECK_INTERVAL_S = 0.1
+ISR_SWEEP_INTERVAL_S = 1.0  # every leader is checked this often (or at a quarter of replica.lag.time.max.ms)
 MAINTENANCE_INTERVAL_S = 5.0
 SCRUB_STEP_BYTES_MAX = 1 << 20  # one scrubbing step reads at most this much (then sleeps for the rate)
 SCRUB_IDLE_S = 1.0  # a pass that found nothing sealed to check waits this long before the next
@@ -67,6 +75,35 @@ class Repair:
     reason: str
     handing_over: Partition | None = None
     reported: bool = True
+
+
+@dataclass(slots=True)
+class FetchSessionEntry:
+    """A partition a follower's fetch found with nothing to send (replication/requests.py): left
+    out of its later answers while its version, the fetch's position and epochs stay the same,
+    until read_at is FETCH_SESSION_REFRESH_S old."""
+
+    partition: Partition
+    version: int
+    asked: tuple[int, int, int]  # fetch offset, last fetched epoch, current leader epoch
+    read_at: float  # monotonic s
+
+
+# Records after which every hosted partition is looked at again (topic settings, a removed topic's
+# partitions, a broker gone), not only the partitions the records name.
+FULL_RECONCILE_RECORD_KINDS = frozenset({"config", "remove_topic", "unregister_broker"})
+
+
+def _partitions_named(batch) -> list[tuple[bytes, int]]:
+    """(topic id, partition) of each partition or partition-change record of a metadata batch."""
+    named = []
+    for record in batch.records:
+        kind = record.WhichOneof("record")
+        if kind == "partition":
+            named.append((record.partition.topic_id, record.partition.partition))
+        elif kind == "partition_change":
+            named.append((record.partition_change.topic_id, record.partition_change.partition))
+    return named
 
 
 PARTITION_RECORD_KINDS = frozenset(
@@ -91,8 +128,7 @@ async def yield_every(index: int) -> None:
         await asyncio.sleep(0)
 
 
-def _chunks(items: list) -> list[list]:
-    size = RECONCILE_CHUNK_PARTITIONS
+def _chunks(items: list, size: int = RECONCILE_CHUNK_PARTITIONS) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -143,7 +179,15 @@ class ReplicaManager:
         self.throttles = throttle_rules.ReplicationThrottles(broker_id)  # replication quotas (replication/throttle.py)
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
+        # Followers' fetch sessions, as leader: replica id -> (its broker epoch, partition -> entry).
+        self._fetch_sessions: dict[int, tuple[int, dict[tuple[bytes, int], FetchSessionEntry]]] = {}
         self._dirty = asyncio.Event()
+        # AlterPartition calls in flight to the controller: after a broker comes back, thousands of
+        # leaders want it back in their ISR at once; unbounded, those calls swamped the controller
+        # (timeouts, retries, missed heartbeats, more fencing).
+        self._alter_partition_slots = asyncio.Semaphore(ALTER_PARTITION_MAX_IN_FLIGHT)
+        self._reconcile_whole = True  # the next reconcile looks at every partition (see reconcile)
+        self._changed_partitions: set[tuple[bytes, int]] = set()  # named by records since the last one
         self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -182,9 +226,20 @@ class ReplicaManager:
                 log.exception("%s: closing its log failed", partition.name)
 
     def _on_metadata_batch(self, offset: int, batch) -> None:
-        if batch is None or any(record.WhichOneof("record") in PARTITION_RECORD_KINDS for record in batch.records):
+        kinds = None if batch is None else {record.WhichOneof("record") for record in batch.records}
+        if kinds is None or kinds & PARTITION_RECORD_KINDS:
             assert self._loop is not None, "metadata listener registered before start()"
-            self._loop.call_soon_threadsafe(self._dirty.set)
+            # A snapshot, configs (topic settings of every partition) or a topic's removal make the
+            # next round whole; otherwise it looks at the partitions the records name.
+            whole = kinds is None or bool(FULL_RECONCILE_RECORD_KINDS & kinds)
+            changed = frozenset() if batch is None else frozenset(_partitions_named(batch))
+            self._loop.call_soon_threadsafe(self._mark_dirty, whole, changed)
+
+    def _mark_dirty(self, whole: bool, changed: frozenset[tuple[bytes, int]]) -> None:
+        self._reconcile_whole = self._reconcile_whole or whole
+        if not self._reconcile_whole:
+            self._changed_partitions |= changed
+        self._dirty.set()
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -192,9 +247,12 @@ class ReplicaManager:
             self._dirty.clear()
             self._topic_settings.clear()
             self._replica_lag_time_max_ms = None
+            whole, self._reconcile_whole = self._reconcile_whole, False
+            changed, self._changed_partitions = self._changed_partitions, set()
             try:
-                await self.reconcile()
+                await self.reconcile(whole, changed)
             except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
+                self._reconcile_whole = True  # whatever it did not get to
                 self.supervisor.survived("replica-reconcile", exc)
 
     # -- metadata -> partitions -------------------------------------------------------------
@@ -209,21 +267,39 @@ class ReplicaManager:
             cached = self._topic_settings[topic] = TopicSettings.from_topic_configs(configs)
         return cached
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, whole: bool = True, changed: AbstractSet[tuple[bytes, int]] = frozenset()) -> None:
         """Brings the hosted partitions in line with the image. Logs are opened and deleted on a
-        worker thread, RECONCILE_CHUNK_PARTITIONS at a time (opening one is a few files and an fsync):
+        worker thread, LOG_FILES_BATCH_PARTITIONS at a time (opening a new one is a few files, no fsync),
+        and made leader or follower RECONCILE_CHUNK_PARTITIONS at a time between turns of the loop:
         a topic of thousands of partitions created or deleted must not stop heartbeats and
         requests meanwhile. What it applies is the image as of the start; a change meanwhile sets
-        off another round."""
+        off another round. Not whole: only the `changed` partitions (named by the records since the
+        last round) are looked at, and of those only the ones whose PartitionInfo is not the one
+        applied last time (the image replaces a partition's info on every change), so a metadata
+        change costs work for what it changed, not for every partition hosted here."""
         wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
-        for topic_name, info in self.image.partitions():
-            if self.broker_id in info.replicas:
-                wanted[(info.topic_id, info.partition)] = (topic_name, info)
-        leaving = [key for key in self.partitions if key not in wanted]
-        for chunk in _chunks(leaving):
-            removed = [self._take_out(key) for key in chunk if key in self.partitions]
+        if whole:
+            for topic_name, info in self.image.partitions():
+                if self.broker_id in info.replicas:
+                    wanted[(info.topic_id, info.partition)] = (topic_name, info)
+            leaving = [key for key in self.partitions if key not in wanted]
+        else:
+            leaving = []
+            for key in changed:
+                hosted = self._hosted_info(key)
+                if hosted is not None:
+                    wanted[key] = hosted
+                elif key in self.partitions:
+                    leaving.append(key)
+        for chunk in _chunks(leaving, LOG_FILES_BATCH_PARTITIONS):
+            removed = []
+            for index, key in enumerate(chunk):
+                if index and index % RECONCILE_CHUNK_PARTITIONS == 0:
+                    await asyncio.sleep(0)
+                if key in self.partitions:
+                    removed.append(self._take_out(key))
             await asyncio.to_thread(_delete_logs, removed)
-        for key in [k for k in self._offline if k not in wanted]:
+        for key in [k for k in self._offline if k not in wanted] if whole else []:
             del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
         self._progress_repairs()
         new: list[tuple[tuple[bytes, int], str, PartitionInfo]] = []
@@ -235,13 +311,15 @@ class ReplicaManager:
             partition = self.partitions.get(key)
             if partition is None:
                 new.append((key, topic_name, info))
-            else:
+            elif whole or partition.info is not info:
                 partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
                 self._apply(partition, info)
-        for chunk in _chunks(new):
+        for chunk in _chunks(new, LOG_FILES_BATCH_PARTITIONS):
             specs = [(topic_name, info, self.topic_settings(topic_name).log) for _, topic_name, info in chunk]
             opened = await asyncio.to_thread(self._open_logs, specs)
-            for (key, topic_name, info), replica_log in zip(chunk, opened):
+            for index, ((key, topic_name, info), replica_log) in enumerate(zip(chunk, opened)):
+                if index and index % RECONCILE_CHUNK_PARTITIONS == 0:
+                    await asyncio.sleep(0)  # becoming leader or follower: a chunk at a time
                 if isinstance(replica_log, Exception):  # this replica only is offline, never the broker
                     log.error(
                         "%s-%d: cannot open its log, not served here until restart: %s",
@@ -253,6 +331,16 @@ class ReplicaManager:
                     self.on_offline_change()
                     continue
                 self._apply(self._adopt(key, topic_name, info, replica_log), info)
+
+    def _hosted_info(self, key: tuple[bytes, int]) -> tuple[str, PartitionInfo] | None:
+        """(topic name, info) of a partition in the image with a replica here, else None."""
+        topic = self.image.topics_by_id.get(key[0])
+        if topic is None:
+            return None
+        info = topic.partitions.get(key[1])
+        if info is None or self.broker_id not in info.replicas:
+            return None
+        return topic.name, info
 
     def _open_logs(self, specs: list[tuple[str, PartitionInfo, LogConfig]]) -> list[ReplicaLog | Exception]:
         """On a worker thread (recovery and checkpoint fsyncs): new partitions' logs, files only
@@ -327,7 +415,7 @@ class ReplicaManager:
             self.partitions.pop(key)
             self._unfollow(partition)
             partition.info = None  # serves nothing; waiters see it is gone
-            partition.changed.notify_all()
+            partition.notify_changed()
             self._repairs[key] = Repair(offset, reason, handing_over=partition)
             self.on_offline_change()
             return
@@ -385,7 +473,7 @@ class ReplicaManager:
         cursors: dict[tuple[bytes, int], ScrubCursor] = {}
         while True:
             checked = 0
-            for key, partition in list(self.partitions.items()):
+            for index, (key, partition) in enumerate(list(self.partitions.items())):
                 if self.partitions.get(key) is not partition:
                     continue
                 try:
@@ -400,7 +488,10 @@ class ReplicaManager:
                         self.corruption_found(key, step.corrupt_offset, f"scrubber: {step.detail}")
                     except Exception as exc:  # noqa: BLE001 - e.g. its log dir failed meanwhile
                         self.supervisor.survived("log-scrubber", exc)
-                await asyncio.sleep(step.bytes_checked / rate)
+                if step.bytes_checked:
+                    await asyncio.sleep(step.bytes_checked / rate)
+                elif index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
+                    await asyncio.sleep(0)  # a pass over thousands of idle logs yields now and then
             for key in [k for k in cursors if k not in self.partitions]:
                 del cursors[key]
             if checked == 0:
@@ -428,9 +519,10 @@ class ReplicaManager:
         partition = self.partitions.pop(key)
         self._offline[key] = reason
         self._unfollow(partition)
+        self._forget_in_sessions(key)
         partition.info = None  # waiters (acks=all, long polls) see it is gone
         partition.log.take_offline(reason)
-        partition.changed.notify_all()
+        partition.notify_changed()
         try:
             partition.log.close()  # a log out of service only releases its files
         except Exception:  # noqa: BLE001 - it is out of service either way
@@ -464,7 +556,7 @@ class ReplicaManager:
             partition.become_follower()
             if info.leader >= 0:
                 self._fetcher_for(info.leader).add(partition)
-        partition.changed.notify_all()
+        partition.notify_changed()
 
     def _fetcher_for(self, leader_id: int) -> ReplicaFetcher:
         if leader_id not in self._fetchers:
@@ -487,8 +579,9 @@ class ReplicaManager:
         """Out of service (no fetcher, no requests) before its data is deleted."""
         partition = self.partitions.pop(key)
         self._unfollow(partition)
+        self._forget_in_sessions(key)
         partition.info = None
-        partition.changed.notify_all()
+        partition.notify_changed()
         return partition
 
     # -- lookups ----------------------------------------------------------------------------
@@ -509,6 +602,23 @@ class ReplicaManager:
         if partition is None or partition.info is None:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")
         return partition
+
+    def fetch_session(self, replica_id: int, broker_epoch: int) -> dict[tuple[bytes, int], FetchSessionEntry]:
+        """The fetch session of a follower's current incarnation (a new one starts empty)."""
+        epoch, entries = self._fetch_sessions.get(replica_id, (None, None))
+        if entries is None or epoch != broker_epoch:
+            entries = {}
+            self._fetch_sessions[replica_id] = (broker_epoch, entries)
+        return entries
+
+    def fetch_session_refresh_s(self) -> float:
+        """How long a session leaves a partition out at most: well inside replica.lag.time.max.ms,
+        since only a read of it records the follower's fetch (which keeps it in the ISR)."""
+        return min(FETCH_SESSION_REFRESH_S, self.replica_lag_time_max_ms() / 4000.0)
+
+    def _forget_in_sessions(self, key: tuple[bytes, int]) -> None:
+        for _, entries in self._fetch_sessions.values():
+            entries.pop(key, None)
 
     def check_replica_epoch(self, replica_id: int, broker_epoch: int) -> None:
         """A replica fetch counts (high watermark, ISR) only from the follower's current
@@ -572,17 +682,34 @@ class ReplicaManager:
     # -- ISR changes ------------------------------------------------------------------------
 
     async def _isr_loop(self) -> None:
+        """Every ISR_CHECK_INTERVAL_S the leaders that changed since the last check (a follower
+        fetched or caught up, the high watermark or the metadata moved); every
+        ISR_SWEEP_INTERVAL_S all of them, a chunk at a time, for the changes that time alone
+        brings (a follower that stopped fetching falls out after replica.lag.time.max.ms).
+        So thousands of idle partitions cost a sweep a second, not ten."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while True:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
+            touched = self.changed.take_touched()
+            sweep = loop.time() >= next_sweep
+            if sweep:
+                next_sweep = loop.time() + min(ISR_SWEEP_INTERVAL_S, self.replica_lag_time_max_ms() / 4000.0)
+            partitions = list(self.partitions.values()) if sweep else [p for p in touched if isinstance(p, Partition)]
             try:
-                self._request_isr_changes()
+                for start in range(0, len(partitions), YIELD_EVERY_PARTITIONS):
+                    if start:
+                        await asyncio.sleep(0)
+                    self._request_isr_changes(partitions[start : start + YIELD_EVERY_PARTITIONS])
             except Exception as exc:  # noqa: BLE001 - ISR changes must go on for the other partitions
                 self.supervisor.survived("replica-isr", exc)
 
-    def _request_isr_changes(self) -> None:
+    def _request_isr_changes(self, partitions: list[Partition] | None = None) -> None:
         lag_max_ms = self.replica_lag_time_max_ms()
         unfenced = {b.broker_id for b in self.image.brokers.values() if not b.fenced}
-        for partition in list(self.partitions.values()):
+        for partition in list(self.partitions.values()) if partitions is None else partitions:
+            if self.partitions.get((partition.topic_id, partition.index)) is not partition:
+                continue  # gone meanwhile (the loop yields between chunks)
             state = partition.prepare_isr_change(lag_max_ms, unfenced)
             if state is not None:
                 self.supervisor.spawn(
@@ -591,11 +718,17 @@ class ReplicaManager:
 
     async def _alter_isr(self, partition: Partition, state) -> None:
         """Sends the AlterPartition for the partition's pending ISR state and reports how it ended."""
+        async with self._alter_partition_slots:  # a bounded number in flight (ALTER_PARTITION_MAX_IN_FLIGHT)
+            await self._send_alter_isr(partition, state)
+
+    async def _send_alter_isr(self, partition: Partition, state) -> None:
         info = partition.info
         epoch = self._broker_epoch()
         new_isr = state.requested
         ended_at: int | None = None  # the partition epoch the controller left; None: refused or not sent
         try:
+            if partition.isr_state is not state:
+                return  # superseded by a metadata update while it waited for a slot
             if info is None or epoch is None:
                 raise RaftlogError("COORDINATOR_NOT_AVAILABLE", "no broker epoch yet")
             request = controller_pb2.AlterPartitionRequest(

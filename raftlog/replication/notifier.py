@@ -14,18 +14,55 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+JOURNAL_MAX = 65_536
+
 
 class ChangeNotifier:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        # What notified since the last take_touched() (the replica manager's ISR check looks at
+        # those partitions only); bounded by the number of distinct sources, the hosted partitions.
+        self._touched: set[object] = set()
+        # The sources of the latest notifications in order (None: one that named no source), so a
+        # long poll re-reads only what was notified since its last look (`sources_since`); the
+        # older half is dropped past JOURNAL_MAX (a poll that far behind looks at everything).
+        self._journal: list[object | None] = []
+        self._journal_start = 0  # the sequence number of _journal[0]
 
     def token(self) -> asyncio.Event:
         """Take before looking at the state; `wait(token)` then returns on any later change."""
         return self._event
 
-    def notify_all(self) -> None:
+    @property
+    def sequence(self) -> int:
+        """Notifications so far: take it before looking, pass it to sources_since later."""
+        return self._journal_start + len(self._journal)
+
+    def notify_all(self, source: object | None = None) -> None:
+        if source is not None:
+            self._touched.add(source)
+        self._journal.append(source)
+        if len(self._journal) > JOURNAL_MAX:
+            dropped = len(self._journal) // 2
+            del self._journal[:dropped]
+            self._journal_start += dropped
         self._event.set()
         self._event = asyncio.Event()
+
+    def sources_since(self, sequence: int) -> list[object | None] | None:
+        """The sources notified from `sequence` on; None when the journal no longer goes back
+        that far (the caller then looks at everything)."""
+        if sequence < self._journal_start:
+            return None
+        return self._journal[sequence - self._journal_start :]
+
+    def touch(self, source: object) -> None:
+        """Records a change of source without waking anyone."""
+        self._touched.add(source)
+
+    def take_touched(self) -> set[object]:
+        touched, self._touched = self._touched, set()
+        return touched
 
     async def wait(self, token: asyncio.Event, timeout_s: float) -> None:
         """Returns on the first notification after `token` was taken, or after timeout_s."""

@@ -80,6 +80,10 @@ class Partition:
         self.producer_state = _rebuild_producer_state(replica_log)
         # Shared by every partition of the broker: a fetch waits on several partitions at once.
         self.changed = changed
+        # Moves (with a notification of `changed`) whenever what a fetch of it would answer may
+        # have changed: its log end, high watermark, role or replicas. A long poll that found
+        # nothing to send re-reads only the partitions whose version moved since.
+        self.version = 0
         self.leader_epoch_start_offset = 0
 
     @property
@@ -131,6 +135,11 @@ class Partition:
                 self._recompute_high_watermark()
             return None
         return "leader" if self.is_leader else "follower"
+
+    def notify_changed(self) -> None:
+        """Wakes the waiters (acks=all, long polls) after a change to this partition."""
+        self.version += 1
+        self.changed.notify_all(self)
 
     def become_leader(self) -> None:
         """Starts a new leader epoch at the log end; followers start out caught up if in the ISR."""
@@ -210,7 +219,7 @@ class Partition:
         info: AppendInfo = await self.log.append_as_leader(records, epoch, on_written=self._on_written)
         if not self.is_leader or self.leader_epoch != epoch:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"{self.name} lost leadership during the append")
-        self.changed.notify_all()
+        self.notify_changed()
         if acks == ACKS_ALL:
             await self._await_replication(info.last_offset, timeout_ms, min_isr, epoch)
         return ProduceOutcome(info.first_offset, self.log.log_start_offset, sum(b.record_count for b in info.batches))
@@ -246,7 +255,7 @@ class Partition:
         # With the leader alone in the (maximal) ISR no follower fetch will move the high
         # watermark: the leader's own write must (Kafka's maybeIncrementLeaderHW after an append).
         self._recompute_high_watermark()
-        self.changed.notify_all()
+        self.notify_changed()
 
     def _duplicate_of(self, batches) -> tuple[int, int] | None:
         """(first, last) offset of the original when the batches are a retried duplicate."""
@@ -328,6 +337,8 @@ class Partition:
                 f"[{self.log.log_start_offset}, {self.log.log_end_offset}]",
             )
         self.followers[replica_id].record_fetch(fetch_offset, self.log.log_end_offset, self._clock_ms())
+        if replica_id not in self.isr:
+            self.changed.touch(self)  # it may be ready to join: the ISR check looks at once
         self._recompute_high_watermark()
         # max_bytes 0: a throttled follower's fetch (replication/throttle.py) that gets no bytes now.
         records = (
@@ -351,7 +362,7 @@ class Partition:
         if new_hw > self.high_watermark:
             self._set_high_watermark(new_hw)
             self.log.write_high_watermark(new_hw)
-            self.changed.notify_all()
+            self.notify_changed()
 
     def isr_change_wanted(self, lag_max_ms: int, unfenced: set[int]) -> tuple[int, ...] | None:
         """The ISR this leader should ask the controller for, or None. Only unfenced brokers may
@@ -408,6 +419,7 @@ class Partition:
     async def append_as_follower(
         self, records: bytes, leader_high_watermark: int, leader_log_start_offset: int = 0
     ) -> None:
+        before = (self.high_watermark, self.log.log_start_offset)
         if records:
             # Producer state is recorded as soon as the batch is written, before the fsync, as on
             # the leader: a metadata update may make us leader while the fsync runs, and the new
@@ -426,7 +438,10 @@ class Partition:
             await self.log.follow_log_start(leader_log_start_offset)  # the leader's retention decides
             if self.high_watermark < self.log.log_start_offset:
                 self._set_high_watermark(self.log.log_start_offset)
-        self.changed.notify_all()
+        if records or (self.high_watermark, self.log.log_start_offset) != before:
+            # Only a change wakes the waiters: a fetch round answers for every partition followed
+            # from that leader, and most of thousands of them are idle.
+            self.notify_changed()
 
     def truncate_for_divergence(self, epoch: int, leader_end_offset: int) -> int:
         """Truncates to where our log and the leader's agree (Kafka's fetcher rule); returns the new log end.

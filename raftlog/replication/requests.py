@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
 from raftlog.limits import FETCH_MAX_WAIT_CAP_MS as MAX_WAIT_CAP_MS
 from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.log.record_batch import check_uncompressed_size
-from raftlog.replication.manager import ReplicaManager, yield_every
+from raftlog.replication.manager import FetchSessionEntry, ReplicaManager, yield_every
+from raftlog.replication.partition import Partition
 from raftlog.v1 import broker_pb2, replication_pb2
 
 EARLIEST_TIMESTAMP = -2
@@ -115,18 +118,75 @@ async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, 
         await manager.changed.wait(token, remaining_s)
 
 
+@dataclass
+class _ReplicaPoll:
+    """What one replica fetch's long poll carries from round to round."""
+
+    answered: dict[int, replication_pb2.ReplicaFetchResult] = field(default_factory=dict)  # by position
+    positions: dict[tuple[bytes, int], int] | None = None  # partition -> position in the request
+    seen_sequence: int | None = None  # the notifier's sequence when the last round began
+
+
+def _positions_to_read(manager: ReplicaManager, request, poll: _ReplicaPoll) -> Iterable[int]:
+    """Every position on a poll's first round; after that only the partitions notified since the
+    last round began (every one if the notifier's journal does not reach back that far, or a
+    notification named no partition)."""
+    everything = range(len(request.partitions))
+    if poll.positions is None or poll.seen_sequence is None:
+        return everything
+    sources = manager.changed.sources_since(poll.seen_sequence)
+    if sources is None or not all(isinstance(source, Partition) for source in sources):
+        return everything
+    named = {(source.topic_id, source.index) for source in sources if isinstance(source, Partition)}
+    return sorted(poll.positions[key] for key in named if key in poll.positions)
+
+
 async def _read_replica(
-    manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest
+    manager: ReplicaManager, request: replication_pb2.ReplicaFetchRequest, poll: _ReplicaPoll
 ) -> tuple[list, int, bool]:
+    """One round of a replica fetch's long poll. poll.answered: this poll's results so far, by
+    position in the request (a later round replaces what it re-reads). A round after the first
+    reads only the partitions notified since the previous round began (`_positions_to_read`).
+
+    A partition whose answer this follower already has is left out (the follower's fetch
+    session, as Kafka's incremental fetch, KIP-227): its last answer was empty, for the same
+    fetch position and epochs, and the partition's version has not moved since (nothing a
+    fetch would answer has changed). So a follower of thousands of idle partitions costs a
+    lookup each, not a read and a result each, and its answer carries only what moved. Each is
+    read again at least every fetch-session refresh (its fetch keeps the follower in the ISR;
+    an answer the follower dropped reaches it then)."""
     # Checked on every round of the long poll: the follower may re-register while we wait.
     manager.check_replica_epoch(request.replica_id, request.broker_epoch)
     throttle = manager.throttle_config()
-    results, total_bytes, stop = [], 0, False
-    for index, data in enumerate(request.partitions):
-        await yield_every(index)
+    session = manager.fetch_session(request.replica_id, request.broker_epoch)
+    now = time.monotonic()
+    fresh_after = now - manager.fetch_session_refresh_s()
+    total_bytes, stop = 0, False
+    sequence = manager.changed.sequence  # before reading: a change during this round is read next round
+    positions = _positions_to_read(manager, request, poll)
+    first_round = poll.positions is None
+    if poll.positions is None:
+        poll.positions = {}
+    for count, index in enumerate(positions):
+        await yield_every(count)
+        data = request.partitions[index]
+        key = (data.topic_id, data.partition)
+        if first_round:
+            poll.positions[key] = index
+        seen = session.get(key)
+        if (
+            seen is not None
+            and seen.read_at > fresh_after
+            and seen.partition.version == seen.version
+            and seen.asked == (data.fetch_offset, data.last_fetched_epoch, data.current_leader_epoch)
+            and manager.partitions.get(key) is seen.partition
+        ):
+            continue
+        session.pop(key, None)
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
+            version = partition.version
             max_bytes = request.max_bytes or 16 * 1024 * 1024
             if data.partition_max_bytes > 0:  # the follower's own throttle
                 max_bytes = min(max_bytes, data.partition_max_bytes)
@@ -154,11 +214,15 @@ async def _read_replica(
             if outcome.diverging_epoch is not None:
                 result.diverging_epoch.epoch, result.diverging_epoch.end_offset = outcome.diverging_epoch
                 stop = True
+            elif not outcome.records and not throttled:
+                asked = (data.fetch_offset, data.last_fetched_epoch, data.current_leader_epoch)
+                session[key] = FetchSessionEntry(partition, version, asked, now)
         except RaftlogError as exc:
             result.error_reason = exc.reason
             stop = True
-        results.append(result)
-    return results, total_bytes, stop
+        poll.answered[index] = result
+    poll.seen_sequence = sequence
+    return list(poll.answered.values()), total_bytes, stop
 
 
 async def replica_fetch(
@@ -166,7 +230,8 @@ async def replica_fetch(
 ) -> replication_pb2.ReplicaFetchResponse:
     if request.cluster_id != manager.cluster_id:
         raise RaftlogError("INCONSISTENT_CLUSTER_ID", f"fetch for cluster {request.cluster_id!r}")
-    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request))
+    poll = _ReplicaPoll()
+    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request, poll))
     return replication_pb2.ReplicaFetchResponse(results=results)
 
 
