@@ -78,14 +78,22 @@ class ReplicaFetcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _covered(self, active: bool) -> dict[tuple[bytes, int], Partition]:
-        """The partitions one of the two loops fetches now (the active loop drops the ones that
-        have been quiet for ACTIVE_S: the idle loop covers them again)."""
-        if not active:
-            return {key: p for key, p in self.partitions.items() if key not in self._active}
-        quiet_before = time.monotonic() - ACTIVE_S
-        for key in [k for k, at in self._active.items() if at < quiet_before or k not in self.partitions]:
+        """The partitions one of the two loops fetches now. Every partition is always covered by
+        at least one: one quiet for ACTIVE_S leaves the active loop only when the idle loop takes
+        it back, in the request it is building now (the active loop wakes the idle one for that:
+        it may be waiting with nothing to fetch). A partition handed over while the other loop's
+        fetch still names it is answered twice; the second answer is dropped (its fetch offset is
+        no longer the log end)."""
+        for key in [k for k in self._active if k not in self.partitions]:
             del self._active[key]
-        return {key: self.partitions[key] for key in self._active}
+        quiet_before = time.monotonic() - ACTIVE_S
+        if active:
+            if any(at < quiet_before for at in self._active.values()):
+                self._wakeup.set()
+            return {key: self.partitions[key] for key in self._active}
+        for key in [k for k, at in self._active.items() if at < quiet_before]:
+            del self._active[key]
+        return {key: p for key, p in self.partitions.items() if key not in self._active}
 
     def _mark_active(self, key: tuple[bytes, int]) -> None:
         if key in self.partitions:

@@ -12,6 +12,7 @@ import pytest
 from raftlog.client.consumer import Consumer, TopicPartition
 from raftlog.client.producer import Producer
 from raftlog.errors import RaftlogError
+from raftlog.replication.fetcher import ACTIVE_S
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -223,3 +224,22 @@ def test_a_compacted_topic_keeps_the_latest_value_per_key_on_every_replica(make_
     for node_id in cluster.specs:  # every replica cleans its own copy
         directory = cluster.specs[node_id].home / "data" / "profiles-0"
         wait_until(lambda: (directory / "cleaner-offset-checkpoint").exists(), 30, f"node {node_id} to compact")
+
+
+def test_a_record_after_a_quiet_spell_is_still_replicated(make_cluster):
+    """Followers fetch partitions with recent records in a loop of their own (replication/
+    fetcher.py); a partition quiet for ACTIVE_S goes back to the idle loop. That loop may be
+    waiting with nothing to fetch (every partition was active): before the fix nobody fetched the
+    partition again, and the next acks=all record was never acknowledged."""
+    cluster = make_cluster()
+    cluster.start()
+    cluster.wait_for_brokers(3)
+    with cluster.admin() as admin:
+        admin.create_topic("quiet", 1, 3)
+    with Producer(cluster.bootstrap_servers, acks="all") as producer:
+        producer.send("quiet", b"before").result(20)
+        time.sleep(ACTIVE_S + 2.0)  # long enough for the partition to leave the active loop
+        for i in range(3):
+            producer.send("quiet", b"after-%d" % i).result(20)
+    seen = read_all(cluster.bootstrap_servers, "quiet", 1, expected=4)
+    assert [value for _, value in seen[0]] == [b"before", b"after-0", b"after-1", b"after-2"]
