@@ -47,6 +47,18 @@ def test_acknowledged_records_survive_partitions_pauses_kills_and_restarts(tmp_p
     assert not run.workload.failures, run.workload.failures
 
 
+# What a secure run (either backend) must have seen refused before its faults, and why.
+SECURE_RUN_REFUSALS = {
+    **{
+        f"plaintext client on node {n}'s {listener} listener": "SSL_AUTHENTICATION_FAILED"
+        for n in (1, 2, 3)
+        for listener in ("client", "internal")
+    },
+    f"User:{WORKLOAD_USER} producing to {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
+    f"User:{WORKLOAD_USER} consuming {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
+}
+
+
 def test_acknowledged_records_survive_kills_partitions_and_pauses_with_tls_and_acls(tmp_path):
     """The workload runs as a user with a client certificate and only the ACLs it needs; the run
     first made sure that plaintext is refused on every node's client and internal (Raft,
@@ -54,16 +66,7 @@ def test_acknowledged_records_survive_kills_partitions_and_pauses_with_tls_and_a
     run, verdict = run_faults(
         tmp_path, ["kill_leader", "partition_controller", "pause_leader"], hold_s=3.0, secure=True
     )
-    plaintext = {
-        f"plaintext client on node {n}'s {listener} listener": "SSL_AUTHENTICATION_FAILED"
-        for n in (1, 2, 3)
-        for listener in ("client", "internal")
-    }
-    assert run.security_checks == {
-        **plaintext,
-        f"User:{WORKLOAD_USER} producing to {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
-        f"User:{WORKLOAD_USER} consuming {FORBIDDEN_TOPIC}": "TOPIC_AUTHORIZATION_FAILED",
-    }, run.security_checks
+    assert run.security_checks == SECURE_RUN_REFUSALS, run.security_checks
     assert [f.name for f in run.faults] == [
         "kill -9 partition leader",
         "partition controller",
