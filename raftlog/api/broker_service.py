@@ -177,3 +177,11 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServiceServicer):
                 context, request.replica_id, f"a replica fetch for replica {request.replica_id}"
             )
         return await requests.replica_fetch(self._replicas, request)
+
+    async def ReplicaFetchStream(self, request_iterator, context):
+        """ReplicaFetch, one request and its answer at a time on one call: each counts, is
+        authorized and fails as a ReplicaFetch call would (a failure ends the stream with its
+        status; the follower opens another)."""
+        # An async generator, as the listener's authentication wrapper expects of a streamed answer.
+        async for request in request_iterator:
+            yield await self.ReplicaFetch(request, context)

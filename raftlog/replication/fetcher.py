@@ -4,6 +4,7 @@ Each round asks for the partitions it covers, from their log end, with the epoch
 batch: one loop covers the partitions that received records in the last ACTIVE_S, another the
 rest (idle ones), so the partitions with traffic are fetched in small requests. The leader answers with records, or with the epoch and
 offset where our log diverges from its own, and we truncate there before fetching again.
+Each loop sends its fetches on one open stream to the leader (FetchStream).
 """
 
 from __future__ import annotations
@@ -25,6 +26,54 @@ from raftlog.v1 import replication_pb2, replication_pb2_grpc
 log = logging.getLogger(__name__)
 
 ACTIVE_S = 5.0  # a partition that received records this recently is fetched by the active loop
+
+
+class FetchStream:
+    """A follower's fetches to one leader on one open ReplicaFetchStream call: a request, then
+    its answer. Measured with grpcio on this kind of machine, a message each way takes about
+    half the time of a unary call (0.26 against 0.55 ms round trip between two processes), and
+    two such hops lie on the path of every acks=all write. Any failure (an error status, the
+    deadline, the leader ending the call, the caller being cancelled) closes the call: the next
+    fetch opens another, so a fetch never reads an answer meant for an earlier one."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+        self._call: grpc.aio.StreamStreamCall | None = None
+
+    async def fetch(
+        self, request: replication_pb2.ReplicaFetchRequest, timeout_s: float
+    ) -> replication_pb2.ReplicaFetchResponse:
+        """The leader's answer; grpc.RpcError on an error status, TimeoutError after timeout_s,
+        EOFError when the leader ended the call."""
+        if self._call is None:
+            self._call = self._stub.ReplicaFetchStream()
+        call = self._call
+        try:
+            async with asyncio.timeout(timeout_s):
+                try:
+                    await call.write(request)
+                except asyncio.InvalidStateError:  # the call ended (the leader went away) since the last answer
+                    raise await _status_error(call) from None
+                response = await call.read()
+        except BaseException:
+            self.close()
+            raise
+        if response is grpc.aio.EOF:  # the leader's handler returned (an error status raises above)
+            self.close()
+            raise EOFError("the leader ended the fetch stream")
+        return response
+
+    def close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+
+async def _status_error(call) -> grpc.aio.AioRpcError:
+    """The status an ended call finished with, as the error a unary call would have raised."""
+    return grpc.aio.AioRpcError(
+        await call.code(), grpc.aio.Metadata(), await call.trailing_metadata(), await call.details()
+    )
 
 
 class ReplicaFetcher:
@@ -101,7 +150,13 @@ class ReplicaFetcher:
             self._active_wakeup.set()
 
     async def _run(self, active: bool) -> None:
-        stub = replication_pb2_grpc.ReplicationServiceStub(self._peers.channel(self.leader_id))
+        stream = FetchStream(self._peers.channel(self.leader_id))
+        try:
+            await self._fetch_rounds(active, stream)
+        finally:
+            stream.close()
+
+    async def _fetch_rounds(self, active: bool, stream: FetchStream) -> None:
         while True:
             covered = self._covered(active)
             if not covered:
@@ -126,9 +181,13 @@ class ReplicaFetcher:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             try:
-                response = await stub.ReplicaFetch(request, timeout=RPC_TIMEOUT_S)
+                response = await stream.fetch(request, RPC_TIMEOUT_S)
             except grpc.RpcError as exc:
                 log.debug("fetch from broker %d failed: %s", self.leader_id, error_from_rpc(exc))
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            except (TimeoutError, EOFError) as exc:
+                log.debug("fetch from broker %d: %s", self.leader_id, exc or f"no answer within {RPC_TIMEOUT_S} s")
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             asked = {(p.topic_id, p.partition): (p.current_leader_epoch, p.fetch_offset) for p in request.partitions}

@@ -69,7 +69,10 @@ class ChangeNotifier:
         if timeout_s <= 0:
             return
         try:
-            await asyncio.wait_for(token.wait(), timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for runs the wait in a task of its own,
+            # one more task and loop turn per wait, on the path of every acks=all write and poll.
+            async with asyncio.timeout(timeout_s):
+                await token.wait()
         except TimeoutError:
             pass
 

@@ -219,11 +219,14 @@ def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetch
     a, b = follower("a"), follower("b")
     requests_seen = []
 
-    class FakeStub:
+    class FakeStream:  # the fetcher's FetchStream, answering from here
         def __init__(self, channel):
             pass
 
-        async def ReplicaFetch(self, request, timeout):  # noqa: N802 - the gRPC method name
+        def close(self):
+            pass
+
+        async def fetch(self, request, timeout_s):
             await asyncio.sleep(0.001)
             requests_seen.append({p.topic_id: p.fetch_offset for p in request.partitions})
             results = []
@@ -243,7 +246,7 @@ def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetch
                     )
             return replication_pb2.ReplicaFetchResponse(results=results)
 
-    monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
+    monkeypatch.setattr(fetcher_module, "FetchStream", FakeStream)
     manager = SimpleNamespace(
         _broker_epoch=lambda: 7,
         cluster_id="c",
@@ -316,11 +319,14 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
 
     calls = []
 
-    class FakeStub:
+    class FakeStream:  # the fetcher's FetchStream, answering from here
         def __init__(self, channel):
             pass
 
-        async def ReplicaFetch(self, request, timeout):  # noqa: N802 - the gRPC method name
+        def close(self):
+            pass
+
+        async def fetch(self, request, timeout_s):
             await asyncio.sleep(0.001)
             [p] = request.partitions
             calls.append(p.fetch_offset)
@@ -335,7 +341,7 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
                 ]
             )
 
-    monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
+    monkeypatch.setattr(fetcher_module, "FetchStream", FakeStream)
     manager = SimpleNamespace(
         _broker_epoch=lambda: 7,
         cluster_id="c",

@@ -281,11 +281,14 @@ def test_the_follower_side_throttle_holds_back_only_its_out_of_sync_partitions(m
     in_sync, moving = follower("in", (1, 2)), follower("out", (1,))
     asked: list[dict[bytes, int | None]] = []  # per request: topic id -> partition_max_bytes (None: not asked)
 
-    class FakeStub:
+    class FakeStream:  # the fetcher's FetchStream, answering from here
         def __init__(self, channel):
             pass
 
-        async def ReplicaFetch(self, request, timeout):  # noqa: N802 - the gRPC method name
+        def close(self):
+            pass
+
+        async def fetch(self, request, timeout_s):
             await asyncio.sleep(0.001)
             asked.append({p.topic_id: p.partition_max_bytes for p in request.partitions})
             results = []
@@ -300,7 +303,7 @@ def test_the_follower_side_throttle_holds_back_only_its_out_of_sync_partitions(m
                 )
             return replication_pb2.ReplicaFetchResponse(results=results)
 
-    monkeypatch.setattr(fetcher_module.replication_pb2_grpc, "ReplicationServiceStub", FakeStub)
+    monkeypatch.setattr(fetcher_module, "FetchStream", FakeStream)
     clock = Clock()
     throttles = throttle.ReplicationThrottles(2, clock)
     config = throttle.ThrottleConfig(None, 1000, {}, {"out": frozenset({(0, 2)})})
