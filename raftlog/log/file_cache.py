@@ -12,8 +12,10 @@ cache (`dirty`): the fsync that makes those writes durable goes through that des
 duplicate of it), so a write-back error reaches the flush round that must see it (fsyncgate).
 Writes are `os.write` calls, never buffered in Python, so closing a clean handle loses nothing.
 With flush.messages=1 (the default here) a handle is dirty only between an append and its
-group commit; with a larger flush.messages, dirty handles may hold the cache over its limit
-until their flush round (counted in `overflows`).
+group commit; dirty handles may hold the cache over its limit until their flush round (with a
+larger flush.messages, or while a follower applies one fetch answer for more partitions than
+the limit: their appends wait for their fsyncs side by side), counted in `overflows`; the flush
+round that cleans them brings the cache back under the limit.
 
 Threads: the event loop and worker threads (log opening, flush rounds, compaction) share one
 cache, so it is guarded by a lock. A descriptor is handed out for one system call at a time
@@ -81,6 +83,8 @@ class CachedFile:
     def synced_up_to(self, writes: int) -> None:
         """A flush round fsynced every write made before `writes` was read (begin of the round)."""
         self.synced = max(self.synced, writes)
+        if self.cache.open_count > self.cache.max_open:  # dirty ones held it over: back under now
+            self.cache.trim()
 
     def release(self) -> None:
         self.cache._close(self, final=False)
@@ -119,7 +123,12 @@ class FileHandleCache:
         self._check(max_open)
         with self._lock:
             self.max_open = max_open
-            while len(self._open) > max_open and self._evict_one():
+        self.trim()
+
+    def trim(self) -> None:
+        """Closes least recently used clean descriptors while more than the limit are open."""
+        with self._lock:
+            while len(self._open) > self.max_open and self._evict_one():
                 pass
 
     def _acquire(self, handle: CachedFile) -> int:

@@ -233,8 +233,12 @@ class ReplicaFetcher:
     async def _handle(
         self, response, sent: dict[tuple[bytes, int], Partition], asked: dict[tuple[bytes, int], tuple[int, int]]
     ) -> None:
-        """Applies one response, partition by partition: an error in one (in the response, or in
-        applying it here) backs off that partition only, never the others (Kafka's model)."""
+        """Applies one response, its partitions side by side (each append waits for its own
+        fsync; one after another, a round answering 20 partitions took 20 fsyncs before the next
+        fetch told the leader of any of them, and end-to-end delay grew with the partition
+        count). An error in one (in the response, or in applying it here) backs off that
+        partition only, never the others (Kafka's model)."""
+        applying = []
         for result in response.results:
             key = (result.topic_id, result.partition)
             partition = sent.get(key)
@@ -251,18 +255,29 @@ class ReplicaFetcher:
                 continue  # the log was cut meanwhile (a repair): the answer continues a log end we no longer have
             if result.records:
                 self._mark_active(key)
-            try:
-                failed = await self._apply(partition, result)
-            except Exception as exc:  # noqa: BLE001 - this partition backs off; the others go on
-                if isinstance(exc, RaftlogError):
-                    log.warning("%s: applying a fetch from %d failed: %s", partition.name, self.leader_id, exc)
-                else:
-                    self._manager.supervisor.survived(f"replica-fetcher-{self.leader_id}", exc)
-                failed = True
-            if failed:
-                self._backoff_until[key] = time.monotonic() + ERROR_BACKOFF_S
+            if not result.records and not result.error_reason and not result.HasField("diverging_epoch"):
+                await self._apply_isolated(key, partition, result)  # no fsync: no task for it
             else:
-                self._backoff_until.pop(key, None)
+                applying.append(self._apply_isolated(key, partition, result))
+        if len(applying) == 1:
+            await applying[0]  # no task (and loop turn) for the common case of one partition
+        elif applying:
+            await asyncio.gather(*applying)
+
+    async def _apply_isolated(self, key: tuple[bytes, int], partition: Partition, result) -> None:
+        """_apply for one partition, its failure kept to its own backoff."""
+        try:
+            failed = await self._apply(partition, result)
+        except Exception as exc:  # noqa: BLE001 - this partition backs off; the others go on
+            if isinstance(exc, RaftlogError):
+                log.warning("%s: applying a fetch from %d failed: %s", partition.name, self.leader_id, exc)
+            else:
+                self._manager.supervisor.survived(f"replica-fetcher-{self.leader_id}", exc)
+            failed = True
+        if failed:
+            self._backoff_until[key] = time.monotonic() + ERROR_BACKOFF_S
+        else:
+            self._backoff_until.pop(key, None)
 
     async def _apply(self, partition: Partition, result) -> bool:
         """Applies one partition's result; returns True when it failed (the partition backs off)."""

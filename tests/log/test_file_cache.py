@@ -89,6 +89,21 @@ def test_a_dirty_handle_is_not_closed_until_its_flush(tmp_path):
     assert not dirty.is_open and cache.open_count <= 2
 
 
+def test_the_flush_that_cleans_handles_over_the_limit_brings_the_cache_back_under_it(tmp_path):
+    """Appends to many partitions waiting for their fsyncs side by side hold the cache over its
+    limit until their flush rounds; after those, no more than the limit stays open."""
+    cache = FileHandleCache(2)
+    files = [cache.file(tmp_path / f"f{i}", APPEND) for i in range(5)]
+    for f in files:
+        with f.fd(write=True) as fd:
+            os.write(fd, b"unflushed")
+    assert cache.open_count == 5 and cache.overflows == 3
+    for f in files:
+        f.synced_up_to(f.writes)
+    assert cache.open_count == 2 and _fds_of(f.path for f in files) == 2
+    assert [f.is_open for f in files] == [False, False, False, True, True]  # the oldest went
+
+
 def test_a_closed_file_is_never_reopened(tmp_path):
     cache = FileHandleCache(4)
     f = cache.file(tmp_path / "gone", APPEND)

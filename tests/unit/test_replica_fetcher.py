@@ -1,0 +1,57 @@
+"""ReplicaFetcher: the partitions of one fetch answer are applied side by side."""
+
+import asyncio
+from types import SimpleNamespace
+
+from raftlog.metadata.image import PartitionInfo
+from raftlog.replication import fetcher as fetcher_module
+from raftlog.replication.notifier import ChangeNotifier
+from raftlog.replication.partition import Partition
+from raftlog.tasks import TaskSupervisor
+from raftlog.v1 import replication_pb2
+from tests.unit.fake_replica_log import FakeReplicaLog
+
+
+class SlowSyncLog(FakeReplicaLog):
+    """A log whose follower append takes a few loop turns (its fsync), counting how many of
+    these logs are appending at once."""
+
+    appending = 0
+    most_at_once = 0
+
+    async def append_as_follower(self, records: bytes, on_written=None):
+        SlowSyncLog.appending += 1
+        SlowSyncLog.most_at_once = max(SlowSyncLog.most_at_once, SlowSyncLog.appending)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return await super().append_as_follower(records, on_written)
+        finally:
+            SlowSyncLog.appending -= 1
+
+
+def _follower(topic: str) -> Partition:
+    partition = Partition(topic, topic.encode().ljust(16, b"_"), 0, 2, SlowSyncLog(), ChangeNotifier())
+    partition.apply_metadata(PartitionInfo(partition.topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
+    partition.become_follower()
+    return partition
+
+
+def test_one_answer_for_many_partitions_waits_for_their_fsyncs_together_not_one_after_another():
+    partitions = [_follower(f"t{i}") for i in range(4)]
+    manager = SimpleNamespace(supervisor=TaskSupervisor())
+    fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
+    for p in partitions:
+        fetcher.add(p)
+    sent = {(p.topic_id, p.index): p for p in partitions}
+    asked = {key: (p.leader_epoch, p.log.log_end_offset) for key, p in sent.items()}
+    response = replication_pb2.ReplicaFetchResponse(
+        results=[
+            replication_pb2.ReplicaFetchResult(topic_id=p.topic_id, partition=0, high_watermark=1, records=b"0|0|x")
+            for p in partitions
+        ]
+    )
+    asyncio.run(fetcher._handle(response, sent, asked))
+    assert [p.log.log_end_offset for p in partitions] == [1, 1, 1, 1]  # every one applied
+    assert [p.high_watermark for p in partitions] == [1, 1, 1, 1]
+    assert SlowSyncLog.most_at_once == 4  # one after another, it was 1
