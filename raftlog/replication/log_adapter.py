@@ -106,6 +106,8 @@ class ReplicaLog(Protocol):
     def take_offline(self, reason: str) -> None: ...
     # Corruption: stored batches failing their CRC, found by a read (listener) or by scrubbing.
     def set_corruption_listener(self, listener: Callable[[CorruptLogError], None]) -> None: ...
+    @property
+    def has_sealed_segments(self) -> bool: ...
     async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep: ...
     @property
     def durable_data_lost_at(self) -> int | None: ...
@@ -157,11 +159,17 @@ class PartitionReplicaLog:
         self._hw = min(self._hw, self._log.log_end_offset)
         self._persist_soon_if_running()
 
+    @property
+    def has_sealed_segments(self) -> bool:
+        """Whether scrubbing has anything to check (only sealed segments are scrubbed): most of
+        thousands of idle partitions have none, and the scrubber passes them by without a call."""
+        return len(self._log.segments) >= 2
+
     async def scrub(self, cursor: scrubber.ScrubCursor, max_bytes: int) -> scrubber.ScrubStep:
         """One scrubbing step on a worker thread; a corruption counts only if the segment is
-        still part of the log when it returns. A log with no sealed segment (most of thousands of
-        idle partitions) answers at once, without a hop to a thread."""
-        if len(self._log.segments) < 2:
+        still part of the log when it returns. A log with no sealed segment answers at once,
+        without a hop to a thread."""
+        if not self.has_sealed_segments:
             return scrubber.ScrubStep(scrubber.ScrubCursor(), 0, None)
         step = await asyncio.to_thread(scrubber.scrub_step, self._log, cursor, max_bytes)
         if step.corrupt_offset is not None:

@@ -119,6 +119,8 @@ class FakeReplicaLog:
     def set_corruption_listener(self, listener) -> None:
         pass
 
+    has_sealed_segments = False
+
     async def scrub(self, cursor, max_bytes):
         from raftlog.log.scrubber import ScrubCursor, ScrubStep
 
