@@ -248,30 +248,40 @@ class ReplicaFetcher:
         for result in response.results:
             key = (result.topic_id, result.partition)
             partition = sent.get(key)
-            if partition is None:
+            if partition is None or not self._still_current(key, partition, asked[key]):
                 continue
-            if self.partitions.get(key) is not partition:
-                continue  # no longer followed from this leader
-            if partition.info is None or partition.info.leader != self.leader_id:
-                continue
-            epoch_asked, offset_asked = asked[key]
-            if partition.leader_epoch != epoch_asked:
-                continue  # the epoch moved while the fetch was out: the answer may be stale
-            if partition.log.log_end_offset != offset_asked:
-                continue  # the log was cut meanwhile (a repair): the answer continues a log end we no longer have
             if result.records:
                 self._mark_active(key)
             if not result.records and not result.error_reason and not result.HasField("diverging_epoch"):
-                await self._apply_isolated(key, partition, result)  # no fsync: no task for it
+                await self._apply_isolated(key, partition, result, asked[key])  # no fsync: no task for it
             else:
-                applying.append(self._apply_isolated(key, partition, result))
+                applying.append(self._apply_isolated(key, partition, result, asked[key]))
         if len(applying) == 1:
             await applying[0]  # no task (and loop turn) for the common case of one partition
         elif applying:
             await asyncio.gather(*applying)
 
-    async def _apply_isolated(self, key: tuple[bytes, int], partition: Partition, result) -> None:
-        """_apply for one partition, its failure kept to its own backoff."""
+    def _still_current(self, key: tuple[bytes, int], partition: Partition, asked: tuple[int, int]) -> bool:
+        """Whether an answer to a fetch asked at (leader epoch, log end) may still be applied."""
+        if self.partitions.get(key) is not partition:
+            return False  # no longer followed from this leader
+        if partition.info is None or partition.info.leader != self.leader_id:
+            return False
+        epoch_asked, offset_asked = asked
+        if partition.leader_epoch != epoch_asked:
+            return False  # the epoch moved while the fetch was out: the answer may be stale
+        # The log was cut meanwhile (a repair): the answer continues a log end we no longer have.
+        return partition.log.log_end_offset == offset_asked
+
+    async def _apply_isolated(
+        self, key: tuple[bytes, int], partition: Partition, result, asked: tuple[int, int]
+    ) -> None:
+        """_apply for one partition, its failure kept to its own backoff. Checked again first:
+        side by side, it may start a loop turn after the others were checked (a metadata update
+        may have made this broker the leader meanwhile), and nothing yields from this check to
+        the append's write."""
+        if not self._still_current(key, partition, asked):
+            return
         try:
             failed = await self._apply(partition, result)
         except Exception as exc:  # noqa: BLE001 - this partition backs off; the others go on

@@ -55,3 +55,47 @@ def test_one_answer_for_many_partitions_waits_for_their_fsyncs_together_not_one_
     assert [p.log.log_end_offset for p in partitions] == [1, 1, 1, 1]  # every one applied
     assert [p.high_watermark for p in partitions] == [1, 1, 1, 1]
     assert SlowSyncLog.most_at_once == 4  # one after another, it was 1
+
+
+class YieldingLog(FakeReplicaLog):
+    """A log whose following of the leader's log start yields, running `meanwhile` (what the
+    event loop could do in that turn: apply a metadata update)."""
+
+    def __init__(self, meanwhile):
+        super().__init__()
+        self.meanwhile = meanwhile
+
+    async def follow_log_start(self, offset: int) -> None:
+        await asyncio.sleep(0)
+        self.meanwhile()
+
+
+def test_a_partition_that_became_leader_while_the_answer_was_applied_takes_none_of_it():
+    """Partition "b"'s records wait for the answers applied before them; meanwhile a metadata
+    update makes this broker b's leader. b's records from the old leader are dropped (its log
+    end now starts a new epoch of its own), not appended to the new leader's log."""
+    b = Partition("b", b"b".ljust(16, b"_"), 0, 2, FakeReplicaLog(), ChangeNotifier())
+    b.apply_metadata(PartitionInfo(b.topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
+    b.become_follower()
+
+    def b_becomes_leader():
+        b.apply_metadata(PartitionInfo(b.topic_id, 0, (1, 2), (1, 2), 2, 1, 1))
+        b.become_leader()
+
+    c = Partition("c", b"c".ljust(16, b"_"), 0, 2, YieldingLog(b_becomes_leader), ChangeNotifier())
+    c.apply_metadata(PartitionInfo(c.topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
+    c.become_follower()
+    manager = SimpleNamespace(supervisor=TaskSupervisor())
+    fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
+    fetcher.add(b)
+    fetcher.add(c)
+    sent = {(p.topic_id, p.index): p for p in (b, c)}
+    asked = {key: (p.leader_epoch, p.log.log_end_offset) for key, p in sent.items()}
+    response = replication_pb2.ReplicaFetchResponse(
+        results=[
+            replication_pb2.ReplicaFetchResult(topic_id=b.topic_id, partition=0, high_watermark=1, records=b"0|0|x"),
+            replication_pb2.ReplicaFetchResult(topic_id=c.topic_id, partition=0, log_start_offset=5),
+        ]
+    )
+    asyncio.run(fetcher._handle(response, sent, asked))
+    assert b.is_leader and b.log.log_end_offset == 0
