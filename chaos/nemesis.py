@@ -644,6 +644,8 @@ class ChaosRun:
         verdict.divergent = divergent_offsets(replicas)
         verdict.problems = problems
         producer_failures = (self.workload.failures if self.workload else None) or "none"
+        if self.workload and self.workload.first_failures:
+            producer_failures = f"{producer_failures} (first of each: {self.workload.first_failures})"
         reader_errors = (self.reader.errors if self.reader else None) or "none"
         group_errors = (self.group.errors if self.group else None) or "none"
         self.log(

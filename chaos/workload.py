@@ -50,6 +50,8 @@ class Workload:
         # tests' failover and unavailability figures
         self.timings: list[tuple[int, float, float]] = []
         self.failures: dict[str, int] = {}
+        # The first failure of each reason, as the producer gave it (the report's clue to a cause).
+        self.first_failures: dict[str, str] = {}
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="chaos-workload", daemon=True)
 
@@ -74,6 +76,7 @@ class Workload:
         except RaftlogError as exc:
             with self._lock:
                 self.failures[exc.reason] = self.failures.get(exc.reason, 0) + 1
+                self.first_failures.setdefault(exc.reason, f"partition {partition}: {exc}")
             return
         with self._lock:
             self.acks.append(Ack(metadata.partition, metadata.offset, value))

@@ -10,7 +10,11 @@ drained together for one leader in one Produce request. Because batches wait in 
 accumulator, not in the sender, a backlog (a stalled leader) goes out in full batches.
 A failed batch is retried on its own (same sequence, so the broker drops duplicates) until
 delivery_timeout_ms. With idempotence, OUT_OF_ORDER_SEQUENCE while an earlier batch of the
-partition is still being retried just means "wait for it", so order holds.
+partition is still being retried just means "wait for it", so order holds; with none out it may
+come from a broker that has not learned it no longer leads, and is retried (fresh metadata) too.
+Once a batch has failed for good, the broker would find every later sequence of its partition out
+of order: those already out fail as well, and the partition's next batch starts a new producer
+epoch at sequence 0 (Kafka's KIP-360 epoch bump, done locally by an idempotent producer).
 
 Records not yet acknowledged may take buffer_memory bytes; beyond that send() waits up to
 max_block_ms for room, then fails with REQUEST_TIMED_OUT (Kafka's buffer.memory, max.block.ms).
@@ -41,6 +45,8 @@ from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import PRODUCE_RESPONSE_MARGIN_S as RESPONSE_MARGIN_S
 from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
+
+PRODUCER_EPOCH_MAX = 2**15 - 1  # a record batch's producer epoch is an int16
 
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
 
@@ -267,6 +273,10 @@ class _Sender:
         self._producer_id, self._producer_epoch = -1, -1
         self._next_sequence: dict[tuple[str, int], int] = defaultdict(int)
         self._unacked: dict[tuple[str, int], set[int]] = defaultdict(set)
+        # Per partition: the (producer id, epoch) its sequences run under, and the partitions one
+        # of whose batches failed for good since (they start a new epoch once nothing is out).
+        self._stamps: dict[tuple[str, int], tuple[int, int]] = {}
+        self._sequence_gaps: set[tuple[str, int]] = set()
         # The outcomes of each partition's latest max_in_flight batches sent, oldest first.
         self._window: dict[tuple[str, int], deque[concurrent.futures.Future]] = defaultdict(deque)
         self._requests: set[asyncio.Task] = set()
@@ -331,11 +341,16 @@ class _Sender:
         """The broker remembers a producer's last 5 batches per partition. A batch goes out only
         once the batch max_in_flight places before it has completed, so a batch being retried
         (its answer lost) is still in that window however many later ones completed."""
+        if key in self._sequence_gaps:
+            return self._idle(key)  # a new epoch starts only once no batch of the old one is out
         window = self._window[key]
         return len(window) < self._settings["max_in_flight"] or window[0].done()
 
     async def _send_new(self, batches: list[_Batch]) -> None:
-        if self._settings["idempotent"] and self._producer_id < 0:
+        epochs_used_up = self._producer_epoch >= PRODUCER_EPOCH_MAX and any(
+            (b.topic, b.partition) in self._sequence_gaps for b in batches
+        )
+        if self._settings["idempotent"] and (self._producer_id < 0 or epochs_used_up):
             try:
                 await self._init_producer_id()
             except RaftlogError as error:  # no producer id to be had: these batches fail, the producer goes on
@@ -362,27 +377,37 @@ class _Sender:
     def _seal(self, batch: _Batch) -> None:
         """Gives the batch its sequence and bytes, and its place in the partition's window."""
         key = (batch.topic, batch.partition)
+        producer_id, epoch = -1, -1
         if self._producer_id >= 0:
+            if key in self._sequence_gaps:
+                self._start_new_epoch(key)
+            producer_id, epoch = self._stamps.setdefault(key, (self._producer_id, self._producer_epoch))
             batch.sequence = self._next_sequence[key]
             self._next_sequence[key] = (batch.sequence + len(batch.records)) % (2**31)
             self._unacked[key].add(batch.sequence)
         if batch.encoded is None:
             batch.encoded = record_codec.encode_batch(
-                batch.records,
-                self._settings["compression_type"],
-                self._producer_id,
-                self._producer_epoch,
-                batch.sequence,
+                batch.records, self._settings["compression_type"], producer_id, epoch, batch.sequence
             )
-        elif self._producer_id >= 0:  # encoded early, before its sequence was known
-            batch.encoded = record_codec.stamp_producer(
-                batch.encoded, self._producer_id, self._producer_epoch, batch.sequence
-            )
+        elif producer_id >= 0:  # encoded early, before its sequence was known
+            batch.encoded = record_codec.stamp_producer(batch.encoded, producer_id, epoch, batch.sequence)
         window = self._window[key]
         if len(window) >= self._settings["max_in_flight"]:
             oldest = window.popleft()
             assert oldest.done(), f"{key}: a batch went out before the one {len(window) + 1} places ahead completed"
         window.append(batch.outcome)
+
+    def _start_new_epoch(self, key: tuple[str, int]) -> None:
+        """The partition's sequences start again at 0 under a producer epoch it has not used: its
+        broker takes a newer epoch from sequence 0 whatever it last saw of the old one. (Under a
+        producer id taken since its last batch, the id's current epoch is new to it.)"""
+        assert self._idle(key) and not self._unacked[key], f"{key}: a new epoch while batches of the old one are out"
+        if self._stamps.get(key, (-1, -1))[0] == self._producer_id:
+            assert self._producer_epoch < PRODUCER_EPOCH_MAX, f"epoch {self._producer_epoch} cannot grow: no new id"
+            self._producer_epoch += 1  # the id's epochs only grow, whichever partition moved last
+        self._stamps[key] = (self._producer_id, self._producer_epoch)
+        self._next_sequence[key] = 0
+        self._sequence_gaps.discard(key)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -409,7 +434,7 @@ class _Sender:
             while (
                 self._retriable(batch, error) and attempts <= self._settings["retries"] and time.monotonic() <= deadline
             ):
-                if error.refresh_metadata:
+                if error.refresh_metadata or error.error.out_of_order_sequence:
                     self._metadata.invalidate()
                 on_retry = self._settings.get("on_retry")
                 if on_retry is not None:
@@ -447,13 +472,22 @@ class _Sender:
     def _retriable(self, batch: _Batch, error: RaftlogError) -> bool:
         if error.retriable:
             return True
-        # An earlier batch of this partition is still out: this one must wait its turn.
-        earlier = [s for s in self._unacked[(batch.topic, batch.partition)] if s < batch.sequence]
-        return error.error.out_of_order_sequence and bool(earlier)
+        if not error.error.out_of_order_sequence:
+            return False
+        key = (batch.topic, batch.partition)
+        if any(s < batch.sequence for s in self._unacked[key]):
+            return True  # an earlier batch of this partition is still out: this one waits its turn
+        # None is out. If one failed for good, the gap is real: this batch fails too (the partition
+        # starts a new epoch). Otherwise the broker judged by sequences it no longer owns (a leader
+        # that has not learned it was replaced): the current leader is asked again.
+        return key not in self._sequence_gaps
 
     def _complete(self, batch: _Batch, outcome: int | RaftlogError) -> None:
-        self._unacked[(batch.topic, batch.partition)].discard(batch.sequence)
+        key = (batch.topic, batch.partition)
+        self._unacked[key].discard(batch.sequence)
         if isinstance(outcome, RaftlogError):
+            if batch.sequence >= 0:
+                self._sequence_gaps.add(key)
             batch.outcome.set_exception(outcome)
         else:
             batch.outcome.set_result(outcome)

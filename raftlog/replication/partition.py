@@ -240,6 +240,9 @@ class Partition:
         deadline = loop.time() + SEQUENCE_WAIT_S
         while True:
             token = self.changed.token()
+            # Leadership may have moved while we waited: a broker that no longer leads must not
+            # judge the batch by its stale sequences (the producer would take that for a gap).
+            self._check_leader()
             try:
                 return self._duplicate_of(batches)
             except RaftlogError as exc:

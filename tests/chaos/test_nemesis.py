@@ -44,7 +44,7 @@ def test_acknowledged_records_survive_partitions_pauses_kills_and_restarts(tmp_p
     # whose leader is gone does not hold up the producer's other partitions.
     assert all(f.acknowledged_while_held > 0 for f in run.faults), run.faults
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 # What a secure run (either backend) must have seen refused before its faults, and why.
@@ -75,7 +75,7 @@ def test_acknowledged_records_survive_kills_partitions_and_pauses_with_tls_and_a
     assert verdict.acknowledged > 1000, verdict.summary()
     assert not (verdict.lost or verdict.reordered), verdict.summary()
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 def test_acknowledged_records_survive_a_full_log_dir(tmp_path):
@@ -83,7 +83,7 @@ def test_acknowledged_records_survive_a_full_log_dir(tmp_path):
     assert [f.name for f in run.faults] == ["fill log dir"], verdict.summary()
     assert run.faults[0].effect["filler_bytes"] > 0
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 def test_a_flipped_byte_in_a_followers_sealed_segment_is_repaired(tmp_path):
@@ -94,7 +94,7 @@ def test_a_flipped_byte_in_a_followers_sealed_segment_is_repaired(tmp_path):
     # damaged one stayed, it would also count among the divergent offsets.
     assert run.faults[0].recovered_s is not None, verdict.summary()
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 def test_acknowledged_records_survive_a_leader_whose_clock_is_8_days_ahead(tmp_path):
@@ -102,7 +102,7 @@ def test_acknowledged_records_survive_a_leader_whose_clock_is_8_days_ahead(tmp_p
     assert [f.name for f in run.faults] == ["clock +8d"], verdict.summary()
     assert run.faults[0].effect["skewed"] == 1  # the node really ran under libfaketime
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 def test_acknowledged_records_survive_an_active_controller_whose_clock_is_8_days_ahead(tmp_path):
@@ -112,7 +112,7 @@ def test_acknowledged_records_survive_an_active_controller_whose_clock_is_8_days
     assert [f.name for f in run.faults] == ["clock +8d on the controller"], verdict.summary()
     assert run.faults[0].effect == {"skewed": 1, "controller": 1}, run.faults[0].effect
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 def test_acknowledged_records_survive_a_storm_of_leader_elections(tmp_path):
@@ -121,7 +121,7 @@ def test_acknowledged_records_survive_a_storm_of_leader_elections(tmp_path):
     # Many leader moves, not one: each round moves every partition's leader.
     assert run.faults[0].effect["elected"] >= 3 * 5, run.faults[0].effect
     assert verdict.ok, verdict.summary()
-    assert not run.workload.failures, run.workload.failures
+    assert not run.workload.failures, (run.workload.failures, run.workload.first_failures)
 
 
 def test_a_run_whose_cluster_does_not_recover_still_gives_its_verdict(tmp_path, monkeypatch):

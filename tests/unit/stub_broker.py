@@ -1,6 +1,7 @@
 """An in-process BrokerService for client tests: one broker (itself) leading every partition.
 
-Tests inject failures (``list_offsets_failures``), stall Produce (``produce_open``) and read
+Tests inject failures (``list_offsets_failures``, ``produce_failures``), stall Produce
+(``produce_open``), check idempotent producers' sequences as a leader does (``sequences``) and read
 what the clients sent (``produce_requests``, ``stored``).
 """
 
@@ -14,6 +15,7 @@ import grpc
 from raftlog.api.status import abort
 from raftlog.errors import RaftlogError
 from raftlog.log.record_batch import iter_headers, set_base_offset
+from raftlog.replication.producer_state import ProducerStateTable
 from raftlog.v1 import broker_pb2, broker_pb2_grpc
 
 BROKER_ID = 1
@@ -27,7 +29,13 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
         self.produce_open = asyncio.Event()  # cleared: Produce calls wait (a stalled leader)
         self.produce_open.set()
         self.produce_requests: list[broker_pb2.ProduceRequest] = []
+        # (topic, partition) -> errors the next Produce attempts of that partition are answered with
+        self.produce_failures: dict[tuple[str, int], list[RaftlogError]] = defaultdict(list)
+        # (topic, partition) -> the leader's idempotent-producer table (ProducerStateTable rules)
+        self.sequences: dict[tuple[str, int], ProducerStateTable] = defaultdict(ProducerStateTable)
         self.stored: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self.producer_ids_issued = 0  # InitProducerId hands out ids 1, 2, ...
+        self.initial_producer_epoch = 0
         self._log_end: dict[tuple[str, int], int] = defaultdict(int)
         self._server: grpc.aio.Server | None = None
 
@@ -88,16 +96,45 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
         results = []
         for data in request.partitions:
             key = (data.topic, data.partition)
-            base = self._log_end[key]
-            records = bytearray(data.records)
-            for pos, header in iter_headers(bytes(records)):
-                set_base_offset(records, pos, self._log_end[key])
-                self._log_end[key] += header.record_count
-            self.stored[key].append(bytes(records))
+            try:
+                base = self._append(key, data.records)
+            except RaftlogError as exc:
+                results.append(
+                    broker_pb2.PartitionProduceResult(
+                        topic=data.topic, partition=data.partition, error_reason=exc.reason, error_message=exc.message
+                    )
+                )
+                continue
             results.append(
                 broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition, base_offset=base)
             )
         return broker_pb2.ProduceResponse(results=results)
+
+    def _append(self, key: tuple[str, int], data: bytes) -> int:
+        """Appends one partition's batches (a duplicate is answered with its first offset); the base offset."""
+        if self.produce_failures[key]:
+            raise self.produce_failures[key].pop(0)
+        headers = [header for _, header in iter_headers(data)]
+        table = self.sequences[key]
+        for h in headers:
+            duplicate = table.check(h.producer_id, h.producer_epoch, h.base_sequence, h.last_sequence)
+            if duplicate is not None:
+                return duplicate.first_offset
+        base = self._log_end[key]
+        records = bytearray(data)
+        for (pos, _), h in zip(iter_headers(data), headers):
+            set_base_offset(records, pos, self._log_end[key])
+            table.record(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                h.last_sequence,
+                self._log_end[key],
+                self._log_end[key] + h.record_count - 1,
+            )
+            self._log_end[key] += h.record_count
+        self.stored[key].append(bytes(records))
+        return base
 
     async def Fetch(self, request, context):
         results = []
@@ -116,7 +153,10 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
         return broker_pb2.FetchResponse(results=results)
 
     async def InitProducerId(self, request, context):
-        return broker_pb2.InitProducerIdResponse(producer_id=1, producer_epoch=0)
+        self.producer_ids_issued += 1
+        return broker_pb2.InitProducerIdResponse(
+            producer_id=self.producer_ids_issued, producer_epoch=self.initial_producer_epoch
+        )
 
     def records_per_request(self) -> list[int]:
         return [

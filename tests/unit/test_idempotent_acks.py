@@ -138,3 +138,36 @@ def test_a_follower_made_leader_during_its_fsync_answers_the_retry_as_a_duplicat
         log_b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_batch_waiting_for_its_predecessor_on_a_leader_that_is_replaced_is_sent_to_the_new_leader(tmp_path):
+    """A batch ahead of its producer's sequence waits for the ones before it; when leadership moves
+    meanwhile, the old leader must say so (NOT_LEADER_OR_FOLLOWER: ask the new leader), not judge
+    the batch by its stale sequences (OUT_OF_ORDER_SEQUENCE_NUMBER, which the producer takes for a
+    gap: before the fix every later record of the partition failed)."""
+
+    async def scenario():
+        partition = Partition(
+            "t",
+            TOPIC_ID,
+            0,
+            1,
+            PartitionReplicaLog(tmp_path / "t-0", LogConfig()),
+            ChangeNotifier(),
+            clock_ms=lambda: 0.0,
+        )
+        partition.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
+        partition.become_leader()
+        ahead = encode_batch([(b"k", b"v", None, 0)], producer_id=7, producer_epoch=0, base_sequence=1)
+        waiting = asyncio.ensure_future(partition.append_as_leader(ahead, acks=1, timeout_ms=1000, min_isr=1))
+        await asyncio.sleep(0)  # it waits for sequence 0
+        assert not waiting.done()
+        partition.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 2, 1, 1))
+        partition.become_follower()
+        with pytest.raises(RaftlogError) as failure:
+            await waiting
+        assert failure.value.reason == "NOT_LEADER_OR_FOLLOWER", failure.value
+        assert partition.log.log_end_offset == 0
+        partition.log.close()
+
+    asyncio.run(scenario())
