@@ -16,19 +16,19 @@ from raftlog.replication.partition import Partition
 TOPIC_ID = b"T" * 16
 
 
+def leader_of_replicas_1_and_2(tmp_path) -> Partition:
+    """Broker 1's replica of t-0, leading in epoch 0 with broker 2 in the ISR (not fetching)."""
+    leader = Partition(
+        "t", TOPIC_ID, 0, 1, PartitionReplicaLog(tmp_path / "t-0", LogConfig()), ChangeNotifier(), clock_ms=lambda: 0.0
+    )
+    leader.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
+    leader.become_leader()
+    return leader
+
+
 def test_a_retried_duplicate_is_acknowledged_only_once_the_isr_has_it(tmp_path):
     async def scenario():
-        leader = Partition(
-            "t",
-            TOPIC_ID,
-            0,
-            1,
-            PartitionReplicaLog(tmp_path / "t-0", LogConfig()),
-            ChangeNotifier(),
-            clock_ms=lambda: 0.0,
-        )
-        leader.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
-        leader.become_leader()
+        leader = leader_of_replicas_1_and_2(tmp_path)
         batch = encode_batch([(b"k", b"v", None, 0)], producer_id=7, producer_epoch=0, base_sequence=0)
         for attempt in ("original", "retry"):  # the follower is not fetching: neither may succeed
             with pytest.raises(RaftlogError) as failure:
@@ -147,17 +147,7 @@ def test_a_batch_waiting_for_its_predecessor_on_a_leader_that_is_replaced_is_sen
     gap: before the fix every later record of the partition failed)."""
 
     async def scenario():
-        partition = Partition(
-            "t",
-            TOPIC_ID,
-            0,
-            1,
-            PartitionReplicaLog(tmp_path / "t-0", LogConfig()),
-            ChangeNotifier(),
-            clock_ms=lambda: 0.0,
-        )
-        partition.apply_metadata(PartitionInfo(TOPIC_ID, 0, (1, 2), (1, 2), 1, 0, 0))
-        partition.become_leader()
+        partition = leader_of_replicas_1_and_2(tmp_path)
         ahead = encode_batch([(b"k", b"v", None, 0)], producer_id=7, producer_epoch=0, base_sequence=1)
         waiting = asyncio.ensure_future(partition.append_as_leader(ahead, acks=1, timeout_ms=1000, min_isr=1))
         await asyncio.sleep(0)  # it waits for sequence 0
