@@ -30,7 +30,7 @@ from raftlog.limits import (
     GRPC_MIN_RECV_PING_INTERVAL_MS,
     MAX_MESSAGE_BYTES,
 )
-from raftlog.sasl_login import AioTokenInterceptor, SyncTokenInterceptor
+from raftlog.sasl_login import AioStreamTokenInterceptor, AioTokenInterceptor, SyncTokenInterceptor
 from raftlog.tls import ClientSecurity
 
 DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES  # the one limit, explained in raftlog/limits.py
@@ -82,7 +82,11 @@ def aio_channel(
 ) -> grpc.aio.Channel:
     options = channel_options(max_message_bytes, extra)
     # SASL: every call carries the client's session token (raftlog/sasl_login.py)
-    interceptors = [AioTokenInterceptor(security.login, address)] if security and security.login else None
+    interceptors = (
+        [AioTokenInterceptor(security.login, address), AioStreamTokenInterceptor(security.login, address)]
+        if security and security.login
+        else None
+    )
     if security is not None and security.tls:  # TLS: raftlog/tls.py; credentials read from disk now
         return grpc.aio.secure_channel(
             address, security.channel_credentials(), options=options, interceptors=interceptors

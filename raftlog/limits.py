@@ -293,3 +293,8 @@ KAFKA_TLS_HANDSHAKE_TIMEOUT_S = 10.0
 # idempotent producer may have in flight (Kafka's max.in.flight.requests.per.connection <= 5), and
 # a bound on the frames held in memory per connection.
 KAFKA_MAX_IN_FLIGHT_PER_CONNECTION = 5
+# Requests of one pipelined stream (ProduceStream, OffsetCommitStream) served side by side; the
+# next waits unread in the stream (HTTP/2 flow control holds the client back). Above the
+# producer's in-flight batches per partition times a few partitions per request, and a bound on
+# the requests one call holds in memory.
+PIPELINED_MAX_IN_FLIGHT_PER_STREAM = 32

@@ -125,7 +125,7 @@ def _with_token(details, token: str):
     return details._replace(metadata=metadata)
 
 
-def _refused_token(code, trailing) -> bool:
+def refused_token(code, trailing) -> bool:
     """A call refused for its session token (not for what it asked): worth one new login."""
     reason = dict(trailing or ()).get(REASON_METADATA_KEY)
     return code == grpc.StatusCode.UNAUTHENTICATED and reason == "SASL_AUTHENTICATION_FAILED"
@@ -149,15 +149,13 @@ class SyncTokenInterceptor(grpc.UnaryUnaryClientInterceptor):
     def intercept_unary_unary(self, continuation, client_call_details, request):
         token = self._login.token(self._address)
         outcome = continuation(_SyncDetails(client_call_details, token), request)
-        if _refused_token(outcome.code(), outcome.trailing_metadata()):
+        if refused_token(outcome.code(), outcome.trailing_metadata()):
             self._login.forget(token)
             outcome = continuation(_SyncDetails(client_call_details, self._login.token(self._address)), request)
         return outcome
 
 
-class AioTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """The asyncio flavour of SyncTokenInterceptor."""
-
+class _AioToken:
     def __init__(self, login: SessionLogin, address: str):
         self._login = login
         self._address = address
@@ -168,10 +166,23 @@ class AioTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             token = await asyncio.to_thread(self._login.token, self._address)
         return token
 
+
+class AioTokenInterceptor(_AioToken, grpc.aio.UnaryUnaryClientInterceptor):
+    """The asyncio flavour of SyncTokenInterceptor."""
+
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         token = await self._token()
         call = await continuation(_with_token(client_call_details, token), request)
-        if _refused_token(await call.code(), await call.trailing_metadata()):
+        if refused_token(await call.code(), await call.trailing_metadata()):
             self._login.forget(token)
             call = await continuation(_with_token(client_call_details, await self._token()), request)
         return call
+
+
+class AioStreamTokenInterceptor(_AioToken, grpc.aio.StreamStreamClientInterceptor):
+    """A stream carries the token it was opened with: the server checks it for every request on
+    the stream, and client/pipelined.py opens another stream once the token is due for renewal
+    (and once again after a refusal). grpc.aio files an interceptor under one call type only."""
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return await continuation(_with_token(client_call_details, await self._token()), request_iterator)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raftlog.api.authorization import RequestAuthorizer, serve_authorized_partitions
+from raftlog.api.pipelined import serve_pipelined
 from raftlog.api.reads import await_applied
 from raftlog.api.status import rpc
 from raftlog.authorizer.acls import Operation, ResourceType
@@ -42,6 +43,19 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     @rpc("Produce")
     async def Produce(self, request, context):
         return await self.produce(self._auth.caller(context), request)
+
+    async def ProduceStream(self, request_iterator, context):
+        """Produce requests pipelined on one call (api/pipelined.py), as the clients send them."""
+        caller = self._auth.caller(context)
+        async for answer in serve_pipelined(
+            context,
+            request_iterator,
+            lambda r: self.produce(caller, r),
+            broker_pb2.ProduceStreamResponse,
+            self.metrics,
+            "Produce",
+        ):
+            yield answer
 
     async def produce(self, caller: Caller, request: broker_pb2.ProduceRequest) -> broker_pb2.ProduceResponse:
         """Produce for the topics the caller may Write (the gRPC and Kafka edges both call it)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raftlog.api.authorization import RequestAuthorizer, peer_host
+from raftlog.api.pipelined import serve_pipelined
 from raftlog.api.status import rpc
 from raftlog.authorizer.acls import CLUSTER_NAME, Operation, ResourceType
 from raftlog.groups.coordinator import GroupCoordinator
@@ -47,6 +48,19 @@ class GroupServicer(group_pb2_grpc.GroupServiceServicer):
     @rpc("OffsetCommit")
     async def OffsetCommit(self, request, context):
         return await self.commit(self._auth.caller(context), request)
+
+    async def OffsetCommitStream(self, request_iterator, context):
+        """Offset commits pipelined on one call (api/pipelined.py), as the clients send them."""
+        caller = self._auth.caller(context)
+        async for answer in serve_pipelined(
+            context,
+            request_iterator,
+            lambda r: self.commit(caller, r),
+            group_pb2.OffsetCommitStreamResponse,
+            self.metrics,
+            "OffsetCommit",
+        ):
+            yield answer
 
     async def commit(
         self, caller, request: group_pb2.OffsetCommitRequest, instance_id: str | None = None

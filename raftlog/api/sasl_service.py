@@ -113,6 +113,26 @@ class ListenerAuthentication(grpc.aio.ServerInterceptor):
 
             return run
 
+        def checked_stream(behavior):
+            """A SASL caller's stream: its token is checked again for every request, so a stream
+            outlives neither the token's lifetime nor a change of its credential."""
+
+            async def run(request_iterator, context):
+                principal = await principal_or_abort(context)
+
+                async def checked():
+                    async for item in request_iterator:
+                        principal_of(context)  # raises SASL_AUTHENTICATION_FAILED: ends the stream
+                        yield item
+
+                with serving_as(principal):
+                    async for item in behavior(checked(), context):
+                        yield item
+
+            return run
+
+        if handler.stream_stream is not None and self._sasl:
+            return handler._replace(stream_stream=checked_stream(handler.stream_stream))
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=unary_response(handler.unary_unary))
         if handler.stream_unary is not None:

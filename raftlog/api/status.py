@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 
@@ -22,6 +24,7 @@ from raftlog.errors import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _C = grpc.StatusCode
 STATUS_CODES: dict[Errors, grpc.StatusCode] = {
@@ -114,6 +117,31 @@ async def abort(context: grpc.aio.ServicerContext, error: RaftlogError) -> None:
     )
 
 
+async def counted(metrics, api_name: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Serves one request: counted per API (metrics: raftlog.metrics.NodeMetrics or None), an
+    unexpected exception logged and raised as UNKNOWN_SERVER_ERROR (never crash the server). A
+    unary call (rpc) and a pipelined stream's request (api/pipelined.py) are served alike."""
+    started = time.perf_counter()
+    if metrics:
+        metrics.request_started(api_name)
+    reason = None
+    try:
+        return await call()
+    except RaftlogError as exc:
+        reason = exc.reason
+        raise
+    except (grpc.aio.AbortError, grpc.RpcError):
+        reason = "ABORTED"
+        raise
+    except Exception as exc:  # noqa: BLE001 - report, never crash the server
+        log.exception("%s failed", api_name)
+        reason = "UNKNOWN_SERVER_ERROR"
+        raise RaftlogError("UNKNOWN_SERVER_ERROR", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if metrics:
+            metrics.request_finished(api_name, time.perf_counter() - started, reason)
+
+
 def rpc(api_name: str):
     """Decorates an async servicer method: RaftlogError -> status with reason; metrics per API.
 
@@ -123,26 +151,10 @@ def rpc(api_name: str):
     def decorate(method):
         @functools.wraps(method)
         async def wrapper(self, request, context):
-            metrics = getattr(self, "metrics", None)
-            started = time.perf_counter()
-            if metrics:
-                metrics.request_started(api_name)
-            reason = None
             try:
-                return await method(self, request, context)
+                return await counted(getattr(self, "metrics", None), api_name, lambda: method(self, request, context))
             except RaftlogError as exc:
-                reason = exc.reason
                 await abort(context, exc)
-            except (grpc.aio.AbortError, grpc.RpcError):
-                reason = "ABORTED"
-                raise
-            except Exception as exc:  # noqa: BLE001 - report, never crash the server
-                log.exception("%s failed", api_name)
-                reason = "UNKNOWN_SERVER_ERROR"
-                await abort(context, RaftlogError("UNKNOWN_SERVER_ERROR", f"{type(exc).__name__}: {exc}"))
-            finally:
-                if metrics:
-                    metrics.request_finished(api_name, time.perf_counter() - started, reason)
 
         return wrapper
 

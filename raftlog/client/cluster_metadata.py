@@ -10,6 +10,7 @@ import grpc
 
 from raftlog.channels import aio_channel, error_from_rpc
 from raftlog.client.connection import parse_servers
+from raftlog.client.pipelined import PipelinedCall, PipelinedMethod
 from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import CLIENT_METADATA_TIMEOUT_S as METADATA_TIMEOUT_S
 from raftlog.limits import CLIENT_MIN_METADATA_REFRESH_S as MIN_REFRESH_INTERVAL_S
@@ -38,6 +39,7 @@ class ClusterMetadata:
         self.security = security or ClientSecurity()
         self._protocol_check = ProtocolCheck(self.security)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pipelined: dict[tuple[str, PipelinedMethod], PipelinedCall] = {}
         self._brokers: dict[int, str] = {}
         self._partitions: dict[str, list[PartitionLeader]] = {}
         self._topic_errors: dict[str, str] = {}  # topic -> the error its latest metadata answer gave
@@ -54,6 +56,14 @@ class ClusterMetadata:
 
     def stub(self, address: str) -> broker_pb2_grpc.BrokerServiceStub:
         return broker_pb2_grpc.BrokerServiceStub(self.channel(address))
+
+    def pipelined(self, address: str, method: PipelinedMethod) -> PipelinedCall:
+        """The pipelined stream of method to address (client/pipelined.py), one per broker."""
+        key = (address, method)
+        found = self._pipelined.get(key)
+        if found is None:
+            found = self._pipelined[key] = PipelinedCall(self.channel(address), method, self.security.login)
+        return found
 
     def any_broker(self) -> str:
         return next(iter(self._brokers.values()), self._bootstrap[0])
@@ -132,6 +142,9 @@ class ClusterMetadata:
         self._stale = True
 
     async def close(self) -> None:
+        for call in self._pipelined.values():
+            await call.close()
+        self._pipelined.clear()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()

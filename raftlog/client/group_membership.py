@@ -19,6 +19,7 @@ import grpc
 
 from raftlog.channels import error_from_rpc
 from raftlog.client.cluster_metadata import ClusterMetadata
+from raftlog.client.pipelined import OFFSET_COMMIT
 from raftlog.errors import Errors, RaftlogError, Scope
 from raftlog.v1 import group_pb2, group_pb2_grpc
 
@@ -30,6 +31,7 @@ COMMIT_TIMEOUT_S = 30.0
 FAST_HEARTBEAT_S = 0.1  # after a change, heartbeat this often for a while: hand-overs finish sooner
 FAST_HEARTBEAT_WINDOW_S = 3.0
 TopicPartitionKey = tuple[str, int]
+PIPELINED = {OFFSET_COMMIT.unary: OFFSET_COMMIT}  # sent on a pipelined stream (client/pipelined.py)
 
 
 def _to_pb(tps: Iterable[TopicPartitionKey]) -> list[group_pb2.TopicPartitions]:
@@ -109,6 +111,9 @@ class GroupMembership:
         while True:
             try:
                 address = await self._find_coordinator()
+                pipelined = PIPELINED.get(method)
+                if pipelined is not None:
+                    return await self.metadata.pipelined(address, pipelined).request(request, CALL_TIMEOUT_S)
                 stub = self._stubs.get(address)
                 if stub is None:  # built once per address: a stub is 15 method objects
                     stub = self._stubs[address] = group_pb2_grpc.GroupServiceStub(self.metadata.channel(address))

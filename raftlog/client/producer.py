@@ -41,6 +41,7 @@ from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.partitioner import StickyPartitioner, partition_for_key
+from raftlog.client.pipelined import PRODUCE
 from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import PRODUCE_RESPONSE_MARGIN_S as RESPONSE_MARGIN_S
 from raftlog.tls import ClientSecurity
@@ -532,17 +533,11 @@ class _Sender:
         sent["records"] += sum(len(b.records) for b in batches)
         sent["bytes"] += sum(len(b.encoded or b"") for b in batches)
         try:
-            response = await self._metadata.stub(address).Produce(
-                request, timeout=timeout_ms / 1000.0 + RESPONSE_MARGIN_S
+            response = await self._metadata.pipelined(address, PRODUCE).request(
+                request, timeout_s=timeout_ms / 1000.0 + RESPONSE_MARGIN_S
             )
-        except grpc.RpcError as exc:
-            return [error_from_rpc(exc)] * len(batches)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being cancelled
-            # grpc.aio ends a call it cancelled itself (its channel reconnecting) this way: retry.
-            return [RaftlogError(Errors.BROKER_NOT_AVAILABLE, "the call was cancelled by the channel")] * len(batches)
+        except RaftlogError as exc:
+            return [exc] * len(batches)
         results = {(r.topic, r.partition): r for r in response.results}
         outcomes: list[int | RaftlogError] = []
         for batch in batches:

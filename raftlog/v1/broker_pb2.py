@@ -22,53 +22,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from raftlog.v1 import pipelined_pb2 as raftlog_dot_v1_dot_pipelined__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17raftlog/v1/broker.proto\x12\nraftlog.v1\">\n\x0fMetadataRequest\x12\x0e\n\x06topics\x18\x01 \x03(\t\x12\x1b\n\x13min_metadata_offset\x18\x02 \x01(\x03\"]\n\x0e\x42rokerEndpoint\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04rack\x18\x04 \x01(\t\x12\x0e\n\x06\x66\x65nced\x18\x05 \x01(\x08\"\xd2\x01\n\x11PartitionMetadata\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06leader\x18\x02 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x05\x12\x10\n\x08replicas\x18\x04 \x03(\x05\x12\x0b\n\x03isr\x18\x05 \x03(\x05\x12\x18\n\x10offline_replicas\x18\x06 \x03(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x17\n\x0f\x61\x64\x64ing_replicas\x18\x08 \x03(\x05\x12\x19\n\x11removing_replicas\x18\t \x03(\x05\"x\n\rTopicMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08topic_id\x18\x02 \x01(\x0c\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x31\n\npartitions\x18\x04 \x03(\x0b\x32\x1d.raftlog.v1.PartitionMetadata\"\xae\x01\n\x10MetadataResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x15\n\rcontroller_id\x18\x02 \x01(\x05\x12+\n\x07\x62rokers\x18\x03 \x03(\x0b\x32\x1a.raftlog.v1.BrokerEndpoint\x12)\n\x06topics\x18\x04 \x03(\x0b\x32\x19.raftlog.v1.TopicMetadata\x12\x17\n\x0fmetadata_offset\x18\x05 \x01(\x03\"E\n\x10PartitionRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07records\x18\x03 \x01(\x0c\"d\n\x0eProduceRequest\x12\x0c\n\x04\x61\x63ks\x18\x01 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x05\x12\x30\n\npartitions\x18\x03 \x03(\x0b\x32\x1c.raftlog.v1.PartitionRecords\"\xb2\x01\n\x16PartitionProduceResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x13\n\x0b\x62\x61se_offset\x18\x05 \x01(\x03\x12\x1a\n\x12log_append_time_ms\x18\x06 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x07 \x01(\x03\"F\n\x0fProduceResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".raftlog.v1.PartitionProduceResult\"\x83\x01\n\x0e\x46\x65tchPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x65tch_offset\x18\x03 \x01(\x03\x12\x1b\n\x13partition_max_bytes\x18\x04 \x01(\x05\x12\x1c\n\x14\x63urrent_leader_epoch\x18\x05 \x01(\x05\"y\n\x0c\x46\x65tchRequest\x12\x13\n\x0bmax_wait_ms\x18\x01 \x01(\x05\x12\x11\n\tmin_bytes\x18\x02 \x01(\x05\x12\x11\n\tmax_bytes\x18\x03 \x01(\x05\x12.\n\npartitions\x18\x04 \x03(\x0b\x32\x1a.raftlog.v1.FetchPartition\"\xa8\x01\n\x14\x46\x65tchPartitionResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x16\n\x0ehigh_watermark\x18\x05 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x0c\"B\n\rFetchResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .raftlog.v1.FetchPartitionResult\"K\n\x14ListOffsetsPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"J\n\x12ListOffsetsRequest\x12\x34\n\npartitions\x18\x01 \x03(\x0b\x32 .raftlog.v1.ListOffsetsPartition\"\x9b\x01\n\x11ListOffsetsResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x07 \x01(\x05\"E\n\x13ListOffsetsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.raftlog.v1.ListOffsetsResult\"\x17\n\x15InitProducerIdRequest\"E\n\x16InitProducerIdResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\x32\x81\x03\n\rBrokerService\x12\x45\n\x08Metadata\x12\x1b.raftlog.v1.MetadataRequest\x1a\x1c.raftlog.v1.MetadataResponse\x12\x42\n\x07Produce\x12\x1a.raftlog.v1.ProduceRequest\x1a\x1b.raftlog.v1.ProduceResponse\x12<\n\x05\x46\x65tch\x12\x18.raftlog.v1.FetchRequest\x1a\x19.raftlog.v1.FetchResponse\x12N\n\x0bListOffsets\x12\x1e.raftlog.v1.ListOffsetsRequest\x1a\x1f.raftlog.v1.ListOffsetsResponse\x12W\n\x0eInitProducerId\x12!.raftlog.v1.InitProducerIdRequest\x1a\".raftlog.v1.InitProducerIdResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17raftlog/v1/broker.proto\x12\nraftlog.v1\x1a\x1araftlog/v1/pipelined.proto\">\n\x0fMetadataRequest\x12\x0e\n\x06topics\x18\x01 \x03(\t\x12\x1b\n\x13min_metadata_offset\x18\x02 \x01(\x03\"]\n\x0e\x42rokerEndpoint\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04rack\x18\x04 \x01(\t\x12\x0e\n\x06\x66\x65nced\x18\x05 \x01(\x08\"\xd2\x01\n\x11PartitionMetadata\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06leader\x18\x02 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x05\x12\x10\n\x08replicas\x18\x04 \x03(\x05\x12\x0b\n\x03isr\x18\x05 \x03(\x05\x12\x18\n\x10offline_replicas\x18\x06 \x03(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x17\n\x0f\x61\x64\x64ing_replicas\x18\x08 \x03(\x05\x12\x19\n\x11removing_replicas\x18\t \x03(\x05\"x\n\rTopicMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08topic_id\x18\x02 \x01(\x0c\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x31\n\npartitions\x18\x04 \x03(\x0b\x32\x1d.raftlog.v1.PartitionMetadata\"\xae\x01\n\x10MetadataResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x15\n\rcontroller_id\x18\x02 \x01(\x05\x12+\n\x07\x62rokers\x18\x03 \x03(\x0b\x32\x1a.raftlog.v1.BrokerEndpoint\x12)\n\x06topics\x18\x04 \x03(\x0b\x32\x19.raftlog.v1.TopicMetadata\x12\x17\n\x0fmetadata_offset\x18\x05 \x01(\x03\"E\n\x10PartitionRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07records\x18\x03 \x01(\x0c\"d\n\x0eProduceRequest\x12\x0c\n\x04\x61\x63ks\x18\x01 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x05\x12\x30\n\npartitions\x18\x03 \x03(\x0b\x32\x1c.raftlog.v1.PartitionRecords\"\xb2\x01\n\x16PartitionProduceResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x13\n\x0b\x62\x61se_offset\x18\x05 \x01(\x03\x12\x1a\n\x12log_append_time_ms\x18\x06 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x07 \x01(\x03\"F\n\x0fProduceResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".raftlog.v1.PartitionProduceResult\"\x83\x01\n\x0e\x46\x65tchPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x65tch_offset\x18\x03 \x01(\x03\x12\x1b\n\x13partition_max_bytes\x18\x04 \x01(\x05\x12\x1c\n\x14\x63urrent_leader_epoch\x18\x05 \x01(\x05\"y\n\x0c\x46\x65tchRequest\x12\x13\n\x0bmax_wait_ms\x18\x01 \x01(\x05\x12\x11\n\tmin_bytes\x18\x02 \x01(\x05\x12\x11\n\tmax_bytes\x18\x03 \x01(\x05\x12.\n\npartitions\x18\x04 \x03(\x0b\x32\x1a.raftlog.v1.FetchPartition\"\xa8\x01\n\x14\x46\x65tchPartitionResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x16\n\x0ehigh_watermark\x18\x05 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x0c\"B\n\rFetchResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .raftlog.v1.FetchPartitionResult\"K\n\x14ListOffsetsPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"J\n\x12ListOffsetsRequest\x12\x34\n\npartitions\x18\x01 \x03(\x0b\x32 .raftlog.v1.ListOffsetsPartition\"\x9b\x01\n\x11ListOffsetsResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x07 \x01(\x05\"E\n\x13ListOffsetsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.raftlog.v1.ListOffsetsResult\"\x17\n\x15InitProducerIdRequest\"E\n\x16InitProducerIdResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\"[\n\x14ProduceStreamRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.raftlog.v1.ProduceRequest\"\x8c\x01\n\x15ProduceStreamResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12-\n\x08response\x18\x02 \x01(\x0b\x32\x1b.raftlog.v1.ProduceResponse\x12,\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1d.raftlog.v1.StreamedCallError2\xdb\x03\n\rBrokerService\x12\x45\n\x08Metadata\x12\x1b.raftlog.v1.MetadataRequest\x1a\x1c.raftlog.v1.MetadataResponse\x12\x42\n\x07Produce\x12\x1a.raftlog.v1.ProduceRequest\x1a\x1b.raftlog.v1.ProduceResponse\x12X\n\rProduceStream\x12 .raftlog.v1.ProduceStreamRequest\x1a!.raftlog.v1.ProduceStreamResponse(\x01\x30\x01\x12<\n\x05\x46\x65tch\x12\x18.raftlog.v1.FetchRequest\x1a\x19.raftlog.v1.FetchResponse\x12N\n\x0bListOffsets\x12\x1e.raftlog.v1.ListOffsetsRequest\x1a\x1f.raftlog.v1.ListOffsetsResponse\x12W\n\x0eInitProducerId\x12!.raftlog.v1.InitProducerIdRequest\x1a\".raftlog.v1.InitProducerIdResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftlog.v1.broker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METADATAREQUEST']._serialized_start=39
-  _globals['_METADATAREQUEST']._serialized_end=101
-  _globals['_BROKERENDPOINT']._serialized_start=103
-  _globals['_BROKERENDPOINT']._serialized_end=196
-  _globals['_PARTITIONMETADATA']._serialized_start=199
-  _globals['_PARTITIONMETADATA']._serialized_end=409
-  _globals['_TOPICMETADATA']._serialized_start=411
-  _globals['_TOPICMETADATA']._serialized_end=531
-  _globals['_METADATARESPONSE']._serialized_start=534
-  _globals['_METADATARESPONSE']._serialized_end=708
-  _globals['_PARTITIONRECORDS']._serialized_start=710
-  _globals['_PARTITIONRECORDS']._serialized_end=779
-  _globals['_PRODUCEREQUEST']._serialized_start=781
-  _globals['_PRODUCEREQUEST']._serialized_end=881
-  _globals['_PARTITIONPRODUCERESULT']._serialized_start=884
-  _globals['_PARTITIONPRODUCERESULT']._serialized_end=1062
-  _globals['_PRODUCERESPONSE']._serialized_start=1064
-  _globals['_PRODUCERESPONSE']._serialized_end=1134
-  _globals['_FETCHPARTITION']._serialized_start=1137
-  _globals['_FETCHPARTITION']._serialized_end=1268
-  _globals['_FETCHREQUEST']._serialized_start=1270
-  _globals['_FETCHREQUEST']._serialized_end=1391
-  _globals['_FETCHPARTITIONRESULT']._serialized_start=1394
-  _globals['_FETCHPARTITIONRESULT']._serialized_end=1562
-  _globals['_FETCHRESPONSE']._serialized_start=1564
-  _globals['_FETCHRESPONSE']._serialized_end=1630
-  _globals['_LISTOFFSETSPARTITION']._serialized_start=1632
-  _globals['_LISTOFFSETSPARTITION']._serialized_end=1707
-  _globals['_LISTOFFSETSREQUEST']._serialized_start=1709
-  _globals['_LISTOFFSETSREQUEST']._serialized_end=1783
-  _globals['_LISTOFFSETSRESULT']._serialized_start=1786
-  _globals['_LISTOFFSETSRESULT']._serialized_end=1941
-  _globals['_LISTOFFSETSRESPONSE']._serialized_start=1943
-  _globals['_LISTOFFSETSRESPONSE']._serialized_end=2012
-  _globals['_INITPRODUCERIDREQUEST']._serialized_start=2014
-  _globals['_INITPRODUCERIDREQUEST']._serialized_end=2037
-  _globals['_INITPRODUCERIDRESPONSE']._serialized_start=2039
-  _globals['_INITPRODUCERIDRESPONSE']._serialized_end=2108
-  _globals['_BROKERSERVICE']._serialized_start=2111
-  _globals['_BROKERSERVICE']._serialized_end=2496
+  _globals['_METADATAREQUEST']._serialized_start=67
+  _globals['_METADATAREQUEST']._serialized_end=129
+  _globals['_BROKERENDPOINT']._serialized_start=131
+  _globals['_BROKERENDPOINT']._serialized_end=224
+  _globals['_PARTITIONMETADATA']._serialized_start=227
+  _globals['_PARTITIONMETADATA']._serialized_end=437
+  _globals['_TOPICMETADATA']._serialized_start=439
+  _globals['_TOPICMETADATA']._serialized_end=559
+  _globals['_METADATARESPONSE']._serialized_start=562
+  _globals['_METADATARESPONSE']._serialized_end=736
+  _globals['_PARTITIONRECORDS']._serialized_start=738
+  _globals['_PARTITIONRECORDS']._serialized_end=807
+  _globals['_PRODUCEREQUEST']._serialized_start=809
+  _globals['_PRODUCEREQUEST']._serialized_end=909
+  _globals['_PARTITIONPRODUCERESULT']._serialized_start=912
+  _globals['_PARTITIONPRODUCERESULT']._serialized_end=1090
+  _globals['_PRODUCERESPONSE']._serialized_start=1092
+  _globals['_PRODUCERESPONSE']._serialized_end=1162
+  _globals['_FETCHPARTITION']._serialized_start=1165
+  _globals['_FETCHPARTITION']._serialized_end=1296
+  _globals['_FETCHREQUEST']._serialized_start=1298
+  _globals['_FETCHREQUEST']._serialized_end=1419
+  _globals['_FETCHPARTITIONRESULT']._serialized_start=1422
+  _globals['_FETCHPARTITIONRESULT']._serialized_end=1590
+  _globals['_FETCHRESPONSE']._serialized_start=1592
+  _globals['_FETCHRESPONSE']._serialized_end=1658
+  _globals['_LISTOFFSETSPARTITION']._serialized_start=1660
+  _globals['_LISTOFFSETSPARTITION']._serialized_end=1735
+  _globals['_LISTOFFSETSREQUEST']._serialized_start=1737
+  _globals['_LISTOFFSETSREQUEST']._serialized_end=1811
+  _globals['_LISTOFFSETSRESULT']._serialized_start=1814
+  _globals['_LISTOFFSETSRESULT']._serialized_end=1969
+  _globals['_LISTOFFSETSRESPONSE']._serialized_start=1971
+  _globals['_LISTOFFSETSRESPONSE']._serialized_end=2040
+  _globals['_INITPRODUCERIDREQUEST']._serialized_start=2042
+  _globals['_INITPRODUCERIDREQUEST']._serialized_end=2065
+  _globals['_INITPRODUCERIDRESPONSE']._serialized_start=2067
+  _globals['_INITPRODUCERIDRESPONSE']._serialized_end=2136
+  _globals['_PRODUCESTREAMREQUEST']._serialized_start=2138
+  _globals['_PRODUCESTREAMREQUEST']._serialized_end=2229
+  _globals['_PRODUCESTREAMRESPONSE']._serialized_start=2232
+  _globals['_PRODUCESTREAMRESPONSE']._serialized_end=2372
+  _globals['_BROKERSERVICE']._serialized_start=2375
+  _globals['_BROKERSERVICE']._serialized_end=2850
 # @@protoc_insertion_point(module_scope)

@@ -22,59 +22,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from raftlog.v1 import pipelined_pb2 as raftlog_dot_v1_dot_pipelined__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16raftlog/v1/group.proto\x12\nraftlog.v1\"*\n\x16\x46indCoordinatorRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"Y\n\x17\x46indCoordinatorResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x11\n\tpartition\x18\x04 \x01(\x05\"4\n\x0fTopicPartitions\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\x05\"\xdc\x02\n\x1d\x43onsumerGroupHeartbeatRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x03 \x01(\x05\x12\x13\n\x0binstance_id\x18\x04 \x01(\t\x12\x1c\n\x14rebalance_timeout_ms\x18\x05 \x01(\x05\x12\x1c\n\x14subscription_changed\x18\x06 \x01(\x08\x12\x1e\n\x16subscribed_topic_names\x18\x07 \x03(\t\x12\x18\n\x10subscribed_regex\x18\x08 \x01(\t\x12\x17\n\x0fserver_assignor\x18\t \x01(\t\x12\x12\n\nowned_sent\x18\n \x01(\x08\x12\x35\n\x10owned_partitions\x18\x0b \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\x12\x11\n\tclient_id\x18\x0c \x01(\t\"\x99\x01\n\x1e\x43onsumerGroupHeartbeatResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x02 \x01(\x05\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12/\n\nassignment\x18\x04 \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"q\n\x15OffsetCommitPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x10\n\x08metadata\x18\x05 \x01(\t\"\x84\x01\n\x13OffsetCommitRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x03 \x01(\x05\x12\x32\n\x07offsets\x18\x04 \x03(\x0b\x32!.raftlog.v1.OffsetCommitPartition\"_\n\x0ePartitionError\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"C\n\x14OffsetCommitResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.raftlog.v1.PartitionError\"W\n\x12OffsetFetchRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12/\n\npartitions\x18\x02 \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"\x88\x01\n\x0f\x43ommittedOffset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x10\n\x08metadata\x18\x05 \x01(\t\x12\x1b\n\x13\x63ommit_timestamp_ms\x18\x06 \x01(\x03\"C\n\x13OffsetFetchResponse\x12,\n\x07offsets\x18\x01 \x03(\x0b\x32\x1b.raftlog.v1.CommittedOffset\"\x13\n\x11ListGroupsRequest\"Y\n\x0bListedGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x12\n\ngroup_type\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x15\n\rprotocol_type\x18\x04 \x01(\t\"=\n\x12ListGroupsResponse\x12\'\n\x06groups\x18\x01 \x03(\x0b\x32\x17.raftlog.v1.ListedGroup\")\n\x15\x44\x65scribeGroupsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\xb0\x02\n\x0f\x44\x65scribedMember\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_host\x18\x04 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x05 \x01(\x05\x12\x14\n\x0cmember_state\x18\x06 \x01(\t\x12\x1e\n\x16subscribed_topic_names\x18\x07 \x03(\t\x12\x18\n\x10subscribed_regex\x18\x08 \x01(\t\x12/\n\nassignment\x18\t \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\x12\x36\n\x11target_assignment\x18\n \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"\xd4\x01\n\x16\x44\x65scribeGroupsResponse\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bgroup_epoch\x18\x03 \x01(\x05\x12\x18\n\x10\x61ssignment_epoch\x18\x04 \x01(\x05\x12\x10\n\x08\x61ssignor\x18\x05 \x01(\t\x12\x16\n\x0e\x63oordinator_id\x18\x06 \x01(\x05\x12,\n\x07members\x18\x07 \x03(\x0b\x32\x1b.raftlog.v1.DescribedMember\x12\x12\n\ngroup_type\x18\x08 \x01(\t\"\'\n\x13\x44\x65leteGroupsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteGroupsResponse\"X\n\x13OffsetDeleteRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12/\n\npartitions\x18\x02 \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"C\n\x14OffsetDeleteResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.raftlog.v1.PartitionError2\xca\x05\n\x0cGroupService\x12Z\n\x0f\x46indCoordinator\x12\".raftlog.v1.FindCoordinatorRequest\x1a#.raftlog.v1.FindCoordinatorResponse\x12o\n\x16\x43onsumerGroupHeartbeat\x12).raftlog.v1.ConsumerGroupHeartbeatRequest\x1a*.raftlog.v1.ConsumerGroupHeartbeatResponse\x12Q\n\x0cOffsetCommit\x12\x1f.raftlog.v1.OffsetCommitRequest\x1a .raftlog.v1.OffsetCommitResponse\x12N\n\x0bOffsetFetch\x12\x1e.raftlog.v1.OffsetFetchRequest\x1a\x1f.raftlog.v1.OffsetFetchResponse\x12K\n\nListGroups\x12\x1d.raftlog.v1.ListGroupsRequest\x1a\x1e.raftlog.v1.ListGroupsResponse\x12W\n\x0e\x44\x65scribeGroups\x12!.raftlog.v1.DescribeGroupsRequest\x1a\".raftlog.v1.DescribeGroupsResponse\x12Q\n\x0c\x44\x65leteGroups\x12\x1f.raftlog.v1.DeleteGroupsRequest\x1a .raftlog.v1.DeleteGroupsResponse\x12Q\n\x0cOffsetDelete\x12\x1f.raftlog.v1.OffsetDeleteRequest\x1a .raftlog.v1.OffsetDeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16raftlog/v1/group.proto\x12\nraftlog.v1\x1a\x1araftlog/v1/pipelined.proto\"*\n\x16\x46indCoordinatorRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"Y\n\x17\x46indCoordinatorResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x11\n\tpartition\x18\x04 \x01(\x05\"4\n\x0fTopicPartitions\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\x05\"\xdc\x02\n\x1d\x43onsumerGroupHeartbeatRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x03 \x01(\x05\x12\x13\n\x0binstance_id\x18\x04 \x01(\t\x12\x1c\n\x14rebalance_timeout_ms\x18\x05 \x01(\x05\x12\x1c\n\x14subscription_changed\x18\x06 \x01(\x08\x12\x1e\n\x16subscribed_topic_names\x18\x07 \x03(\t\x12\x18\n\x10subscribed_regex\x18\x08 \x01(\t\x12\x17\n\x0fserver_assignor\x18\t \x01(\t\x12\x12\n\nowned_sent\x18\n \x01(\x08\x12\x35\n\x10owned_partitions\x18\x0b \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\x12\x11\n\tclient_id\x18\x0c \x01(\t\"\x99\x01\n\x1e\x43onsumerGroupHeartbeatResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x02 \x01(\x05\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12/\n\nassignment\x18\x04 \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"q\n\x15OffsetCommitPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x10\n\x08metadata\x18\x05 \x01(\t\"\x84\x01\n\x13OffsetCommitRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x03 \x01(\x05\x12\x32\n\x07offsets\x18\x04 \x03(\x0b\x32!.raftlog.v1.OffsetCommitPartition\"_\n\x0ePartitionError\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"C\n\x14OffsetCommitResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.raftlog.v1.PartitionError\"W\n\x12OffsetFetchRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12/\n\npartitions\x18\x02 \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"\x88\x01\n\x0f\x43ommittedOffset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x10\n\x08metadata\x18\x05 \x01(\t\x12\x1b\n\x13\x63ommit_timestamp_ms\x18\x06 \x01(\x03\"C\n\x13OffsetFetchResponse\x12,\n\x07offsets\x18\x01 \x03(\x0b\x32\x1b.raftlog.v1.CommittedOffset\"\x13\n\x11ListGroupsRequest\"Y\n\x0bListedGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x12\n\ngroup_type\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x15\n\rprotocol_type\x18\x04 \x01(\t\"=\n\x12ListGroupsResponse\x12\'\n\x06groups\x18\x01 \x03(\x0b\x32\x17.raftlog.v1.ListedGroup\")\n\x15\x44\x65scribeGroupsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\xb0\x02\n\x0f\x44\x65scribedMember\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_host\x18\x04 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x05 \x01(\x05\x12\x14\n\x0cmember_state\x18\x06 \x01(\t\x12\x1e\n\x16subscribed_topic_names\x18\x07 \x03(\t\x12\x18\n\x10subscribed_regex\x18\x08 \x01(\t\x12/\n\nassignment\x18\t \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\x12\x36\n\x11target_assignment\x18\n \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"\xd4\x01\n\x16\x44\x65scribeGroupsResponse\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bgroup_epoch\x18\x03 \x01(\x05\x12\x18\n\x10\x61ssignment_epoch\x18\x04 \x01(\x05\x12\x10\n\x08\x61ssignor\x18\x05 \x01(\t\x12\x16\n\x0e\x63oordinator_id\x18\x06 \x01(\x05\x12,\n\x07members\x18\x07 \x03(\x0b\x32\x1b.raftlog.v1.DescribedMember\x12\x12\n\ngroup_type\x18\x08 \x01(\t\"\'\n\x13\x44\x65leteGroupsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteGroupsResponse\"X\n\x13OffsetDeleteRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12/\n\npartitions\x18\x02 \x03(\x0b\x32\x1b.raftlog.v1.TopicPartitions\"C\n\x14OffsetDeleteResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.raftlog.v1.PartitionError\"e\n\x19OffsetCommitStreamRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x30\n\x07request\x18\x02 \x01(\x0b\x32\x1f.raftlog.v1.OffsetCommitRequest\"\x96\x01\n\x1aOffsetCommitStreamResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32 .raftlog.v1.OffsetCommitResponse\x12,\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1d.raftlog.v1.StreamedCallError2\xb3\x06\n\x0cGroupService\x12Z\n\x0f\x46indCoordinator\x12\".raftlog.v1.FindCoordinatorRequest\x1a#.raftlog.v1.FindCoordinatorResponse\x12o\n\x16\x43onsumerGroupHeartbeat\x12).raftlog.v1.ConsumerGroupHeartbeatRequest\x1a*.raftlog.v1.ConsumerGroupHeartbeatResponse\x12Q\n\x0cOffsetCommit\x12\x1f.raftlog.v1.OffsetCommitRequest\x1a .raftlog.v1.OffsetCommitResponse\x12g\n\x12OffsetCommitStream\x12%.raftlog.v1.OffsetCommitStreamRequest\x1a&.raftlog.v1.OffsetCommitStreamResponse(\x01\x30\x01\x12N\n\x0bOffsetFetch\x12\x1e.raftlog.v1.OffsetFetchRequest\x1a\x1f.raftlog.v1.OffsetFetchResponse\x12K\n\nListGroups\x12\x1d.raftlog.v1.ListGroupsRequest\x1a\x1e.raftlog.v1.ListGroupsResponse\x12W\n\x0e\x44\x65scribeGroups\x12!.raftlog.v1.DescribeGroupsRequest\x1a\".raftlog.v1.DescribeGroupsResponse\x12Q\n\x0c\x44\x65leteGroups\x12\x1f.raftlog.v1.DeleteGroupsRequest\x1a .raftlog.v1.DeleteGroupsResponse\x12Q\n\x0cOffsetDelete\x12\x1f.raftlog.v1.OffsetDeleteRequest\x1a .raftlog.v1.OffsetDeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftlog.v1.group_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINDCOORDINATORREQUEST']._serialized_start=38
-  _globals['_FINDCOORDINATORREQUEST']._serialized_end=80
-  _globals['_FINDCOORDINATORRESPONSE']._serialized_start=82
-  _globals['_FINDCOORDINATORRESPONSE']._serialized_end=171
-  _globals['_TOPICPARTITIONS']._serialized_start=173
-  _globals['_TOPICPARTITIONS']._serialized_end=225
-  _globals['_CONSUMERGROUPHEARTBEATREQUEST']._serialized_start=228
-  _globals['_CONSUMERGROUPHEARTBEATREQUEST']._serialized_end=576
-  _globals['_CONSUMERGROUPHEARTBEATRESPONSE']._serialized_start=579
-  _globals['_CONSUMERGROUPHEARTBEATRESPONSE']._serialized_end=732
-  _globals['_OFFSETCOMMITPARTITION']._serialized_start=734
-  _globals['_OFFSETCOMMITPARTITION']._serialized_end=847
-  _globals['_OFFSETCOMMITREQUEST']._serialized_start=850
-  _globals['_OFFSETCOMMITREQUEST']._serialized_end=982
-  _globals['_PARTITIONERROR']._serialized_start=984
-  _globals['_PARTITIONERROR']._serialized_end=1079
-  _globals['_OFFSETCOMMITRESPONSE']._serialized_start=1081
-  _globals['_OFFSETCOMMITRESPONSE']._serialized_end=1148
-  _globals['_OFFSETFETCHREQUEST']._serialized_start=1150
-  _globals['_OFFSETFETCHREQUEST']._serialized_end=1237
-  _globals['_COMMITTEDOFFSET']._serialized_start=1240
-  _globals['_COMMITTEDOFFSET']._serialized_end=1376
-  _globals['_OFFSETFETCHRESPONSE']._serialized_start=1378
-  _globals['_OFFSETFETCHRESPONSE']._serialized_end=1445
-  _globals['_LISTGROUPSREQUEST']._serialized_start=1447
-  _globals['_LISTGROUPSREQUEST']._serialized_end=1466
-  _globals['_LISTEDGROUP']._serialized_start=1468
-  _globals['_LISTEDGROUP']._serialized_end=1557
-  _globals['_LISTGROUPSRESPONSE']._serialized_start=1559
-  _globals['_LISTGROUPSRESPONSE']._serialized_end=1620
-  _globals['_DESCRIBEGROUPSREQUEST']._serialized_start=1622
-  _globals['_DESCRIBEGROUPSREQUEST']._serialized_end=1663
-  _globals['_DESCRIBEDMEMBER']._serialized_start=1666
-  _globals['_DESCRIBEDMEMBER']._serialized_end=1970
-  _globals['_DESCRIBEGROUPSRESPONSE']._serialized_start=1973
-  _globals['_DESCRIBEGROUPSRESPONSE']._serialized_end=2185
-  _globals['_DELETEGROUPSREQUEST']._serialized_start=2187
-  _globals['_DELETEGROUPSREQUEST']._serialized_end=2226
-  _globals['_DELETEGROUPSRESPONSE']._serialized_start=2228
-  _globals['_DELETEGROUPSRESPONSE']._serialized_end=2250
-  _globals['_OFFSETDELETEREQUEST']._serialized_start=2252
-  _globals['_OFFSETDELETEREQUEST']._serialized_end=2340
-  _globals['_OFFSETDELETERESPONSE']._serialized_start=2342
-  _globals['_OFFSETDELETERESPONSE']._serialized_end=2409
-  _globals['_GROUPSERVICE']._serialized_start=2412
-  _globals['_GROUPSERVICE']._serialized_end=3126
+  _globals['_FINDCOORDINATORREQUEST']._serialized_start=66
+  _globals['_FINDCOORDINATORREQUEST']._serialized_end=108
+  _globals['_FINDCOORDINATORRESPONSE']._serialized_start=110
+  _globals['_FINDCOORDINATORRESPONSE']._serialized_end=199
+  _globals['_TOPICPARTITIONS']._serialized_start=201
+  _globals['_TOPICPARTITIONS']._serialized_end=253
+  _globals['_CONSUMERGROUPHEARTBEATREQUEST']._serialized_start=256
+  _globals['_CONSUMERGROUPHEARTBEATREQUEST']._serialized_end=604
+  _globals['_CONSUMERGROUPHEARTBEATRESPONSE']._serialized_start=607
+  _globals['_CONSUMERGROUPHEARTBEATRESPONSE']._serialized_end=760
+  _globals['_OFFSETCOMMITPARTITION']._serialized_start=762
+  _globals['_OFFSETCOMMITPARTITION']._serialized_end=875
+  _globals['_OFFSETCOMMITREQUEST']._serialized_start=878
+  _globals['_OFFSETCOMMITREQUEST']._serialized_end=1010
+  _globals['_PARTITIONERROR']._serialized_start=1012
+  _globals['_PARTITIONERROR']._serialized_end=1107
+  _globals['_OFFSETCOMMITRESPONSE']._serialized_start=1109
+  _globals['_OFFSETCOMMITRESPONSE']._serialized_end=1176
+  _globals['_OFFSETFETCHREQUEST']._serialized_start=1178
+  _globals['_OFFSETFETCHREQUEST']._serialized_end=1265
+  _globals['_COMMITTEDOFFSET']._serialized_start=1268
+  _globals['_COMMITTEDOFFSET']._serialized_end=1404
+  _globals['_OFFSETFETCHRESPONSE']._serialized_start=1406
+  _globals['_OFFSETFETCHRESPONSE']._serialized_end=1473
+  _globals['_LISTGROUPSREQUEST']._serialized_start=1475
+  _globals['_LISTGROUPSREQUEST']._serialized_end=1494
+  _globals['_LISTEDGROUP']._serialized_start=1496
+  _globals['_LISTEDGROUP']._serialized_end=1585
+  _globals['_LISTGROUPSRESPONSE']._serialized_start=1587
+  _globals['_LISTGROUPSRESPONSE']._serialized_end=1648
+  _globals['_DESCRIBEGROUPSREQUEST']._serialized_start=1650
+  _globals['_DESCRIBEGROUPSREQUEST']._serialized_end=1691
+  _globals['_DESCRIBEDMEMBER']._serialized_start=1694
+  _globals['_DESCRIBEDMEMBER']._serialized_end=1998
+  _globals['_DESCRIBEGROUPSRESPONSE']._serialized_start=2001
+  _globals['_DESCRIBEGROUPSRESPONSE']._serialized_end=2213
+  _globals['_DELETEGROUPSREQUEST']._serialized_start=2215
+  _globals['_DELETEGROUPSREQUEST']._serialized_end=2254
+  _globals['_DELETEGROUPSRESPONSE']._serialized_start=2256
+  _globals['_DELETEGROUPSRESPONSE']._serialized_end=2278
+  _globals['_OFFSETDELETEREQUEST']._serialized_start=2280
+  _globals['_OFFSETDELETEREQUEST']._serialized_end=2368
+  _globals['_OFFSETDELETERESPONSE']._serialized_start=2370
+  _globals['_OFFSETDELETERESPONSE']._serialized_end=2437
+  _globals['_OFFSETCOMMITSTREAMREQUEST']._serialized_start=2439
+  _globals['_OFFSETCOMMITSTREAMREQUEST']._serialized_end=2540
+  _globals['_OFFSETCOMMITSTREAMRESPONSE']._serialized_start=2543
+  _globals['_OFFSETCOMMITSTREAMRESPONSE']._serialized_end=2693
+  _globals['_GROUPSERVICE']._serialized_start=2696
+  _globals['_GROUPSERVICE']._serialized_end=3515
 # @@protoc_insertion_point(module_scope)

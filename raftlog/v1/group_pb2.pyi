@@ -1,3 +1,4 @@
+from raftlog.v1 import pipelined_pb2 as _pipelined_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -241,3 +242,21 @@ class OffsetDeleteResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[PartitionError]
     def __init__(self, results: _Optional[_Iterable[_Union[PartitionError, _Mapping]]] = ...) -> None: ...
+
+class OffsetCommitStreamRequest(_message.Message):
+    __slots__ = ("correlation_id", "request")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    request: OffsetCommitRequest
+    def __init__(self, correlation_id: _Optional[int] = ..., request: _Optional[_Union[OffsetCommitRequest, _Mapping]] = ...) -> None: ...
+
+class OffsetCommitStreamResponse(_message.Message):
+    __slots__ = ("correlation_id", "response", "error")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    response: OffsetCommitResponse
+    error: _pipelined_pb2.StreamedCallError
+    def __init__(self, correlation_id: _Optional[int] = ..., response: _Optional[_Union[OffsetCommitResponse, _Mapping]] = ..., error: _Optional[_Union[_pipelined_pb2.StreamedCallError, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,11 @@ class GroupServiceStub:
                 request_serializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitRequest.SerializeToString,
                 response_deserializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitResponse.FromString,
                 _registered_method=True)
+        self.OffsetCommitStream = channel.stream_stream(
+                '/raftlog.v1.GroupService/OffsetCommitStream',
+                request_serializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitStreamRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitStreamResponse.FromString,
+                _registered_method=True)
         self.OffsetFetch = channel.unary_unary(
                 '/raftlog.v1.GroupService/OffsetFetch',
                 request_serializer=raftlog_dot_v1_dot_group__pb2.OffsetFetchRequest.SerializeToString,
@@ -95,6 +100,13 @@ class GroupServiceServicer:
 
     def OffsetCommit(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OffsetCommitStream(self, request_iterator, context):
+        """OffsetCommit on one long-lived call, pipelined as BrokerService.ProduceStream (the clients' commit path).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -147,6 +159,11 @@ def add_GroupServiceServicer_to_server(servicer, server):
                     servicer.OffsetCommit,
                     request_deserializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitRequest.FromString,
                     response_serializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitResponse.SerializeToString,
+            ),
+            'OffsetCommitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.OffsetCommitStream,
+                    request_deserializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitStreamRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_group__pb2.OffsetCommitStreamResponse.SerializeToString,
             ),
             'OffsetFetch': grpc.unary_unary_rpc_method_handler(
                     servicer.OffsetFetch,
@@ -255,6 +272,33 @@ class GroupService:
             '/raftlog.v1.GroupService/OffsetCommit',
             raftlog_dot_v1_dot_group__pb2.OffsetCommitRequest.SerializeToString,
             raftlog_dot_v1_dot_group__pb2.OffsetCommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OffsetCommitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raftlog.v1.GroupService/OffsetCommitStream',
+            raftlog_dot_v1_dot_group__pb2.OffsetCommitStreamRequest.SerializeToString,
+            raftlog_dot_v1_dot_group__pb2.OffsetCommitStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 import grpc
@@ -165,6 +166,39 @@ def test_a_changed_credential_makes_clients_log_in_again(cluster):
         # Node 2 may apply the change a moment later: then the old token still works there, or a new
         # login there gets one of the old credential and logs in once more; either way a login follows.
         wait_until(lambda: alice.list_topics() is not None and login.logins >= 2, 30, "alice's second login")
+
+
+def test_a_producer_stream_outlives_no_credential_change(cluster):
+    """Produce goes on one long-lived stream (client/pipelined.py), opened with alice's token: the
+    broker checks that token for every request on it, so after her credential changes the next
+    send is refused on the old stream, and the producer logs in again and delivers it anyway."""
+    servers = ",".join(sasl_address(cluster, i) for i in cluster.specs)
+    with as_admin(cluster) as admin:
+        admin.create_topic("scram-stream", partitions=1, replication_factor=3)
+        admin.create_acls(
+            [
+                AclBinding(
+                    ResourceType.TOPIC, "scram-stream", PatternType.LITERAL, "User:alice", "*", op, Permission.ALLOW
+                )
+                for op in (Operation.WRITE, Operation.DESCRIBE)
+            ]
+        )
+    with Producer(servers, acks="all", **user_settings(cluster, **ALICE)) as producer:
+        first = producer.send("scram-stream", value=b"before").result(timeout=30)
+        login = producer._security.login
+        assert login is not None
+        logins_before = login.logins
+        with as_admin(cluster) as admin:  # a new salt: every token of alice's is void
+            admin.upsert_scram_credential("alice", "SCRAM-SHA-512", ALICE["sasl_plain_password"], iterations=8193)
+        # The leader may apply the change a moment later: until then the old token still works.
+        offsets = []
+        for attempt in range(200):
+            offsets.append(producer.send("scram-stream", value=b"after %d" % attempt).result(timeout=60).offset)
+            if login.logins > logins_before:
+                break
+            time.sleep(0.05)
+        assert login.logins > logins_before, "the voided token was never refused on the open stream"
+        assert offsets == list(range(first.offset + 1, first.offset + 1 + len(offsets))), offsets
 
 
 def test_forged_or_stale_session_tokens_are_refused(cluster):

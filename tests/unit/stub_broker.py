@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import grpc
 
+from raftlog.api.pipelined import serve_pipelined
 from raftlog.api.status import abort
 from raftlog.errors import RaftlogError
 from raftlog.log.record_batch import iter_headers, set_base_offset
@@ -109,6 +110,17 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
                 broker_pb2.PartitionProduceResult(topic=data.topic, partition=data.partition, base_offset=base)
             )
         return broker_pb2.ProduceResponse(results=results)
+
+    async def ProduceStream(self, request_iterator, context):
+        async for answer in serve_pipelined(
+            context,
+            request_iterator,
+            lambda r: self.Produce(r, context),
+            broker_pb2.ProduceStreamResponse,
+            None,
+            "Produce",
+        ):
+            yield answer
 
     def _append(self, key: tuple[str, int], data: bytes) -> int:
         """Appends one partition's batches (a duplicate is answered with its first offset); the base offset."""
