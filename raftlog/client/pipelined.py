@@ -224,6 +224,8 @@ class PipelinedCall:
         for answer in open_.waiting.values():
             if not answer.done():
                 answer.set_exception(error)
+                # Marked retrieved: its request may be failing on `accepted` instead, never awaiting it.
+                answer.exception()
         open_.waiting.clear()
 
     async def close(self) -> None:
