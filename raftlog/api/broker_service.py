@@ -73,6 +73,19 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     async def Fetch(self, request, context):
         return await self.fetch(self._auth.caller(context), request)
 
+    async def FetchStream(self, request_iterator, context):
+        """Fetch requests pipelined on one call (api/pipelined.py), as the consumers send them."""
+        caller = self._auth.caller(context)
+        async for answer in serve_pipelined(
+            context,
+            request_iterator,
+            lambda r: self.fetch(caller, r),
+            broker_pb2.FetchStreamResponse,
+            self.metrics,
+            "Fetch",
+        ):
+            yield answer
+
     async def fetch(self, caller: Caller, request: broker_pb2.FetchRequest) -> broker_pb2.FetchResponse:
         return await serve_authorized_partitions(
             self._auth,

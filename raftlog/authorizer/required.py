@@ -95,3 +95,6 @@ REQUIRED: dict[str, tuple[Requirement, ...]] = {
     # (Kafka's EnvelopeRequest): only nodes may send one
     "Forwarded": _r(_C, _O.CLUSTER_ACTION),
 }
+
+# Pipelined streams (raftlog/api/pipelined.py): each request on one is authorized as its unary API.
+STREAMED_AS: dict[str, str] = {"ProduceStream": "Produce", "FetchStream": "Fetch", "OffsetCommitStream": "OffsetCommit"}

@@ -39,6 +39,7 @@ from raftlog.client import records as record_codec
 from raftlog.client.background import BackgroundLoop
 from raftlog.client.cluster_metadata import ClusterMetadata
 from raftlog.client.group_membership import GroupMembership
+from raftlog.client.pipelined import FETCH
 from raftlog.errors import RaftlogError
 from raftlog.limits import CONSUMER_RETRY_BACKOFF_S as RETRY_BACKOFF_S
 from raftlog.log.record_batch import BatchView, Record
@@ -625,8 +626,8 @@ class AsyncConsumer:
             ],
         )
         try:
-            response = await self._metadata.stub(address).Fetch(request, timeout=max_wait_ms / 1000.0 + 10)
-        except grpc.RpcError:
+            response = await self._metadata.pipelined(address, FETCH).request(request, max_wait_ms / 1000.0 + 10)
+        except RaftlogError:
             self._metadata.invalidate()
             await asyncio.sleep(RETRY_BACKOFF_S)
             return

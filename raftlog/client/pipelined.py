@@ -38,6 +38,9 @@ class PipelinedMethod:
 PRODUCE = PipelinedMethod(
     "Produce", broker_pb2_grpc.BrokerServiceStub, "ProduceStream", "Produce", broker_pb2.ProduceStreamRequest
 )
+FETCH = PipelinedMethod(
+    "Fetch", broker_pb2_grpc.BrokerServiceStub, "FetchStream", "Fetch", broker_pb2.FetchStreamRequest
+)
 OFFSET_COMMIT = PipelinedMethod(
     "OffsetCommit",
     group_pb2_grpc.GroupServiceStub,

@@ -240,3 +240,21 @@ class ProduceStreamResponse(_message.Message):
     response: ProduceResponse
     error: _pipelined_pb2.StreamedCallError
     def __init__(self, correlation_id: _Optional[int] = ..., response: _Optional[_Union[ProduceResponse, _Mapping]] = ..., error: _Optional[_Union[_pipelined_pb2.StreamedCallError, _Mapping]] = ...) -> None: ...
+
+class FetchStreamRequest(_message.Message):
+    __slots__ = ("correlation_id", "request")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    request: FetchRequest
+    def __init__(self, correlation_id: _Optional[int] = ..., request: _Optional[_Union[FetchRequest, _Mapping]] = ...) -> None: ...
+
+class FetchStreamResponse(_message.Message):
+    __slots__ = ("correlation_id", "response", "error")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    response: FetchResponse
+    error: _pipelined_pb2.StreamedCallError
+    def __init__(self, correlation_id: _Optional[int] = ..., response: _Optional[_Union[FetchResponse, _Mapping]] = ..., error: _Optional[_Union[_pipelined_pb2.StreamedCallError, _Mapping]] = ...) -> None: ...

@@ -54,6 +54,11 @@ class BrokerServiceStub:
                 request_serializer=raftlog_dot_v1_dot_broker__pb2.FetchRequest.SerializeToString,
                 response_deserializer=raftlog_dot_v1_dot_broker__pb2.FetchResponse.FromString,
                 _registered_method=True)
+        self.FetchStream = channel.stream_stream(
+                '/raftlog.v1.BrokerService/FetchStream',
+                request_serializer=raftlog_dot_v1_dot_broker__pb2.FetchStreamRequest.SerializeToString,
+                response_deserializer=raftlog_dot_v1_dot_broker__pb2.FetchStreamResponse.FromString,
+                _registered_method=True)
         self.ListOffsets = channel.unary_unary(
                 '/raftlog.v1.BrokerService/ListOffsets',
                 request_serializer=raftlog_dot_v1_dot_broker__pb2.ListOffsetsRequest.SerializeToString,
@@ -99,6 +104,13 @@ class BrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchStream(self, request_iterator, context):
+        """Fetch pipelined on one long-lived call, as ProduceStream (the consumers' fetch path).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOffsets(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -134,6 +146,11 @@ def add_BrokerServiceServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=raftlog_dot_v1_dot_broker__pb2.FetchRequest.FromString,
                     response_serializer=raftlog_dot_v1_dot_broker__pb2.FetchResponse.SerializeToString,
+            ),
+            'FetchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.FetchStream,
+                    request_deserializer=raftlog_dot_v1_dot_broker__pb2.FetchStreamRequest.FromString,
+                    response_serializer=raftlog_dot_v1_dot_broker__pb2.FetchStreamResponse.SerializeToString,
             ),
             'ListOffsets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOffsets,
@@ -254,6 +271,33 @@ class BrokerService:
             '/raftlog.v1.BrokerService/Fetch',
             raftlog_dot_v1_dot_broker__pb2.FetchRequest.SerializeToString,
             raftlog_dot_v1_dot_broker__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raftlog.v1.BrokerService/FetchStream',
+            raftlog_dot_v1_dot_broker__pb2.FetchStreamRequest.SerializeToString,
+            raftlog_dot_v1_dot_broker__pb2.FetchStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -148,6 +148,12 @@ class StubBroker(broker_pb2_grpc.BrokerServiceServicer):
         self.stored[key].append(bytes(records))
         return base
 
+    async def FetchStream(self, request_iterator, context):
+        async for answer in serve_pipelined(
+            context, request_iterator, lambda r: self.Fetch(r, context), broker_pb2.FetchStreamResponse, None, "Fetch"
+        ):
+            yield answer
+
     async def Fetch(self, request, context):
         results = []
         for p in request.partitions:
