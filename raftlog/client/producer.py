@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import random
 import threading
 import time
@@ -46,6 +47,8 @@ from raftlog.errors import Errors, RaftlogError
 from raftlog.limits import PRODUCE_RESPONSE_MARGIN_S as RESPONSE_MARGIN_S
 from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
+
+log = logging.getLogger(__name__)
 
 PRODUCER_EPOCH_MAX = 2**15 - 1  # a record batch's producer epoch is an int16
 
@@ -129,6 +132,7 @@ class RecordAccumulator:
         self._filled: list[_Batch] = []  # batches that took their last record, for the sender to encode early
         self.buffered_bytes = 0  # Invariant: 0 <= buffered_bytes <= buffer_memory
         self.unfinished = 0  # batches created and not yet completed
+        self.failure: RaftlogError | None = None  # the sender failed: every append fails with this
         self.space_listeners: list = []  # called (on the completing thread) when bytes are freed
 
     def record_size(self, key: bytes | None, value: bytes | None, headers: list) -> int:
@@ -182,6 +186,8 @@ class RecordAccumulator:
         )
 
     def _append_locked(self, topic, partition, key, value, headers, timestamp_ms, size):
+        if self.failure is not None:
+            raise self.failure
         if self.buffered_bytes + size > self._buffer_memory:
             return None
         queue = self._queues.get((topic, partition))
@@ -205,6 +211,16 @@ class RecordAccumulator:
             self._filled.append(batch)
             filled = True
         return RecordFuture(batch, len(batch.records) - 1, timestamp_ms), filled, wake or filled
+
+    def abandon(self, failure: RaftlogError) -> list[_Batch]:
+        """The sender failed: every queued batch, taken out (the caller fails them); from now on
+        appends fail with `failure` (set under the lock: no record slips in behind it)."""
+        with self._lock:
+            self.failure = failure
+            batches = [batch for queue in self._queues.values() for batch in queue]
+            self._queues.clear()
+            self._filled.clear()
+        return batches
 
     def take_filled(self) -> list[_Batch]:
         """Batches that will take no more records since the last call (they may have left already)."""
@@ -281,11 +297,27 @@ class _Sender:
         # The outcomes of each partition's latest max_in_flight batches sent, oldest first.
         self._window: dict[tuple[str, int], deque[concurrent.futures.Future]] = defaultdict(deque)
         self._requests: set[asyncio.Task] = set()
+        self._in_hand: list[_Batch] = []  # drained, being sent by _send_new
         # Read-only counters for stats() (perf produce): Produce requests sent and what they carried.
         self.sent = {"requests": 0, "batches": 0, "records": 0, "bytes": 0}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """A sender that fails (a bug: it handles every error a broker can give) fails what it
+        holds and every later send, at once: a record must never wait forever for it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("the producer's sender failed; its records fail", exc_info=exc)
+        failure = RaftlogError(
+            Errors.UNKNOWN_SERVER_ERROR, f"the producer's sender failed: {type(exc).__name__}: {exc}"
+        )
+        for batch in [*self._in_hand, *self._accumulator.abandon(failure)]:
+            self._complete(batch, failure)
+        self._in_hand = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -301,6 +333,8 @@ class _Sender:
 
     async def close(self) -> None:
         await self.flush()
+        if self._task is not None and self._task.done():
+            return  # the sender failed (_ended reported it)
         # A flag, not task.cancel(): cancelling a task inside wait_for() can be swallowed
         # when the wait times out at the same moment (Python < 3.12).
         self._closing = True
@@ -325,7 +359,9 @@ class _Sender:
                 batches = self._accumulator.drain(time.monotonic(), self._flushing > 0, self._has_room, self._idle)
                 if not batches:
                     break
+                self._in_hand = batches
                 await self._send_new(batches)
+                self._in_hand = []
             # Full batches waiting for a slot are encoded now, while the slots' batches are out,
             # so that a freed slot is refilled without an encoding in between.
             for batch in self._accumulator.take_filled():
@@ -484,6 +520,8 @@ class _Sender:
         return key not in self._sequence_gaps
 
     def _complete(self, batch: _Batch, outcome: int | RaftlogError) -> None:
+        if batch.outcome.done():  # failed with the sender (_ended) while its request was out
+            return
         key = (batch.topic, batch.partition)
         self._unacked[key].discard(batch.sequence)
         if isinstance(outcome, RaftlogError):
