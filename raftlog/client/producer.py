@@ -284,6 +284,7 @@ class _Sender:
         self._settings = settings
         self._acks = settings["acks"]
         self._wake = asyncio.Event()
+        self._all_finished = asyncio.Event()  # flush() waits on it (no polling)
         self._flushing = 0  # flush() calls waiting: lingering batches are ready at once
         self._closing = False
         self._task: asyncio.Task | None = None
@@ -327,7 +328,8 @@ class _Sender:
         try:
             self._wake.set()
             while self._accumulator.unfinished > 0:
-                await asyncio.sleep(0.001)
+                self._all_finished.clear()
+                await self._all_finished.wait()  # set by _complete when the last batch finishes
         finally:
             self._flushing -= 1
 
@@ -532,6 +534,8 @@ class _Sender:
             batch.outcome.set_result(outcome)
         self._accumulator.finished(batch)
         self._wake.set()  # a window slot may have opened
+        if self._accumulator.unfinished == 0:
+            self._all_finished.set()
 
     async def _init_producer_id(self) -> None:
         deadline = time.monotonic() + self._settings["delivery_timeout_ms"] / 1000.0
