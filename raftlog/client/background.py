@@ -26,9 +26,23 @@ class BackgroundLoop:
         """Schedules a coroutine; returns a concurrent.futures.Future."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5) -> None:
+        """Ends what still runs on the loop, as asyncio.run() does: every task left (grpc.aio's own
+        among them: a call cancelled on close finishes its status a loop turn later) is
+        cancelled and awaited, then the loop stops and is closed."""
         if self.loop.is_running():
+            try:
+                self.run(self._cancel_remaining_tasks(), timeout_s)
+            except TimeoutError:
+                pass  # the loop is stopped below all the same
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout_s)
         if not self.loop.is_running():
             self.loop.close()
+
+    async def _cancel_remaining_tasks(self) -> None:
+        remaining = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in remaining:
+            task.cancel()
+        await asyncio.gather(*remaining, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()

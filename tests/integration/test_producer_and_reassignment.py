@@ -21,7 +21,7 @@ from tests.integration.test_data_plane import FAST_ISR
 
 pytestmark = pytest.mark.slow
 
-PRODUCE_METHOD = "/raftlog.v1.BrokerService/Produce"
+PRODUCE_STREAM_METHOD = "/raftlog.v1.BrokerService/ProduceStream"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -65,10 +65,12 @@ def assert_exactly_once_in_order(records: list[tuple[int, bytes]], expected: lis
 # -- 1. idempotent producer, lost responses ---------------------------------------------------
 
 
-class DropProduceResponses(grpc.aio.UnaryUnaryClientInterceptor):
-    """Lets every Produce request reach the broker and waits for its answer, then throws a share of
-    the answers away and fails the call with UNAVAILABLE, as a dropped connection would: the broker
-    has appended (and, with acks=all, replicated) the batch, the producer never learns it and retries.
+class DropProduceResponses(grpc.aio.StreamStreamClientInterceptor):
+    """Lets every Produce request on the producer's ProduceStream reach the broker and waits for
+    its answer, then, for a share of the answers, throws it away and cuts the stream with
+    UNAVAILABLE, as a dropped connection would: the broker has appended (and, with acks=all,
+    replicated) the batch, the producer never learns it (nor the answers to the other requests
+    in flight on that stream) and retries.
 
     Runs on the producer's event loop; the counters are read after flush()."""
 
@@ -76,43 +78,56 @@ class DropProduceResponses(grpc.aio.UnaryUnaryClientInterceptor):
         self._drop_rate = drop_rate
         self._random = random.Random(seed)
         self.requests = 0
-        self.dropped = 0  # answers thrown away
+        self.dropped = 0  # answers thrown away (each cutting its stream)
         self.dropped_after_append = 0  # ... of which the broker had accepted the batch
         self.resent = 0  # requests carrying a batch (producer id, sequence) that was sent before
         self.sent_batches: set[tuple[int, int]] = set()
         self.dropped_offsets: dict[tuple[int, int], int] = {}  # (pid, seq) -> base offset the client never saw
         self.answered_offsets: dict[tuple[int, int], int] = {}  # (pid, seq) -> base offset the client got
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         method = client_call_details.method
         method = method.decode() if isinstance(method, bytes) else method
-        if method != PRODUCE_METHOD:
-            return await continuation(client_call_details, request)
-        self.requests += 1
-        keys = [batch_key(p.records) for p in request.partitions]
-        for key in keys:
-            self.resent += key in self.sent_batches
-            self.sent_batches.add(key)
-        call = await continuation(client_call_details, request)
-        response = await call  # the broker has handled the request (an RpcError propagates as is)
-        appended = [r.base_offset for r in response.results if not r.error_reason]
-        if self._random.random() < self._drop_rate:
-            self.dropped += 1
-            if appended:
-                self.dropped_after_append += 1
-                for key, result in zip(keys, response.results):
+        if method != PRODUCE_STREAM_METHOD:
+            return await continuation(client_call_details, request_iterator)
+        keys_by_correlation_id: dict[int, list[tuple[int, int]]] = {}
+
+        async def counted_requests():
+            async for envelope in request_iterator:
+                self.requests += 1
+                keys = [batch_key(p.records) for p in envelope.request.partitions]
+                for key in keys:
+                    self.resent += key in self.sent_batches
+                    self.sent_batches.add(key)
+                keys_by_correlation_id[envelope.correlation_id] = keys
+                yield envelope
+
+        call = await continuation(client_call_details, counted_requests())
+
+        async def answers_some_dropped():
+            async for answered in call:  # the broker has handled the request
+                keys = keys_by_correlation_id.pop(answered.correlation_id, [])
+                results = answered.response.results if not answered.HasField("error") else []
+                if self._random.random() < self._drop_rate:
+                    self.dropped += 1
+                    if any(not result.error_reason for result in results):
+                        self.dropped_after_append += 1
+                    for key, result in zip(keys, results):
+                        if not result.error_reason:
+                            self.dropped_offsets.setdefault(key, result.base_offset)
+                    call.cancel()
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.aio.Metadata(),
+                        grpc.aio.Metadata(),
+                        details="test: Produce stream cut before an answer",
+                    )
+                for key, result in zip(keys, results):
                     if not result.error_reason:
-                        self.dropped_offsets.setdefault(key, result.base_offset)
-            raise grpc.aio.AioRpcError(
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.aio.Metadata(),
-                grpc.aio.Metadata(),
-                details="test: Produce response dropped",
-            )
-        for key, result in zip(keys, response.results):
-            if not result.error_reason:
-                self.answered_offsets[key] = result.base_offset
-        return call
+                        self.answered_offsets[key] = result.base_offset
+                yield answered
+
+        return answers_some_dropped()
 
 
 def batch_key(records: bytes) -> tuple[int, int]:
