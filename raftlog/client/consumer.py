@@ -1,8 +1,11 @@
 """Consumer and AsyncConsumer: assign or subscribe (consumer groups), seek, poll, commit (Kafka's consumer).
 
-Each poll first hands out records buffered by the previous fetch (up to max_poll_records);
-otherwise it resolves missing positions with ListOffsets (auto_offset_reset) and sends one Fetch
-per partition leader (long poll, fetch_max_wait_ms). A fetched batch is kept as a lazy view
+Each poll first hands out records buffered by earlier fetches (up to max_poll_records);
+otherwise it resolves missing positions with ListOffsets (auto_offset_reset), sends a Fetch (long
+poll, fetch_max_wait_ms) to each partition leader for the partitions that have none out, and
+returns as soon as any leader's answer brings records: the fetches to the other leaders stay out
+and buffer what they bring for a later poll (Kafka's fetcher), so one leader's records never wait
+for another leader's long poll to end. A fetched batch is kept as a lazy view
 (header and CRC checked, records not decoded): ``poll()`` decodes a batch when it hands out its
 first record, ``poll_batches()`` hands out whole batches whose counts and offsets come from the
 header and whose records decode only if iterated. A batch that starts before the position (a
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 
 EARLIEST, LATEST = -2, -1
 RECONCILE_FETCH_WAIT_MS = 20  # fetch long-poll cap while partitions are being handed over
+MAX_FETCHES_PER_LEADER = 4  # fetches out to one leader at once (each for partitions no other one has)
 RebalanceCallback = Callable[[set["TopicPartition"]], object]
 
 
@@ -73,6 +77,15 @@ class ConsumerRecord:
 def _consumer_records(tp: TopicPartition, records: list[Record]) -> list[ConsumerRecord]:
     topic, partition = tp.topic, tp.partition
     return [ConsumerRecord(topic, partition, r[0], r[1], r[2], r[3], list(r[4])) for r in records]
+
+
+@dataclass(frozen=True)
+class _FetchOut:
+    """A Fetch sent to one leader for some partitions and not yet taken in (see _fetch_once)."""
+
+    address: str
+    positions: dict[TopicPartition, int]  # what each partition was fetched from
+    task: asyncio.Task
 
 
 class _Fetched:
@@ -187,6 +200,7 @@ class AsyncConsumer:
         self._request_timeout_s = request_timeout_ms / 1000.0
         self._positions: dict[TopicPartition, int | None] = {}
         self._buffer: deque[_Fetched] = deque()  # fetched batches not yet handed out, in fetch order
+        self._fetches: list[_FetchOut] = []  # fetches out: each buffers its results when it ends
         self.group_id = group_id
         self._group = (
             GroupMembership(
@@ -592,8 +606,16 @@ class AsyncConsumer:
                 await asyncio.gather(fetch, return_exceptions=True)
 
     async def _fetch_once(self, max_wait_ms: int) -> None:
+        """Sends a Fetch to each leader for the partitions with a position and no fetch out, then
+        waits up to max_wait_ms for any fetch out to end. The others stay out: each buffers its
+        results when it ends (taken by this poll or a later one), so the partitions of a leader
+        that answers are fetched again at once, not after every other leader's long poll. A
+        partition is in one fetch at a time, unless sought since (an answer counts only for the
+        position it was fetched from: see _take)."""
         # The positions as of now: the group's reconciliation may change them while this runs.
-        wanted = [(tp, position) for tp, position in self._positions.items() if position is not None]
+        # A partition sought (or taken again elsewhere) since its fetch went out is fetched anew.
+        fetching = {(tp, position) for out in self._fetches for tp, position in out.positions.items()}
+        wanted = [(tp, p) for tp, p in self._positions.items() if p is not None and (tp, p) not in fetching]
         by_leader: dict[str, dict[TopicPartition, int]] = {}
         for tp, position in wanted:
             try:
@@ -603,11 +625,40 @@ class AsyncConsumer:
                 continue
             if leader.address is not None:
                 by_leader.setdefault(leader.address, {})[tp] = position
-        if not by_leader:
+        if wanted and not by_leader:
             self._metadata.invalidate()
+        for address, requested in by_leader.items():
+            if sum(out.address == address for out in self._fetches) < MAX_FETCHES_PER_LEADER:
+                task = asyncio.get_running_loop().create_task(self._fetch_from(address, requested, max_wait_ms))
+                self._fetches.append(_FetchOut(address, requested, task))
+        if not self._fetches:
             await asyncio.sleep(RETRY_BACKOFF_S)
             return
-        await asyncio.gather(*(self._fetch_from(address, tps, max_wait_ms) for address, tps in by_leader.items()))
+        await asyncio.wait(
+            [out.task for out in self._fetches], timeout=max_wait_ms / 1000.0, return_when=asyncio.FIRST_COMPLETED
+        )
+        self._take_ended_fetches()
+
+    def _take_ended_fetches(self) -> None:
+        """Forgets the fetches that ended; one that failed unexpectedly (not a RaftlogError,
+        which _fetch_from retries by itself) raises here, in the poll."""
+        ended = [out for out in self._fetches if out.task.done()]
+        if not ended:
+            return
+        self._fetches = [out for out in self._fetches if not out.task.done()]
+        failures = [
+            exc for exc in (out.task.exception() for out in ended if not out.task.cancelled()) if exc is not None
+        ]
+        for extra in failures[1:]:
+            log.warning("fetch failed: %r", extra)
+        if failures:
+            raise failures[0]
+
+    async def _cancel_fetches(self) -> None:
+        fetches, self._fetches = self._fetches, []
+        for out in fetches:
+            out.task.cancel()
+        await asyncio.gather(*(out.task for out in fetches), return_exceptions=True)
 
     async def _fetch_from(self, address: str, requested: dict[TopicPartition, int], max_wait_ms: int) -> None:
         request = broker_pb2.FetchRequest(
@@ -681,6 +732,7 @@ class AsyncConsumer:
                     finally:
                         await self._group.leave()
         finally:
+            await self._cancel_fetches()
             await self._metadata.close()
 
 
