@@ -98,7 +98,10 @@ def start(config_path, overrides, format_if_empty, log_level, parent_pid) -> Non
         cluster_id = prepare_storage(config, format_if_empty)
     except StorageError as exc:
         fail(str(exc))
+    from raftlog import gc_policy
     from raftlog.node import NodeStartError
+
+    gc_policy.enable()
 
     try:
         failure = asyncio.run(_run_node(config, cluster_id))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlog import config as node_config
+from raftlog import gc_policy
 from raftlog.broker.controller_channel import ControllerChannel
 from raftlog.channels import Peers
 from raftlog.errors import RaftlogError
@@ -250,10 +251,12 @@ class ReplicaManager:
             whole, self._reconcile_whole = self._reconcile_whole, False
             changed, self._changed_partitions = self._changed_partitions, set()
             try:
-                await self.reconcile(whole, changed)
+                opened, removed = await self.reconcile(whole, changed)
             except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
                 self._reconcile_whole = True  # whatever it did not get to
                 self.supervisor.survived("replica-reconcile", exc)
+            else:
+                gc_policy.partitions_changed(opened, removed)
 
     # -- metadata -> partitions -------------------------------------------------------------
 
@@ -267,7 +270,9 @@ class ReplicaManager:
             cached = self._topic_settings[topic] = TopicSettings.from_topic_configs(configs)
         return cached
 
-    async def reconcile(self, whole: bool = True, changed: AbstractSet[tuple[bytes, int]] = frozenset()) -> None:
+    async def reconcile(
+        self, whole: bool = True, changed: AbstractSet[tuple[bytes, int]] = frozenset()
+    ) -> tuple[int, int]:
         """Brings the hosted partitions in line with the image. Logs are opened and deleted on a
         worker thread, LOG_FILES_BATCH_PARTITIONS at a time (opening a new one is a few files, no fsync),
         and made leader or follower RECONCILE_CHUNK_PARTITIONS at a time between turns of the loop:
@@ -276,7 +281,8 @@ class ReplicaManager:
         off another round. Not whole: only the `changed` partitions (named by the records since the
         last round) are looked at, and of those only the ones whose PartitionInfo is not the one
         applied last time (the image replaces a partition's info on every change), so a metadata
-        change costs work for what it changed, not for every partition hosted here."""
+        change costs work for what it changed, not for every partition hosted here. Returns how
+        many partitions it opened and how many it removed."""
         wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
         if whole:
             for topic_name, info in self.image.partitions():
@@ -291,6 +297,7 @@ class ReplicaManager:
                     wanted[key] = hosted
                 elif key in self.partitions:
                     leaving.append(key)
+        removed_count = opened_count = 0
         for chunk in _chunks(leaving, LOG_FILES_BATCH_PARTITIONS):
             removed = []
             for index, key in enumerate(chunk):
@@ -299,6 +306,7 @@ class ReplicaManager:
                 if key in self.partitions:
                     removed.append(self._take_out(key))
             await asyncio.to_thread(_delete_logs, removed)
+            removed_count += len(removed)
         for key in [k for k in self._offline if k not in wanted] if whole else []:
             del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
         self._progress_repairs()
@@ -331,6 +339,8 @@ class ReplicaManager:
                     self.on_offline_change()
                     continue
                 self._apply(self._adopt(key, topic_name, info, replica_log), info)
+                opened_count += 1
+        return opened_count, removed_count
 
     def _hosted_info(self, key: tuple[bytes, int]) -> tuple[str, PartitionInfo] | None:
         """(topic name, info) of a partition in the image with a replica here, else None."""
