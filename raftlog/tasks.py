@@ -22,7 +22,16 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from raftlog.limits import YIELD_EVERY_PARTITIONS
+
 log = logging.getLogger(__name__)
+
+
+async def yield_every(index: int) -> None:
+    """Gives the event loop a turn at every YIELD_EVERY_PARTITIONS-th partition of a long loop
+    (a loop over thousands of partitions must not hold up requests, heartbeats and Raft)."""
+    if index % YIELD_EVERY_PARTITIONS == YIELD_EVERY_PARTITIONS - 1:
+        await asyncio.sleep(0)
 
 
 class NodeFailure(RuntimeError):

@@ -12,7 +12,8 @@ from raftlog.broker.producer_ids import ProducerIdManager
 from raftlog.metadata.image import MetadataImage, PartitionInfo
 from raftlog.node_ids import NO_NODE
 from raftlog.replication import requests
-from raftlog.replication.manager import ReplicaManager, yield_every
+from raftlog.replication.manager import ReplicaManager
+from raftlog.tasks import yield_every
 from raftlog.tls import PeerAuthenticator
 from raftlog.v1 import broker_pb2, broker_pb2_grpc, replication_pb2_grpc
 

@@ -21,6 +21,7 @@ from raftlog.limits import REPLICA_FETCH_ERROR_BACKOFF_S as ERROR_BACKOFF_S
 from raftlog.limits import REPLICA_FETCH_MAX_BYTES, REPLICA_FETCH_MAX_WAIT_MS
 from raftlog.limits import REPLICA_FETCH_TIMEOUT_S as RPC_TIMEOUT_S
 from raftlog.replication.partition import Partition
+from raftlog.tasks import yield_every
 from raftlog.v1 import replication_pb2, replication_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -164,22 +165,14 @@ class ReplicaFetcher:
                 wakeup.clear()
                 await wakeup.wait()
                 continue
-            now = time.monotonic()
-            # A partition that just failed waits out its own backoff; the others go on.
-            sent = {key: p for key, p in covered.items() if self._backoff_until.get(key, 0.0) <= now}
-            throttled = self._throttled(sent)
+            sent, throttled = await self._fetchable(covered)
             allowance = self._manager.throttles.follower.available() if throttled else None
             if allowance is not None and allowance <= 0:
                 # Kafka's follower-side quota: throttled replicas wait; the in-sync ones go on.
                 sent = {key: p for key, p in sent.items() if key not in throttled}
-            # What each partition is asked from, read from the partitions once (reading it back
-            # out of the request's thousands of protobuf entries cost a tenth of an idle node).
-            asked = {key: (p.leader_epoch, p.log.log_end_offset) for key, p in sent.items()}
-            request = self._request(sent, asked) if sent else None
-            if request is not None and allowance is not None and allowance > 0:
-                for p in request.partitions:  # what the bucket holds, shared out; whole batches still
-                    if (p.topic_id, p.partition) in throttled:
-                        p.partition_max_bytes = max(1, int(allowance) // len(throttled))
+            # What the bucket holds, shared out among the throttled partitions; whole batches still.
+            throttled_max_bytes = max(1, int(allowance) // len(throttled)) if allowance else 0
+            request, asked = await self._request(sent, throttled, throttled_max_bytes) if sent else (None, {})
             if request is None:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -199,42 +192,64 @@ class ReplicaFetcher:
                     self._manager.throttles.follower_received(received)
             await self._handle(response, sent, asked)
 
-    def _throttled(self, partitions: dict[tuple[bytes, int], Partition]) -> set[tuple[bytes, int]]:
-        """The partitions under this broker's follower throttle: listed, and out of the ISR."""
+    async def _fetchable(
+        self, covered: dict[tuple[bytes, int], Partition]
+    ) -> tuple[dict[tuple[bytes, int], Partition], set[tuple[bytes, int]]]:
+        """The covered partitions to fetch now (one that just failed waits out its own backoff;
+        the others go on), and those of them under this broker's follower throttle (listed, and
+        out of the ISR). A turn of the loop every YIELD_EVERY_PARTITIONS: an idle loop covers
+        thousands."""
         config = self._manager.throttle_config()
         broker_id = self._manager.broker_id
-        return {
-            key
-            for key, p in partitions.items()
-            if p.info is not None
-            and broker_id not in p.info.isr
-            and config.follower_throttled(p.topic, p.index, broker_id)
-        }
+        now = time.monotonic()
+        sent: dict[tuple[bytes, int], Partition] = {}
+        throttled: set[tuple[bytes, int]] = set()
+        for count, (key, p) in enumerate(covered.items()):
+            await yield_every(count)
+            if self._backoff_until.get(key, 0.0) > now:
+                continue
+            sent[key] = p
+            if (
+                p.info is not None
+                and broker_id not in p.info.isr
+                and config.follower_throttled(p.topic, p.index, broker_id)
+            ):
+                throttled.add(key)
+        return sent, throttled
 
-    def _request(
-        self, sent: dict[tuple[bytes, int], Partition], asked: dict[tuple[bytes, int], tuple[int, int]]
-    ) -> replication_pb2.ReplicaFetchRequest | None:
-        """asked: (current leader epoch, fetch offset) of each partition sent."""
+    async def _request(
+        self, sent: dict[tuple[bytes, int], Partition], throttled: set[tuple[bytes, int]], throttled_max_bytes: int
+    ) -> tuple[replication_pb2.ReplicaFetchRequest | None, dict[tuple[bytes, int], tuple[int, int]]]:
+        """The request for the partitions sent, and what each is asked from: (current leader
+        epoch, fetch offset), read from the partition once, in the same loop turn as its entry
+        (reading it back out of the request's thousands of protobuf entries cost a tenth of an
+        idle node). Partitions that left the fetcher while it yielded are left out."""
         broker_epoch = self._manager._broker_epoch()
         if broker_epoch is None:
-            return None
-        return replication_pb2.ReplicaFetchRequest(
+            return None, {}
+        request = replication_pb2.ReplicaFetchRequest(
             cluster_id=self._manager.cluster_id,
             replica_id=self._manager.broker_id,
             broker_epoch=broker_epoch,
             max_wait_ms=self._max_wait_ms,
             max_bytes=self._max_bytes,
-            partitions=[
-                replication_pb2.ReplicaFetchPartition(
-                    topic_id=p.topic_id,
-                    partition=p.index,
-                    fetch_offset=asked[key][1],
-                    last_fetched_epoch=p.log.latest_epoch(),
-                    current_leader_epoch=asked[key][0],
-                )
-                for key, p in sent.items()
-            ],
         )
+        asked: dict[tuple[bytes, int], tuple[int, int]] = {}
+        entries = request.partitions
+        for count, (key, p) in enumerate(sent.items()):
+            await yield_every(count)
+            if self.partitions.get(key) is not p:
+                continue
+            asked[key] = (p.leader_epoch, p.log.log_end_offset)
+            entries.add(
+                topic_id=p.topic_id,
+                partition=p.index,
+                fetch_offset=asked[key][1],
+                last_fetched_epoch=p.log.latest_epoch(),
+                current_leader_epoch=asked[key][0],
+                partition_max_bytes=throttled_max_bytes if key in throttled else 0,
+            )
+        return (request if asked else None), asked
 
     async def _handle(
         self, response, sent: dict[tuple[bytes, int], Partition], asked: dict[tuple[bytes, int], tuple[int, int]]
@@ -245,15 +260,18 @@ class ReplicaFetcher:
         count). An error in one (in the response, or in applying it here) backs off that
         partition only, never the others (Kafka's model)."""
         applying = []
-        for result in response.results:
+        for count, result in enumerate(response.results):
+            await yield_every(count)  # the first answer for thousands of new partitions names each
             key = (result.topic_id, result.partition)
             partition = sent.get(key)
-            if partition is None or not self._still_current(key, partition, asked[key]):
+            if partition is None or key not in asked or not self._still_current(key, partition, asked[key]):
                 continue
             if result.records:
                 self._mark_active(key)
-            if not result.records and not result.error_reason and not result.HasField("diverging_epoch"):
-                await self._apply_isolated(key, partition, result, asked[key])  # no fsync: no task for it
+            if not result.records and not result.HasField("diverging_epoch"):
+                # No fsync (an error, or only the high watermark): no task for it. Thousands of
+                # partitions answer so at once (new ones not yet served by their leader).
+                await self._apply_isolated(key, partition, result, asked[key])
             else:
                 applying.append(self._apply_isolated(key, partition, result, asked[key]))
         if len(applying) == 1:

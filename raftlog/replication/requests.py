@@ -17,8 +17,9 @@ from raftlog.errors import RaftlogError
 from raftlog.limits import FETCH_MAX_WAIT_CAP_MS as MAX_WAIT_CAP_MS
 from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.log.record_batch import check_uncompressed_size
-from raftlog.replication.manager import FetchSessionEntry, ReplicaManager, yield_every
+from raftlog.replication.manager import FetchSessionEntry, ReplicaManager
 from raftlog.replication.partition import Partition
+from raftlog.tasks import yield_every
 from raftlog.v1 import broker_pb2, replication_pb2
 
 EARLIEST_TIMESTAMP = -2
