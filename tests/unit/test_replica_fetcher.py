@@ -99,3 +99,39 @@ def test_a_partition_that_became_leader_while_the_answer_was_applied_takes_none_
     )
     asyncio.run(fetcher._handle(response, sent, asked))
     assert b.is_leader and b.log.log_end_offset == 0
+
+
+def test_an_answer_for_thousands_of_partitions_leaves_the_loop_turns_meanwhile():
+    """An idle fetch's answer names every new partition of a big topic (each only its high
+    watermark); applying it must not hold the event loop: requests, heartbeats and Raft on the
+    same loop go on between partitions."""
+    partitions = [
+        Partition(f"t{i}", f"t{i}".encode().ljust(16, b"_"), 0, 2, FakeReplicaLog(), ChangeNotifier())
+        for i in range(2_000)
+    ]
+    for p in partitions:
+        p.apply_metadata(PartitionInfo(p.topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
+        p.become_follower()
+    manager = SimpleNamespace(supervisor=TaskSupervisor())
+    fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
+    for p in partitions:
+        fetcher.add(p)
+    sent = {(p.topic_id, p.index): p for p in partitions}
+    asked = {key: (p.leader_epoch, p.log.log_end_offset) for key, p in sent.items()}
+    response = replication_pb2.ReplicaFetchResponse(
+        results=[
+            replication_pb2.ReplicaFetchResult(topic_id=p.topic_id, partition=0, high_watermark=0) for p in partitions
+        ]
+    )
+
+    async def apply_while_ticking() -> int:
+        ticks = 0
+        applying = asyncio.ensure_future(fetcher._handle(response, sent, asked))
+        while not applying.done():
+            ticks += 1
+            await asyncio.sleep(0)
+        await applying
+        return ticks
+
+    ticks = asyncio.run(apply_while_ticking())
+    assert ticks >= 2_000 // 100 - 1, f"the loop turned {ticks} times while 2,000 partitions were applied"
