@@ -93,11 +93,11 @@ RECONCILE_CHUNK_PARTITIONS = 16
 # a few hundred hops to a thread, small enough that one call holds a worker for milliseconds.
 LOG_FILES_BATCH_PARTITIONS = 64
 
-# The share of the time a reconciliation spends opening or deleting logs on its worker thread while
-# it has more to do (it pauses after each batch): a third leaves each node's loop, and the machine's
-# cores, to the requests it serves. 10,000 partitions on three nodes of two cores: served in about
-# 24 s instead of 8.
-RECONCILE_LOG_FILES_SHARE = 1 / 3
+# The share of the time a reconciliation spends opening logs on its worker thread while it has more
+# to open (it pauses after each batch), so that each node's loop, and the machine's cores, are left
+# to the requests it serves. 10,000 partitions on three nodes of two cores: served in 13-31 s
+# instead of 8, an acks=all produce to another topic meanwhile p50 162 -> 17-25 ms.
+RECONCILE_LOG_OPEN_SHARE = 1 / 3
 
 # AlterPartition calls (one partition's ISR change each) one broker has in flight to the
 # controller at once; the other partitions' changes wait for a slot (their ISR stays as committed
@@ -186,6 +186,11 @@ BACKGROUND_FLUSH_ROUNDS_MAX = 2
 # this long for new data.
 REPLICA_FETCH_MAX_WAIT_MS = 500
 
+# The long poll of a follower's idle fetch loop (the partitions without records for a while), at
+# most a quarter of replica.lag.time.max.ms: each round names every idle partition, and at 10,000
+# partitions those rounds were most of an idle node's CPU (replication/fetcher.py).
+REPLICA_FETCH_IDLE_MAX_WAIT_MS = 2000
+
 # Default of replica.fetch.max.bytes (raftlog/config.py): bytes one ReplicaFetch answer may carry;
 # a follower far behind catches up in steps this size, well under MAX_MESSAGE_BYTES (config.py
 # refuses more than half of it).
@@ -269,9 +274,10 @@ CLIENT_MIN_METADATA_REFRESH_S = 0.05
 # call timeout (Kafka's socket.connection.setup.timeout.ms is 10 s; a local cluster connects in ms).
 CLI_BOOTSTRAP_CONNECT_TIMEOUT_S = 3.0
 
-assert 0 < RECONCILE_LOG_FILES_SHARE <= 1, "a reconciliation opens logs some of the time"
+assert 0 < RECONCILE_LOG_OPEN_SHARE <= 1, "a reconciliation opens logs some of the time"
 assert REPLICA_FETCH_MAX_BYTES < MAX_MESSAGE_BYTES, "a fetch answer fits in one gRPC message"
 assert REPLICA_FETCH_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the long poll ends before its call times out"
+assert REPLICA_FETCH_IDLE_MAX_WAIT_MS / 1000.0 < REPLICA_FETCH_TIMEOUT_S, "the idle long poll too"
 assert CONTROLLER_CALL_RETRY_BACKOFF_S < CONTROLLER_CALL_MAX_TIMEOUT_S, "a controller call can be tried twice"
 assert CONTROLLER_GROUP_COMMIT_MAX_BYTES < MAX_RAFT_ENTRY_BYTES, "a full group-commit entry is a legal Raft entry"
 

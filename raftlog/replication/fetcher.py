@@ -18,7 +18,7 @@ import grpc
 from raftlog.channels import Peers, error_from_rpc
 from raftlog.errors import RaftlogError
 from raftlog.limits import REPLICA_FETCH_ERROR_BACKOFF_S as ERROR_BACKOFF_S
-from raftlog.limits import REPLICA_FETCH_MAX_BYTES, REPLICA_FETCH_MAX_WAIT_MS
+from raftlog.limits import REPLICA_FETCH_IDLE_MAX_WAIT_MS, REPLICA_FETCH_MAX_BYTES, REPLICA_FETCH_MAX_WAIT_MS
 from raftlog.limits import REPLICA_FETCH_TIMEOUT_S as RPC_TIMEOUT_S
 from raftlog.replication.partition import Partition
 from raftlog.tasks import yield_every
@@ -172,7 +172,10 @@ class ReplicaFetcher:
                 sent = {key: p for key, p in sent.items() if key not in throttled}
             # What the bucket holds, shared out among the throttled partitions; whole batches still.
             throttled_max_bytes = max(1, int(allowance) // len(throttled)) if allowance else 0
-            request, asked = await self._request(sent, throttled, throttled_max_bytes) if sent else (None, {})
+            max_wait_ms = self._max_wait_ms if active else self._idle_max_wait_ms()
+            request, asked = (
+                await self._request(sent, throttled, throttled_max_bytes, max_wait_ms) if sent else (None, {})
+            )
             if request is None:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -217,8 +220,21 @@ class ReplicaFetcher:
                 throttled.add(key)
         return sent, throttled
 
+    def _idle_max_wait_ms(self) -> int:
+        """The idle loop's long poll: its rounds name thousands of partitions, for nothing while
+        they stay idle; one of them getting records ends it at once, and a partition led there
+        that it does not name yet ends it after replica.fetch.wait.max.ms (the leader's
+        _news_not_asked). At most a quarter of replica.lag.time.max.ms: only a read of a
+        partition records this follower's fetch of it."""
+        lag_max_ms = self._manager.replica_lag_time_max_ms()
+        return max(self._max_wait_ms, min(REPLICA_FETCH_IDLE_MAX_WAIT_MS, lag_max_ms // 4))
+
     async def _request(
-        self, sent: dict[tuple[bytes, int], Partition], throttled: set[tuple[bytes, int]], throttled_max_bytes: int
+        self,
+        sent: dict[tuple[bytes, int], Partition],
+        throttled: set[tuple[bytes, int]],
+        throttled_max_bytes: int,
+        max_wait_ms: int,
     ) -> tuple[replication_pb2.ReplicaFetchRequest | None, dict[tuple[bytes, int], tuple[int, int]]]:
         """The request for the partitions sent, and what each is asked from: (current leader
         epoch, fetch offset), read from the partition once, in the same loop turn as its entry
@@ -231,7 +247,7 @@ class ReplicaFetcher:
             cluster_id=self._manager.cluster_id,
             replica_id=self._manager.broker_id,
             broker_epoch=broker_epoch,
-            max_wait_ms=self._max_wait_ms,
+            max_wait_ms=max_wait_ms,
             max_bytes=self._max_bytes,
         )
         asked: dict[tuple[bytes, int], tuple[int, int]] = {}

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,7 +40,7 @@ from raftlog.limits import (
     FETCH_SESSION_REFRESH_S,
     LOG_FILES_BATCH_PARTITIONS,
     RECONCILE_CHUNK_PARTITIONS,
-    RECONCILE_LOG_FILES_SHARE,
+    RECONCILE_LOG_OPEN_SHARE,
     YIELD_EVERY_PARTITIONS,
 )
 from raftlog.log import LogConfig, TopicSettings
@@ -93,6 +93,21 @@ class FetchSessionEntry:
     read_at: float  # monotonic s
 
 
+@dataclass(slots=True)
+class FetchSession:
+    """What this broker, as leader, keeps of one follower incarnation's fetches.
+
+    entries: the partitions whose last answer was empty (FetchSessionEntry), left out of later
+    answers. named: partition -> the leader epoch the follower last named it with. A partition led
+    here that the follower replicates but has not named in this leadership (just created, or led
+    here anew) is news its waiting fetches do not ask for: its idle fetch is answered early, so
+    the follower's next request names it (replication/requests.py)."""
+
+    broker_epoch: int
+    entries: dict[tuple[bytes, int], FetchSessionEntry] = field(default_factory=dict)
+    named: dict[tuple[bytes, int], int] = field(default_factory=dict)
+
+
 # Records after which every hosted partition is looked at again (topic settings, a removed topic's
 # partitions, a broker gone), not only the partitions the records name.
 FULL_RECONCILE_RECORD_KINDS = frozenset({"config", "remove_topic", "unregister_broker"})
@@ -127,13 +142,14 @@ T = TypeVar("T")
 LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
 
 
-class _LogFilesPacer:
-    """Runs a reconciliation's log-file work (opening or deleting logs) on a worker thread, a
-    batch at a time, and pauses before the next batch so that such work takes
-    RECONCILE_LOG_FILES_SHARE of the time: it is CPU bound (about half a millisecond a log), and
-    run flat out on every node at once it took the machine's cores from the requests the nodes
-    serve meanwhile (an acks=all produce to another topic: p50 162 ms while 10,000 partitions
-    were created, 25 ms paced). Nothing waits after the last batch."""
+class _LogOpeningPacer:
+    """Runs a reconciliation's log opening on a worker thread, a batch at a time, and pauses
+    before the next batch so that opening takes RECONCILE_LOG_OPEN_SHARE of the time: it is CPU
+    bound (about half a millisecond a log), and run flat out on every node at once it took the
+    machine's cores from the requests the nodes serve meanwhile (an acks=all produce to another
+    topic: p50 162 ms while 10,000 partitions were created, 17-25 ms paced). Nothing waits after
+    the last batch. Deleting is not paced: it waits on the disk more than on the CPU, and paced
+    the same way the deletion of 10,000 partitions took 36-99 s instead of 13."""
 
     def __init__(self) -> None:
         self._owed_s = 0.0
@@ -143,7 +159,7 @@ class _LogFilesPacer:
             await asyncio.sleep(self._owed_s)
         started = time.monotonic()
         result = await asyncio.to_thread(function, *args)
-        self._owed_s = (time.monotonic() - started) * (1.0 - RECONCILE_LOG_FILES_SHARE) / RECONCILE_LOG_FILES_SHARE
+        self._owed_s = (time.monotonic() - started) * (1.0 - RECONCILE_LOG_OPEN_SHARE) / RECONCILE_LOG_OPEN_SHARE
         return result
 
 
@@ -198,8 +214,8 @@ class ReplicaManager:
         self.throttles = throttle_rules.ReplicationThrottles(broker_id)  # replication quotas (replication/throttle.py)
         self._replica_lag_time_max_ms: int | None = None  # the dynamic broker value, or the static one
         self._fetchers: dict[int, ReplicaFetcher] = {}
-        # Followers' fetch sessions, as leader: replica id -> (its broker epoch, partition -> entry).
-        self._fetch_sessions: dict[int, tuple[int, dict[tuple[bytes, int], FetchSessionEntry]]] = {}
+        # Followers' fetch sessions, as leader: replica id -> the session of its current incarnation.
+        self._fetch_sessions: dict[int, FetchSession] = {}
         self._dirty = asyncio.Event()
         # AlterPartition calls in flight to the controller: after a broker comes back, thousands of
         # leaders want it back in their ISR at once; unbounded, those calls swamped the controller
@@ -316,7 +332,7 @@ class ReplicaManager:
                 elif key in self.partitions:
                     leaving.append(key)
         removed_count = opened_count = 0
-        pacer = _LogFilesPacer()
+        opening = _LogOpeningPacer()
         for chunk in _chunks(leaving, LOG_FILES_BATCH_PARTITIONS):
             removed = []
             for index, key in enumerate(chunk):
@@ -324,7 +340,7 @@ class ReplicaManager:
                     await asyncio.sleep(0)
                 if key in self.partitions:
                     removed.append(self._take_out(key))
-            await pacer.run(_delete_logs, removed)
+            await asyncio.to_thread(_delete_logs, removed)
             removed_count += len(removed)
         for key in [k for k in self._offline if k not in wanted] if whole else []:
             del self._offline[key]  # no longer ours: nothing to report (its data waits for a restart)
@@ -343,7 +359,7 @@ class ReplicaManager:
                 self._apply(partition, info)
         for chunk in _chunks(new, LOG_FILES_BATCH_PARTITIONS):
             specs = [(topic_name, info, self.topic_settings(topic_name).log) for _, topic_name, info in chunk]
-            opened = await pacer.run(self._open_logs, specs)
+            opened = await opening.run(self._open_logs, specs)
             for index, ((key, topic_name, info), replica_log) in enumerate(zip(chunk, opened)):
                 if index and index % RECONCILE_CHUNK_PARTITIONS == 0:
                     await asyncio.sleep(0)  # becoming leader or follower: a chunk at a time
@@ -638,13 +654,12 @@ class ReplicaManager:
             raise RaftlogError("NOT_LEADER_OR_FOLLOWER", f"broker {self.broker_id} has no replica of that partition")
         return partition
 
-    def fetch_session(self, replica_id: int, broker_epoch: int) -> dict[tuple[bytes, int], FetchSessionEntry]:
+    def fetch_session(self, replica_id: int, broker_epoch: int) -> FetchSession:
         """The fetch session of a follower's current incarnation (a new one starts empty)."""
-        epoch, entries = self._fetch_sessions.get(replica_id, (None, None))
-        if entries is None or epoch != broker_epoch:
-            entries = {}
-            self._fetch_sessions[replica_id] = (broker_epoch, entries)
-        return entries
+        session = self._fetch_sessions.get(replica_id)
+        if session is None or session.broker_epoch != broker_epoch:
+            session = self._fetch_sessions[replica_id] = FetchSession(broker_epoch)
+        return session
 
     def fetch_session_refresh_s(self) -> float:
         """How long a session leaves a partition out at most: well inside replica.lag.time.max.ms,
@@ -652,8 +667,9 @@ class ReplicaManager:
         return min(FETCH_SESSION_REFRESH_S, self.replica_lag_time_max_ms() / 4000.0)
 
     def _forget_in_sessions(self, key: tuple[bytes, int]) -> None:
-        for _, entries in self._fetch_sessions.values():
-            entries.pop(key, None)
+        for session in self._fetch_sessions.values():
+            session.entries.pop(key, None)
+            session.named.pop(key, None)
 
     def check_replica_epoch(self, replica_id: int, broker_epoch: int) -> None:
         """A replica fetch counts (high watermark, ISR) only from the follower's current

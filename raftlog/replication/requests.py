@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from raftlog.errors import RaftlogError
 from raftlog.limits import FETCH_MAX_WAIT_CAP_MS as MAX_WAIT_CAP_MS
 from raftlog.limits import MAX_PARTITIONS_PER_DATA_REQUEST
 from raftlog.log.record_batch import check_uncompressed_size
-from raftlog.replication.manager import FetchSessionEntry, ReplicaManager
+from raftlog.replication.manager import FetchSession, FetchSessionEntry, ReplicaManager
 from raftlog.replication.partition import Partition
 from raftlog.tasks import yield_every
 from raftlog.v1 import broker_pb2, replication_pb2
@@ -107,13 +107,22 @@ async def fetch(manager: ReplicaManager, request: broker_pb2.FetchRequest) -> br
     return broker_pb2.FetchResponse(results=results)
 
 
-async def _long_poll(manager: ReplicaManager, max_wait_ms: int, min_bytes: int, read) -> list:
+async def _long_poll(
+    manager: ReplicaManager,
+    max_wait_ms: int,
+    min_bytes: int,
+    read,
+    answer_by: Callable[[], float | None] = lambda: None,
+) -> list:
+    """answer_by: a monotonic time read() may set after which the poll answers even with less
+    than min_bytes (None: the deadline)."""
     deadline = time.monotonic() + min(max(max_wait_ms, 0), MAX_WAIT_CAP_MS) / 1000.0
     while True:
         token = manager.changed.token()
         # A notification while read() yields is not lost: the token was taken before it.
         results, total_bytes, stop = await read()
-        remaining_s = deadline - time.monotonic()
+        early = answer_by()
+        remaining_s = (deadline if early is None else min(deadline, early)) - time.monotonic()
         if stop or total_bytes >= min_bytes or remaining_s <= 0:
             return results
         await manager.changed.wait(token, remaining_s)
@@ -126,6 +135,30 @@ class _ReplicaPoll:
     answered: dict[int, replication_pb2.ReplicaFetchResult] = field(default_factory=dict)  # by position
     positions: dict[tuple[bytes, int], int] | None = None  # partition -> position in the request
     seen_sequence: int | None = None  # the notifier's sequence when the last round began
+    started_at: float = field(default_factory=time.monotonic)
+    answer_by: float | None = None  # set when news the request does not ask for came (_news_not_asked)
+
+
+def _news_not_asked(manager: ReplicaManager, request, poll: _ReplicaPoll, session: FetchSession) -> bool:
+    """Whether a partition notified since the last round is led here, replicated by this
+    follower, and not named by any of its fetches in this leadership (a partition just created,
+    or led here anew): the follower's waiting fetch does not ask for it, and its next one will.
+    An idle fetch waits long (the follower's REPLICA_FETCH_IDLE_MAX_WAIT_MS), so it is answered
+    early for such news."""
+    if poll.seen_sequence is None:
+        return False
+    sources = manager.changed.sources_since(poll.seen_sequence)
+    for source in sources or ():
+        if (
+            isinstance(source, Partition)
+            and source.is_leader
+            and source.info is not None
+            and request.replica_id in source.info.replicas
+        ):
+            key = (source.topic_id, source.index)
+            if session.named.get(key) != source.leader_epoch and key not in (poll.positions or {}):
+                return True
+    return False
 
 
 def _positions_to_read(manager: ReplicaManager, request, poll: _ReplicaPoll) -> Iterable[int]:
@@ -164,6 +197,9 @@ async def _read_replica(
     fresh_after = now - manager.fetch_session_refresh_s()
     total_bytes, stop = 0, False
     sequence = manager.changed.sequence  # before reading: a change during this round is read next round
+    if poll.answer_by is None and _news_not_asked(manager, request, poll, session):
+        # Not at once: a follower that never names it (its replica offline) would spin.
+        poll.answer_by = poll.started_at + int(manager.config["replica.fetch.wait.max.ms"]) / 1000.0
     positions = _positions_to_read(manager, request, poll)
     first_round = poll.positions is None
     if poll.positions is None:
@@ -174,7 +210,8 @@ async def _read_replica(
         key = (data.topic_id, data.partition)
         if first_round:
             poll.positions[key] = index
-        seen = session.get(key)
+            session.named[key] = data.current_leader_epoch
+        seen = session.entries.get(key)
         if (
             seen is not None
             and seen.read_at > fresh_after
@@ -183,7 +220,7 @@ async def _read_replica(
             and manager.partitions.get(key) is seen.partition
         ):
             continue
-        session.pop(key, None)
+        session.entries.pop(key, None)
         result = replication_pb2.ReplicaFetchResult(topic_id=data.topic_id, partition=data.partition)
         try:
             partition = manager.partition_by_id(data.topic_id, data.partition)
@@ -217,7 +254,7 @@ async def _read_replica(
                 stop = True
             elif not outcome.records and not throttled:
                 asked = (data.fetch_offset, data.last_fetched_epoch, data.current_leader_epoch)
-                session[key] = FetchSessionEntry(partition, version, asked, now)
+                session.entries[key] = FetchSessionEntry(partition, version, asked, now)
         except RaftlogError as exc:
             result.error_reason = exc.reason
             stop = True
@@ -232,7 +269,9 @@ async def replica_fetch(
     if request.cluster_id != manager.cluster_id:
         raise RaftlogError("INCONSISTENT_CLUSTER_ID", f"fetch for cluster {request.cluster_id!r}")
     poll = _ReplicaPoll()
-    results = await _long_poll(manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request, poll))
+    results = await _long_poll(
+        manager, request.max_wait_ms, 1, lambda: _read_replica(manager, request, poll), lambda: poll.answer_by
+    )
     return replication_pb2.ReplicaFetchResponse(results=results)
 
 

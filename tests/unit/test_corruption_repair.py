@@ -254,6 +254,7 @@ def test_one_partition_that_fails_does_not_stall_the_others_in_the_replica_fetch
         supervisor=TaskSupervisor(),
         throttle_config=lambda: throttle.NO_THROTTLE,
         throttles=throttle.ReplicationThrottles(2),
+        replica_lag_time_max_ms=lambda: 10_000,
     )
     peers = SimpleNamespace(channel=lambda broker_id: None)
 
@@ -349,6 +350,7 @@ def test_a_fetch_answer_for_a_log_end_the_follower_no_longer_has_is_dropped(tmp_
         supervisor=TaskSupervisor(),
         throttle_config=lambda: throttle.NO_THROTTLE,
         throttles=throttle.ReplicationThrottles(2),
+        replica_lag_time_max_ms=lambda: 10_000,
     )
 
     async def scenario():

@@ -315,6 +315,7 @@ def test_the_follower_side_throttle_holds_back_only_its_out_of_sync_partitions(m
         supervisor=TaskSupervisor(),
         throttle_config=lambda: config,
         throttles=throttles,
+        replica_lag_time_max_ms=lambda: 10_000,
     )
 
     start_at = [0]
