@@ -155,6 +155,12 @@ TRANSPORT_ERRORS: dict[grpc.StatusCode, Errors] = {
 }
 
 
+# What gRPC core reports, as INTERNAL, for a call its transport broke (seen by a producer on TLS
+# connections while brokers were killed, cut off and paused): the connection, not the server, failed. Any
+# other INTERNAL without a raftlog reason (a message that cannot be parsed, say) stays a server error.
+CORE_TRANSPORT_FAILURE = "Internal error from Core"
+
+
 def error_from_rpc(error: grpc.RpcError) -> RaftlogError:
     """Rebuilds the server's RaftlogError from a failed call's status and trailing metadata."""
     metadata = dict(error.trailing_metadata() or ())
@@ -164,6 +170,8 @@ def error_from_rpc(error: grpc.RpcError) -> RaftlogError:
     leader_id = int(leader) if leader not in (None, "") else None
     if reason is None:  # the call failed before (or without) a raftlog answer
         transport_error = TRANSPORT_ERRORS.get(error.code(), Errors.UNKNOWN_SERVER_ERROR)
+        if error.code() == grpc.StatusCode.INTERNAL and details == CORE_TRANSPORT_FAILURE:
+            transport_error = Errors.NETWORK_EXCEPTION
         return RaftlogError(transport_error, f"{error.code().name}: {details}", leader_id)
     message = details[len(reason) + 2 :] if details.startswith(reason + ": ") else details
     return RaftlogError.from_reason(reason, message, leader_id)

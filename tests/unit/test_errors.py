@@ -47,6 +47,13 @@ def test_transport_failures_are_retriable_errors(code, error):
     assert failure.error is error and failure.retriable and retried_by_admin(failure)
 
 
+def test_a_stream_broken_in_grpc_core_is_a_retriable_network_error():
+    """Seen in the TLS chaos test (kill -9, partition, pause): produce calls ended INTERNAL
+    "Internal error from Core", which the producer took for a server error: three records failed."""
+    failure = error_from_rpc(FailedCall(grpc.StatusCode.INTERNAL, "Internal error from Core"))
+    assert failure.error is Errors.NETWORK_EXCEPTION and failure.retriable
+
+
 def test_a_server_reason_travels_in_the_trailing_metadata():
     error = error_from_rpc(
         FailedCall(
