@@ -37,14 +37,20 @@ def _follower(topic: str) -> Partition:
     return partition
 
 
-def test_one_answer_for_many_partitions_waits_for_their_fsyncs_together_not_one_after_another():
-    partitions = [_follower(f"t{i}") for i in range(4)]
+def _fetching_from_broker_1(partitions: list[Partition]):
+    """A fetcher following the partitions from broker 1, and the (sent, asked) of a fetch of all of them."""
     manager = SimpleNamespace(supervisor=TaskSupervisor())
     fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
     for p in partitions:
         fetcher.add(p)
     sent = {(p.topic_id, p.index): p for p in partitions}
     asked = {key: (p.leader_epoch, p.log.log_end_offset) for key, p in sent.items()}
+    return fetcher, sent, asked
+
+
+def test_one_answer_for_many_partitions_waits_for_their_fsyncs_together_not_one_after_another():
+    partitions = [_follower(f"t{i}") for i in range(4)]
+    fetcher, sent, asked = _fetching_from_broker_1(partitions)
     response = replication_pb2.ReplicaFetchResponse(
         results=[
             replication_pb2.ReplicaFetchResult(topic_id=p.topic_id, partition=0, high_watermark=1, records=b"0|0|x")
@@ -112,12 +118,7 @@ def test_an_answer_for_thousands_of_partitions_leaves_the_loop_turns_meanwhile()
     for p in partitions:
         p.apply_metadata(PartitionInfo(p.topic_id, 0, (1, 2), (1, 2), 1, 0, 0))
         p.become_follower()
-    manager = SimpleNamespace(supervisor=TaskSupervisor())
-    fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
-    for p in partitions:
-        fetcher.add(p)
-    sent = {(p.topic_id, p.index): p for p in partitions}
-    asked = {key: (p.leader_epoch, p.log.log_end_offset) for key, p in sent.items()}
+    fetcher, sent, asked = _fetching_from_broker_1(partitions)
     response = replication_pb2.ReplicaFetchResponse(
         results=[
             replication_pb2.ReplicaFetchResult(topic_id=p.topic_id, partition=0, high_watermark=0) for p in partitions
