@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 
@@ -45,7 +46,7 @@ from raftlog.client.group_membership import GroupMembership
 from raftlog.client.pipelined import FETCH
 from raftlog.errors import RaftlogError
 from raftlog.limits import CONSUMER_RETRY_BACKOFF_S as RETRY_BACKOFF_S
-from raftlog.log.record_batch import BatchView, Record
+from raftlog.log.record_batch import BatchView
 from raftlog.tls import ClientSecurity
 from raftlog.v1 import broker_pb2
 
@@ -63,8 +64,11 @@ class TopicPartition:
     partition: int
 
 
-@dataclass(frozen=True)
-class ConsumerRecord:
+class ConsumerRecord(NamedTuple):
+    """One record handed out by poll(). A named tuple, not a dataclass: a consumer makes one for
+    every record it reads, and a frozen dataclass's __init__ cost more than decoding the record
+    (~1.9 us against ~0.4 us with tuple.__new__ here)."""
+
     topic: str
     partition: int
     offset: int
@@ -74,9 +78,12 @@ class ConsumerRecord:
     headers: list[tuple[str, bytes | None]]
 
 
-def _consumer_records(tp: TopicPartition, records: list[Record]) -> list[ConsumerRecord]:
-    topic, partition = tp.topic, tp.partition
-    return [ConsumerRecord(topic, partition, r[0], r[1], r[2], r[3], list(r[4])) for r in records]
+def _consumer_records(tp: TopicPartition, view: BatchView) -> list[ConsumerRecord]:
+    topic, partition, new = tp.topic, tp.partition, tuple.__new__
+    return [
+        new(ConsumerRecord, (topic, partition, r.offset, r.timestamp, r.key, r.value, list(r.headers)))
+        for r in record_codec.batch_records(view)
+    ]
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ class _Fetched:
 
     def decoded(self) -> list[ConsumerRecord]:
         if self.records is None:
-            self.records = _consumer_records(self.tp, self.view.records())
+            self.records = _consumer_records(self.tp, self.view)
         return self.records
 
     @property
@@ -200,6 +207,7 @@ class AsyncConsumer:
         self._request_timeout_s = request_timeout_ms / 1000.0
         self._positions: dict[TopicPartition, int | None] = {}
         self._buffer: deque[_Fetched] = deque()  # fetched batches not yet handed out, in fetch order
+        record_codec.c_codec()  # imported now, not in the first poll
         self._fetches: list[_FetchOut] = []  # fetches out: each buffers its results when it ends
         self.group_id = group_id
         self._group = (
@@ -498,6 +506,7 @@ class AsyncConsumer:
     async def poll(self, timeout_ms: int = 1000) -> list[ConsumerRecord]:
         """Records from the assigned partitions, waiting up to timeout_ms for some to arrive."""
         await self._fill(timeout_ms)
+        await self._fetch_ahead(self._max_poll_records)
         records: list[ConsumerRecord] = []
         wanted = self._max_poll_records
         while self._buffer and wanted > 0:
@@ -519,6 +528,7 @@ class AsyncConsumer:
         iterates a batch. Hands out every buffered batch, or with max_records, whole batches until
         they hold at least max_records records. The position moves past each batch handed out."""
         await self._fill(timeout_ms)
+        await self._fetch_ahead(max_records, whole_batches=True)
         batches: list[ConsumerBatch] = []
         counted = 0
         while self._buffer and (max_records is None or counted < max_records):
@@ -612,10 +622,51 @@ class AsyncConsumer:
         that answers are fetched again at once, not after every other leader's long poll. A
         partition is in one fetch at a time, unless sought since (an answer counts only for the
         position it was fetched from: see _take)."""
-        # The positions as of now: the group's reconciliation may change them while this runs.
-        # A partition sought (or taken again elsewhere) since its fetch went out is fetched anew.
+        await self._send_fetches(self._not_fetching(), max_wait_ms)
+        if not self._fetches:
+            await asyncio.sleep(RETRY_BACKOFF_S)
+            return
+        await asyncio.wait(
+            [out.task for out in self._fetches], timeout=max_wait_ms / 1000.0, return_when=asyncio.FIRST_COMPLETED
+        )
+        self._take_ended_fetches()
+
+    def _not_fetching(self) -> list[tuple[TopicPartition, int]]:
+        """(partition, position) of each partition with a position and no fetch out for it. The
+        positions as of now: the group's reconciliation may change them while a fetch is out;
+        a partition sought (or taken again elsewhere) since its fetch went out is fetched anew."""
         fetching = {(tp, position) for out in self._fetches for tp, position in out.positions.items()}
-        wanted = [(tp, p) for tp, p in self._positions.items() if p is not None and (tp, p) not in fetching]
+        return [(tp, p) for tp, p in self._positions.items() if p is not None and (tp, p) not in fetching]
+
+    async def _fetch_ahead(self, handing_out: int | None, whole_batches: bool = False) -> None:
+        """Before a poll hands out what is buffered, sends the next fetch of every partition that
+        has none out and none of whose batches will be left buffered once this poll has handed
+        out `handing_out` records (None: all; whole_batches: poll_batches, which hands out whole
+        batches), as Kafka's consumer does before poll() returns: the leader reads and sends the
+        next records while this process decodes these and the caller handles them, where a fetch
+        sent only once the buffer ran dry leaves each side idle in turn. Not for a partition with
+        batches left buffered, so the buffer stays bounded by a fetch per partition. The fetch
+        buffers what it brings when it ends, as every fetch does (see _fetch_once)."""
+        if not self._buffer:
+            return
+        left_buffered: set[TopicPartition] = set()
+        to_hand_out = handing_out
+        for fetched in self._buffer:
+            if to_hand_out is not None and to_hand_out <= 0:
+                left_buffered.add(fetched.tp)
+                continue
+            remaining = fetched.remaining
+            if to_hand_out is not None:
+                if remaining > to_hand_out and not whole_batches:
+                    left_buffered.add(fetched.tp)
+                to_hand_out -= remaining
+        wanted = [(tp, p) for tp, p in self._not_fetching() if tp not in left_buffered]
+        if wanted:
+            await self._send_fetches(wanted, self._fetch_max_wait_ms)
+
+    async def _send_fetches(self, wanted: list[tuple[TopicPartition, int]], max_wait_ms: int) -> None:
+        """Sends a Fetch to each leader for the partitions wanted (at most MAX_FETCHES_PER_LEADER
+        out to one leader); each runs as a task of its own, in self._fetches until taken."""
         by_leader: dict[str, dict[TopicPartition, int]] = {}
         for tp, position in wanted:
             try:
@@ -631,13 +682,6 @@ class AsyncConsumer:
             if sum(out.address == address for out in self._fetches) < MAX_FETCHES_PER_LEADER:
                 task = asyncio.get_running_loop().create_task(self._fetch_from(address, requested, max_wait_ms))
                 self._fetches.append(_FetchOut(address, requested, task))
-        if not self._fetches:
-            await asyncio.sleep(RETRY_BACKOFF_S)
-            return
-        await asyncio.wait(
-            [out.task for out in self._fetches], timeout=max_wait_ms / 1000.0, return_when=asyncio.FIRST_COMPLETED
-        )
-        self._take_ended_fetches()
 
     def _take_ended_fetches(self) -> None:
         """Forgets the fetches that ended; one that failed unexpectedly (not a RaftlogError,
@@ -708,7 +752,7 @@ class AsyncConsumer:
                 if header.base_offset >= position:
                     self._buffer.append(_Fetched(tp, view, None))
                 else:  # the batch starts before the position: keep the records from it on
-                    records = [r for r in _consumer_records(tp, view.records()) if r.offset >= position]
+                    records = [r for r in _consumer_records(tp, view) if r.offset >= position]
                     if records:
                         self._buffer.append(_Fetched(tp, view, records))
             position = header.next_offset

@@ -34,6 +34,7 @@ HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER.size  # 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes batchLength does not count
 CRC_START = 21  # attributes begin here; the CRC covers [21, end)
+ATTRIBUTES_OFFSET = CRC_START
 PARTITION_LEADER_EPOCH_OFFSET = 12
 MAGIC_OFFSET = 16
 MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
@@ -513,11 +514,11 @@ class BatchView:
     records() is first called: a consumer that needs counts and offsets reads the header alone.
     records() returns what decode_batch would (and raises what it would, on first call)."""
 
-    __slots__ = ("_buf", "_pos", "_records", "header")
+    __slots__ = ("_records", "buffer", "header", "position")
 
     def __init__(self, buf, pos: int, header: BatchHeader):
-        self._buf = buf
-        self._pos = pos
+        self.buffer = buf  # the batch is buffer[position : position + header.size]
+        self.position = pos
         self.header = header
         self._records: list[Record] | None = None
 
@@ -527,7 +528,7 @@ class BatchView:
 
     def records(self) -> list[Record]:
         if self._records is None:
-            self._records = _decode_body(self._buf, self._pos, self.header)
+            self._records = _decode_body(self.buffer, self.position, self.header)
         return self._records
 
 
