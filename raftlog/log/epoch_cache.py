@@ -15,12 +15,13 @@ UNDEFINED = (-1, -1)
 
 
 class LeaderEpochCache:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, load: bool = True):
+        """load=False: a new partition's cache, empty (its directory was just made: no file)."""
         self.path = directory / CHECKPOINT_FILE
         self.entries: list[tuple[int, int]] = []
         self.dirty = False
         self.damaged = False  # the file could not be read: the owner rebuilds it from the batches
-        if self.path.exists():
+        if load and self.path.exists():
             try:
                 self.entries = _parse(self.path.read_text())
             except (ValueError, IndexError, UnicodeDecodeError):

@@ -138,9 +138,9 @@ class PartitionLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config = config or LogConfig()
         self._clock_ms = clock_ms
-        self.epochs = LeaderEpochCache(self.directory)
+        self.epochs = LeaderEpochCache(self.directory, load=not fresh)
         self.segments: list[LogSegment] = []
-        self.recovery_point = _read_number(self.directory / RECOVERY_POINT_FILE, 0)
+        self.recovery_point = 0 if fresh else _read_number(self.directory / RECOVERY_POINT_FILE, 0)
         self.log_start_offset = 0
         # Everything below flushed_offset is fsynced. Only the owning thread moves it (end_flush),
         # so "how much is unflushed" is a difference of offsets, never a counter two threads touch.
@@ -160,14 +160,17 @@ class PartitionLog:
 
         # Opening runs on the caller's thread (startup or a worker thread): its writes are synchronous.
         with self.failing_on_os_error("open"):
-            finish_interrupted_swaps(self.directory)
-            self._load()
-            self.flushed_offset = self.log_end_offset
-            if fresh:
+            if fresh:  # nothing on disk to find, recover or read: half the CPU of opening a log
+                self.segments = [LogSegment(self.directory, 0, self.config.index_interval_bytes, self._clock_ms())]
                 assert self.log_end_offset == self.recovery_point == self.log_start_offset == 0, (
                     f"{self.directory}: a new log must start empty at offset 0"
                 )
-                self._pending_files.clear()  # the defaults, as the missing files read
+                assert not self._pending_files and not self.epochs.dirty, "a new log has nothing to checkpoint"
+                self._recovery_point_queued = 0  # what its missing checkpoint file reads as
+                return
+            finish_interrupted_swaps(self.directory)
+            self._load()
+            self.flushed_offset = self.log_end_offset
             write_checkpoints(self.take_checkpoints())
 
     # -- opening and recovery ------------------------------------------------------------------

@@ -230,3 +230,27 @@ def test_the_recovery_point_checkpoint_is_rewritten_by_interval_roll_or_close_no
     log.append(batch(b"f"), leader_epoch=0)
     log.close()
     assert int(checkpoint.read_text()) == log.log_end_offset == 6
+
+
+def test_a_log_made_in_a_new_directory_is_the_log_an_empty_directory_opens_to(tmp_path):
+    """A new partition's log skips recovery (nothing on disk): it must start, write, checkpoint
+    and reopen exactly as the full open of an empty directory does."""
+    fresh_dir, empty_dir = tmp_path / "new" / "t-0", tmp_path / "empty"
+    empty_dir.mkdir()
+    logs = [PartitionLog(fresh_dir, clock_ms=Clock()), PartitionLog(empty_dir, clock_ms=Clock())]
+    opened = [(log.log_start_offset, log.log_end_offset, log.recovery_point, log.flushed_offset) for log in logs]
+    assert opened[0] == opened[1] == (0, 0, 0, 0)
+    assert [p.name for p in fresh_dir.iterdir()] == ["00000000000000000000.log"]  # no checkpoint written yet
+    for log in logs:
+        log.append(batch(b"a", b"b"), leader_epoch=3)
+        log.append(batch(b"c"), leader_epoch=5)
+        log.flush()
+        log.close()
+    files = [sorted(p.name for p in d.iterdir()) for d in (fresh_dir, empty_dir)]
+    assert files[0] == files[1] and "leader-epoch-checkpoint" in files[0]
+    for directory in (fresh_dir, empty_dir):
+        reopened = PartitionLog(directory)
+        assert read_values(reopened) == [(0, b"a"), (1, b"b"), (2, b"c")]
+        assert reopened.epochs.entries == [(3, 0), (5, 2)]
+        assert reopened.recovery_point == 3
+        reopened.close()
