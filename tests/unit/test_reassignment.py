@@ -320,18 +320,24 @@ def test_the_follower_side_throttle_holds_back_only_its_out_of_sync_partitions(m
 
     start_at = [0]
 
+    async def until_asked(count: int, fetcher) -> None:
+        for _ in range(10_000):  # bounded: a fetcher whose loops ended would never get there
+            if len(asked) >= count:
+                return
+            assert not any(task.done() for task in fetcher._tasks), "a fetch loop ended"
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"the fetcher sent {len(asked)} requests, not {count}")
+
     async def scenario():
         fetcher = fetcher_module.ReplicaFetcher(manager, 1, SimpleNamespace(channel=lambda broker_id: None))
         fetcher.add(in_sync)
         fetcher.add(moving)
         fetcher.start()
         try:
-            while len(asked) < 10:
-                await asyncio.sleep(0.005)
+            await until_asked(10, fetcher)
             clock.now_s += 1.0  # one second of the rate: 1000 bytes
             start = start_at[0] = len(asked)
-            while len(asked) < start + 20:
-                await asyncio.sleep(0.005)
+            await until_asked(start + 20, fetcher)
         finally:
             await fetcher.stop()
 
