@@ -20,8 +20,8 @@ after a failed fsync the kernel may have dropped the dirty pages (PostgreSQL's "
 after a short write the file holds torn bytes that later appends would land behind. Recovery on
 the next open cuts the log at its last valid batch.
 
-Threads: `GroupCommit` runs fsyncs on a worker thread over duplicated file descriptors, and
-applies their outcome (flushed offset, recovery point) back on the owning thread; every other
+Threads: `GroupCommit` runs fsyncs over duplicated file descriptors on a worker thread (or on
+the loop, when `sync_policy` says it has time to spare for a single fdatasync), and applies their outcome (flushed offset, recovery point) back on the owning thread; every other
 method runs on the owning thread (the broker's event loop).
 """
 
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from raftlog.durable_file import fsync_directory, write_durable
 from raftlog.limits import RECOVERY_POINT_CHECKPOINT_INTERVAL_MS
+from raftlog.log import sync_policy
 from raftlog.log.cleaner import finish_interrupted_swaps
 from raftlog.log.config import LogConfig
 from raftlog.log.epoch_cache import LeaderEpochCache
@@ -90,7 +91,7 @@ class AppendResult:
 @dataclass
 class FlushPlan:
     """One fsync round, prepared on the owning thread (`begin_flush`), run on a worker thread
-    (`run`), applied on the owning thread (`PartitionLog.end_flush`)."""
+    or the loop (`run`, where sync_policy says), applied on the owning thread (`PartitionLog.end_flush`)."""
 
     end_offset: int  # everything below it was written before the plan was made
     generation: int  # the log's truncation count then: a truncation meanwhile voids the plan
@@ -684,8 +685,8 @@ def partition_directory(log_dir: str | Path, topic: str, partition: int) -> Path
 
 class GroupCommit:
     """asyncio: appenders await sync(offset); one flush round (fdatasync of the segments, then
-    the queued checkpoints) on a worker thread serves everyone whose data was written before it
-    started. A failed round takes the log out of service: it is never run again."""
+    the queued checkpoints; where the fsyncs run is sync_policy's choice) serves everyone whose
+    data was written before it started. A failed round takes the log out of service: it is never run again."""
 
     def __init__(self, partition_log: PartitionLog):
         self._log = partition_log
@@ -717,7 +718,7 @@ class GroupCommit:
         try:
             plan = self._log.begin_flush()
             try:
-                await asyncio.to_thread(plan.run)
+                await sync_policy.for_running_loop().run(plan.run, len(plan.fds), plan.directory is not None)
             except OSError as exc:
                 raise self._log.fail(exc, "fsync") from exc
             self._log.end_flush(plan)
