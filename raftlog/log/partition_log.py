@@ -21,8 +21,9 @@ after a short write the file holds torn bytes that later appends would land behi
 the next open cuts the log at its last valid batch.
 
 Threads: `GroupCommit` runs fsyncs over duplicated file descriptors on a worker thread (or on
-the loop, when `sync_policy` says it has time to spare for a single fdatasync), and applies their outcome (flushed offset, recovery point) back on the owning thread; every other
-method runs on the owning thread (the broker's event loop).
+the loop, when `sync_policy` says it has time to spare for a single fdatasync), and applies
+their outcome (flushed offset, recovery point) back on the owning thread; every other method
+runs on the owning thread (the broker's event loop).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class AppendResult:
 @dataclass
 class FlushPlan:
     """One fsync round, prepared on the owning thread (`begin_flush`), run on a worker thread
-    or the loop (`run`, where sync_policy says), applied on the owning thread (`PartitionLog.end_flush`)."""
+    or the loop (`run`, where sync_policy says), applied on the owning thread
+    (`PartitionLog.end_flush`)."""
 
     end_offset: int  # everything below it was written before the plan was made
     generation: int  # the log's truncation count then: a truncation meanwhile voids the plan
@@ -686,7 +688,8 @@ def partition_directory(log_dir: str | Path, topic: str, partition: int) -> Path
 class GroupCommit:
     """asyncio: appenders await sync(offset); one flush round (fdatasync of the segments, then
     the queued checkpoints; where the fsyncs run is sync_policy's choice) serves everyone whose
-    data was written before it started. A failed round takes the log out of service: it is never run again."""
+    data was written before it started. A failed round takes the log out of service: it is
+    never run again."""
 
     def __init__(self, partition_log: PartitionLog):
         self._log = partition_log
