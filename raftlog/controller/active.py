@@ -5,10 +5,10 @@ decisions.py, topics.py, partitions.py) taken on the event loop, one at a time a
 await in between, against the *view*: the committed image plus every record this leader has
 proposed and not yet seen committed. Its records are applied to the view at once (so the next
 decision sees them, committed or not) and join the open Raft entry. The open entry is proposed
-at the end of the loop iteration, or, while CONTROLLER_MAX_PENDING_ENTRIES entries of ours are
-uncommitted, as soon as one of them commits (group commit: the decisions taken meanwhile share
-one entry, one MetadataBatch, bounded by CONTROLLER_GROUP_COMMIT_MAX_BYTES). Each request's
-answer waits for its own entry only.
+at the end of the loop iteration, or, while CONTROLLER_MAX_PENDING_ENTRIES entries of ours (one
+by default) are uncommitted, as soon as one of them commits (group commit: the decisions taken
+meanwhile share one entry, one MetadataBatch, bounded by CONTROLLER_GROUP_COMMIT_MAX_BYTES).
+Each request's answer waits for its own entry only.
 
 - The view is made once per leadership: after one ReadIndex (which needs this term's first
   entry committed) and the apply of everything in the leader's log, the committed image is
@@ -101,7 +101,9 @@ class ActiveController:
         clock_ms: Callable[[], float] = _monotonic_ms,
         commit_timeout_s: float = CONTROLLER_COMMIT_TIMEOUT_S,
         wall_clock_ms: Callable[[], float] = _wall_ms,
+        max_pending_entries: int = CONTROLLER_MAX_PENDING_ENTRIES,
     ):
+        assert max_pending_entries >= 1, f"max_pending_entries {max_pending_entries}: no entry could be proposed"
         self._driver = driver
         self._supervisor = tasks
         self._state_machine = state_machine
@@ -124,6 +126,7 @@ class ActiveController:
         self._open: _Entry | None = None  # decisions joining it; proposed at the end of this loop turn
         self._pending: dict[int, _Entry] = {}  # proposed, not yet applied here; by index, ascending
         self._entry_limit_bytes = min(CONTROLLER_GROUP_COMMIT_MAX_BYTES, driver.max_entry_bytes)
+        self._max_pending_entries = max_pending_entries  # proposed and uncommitted, before the open entry waits
         driver.on_leader_change(self._leader_changed)
 
     @property
@@ -261,7 +264,7 @@ class ActiveController:
             loop = asyncio.get_running_loop()
             self._open = _Entry(index, loop.create_future())
             self._open.deadline = loop.call_later(self._commit_timeout_s, self._expire, self._open)
-            if len(self._pending) < CONTROLLER_MAX_PENDING_ENTRIES:
+            if len(self._pending) < self._max_pending_entries:
                 asyncio.get_running_loop().call_soon(self._flush_if_room)
         entry = self._open
         view.apply_records(entry.index, new_records)
@@ -272,7 +275,7 @@ class ActiveController:
         return entry
 
     def _flush_if_room(self) -> None:
-        if len(self._pending) < CONTROLLER_MAX_PENDING_ENTRIES:
+        if len(self._pending) < self._max_pending_entries:
             self._flush()
 
     def _flush(self) -> None:

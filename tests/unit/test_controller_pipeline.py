@@ -158,7 +158,7 @@ async def _turns(count: int = 5) -> None:
 
 def test_non_conflicting_requests_are_proposed_before_the_first_commits():
     async def scenario():
-        controller, driver, state_machine = _controller()
+        controller, driver, state_machine = _controller(max_pending_entries=2)
         first = asyncio.create_task(controller.alter_configs(*_set_config("100"), False))
         await _turns()
         assert driver.uncommitted == 1, "the first request's entry is proposed"
@@ -185,7 +185,7 @@ def test_non_conflicting_requests_are_proposed_before_the_first_commits():
 
 def test_decisions_taken_meanwhile_share_one_entry():
     async def scenario():
-        controller, driver, state_machine = _controller()
+        controller, driver, state_machine = _controller(max_pending_entries=2)
         requests = []
         for i in range(2):
             requests.append(asyncio.create_task(controller.alter_configs(*_set_config(str(100 + i)), False)))
@@ -203,6 +203,36 @@ def test_decisions_taken_meanwhile_share_one_entry():
         assert state_machine.image.dynamic_config("brokers", "") == {"log.retention.hours": "249"}, (
             "the last decided wins"
         )
+
+    asyncio.run(scenario())
+
+
+def test_by_default_one_entry_is_pending_and_the_decisions_taken_meanwhile_go_out_together():
+    async def scenario():
+        controller, driver, state_machine = _controller()
+        first = asyncio.create_task(controller.alter_configs(*_set_config("100"), False))
+        await _turns()
+        assert driver.uncommitted == 1
+        topic = asyncio.create_task(controller.create_topic("orders", 3, 3, {}, False))
+        more = [asyncio.create_task(controller.alter_configs(*_set_config(str(200 + i)), False)) for i in range(20)]
+        duplicate = asyncio.create_task(controller.create_topic("orders", 3, 3, {}, False))
+        await _turns()
+        assert driver.uncommitted == 1, "the later decisions wait in the open entry while one is pending"
+        assert duplicate.done(), "decided at once on the view, which holds the waiting topic: refused"
+        with pytest.raises(RaftlogError) as refused:
+            await duplicate
+        assert refused.value.reason == "TOPIC_ALREADY_EXISTS"
+        driver.commit()
+        await first
+        await _turns()
+        assert driver.uncommitted == 1, "as soon as the first commits, the open entry goes out, all 21 in it"
+        assert not topic.done() and state_machine.image.topic("orders") is None
+        driver.commit()
+        offsets = await asyncio.gather(*more)
+        _, topic_id = await topic
+        assert set(offsets) == {state_machine.image.offset}, "one entry for every decision taken meanwhile"
+        assert state_machine.image.topic("orders").topic_id == topic_id
+        assert state_machine.image.dynamic_config("brokers", "") == {"log.retention.hours": "219"}
 
     asyncio.run(scenario())
 
