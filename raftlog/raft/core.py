@@ -730,6 +730,11 @@ class RaftNode:
         progress.snapshot_sent_tick = self._ticks
         self._send(Message(MsgType.SNAPSHOT, to, self.id, self.term, snapshot=snapshot))
 
+    def _entries_to_send(self) -> bool:
+        """Some follower would get entries from an append now."""
+        last = self.log.last_index
+        return any(progress.next <= last for progress in self.progress.values())
+
     def _broadcast_append(self) -> None:
         for voter, progress in self.progress.items():
             self._send_append(voter, progress)
@@ -950,10 +955,19 @@ class RaftNode:
         )
 
     def ready(self) -> Ready | None:
-        """The next batch of work; call advance() with it once done, before asking for another."""
+        """The next batch of work; call advance() with it once done, before asking for another.
+
+        A leader's broadcast that would carry no entries (only a new commit index) is held for
+        one Ready when this one hands out committed entries: what applying them sets off (the
+        controller proposing the decisions that waited for them) then rides the same append,
+        one message per follower instead of two. The next ready() sends it in any case (advance()
+        has taken the entries), so it is late by one Ready at most."""
+        held = False
         if self._broadcast_pending and self.role == Role.LEADER:
-            self._broadcast_append()
-        self._broadcast_pending = False
+            held = self.log.has_to_apply() and not self._entries_to_send()
+            if not held:
+                self._broadcast_append()
+        self._broadcast_pending = held
         if not self.has_ready():
             return None
         hard = self.hard_state

@@ -234,6 +234,11 @@ class RaftDriver:
             while ready is not None:
                 self._follow_config()
                 await self._handle_ready(ready)
+                if ready.committed_entries:
+                    # One loop turn for what applying them set off (the controller proposes the
+                    # decisions that waited for its entry): the commit index the core holds back
+                    # for one Ready then goes out with those entries (RaftNode.ready).
+                    await asyncio.sleep(0)
                 ready = self.core.ready()
             self._follow_config()
             self._notice_leader_change()

@@ -46,8 +46,8 @@ class Net:
                     if msg.to in self.nodes and frozenset((msg.frm, msg.to)) not in self.cut:
                         self.nodes[msg.to].step(msg)
                         moved = True
-            if not moved:
-                return
+            if not moved and not any(node.has_ready() for node in self.nodes.values()):
+                return  # quiet: nothing sent, and nothing held back (a commit index waits one Ready)
 
     def tick(self, node_id: int, times: int) -> None:
         for _ in range(times):
@@ -73,6 +73,52 @@ def test_a_node_elects_itself_and_replicates_proposals():
     index = leader.propose(b"x")
     net.flush()
     assert all(n.log.committed >= index for n in net.nodes.values())
+
+
+def _commit_first_proposal(net: Net, leader: RaftNode):
+    """Proposes x, replicates it and hands the followers' answers to the leader; returns (x's
+    index, the leader's next Ready, which applies x)."""
+    index = leader.propose(b"x")
+    ready = leader.ready()
+    leader.advance(ready)
+    for msg in ready.messages:
+        net.nodes[msg.to].step(msg)
+    for follower in (2, 3):
+        answer = net.nodes[follower].ready()
+        net.nodes[follower].advance(answer)
+        for msg in answer.messages:
+            leader.step(msg)
+    ready = leader.ready()
+    assert leader.log.committed == index and ready.committed_entries[-1].index == index
+    return index, ready
+
+
+def test_a_new_commit_index_rides_the_append_of_what_applying_set_off():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    first, ready = _commit_first_proposal(net, leader)
+    assert not [m for m in ready.messages if m.type == MsgType.APPEND], "the commit index waits one Ready"
+    leader.advance(ready)
+    second = leader.propose(b"y")  # what the application does on applying x
+    appends = [m for m in leader.ready().messages if m.type == MsgType.APPEND]
+    assert sorted(m.to for m in appends) == [2, 3], "one append per follower"
+    assert all(m.commit == first and [e.index for e in m.entries] == [second] for m in appends)
+
+
+def test_a_held_commit_index_goes_out_with_the_next_ready_when_nothing_follows():
+    net = Net(make_node(1), make_node(2), make_node(3))
+    leader = net.elect(1)
+    first, ready = _commit_first_proposal(net, leader)
+    leader.advance(ready)
+    assert leader.has_ready(), "the held broadcast is work still to do"
+    ready = leader.ready()
+    appends = [m for m in ready.messages if m.type == MsgType.APPEND]
+    assert sorted(m.to for m in appends) == [2, 3] and all(m.commit == first and not m.entries for m in appends)
+    leader.advance(ready)
+    for msg in appends:
+        net.nodes[msg.to].step(msg)
+    net.flush()
+    assert all(n.log.committed == first for n in net.nodes.values())
 
 
 def test_a_candidate_with_id_0_does_not_grant_a_second_vote_in_its_term():
