@@ -108,9 +108,11 @@ class FetchSession:
     named: dict[tuple[bytes, int], int] = field(default_factory=dict)
 
 
-# Records after which every hosted partition is looked at again (topic settings, a removed topic's
-# partitions, a broker gone), not only the partitions the records name.
-FULL_RECONCILE_RECORD_KINDS = frozenset({"config", "remove_topic", "unregister_broker"})
+# Records after which every hosted partition is looked at again (a removed topic's partitions, a
+# broker gone), not only the partitions the records name. A config record does it when it sets a
+# broker default (every topic's settings may follow it); a topic's own config only makes that
+# topic's partitions looked at again (_topics_configured).
+FULL_RECONCILE_RECORD_KINDS = frozenset({"remove_topic", "unregister_broker"})
 
 
 def _partitions_named(batch) -> list[tuple[bytes, int]]:
@@ -125,6 +127,19 @@ def _partitions_named(batch) -> list[tuple[bytes, int]]:
     return named
 
 
+def _topics_configured(batch) -> tuple[set[str], bool]:
+    """(names of the topics whose own configs the batch sets, whether it sets a broker config)."""
+    topics: set[str] = set()
+    brokers = False
+    for record in batch.records:
+        if record.WhichOneof("record") == "config":
+            if record.config.resource_type == "topics":
+                topics.add(record.config.resource_name)
+            else:
+                brokers = True
+    return topics, brokers
+
+
 PARTITION_RECORD_KINDS = frozenset(
     {
         "topic",
@@ -137,6 +152,21 @@ PARTITION_RECORD_KINDS = frozenset(
         "unregister_broker",
     }
 )
+
+
+def reconcile_scope(batch) -> tuple[bool, frozenset[tuple[bytes, int]], frozenset[str]] | None:
+    """What an applied metadata batch (None: a snapshot restored) makes the next reconcile look at:
+    None for nothing, else (every partition, the partitions it names, the topics whose own configs
+    it sets). A snapshot, a removed topic, a broker gone or a broker config make it whole."""
+    if batch is None:
+        return True, frozenset(), frozenset()
+    kinds = {record.WhichOneof("record") for record in batch.records}
+    if not kinds & PARTITION_RECORD_KINDS:
+        return None
+    topics, broker_config = _topics_configured(batch)
+    whole = broker_config or bool(FULL_RECONCILE_RECORD_KINDS & kinds)
+    return whole, frozenset(_partitions_named(batch)), frozenset(topics)
+
 
 T = TypeVar("T")
 LogFactory = Callable[[str, int, LogConfig], ReplicaLog]  # (topic, partition, the topic's log config) -> log
@@ -223,6 +253,7 @@ class ReplicaManager:
         self._alter_partition_slots = asyncio.Semaphore(ALTER_PARTITION_MAX_IN_FLIGHT)
         self._reconcile_whole = True  # the next reconcile looks at every partition (see reconcile)
         self._changed_partitions: set[tuple[bytes, int]] = set()  # named by records since the last one
+        self._configured_topics: set[str] = set()  # whose own configs records set since the last one
         self.changed = ChangeNotifier()  # notified on any partition's log end, high watermark or role
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,19 +292,16 @@ class ReplicaManager:
                 log.exception("%s: closing its log failed", partition.name)
 
     def _on_metadata_batch(self, offset: int, batch) -> None:
-        kinds = None if batch is None else {record.WhichOneof("record") for record in batch.records}
-        if kinds is None or kinds & PARTITION_RECORD_KINDS:
+        scope = reconcile_scope(batch)
+        if scope is not None:
             assert self._loop is not None, "metadata listener registered before start()"
-            # A snapshot, configs (topic settings of every partition) or a topic's removal make the
-            # next round whole; otherwise it looks at the partitions the records name.
-            whole = kinds is None or bool(FULL_RECONCILE_RECORD_KINDS & kinds)
-            changed = frozenset() if batch is None else frozenset(_partitions_named(batch))
-            self._loop.call_soon_threadsafe(self._mark_dirty, whole, changed)
+            self._loop.call_soon_threadsafe(self._mark_dirty, *scope)
 
-    def _mark_dirty(self, whole: bool, changed: frozenset[tuple[bytes, int]]) -> None:
+    def _mark_dirty(self, whole: bool, changed: frozenset[tuple[bytes, int]], topics: frozenset[str]) -> None:
         self._reconcile_whole = self._reconcile_whole or whole
         if not self._reconcile_whole:
             self._changed_partitions |= changed
+            self._configured_topics |= topics
         self._dirty.set()
 
     async def _reconcile_loop(self) -> None:
@@ -284,8 +312,9 @@ class ReplicaManager:
             self._replica_lag_time_max_ms = None
             whole, self._reconcile_whole = self._reconcile_whole, False
             changed, self._changed_partitions = self._changed_partitions, set()
+            topics, self._configured_topics = self._configured_topics, set()
             try:
-                opened, removed = await self.reconcile(whole, changed)
+                opened, removed = await self.reconcile(whole, changed, topics)
             except Exception as exc:  # noqa: BLE001 - keep serving; the next change retries
                 self._reconcile_whole = True  # whatever it did not get to
                 self.supervisor.survived("replica-reconcile", exc)
@@ -305,7 +334,10 @@ class ReplicaManager:
         return cached
 
     async def reconcile(
-        self, whole: bool = True, changed: AbstractSet[tuple[bytes, int]] = frozenset()
+        self,
+        whole: bool = True,
+        changed: AbstractSet[tuple[bytes, int]] = frozenset(),
+        configured_topics: AbstractSet[str] = frozenset(),
     ) -> tuple[int, int]:
         """Brings the hosted partitions in line with the image. Logs are opened and deleted on a
         worker thread, LOG_FILES_BATCH_PARTITIONS at a time (opening a new one is a few files, no fsync),
@@ -315,8 +347,10 @@ class ReplicaManager:
         off another round. Not whole: only the `changed` partitions (named by the records since the
         last round) are looked at, and of those only the ones whose PartitionInfo is not the one
         applied last time (the image replaces a partition's info on every change), so a metadata
-        change costs work for what it changed, not for every partition hosted here. Returns how
-        many partitions it opened and how many it removed."""
+        change costs work for what it changed, not for every partition hosted here; the partitions
+        of `configured_topics` (whose own configs changed) are reconfigured and applied again
+        whatever their PartitionInfo. Returns how many partitions it opened and how many it
+        removed."""
         wanted: dict[tuple[bytes, int], tuple[str, PartitionInfo]] = {}
         if whole:
             for topic_name, info in self.image.partitions():
@@ -331,6 +365,11 @@ class ReplicaManager:
                     wanted[key] = hosted
                 elif key in self.partitions:
                     leaving.append(key)
+            for topic_name in configured_topics:
+                topic = self.image.topic(topic_name)
+                for info in topic.partitions.values() if topic is not None else ():
+                    if self.broker_id in info.replicas:
+                        wanted[(info.topic_id, info.partition)] = (topic_name, info)
         removed_count = opened_count = 0
         opening = _LogOpeningPacer()
         for chunk in _chunks(leaving, LOG_FILES_BATCH_PARTITIONS):
@@ -354,7 +393,7 @@ class ReplicaManager:
             partition = self.partitions.get(key)
             if partition is None:
                 new.append((key, topic_name, info))
-            elif whole or partition.info is not info:
+            elif whole or partition.info is not info or topic_name in configured_topics:
                 partition.log.reconfigure(self.topic_settings(topic_name).log)  # a config altered since
                 self._apply(partition, info)
         for chunk in _chunks(new, LOG_FILES_BATCH_PARTITIONS):
