@@ -450,7 +450,7 @@ class GroupCoordinator:
                 self._tasks.survived("offsets-materializer", exc)
 
     async def _materialize_once(self) -> None:
-        hosted = {p.index: p for p in list(self._replicas.partitions.values()) if p.topic == OFFSETS_TOPIC}
+        hosted = self._hosted_offsets_partitions()
         for index in [i for i in self._applied if i not in hosted]:
             del self._applied[index]
         for index, partition in hosted.items():
@@ -470,6 +470,17 @@ class GroupCoordinator:
                 next_offset = end  # only control batches or compacted-away offsets in between
             await asyncio.to_thread(self._store.apply, index, records, next_offset)
             self._applied[index] = next_offset
+
+    def _hosted_offsets_partitions(self) -> dict[int, Partition]:
+        """This broker's replicas of the offsets topic, by index: looked up by the topic's id, not
+        found by a scan of every hosted partition (every MATERIALIZE_INTERVAL_S, a scan of 10,000
+        idle partitions was a twentieth of an idle node's CPU)."""
+        topic = self._replicas.image.topic(OFFSETS_TOPIC)
+        if topic is None:
+            return {}
+        hosted = self._replicas.partitions
+        found = ((index, hosted.get((topic.topic_id, index))) for index in topic.partitions)
+        return {index: partition for index, partition in found if partition is not None}
 
     # -- the clock ----------------------------------------------------------------------------
 
